@@ -1,0 +1,177 @@
+"""Array backend: numpy on the CPU, cupy on a GPU, one code path.
+
+The backend is chosen once — explicitly, ``"auto"``, or through the ``SCOPE_BACKEND``
+environment variable — and passed down as an object. cupy is imported lazily, only when asked
+for, so the package imports on machines without a GPU.
+
+Examples
+--------
+>>> be = get_backend("numpy")
+>>> x = be.xp.ones((4, 4), dtype=be.xp.float32)
+>>> be.fft.rfft2(x).shape
+(4, 3)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from scope.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["numpy", "cupy", "auto"]
+ENV_VAR = "SCOPE_BACKEND"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module with its FFT functions.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"`` or ``"cupy"``.
+    xp : module
+        The array namespace (numpy or cupy).
+    fft : object
+        An object with ``fft2``, ``ifft2``, ``rfft2``, ``irfft2`` bound to the backend's FFT
+        library (scipy.fft with ``workers`` on the CPU, cupyx.scipy.fft on the GPU).
+    """
+
+    name: str
+    xp: ModuleType
+    fft: Any = field(repr=False)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Move ``a`` onto this backend's device (no copy when already there)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """Copy ``a`` back to host memory as a numpy array (no copy for numpy)."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(a)
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the CPU); needed for honest timings."""
+        if self.name == "cupy":
+            self.xp.cuda.Stream.null.synchronize()
+
+
+class _ScipyFFT:
+    """scipy.fft with a fixed number of worker threads; keeps float32 as complex64."""
+
+    def __init__(self, workers: int) -> None:
+        import scipy.fft
+
+        self._f = scipy.fft
+        self.workers = workers
+
+    def fft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.fft2(a, s=s, workers=self.workers)
+
+    def ifft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.ifft2(a, s=s, workers=self.workers)
+
+    def rfft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.rfft2(a, s=s, workers=self.workers)
+
+    def irfft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.irfft2(a, s=s, workers=self.workers)
+
+    def fftfreq(self, n: int, d: float = 1.0) -> Any:
+        return self._f.fftfreq(n, d)
+
+    def rfftfreq(self, n: int, d: float = 1.0) -> Any:
+        return self._f.rfftfreq(n, d)
+
+
+class _CupyFFT:
+    """cupyx.scipy.fft (plans cached by cupy)."""
+
+    def __init__(self) -> None:
+        import cupyx.scipy.fft
+
+        self._f = cupyx.scipy.fft
+
+    def fft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.fft2(a, s=s)
+
+    def ifft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.ifft2(a, s=s)
+
+    def rfft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.rfft2(a, s=s)
+
+    def irfft2(self, a: Any, s: Any = None) -> Any:
+        return self._f.irfft2(a, s=s)
+
+    def fftfreq(self, n: int, d: float = 1.0) -> Any:
+        return self._f.fftfreq(n, d)
+
+    def rfftfreq(self, n: int, d: float = 1.0) -> Any:
+        return self._f.rfftfreq(n, d)
+
+
+def cupy_available() -> bool:
+    """True when cupy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError, missing driver ...
+        return False
+
+
+@cache
+def _make(name: str, workers: int) -> Backend:
+    if name == "numpy":
+        return Backend("numpy", np, _ScipyFFT(workers))
+    import cupy
+
+    return Backend("cupy", cupy, _CupyFFT())
+
+
+def get_backend(name: BackendName | Backend | None = None, *, workers: int | None = None) -> Backend:
+    """Return the array backend.
+
+    Parameters
+    ----------
+    name : {"numpy", "cupy", "auto"} or Backend, optional
+        ``None`` reads the ``SCOPE_BACKEND`` environment variable (default ``"auto"``).
+        ``"auto"`` picks cupy when a CUDA device is usable, numpy otherwise.
+    workers : int, optional
+        FFT worker threads on the CPU (default: all cores).
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown name, or ``"cupy"`` on a machine where cupy cannot run.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name is None:
+        name = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"  # type: ignore[assignment]
+    if name not in ("numpy", "cupy", "auto"):
+        raise ConfigurationError(
+            f"unknown backend {name!r}: expected 'numpy', 'cupy' or 'auto' "
+            f"(check the --backend flag or the {ENV_VAR} environment variable)"
+        )
+    if name == "auto":
+        name = "cupy" if cupy_available() else "numpy"
+        log.debug("auto backend chose %s", name)
+    elif name == "cupy" and not cupy_available():
+        raise ConfigurationError(
+            "backend 'cupy' was requested but cupy cannot use a CUDA device here: install the "
+            "gpu extra (pip install 'scope-sim[gpu]') on a machine with an NVIDIA GPU, "
+            "or use --backend numpy"
+        )
+    return _make(name, workers or os.cpu_count() or 1)

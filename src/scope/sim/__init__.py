@@ -1,0 +1,1 @@
+"""The SIM reconstruction core: pure array functions (no I/O, no Qt, no hardware)."""

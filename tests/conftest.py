@@ -1,0 +1,38 @@
+"""Shared fixtures: the array backends that can run here, and paths to the test data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scope.backend import cupy_available, get_backend
+
+DATA = Path(__file__).parent / "data"
+
+_BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if cupy_available():
+        return
+    skip = pytest.mark.skip(reason="cupy with a CUDA device is not available on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=_BACKENDS)
+def backend(request):
+    """Every backend that can run here: numpy always, cupy where a GPU is present."""
+    return get_backend(request.param)
+
+
+@pytest.fixture
+def numpy_backend():
+    return get_backend("numpy")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
