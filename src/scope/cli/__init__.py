@@ -20,7 +20,7 @@ from scope.errors import ScopeError
 log = logging.getLogger("scope")
 
 #: subcommand modules, in the order ``scope --help`` lists them
-COMMANDS: tuple[str, ...] = ("demo", "reconstruct")
+COMMANDS: tuple[str, ...] = ("demo", "reconstruct", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:
