@@ -1,0 +1,102 @@
+"""Fourier-space building blocks shared by estimation and reconstruction.
+
+Grids are in cycles/µm. A raw image of ``(ny, nx)`` pixels of size ``dx`` µm has frequency
+steps ``1/(ny dx)`` and ``1/(nx dx)``; the 2x SIM grid ``(2ny, 2nx)`` with pixels ``dx/2`` has
+the same steps, so a raw spectrum sits unchanged inside the SIM spectrum (zero-padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scope.errors import ReconstructionError
+
+
+def freq_grid(
+    shape: tuple[int, int], pixel_size_um: float, xp: Any = np, *, rfft: bool = False
+) -> tuple[Any, Any]:
+    """Frequency coordinates (ky, kx) in cycles/µm, broadcastable, in FFT order."""
+    ny, nx = shape
+    ky = np.fft.fftfreq(ny, pixel_size_um)[:, None]
+    kx = (np.fft.rfftfreq if rfft else np.fft.fftfreq)(nx, pixel_size_um)[None, :]
+    return xp.asarray(ky), xp.asarray(kx)
+
+
+def pixel_coordinates_um(
+    shape: tuple[int, int], pixel_size_um: float, xp: Any = np, *, origin_px: float = 0.0
+) -> tuple[Any, Any]:
+    """Pixel-centre coordinates (y, x) in µm, broadcastable.
+
+    ``origin_px`` shifts the origin: pixel ``j`` sits at ``(j - origin_px) * pixel_size_um``.
+    """
+    ny, nx = shape
+    y = (np.arange(ny) - origin_px)[:, None] * pixel_size_um
+    x = (np.arange(nx) - origin_px)[None, :] * pixel_size_um
+    return xp.asarray(y), xp.asarray(x)
+
+
+def edge_taper(shape: tuple[int, int], width_px: int, xp: Any = np) -> Any:
+    """Separable window: 1 inside, a cosine fall-off to 0 over ``width_px`` at each edge.
+
+    Tapering the raw frames before any FFT removes the cross of edge artefacts that periodic
+    boundaries produce (Müller et al. 2016, fairSIM).
+    """
+    def ramp(n: int) -> np.ndarray:
+        w = np.ones(n)
+        k = int(min(width_px, n // 4))
+        if k > 0:
+            t = (np.arange(k) + 0.5) / k
+            edge = 0.5 - 0.5 * np.cos(np.pi * t)
+            w[:k] = edge
+            w[n - k :] = edge[::-1]
+        return w
+
+    ny, nx = shape
+    return xp.asarray((ramp(ny)[:, None] * ramp(nx)[None, :]).astype(np.float32))
+
+
+def default_taper_px(shape: tuple[int, int]) -> int:
+    """Taper width used by default: 1/16 of the smaller side, between 4 and 32 pixels."""
+    return int(np.clip(min(shape) // 16, 4, 32))
+
+
+def separation_matrix(phases_rad: Any) -> np.ndarray:
+    """Pseudo-inverse that separates the 0, +1 and -1 orders of one pattern orientation.
+
+    Raw frame ``n`` is ``D_n = C0 + exp(i phi_n) C+ + exp(-i phi_n) C-``; this returns the
+    (3, n_phases) complex matrix ``P`` with ``[C0, C+, C-] = P @ D``. Works for any
+    ``n_phases >= 3`` and any (non-equidistant) steps (Wicker et al. 2013).
+
+    Raises
+    ------
+    ReconstructionError
+        When the phases cannot separate the orders (e.g. two equal phases out of three).
+    """
+    ph = np.asarray(phases_rad, dtype=np.float64)
+    m = np.stack([np.ones_like(ph), np.exp(1j * ph), np.exp(-1j * ph)], axis=1)
+    cond = np.linalg.cond(m)
+    if not np.isfinite(cond) or cond > 1e3:
+        raise ReconstructionError(
+            f"phase steps {np.round(ph, 3).tolist()} rad cannot separate the orders (matrix "
+            f"condition {cond:.3g}): the phases of one angle must be distinct, ideally 2π/N apart"
+        )
+    return np.linalg.pinv(m)
+
+
+def circular_segments(n_src: int, n_dst: int, offset: int) -> list[tuple[slice, slice]]:
+    """Contiguous (dst, src) slice pairs that place FFT-ordered ``src`` into ``dst``.
+
+    Source index ``j`` (frequency ``f = j`` for ``j < n_src/2`` else ``j - n_src``) lands at
+    destination index ``(f + offset) mod n_dst``; ``n_dst >= n_src``.
+    """
+    freqs = np.fft.fftfreq(n_src, 1.0 / n_src).astype(int)
+    dst = (freqs + offset) % n_dst
+    pairs: list[tuple[slice, slice]] = []
+    start = 0
+    for j in range(1, n_src + 1):
+        if j == n_src or dst[j] != dst[j - 1] + 1:
+            pairs.append((slice(dst[start], dst[j - 1] + 1), slice(start, j)))
+            start = j
+    return pairs
