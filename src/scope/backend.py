@@ -140,7 +140,9 @@ def _make(name: str, workers: int) -> Backend:
     return Backend("cupy", cupy, _CupyFFT())
 
 
-def get_backend(name: BackendName | Backend | None = None, *, workers: int | None = None) -> Backend:
+def get_backend(
+    name: BackendName | Backend | None = None, *, workers: int | None = None
+) -> Backend:
     """Return the array backend.
 
     Parameters
