@@ -1,0 +1,810 @@
+"""Lazy, defensive readers for raw SIM stacks: TIFF/OME-TIFF, MRC and OME-Zarr.
+
+:func:`open_raw` looks at a file's header only and returns a :class:`RawStack` whose ``data``
+reads frames on demand (a read-only memory map where the pixels are stored contiguously,
+page-by-page or chunk-by-chunk reading otherwise). Nothing is allocated in proportion to the
+file before its header has been checked, and nothing is ever unpickled: Zarr arrays with object
+dtypes or pickle codecs are refused from their JSON metadata, before zarr touches them.
+
+Axes are named with one letter each: ``T`` (time), ``Z``, ``C`` (channel) in front, then ``P``
+(the ``angles * phases`` frames of one SIM set, angle-major, phase fastest) and ``Y``, ``X``.
+
+References
+----------
+OME-TIFF: https://ome-model.readthedocs.io/en/stable/ome-tiff/specification.html
+OME-Zarr (NGFF) 0.4/0.5: https://ngff.openmicroscopy.org/
+MRC2014: Cheng et al., J. Struct. Biol. 192, 146 (2015).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scope.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+
+#: largest frame (Y * X pixels) accepted from a header: 16384 x 16384
+MAX_FRAME_PIXELS = 2**28
+#: largest number of 2D frames a header may claim
+MAX_FRAMES = 10**7
+#: largest single storage chunk (bytes) we agree to read at once
+MAX_CHUNK_BYTES = 2**31
+#: pixel types a raw SIM stack may have
+SUPPORTED_DTYPES = tuple(
+    np.dtype(t)
+    for t in (
+        "uint8",
+        "uint16",
+        "uint32",
+        "int8",
+        "int16",
+        "int32",
+        "float16",
+        "float32",
+        "float64",
+    )
+)
+
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+_MRC_SUFFIXES = (".mrc", ".dv", ".st", ".map")
+_LEAD_LETTERS = "TZC"
+
+
+def _fail(path: Path, message: str) -> DataFormatError:
+    return DataFormatError(f"{path.name}: {message}")
+
+
+class LazyFrames:
+    """Array-like over ``(lead..., P, Y, X)`` frames that reads only what is indexed.
+
+    Integer and slice indexing of the leading axes is supported (``stack[t]``, ``stack[t, :3]``,
+    ``stack[2:4]``); the result is a numpy array in the file's dtype.
+
+    Parameters
+    ----------
+    read_frames : callable
+        ``read_frames(flat_indices) -> ndarray (k, Y, X)``: reads frames by their flat index.
+    shape : tuple of int
+        Full shape, the last two axes being ``Y, X``.
+    dtype : numpy dtype
+    """
+
+    def __init__(
+        self,
+        read_frames: Callable[[Sequence[int]], np.ndarray],
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+    ) -> None:
+        self._read_frames = read_frames
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        n_lead = len(self.shape) - 2
+        lead_key = key[:n_lead]
+        rest = key[n_lead:]
+        flat = np.arange(math.prod(self.shape[:-2]), dtype=np.int64).reshape(self.shape[:-2])
+        picked = flat[lead_key] if lead_key else flat
+        frames = self._read_frames([int(i) for i in np.ravel(picked)])
+        out = frames.reshape(np.shape(picked) + self.shape[-2:])
+        return out[(Ellipsis, *rest)] if rest else out
+
+    def __repr__(self) -> str:
+        return f"LazyFrames(shape={self.shape}, dtype={self.dtype})"
+
+
+@dataclass
+class RawStack:
+    """A raw SIM stack opened lazily.
+
+    Attributes
+    ----------
+    data : ndarray or LazyFrames
+        Shaped like ``shape``; indexing the leading axes reads only those frames.
+    shape : tuple of int
+        ``(lead..., P, Y, X)``.
+    dtype : numpy dtype
+        Pixel type in the file.
+    axes : str
+        One letter per axis, e.g. ``"TPYX"`` or ``"PYX"``; ``P`` holds ``angles * phases`` frames.
+    path : Path
+        The file (or Zarr store) read.
+    pixel_size_nm, wavelength_nm, na : float or None
+        Camera pixel size at the sample, emission wavelength and NA where the file states them.
+    metadata : dict
+        Everything else worth keeping (format, original axes, acquisition details).
+    """
+
+    data: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: str
+    path: Path
+    pixel_size_nm: float | None = None
+    wavelength_nm: float | None = None
+    na: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _closer: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def lead_shape(self) -> tuple[int, ...]:
+        """Shape of the axes in front of the SIM frames (time, z, channel)."""
+        return self.shape[:-3]
+
+    @property
+    def lead_axes(self) -> str:
+        return self.axes[:-3]
+
+    @property
+    def n_frames_per_set(self) -> int:
+        return self.shape[-3]
+
+    @property
+    def n_sets(self) -> int:
+        """Number of SIM sets (time points x z x channels)."""
+        return math.prod(self.lead_shape)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self.shape[-2], self.shape[-1]
+
+    @property
+    def set_nbytes(self) -> int:
+        """Bytes of one SIM set in the file's dtype."""
+        return math.prod(self.shape[-3:]) * self.dtype.itemsize
+
+    def set_index(self, flat: int) -> tuple[int, ...]:
+        """Leading index of the ``flat``-th SIM set."""
+        return (
+            tuple(int(i) for i in np.unravel_index(flat, self.lead_shape))
+            if self.lead_shape
+            else ()
+        )
+
+    def read_set(self, flat: int = 0) -> np.ndarray:
+        """Read one SIM set as float32 ``(P, Y, X)``, refusing NaN or infinite values.
+
+        Parameters
+        ----------
+        flat : int
+            Flat index over the leading axes (``0 .. n_sets - 1``).
+        """
+        if not 0 <= flat < self.n_sets:
+            raise IndexError(f"SIM set {flat} out of range 0..{self.n_sets - 1}")
+        index = self.set_index(flat)
+        try:
+            frames = np.asarray(self.data[index] if index else self.data[...])
+        except DataFormatError:
+            raise
+        except Exception as err:
+            raise _fail(
+                self.path, f"cannot read SIM set {index or 0} ({err}); the file may be truncated"
+            ) from err
+        out = frames.astype(np.float32, copy=True)
+        if out.shape != self.shape[-3:]:
+            raise _fail(
+                self.path, f"SIM set {index} has shape {out.shape}, expected {self.shape[-3:]}"
+            )
+        if self.dtype.kind == "f" and not np.isfinite(out).all():
+            bad = int(np.count_nonzero(~np.isfinite(out)))
+            raise _fail(
+                self.path,
+                f"SIM set {index or 0} holds {bad} NaN/inf values; expected finite intensities — "
+                "fix or drop those frames",
+            )
+        return out
+
+    def iter_sets(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Yield SIM sets one by one (memory: one set at a time)."""
+        for flat in range(start, self.n_sets if stop is None else stop):
+            yield self.read_set(flat)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self) -> RawStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# shared checks
+
+
+def _check_dtype(path: Path, dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise _fail(path, f"unsupported pixel type {dtype!r}") from err
+    if dt.newbyteorder("=") not in SUPPORTED_DTYPES:
+        raise _fail(
+            path,
+            f"unsupported pixel type {dt}; expected one of "
+            f"{', '.join(str(d) for d in SUPPORTED_DTYPES)} — convert the stack to uint16 or "
+            "float32",
+        )
+    return dt
+
+
+def _check_frames(path: Path, n_frames: int, frame_shape: Sequence[int]) -> None:
+    ny, nx = (int(s) for s in frame_shape)
+    if ny < 1 or nx < 1 or ny * nx > MAX_FRAME_PIXELS:
+        raise _fail(
+            path,
+            f"header claims frames of {ny} x {nx} pixels; expected 1..{MAX_FRAME_PIXELS} pixels "
+            "per frame — the file is corrupt or not a raw SIM stack",
+        )
+    if n_frames < 1 or n_frames > MAX_FRAMES:
+        raise _fail(
+            path,
+            f"header claims {n_frames} frames; expected 1..{MAX_FRAMES} — the file is corrupt",
+        )
+
+
+def _assign_axes(
+    path: Path,
+    lead: Sequence[int],
+    lead_letters: str,
+    n_frames_per_set: int | None,
+) -> tuple[tuple[int, ...], str]:
+    """Shape and axes ``(lead..., P)`` for the leading dimensions of a stack of frames."""
+    lead = tuple(int(s) for s in lead)
+    total = math.prod(lead)
+    if not lead:
+        raise _fail(path, "holds a single 2D frame; expected a stack of angles x phases frames")
+    if n_frames_per_set is not None:
+        n = int(n_frames_per_set)
+        if lead[-1] == n and len(lead) > 1:
+            kept = lead[:-1]
+        elif total % n == 0:
+            kept = (total // n,) if total > n else ()
+            lead_letters = "T" * len(kept)
+        else:
+            raise _fail(
+                path,
+                f"holds {total} frames, not a multiple of {n} (angles x phases); check "
+                "--angles/--phases or whether the file is complete",
+            )
+        shape = (*kept, n)
+        letters = _lead_letters(lead_letters[: len(kept)], len(kept))
+        return shape, letters + "P"
+    shape = lead
+    return shape, _lead_letters(lead_letters[: len(lead) - 1], len(lead) - 1) + "P"
+
+
+def _lead_letters(letters: str, n: int) -> str:
+    """Map file axis letters onto distinct T/Z/C letters (unknown ones become the first unused)."""
+    letters = letters.upper()[-n:] if n else ""
+    out: list[str] = []
+    for ch in letters.rjust(n, "?"):
+        if ch in _LEAD_LETTERS and ch not in out:
+            out.append(ch)
+        else:
+            out.append(next(c for c in _LEAD_LETTERS + "QRS" if c not in out and c not in letters))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# TIFF
+
+
+class _TiffPageReader:
+    """Reads pages of one TIFF series by index; reopens the file after pickling."""
+
+    def __init__(self, path: Path, series: int = 0) -> None:
+        self.path = path
+        self.series = series
+        self._tif: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "series": self.series, "_tif": None}
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        import tifffile
+
+        if self._tif is None:
+            self._tif = tifffile.TiffFile(self.path)
+        data = self._tif.asarray(key=list(indices), series=self.series, maxworkers=1)
+        n_y, n_x = data.shape[-2:]
+        return data.reshape(len(indices), n_y, n_x)
+
+    def close(self) -> None:
+        if self._tif is not None:
+            self._tif.close()
+            self._tif = None
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _unit_to_nm(value: float, unit: str | None, default: str = "µm") -> float:
+    unit = (unit or default).strip().lower().replace("micron", "µm")
+    factors = {
+        "nm": 1.0,
+        "nanometer": 1.0,
+        "µm": 1e3,
+        "um": 1e3,
+        "micrometer": 1e3,
+        "\\u00b5m": 1e3,
+        "mm": 1e6,
+        "millimeter": 1e6,
+        "cm": 1e7,
+        "centimeter": 1e7,
+        "m": 1e9,
+        "meter": 1e9,
+        "å": 0.1,
+        "angstrom": 0.1,
+    }
+    if unit not in factors:
+        raise ValueError(f"unknown length unit {unit!r}")
+    return float(value) * factors[unit]
+
+
+def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
+    """Pixel size, emission wavelength and NA from OME, shaped-JSON or ImageJ metadata."""
+    out: dict[str, float | None] = {"pixel_size_nm": None, "wavelength_nm": None, "na": None}
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            import tifffile
+
+            ome = tifffile.xml2dict(tif.ome_metadata).get("OME", {})
+            image = ome.get("Image", {})
+            image = image[0] if isinstance(image, list) else image
+            pixels = image.get("Pixels", {})
+            if "PhysicalSizeX" in pixels:
+                out["pixel_size_nm"] = _unit_to_nm(
+                    pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
+                )
+            channel = pixels.get("Channel", {})
+            channel = channel[0] if isinstance(channel, list) else channel
+            if isinstance(channel, dict) and "EmissionWavelength" in channel:
+                out["wavelength_nm"] = _unit_to_nm(
+                    channel["EmissionWavelength"], channel.get("EmissionWavelengthUnit"), "nm"
+                )
+            instrument = ome.get("Instrument", {})
+            objective = instrument.get("Objective", {}) if isinstance(instrument, dict) else {}
+            if isinstance(objective, dict) and "LensNA" in objective:
+                out["na"] = float(objective["LensNA"])
+            desc = image.get("Description")
+            if isinstance(desc, str) and desc.startswith("{"):
+                _update_from_json(out, json.loads(desc))
+        elif tif.is_shaped and tif.shaped_metadata:
+            _update_from_json(out, tif.shaped_metadata[0])
+        elif tif.is_imagej:
+            ij = tif.imagej_metadata or {}
+            xres = page.tags.get("XResolution")
+            if xres is not None:
+                num, den = xres.value
+                px_per_unit = num / den if den else 0
+                # ImageJ writes 1 pixel per unit when nobody calibrated the image: unknown
+                if px_per_unit > 0 and not math.isclose(px_per_unit, 1.0):
+                    out["pixel_size_nm"] = _unit_to_nm(1.0 / px_per_unit, ij.get("unit"))
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        log.warning("%s: ignoring unreadable physical metadata (%s)", tif.filename, err)
+    return out
+
+
+def _update_from_json(out: dict[str, float | None], meta: Any) -> None:
+    if not isinstance(meta, dict):
+        return
+    for key in ("pixel_size_nm", "wavelength_nm", "na"):
+        value = meta.get(key)
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+            out[key] = float(value)
+
+
+def _open_tiff(path: Path, n_frames_per_set: int | None) -> RawStack:
+    import tifffile
+
+    tlog = logging.getLogger("tifffile")
+    capture = _LogCapture()
+    tlog.addHandler(capture)
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as err:
+        raise _fail(path, f"not a readable TIFF file ({err})") from err
+    finally:
+        tlog.removeHandler(capture)
+    try:
+        return _tiff_stack(tif, path, n_frames_per_set, capture)
+    except BaseException:
+        tif.close()
+        raise
+
+
+def _tiff_stack(
+    tif: Any, path: Path, n_frames_per_set: int | None, capture: _LogCapture
+) -> RawStack:
+    size = os.path.getsize(path)
+    tlog = logging.getLogger("tifffile")
+    tlog.addHandler(capture)
+    try:
+        if not tif.series:
+            raise _fail(path, "TIFF holds no image series")
+        series = tif.series[0]
+        shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+        keyframe = series.keyframe
+    except DataFormatError:
+        raise
+    except Exception as err:
+        raise _fail(path, f"corrupt TIFF structure ({err})") from err
+    finally:
+        tlog.removeHandler(capture)
+    broken = [m for m in capture.messages if "invalid" in m or "corrupt" in m or "truncat" in m]
+    if broken:
+        raise _fail(
+            path,
+            f"TIFF is truncated or corrupt ({broken[0]}); expected a complete file — "
+            "copy it again or re-export it",
+        )
+    if "S" in axes and shape[axes.index("S")] > 1:
+        raise _fail(path, f"has {shape[axes.index('S')]} samples per pixel (RGB?); expected grey")
+    if "S" in axes:
+        i = axes.index("S")
+        shape, axes = shape[:i] + shape[i + 1 :], axes[:i] + axes[i + 1 :]
+    if len(shape) < 2:
+        raise _fail(path, f"holds a {shape} image; expected a stack of angles x phases frames")
+    n_frames = math.prod(shape[:-2])
+    _check_frames(path, n_frames, shape[-2:])
+    dtype = _check_dtype(path, dtype)
+    if len(shape) < 3:
+        raise _fail(path, f"holds one {shape} image; expected a stack of angles x phases frames")
+    lead_shape, lead_axes = _assign_axes(path, shape[:-2], axes[:-2], n_frames_per_set)
+    full_shape = (*lead_shape, *shape[-2:])
+    nbytes = n_frames * shape[-2] * shape[-1] * dtype.itemsize
+
+    physical = _tiff_physical(tif, keyframe)
+    meta: dict[str, Any] = {"format": "ome-tiff" if tif.is_ome else "tiff", "file_axes": axes}
+    offset = series.dataoffset
+    if offset is not None:
+        # contiguous, uncompressed pixels: a read-only memory map, after checking the file size
+        if offset + nbytes > size:
+            raise _fail(
+                path,
+                f"TIFF is truncated: its header promises {nbytes} bytes of pixels from offset "
+                f"{offset} but the file has {size} bytes — copy it again or re-export it",
+            )
+        tif.close()
+        file_dtype = dtype.newbyteorder(tif.byteorder)
+        data: Any = np.memmap(path, dtype=file_dtype, mode="r", offset=offset, shape=full_shape)
+        closer = None
+    else:
+        pages = series.pages
+        for page in pages:
+            if page is None:
+                raise _fail(path, "TIFF is missing pages; the file is truncated or corrupt")
+            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts) if c]
+            if not ends and page.compression == 1:
+                raise _fail(path, "TIFF page has no pixel data; the file is truncated")
+            if ends and max(ends) > size:
+                raise _fail(
+                    path,
+                    f"TIFF is truncated: page {page.index} needs {max(ends)} bytes, the file "
+                    f"has {size} — copy it again or re-export it",
+                )
+            if page.compression != 1:
+                largest = max(page.databytecounts or (0,))
+                if largest > MAX_CHUNK_BYTES:
+                    raise _fail(path, f"TIFF strip/tile of {largest} bytes exceeds the limit")
+        tif.close()
+        reader = _TiffPageReader(path)
+        data = LazyFrames(reader, full_shape, dtype)
+        closer = reader.close
+    return RawStack(
+        data=data,
+        shape=full_shape,
+        dtype=dtype,
+        axes=lead_axes + "YX",
+        path=path,
+        metadata=meta,
+        _closer=closer,
+        **physical,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# MRC
+
+
+def _mrc_pixel_size_nm(voxel: float) -> float | None:
+    """MRC voxel size to nm: Priism-era SIM files store µm, MRC2014 stores Å."""
+    if not (voxel > 0 and math.isfinite(voxel)):
+        return None
+    if voxel < 5.0:  # no camera pixel at the sample is 5 Å; values this small are µm
+        return voxel * 1e3
+    return voxel * 0.1
+
+
+def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
+    import mrcfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with mrcfile.open(path, permissive=True, header_only=True) as m:
+                h = m.header
+                nz, ny, nx = int(h.nz), int(h.ny), int(h.nx)
+                mode = int(h.mode)
+                ext_bytes = int(h.nsymbt)
+                mx = int(h.mx) or nx
+                voxel = float(h.cella.x) / mx if mx else 0.0
+                try:
+                    dtype = mrcfile.utils.data_dtype_from_header(h)
+                except ValueError as err:
+                    raise _fail(path, f"unsupported MRC mode {mode}") from err
+    except DataFormatError:
+        raise
+    except Exception as err:
+        raise _fail(path, f"not a readable MRC file ({err})") from err
+    dtype = _check_dtype(path, dtype)
+    _check_frames(path, nz, (ny, nx))
+    if ext_bytes < 0:
+        raise _fail(path, f"MRC header claims a negative extended header ({ext_bytes} bytes)")
+    offset = 1024 + ext_bytes
+    nbytes = nz * ny * nx * dtype.itemsize
+    size = os.path.getsize(path)
+    if offset + nbytes > size:
+        raise _fail(
+            path,
+            f"MRC file is truncated: its header promises {nz} x {ny} x {nx} {dtype} values "
+            f"({offset + nbytes} bytes) but the file has {size} bytes — copy it again",
+        )
+    lead_shape, lead_axes = _assign_axes(path, (nz,), "Z", n_frames_per_set)
+    full_shape = (*lead_shape, ny, nx)
+    data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=full_shape)
+    return RawStack(
+        data=data,
+        shape=full_shape,
+        dtype=dtype.newbyteorder("="),
+        axes=lead_axes + "YX",
+        path=path,
+        pixel_size_nm=_mrc_pixel_size_nm(voxel),
+        metadata={"format": "mrc", "mrc_mode": mode, "voxel_size_header": voxel},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Zarr
+
+
+def _zarr_json(path: Path) -> dict[str, Any] | None:
+    for name in ("zarr.json", ".zarray", ".zgroup"):
+        f = path / name
+        if f.is_file():
+            if f.stat().st_size > 16 * 2**20:
+                raise _fail(path, f"{name} is larger than 16 MiB; not a Zarr store we trust")
+            try:
+                meta = json.loads(f.read_text())
+            except (OSError, ValueError) as err:
+                raise _fail(path, f"unreadable Zarr metadata {name} ({err})") from err
+            if name == ".zgroup":
+                attrs = path / ".zattrs"
+                meta = {"node_type": "group", "zarr_format": 2}
+                if attrs.is_file():
+                    try:
+                        meta["attributes"] = json.loads(attrs.read_text())
+                    except (OSError, ValueError) as err:
+                        raise _fail(path, f"unreadable Zarr attributes ({err})") from err
+            elif name == ".zarray":
+                meta["node_type"] = "array"
+            return meta
+    return None
+
+
+def _refuse_unsafe_zarr_array(path: Path, meta: dict[str, Any]) -> None:
+    """Refuse object dtypes and pickle codecs from the array's JSON, before zarr opens it."""
+    text = json.dumps(meta).lower()
+    dtype = meta.get("dtype", meta.get("data_type"))
+    if "pickle" in text or meta.get("object_codec") is not None or str(dtype) in ("|O", "object"):
+        raise _fail(
+            path,
+            f"Zarr array uses an object dtype or a pickle codec ({dtype}); expected plain numeric "
+            "pixels — nothing is unpickled from input files",
+        )
+
+
+def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
+    meta = _zarr_json(path)
+    if meta is None:
+        raise _fail(path, "not a Zarr store (no zarr.json/.zarray/.zgroup)")
+    # a run written by ``scope acquire`` is read through its own reader
+    attrs = meta.get("attributes", {}) or {}
+    array_path = ""
+    axes_names: list[str] | None = None
+    pixel_size_nm: float | None = None
+    extra: dict[str, Any] = {"format": "ome-zarr"}
+    if meta.get("node_type") == "group":
+        ome = attrs.get("ome", attrs)
+        multiscales = ome.get("multiscales") if isinstance(ome, dict) else None
+        raw_path = (
+            attrs.get("scope", {}).get("raw_array")
+            if isinstance(attrs.get("scope"), dict)
+            else None
+        )
+        if raw_path:
+            array_path = str(raw_path)
+        elif multiscales:
+            ms = multiscales[0]
+            dataset = ms["datasets"][0]
+            array_path = str(dataset["path"])
+            axes_names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+            units = {
+                (a["name"] if isinstance(a, dict) else a): (
+                    a.get("unit") if isinstance(a, dict) else None
+                )
+                for a in ms.get("axes", [])
+            }
+            for t in dataset.get("coordinateTransformations", []):
+                if t.get("type") == "scale" and axes_names and "x" in axes_names:
+                    scale = t["scale"][axes_names.index("x")]
+                    try:
+                        pixel_size_nm = _unit_to_nm(scale, units.get("x"), "µm")
+                    except ValueError:
+                        pixel_size_nm = None
+        else:
+            children = sorted(p.name for p in path.iterdir() if p.is_dir())
+            arrays = [
+                c for c in children if (_zarr_json(path / c) or {}).get("node_type") == "array"
+            ]
+            if len(arrays) != 1:
+                raise _fail(
+                    path,
+                    f"Zarr group without OME multiscales metadata holds arrays {arrays}; expected "
+                    "exactly one raw array — point at the array itself",
+                )
+            array_path = arrays[0]
+        extra["zarr_attributes"] = {k: v for k, v in attrs.items() if k != "ome"}
+    array_dir = path / array_path if array_path else path
+    ameta = _zarr_json(array_dir)
+    if ameta is None or ameta.get("node_type") != "array":
+        raise _fail(path, f"Zarr array {array_path!r} not found; the store is incomplete")
+    _refuse_unsafe_zarr_array(path, ameta)
+    # dtype, shape and chunk sizes from the JSON, before zarr allocates anything
+    shape = tuple(int(s) for s in ameta["shape"])
+    chunks = ameta.get("chunks") or ameta.get("chunk_grid", {}).get("configuration", {}).get(
+        "chunk_shape"
+    )
+    dtype_spec = ameta.get("dtype", ameta.get("data_type"))
+    try:
+        dtype = _check_dtype(path, dtype_spec)
+    except DataFormatError:
+        raise
+    except Exception as err:
+        raise _fail(path, f"unsupported Zarr data type {dtype_spec!r}") from err
+    if len(shape) < 3:
+        raise _fail(path, f"Zarr array has shape {shape}; expected (..., angles*phases, Y, X)")
+    n_frames = math.prod(shape[:-2])
+    _check_frames(path, n_frames, shape[-2:])
+    if chunks and math.prod(int(c) for c in chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
+        raise _fail(path, f"Zarr chunks {tuple(chunks)} exceed {MAX_CHUNK_BYTES} bytes each")
+
+    import zarr
+
+    try:
+        arr = zarr.open_array(str(array_dir), mode="r")
+    except Exception as err:
+        raise _fail(path, f"cannot open the Zarr array ({err})") from err
+    if arr.nchunks_initialized < arr.nchunks:
+        raise _fail(
+            path,
+            f"Zarr array is incomplete: {arr.nchunks_initialized} of {arr.nchunks} chunks "
+            "written — the run was interrupted or the copy is partial",
+        )
+    letters = ""
+    if axes_names:
+        letters = "".join(n[0].upper() for n in axes_names[:-2])
+    lead_shape, lead_axes = _assign_axes(path, shape[:-2], letters, n_frames_per_set)
+    full_shape = (*lead_shape, *shape[-2:])
+    if full_shape == shape:
+        data: Any = arr
+    else:
+        flat_lead = n_frames
+
+        def read_frames(indices: Sequence[int]) -> np.ndarray:
+            out = np.empty((len(indices), *shape[-2:]), dtype=dtype)
+            for k, i in enumerate(indices):
+                out[k] = arr[np.unravel_index(i, shape[:-2])]
+            return out
+
+        assert flat_lead == math.prod(full_shape[:-2])
+        data = LazyFrames(read_frames, full_shape, dtype)
+    return RawStack(
+        data=data,
+        shape=full_shape,
+        dtype=dtype,
+        axes=lead_axes + "YX",
+        path=path,
+        pixel_size_nm=pixel_size_nm,
+        metadata=extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawStack:
+    """Open a raw SIM stack lazily, after checking its header.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF/OME-TIFF, MRC file, or OME-Zarr store (a folder, including runs written by
+        ``scope acquire``).
+    n_frames_per_set : int, optional
+        ``angles * phases``. When given, the frames are grouped into sets of this size and a
+        frame count that is not a multiple of it is refused.
+
+    Returns
+    -------
+    RawStack
+        Shaped ``(lead..., P, Y, X)``; frames are read only when indexed.
+
+    Raises
+    ------
+    DataFormatError
+        Unreadable, truncated or corrupt file; absurd dimensions; wrong frame count;
+        unsupported pixel type; object dtypes or pickle codecs.
+
+    Examples
+    --------
+    >>> stack = open_raw("raw.tif", n_frames_per_set=9)  # doctest: +SKIP
+    >>> first = stack.read_set(0)  # float32 (9, Y, X)  # doctest: +SKIP
+    """
+    path = Path(path)
+    if n_frames_per_set is not None and n_frames_per_set < 1:
+        raise DataFormatError(f"n_frames_per_set must be positive, got {n_frames_per_set}")
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file or folder")
+    if path.is_dir():
+        acquisition = _acquisition_reader(path)
+        if acquisition is not None:
+            return acquisition(path, n_frames_per_set)
+        return _open_zarr(path, n_frames_per_set)
+    suffix = path.suffix.lower()
+    if suffix in _TIFF_SUFFIXES:
+        return _open_tiff(path, n_frames_per_set)
+    if suffix in _MRC_SUFFIXES:
+        return _open_mrc(path, n_frames_per_set)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _open_tiff(path, n_frames_per_set)
+    raise DataFormatError(
+        f"{path.name}: unknown raw format {suffix!r}; expected TIFF/OME-TIFF (.tif), MRC (.mrc) "
+        "or an OME-Zarr folder (.zarr)"
+    )
+
+
+def _acquisition_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
+    """The ``scope acquire`` reader for runs it wrote, where that module is installed."""
+    return None

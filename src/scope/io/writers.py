@@ -1,0 +1,402 @@
+"""Writers for reconstructed images: float32 OME-TIFF and OME-Zarr (NGFF), with provenance.
+
+Every writer writes under a temporary name beside the target and renames it into place only when
+the file is complete, so an interrupted run never leaves something that looks finished.
+
+Physical pixel sizes are written in µm with their unit (``PhysicalSizeX`` +
+``PhysicalSizeXUnit="µm"`` in OME-XML; ``unit: "micrometer"`` axes and ``scale`` transforms in
+NGFF). SIM parameters and provenance travel as JSON: in the OME ``Image/Description`` of an
+OME-TIFF and under the ``"scope"`` key of the Zarr group attributes.
+
+References
+----------
+OME-TIFF: https://ome-model.readthedocs.io/en/stable/ome-tiff/specification.html
+OME-Zarr (NGFF) 0.5: https://ngff.openmicroscopy.org/0.5/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scope.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+
+_NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def temporary_path(path: Path) -> Path:
+    """A unique hidden name beside ``path`` for writing before the final rename."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def commit_path(tmp: Path, path: Path) -> None:
+    """Move a completed temporary file or folder to its final name (replacing an old one)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    raise TypeError(f"cannot store {type(obj).__name__} in metadata")
+
+
+def _check_axes(image_shape: tuple[int, ...], axes: str) -> str:
+    axes = axes.upper()
+    if len(axes) != len(image_shape) or not axes.endswith("YX") or len(set(axes)) != len(axes):
+        raise DataFormatError(
+            f"axes {axes!r} do not describe an image of shape {image_shape}; expected one "
+            "distinct letter per axis ending in 'YX' (e.g. 'TYX')"
+        )
+    if not set(axes) <= set("TCZYX"):
+        raise DataFormatError(f"axes {axes!r}: only T, C, Z, Y, X are allowed in outputs")
+    return axes
+
+
+# ---------------------------------------------------------------------------------------------
+# OME-TIFF
+
+
+def _ome_tiff_metadata(pixel_size_nm: float, axes: str, metadata: dict[str, Any] | None) -> dict:
+    size_um = float(pixel_size_nm) / 1000.0
+    return {
+        "axes": axes,
+        "PhysicalSizeX": size_um,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": size_um,
+        "PhysicalSizeYUnit": "µm",
+        "Name": "scope SIM reconstruction",
+        "Description": json.dumps(metadata or {}, default=_json_default),
+    }
+
+
+def write_ome_tiff(
+    path: str | Path,
+    image: np.ndarray | Iterable[np.ndarray],
+    *,
+    pixel_size_nm: float,
+    axes: str,
+    metadata: dict[str, Any] | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> Path:
+    """Write a float32 OME-TIFF, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file (``.ome.tif`` recommended).
+    image : ndarray or iterable of ndarray
+        The image, or an iterable yielding its 2D planes in order (streaming; then ``shape`` is
+        required). Converted to float32.
+    pixel_size_nm : float
+        Pixel size at the sample, nm (written as µm with ``PhysicalSizeXUnit``).
+    axes : str
+        One letter per axis from ``TCZYX``, ending in ``YX``.
+    metadata : dict, optional
+        JSON-serialisable SIM parameters and provenance, stored in the OME Image Description.
+    shape : tuple of int, optional
+        Full shape when ``image`` is an iterable of planes.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not (pixel_size_nm and pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
+        raise DataFormatError(f"pixel size must be positive, got {pixel_size_nm} nm")
+    if isinstance(image, np.ndarray):
+        data: Any = np.ascontiguousarray(image, dtype=np.float32)
+        shape = data.shape
+    else:
+        if shape is None:
+            raise DataFormatError("streaming OME-TIFF writes need the full shape")
+        data = (np.ascontiguousarray(p, dtype=np.float32) for p in image)
+    axes = _check_axes(tuple(shape), axes)
+    tmp = temporary_path(path)
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=math.prod(shape) * 4 > 2**31, ome=True) as tw:
+            tw.write(
+                data,
+                shape=None if isinstance(data, np.ndarray) else shape,
+                dtype=np.float32,
+                photometric="minisblack",
+                metadata=_ome_tiff_metadata(pixel_size_nm, axes, metadata),
+            )
+        commit_path(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# OME-Zarr
+
+
+def auto_multiscale_levels(
+    shape_yx: tuple[int, int], *, max_side: int = 512, max_levels: int = 5
+) -> int:
+    """Number of resolution levels: halve until the larger side is at most ``max_side``."""
+    levels, side = 1, max(shape_yx)
+    while side > max_side and levels < max_levels:
+        side = (side + 1) // 2
+        levels += 1
+    return levels
+
+
+def downsample2(plane: np.ndarray) -> np.ndarray:
+    """2x2 mean binning of the last two axes (odd edges dropped)."""
+    y, x = plane.shape[-2] // 2 * 2, plane.shape[-1] // 2 * 2
+    p = plane[..., :y, :x]
+    return (
+        (p[..., 0::2, 0::2] + p[..., 1::2, 0::2] + p[..., 0::2, 1::2] + p[..., 1::2, 1::2]) * 0.25
+    ).astype(np.float32)
+
+
+class OmeZarrWriter:
+    """Streaming NGFF 0.5 writer: create, write one leading index at a time, then commit.
+
+    Writes into a temporary folder beside ``path``; :meth:`commit` renames it into place.
+    Chunks hold one time point (one leading index) and the full plane, so concurrent writers of
+    different time points never share a chunk.
+
+    Parameters
+    ----------
+    path : Path
+        Target ``.zarr`` folder.
+    shape : tuple of int
+        Full image shape, ``(lead..., Y, X)``.
+    pixel_size_nm : float
+        Level-0 pixel size at the sample, nm.
+    axes : str
+        One letter per axis from ``TCZYX``, ending in ``YX``.
+    metadata : dict, optional
+        SIM parameters and provenance, stored under the group attribute ``"scope"``.
+    multiscale_levels : int, optional
+        Number of resolution levels (default: :func:`auto_multiscale_levels`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        shape: tuple[int, ...],
+        *,
+        pixel_size_nm: float,
+        axes: str,
+        metadata: dict[str, Any] | None = None,
+        chunks_time: int = 1,
+        multiscale_levels: int | None = None,
+        tmp_path: str | Path | None = None,
+    ) -> None:
+        import zarr
+
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.axes = _check_axes(self.shape, axes)
+        if not (pixel_size_nm and pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
+            raise DataFormatError(f"pixel size must be positive, got {pixel_size_nm} nm")
+        levels = multiscale_levels or auto_multiscale_levels(self.shape[-2:])
+        self.tmp = Path(tmp_path) if tmp_path else temporary_path(self.path)
+        n_lead = len(self.shape) - 2
+        self.group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+        self.arrays = []
+        datasets = []
+        size_um = float(pixel_size_nm) / 1000.0
+        for level in range(levels):
+            f = 2**level
+            lshape = (*self.shape[:-2], self.shape[-2] // f, self.shape[-1] // f)
+            chunks = (*([1] * n_lead), *lshape[-2:])
+            if n_lead:
+                chunks = (max(1, int(chunks_time)), *chunks[1:])
+            self.arrays.append(
+                self.group.create_array(
+                    str(level), shape=lshape, chunks=chunks, dtype="float32", fill_value=np.nan
+                )
+            )
+            scale = [1.0] * n_lead + [size_um * f, size_um * f]
+            datasets.append(
+                {
+                    "path": str(level),
+                    "coordinateTransformations": [{"type": "scale", "scale": scale}],
+                }
+            )
+        axes_meta = []
+        for a in self.axes.lower():
+            entry: dict[str, Any] = {"name": a, "type": _NGFF_AXIS_TYPES[a]}
+            if _NGFF_AXIS_TYPES[a] == "space":
+                entry["unit"] = "micrometer"
+            axes_meta.append(entry)
+        self.group.attrs.update(
+            {
+                "ome": {
+                    "version": "0.5",
+                    "multiscales": [
+                        {"name": self.path.stem, "axes": axes_meta, "datasets": datasets}
+                    ],
+                },
+                "scope": json.loads(json.dumps(metadata or {}, default=_json_default)),
+            }
+        )
+
+    def write(self, index: tuple[int, ...] | int, plane: np.ndarray) -> None:
+        """Write the image at one leading index (e.g. a time point), all levels."""
+        idx = (index,) if isinstance(index, int) else tuple(index)
+        level = np.asarray(plane, dtype=np.float32)
+        for k, arr in enumerate(self.arrays):
+            if k:
+                level = downsample2(level)
+            arr[idx] = level[..., : arr.shape[-2], : arr.shape[-1]]
+
+    def update_metadata(self, metadata: dict[str, Any]) -> None:
+        self.group.attrs["scope"] = json.loads(json.dumps(metadata, default=_json_default))
+
+    def commit(self) -> Path:
+        commit_path(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        _remove(self.tmp)
+
+
+def write_ome_zarr(
+    path: str | Path,
+    image: np.ndarray,
+    *,
+    pixel_size_nm: float,
+    axes: str,
+    metadata: dict[str, Any] | None = None,
+    chunks_time: int = 1,
+    multiscale_levels: int | None = None,
+) -> Path:
+    """Write an image as an OME-Zarr (NGFF 0.5, Zarr v3) store, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target folder (``.zarr``).
+    image : ndarray
+        ``(lead..., Y, X)``, stored as float32, chunked by one leading index (time point).
+    pixel_size_nm : float
+        Level-0 pixel size, nm (written as a µm ``scale`` transform).
+    axes : str
+        One letter per axis from ``TCZYX`` ending in ``YX``.
+    metadata : dict, optional
+        SIM parameters and provenance (group attribute ``"scope"``).
+    chunks_time : int
+        Leading indices per chunk.
+    multiscale_levels : int, optional
+        Resolution levels (2x mean binning each); default by image size.
+    """
+    image = np.asarray(image)
+    writer = OmeZarrWriter(
+        path,
+        image.shape,
+        pixel_size_nm=pixel_size_nm,
+        axes=axes,
+        metadata=metadata,
+        chunks_time=chunks_time,
+        multiscale_levels=multiscale_levels,
+    )
+    try:
+        for idx in np.ndindex(*image.shape[:-2]):
+            writer.write(idx, image[idx])
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# reading back
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+    """Read an image written by this module (or any OME-TIFF/OME-Zarr).
+
+    Returns
+    -------
+    image : ndarray
+        Level 0, as stored.
+    pixel_size_nm : float or None
+    metadata : dict
+        The stored SIM parameters/provenance plus ``"axes"`` (and ``"levels"`` for Zarr).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_zarr(path)
+    import tifffile
+
+    from scope.io.raw import _unit_to_nm
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        image = series.asarray()
+        meta: dict[str, Any] = {"axes": series.axes}
+        pixel_size_nm = None
+        if tif.is_ome:
+            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+            img = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
+            pixels = img["Pixels"]
+            if "PhysicalSizeX" in pixels:
+                pixel_size_nm = _unit_to_nm(
+                    pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
+                )
+            desc = img.get("Description")
+            if isinstance(desc, str) and desc.startswith("{"):
+                meta.update(json.loads(desc))
+    return image, pixel_size_nm, meta
+
+
+def _read_zarr(path: Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+    import zarr
+
+    from scope.io.raw import _unit_to_nm
+
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome", attrs)
+    ms = ome["multiscales"][0]
+    names = [a["name"] for a in ms["axes"]]
+    ds = ms["datasets"][0]
+    scale = next(t["scale"] for t in ds["coordinateTransformations"] if t["type"] == "scale")
+    unit = next((a.get("unit") for a in ms["axes"] if a["name"] == "x"), None)
+    pixel_size_nm = _unit_to_nm(scale[names.index("x")], "µm" if unit == "micrometer" else unit)
+    image = np.asarray(group[ds["path"]][...])
+    meta = dict(attrs.get("scope", {}))
+    meta["axes"] = "".join(names).upper()
+    meta["levels"] = len(ms["datasets"])
+    return image, pixel_size_nm, meta
+
+
+def iter_planes(image: np.ndarray) -> Iterator[np.ndarray]:
+    """The 2D planes of an image in C order (for streaming writers)."""
+    for idx in np.ndindex(*image.shape[:-2]):
+        yield image[idx]

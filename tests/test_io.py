@@ -1,0 +1,354 @@
+"""Raw readers and image writers: real files written and read back, hostile input refused."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import struct
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from scope.errors import DataFormatError
+from scope.io.raw import LazyFrames, open_raw
+from scope.io.writers import (
+    auto_multiscale_levels,
+    read_image,
+    write_ome_tiff,
+    write_ome_zarr,
+)
+
+
+def _raw(shape=(4, 9, 32, 32), seed=0, dtype=np.uint16):
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) * 1000 + 100).astype(dtype)
+
+
+# --------------------------------------------------------------------------------- writers
+
+
+def test_ome_tiff_round_trip_units_and_metadata(tmp_path):
+    image = np.random.default_rng(1).random((3, 64, 48)).astype(np.float64)
+    meta = {"angles": [{"angle_deg": 12.5, "period_nm": 250.0}], "software": "scope 0.1.0"}
+    out = write_ome_tiff(
+        tmp_path / "sim.ome.tif", image, pixel_size_nm=32.5, axes="TYX", metadata=meta
+    )
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome
+        series = tif.series[0]
+        assert series.shape == (3, 64, 48)
+        assert series.axes == "TYX"
+        assert series.dtype == np.float32
+        np.testing.assert_array_equal(series.asarray(), image.astype(np.float32))
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert pixels["PhysicalSizeX"] == pytest.approx(0.0325)
+        assert pixels["PhysicalSizeXUnit"] == "µm"
+        assert pixels["PhysicalSizeY"] == pytest.approx(0.0325)
+    back, px, md = read_image(out)
+    assert back.dtype == np.float32
+    assert px == pytest.approx(32.5)
+    assert md["angles"] == meta["angles"]
+    assert md["software"] == "scope 0.1.0"
+    assert [p.name for p in tmp_path.iterdir()] == ["sim.ome.tif"]  # no temporary left
+
+
+def test_ome_tiff_streaming_failure_leaves_nothing(tmp_path):
+    def planes():
+        yield np.zeros((16, 16), np.float32)
+        raise RuntimeError("reconstruction failed half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        write_ome_tiff(
+            tmp_path / "x.ome.tif", planes(), pixel_size_nm=30, axes="TYX", shape=(3, 16, 16)
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ome_zarr_round_trip_ngff(tmp_path):
+    image = np.random.default_rng(2).random((3, 64, 64)).astype(np.float32)
+    out = write_ome_zarr(
+        tmp_path / "sim.zarr",
+        image,
+        pixel_size_nm=32.5,
+        axes="TYX",
+        metadata={"input": "raw.tif", "software": "scope"},
+        multiscale_levels=2,
+    )
+    group = zarr.open_group(str(out), mode="r")
+    ome = group.attrs["ome"]
+    assert ome["version"] == "0.5"
+    ms = ome["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["t", "y", "x"]
+    assert ms["axes"][0]["type"] == "time"
+    assert ms["axes"][2]["unit"] == "micrometer"
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales[0] == pytest.approx([1.0, 0.0325, 0.0325])
+    assert scales[1] == pytest.approx([1.0, 0.065, 0.065])
+    level0, level1 = group["0"], group["1"]
+    assert level0.chunks == (1, 64, 64)  # one chunk per time point
+    assert level1.shape == (3, 32, 32)
+    np.testing.assert_array_equal(level0[...], image)
+    np.testing.assert_allclose(
+        level1[1], image[1].reshape(32, 2, 32, 2).mean(axis=(1, 3)), rtol=1e-6
+    )
+    back, px, md = read_image(out)
+    np.testing.assert_array_equal(back, image)
+    assert px == pytest.approx(32.5)
+    assert md["input"] == "raw.tif"
+    assert md["levels"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["sim.zarr"]
+
+
+def test_multiscale_levels_for_big_images():
+    assert auto_multiscale_levels((128, 128)) == 1
+    assert auto_multiscale_levels((1024, 1024)) == 2
+    assert auto_multiscale_levels((4096, 2048)) == 4
+
+
+def test_writer_refuses_bad_axes(tmp_path):
+    with pytest.raises(DataFormatError, match="do not describe an image of shape"):
+        write_ome_tiff(tmp_path / "a.tif", np.zeros((2, 8, 8)), pixel_size_nm=30, axes="YX")
+
+
+# --------------------------------------------------------------------------------- real data
+
+
+def test_real_bsim_float_tiff(data_dir):
+    path = data_dir / "bsim-hela-mitochondria" / "raw_images.tif"
+    stack = open_raw(path, n_frames_per_set=9)
+    assert stack.shape == (9, 120, 120)
+    assert stack.axes == "PYX"
+    assert stack.dtype == np.float32
+    assert stack.pixel_size_nm is None  # ImageJ's uncalibrated 1 px/µm is not a pixel size
+    frames = stack.read_set(0)
+    np.testing.assert_array_equal(frames, tifffile.imread(path))
+    # integer counts 72..783 per the data README
+    assert frames.min() >= 70
+    assert frames.max() <= 800
+
+
+def test_real_mrc_uint16(data_dir):
+    import mrcfile
+
+    path = data_dir / "rdl-tirf-microtubules" / "MT.mrc"
+    stack = open_raw(path, n_frames_per_set=9)
+    assert stack.shape == (9, 256, 256)
+    assert stack.dtype == np.uint16
+    assert stack.pixel_size_nm == pytest.approx(62.6, abs=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.open(path, permissive=True) as m:
+            expected = np.asarray(m.data, dtype=np.float32)
+    np.testing.assert_array_equal(stack.read_set(0), expected)
+
+
+# --------------------------------------------------------------------------------- layouts
+
+
+def test_time_lapse_tiff_is_lazy_and_grouped(tmp_path):
+    raw = _raw((4, 9, 32, 32))
+    path = tmp_path / "lapse.tif"
+    tifffile.imwrite(path, raw, metadata={"pixel_size_nm": 65.0, "wavelength_nm": 525, "na": 1.2})
+    stack = open_raw(path, n_frames_per_set=9)
+    assert (stack.shape, stack.axes, stack.n_sets) == ((4, 9, 32, 32), "TPYX", 4)
+    assert (stack.pixel_size_nm, stack.wavelength_nm, stack.na) == (65.0, 525.0, 1.2)
+    assert isinstance(stack.data, np.memmap)  # contiguous: mapped, not loaded
+    np.testing.assert_array_equal(stack.read_set(3), raw[3].astype(np.float32))
+
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, raw.reshape(36, 32, 32))
+    stack = open_raw(flat, n_frames_per_set=9)
+    assert (stack.shape, stack.axes) == ((4, 9, 32, 32), "TPYX")
+    np.testing.assert_array_equal(stack.read_set(2), raw[2].astype(np.float32))
+
+
+def test_compressed_ome_tiff_reads_page_by_page(tmp_path):
+    raw = _raw((3, 9, 32, 32))
+    path = tmp_path / "lapse.ome.tif"
+    tifffile.imwrite(
+        path,
+        raw,
+        ome=True,
+        compression="zlib",
+        metadata={"axes": "TZYX", "PhysicalSizeX": 65, "PhysicalSizeXUnit": "nm"},
+    )
+    stack = open_raw(path, n_frames_per_set=9)
+    assert isinstance(stack.data, LazyFrames)
+    assert (stack.shape, stack.axes) == ((3, 9, 32, 32), "TPYX")
+    assert stack.pixel_size_nm == pytest.approx(65.0)
+    np.testing.assert_array_equal(stack.read_set(1), raw[1].astype(np.float32))
+    np.testing.assert_array_equal(stack.data[2, 4:6], raw[2, 4:6])
+    stack.close()
+
+
+def test_ome_zarr_raw_input(tmp_path):
+    raw = _raw((3, 9, 32, 32))
+    path = write_ome_zarr(
+        tmp_path / "raw.zarr",
+        raw.reshape(27, 32, 32).astype(np.float32),
+        pixel_size_nm=65,
+        axes="TYX",
+    )
+    stack = open_raw(path, n_frames_per_set=9)
+    assert (stack.shape, stack.axes, stack.pixel_size_nm) == ((3, 9, 32, 32), "TPYX", 65.0)
+    np.testing.assert_array_equal(stack.read_set(2), raw[2].astype(np.float32))
+
+
+# --------------------------------------------------------------------------------- hostile input
+
+
+def _tiff_claiming(width: int, height: int) -> bytes:
+    """A minimal little-endian TIFF whose header claims a width x height uint16 image."""
+    entries = [
+        (256, 4, 1, width),  # ImageWidth
+        (257, 4, 1, height),  # ImageLength
+        (258, 3, 1, 16),  # BitsPerSample
+        (259, 3, 1, 1),  # Compression: none
+        (262, 3, 1, 1),  # Photometric: minisblack
+        (273, 4, 1, 8 + 2 + 12 * 9 + 4),  # StripOffsets: right after the IFD
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (278, 4, 1, height),  # RowsPerStrip
+        (279, 4, 1, 2 * width * height % 2**32),  # StripByteCounts
+    ]
+    ifd = struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        fmt = "<HHIHH" if typ == 3 else "<HHII"
+        ifd += (
+            struct.pack(fmt, tag, typ, count, value, 0)
+            if typ == 3
+            else struct.pack(fmt, tag, typ, count, value)
+        )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\x00" * 64
+
+
+def _refused_cheaply(path, match, **kwargs):
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError, match=match) as info:
+            open_raw(path, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"refusing took {peak / 2**20:.0f} MiB"
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_absurd_tiff_header_refused_before_allocation(tmp_path):
+    path = tmp_path / "huge.tif"
+    path.write_bytes(_tiff_claiming(100_000, 100_000))
+    msg = _refused_cheaply(path, "header claims frames of 100000 x 100000 pixels")
+    assert msg.startswith("huge.tif:")
+
+
+def test_absurd_mrc_header_refused_before_allocation(tmp_path, data_dir):
+    header = bytearray((data_dir / "rdl-tirf-microtubules" / "MT.mrc").read_bytes()[:1024])
+    header[0:12] = struct.pack("<3i", 60_000, 60_000, 9)  # nx, ny, nz
+    path = tmp_path / "huge.mrc"
+    path.write_bytes(bytes(header) + b"\x00" * 4096)
+    _refused_cheaply(path, "header claims frames of 60000 x 60000 pixels", n_frames_per_set=9)
+
+
+def test_truncated_files_refused(tmp_path, data_dir):
+    src = data_dir / "rdl-tirf-microtubules" / "MT.mrc"
+    cut = tmp_path / "cut.mrc"
+    cut.write_bytes(src.read_bytes()[:700_000])
+    msg = _refused_cheaply(cut, "MRC file is truncated", n_frames_per_set=9)
+    assert "1180672 bytes" in msg
+    assert "700000 bytes" in msg
+
+    raw = _raw((4, 9, 32, 32))
+    for name, kwargs in (("plain.tif", {}), ("ome.ome.tif", {"ome": True})):
+        path = tmp_path / name
+        tifffile.imwrite(path, raw, **kwargs)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * 0.6)])
+        _refused_cheaply(path, "truncated", n_frames_per_set=9)
+
+
+def test_wrong_frame_count_refused(tmp_path):
+    path = tmp_path / "eight.tif"
+    tifffile.imwrite(path, _raw((8, 32, 32)))
+    msg = _refused_cheaply(path, "holds 8 frames, not a multiple of 9", n_frames_per_set=9)
+    assert "--angles/--phases" in msg
+    stack = open_raw(path, n_frames_per_set=8)  # the same file is fine as 2 angles x 4 phases
+    assert stack.shape == (8, 32, 32)
+
+
+def test_nan_data_refused_per_set(tmp_path):
+    raw = _raw((3, 9, 16, 16)).astype(np.float32)
+    raw[1, 4, 3, 3] = np.nan
+    raw[2, 0, 0, 0] = np.inf
+    path = tmp_path / "nan.tif"
+    tifffile.imwrite(path, raw)
+    stack = open_raw(path, n_frames_per_set=9)
+    np.testing.assert_array_equal(stack.read_set(0), raw[0])
+    with pytest.raises(DataFormatError, match=r"SIM set \(1,\) holds 1 NaN/inf values"):
+        stack.read_set(1)
+    with pytest.raises(DataFormatError, match="NaN/inf"):
+        stack.read_set(2)
+
+
+def test_unsupported_dtype_refused(tmp_path):
+    path = tmp_path / "complex.tif"
+    tifffile.imwrite(path, np.zeros((9, 16, 16), np.complex64))
+    _refused_cheaply(path, "unsupported pixel type complex64", n_frames_per_set=9)
+    zpath = tmp_path / "bool.zarr"
+    zarr.create_array(str(zpath), shape=(9, 16, 16), dtype=bool)
+    _refused_cheaply(zpath, "unsupported pixel type bool", n_frames_per_set=9)
+
+
+class _Bomb:
+    """Unpickling this creates a file: the test checks it never happens."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_zarr_object_dtype_never_unpickled(tmp_path):
+    store = tmp_path / "evil.zarr"
+    store.mkdir()
+    sentinel = tmp_path / "UNPICKLED"
+    (store / ".zarray").write_text(
+        json.dumps(
+            {
+                "zarr_format": 2,
+                "shape": [9, 4, 4],
+                "chunks": [9, 4, 4],
+                "dtype": "|O",
+                "compressor": None,
+                "fill_value": None,
+                "filters": [{"id": "pickle", "protocol": 4}],
+                "order": "C",
+            }
+        )
+    )
+    (store / "0.0.0").write_bytes(pickle.dumps(np.array([_Bomb(str(sentinel))], dtype=object)))
+    _refused_cheaply(store, "object dtype or a pickle codec", n_frames_per_set=9)
+    assert not sentinel.exists()
+
+
+def test_incomplete_zarr_refused(tmp_path):
+    path = write_ome_zarr(
+        tmp_path / "raw.zarr", _raw((18, 16, 16)).astype(np.float32), pixel_size_nm=65, axes="TYX"
+    )
+    chunk_dir = path / "0" / "c"
+    victim = sorted(p for p in chunk_dir.rglob("*") if p.is_file())[5]
+    victim.unlink()
+    _refused_cheaply(path, "17 of 18 chunks written", n_frames_per_set=9)
+
+
+def test_unknown_format_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    _refused_cheaply(path, "unknown raw format '.txt'")
+    shutil.copy(path, tmp_path / "fake.tif")
+    _refused_cheaply(tmp_path / "fake.tif", "not a readable TIFF file")
