@@ -1,0 +1,491 @@
+"""Camera offset, gain and read noise from dark and flat frames (photon transfer).
+
+A camera pixel reports ``ADU = offset + G * n_e + read noise`` where ``n_e`` photo-electrons are
+Poisson distributed (variance = mean) and ``G`` is the gain in ADU per electron. Over repeated
+frames of a steady scene each pixel therefore has a temporal variance
+
+    var_ADU = G * (mean_ADU - offset) + sigma_read_ADU**2
+
+— a straight line in (mean, variance), the *photon-transfer curve*. Dark frames give the offset
+(mean) and the read noise (variance); flat frames at a few light levels give the slope ``G``.
+Using temporal variances (each pixel against itself) removes fixed-pattern differences between
+pixels. The conversion factor ``1 / G`` (electrons per ADU) turns raw frames into
+photo-electrons: ``n_e = (ADU - offset) / G``.
+
+For sCMOS cameras every pixel has its own amplifier, so the same fit is made per pixel, giving an
+offset map, a gain map and a read-noise variance map (Huang et al. 2013). Those maps are what
+:func:`to_electrons` applies.
+
+References
+----------
+Janesick, *Photon Transfer: DN -> lambda*, SPIE Press (2007).
+Huang, F. et al., "Video-rate nanoscopy using sCMOS camera-specific single-molecule localization
+algorithms", Nat. Methods 10, 653-658 (2013), Supplementary Note (per-pixel calibration).
+EMVA Standard 1288, release 4.0 (2021), sections 6.1-6.3 (mean-variance method).
+
+Examples
+--------
+>>> rng = np.random.default_rng(0)
+>>> dark = simulate_frames(np.zeros((32, 32)), 50, gain_adu_per_e=2.0, read_noise_e=1.5, rng=rng)
+>>> flats = [simulate_frames(np.full((32, 32), s), 50, gain_adu_per_e=2.0, read_noise_e=1.5,
+...                          rng=rng) for s in (100, 400, 1600)]
+>>> cal = photon_transfer(dark, flats)
+>>> round(cal.gain_adu_per_e, 1), round(cal.read_noise_e, 1)
+(2.0, 1.5)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scope.errors import DataFormatError
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """One offset, gain and read noise for the whole sensor (CCD/CMOS/EMCCD-style).
+
+    Attributes
+    ----------
+    offset_adu : float
+        Mean dark level, ADU.
+    gain_adu_per_e : float
+        Slope of the photon-transfer curve, ADU per photo-electron.
+    read_noise_e : float
+        Read noise, electrons rms.
+    n_levels : int
+        Number of light levels (dark included) in the fit.
+    fit_rms_rel : float
+        Rms of the relative residuals of the variance fit (linearity check).
+    """
+
+    offset_adu: float
+    gain_adu_per_e: float
+    read_noise_e: float
+    n_levels: int = 0
+    fit_rms_rel: float = float("nan")
+
+    @property
+    def gain_e_per_adu(self) -> float:
+        """Conversion factor, photo-electrons per ADU."""
+        return 1.0 / self.gain_adu_per_e
+
+    @property
+    def read_noise_adu(self) -> float:
+        return self.read_noise_e * self.gain_adu_per_e
+
+    def to_electrons(self, raw: np.ndarray) -> np.ndarray:
+        """Raw ADU frames to photo-electrons, float32."""
+        return (np.asarray(raw, dtype=np.float32) - np.float32(self.offset_adu)) * np.float32(
+            self.gain_e_per_adu
+        )
+
+    def to_toml(self) -> dict[str, Any]:
+        return {
+            "method": "photon-transfer",
+            "offset_adu": float(self.offset_adu),
+            "gain_e_per_adu": float(self.gain_e_per_adu),
+            "read_noise_e": float(self.read_noise_e),
+            "n_levels": int(self.n_levels),
+            "fit_rms_rel": float(self.fit_rms_rel),
+        }
+
+    @classmethod
+    def from_toml(cls, table: dict[str, Any]) -> CameraCalibration:
+        try:
+            return cls(
+                offset_adu=float(table["offset_adu"]),
+                gain_adu_per_e=1.0 / float(table["gain_e_per_adu"]),
+                read_noise_e=float(table["read_noise_e"]),
+                n_levels=int(table.get("n_levels", 0)),
+                fit_rms_rel=float(table.get("fit_rms_rel", float("nan"))),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise DataFormatError(
+                "[calibration.camera] needs offset_adu, gain_e_per_adu (> 0) and read_noise_e: "
+                f"{err!r}; re-run the camera calibration"
+            ) from err
+
+
+@dataclass(frozen=True)
+class SCMOSMaps:
+    """Per-pixel offset (ADU), gain (ADU per electron) and read-noise variance (ADU**2) maps."""
+
+    offset_adu: np.ndarray
+    gain_adu_per_e: np.ndarray
+    variance_adu2: np.ndarray
+
+    def __post_init__(self) -> None:
+        shapes = {self.offset_adu.shape, self.gain_adu_per_e.shape, self.variance_adu2.shape}
+        if len(shapes) != 1 or self.offset_adu.ndim != 2:
+            raise DataFormatError(
+                "sCMOS maps must be three 2D arrays of the same shape (offset, gain, variance); "
+                f"got {self.offset_adu.shape}, {self.gain_adu_per_e.shape}, "
+                f"{self.variance_adu2.shape}"
+            )
+        for name, arr in (
+            ("offset", self.offset_adu),
+            ("gain", self.gain_adu_per_e),
+            ("variance", self.variance_adu2),
+        ):
+            if not np.all(np.isfinite(arr)):
+                raise DataFormatError(f"the {name} map has NaN or infinite values: re-measure it")
+        if np.any(self.gain_adu_per_e <= 0):
+            raise DataFormatError(
+                f"the gain map has {int(np.sum(self.gain_adu_per_e <= 0))} pixels <= 0: gains "
+                "must be positive (ADU per electron)"
+            )
+        if np.any(self.variance_adu2 < 0):
+            raise DataFormatError("the variance map has negative values: variances are >= 0")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.offset_adu.shape  # type: ignore[return-value]
+
+    @property
+    def read_noise_e(self) -> np.ndarray:
+        """Per-pixel read noise in electrons rms."""
+        return np.sqrt(self.variance_adu2) / self.gain_adu_per_e
+
+    def to_electrons(self, raw: np.ndarray, *, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Raw frames ``(..., Y, X)`` to photo-electrons with these maps.
+
+        ``origin`` is the (row, column) of the raw frames' first pixel on the sensor, for frames
+        taken with a region of interest smaller than the maps.
+        """
+        return to_electrons(raw, self, origin=origin)
+
+    def summary(self) -> CameraCalibration:
+        """Sensor-wide medians as a :class:`CameraCalibration`."""
+        return CameraCalibration(
+            offset_adu=float(np.median(self.offset_adu)),
+            gain_adu_per_e=float(np.median(self.gain_adu_per_e)),
+            read_noise_e=float(np.median(self.read_noise_e)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# measurement
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_stack(frames: Any, what: str) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim != 3 or arr.shape[0] < 2:
+        raise DataFormatError(
+            f"{what} must be a stack (n_frames >= 2, Y, X) of frames of a steady scene; got "
+            f"shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise DataFormatError(f"{what} must be finite numbers; got dtype {arr.dtype} or NaN/inf")
+    return arr.astype(np.float64, copy=False)
+
+
+def temporal_statistics(frames: Any, *, what: str = "frames") -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel temporal mean and unbiased variance of a stack ``(n, Y, X)``."""
+    arr = _as_stack(frames, what)
+    return arr.mean(axis=0), arr.var(axis=0, ddof=1)
+
+
+def _check_levels(
+    dark: np.ndarray, flats: Sequence[Any], saturation_adu: float | None
+) -> list[np.ndarray]:
+    if len(flats) < 1:
+        raise DataFormatError(
+            "photon transfer needs flat stacks at one light level at least (better 4-8 levels "
+            "from ~10 % to ~70 % of full scale)"
+        )
+    stacks = []
+    for i, flat in enumerate(flats):
+        arr = _as_stack(flat, f"flat level {i}")
+        if arr.shape[1:] != dark.shape[1:]:
+            raise DataFormatError(
+                f"flat level {i} has frames of {arr.shape[1:]} but the dark frames are "
+                f"{dark.shape[1:]}: take them with the same region of interest"
+            )
+        if saturation_adu is not None and np.mean(arr >= saturation_adu) > 1e-3:
+            log.warning(
+                "flat level %d reaches saturation (%g ADU): left out of the fit", i, saturation_adu
+            )
+            continue
+        stacks.append(arr)
+    if not stacks:
+        raise DataFormatError("every flat level is saturated: use less light or exposure")
+    return stacks
+
+
+def photon_transfer(
+    dark: Any, flats: Sequence[Any], *, saturation_adu: float | None = None
+) -> CameraCalibration:
+    """Sensor-wide offset, gain and read noise by the mean-variance method.
+
+    Parameters
+    ----------
+    dark : array (n, Y, X)
+        Frames with no light (same exposure as the flats).
+    flats : sequence of arrays (n, Y, X)
+        Frames of a uniform, steady light field, one stack per light level.
+    saturation_adu : float, optional
+        Levels with more than 0.1 % of values at or above this are left out.
+
+    Returns
+    -------
+    CameraCalibration
+        Gain is the slope of the mean temporal variance against the mean signal above offset
+        (weighted least squares over the levels, weights ~ 1/variance**2 since the variance of
+        a variance estimate grows with its square); read noise comes from the dark frames.
+    """
+    dark_arr = _as_stack(dark, "dark frames")
+    offset_map, dark_var = temporal_statistics(dark_arr, what="dark frames")
+    offset = float(offset_map.mean())
+    read_var_adu2 = float(dark_var.mean())
+    signal = [0.0]
+    variance = [read_var_adu2]
+    for arr in _check_levels(dark_arr, flats, saturation_adu):
+        mean, var = temporal_statistics(arr)
+        signal.append(float((mean - offset_map).mean()))
+        variance.append(float(var.mean()))
+    s = np.asarray(signal)
+    v = np.asarray(variance)
+    if s.max() <= 10 * np.sqrt(read_var_adu2):
+        raise DataFormatError(
+            f"the flats are only {s.max():.1f} ADU above the dark level (read noise "
+            f"{np.sqrt(read_var_adu2):.1f} ADU): use more light so the shot noise dominates"
+        )
+    w = 1.0 / v  # sqrt of the weights 1 / v**2
+    design = np.stack([s * w, w], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, v * w, rcond=None)
+    if not slope > 0:
+        raise DataFormatError(
+            f"the variance does not grow with the signal (slope {slope:.3g}): check that the "
+            "flats are lit and the scene is steady"
+        )
+    resid = (v - (slope * s + intercept)) / v
+    cal = CameraCalibration(
+        offset_adu=offset,
+        gain_adu_per_e=float(slope),
+        read_noise_e=float(np.sqrt(read_var_adu2) / slope),
+        n_levels=len(s),
+        fit_rms_rel=float(np.sqrt(np.mean(resid**2))),
+    )
+    log.info(
+        "photon transfer: offset %.2f ADU, gain %.4f ADU/e- (%.4f e-/ADU), read noise %.3f e-",
+        cal.offset_adu,
+        cal.gain_adu_per_e,
+        cal.gain_e_per_adu,
+        cal.read_noise_e,
+    )
+    return cal
+
+
+def pixel_maps(
+    dark: Any, flats: Sequence[Any], *, saturation_adu: float | None = None
+) -> SCMOSMaps:
+    """Per-pixel offset, gain and read-noise variance maps (sCMOS).
+
+    Per pixel ``i``: offset and read variance from the dark stack; the gain is the least-squares
+    slope through the dark point, ``g_i = sum_l (v_il - r_i) s_il / sum_l s_il**2`` with
+    ``s_il`` the mean above offset and ``v_il`` the temporal variance at level ``l`` (Huang et al.
+    2013), weighted by the inverse variance of each variance estimate. Each pixel's gain has a
+    relative error of about ``sqrt(2 / (n_frames * n_levels))``: 6 levels of 200 frames give
+    ~4 % per pixel.
+    """
+    dark_arr = _as_stack(dark, "dark frames")
+    offset, read_var = temporal_statistics(dark_arr, what="dark frames")
+    signals, variances = [], []
+    for arr in _check_levels(dark_arr, flats, saturation_adu):
+        mean, var = temporal_statistics(arr)
+        signals.append(mean - offset)
+        variances.append(var - read_var)
+    s = np.stack(signals)
+    v = np.stack(variances)
+    den = np.sum(s * s, axis=0)
+    if np.any(den <= 0):
+        raise DataFormatError(
+            f"{int(np.sum(den <= 0))} pixels see no light above the dark level: light the "
+            "whole sensor evenly"
+        )
+    # first pass: plain least squares; second: weights 1 / var(v) ~ 1 / (g s + r)**2 from the
+    # first-pass model (not from the measured v, which would bias towards low noise draws)
+    gain = np.sum(v * s, axis=0) / den
+    w = 1.0 / np.maximum(np.abs(gain) * s + read_var, 1e-12) ** 2
+    gain = np.sum(w * v * s, axis=0) / np.sum(w * s * s, axis=0)
+    bad = gain <= 0
+    if np.any(bad):
+        log.warning("%d pixels have a non-positive gain estimate: set to the median", bad.sum())
+        gain[bad] = np.median(gain[~bad])
+    return SCMOSMaps(
+        offset.astype(np.float32), gain.astype(np.float32), read_var.astype(np.float32)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# applying
+# ---------------------------------------------------------------------------------------------
+
+
+def to_electrons(
+    raw: Any, calibration: CameraCalibration | SCMOSMaps, *, origin: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """Convert raw ADU frames ``(..., Y, X)`` into photo-electrons (float32).
+
+    ``n_e = (ADU - offset) / gain`` with a sensor-wide calibration or per-pixel maps; with maps,
+    ``origin`` places the frames on the sensor (region of interest).
+    """
+    arr = np.asarray(raw)
+    if arr.ndim < 2 or not np.issubdtype(arr.dtype, np.number):
+        raise DataFormatError(
+            f"raw frames must be numeric (..., Y, X); got {arr.shape} {arr.dtype}"
+        )
+    if isinstance(calibration, CameraCalibration):
+        return calibration.to_electrons(arr)
+    y0, x0 = origin
+    ny, nx = arr.shape[-2:]
+    my, mx = calibration.shape
+    if y0 < 0 or x0 < 0 or y0 + ny > my or x0 + nx > mx:
+        raise DataFormatError(
+            f"frames of {ny}x{nx} at origin {origin} do not fit inside the {my}x{mx} camera "
+            "maps: check the region of interest or re-measure the maps at this size"
+        )
+    sl = (slice(y0, y0 + ny), slice(x0, x0 + nx))
+    offset = calibration.offset_adu[sl].astype(np.float32)
+    inv_gain = (1.0 / calibration.gain_adu_per_e[sl]).astype(np.float32)
+    return (arr.astype(np.float32) - offset) * inv_gain
+
+
+# ---------------------------------------------------------------------------------------------
+# files and presets
+# ---------------------------------------------------------------------------------------------
+
+
+def read_scmos_maps(
+    offset: str | Path,
+    gain: str | Path,
+    variance: str | Path,
+    *,
+    gain_units: str = "adu_per_e",
+) -> SCMOSMaps:
+    """Read offset, gain and variance maps from TIFF files.
+
+    ``gain_units`` is ``"adu_per_e"`` (the usual convention of sCMOS maps, e.g. B-SIM's) or
+    ``"e_per_adu"``; the variance map is in ADU**2.
+    """
+    import tifffile
+
+    arrays = []
+    for name, path in (("offset", offset), ("gain", gain), ("variance", variance)):
+        path = Path(path)
+        if not path.exists():
+            raise DataFormatError(f"{name} map {path} does not exist")
+        try:
+            arrays.append(np.squeeze(tifffile.imread(path)).astype(np.float32))
+        except Exception as err:  # tifffile raises several types for a bad file
+            raise DataFormatError(f"cannot read the {name} map {path}: {err}") from err
+    off, g, var = arrays
+    if gain_units == "e_per_adu":
+        g = (1.0 / g).astype(np.float32)
+    elif gain_units != "adu_per_e":
+        raise DataFormatError(f"gain_units must be 'adu_per_e' or 'e_per_adu', got {gain_units!r}")
+    return SCMOSMaps(off, g, var)
+
+
+def save_camera_calibration(
+    preset: str | Path,
+    calibration: CameraCalibration | None = None,
+    maps: SCMOSMaps | None = None,
+    *,
+    maps_prefix: str = "camera",
+) -> dict[str, Any]:
+    """Save a calibration (and maps, as float32 TIFFs beside the preset) into the preset.
+
+    Writes table ``[calibration.camera]``; map files are named ``<prefix>_offset_map.tif`` etc.
+    and referenced by paths relative to the preset.
+    """
+    import tifffile
+
+    from scope.calibration.preset import update_calibration
+
+    if calibration is None and maps is None:
+        raise DataFormatError("nothing to save: give a calibration, maps or both")
+    preset = Path(preset)
+    table: dict[str, Any] = (calibration or maps.summary()).to_toml()  # type: ignore[union-attr]
+    if maps is not None:
+        files = {}
+        for key, arr in (
+            ("offset", maps.offset_adu),
+            ("gain", maps.gain_adu_per_e),
+            ("variance", maps.variance_adu2),
+        ):
+            name = f"{maps_prefix}_{key}_map.tif"
+            tifffile.imwrite(preset.parent / name, np.asarray(arr, dtype=np.float32))
+            files[key] = name
+        table["maps"] = {**files, "gain_units": "adu_per_e", "variance_units": "adu2"}
+    update_calibration(preset, "camera", table)
+    return table
+
+
+def load_camera_calibration(
+    preset: str | Path,
+) -> tuple[CameraCalibration | None, SCMOSMaps | None]:
+    """The camera calibration saved in a preset: (sensor-wide, maps), each None if absent."""
+    from scope.calibration.preset import read_calibration
+
+    table = read_calibration(preset, "camera")
+    if table is None:
+        return None, None
+    cal = CameraCalibration.from_toml(table)
+    maps = None
+    if "maps" in table:
+        m = table["maps"]
+        base = Path(preset).parent
+        maps = read_scmos_maps(
+            base / m["offset"],
+            base / m["gain"],
+            base / m["variance"],
+            gain_units=m.get("gain_units", "adu_per_e"),
+        )
+    return cal, maps
+
+
+# ---------------------------------------------------------------------------------------------
+# simulation (tests, notebooks, the simulated camera)
+# ---------------------------------------------------------------------------------------------
+
+
+def simulate_frames(
+    photoelectrons: np.ndarray,
+    n_frames: int,
+    *,
+    gain_adu_per_e: float | np.ndarray = 1.0,
+    read_noise_e: float | np.ndarray = 1.5,
+    offset_adu: float | np.ndarray = 100.0,
+    bit_depth: int = 16,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Frames of a steady scene: Poisson electrons x gain + Gaussian read noise + offset.
+
+    Values are rounded and clipped to ``[0, 2**bit_depth - 1]`` like a real ADC; float32 out.
+    Per-pixel arrays for gain, read noise and offset simulate an sCMOS sensor.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    mean_e = np.broadcast_to(np.asarray(photoelectrons, dtype=np.float64), np.shape(photoelectrons))
+    shape = (n_frames, *mean_e.shape)
+    electrons = rng.poisson(mean_e, size=shape).astype(np.float64)
+    gain = np.asarray(gain_adu_per_e, dtype=np.float64)
+    read_adu = np.asarray(read_noise_e, dtype=np.float64) * gain
+    adu = np.asarray(offset_adu, dtype=np.float64) + gain * electrons
+    adu += rng.standard_normal(shape) * read_adu
+    return np.clip(np.rint(adu), 0, 2**bit_depth - 1).astype(np.float32)

@@ -1,0 +1,151 @@
+"""Camera calibration: photon transfer on simulated stacks, B-SIM sCMOS maps on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from scope.calibration.camera import (
+    CameraCalibration,
+    load_camera_calibration,
+    photon_transfer,
+    pixel_maps,
+    read_scmos_maps,
+    save_camera_calibration,
+    simulate_frames,
+    to_electrons,
+)
+from scope.errors import DataFormatError
+
+GAIN_ADU_PER_E = 2.3  # i.e. 0.4348 e-/ADU
+READ_NOISE_E = 1.7
+OFFSET_ADU = 100.0
+LEVELS_E = (40, 150, 500, 1500, 4000)
+
+
+def _stacks(rng, shape=(48, 48), n=24, gain=GAIN_ADU_PER_E, read=READ_NOISE_E, offset=OFFSET_ADU):
+    # a slightly uneven flat field (vignetting) at each level: the method must not care
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    vignette = 1.0 - 0.2 * (((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2) / shape[0] ** 2)
+    kw = dict(gain_adu_per_e=gain, read_noise_e=read, offset_adu=offset, rng=rng)
+    dark = simulate_frames(np.zeros(shape), n, **kw)
+    flats = [simulate_frames(level * vignette, n, **kw) for level in LEVELS_E]
+    return dark, flats
+
+
+def test_photon_transfer_recovers_gain_and_read_noise():
+    dark, flats = _stacks(np.random.default_rng(1))
+    cal = photon_transfer(dark, flats)
+    assert cal.gain_adu_per_e == pytest.approx(GAIN_ADU_PER_E, rel=0.03)
+    assert cal.gain_e_per_adu == pytest.approx(1 / GAIN_ADU_PER_E, rel=0.03)
+    assert cal.read_noise_e == pytest.approx(READ_NOISE_E, rel=0.10)
+    assert cal.offset_adu == pytest.approx(OFFSET_ADU, abs=0.1)
+    assert cal.n_levels == len(LEVELS_E) + 1
+    assert cal.fit_rms_rel < 0.05  # a linear sensor gives a straight photon-transfer curve
+
+
+def test_photon_transfer_on_a_low_gain_camera_with_saturated_level():
+    # 0.5 ADU/e- (2 e-/ADU), 3 e- read noise, 12-bit: the brightest level clips and is dropped
+    rng = np.random.default_rng(2)
+    kw = dict(gain_adu_per_e=0.5, read_noise_e=3.0, offset_adu=64.0, bit_depth=12, rng=rng)
+    dark = simulate_frames(np.zeros((40, 40)), 30, **kw)
+    flats = [simulate_frames(np.full((40, 40), lv), 30, **kw) for lv in (300, 1200, 4000, 9000)]
+    cal = photon_transfer(dark, flats, saturation_adu=4095)
+    assert cal.n_levels == 4  # dark + 3 unsaturated levels
+    assert cal.gain_e_per_adu == pytest.approx(2.0, rel=0.03)
+    assert cal.read_noise_e == pytest.approx(3.0, rel=0.10)
+
+
+def test_pixel_maps_recover_per_pixel_scmos_parameters():
+    rng = np.random.default_rng(3)
+    shape = (32, 32)
+    gain = rng.normal(2.0, 0.12, shape)
+    read = rng.lognormal(np.log(1.6), 0.3, shape)  # sCMOS: skewed read noise, a few noisy pixels
+    offset = rng.normal(100, 3, shape)
+    kw = dict(gain_adu_per_e=gain, read_noise_e=read, offset_adu=offset, rng=rng)
+    # per-pixel relative gain error ~ sqrt(2 / (frames x levels)) = sqrt(2 / 1800) = 3.3 % rms,
+    # i.e. a median absolute error of ~0.67 x 3.3 = 2.2 %
+    dark = simulate_frames(np.zeros(shape), 300, **kw)
+    levels = (150, 300, 600, 1200, 2000, 3000)
+    flats = [simulate_frames(np.full(shape, lv), 300, **kw) for lv in levels]
+    maps = pixel_maps(dark, flats)
+    gain_err = np.abs(maps.gain_adu_per_e / gain - 1)
+    read_err = np.abs(maps.read_noise_e / read - 1)
+    assert np.median(gain_err) < 0.03
+    assert np.median(read_err) < 0.10
+    assert np.max(np.abs(maps.offset_adu - offset)) < 1.0
+    # the maps track the pixel-to-pixel differences, not just the average
+    assert np.corrcoef(maps.gain_adu_per_e.ravel(), gain.ravel())[0, 1] > 0.8
+    # and the median summary matches the sensor-wide photon transfer
+    assert maps.summary().gain_adu_per_e == pytest.approx(np.median(gain), rel=0.03)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(DataFormatError, match="stack"):
+        photon_transfer(np.zeros((10, 10)), [np.ones((3, 10, 10))])
+    dark = np.zeros((3, 8, 8))
+    with pytest.raises(DataFormatError, match="region of interest"):
+        photon_transfer(dark, [np.ones((3, 8, 9))])
+    rng = np.random.default_rng(0)
+    d = simulate_frames(np.zeros((8, 8)), 5, read_noise_e=2.0, rng=rng)
+    dim = simulate_frames(np.full((8, 8), 1.0), 5, read_noise_e=2.0, rng=rng)
+    with pytest.raises(DataFormatError, match="more light"):
+        photon_transfer(d, [dim])
+
+
+BSIM = "bsim-hela-mitochondria"
+
+
+def test_bsim_scmos_maps_are_read_and_applied(data_dir):
+    folder = data_dir / BSIM
+    maps = read_scmos_maps(
+        folder / "offset_map.tif", folder / "gain_map.tif", folder / "variance_map.tif"
+    )
+    assert maps.shape == (120, 120)
+    raw = tifffile.imread(folder / "raw_images.tif")
+    electrons = maps.to_electrons(raw)
+    assert electrons.dtype == np.float32
+    assert electrons.shape == raw.shape
+    # per pixel, exactly (raw - offset) / gain, read independently from the files here
+    offset = tifffile.imread(folder / "offset_map.tif").astype(np.float64)
+    gain = tifffile.imread(folder / "gain_map.tif").astype(np.float64)
+    expected = (raw.astype(np.float64) - offset) / gain
+    np.testing.assert_allclose(electrons, expected, rtol=1e-5, atol=1e-4)
+    # mean counts over the 9 frames agree per pixel
+    np.testing.assert_allclose(
+        electrons.mean(axis=0), (raw.mean(axis=0) - offset) / gain, rtol=1e-4, atol=1e-3
+    )
+    # the maps are those of a real sensor: gain ~1.96 ADU/e-, offset ~100 ADU, and a read noise
+    # of about 1.2 e- rms (median), consistent with the ~2 ADU stated by the data set
+    summary = maps.summary()
+    assert summary.gain_adu_per_e == pytest.approx(1.954, abs=0.01)
+    assert summary.offset_adu == pytest.approx(100.0, abs=0.1)
+    assert 0.8 < summary.read_noise_e < 1.6
+    # a region of interest cut from the frames converts the same with the matching origin
+    roi = to_electrons(raw[:, 30:90, 40:100], maps, origin=(30, 40))
+    np.testing.assert_array_equal(roi, electrons[:, 30:90, 40:100])
+    with pytest.raises(DataFormatError, match="do not fit"):
+        to_electrons(raw[:, :60, :60], maps, origin=(80, 0))
+
+
+def test_calibration_round_trips_through_the_preset(tmp_path, data_dir):
+    preset = tmp_path / "mysetup.toml"
+    preset.write_text('[camera]\nname = "AR0234"\npixel_pitch_um = 3.0\n')
+    cal = CameraCalibration(offset_adu=99.5, gain_adu_per_e=2.5, read_noise_e=1.8, n_levels=6)
+    folder = data_dir / BSIM
+    maps = read_scmos_maps(
+        folder / "offset_map.tif", folder / "gain_map.tif", folder / "variance_map.tif"
+    )
+    save_camera_calibration(preset, cal, maps)
+    text = preset.read_text()
+    assert "[calibration.camera]" in text
+    assert "gain_e_per_adu = 0.4" in text
+    assert 'name = "AR0234"' in text  # the rest of the preset is kept
+    cal2, maps2 = load_camera_calibration(preset)
+    assert cal2 is not None
+    assert maps2 is not None
+    assert cal2.gain_adu_per_e == pytest.approx(2.5)
+    assert cal2.read_noise_e == pytest.approx(1.8)
+    np.testing.assert_array_equal(maps2.gain_adu_per_e, maps.gain_adu_per_e)
+    np.testing.assert_array_equal(maps2.variance_adu2, maps.variance_adu2)
