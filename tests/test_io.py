@@ -352,3 +352,32 @@ def test_unknown_format_refused(tmp_path):
     _refused_cheaply(path, "unknown raw format '.txt'")
     shutil.copy(path, tmp_path / "fake.tif")
     _refused_cheaply(tmp_path / "fake.tif", "not a readable TIFF file")
+
+
+def test_scope_acquire_run_is_read_in_pattern_order(tmp_path):
+    writer_mod = pytest.importorskip("scope.acquisition.writer")
+    raw = _raw((2, 9, 16, 16))
+    path = tmp_path / "run.zarr"
+    w = writer_mod.AcquisitionWriter(
+        path,
+        (16, 16),
+        "uint16",
+        pixel_size_nm=65.0,
+        metadata={"setup": {"na": 1.2, "wavelength_nm": 525.0}, "n_angles": 3, "n_phases": 3},
+    )
+    # an extra frame the camera shot without a pulse arrives first; set 1 arrives reversed
+    w.append(np.full((16, 16), 7, np.uint16), writer_mod.FrameTag(valid=0))
+    for s, order in ((0, range(9)), (1, reversed(range(9)))):
+        idx = []
+        for p in order:
+            i = w.append(
+                raw[s, p], writer_mod.FrameTag(set=s, pattern=p, angle=p // 3, phase=p % 3)
+            )
+            idx.append(i)
+        w.set_valid(idx, True)
+    w.close()
+    stack = open_raw(path, n_frames_per_set=9)
+    assert (stack.shape, stack.axes) == ((2, 9, 16, 16), "TPYX")
+    assert (stack.pixel_size_nm, stack.wavelength_nm, stack.na) == (65.0, 525.0, 1.2)
+    np.testing.assert_array_equal(stack.read_set(0), raw[0].astype(np.float32))
+    np.testing.assert_array_equal(stack.read_set(1), raw[1].astype(np.float32))

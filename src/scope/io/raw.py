@@ -806,5 +806,84 @@ def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawSta
 
 
 def _acquisition_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
-    """The ``scope acquire`` reader for runs it wrote, where that module is installed."""
+    """The reader for runs written by ``scope acquire`` (arrival-order layout), else None."""
+    meta = _zarr_json(path)
+    scope_attrs = ((meta or {}).get("attributes") or {}).get("scope")
+    if isinstance(scope_attrs, dict) and str(scope_attrs.get("layout", "")).startswith(
+        "scope-sim-raw/"
+    ):
+        return _open_acquisition
     return None
+
+
+def _find_number(meta: dict[str, Any], key: str) -> float | None:
+    """``key`` at the top level of the run's metadata or one level down (setup, optics ...)."""
+    candidates = [meta.get(key)] + [v.get(key) for v in meta.values() if isinstance(v, dict)]
+    for value in candidates:
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
+
+
+def _open_acquisition(path: Path, n_frames_per_set: int | None) -> RawStack:
+    """A ``scope acquire`` run: only verified, complete SIM sets, frames in pattern order."""
+    frames_meta = _zarr_json(path / "0")
+    if frames_meta is None:
+        raise _fail(path, "acquisition has no frame array '0'; the run is incomplete")
+    _refuse_unsafe_zarr_array(path, frames_meta)
+    _check_dtype(path, frames_meta.get("data_type", frames_meta.get("dtype")))
+    _check_frames(path, int(frames_meta["shape"][0]), frames_meta["shape"][1:])
+    try:
+        from scope.acquisition.writer import read_acquisition
+    except ImportError as err:
+        raise _fail(path, "is a scope acquisition but scope.acquisition is missing") from err
+    frames, table, meta = read_acquisition(path)
+    dtype = _check_dtype(path, frames.dtype)
+    if n_frames_per_set is None:
+        n_a, n_p = meta.get("n_angles"), meta.get("n_phases")
+        n_frames_per_set = int(n_a) * int(n_p) if n_a and n_p else None
+    if n_frames_per_set is None:
+        raise _fail(path, "acquisition does not state angles x phases; give --angles/--phases")
+    n = int(n_frames_per_set)
+    ok = table["valid"] == 1
+    sets: list[np.ndarray] = []
+    for s in np.unique(table["set"][ok]):
+        sel = np.flatnonzero(ok & (table["set"] == s))
+        order = sel[np.argsort(table["pattern"][sel], kind="stable")]
+        if len(order) == n and np.array_equal(table["pattern"][order], np.arange(n)):
+            sets.append(table["index"][order] if "index" in table else order)
+        else:
+            log.warning(
+                "%s: set %d has %d valid frames, expected %d: skipped", path, s, len(order), n
+            )
+    if not sets:
+        raise _fail(
+            path,
+            f"acquisition holds no complete, verified set of {n} frames (state "
+            f"{meta.get('state', '?')}); check --angles/--phases or the run's frame table",
+        )
+    index = np.stack(sets).astype(np.int64)
+    ny, nx = frames.shape[-2:]
+
+    def read_frames(indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices), ny, nx), dtype=dtype)
+        for k, i in enumerate(indices):
+            out[k] = frames[int(index.flat[i])]
+        return out
+
+    full_shape = (len(sets), n, ny, nx) if len(sets) > 1 else (n, ny, nx)
+    if meta.get("state") != "complete":
+        log.warning(
+            "%s: run state is %r; using its %d complete sets", path, meta.get("state"), len(sets)
+        )
+    return RawStack(
+        data=LazyFrames(read_frames, full_shape, dtype),
+        shape=full_shape,
+        dtype=dtype,
+        axes=("TPYX" if len(sets) > 1 else "PYX"),
+        path=path,
+        pixel_size_nm=_find_number(meta, "pixel_size_nm"),
+        wavelength_nm=_find_number(meta, "wavelength_nm"),
+        na=_find_number(meta, "na"),
+        metadata={"format": "scope-acquisition", "state": meta.get("state"), "acquisition": meta},
+    )
