@@ -1,0 +1,292 @@
+"""The Python API: arrays in, a post-ready clip out.
+
+>>> from scope.export import export_video
+>>> export_video(sim, "clip.mp4", preset="reel", pixel_size_nm=32.5,
+...              widefield=wf, title="Gut bacteria, live")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from scope.errors import ConfigurationError, DataFormatError
+from scope.export.encode import Mp4Writer, write_gif
+from scope.export.layouts import LAYOUTS, ClipRenderer
+from scope.export.presets import VideoPreset, get_preset
+from scope.export.render import RenderStyle, View
+from scope.export.timing import ShortMode, plan_timing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written."""
+
+    path: Path
+    preset: str
+    layout: str
+    n_frames: int
+    fps: int
+    duration_s: float
+    mode: str
+    speed_factor: float | None
+    size_bytes: int
+
+
+def as_tcyx(
+    frames: np.ndarray, channel_axis: int | None = None, *, name: str = "image"
+) -> np.ndarray:
+    """Bring ``(Y, X)``, ``(T, Y, X)``, ``(C, Y, X)`` or ``(T, C, Y, X)`` data to ``(T, C, Y, X)``.
+
+    Parameters
+    ----------
+    frames : array
+        The image(s); the last two axes are ``Y, X``.
+    channel_axis : int, optional
+        Axis holding channels (needed for 4-D data and for 3-D multi-channel data).
+    """
+    arr = np.asarray(frames)
+    if arr.ndim < 2 or min(arr.shape[-2:]) < 2:
+        raise DataFormatError(f"{name}: expected (..., Y, X) image data, got shape {arr.shape}")
+    if arr.dtype.kind not in "uif":
+        raise DataFormatError(f"{name}: expected numeric intensities, got dtype {arr.dtype}")
+    if channel_axis is not None:
+        if not -arr.ndim <= channel_axis < arr.ndim or channel_axis % arr.ndim >= arr.ndim - 2:
+            raise ConfigurationError(
+                f"{name}: channel_axis {channel_axis} must be one of the axes in front of (Y, X) "
+                f"for shape {arr.shape}"
+            )
+        arr = np.moveaxis(arr, channel_axis, -3)
+        if arr.ndim == 3:
+            arr = arr[None]
+        elif arr.ndim > 4:
+            arr = arr.reshape(-1, *arr.shape[-3:])
+        return arr
+    if arr.ndim == 2:
+        return arr[None, None]
+    if arr.ndim == 3:
+        return arr[:, None]
+    raise DataFormatError(
+        f"{name}: shape {arr.shape} has several axes in front of (Y, X); pass channel_axis= "
+        "to say which one holds channels (or reshape to (T, Y, X))"
+    )
+
+
+def build_renderer(
+    frames: np.ndarray,
+    *,
+    preset: str | VideoPreset = "reel",
+    pixel_size_nm: float | None = None,
+    widefield: np.ndarray | None = None,
+    widefield_pixel_size_nm: float | None = None,
+    layout: str = "auto",
+    channel_axis: int | None = None,
+    channel_names: Sequence[str] | None = None,
+    frame_interval_s: float | None = None,
+    timestamps_s: Sequence[float] | None = None,
+    duration_s: float | None = None,
+    short_mode: ShortMode = "slow",
+    style: RenderStyle | None = None,
+    **style_options: object,
+) -> ClipRenderer:
+    """Everything :func:`export_video` does short of encoding: a renderer of every frame.
+
+    Parameters are those of :func:`export_video`; keyword options not listed there go to
+    :class:`~scope.export.render.RenderStyle` (``colormap``, ``title``, ``caption``,
+    ``credit``, ``gamma`` ...).
+    """
+    preset = get_preset(preset)
+    style = (
+        replace(style or RenderStyle(), **style_options)
+        if style_options
+        else (style or RenderStyle())
+    )
+    sim = as_tcyx(frames, channel_axis, name="frames")
+    wf = None
+    if widefield is not None:
+        wf = as_tcyx(widefield, channel_axis, name="widefield")
+        if wf.shape[:2] != sim.shape[:2]:
+            raise DataFormatError(
+                f"widefield has {wf.shape[0]} frames x {wf.shape[1]} channels, SIM has "
+                f"{sim.shape[0]} x {sim.shape[1]}; expected the same"
+            )
+        ratio_y, ratio_x = sim.shape[-2] / wf.shape[-2], sim.shape[-1] / wf.shape[-1]
+        if abs(ratio_y - ratio_x) > 0.02 * ratio_x:
+            raise DataFormatError(
+                f"widefield {wf.shape[-2:]} and SIM {sim.shape[-2:]} do not show the same field "
+                "(different aspect ratios); expected SIM to be the widefield grid scaled (2x)"
+            )
+        if widefield_pixel_size_nm is None and pixel_size_nm is not None:
+            widefield_pixel_size_nm = pixel_size_nm * ratio_x
+
+    if layout == "auto":
+        layout = "wipe" if wf is not None else ("overlay" if sim.shape[1] > 1 else "sim")
+    if layout not in LAYOUTS:
+        raise ConfigurationError(f"unknown layout {layout!r}; expected auto or one of {LAYOUTS}")
+    if layout in ("side-by-side", "wipe") and wf is None:
+        raise ConfigurationError(
+            f"layout {layout!r} compares widefield with SIM: pass the widefield image too "
+            "(widefield=..., or a raw SIM run on the command line)"
+        )
+    if layout == "overlay" and sim.shape[1] < 2:
+        raise ConfigurationError(
+            "layout 'overlay' needs several channels; pass channel_axis= for multi-channel data"
+        )
+
+    n = sim.shape[0]
+    times = None
+    if timestamps_s is not None:
+        times = np.asarray(timestamps_s, dtype=float).reshape(-1)
+        if times.size != n:
+            raise DataFormatError(f"{times.size} timestamps for {n} frames; expected one each")
+        if frame_interval_s is None and n > 1:
+            steps = np.diff(times)
+            if np.all(steps > 0):
+                frame_interval_s = float(np.median(steps))
+    elif frame_interval_s is not None:
+        times = np.arange(n) * float(frame_interval_s)
+    plan = plan_timing(
+        n, preset, frame_interval_s=frame_interval_s, duration_s=duration_s, short_mode=short_mode
+    )
+
+    views = []
+    names = list(channel_names) if channel_names else None
+    if wf is not None and layout in ("side-by-side", "wipe"):
+        corner = "right" if layout == "wipe" else "left"
+        views.append(
+            View.build(
+                wf,
+                widefield_pixel_size_nm,
+                style,
+                label="Widefield",
+                label_corner=corner,
+                channel_names=names,
+            )
+        )
+        views.append(View.build(sim, pixel_size_nm, style, label="SIM", channel_names=names))
+    else:
+        views.append(View.build(sim, pixel_size_nm, style, channel_names=names))
+    return ClipRenderer(layout, views, preset, style, plan, times)
+
+
+def write_clip(renderer: ClipRenderer, path: str | os.PathLike, **encoder_options: object) -> Path:
+    """Encode every frame of ``renderer`` to ``path`` (MP4 or GIF after the preset)."""
+    path = Path(path)
+    preset = renderer.preset
+    if preset.container == "gif":
+        picks = np.unique(np.linspace(0, renderer.n_frames - 1, 6).round().astype(int))
+        return write_gif(
+            path, renderer.frames(), preset, palette_samples=[renderer.frame(int(i)) for i in picks]
+        )
+    with Mp4Writer(path, preset, renderer.plan.duration_s, **encoder_options) as writer:
+        for frame in renderer.frames():
+            writer.write(frame)
+    return path
+
+
+def export_video(
+    frames: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    preset: str | VideoPreset = "reel",
+    pixel_size_nm: float | None = None,
+    widefield: np.ndarray | None = None,
+    widefield_pixel_size_nm: float | None = None,
+    layout: str = "auto",
+    channel_axis: int | None = None,
+    channel_names: Sequence[str] | None = None,
+    frame_interval_s: float | None = None,
+    timestamps_s: Sequence[float] | None = None,
+    duration_s: float | None = None,
+    short_mode: ShortMode = "slow",
+    style: RenderStyle | None = None,
+    encoder_options: dict | None = None,
+    **style_options: object,
+) -> ExportResult:
+    """Render and encode a clip for social media.
+
+    Parameters
+    ----------
+    frames : ndarray
+        The SIM reconstruction (or any image): ``(Y, X)`` still, ``(T, Y, X)`` series, or
+        with channels (``channel_axis``).
+    path : path
+        Output ``.mp4`` (or ``.gif`` with the ``gif`` preset).
+    preset : str or VideoPreset
+        ``reel`` (1080x1920), ``square`` (1080x1080), ``portrait`` (1080x1350),
+        ``landscape`` (1920x1080) or ``gif`` (480x480).
+    pixel_size_nm : float, optional
+        Physical pixel size of ``frames`` (for a SIM reconstruction: half the camera pixel
+        size at the sample). Without it there is no scale bar.
+    widefield : ndarray, optional
+        The widefield image of the same field and frames (enables ``side-by-side``/``wipe``).
+    widefield_pixel_size_nm : float, optional
+        Defaults to ``pixel_size_nm`` times the size ratio of the two grids.
+    layout : str
+        ``auto`` (wipe with widefield, overlay for channels, else sim), ``sim``,
+        ``overlay``, ``side-by-side`` or ``wipe``.
+    channel_axis : int, optional
+        Axis of ``frames`` (and ``widefield``) holding channels.
+    channel_names : sequence of str, optional
+        Legend of a multi-channel overlay.
+    frame_interval_s : float, optional
+        Time between frames; enables real-time playback, the speed label and timestamps.
+    timestamps_s : sequence of float, optional
+        Time of each frame (per-frame metadata); shown on screen.
+    duration_s : float, optional
+        Clip length wanted; default: real time, condensed to the preset's target length,
+        stretched to its minimum.
+    short_mode : {"slow", "loop"}
+        How a run shorter than the platform minimum is stretched.
+    style : RenderStyle, optional
+        Look of the clip; ``**style_options`` override its fields (``colormap="inferno"``,
+        ``title=...``, ``caption=...``, ``credit=...``).
+    encoder_options : dict, optional
+        Passed to :class:`~scope.export.encode.Mp4Writer` (``x264_preset``, ``crf``,
+        ``threads``).
+
+    Returns
+    -------
+    ExportResult
+
+    Examples
+    --------
+    >>> export_video(np.random.rand(120, 120), "still.mp4", preset="square",
+    ...              pixel_size_nm=30, title="Beads")  # doctest: +SKIP
+    """
+    renderer = build_renderer(
+        frames,
+        preset=preset,
+        pixel_size_nm=pixel_size_nm,
+        widefield=widefield,
+        widefield_pixel_size_nm=widefield_pixel_size_nm,
+        layout=layout,
+        channel_axis=channel_axis,
+        channel_names=channel_names,
+        frame_interval_s=frame_interval_s,
+        timestamps_s=timestamps_s,
+        duration_s=duration_s,
+        short_mode=short_mode,
+        style=style,
+        **style_options,
+    )
+    out = write_clip(renderer, path, **(encoder_options or {}))
+    plan = renderer.plan
+    return ExportResult(
+        out,
+        renderer.preset.name,
+        renderer.layout,
+        plan.n_frames,
+        plan.fps,
+        plan.duration_s,
+        plan.mode,
+        plan.speed_factor,
+        out.stat().st_size,
+    )
