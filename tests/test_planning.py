@@ -279,3 +279,29 @@ def test_cli_plan_missing_values_is_a_configuration_error(tmp_path):
                 "520",
             ]
         )
+
+
+def test_projected_contrast_incoherent_and_two_beam():
+    # incoherent: NA 0.65, excitation 500 nm -> excitation cutoff 1.3 / 0.5 = 2.6 /µm;
+    # a 769.23 nm pattern is p = 1.3 /µm = half the cutoff; ideal OTF at rho = 0.5:
+    # (2 / pi) (acos 0.5 - 0.5 sqrt(1 - 0.25)) = (2 / pi)(1.047198 - 0.433013) = 0.391002
+    ill = Illuminator(kind="dmd", projected_period_nm=1000 / 1.3)
+    acq = Acquisition(emission_wavelength_nm=520, excitation_wavelength_nm=500)
+    plan = plan_setup(CAM_A, OBJ_A, ill, acq)
+    assert plan.pattern_contrast == pytest.approx(0.391002, abs=1e-6)
+    assert plan_setup(CAM_A, OBJ_A, ill, ACQ_A).pattern_contrast is None  # no excitation given
+    # two-beam: a 5-pixel grating of 7.56 µm pixels (37.8 µm) demagnified 80x is 472.5 nm;
+    # the +-1 orders interfere at half that, 236.25 nm, with full contrast if p <= 2 NA / l_ex:
+    # p = 4.2328 /µm; NA 1.3 at 488 nm passes up to 2.6 / 0.488 = 5.3279 /µm -> contrast 1
+    obj = Objective(magnification=100, na=1.3, immersion="oil")
+    beam = Illuminator(
+        kind="dmd",
+        pixel_pitch_um=7.56,
+        pattern_period_px=5,
+        demagnification=80,
+        projection="two_beam",
+    )
+    acq2 = Acquisition(emission_wavelength_nm=520, excitation_wavelength_nm=488)
+    plan2 = plan_setup(CAM_A, obj, beam, acq2)
+    assert plan2.pattern_period_nm == pytest.approx(236.25)
+    assert plan2.pattern_contrast == 1.0

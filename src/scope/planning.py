@@ -35,10 +35,14 @@ towards the cutoff, so ``f`` of 0.75-0.9 is the useful range.
 Pattern period at the sample: a pixelated device (DMD, LCoS, projector) showing a grating of
 ``period_px`` device pixels (measured perpendicular to the fringes) of pitch ``pitch_um``, imaged
 onto the sample with demagnification ``D``, gives ``period = period_px * pitch_um / D``; a printed
-grating of period ``g`` µm gives ``g / D``. For a device in the back focal plane of an
-illumination lens of focal length ``f_ill`` feeding an infinity objective of magnification ``M``
-designed for a tube lens ``f_design``, ``D = M * f_ill / f_design`` (see
-:func:`projection_demagnification`).
+grating of period ``g`` µm gives ``g / D``. For a device in the front focal plane of an
+illumination lens of focal length ``f_ill`` whose back focal plane is conjugate to the back
+focal plane of an infinity objective of magnification ``M`` designed for a tube lens
+``f_design``, ``D = M * f_ill / f_design`` (see :func:`projection_demagnification`). With
+coherent light and the zero order blocked (``projection="two_beam"``) the +-1 orders interfere
+into fringes of half the imaged period. Incoherent projection passes the pattern with the
+excitation OTF, so its contrast falls as ``p`` nears ``2 NA / lambda_ex``
+(:func:`projected_contrast`).
 
 Frame timing (all times in ms; ``t_e`` exposure, ``t_r`` sensor readout, ``t_s`` pattern switch
 and settle, ``t_l`` camera trigger latency — trigger edge to exposure start, and exposure end to
@@ -193,6 +197,12 @@ class Illuminator(BaseModel):
     pattern_switch_time_ms: float = Field(
         default=0.0, ge=0, description="Time to switch to the next pattern and settle, ms"
     )
+    projection: Literal["incoherent", "two_beam"] = Field(
+        default="incoherent",
+        description="'incoherent': the device is imaged onto the sample (LED, or laser through a "
+        "diffuser); 'two_beam': coherent light, the device acts as a grating and only its +-1 "
+        "orders reach the sample (zero order blocked), which halves the period",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Illuminator:
@@ -237,6 +247,12 @@ class Acquisition(BaseModel):
     )
     camera_relay_magnification: float = Field(
         default=1.0, gt=0, description="Extra magnification between intermediate image and camera"
+    )
+    excitation_wavelength_nm: float | None = Field(
+        default=None,
+        gt=200,
+        lt=2000,
+        description="Excitation wavelength, nm (for the contrast of the projected pattern)",
     )
 
     @property
@@ -300,13 +316,39 @@ def projection_demagnification(objective: Objective, illumination_lens_focal_mm:
 
 
 def pattern_period_at_sample_nm(illuminator: Illuminator) -> float:
-    """Pattern period at the sample in nm (device period divided by the demagnification)."""
+    """Pattern period at the sample in nm.
+
+    The device period divided by the demagnification; halved for ``two_beam`` projection,
+    where the interference of the +1 and -1 diffraction orders of a grating of period ``g``
+    gives fringes of period ``g / 2``.
+    """
     if illuminator.projected_period_nm is not None:
         return illuminator.projected_period_nm
     device = illuminator.device_period_um
     if device is None or illuminator.demagnification is None:  # excluded by the validator
         raise ConfigurationError("the illuminator needs a device period and a demagnification")
-    return device * 1e3 / illuminator.demagnification
+    period = device * 1e3 / illuminator.demagnification
+    return period / 2.0 if illuminator.projection == "two_beam" else period
+
+
+def projected_contrast(
+    illuminator: Illuminator, na: float, excitation_wavelength_nm: float, pattern_period_nm: float
+) -> float:
+    """Modulation depth the excitation optics let through for a pattern of this period.
+
+    Incoherent projection transfers a sinusoid of frequency ``p`` with the excitation OTF,
+    ``OTF_ex(p)`` with cutoff ``2 NA / lambda_ex`` (ideal, aberration-free; a binary grating's
+    fundamental carries ``4 / pi`` times more, not counted here). Two-beam interference gives full
+    contrast (equal beams, s-polarised) as long as both orders pass the pupil, ``p <= 2 NA /
+    lambda_ex``, and none beyond.
+    """
+    from scope.optics import ideal_otf
+
+    p = 1e3 / pattern_period_nm
+    cutoff = detection_cutoff_per_um(na, excitation_wavelength_nm)
+    if illuminator.projection == "two_beam":
+        return 1.0 if p <= cutoff else 0.0
+    return float(ideal_otf(p, cutoff))
 
 
 @dataclass(frozen=True)
@@ -381,6 +423,7 @@ class Plan:
     pattern_fraction_of_cutoff: float
     pattern_inside_otf: bool
     pattern_period_px: float
+    pattern_contrast: float | None
     widefield_resolution_nm: float
     sim_resolution_nm: float
     timing: dict[str, FrameTiming] = field(default_factory=dict)
@@ -423,6 +466,14 @@ def plan_setup(
             f"pattern at {p / fc:.2f} of the cutoff gains little resolution: use a finer pattern "
             "or more demagnification (aim for 0.75-0.9)"
         )
+    contrast = None
+    if acquisition.excitation_wavelength_nm is not None:
+        contrast = projected_contrast(illuminator, na, acquisition.excitation_wavelength_nm, period)
+        if contrast < 0.2:
+            warnings.append(
+                f"the excitation optics pass only {contrast:.2f} of the pattern contrast: use a "
+                "coarser pattern, or coherent two-beam illumination"
+            )
     if period / px < 2.0:
         warnings.append(
             f"pattern period is {period / px:.2f} camera pixels (< 2): the raw frames alias it"
@@ -439,6 +490,7 @@ def plan_setup(
         pattern_fraction_of_cutoff=p / fc,
         pattern_inside_otf=inside,
         pattern_period_px=period / px,
+        pattern_contrast=contrast,
         widefield_resolution_nm=widefield_resolution_nm(na, wl),
         sim_resolution_nm=1e3 / (fc + p),
         timing=timing,
@@ -459,6 +511,11 @@ def format_plan(plan: Plan) -> str:
         f"({plan.pattern_period_px:.2f} camera pixels, {plan.pattern_frequency_per_um:.3f} /µm)",
         f"pattern / OTF cutoff       {plan.pattern_fraction_of_cutoff:8.3f} "
         f"(inside the OTF support: {yes[plan.pattern_inside_otf]})",
+        *(
+            [f"projected contrast         {plan.pattern_contrast:8.3f} (excitation OTF)"]
+            if plan.pattern_contrast is not None
+            else []
+        ),
         f"widefield resolution       {plan.widefield_resolution_nm:8.1f} nm (lambda / 2NA)",
         f"SIM resolution             {plan.sim_resolution_nm:8.1f} nm "
         "(lambda / 2NA / (1 + fraction))",
