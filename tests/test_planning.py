@@ -167,11 +167,17 @@ def test_printed_grating_through_projection_lens():
     ill = Illuminator(
         kind="printed_grating",
         grating_period_um=20.0,
-        demagnification=demag,
+        illumination_lens_focal_mm=150.0,
         pattern_switch_time_ms=150,
     )
     plan = plan_setup(CAM_A, obj, ill, Acquisition(emission_wavelength_nm=520))
+    assert plan.demagnification == pytest.approx(45.0)
     assert plan.pattern_period_nm == pytest.approx(444.444, abs=1e-3)
+    # the same lens in front of a 100x objective designed for 180 mm: D = 100 x 150 / 180 = 83.33
+    # -> 20 µm / 83.333 = 240 nm
+    obj100 = Objective(magnification=100, na=1.3, immersion="oil", design_tube_lens_mm=180)
+    plan100 = plan_setup(CAM_A, obj100, ill, Acquisition(emission_wavelength_nm=520))
+    assert plan100.pattern_period_nm == pytest.approx(240.0)
     # fc = 2.8 / 0.52 = 5.3846 /µm, p = 2.25 /µm, fraction 0.41786: inside, but low gain: warned
     assert plan.pattern_fraction_of_cutoff == pytest.approx(0.417857, abs=1e-6)
     assert any("gains little" in w for w in plan.warnings)

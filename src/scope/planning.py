@@ -191,6 +191,12 @@ class Illuminator(BaseModel):
         default=None, gt=0, description="Printed grating period (one line pair), µm"
     )
     demagnification: float | None = Field(default=None, gt=0, description="Device to sample")
+    illumination_lens_focal_mm: float | None = Field(
+        default=None,
+        gt=0,
+        description="Focal length of the lens imaging the device into the objective; gives the "
+        "demagnification for any objective (see projection_demagnification)",
+    )
     projected_period_nm: float | None = Field(
         default=None, gt=0, description="Pattern period at the sample, nm (overrides the rest)"
     )
@@ -208,10 +214,10 @@ class Illuminator(BaseModel):
     def _check(self) -> Illuminator:
         if self.projected_period_nm is not None:
             return self
-        if self.demagnification is None:
+        if self.demagnification is None and self.illumination_lens_focal_mm is None:
             raise ValueError(
-                "give the demagnification from the pattern device to the sample, or the "
-                "projected_period_nm at the sample"
+                "give the demagnification from the pattern device to the sample (or the "
+                "illumination_lens_focal_mm), or the projected_period_nm at the sample"
             )
         if self.kind == "printed_grating":
             if self.grating_period_um is None:
@@ -315,19 +321,37 @@ def projection_demagnification(objective: Objective, illumination_lens_focal_mm:
     return objective.magnification * illumination_lens_focal_mm / f_design
 
 
-def pattern_period_at_sample_nm(illuminator: Illuminator) -> float:
+def illuminator_demagnification(
+    illuminator: Illuminator, objective: Objective | None = None
+) -> float | None:
+    """Device-to-sample demagnification: given, or from the illumination lens and objective."""
+    if illuminator.demagnification is not None:
+        return illuminator.demagnification
+    if illuminator.illumination_lens_focal_mm is not None and objective is not None:
+        return projection_demagnification(objective, illuminator.illumination_lens_focal_mm)
+    return None
+
+
+def pattern_period_at_sample_nm(
+    illuminator: Illuminator, objective: Objective | None = None
+) -> float:
     """Pattern period at the sample in nm.
 
-    The device period divided by the demagnification; halved for ``two_beam`` projection,
+    The device period divided by the demagnification (given, or computed from
+    ``illumination_lens_focal_mm`` and ``objective``); halved for ``two_beam`` projection,
     where the interference of the +1 and -1 diffraction orders of a grating of period ``g``
     gives fringes of period ``g / 2``.
     """
     if illuminator.projected_period_nm is not None:
         return illuminator.projected_period_nm
     device = illuminator.device_period_um
-    if device is None or illuminator.demagnification is None:  # excluded by the validator
-        raise ConfigurationError("the illuminator needs a device period and a demagnification")
-    period = device * 1e3 / illuminator.demagnification
+    demag = illuminator_demagnification(illuminator, objective)
+    if device is None or demag is None:
+        raise ConfigurationError(
+            "the illuminator needs a device period and a demagnification (or an "
+            "illumination_lens_focal_mm and the objective)"
+        )
+    period = device * 1e3 / demag
     return period / 2.0 if illuminator.projection == "two_beam" else period
 
 
@@ -418,6 +442,7 @@ class Plan:
     nyquist_ok: bool
     field_of_view_um: tuple[float, float]
     cutoff_per_um: float
+    demagnification: float | None
     pattern_period_nm: float
     pattern_frequency_per_um: float
     pattern_fraction_of_cutoff: float
@@ -446,7 +471,7 @@ def plan_setup(
     )
     nyq = nyquist_pixel_size_nm(na, wl)
     fc = detection_cutoff_per_um(na, wl)
-    period = pattern_period_at_sample_nm(illuminator)
+    period = pattern_period_at_sample_nm(illuminator, objective)
     p = 1e3 / period
     inside = p <= fc
     warnings: list[str] = []
@@ -485,6 +510,7 @@ def plan_setup(
         nyquist_ok=px <= nyq,
         field_of_view_um=(camera.sensor_width_px * px * 1e-3, camera.sensor_height_px * px * 1e-3),
         cutoff_per_um=fc,
+        demagnification=illuminator_demagnification(illuminator, objective),
         pattern_period_nm=period,
         pattern_frequency_per_um=p,
         pattern_fraction_of_cutoff=p / fc,
