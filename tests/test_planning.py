@@ -33,7 +33,7 @@ CAM_A = Camera(
     bit_depth=10,
     trigger_latency_ms=0.05,
 )
-OBJ_A = Objective(magnification=40, na=0.65, immersion="air", design_tube_lens_mm=None)
+OBJ_A = Objective(magnification=40, na=0.65, immersion="air", correction="finite")
 ILL_A = Illuminator(
     kind="dmd",
     pixel_pitch_um=5.4,
@@ -245,9 +245,9 @@ def _run_plan(argv):
 def test_cli_plan_from_preset_and_flags(tmp_path, capsys):
     preset = tmp_path / "budget.toml"
     preset.write_text(PRESET)
-    # the preset's objective is designed for 200 mm (default); --design-tube-lens-mm 0 makes it
-    # finite, which reproduces case A: SIM 201.2 nm, 55.6 raw fps
-    assert _run_plan(["--preset", str(preset), "--design-tube-lens-mm", "0"]) == 0
+    # the preset's objective is designed for 200 mm (default); --correction finite makes it a
+    # 160 mm DIN objective, which reproduces case A: SIM 201.2 nm, 55.6 raw fps
+    assert _run_plan(["--preset", str(preset), "--correction", "finite"]) == 0
     out = capsys.readouterr().out
     assert "201.2 nm" in out
     assert "55.6 raw fps" in out

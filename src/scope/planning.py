@@ -141,8 +141,23 @@ class Objective(BaseModel):
     magnification: float = Field(gt=0, le=200)
     na: float = Field(gt=0, le=1.7)
     immersion: Literal["air", "water", "silicone", "glycerol", "oil"] = "oil"
+    correction: Literal["infinity", "finite"] = Field(
+        default="infinity", description="'finite' = 160 mm tube length (DIN), no tube lens"
+    )
     design_tube_lens_mm: float | None = Field(default=200.0, gt=0)
     tube_lens_focal_length_mm: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite(cls, data: Any) -> Any:
+        # finite objectives: correction="finite" (TOML) and design_tube_lens_mm=None agree
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("correction") == "finite":
+                data["design_tube_lens_mm"] = None
+            elif "design_tube_lens_mm" in data and data["design_tube_lens_mm"] is None:
+                data["correction"] = "finite"
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Objective:

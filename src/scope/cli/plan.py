@@ -28,6 +28,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "magnification": ("objective", "magnification"),
     "na": ("objective", "na"),
     "immersion": ("objective", "immersion"),
+    "correction": ("objective", "correction"),
     "design_tube_lens_mm": ("objective", "design_tube_lens_mm"),
     "tube_lens_mm": ("objective", "tube_lens_focal_length_mm"),
     "illuminator": ("illuminator", "kind"),
@@ -78,9 +79,12 @@ def register(subparsers: Any) -> None:
     obj.add_argument("--na", type=float)
     obj.add_argument("--immersion", choices=["air", "water", "silicone", "glycerol", "oil"])
     obj.add_argument(
-        "--design-tube-lens-mm",
-        type=float,
-        help="tube lens the objective is designed for (0 = finite 160 mm objective)",
+        "--correction",
+        choices=["infinity", "finite"],
+        help="infinity-corrected, or finite (160 mm tube length, DIN)",
+    )
+    obj.add_argument(
+        "--design-tube-lens-mm", type=float, help="tube lens the objective is designed for, mm"
     )
     obj.add_argument("--tube-lens-mm", type=float, help="tube lens actually used, mm")
     ill = p.add_argument_group("illuminator")
@@ -116,10 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset) if args.preset else {}
     overrides = _overrides(args)
-    if overrides.get("objective", {}).get("design_tube_lens_mm") == 0:
-        preset.setdefault("objective", {})["design_tube_lens_mm"] = None
-        preset["objective"].pop("tube_lens_focal_length_mm", None)
-        overrides["objective"].pop("design_tube_lens_mm")
+    if overrides.get("objective", {}).get("correction") == "finite":
+        # a finite objective has no tube lens: drop the preset's
+        preset.get("objective", {}).pop("tube_lens_focal_length_mm", None)
     camera, objective, illuminator, acquisition = parts_from_preset(preset, overrides)
     plan = plan_setup(camera, objective, illuminator, acquisition)
     if args.json:
