@@ -20,7 +20,7 @@ from scope.errors import ScopeError
 log = logging.getLogger("scope")
 
 #: subcommand modules, in the order ``scope --help`` lists them
-COMMANDS: tuple[str, ...] = ("demo", "reconstruct", "plan")
+COMMANDS: tuple[str, ...] = ("demo", "reconstruct", "plan", "batch", "export-video")
 
 
 def build_parser() -> argparse.ArgumentParser:

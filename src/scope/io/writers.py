@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ def write_ome_tiff(
     axes: str,
     metadata: dict[str, Any] | None = None,
     shape: tuple[int, ...] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> Path:
     """Write a float32 OME-TIFF, atomically.
 
@@ -121,6 +122,9 @@ def write_ome_tiff(
         JSON-serialisable SIM parameters and provenance, stored in the OME Image Description.
     shape : tuple of int, optional
         Full shape when ``image`` is an iterable of planes.
+    before_commit : callable, optional
+        Called once the file is complete, just before it is renamed into place (e.g. to write
+        a side-car that must exist whenever the output does).
 
     Returns
     -------
@@ -150,6 +154,8 @@ def write_ome_tiff(
                 photometric="minisblack",
                 metadata=_ome_tiff_metadata(pixel_size_nm, axes, metadata),
             )
+        if before_commit is not None:
+            before_commit()
         commit_path(tmp, path)
     except BaseException:
         _remove(tmp)

@@ -1,0 +1,157 @@
+"""Batch options, presets and parameter precedence.
+
+Optics and pattern parameters come from three places; the first that states a value wins:
+
+1. command-line flags,
+2. a preset TOML (``reconstruction/presets/NAME.toml`` or any path),
+3. the input file's own metadata (pixel size, emission wavelength, NA).
+
+A preset has up to three tables::
+
+    [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping
+    [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
+    [reconstruction]  # offset_adu, wiener, reestimate_every, backend
+
+Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
+``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
+``[reconstruction].offset_adu`` is absent.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scope.errors import ConfigurationError
+
+#: folders searched for a preset given by name
+PRESET_DIRS: tuple[Path, ...] = (
+    Path.cwd() / "reconstruction" / "presets",
+    Path(__file__).resolve().parents[3] / "reconstruction" / "presets",
+)
+
+OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_damping")
+PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
+RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend")
+
+
+class BatchOptions(BaseModel):
+    """Everything a worker needs to reconstruct one file, with units in the names.
+
+    ``None`` means "not stated here": a lower-precedence source (preset, file) may fill it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    na: float | None = Field(default=None, gt=0, le=1.7)
+    wavelength_nm: float | None = Field(default=None, gt=200, lt=2000)
+    pixel_size_nm: float | None = Field(default=None, gt=1, lt=10000)
+    immersion_index: float | None = Field(default=None, ge=1.0, le=2.0)
+    otf_damping: float | None = Field(default=None, gt=0, le=1.0)
+    n_angles: int | None = Field(default=None, ge=2, le=12)
+    n_phases: int | None = Field(default=None, ge=3, le=12)
+    angles_deg: list[float] | None = None
+    period_nm: float | list[float] | None = None
+    offset_adu: float | None = None
+    wiener: float | None = Field(default=None, gt=0)
+    reestimate_every: int | None = Field(
+        default=None, ge=0, description="re-estimate parameters every N time points (0: once)"
+    )
+    backend: Literal["auto", "numpy", "cupy"] | None = None
+
+
+class OutputOptions(BaseModel):
+    """How results are written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["zarr", "tiff"] = "zarr"
+    multiscale_levels: int | None = Field(default=None, ge=1, le=8)
+    overwrite: bool = False
+
+
+def find_preset(name: str | Path) -> Path:
+    """Path of a preset given as a file path or a name in ``reconstruction/presets/``."""
+    p = Path(name)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    for folder in PRESET_DIRS:
+        candidate = folder / f"{p.stem if p.suffix == '.toml' else name}.toml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({f.stem for d in PRESET_DIRS if d.is_dir() for f in d.glob("*.toml")})
+    raise ConfigurationError(
+        f"preset {str(name)!r} not found; expected a .toml file or one of {known}"
+    )
+
+
+def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
+    """Read a preset TOML into options; returns them with the preset's name."""
+    path = find_preset(name)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigurationError(f"preset {path.name}: not valid TOML ({err})") from err
+    flat: dict[str, Any] = {}
+    allowed = {"optics": OPTICS_KEYS, "pattern": PATTERN_KEYS, "reconstruction": RECON_KEYS}
+    for table, keys in allowed.items():
+        section = doc.get(table, {})
+        unknown = set(section) - set(keys)
+        if unknown:
+            raise ConfigurationError(
+                f"preset {path.name}: unknown keys {sorted(unknown)} in [{table}]; expected "
+                f"some of {list(keys)}"
+            )
+        flat.update(section)
+    camera = doc.get("calibration", {}).get("camera", {})
+    if "offset_adu" not in flat and "offset_adu" in camera:
+        flat["offset_adu"] = camera["offset_adu"]  # written by the camera calibration
+    try:
+        return BatchOptions(**flat), path.stem
+    except ValidationError as err:
+        raise ConfigurationError(f"preset {path.name}: {err}") from err
+
+
+def merge_options(
+    flags: BatchOptions,
+    preset: BatchOptions | None,
+    file_values: dict[str, float | None],
+    *,
+    preset_name: str = "preset",
+) -> tuple[BatchOptions, dict[str, str]]:
+    """Combine flags > preset > file metadata; returns the options and each value's source."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in BatchOptions.model_fields:
+        for label, value in (
+            ("flag", getattr(flags, key)),
+            (f"preset:{preset_name}", getattr(preset, key) if preset else None),
+            ("file", file_values.get(key)),
+        ):
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
+                merged[key] = value
+                sources[key] = label
+                break
+    return BatchOptions(**merged), sources
+
+
+def optical_setup(options: BatchOptions, *, source: str = "") -> Any:
+    """The :class:`~scope.optics.OpticalSetup` for merged options, or a clear error."""
+    from scope.optics import OpticalSetup
+
+    missing = [k for k in ("na", "wavelength_nm", "pixel_size_nm") if getattr(options, k) is None]
+    if missing:
+        flags = ", ".join("--" + k.replace("_nm", "").replace("_", "-") for k in missing)
+        raise ConfigurationError(
+            f"{source}: {', '.join(missing)} not known from the flags, the preset or the file; "
+            f"give {flags} or a --preset"
+        )
+    kwargs = {k: getattr(options, k) for k in OPTICS_KEYS if getattr(options, k) is not None}
+    try:
+        return OpticalSetup(**kwargs)
+    except ValidationError as err:
+        raise ConfigurationError(f"{source}: inconsistent optics ({err})") from err

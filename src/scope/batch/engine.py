@@ -1,0 +1,361 @@
+"""Run a batch: plan one job per input, skip complete outputs, execute on Dask, report.
+
+Execution
+---------
+- ``scheduler="tcp://host:8786"``: an existing Dask cluster (e.g. started by dask-jobqueue on
+  SLURM/PBS, see docs/batch.md); the files must be visible to the workers at the same paths.
+- otherwise a local Dask cluster of worker *processes* (one thread each), sized to the machine
+  and listening on loopback only (``listen`` changes that), or — for a single small input, or
+  ``n_workers=0`` — plain in-process execution with a per-set progress bar.
+- with cupy and a GPU: ``dask_cuda.LocalCUDACluster`` (one worker per GPU) when dask-cuda is
+  installed, else one GPU worker.
+
+Robustness
+----------
+An output is complete exactly when its final name exists: every writer writes under a hidden
+temporary name and renames at the end, after the ``.params.json`` is in place. Re-running skips
+complete outputs; stale temporaries are removed under an output-folder lock. A bad input is
+an ``error`` line in the report; the other files go on. Ctrl-C cancels what is running and
+leaves every completed output intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scope.batch.config import BatchOptions, OutputOptions
+from scope.batch.discovery import discover_inputs, output_stems
+from scope.batch.job import FileJob, process_file, software_version
+from scope.batch.report import BatchReport
+from scope.errors import ConfigurationError, ScopeError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".scope-batch.lock"
+#: inputs up to this size run in-process when they are the only one
+IN_PROCESS_MAX_BYTES = 256 * 2**20
+
+
+def output_paths(outdir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
+    suffix = ".sim.zarr" if fmt == "zarr" else ".sim.ome.tif"
+    return outdir / f"{stem}{suffix}", outdir / f"{stem}.params.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def outdir_lock(outdir: Path) -> Iterator[None]:
+    """One batch per output folder; a lock left by a killed run is taken over."""
+    lock = outdir / LOCK_NAME
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+            except (OSError, ValueError):
+                host, pid = "", "0"
+            if host == socket.gethostname() and not _pid_alive(int(pid)):
+                log.info("taking over the lock of a stopped batch (pid %s)", pid)
+                lock.unlink(missing_ok=True)
+                continue
+            raise ConfigurationError(
+                f"another scope batch ({host} pid {pid}) is writing to {outdir}; wait for it or "
+                f"remove {lock} if it is gone"
+            ) from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def remove_stale_partials(outdir: Path) -> int:
+    """Delete temporaries left by an interrupted run (we hold the folder lock)."""
+    n = 0
+    for p in outdir.glob(".*.partial-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        n += 1
+    if n:
+        log.info("removed %d unfinished outputs of an earlier run", n)
+    return n
+
+
+def _skipped_entry(src: Path, out: Path, params: Path) -> dict[str, Any]:
+    import json
+
+    entry: dict[str, Any] = {
+        "input": str(src),
+        "output": str(out),
+        "params": str(params),
+        "status": "skipped",
+        "error": None,
+        "seconds": 0.0,
+    }
+    try:
+        doc = json.loads(params.read_text())
+        entry["parameters"] = {"angles": doc.get("angles", [])}
+        entry["resolution"] = doc.get("resolution")
+    except (OSError, ValueError):
+        pass
+    return entry
+
+
+def _count_sets(src: Path, n_frames: int) -> tuple[int, int]:
+    """(SIM sets, bytes) from the header only; (1, 0) when unreadable (the worker reports it)."""
+    from scope.io.raw import open_raw
+
+    try:
+        with open_raw(src, n_frames_per_set=n_frames) as stack:
+            return stack.n_sets, stack.n_sets * stack.set_nbytes
+    except ScopeError:
+        return 1, 0
+
+
+def _gpu_count() -> int:
+    from scope.backend import cupy_available
+
+    if not cupy_available():
+        return 0
+    import cupy
+
+    return int(cupy.cuda.runtime.getDeviceCount())
+
+
+def _start_cluster(
+    n_workers: int | None, n_jobs: int, listen: str, backend: str | None
+) -> tuple[Any, str, int]:
+    """A local Dask cluster on ``listen`` (loopback by default): (cluster, description, workers)."""
+    from distributed import LocalCluster
+
+    gpus = _gpu_count() if backend in (None, "auto", "cupy") else 0
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+
+            cluster = LocalCUDACluster(host=listen, dashboard_address=None)
+            return cluster, f"local CUDA cluster on {listen}", gpus
+        except ImportError:
+            n = 1
+            log.info("one GPU worker (install dask-cuda for one worker per GPU)")
+    else:
+        n = n_workers or os.cpu_count() or 1
+    n = max(1, min(n, n_jobs))
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        host=listen,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    return cluster, f"local Dask cluster on {listen}", n
+
+
+def run_batch(
+    inputs: Sequence[str | Path],
+    outdir: str | Path,
+    *,
+    flags: BatchOptions | None = None,
+    preset: BatchOptions | None = None,
+    preset_name: str | None = None,
+    output: OutputOptions | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    listen: str = "127.0.0.1",
+    recursive: bool = False,
+    progress: Callable[..., None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> BatchReport:
+    """Reconstruct many inputs into ``outdir``.
+
+    Parameters
+    ----------
+    inputs : sequence
+        Files, folders and glob patterns (see :func:`~scope.batch.discovery.discover_inputs`).
+    outdir : path
+        Output folder: ``NAME.sim.zarr`` (or ``NAME.sim.ome.tif``), ``NAME.params.json`` per
+        input, ``batch-report.json`` and ``batch-report.txt``.
+    flags, preset : BatchOptions
+        Highest and second precedence (file metadata comes last).
+    output : OutputOptions
+        Format (zarr/tiff), multiscale levels, overwrite.
+    scheduler : str, optional
+        Address of an existing Dask scheduler.
+    n_workers : int, optional
+        Local worker processes (default: one per core; 0 runs in-process).
+    listen : str
+        Interface of the local cluster (default loopback only).
+    progress : callable, optional
+        ``progress(files=, units=, failed=)`` increments (a :class:`ProgressBar` ``update``).
+    on_plan : callable, optional
+        Called with (files to do, total SIM sets) before the work starts.
+
+    Returns
+    -------
+    BatchReport
+        Also written into ``outdir``. ``report.exit_status`` is 3 when some files failed.
+    """
+    flags = flags or BatchOptions()
+    output = output or OutputOptions()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    report = BatchReport(
+        outdir=str(outdir.resolve()),
+        software=software_version(),
+        scheduler="in-process",
+        n_workers=1,
+        started_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    with outdir_lock(outdir):
+        remove_stale_partials(outdir)
+        sources = discover_inputs(inputs, recursive=recursive, exclude=[outdir])
+        stems = output_stems(sources)
+        n_frames = (flags.n_angles or (preset.n_angles if preset else None) or 3) * (
+            flags.n_phases or (preset.n_phases if preset else None) or 3
+        )
+        jobs: list[FileJob] = []
+        sizes: dict[str, tuple[int, int]] = {}
+        for src in sources:
+            out, params = output_paths(outdir, stems[src], output.format)
+            if out.exists() and not output.overwrite:
+                report.files.append(_skipped_entry(src, out, params))
+                continue
+            jobs.append(
+                FileJob(
+                    input=str(src),
+                    output=str(out),
+                    params_path=str(params),
+                    flags=flags.model_dump(exclude_none=True),
+                    preset=preset.model_dump(exclude_none=True) if preset else None,
+                    preset_name=preset_name,
+                    output_options=output.model_dump(),
+                )
+            )
+            sizes[str(src)] = _count_sets(src, n_frames)
+        if report.files:
+            log.info("%d outputs already complete: skipped", len(report.files))
+        if on_plan is not None:
+            on_plan(len(jobs), sum(s for s, _ in sizes.values()))
+        try:
+            if jobs:
+                _execute(jobs, sizes, report, scheduler, n_workers, listen, flags, progress)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            done = {f["input"] for f in report.files}
+            for job in jobs:
+                if job.input not in done:
+                    report.files.append(
+                        {
+                            "input": job.input,
+                            "output": job.output,
+                            "status": "interrupted",
+                            "error": None,
+                        }
+                    )
+            raise
+        finally:
+            report.files.sort(key=lambda f: f["input"])
+            report.seconds = time.perf_counter() - t0
+            report.write(outdir)
+    return report
+
+
+def _execute(
+    jobs: list[FileJob],
+    sizes: dict[str, tuple[int, int]],
+    report: BatchReport,
+    scheduler: str | None,
+    n_workers: int | None,
+    listen: str,
+    flags: BatchOptions,
+    progress: Callable[..., None] | None,
+) -> None:
+    def record(result: dict[str, Any]) -> None:
+        report.files.append(result)
+        if progress is not None:
+            failed = result["status"] == "error"
+            units = 0 if failed else sizes.get(result["input"], (1, 0))[0]
+            progress(files=1, units=units, failed=int(failed))
+
+    small = len(jobs) == 1 and sizes[jobs[0].input][1] <= IN_PROCESS_MAX_BYTES
+    if scheduler is None and (n_workers == 0 or (small and not n_workers)):
+        report.scheduler, report.n_workers = "in-process", 1
+        for job in jobs:
+            done_units = [0]
+
+            def per_set(n: int, done_units: list[int] = done_units) -> None:
+                if progress is not None:
+                    progress(units=n - done_units[0])
+                done_units[0] = n
+
+            result = process_file(job, per_set)
+            if progress is not None:
+                # per-set progress was already counted: only the file (and a failure) remain
+                progress(files=1, failed=int(result["status"] == "error"))
+            report.files.append(result)
+        return
+
+    from distributed import Client, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        report.scheduler = f"Dask scheduler {scheduler}"
+        report.n_workers = len(client.scheduler_info().get("workers", {}))
+    else:
+        cluster, report.scheduler, report.n_workers = _start_cluster(
+            n_workers, len(jobs), listen, flags.backend
+        )
+        client = Client(cluster)
+    log.info("running %d files on %s (%d workers)", len(jobs), report.scheduler, report.n_workers)
+    futures = {
+        client.submit(
+            process_file, job, key=f"scope-batch-{i}-{Path(job.input).name}", pure=False
+        ): job
+        for i, job in enumerate(jobs)
+    }
+    try:
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # the worker died (killed, out of memory ...)
+                result = {
+                    "input": job.input,
+                    "output": job.output,
+                    "status": "error",
+                    "error": f"worker failed: {type(err).__name__}: {err}".splitlines()[0],
+                }
+            record(result)
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending, force=True)
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,324 @@
+"""One file of a batch: open lazily, estimate parameters, reconstruct set by set, write atomically.
+
+:func:`process_file` is what a Dask worker (or the driver, in-process) runs. It takes a plain,
+picklable :class:`FileJob` and returns a plain dict (the file's line of the batch report); it
+never raises for a bad input file — the error is the result — so one bad file never stops the
+others. Memory stays bounded by a few SIM sets whatever the file size: frames are read one set
+at a time and each reconstructed image is written before the next set is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scope.batch.config import BatchOptions, OutputOptions, merge_options, optical_setup
+from scope.errors import ConfigurationError, ScopeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N_ANGLES = 3
+DEFAULT_N_PHASES = 3
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """Everything needed to reconstruct one input; plain data, cheap to send to a worker."""
+
+    input: str
+    output: str
+    params_path: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    preset: dict[str, Any] | None = None
+    preset_name: str | None = None
+    output_options: dict[str, Any] = field(default_factory=dict)
+
+
+def software_version() -> str:
+    from scope import __version__
+
+    return f"scope {__version__}"
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    from scope.io.writers import _json_default, temporary_path
+
+    tmp = temporary_path(path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _prior(options: BatchOptions, n_phases: int) -> Any:
+    if not options.angles_deg or not options.period_nm:
+        return None
+    from scope.sim.params import SIMParameters
+
+    return SIMParameters.equidistant(
+        options.angles_deg, period_nm=options.period_nm, n_phases=n_phases
+    )
+
+
+def _reconstruction_settings(options: BatchOptions) -> Any:
+    """Settings object of the reconstructor carrying the options it knows (wiener, offset)."""
+    import scope.sim.reconstruct as rec
+
+    cls = getattr(rec, "ReconstructionSettings", None)
+    wanted = {"wiener": options.wiener, "offset_adu": options.offset_adu}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if cls is None:
+        if wanted:
+            raise ConfigurationError(f"this reconstructor takes no settings {sorted(wanted)}")
+        return None
+    fields = getattr(cls, "model_fields", None) or getattr(cls, "__dataclass_fields__", {})
+    unknown = set(wanted) - set(fields)
+    if unknown:
+        raise ConfigurationError(f"the reconstructor has no setting(s) {sorted(unknown)}")
+    return cls(**wanted)
+
+
+class _Reconstruction:
+    """Per-file reconstruction state: parameters per (channel, epoch), cached reconstructors."""
+
+    def __init__(self, setup: Any, options: BatchOptions, frame_shape: tuple[int, int]) -> None:
+        from scope.backend import get_backend
+
+        self.setup = setup
+        self.options = options
+        self.n_angles = options.n_angles or DEFAULT_N_ANGLES
+        self.n_phases = options.n_phases or DEFAULT_N_PHASES
+        self.frame_shape = frame_shape
+        self.backend = get_backend(options.backend or "auto")
+        self.settings = _reconstruction_settings(options)
+        self.prior = _prior(options, self.n_phases)
+        self.params: dict[tuple[int, int], Any] = {}
+        self.epochs: list[dict[str, Any]] = []
+        self._reconstructors: dict[tuple[int, int], Any] = {}
+
+    def estimate(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> Any:
+        from scope.sim.estimate import estimate_parameters
+
+        params = estimate_parameters(
+            raw, self.setup, n_angles=self.n_angles, n_phases=self.n_phases, prior=self.prior
+        )
+        self.params[key] = params
+        self.epochs.append({**where, **params.to_dict()})
+        log.debug("parameters for %s: %s", where, params.to_dict())
+        return params
+
+    def __call__(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> np.ndarray:
+        if key not in self.params:
+            self.estimate(key, raw, where)
+            self._reconstructors.pop(key, None)
+        rec = self._reconstructors.get(key)
+        if rec is None:
+            from scope.sim.reconstruct import SIMReconstructor
+
+            rec = SIMReconstructor(
+                self.setup,
+                self.params[key],
+                shape=self.frame_shape,
+                settings=self.settings,
+                backend=self.backend,
+            )
+            self._reconstructors = {key: rec}  # keep one: memory stays bounded
+        return np.asarray(self.backend.to_numpy(rec(raw)), dtype=np.float32)
+
+
+def resolution_estimate(raw: np.ndarray, setup: Any, sim: np.ndarray) -> dict[str, float] | None:
+    """Widefield and SIM resolution (nm) without ground truth, where the engine offers it."""
+    try:
+        from scope.sim import metrics
+    except ImportError:
+        return None
+    fn = getattr(metrics, "resolution_nm", None) or getattr(
+        metrics, "decorrelation_resolution_nm", None
+    )
+    if fn is None:
+        return None
+    try:
+        wf = raw.reshape(-1, *raw.shape[-2:]).mean(axis=0)
+        return {
+            "widefield_nm": float(fn(wf, setup.pixel_size_nm)),
+            "sim_nm": float(fn(sim, setup.pixel_size_nm / 2)),
+        }
+    except Exception as err:  # a diagnostic must never fail the file
+        log.warning("resolution estimate failed: %s", err)
+        return None
+
+
+def process_file(job: FileJob, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Reconstruct one input file into its output; the report line as a dict.
+
+    Parameters
+    ----------
+    job : FileJob
+    progress : callable, optional
+        Called with the number of SIM sets done so far (in-process runs only).
+
+    Returns
+    -------
+    dict
+        ``input``, ``output``, ``status`` (``"done"`` or ``"error"``), ``error``, ``n_sets``,
+        ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``seconds``, ``host``.
+    """
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "input": job.input,
+        "output": job.output,
+        "params": job.params_path,
+        "status": "error",
+        "error": None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    try:
+        result.update(_reconstruct_file(job, progress))
+        result["status"] = "done"
+    except ScopeError as err:
+        result["error"] = str(err).splitlines()[0]
+        log.error("%s: %s", Path(job.input).name, result["error"])
+    except (MemoryError, OSError, ValueError, RuntimeError, TypeError, KeyError, IndexError) as err:
+        result["error"] = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
+        log.error("%s failed:\n%s", job.input, traceback.format_exc())
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from scope.io.raw import open_raw
+    from scope.io.writers import OmeZarrWriter, write_ome_tiff
+
+    flags = BatchOptions(**job.flags)
+    preset = BatchOptions(**job.preset) if job.preset is not None else None
+    out_opts = OutputOptions(**job.output_options)
+    n_angles = flags.n_angles or (preset.n_angles if preset else None) or DEFAULT_N_ANGLES
+    n_phases = flags.n_phases or (preset.n_phases if preset else None) or DEFAULT_N_PHASES
+    src = Path(job.input)
+    out = Path(job.output)
+    with open_raw(src, n_frames_per_set=n_angles * n_phases) as stack:
+        file_values = {
+            "pixel_size_nm": stack.pixel_size_nm,
+            "wavelength_nm": stack.wavelength_nm,
+            "na": stack.na,
+        }
+        options, sources = merge_options(
+            flags, preset, file_values, preset_name=job.preset_name or "preset"
+        )
+        options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
+        setup = optical_setup(options, source=src.name)
+        engine = _Reconstruction(setup, options, stack.frame_shape)
+        lead_axes = stack.lead_axes
+        out_axes = lead_axes + "YX"
+        out_shape = (*stack.lead_shape, 2 * stack.frame_shape[0], 2 * stack.frame_shape[1])
+        every = options.reestimate_every or 0
+        t_axis = lead_axes.find("T")
+        c_axis = lead_axes.find("C")
+
+        def key_of(index: tuple[int, ...]) -> tuple[tuple[int, int], dict[str, int]]:
+            t = index[t_axis] if t_axis >= 0 else 0
+            c = index[c_axis] if c_axis >= 0 else 0
+            epoch = t // every if every else 0
+            return (c, epoch), {"channel": c, "first_time_point": t}
+
+        first_raw = stack.read_set(0)
+        key0, where0 = key_of(stack.set_index(0))
+        first_sim = engine(key0, first_raw, where0)
+        resolution = resolution_estimate(first_raw, setup, first_sim)
+        provenance: dict[str, Any] = {
+            "software": software_version(),
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "input": str(src.resolve()),
+            "input_format": stack.metadata.get("format"),
+            "input_shape": list(stack.shape),
+            "input_axes": stack.axes,
+            "optics": setup.model_dump(),
+            "sources": sources,
+            "options": options.model_dump(exclude_none=True),
+            "preset": job.preset_name,
+            "reestimate_every": every,
+            "parameters": engine.params[key0].to_dict(),
+        }
+
+        def planes():
+            for flat in range(stack.n_sets):
+                index = stack.set_index(flat)
+                if flat == 0:
+                    sim = first_sim
+                else:
+                    key, where = key_of(index)
+                    sim = engine(key, stack.read_set(flat), where)
+                yield index, sim
+                if progress is not None:
+                    progress(flat + 1)
+
+        if out_opts.format == "zarr":
+            writer = OmeZarrWriter(
+                out,
+                out_shape,
+                pixel_size_nm=setup.pixel_size_nm / 2,
+                axes=out_axes,
+                metadata=provenance,
+                multiscale_levels=out_opts.multiscale_levels,
+            )
+            try:
+                for index, sim in planes():
+                    writer.write(index, sim)
+                provenance["parameter_epochs"] = engine.epochs
+                writer.update_metadata(provenance)
+                _write_params(job, engine, provenance, resolution)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        else:
+            _write_params_after = provenance.copy()
+            write_ome_tiff(
+                out,
+                (sim for _, sim in planes()),
+                pixel_size_nm=setup.pixel_size_nm / 2,
+                axes=out_axes,
+                metadata=provenance,
+                shape=out_shape,
+                before_commit=lambda: _write_params(job, engine, _write_params_after, resolution),
+            )
+    return {
+        "n_sets": stack.n_sets,
+        "axes": stack.axes,
+        "shape": list(stack.shape),
+        "parameters": engine.params[key0].to_dict(),
+        "n_parameter_sets": len(engine.epochs),
+        "optics": setup.model_dump(),
+        "sources": sources,
+        "resolution": resolution,
+    }
+
+
+def _write_params(job: FileJob, engine: _Reconstruction, provenance: dict, resolution: Any) -> None:
+    """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs."""
+    first = engine.epochs[0]
+    doc = {
+        "angles": first["angles"],
+        "software": provenance["software"],
+        "input": provenance["input"],
+        "output": job.output,
+        "optics": provenance["optics"],
+        "sources": provenance["sources"],
+        "resolution": resolution,
+        "parameter_epochs": engine.epochs,
+    }
+    _write_json_atomic(Path(job.params_path), doc)

@@ -1,0 +1,128 @@
+"""``scope batch``: reconstruct files, folders and globs, locally or on a Dask cluster.
+
+``scope batch data/ -o out/ --preset bsim-hela-660nm``
+``scope batch "runs/*.zarr" -o out/ --scheduler tcp://10.0.0.5:8786 --format tiff``
+
+Exit status: 0 all done (or already complete), 3 some files failed (see the report),
+2 all failed or bad arguments, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "batch",
+        help="reconstruct many raw files (folders, globs) locally or on a Dask cluster",
+        description="Reconstruct raw SIM files, folders and glob patterns into OUTDIR "
+        "(OME-Zarr or OME-TIFF, a .params.json each, and batch-report.json/.txt). Parameters: "
+        "flags override the --preset, which overrides the files' metadata. Re-running skips "
+        "complete outputs. Exit status 3 means some files failed.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raw files, folders or globs")
+    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="output format")
+    p.add_argument("--preset", help="preset name in reconstruction/presets/ or a .toml path")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler address")
+    p.add_argument(
+        "--workers", type=int, help="local worker processes (default: one per core; 0: in-process)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1",
+        help="interface of the local Dask cluster (default loopback only)",
+    )
+    add_parameter_flags(p)
+    p.add_argument(
+        "--reestimate-every",
+        type=int,
+        metavar="N",
+        help="re-estimate pattern parameters every N time points (default: once per file)",
+    )
+    p.add_argument("--levels", type=int, help="multiscale levels of Zarr outputs (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def add_parameter_flags(p: argparse.ArgumentParser) -> None:
+    """Optics/pattern flags shared with ``scope reconstruct`` (all optional here)."""
+    p.add_argument("--na", type=float, help="detection numerical aperture")
+    p.add_argument("--wavelength", type=float, help="emission wavelength, nm")
+    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
+    p.add_argument("--offset", type=float, help="camera offset, ADU")
+    p.add_argument("--angles", type=int, help="pattern angles (default 3)")
+    p.add_argument("--phases", type=int, help="phase steps per angle (default 3)")
+    p.add_argument("--wiener", type=float, help="Wiener parameter")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    """The flags as :class:`~scope.batch.config.BatchOptions` (unset flags stay None)."""
+    from pydantic import ValidationError
+
+    from scope.batch.config import BatchOptions
+    from scope.errors import ConfigurationError
+
+    values = {
+        "na": args.na,
+        "wavelength_nm": args.wavelength,
+        "pixel_size_nm": args.pixel_size,
+        "offset_adu": args.offset,
+        "n_angles": args.angles,
+        "n_phases": args.phases,
+        "wiener": args.wiener,
+        "backend": args.backend,
+        "reestimate_every": getattr(args, "reestimate_every", None),
+    }
+    try:
+        return BatchOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        raise ConfigurationError(f"invalid option: {err.errors()[0]['msg']} ({err})") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    from scope.batch.config import OutputOptions, load_preset
+    from scope.batch.engine import run_batch
+    from scope.batch.progress import ProgressBar
+
+    flags = options_from_args(args)
+    preset, preset_name = load_preset(args.preset) if args.preset else (None, None)
+    bar: list[ProgressBar] = []
+
+    def on_plan(n_files: int, n_sets: int) -> None:
+        if not args.no_progress and n_files:
+            bar.append(ProgressBar(n_files, n_sets, sys.stderr))
+
+    def progress(**kw: int) -> None:
+        if bar:
+            bar[0].update(**kw)
+
+    try:
+        report = run_batch(
+            args.inputs,
+            args.outdir,
+            flags=flags,
+            preset=preset,
+            preset_name=preset_name,
+            output=OutputOptions(
+                format=args.format, multiscale_levels=args.levels, overwrite=args.overwrite
+            ),
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            listen=args.listen,
+            recursive=args.recursive,
+            progress=progress,
+            on_plan=on_plan,
+        )
+    finally:
+        if bar:
+            bar[0].close()
+    print(report.table())
+    print(f"report: {args.outdir}/batch-report.json")
+    return report.exit_status

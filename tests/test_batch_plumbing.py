@@ -1,0 +1,193 @@
+"""Batch plumbing that needs no reconstruction: discovery, presets, reports, locks, progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from scope.batch.config import BatchOptions, load_preset, merge_options, optical_setup
+from scope.batch.discovery import discover_inputs, output_stems
+from scope.batch.engine import outdir_lock, remove_stale_partials, run_batch
+from scope.batch.progress import ProgressBar, format_seconds
+from scope.batch.report import EXIT_ALL_FAILED, EXIT_PARTIAL_FAILURE, BatchReport
+from scope.errors import ConfigurationError
+
+
+def _touch_tiff(path, n=9):
+    tifffile.imwrite(path, np.zeros((n, 8, 8), np.uint16))
+
+
+def test_discovery_of_files_folders_and_globs(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for name in ("a.tif", "b.ome.tif", "c.mrc", "sub/d.tif", ".hidden.tif", ".e.tif.partial-1234"):
+        (data / name).write_bytes(b"x")
+    (data / "run.zarr").mkdir()
+    (data / "notes.txt").write_text("not data")
+    out = data / "out"
+    out.mkdir()
+    (out / "a.sim.ome.tif").write_bytes(b"x")
+
+    names = lambda paths: sorted(p.relative_to(data).as_posix() for p in paths)  # noqa: E731
+    assert names(discover_inputs([data], exclude=[out])) == [
+        "a.tif",
+        "b.ome.tif",
+        "c.mrc",
+        "run.zarr",
+    ]
+    assert names(discover_inputs([data], recursive=True, exclude=[out])) == [
+        "a.tif",
+        "b.ome.tif",
+        "c.mrc",
+        "run.zarr",
+        "sub/d.tif",
+    ]
+    assert names(discover_inputs([str(data / "**" / "*.tif")], exclude=[out])) == [
+        "a.tif",
+        "b.ome.tif",
+        "sub/d.tif",
+    ]
+    # the same file named twice is taken once
+    assert len(discover_inputs([data / "a.tif", str(data / "a.*")])) == 1
+    with pytest.raises(ConfigurationError, match="no such file or folder"):
+        discover_inputs([data / "missing.tif"])
+    with pytest.raises(ConfigurationError, match="matches no raw"):
+        discover_inputs([str(data / "*.czi")])
+
+
+def test_output_stems_are_distinct(tmp_path):
+    paths = [tmp_path / "x" / "cell.tif", tmp_path / "y" / "cell.tif", tmp_path / "y" / "b.ome.tif"]
+    stems = output_stems(paths)
+    assert stems[paths[2]] == "b"
+    assert len(set(stems.values())) == 3
+    assert stems[paths[0]] == "x_cell_tif"
+
+
+def test_preset_and_precedence():
+    preset, name = load_preset("bsim-hela-660nm")
+    assert name == "bsim-hela-660nm"
+    assert (preset.na, preset.wavelength_nm, preset.pixel_size_nm) == (1.3, 660.0, 65.0)
+    flags = BatchOptions(wavelength_nm=600.0)
+    file_values = {"pixel_size_nm": 80.0, "wavelength_nm": 500.0, "na": 1.4}
+    merged, sources = merge_options(flags, preset, file_values, preset_name=name)
+    assert merged.wavelength_nm == 600.0  # flag beats preset and file
+    assert sources["wavelength_nm"] == "flag"
+    assert merged.pixel_size_nm == 65.0  # preset beats file
+    assert sources["pixel_size_nm"] == "preset:bsim-hela-660nm"
+    merged, sources = merge_options(BatchOptions(), None, file_values)
+    assert (merged.pixel_size_nm, sources["na"]) == (80.0, "file")  # file when nothing else
+    setup = optical_setup(merged)
+    assert setup.na == 1.4
+
+
+def test_missing_optics_and_bad_presets_are_clear(tmp_path):
+    with pytest.raises(ConfigurationError, match="give --na, --wavelength or a --preset"):
+        optical_setup(BatchOptions(pixel_size_nm=65.0), source="x.tif")
+    with pytest.raises(ConfigurationError, match=r"not found; expected a \.toml file or one of"):
+        load_preset("no-such-preset")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optics]\nna = 1.2\nfocus = 3\n")
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['focus'\] in \[optics\]"):
+        load_preset(bad)
+    other = tmp_path / "hw.toml"  # a hardware preset: its tables belong to other tools
+    other.write_text('[camera]\nname = "x"\n[calibration.camera]\noffset_adu = 99.5\n')
+    assert load_preset(other)[0].offset_adu == 99.5
+
+
+def test_report_table_and_exit_status(tmp_path):
+    report = BatchReport(str(tmp_path), "scope 0", "in-process", 1, "2026-01-01T00:00:00")
+    angles = [{"angle_deg": 10.0, "period_nm": 250.0}, {"angle_deg": 70.0, "period_nm": 251.0}]
+    report.files = [
+        {"input": "/d/a.tif", "status": "done", "n_sets": 4, "seconds": 1.25,
+         "parameters": {"angles": angles},
+         "resolution": {"widefield_nm": 230.0, "sim_nm": 130.0}},
+        {"input": "/d/b.tif", "status": "skipped", "seconds": 0.0},
+        {"input": "/d/c.tif", "status": "error", "error": "c.tif: holds 8 frames"},
+    ]  # fmt: skip
+    assert report.exit_status == EXIT_PARTIAL_FAILURE
+    table = report.table()
+    assert "a.tif  done" in table
+    assert "10.0 70.0" in table
+    assert "230/130" in table
+    assert "c.tif: c.tif: holds 8 frames" in table
+    assert "1 done, 1 already complete, 1 failed" in table
+    report.write(tmp_path)
+    doc = json.loads((tmp_path / "batch-report.json").read_text())
+    assert doc["counts"] == {"done": 1, "skipped": 1, "error": 1, "interrupted": 0}
+    assert doc["exit_status"] == 3
+    report.files = report.files[2:]
+    assert report.exit_status == EXIT_ALL_FAILED
+
+
+def test_progress_bar_eta(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("scope.batch.progress.time.monotonic", lambda: clock[0])
+    stream = io.StringIO()
+    bar = ProgressBar(4, 40, stream, min_interval_s=0)
+    clock[0] = 110.0
+    bar.update(files=1, units=10)
+    # 10 of 40 sets in 10 s: 30 s to go
+    assert (
+        stream.getvalue()
+        .splitlines()[-1]
+        .endswith("1/4 files  10/40 sets  00:10 elapsed  ETA 00:30")
+    )
+    clock[0] = 120.0
+    bar.update(files=1, failed=1)
+    assert "1 failed" in stream.getvalue().splitlines()[-1]
+    assert format_seconds(3725) == "1:02:05"
+
+
+def test_outdir_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path):
+    with (
+        outdir_lock(tmp_path),
+        pytest.raises(ConfigurationError, match="another scope batch"),
+        outdir_lock(tmp_path),
+    ):
+        pass
+    assert not (tmp_path / ".scope-batch.lock").exists()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (tmp_path / ".scope-batch.lock").write_text(f"{os.uname().nodename} {dead.stdout.strip()}")
+    with outdir_lock(tmp_path):
+        pass
+    (tmp_path / ".x.sim.zarr.partial-abcd").mkdir()
+    (tmp_path / ".x.params.json.partial-abcd").write_text("{")
+    (tmp_path / "y.sim.zarr").mkdir()
+    assert remove_stale_partials(tmp_path) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["y.sim.zarr"]
+
+
+def test_bad_files_reported_on_a_real_local_cluster(tmp_path):
+    """Two broken inputs on a 2-process LocalCluster: each is an error line, nothing written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _touch_tiff(data / "eight.tif", n=8)
+    good = data / "cut.tif"
+    tifffile.imwrite(good, np.ones((2, 9, 16, 16), np.uint16))
+    good.write_bytes(good.read_bytes()[:3000])
+    report = run_batch(
+        [data],
+        tmp_path / "out",
+        flags=BatchOptions(na=1.2, wavelength_nm=525, pixel_size_nm=65),
+        n_workers=2,
+    )
+    assert report.scheduler == "local Dask cluster on 127.0.0.1"
+    assert report.n_workers == 2
+    errors = {os.path.basename(f["input"]): f["error"] for f in report.files}
+    assert "holds 8 frames, not a multiple of 9" in errors["eight.tif"]
+    assert "truncated" in errors["cut.tif"]
+    assert report.exit_status == EXIT_ALL_FAILED
+    assert {f["pid"] for f in report.files} != {os.getpid()}  # ran in worker processes
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "batch-report.json",
+        "batch-report.txt",
+    ]
