@@ -157,7 +157,7 @@ def test_time_lapse_tiff_is_lazy_and_grouped(tmp_path):
     stack = open_raw(path, n_frames_per_set=9)
     assert (stack.shape, stack.axes, stack.n_sets) == ((4, 9, 32, 32), "TPYX", 4)
     assert (stack.pixel_size_nm, stack.wavelength_nm, stack.na) == (65.0, 525.0, 1.2)
-    assert isinstance(stack.data, np.memmap)  # contiguous: mapped, not loaded
+    assert isinstance(stack.data, LazyFrames)  # read per set, never loaded whole
     np.testing.assert_array_equal(stack.read_set(3), raw[3].astype(np.float32))
 
     flat = tmp_path / "flat.tif"

@@ -1,10 +1,11 @@
 """Lazy, defensive readers for raw SIM stacks: TIFF/OME-TIFF, MRC and OME-Zarr.
 
 :func:`open_raw` looks at a file's header only and returns a :class:`RawStack` whose ``data``
-reads frames on demand (a read-only memory map where the pixels are stored contiguously,
-page-by-page or chunk-by-chunk reading otherwise). Nothing is allocated in proportion to the
-file before its header has been checked, and nothing is ever unpickled: Zarr arrays with object
-dtypes or pickle codecs are refused from their JSON metadata, before zarr touches them.
+reads frames on demand (plain reads at computed offsets where the pixels are stored
+contiguously, page-by-page or chunk-by-chunk reading otherwise). Nothing is allocated in
+proportion to the file before its header has been checked, and nothing is ever unpickled: Zarr
+arrays with object dtypes or pickle codecs are refused from their JSON metadata, before zarr
+touches them.
 
 Axes are named with one letter each: ``T`` (time), ``Z``, ``C`` (channel) in front, then ``P``
 (the ``angles * phases`` frames of one SIM set, angle-major, phase fastest) and ``Y``, ``X``.
@@ -312,6 +313,37 @@ def _lead_letters(letters: str, n: int) -> str:
 # TIFF
 
 
+class _ContiguousReader:
+    """Reads frames stored back to back from ``offset``, with plain reads (no memory map).
+
+    A memory map would leave every page it touched resident in the process (its RSS grows to
+    the file size over a long time-lapse); explicit reads keep memory at the frames asked for.
+    """
+
+    def __init__(
+        self, path: Path, offset: int, dtype: np.dtype, frame_shape: Sequence[int]
+    ) -> None:
+        self.path = path
+        self.offset = int(offset)
+        self.dtype = np.dtype(dtype)
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.frame_bytes = math.prod(self.frame_shape) * self.dtype.itemsize
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(indices), *self.frame_shape), dtype=self.dtype.newbyteorder("="))
+        count = math.prod(self.frame_shape)
+        with open(self.path, "rb") as fh:
+            for k, i in enumerate(indices):
+                fh.seek(self.offset + int(i) * self.frame_bytes)
+                frame = np.fromfile(fh, dtype=self.dtype, count=count)
+                if frame.size != count:
+                    raise DataFormatError(
+                        f"{self.path.name}: frame {i} is cut short; the file is truncated"
+                    )
+                out[k] = frame.reshape(self.frame_shape)
+        return out
+
+
 class _TiffPageReader:
     """Reads pages of one TIFF series by index; reopens the file after pickling."""
 
@@ -487,7 +519,7 @@ def _tiff_stack(
     meta: dict[str, Any] = {"format": "ome-tiff" if tif.is_ome else "tiff", "file_axes": axes}
     offset = series.dataoffset
     if offset is not None:
-        # contiguous, uncompressed pixels: a read-only memory map, after checking the file size
+        # contiguous, uncompressed pixels: read at computed offsets, after checking the size
         if offset + nbytes > size:
             raise _fail(
                 path,
@@ -496,7 +528,9 @@ def _tiff_stack(
             )
         tif.close()
         file_dtype = dtype.newbyteorder(tif.byteorder)
-        data: Any = np.memmap(path, dtype=file_dtype, mode="r", offset=offset, shape=full_shape)
+        data: Any = LazyFrames(
+            _ContiguousReader(path, offset, file_dtype, shape[-2:]), full_shape, dtype
+        )
         closer = None
     else:
         pages = series.pages
@@ -581,7 +615,7 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
         )
     lead_shape, lead_axes = _assign_axes(path, (nz,), "Z", n_frames_per_set)
     full_shape = (*lead_shape, ny, nx)
-    data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=full_shape)
+    data = LazyFrames(_ContiguousReader(path, offset, dtype, (ny, nx)), full_shape, dtype)
     return RawStack(
         data=data,
         shape=full_shape,
