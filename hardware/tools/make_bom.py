@@ -36,6 +36,10 @@ BUILD_ORDER = ("budget", "better")
 #: is too weak to estimate the pattern from the data)
 TARGET_FRACTION = 0.9
 
+ITEM_HEADER = (
+    "| # | category | part | part number | vendor | qty | unit price | line total | notes |\n"
+    "|---:|---|---|---|---|---:|---:|---:|---|"
+)
 REQUIRED = ("category", "part", "part_number", "vendor", "unit_price", "currency", "quantity")
 
 
@@ -189,8 +193,7 @@ def _render_build(bom: dict[str, Any]) -> list[str]:
         "",
         f"{build['title']}. Data: `hardware/{rel}`; preset: `hardware/{preset}`.",
         "",
-        "| # | category | part | part number | vendor | qty | unit price | line total | notes |",
-        "|---:|---|---|---|---|---:|---:|---:|---|",
+        ITEM_HEADER,
     ]
     n = 0
     for item in bom["item"]:
@@ -220,8 +223,7 @@ def _render_build(bom: dict[str, Any]) -> list[str]:
             "",
             f"Options (not in the total; together {_money(t.options_total, t.currency)}):",
             "",
-            "| # | category | part | part number | vendor | qty | unit price | line total | notes |",
-            "|---:|---|---|---|---|---:|---:|---:|---|",
+            ITEM_HEADER,
         ]
         lines += [_item_row(i, it) for i, it in enumerate(opts, 1)]
     return lines
@@ -254,7 +256,7 @@ def _render_optics(boms: list[dict[str, Any]]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for bom in boms:
-        camera, _, illuminator, _ = parts_from_preset(load_preset(preset_path(bom)))
+        _, _, illuminator, _ = parts_from_preset(load_preset(preset_path(bom)))
         for item, obj in objectives(bom):
             plan = predicted_plan(bom, obj)
             finest = finest_period_px(bom, obj)
@@ -276,7 +278,8 @@ def _render_optics(boms: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {bom['build']['name']} | {obj.name}{option} | {plan.pixel_size_nm:.1f} nm "
                 f"| {demag} | {grating} | {plan.pattern_period_nm:.1f} nm "
-                f"| {plan.pattern_fraction_of_cutoff:.3f} | {'yes' if plan.pattern_inside_otf else 'NO'} "
+                f"| {plan.pattern_fraction_of_cutoff:.3f} "
+                f"| {'yes' if plan.pattern_inside_otf else 'NO'} "
                 f"| {contrast} | {plan.widefield_resolution_nm:.0f} nm "
                 f"| {plan.sim_resolution_nm:.0f} nm | {finest_txt} |"
             )
