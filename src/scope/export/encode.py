@@ -15,7 +15,9 @@ MP4 settings, and why:
   exceeds :func:`bitrate_cap_kbps`, which keeps the file under the preset's ``max_file_mb``.
 
 GIFs use one global 256-colour palette for the whole clip (computed from frames sampled over
-the clip), so colours do not shimmer between frames, and loop forever.
+the clip), so colours do not shimmer between frames, and loop forever. A run of identical
+frames is stored once with the summed delay (Pillow does this), so a GIF holds fewer frames
+than the clip plan while playing for exactly the same time.
 
 References
 ----------

@@ -1,0 +1,313 @@
+"""Files to clip inputs: images, reconstructed series and raw SIM runs.
+
+* **Images and reconstructed series**: TIFF/OME-TIFF (as written by ``scope reconstruct``,
+  Fiji or any OME tool) and OME-Zarr. The physical pixel size comes from the OME
+  ``PhysicalSizeX`` (with its unit), else from ImageJ metadata or the TIFF resolution tags
+  (pixels per cm, or per inch when that gives a microscope-sized pixel). Frame times come from
+  the OME ``Plane/@DeltaT`` of each time point, else ``Pixels/@TimeIncrement`` or ImageJ's
+  ``finterval``.
+* **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
+  :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed with
+  :func:`scope.sim.pipeline.reconstruct_stack`; the widefield image of each set (the mean of
+  its frames) comes along for the side-by-side and wipe layouts. Set times of acquisitions come
+  from their per-frame timestamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scope.errors import ConfigurationError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+_UNIT_NM = {
+    "m": 1e9,
+    "cm": 1e7,
+    "mm": 1e6,
+    "µm": 1e3,
+    "μm": 1e3,
+    "um": 1e3,
+    "micron": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "Å": 0.1,
+    "pm": 1e-3,
+}
+_UNIT_S = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0, "ns": 1e-9}
+#: largest camera or reconstruction pixel believed from a TIFF resolution tag
+MAX_PLAUSIBLE_PIXEL_NM = 10_000.0
+
+
+@dataclass
+class ClipSource:
+    """Arrays and metadata ready for :func:`scope.export.export_video`.
+
+    Attributes
+    ----------
+    frames : ndarray
+        ``(T, C, Y, X)`` float32.
+    pixel_size_nm : float or None
+    timestamps_s : ndarray or None
+        Time of each frame.
+    channel_names : list of str or None
+    widefield : ndarray or None
+        ``(T, C, Yw, Xw)`` (raw runs only).
+    widefield_pixel_size_nm : float or None
+    """
+
+    frames: np.ndarray
+    pixel_size_nm: float | None = None
+    timestamps_s: np.ndarray | None = None
+    channel_names: list[str] | None = None
+    widefield: np.ndarray | None = None
+    widefield_pixel_size_nm: float | None = None
+
+
+def unit_to_nm(value: float, unit: str | None) -> float:
+    """A length in ``unit`` (OME default µm) in nm."""
+    key = (unit or "µm").strip()
+    if key not in _UNIT_NM:
+        raise DataFormatError(f"unknown length unit {unit!r}; expected one of {list(_UNIT_NM)}")
+    return float(value) * _UNIT_NM[key]
+
+
+def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
+    """Reorder to (T, C, Y, X): ``C``/``S`` become channels, every other axis is flattened to T."""
+    axes = axes.upper()
+    if "Y" not in axes or "X" not in axes:
+        raise DataFormatError(f"axes {axes!r} lack Y and X; expected an image")
+    chan = [i for i, a in enumerate(axes) if a in "CS"]
+    rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
+    order = [*rest, *chan, axes.index("Y"), axes.index("X")]
+    arr = np.transpose(data, order)
+    n_t = math.prod(arr.shape[: len(rest)]) if rest else 1
+    n_c = math.prod(arr.shape[len(rest) : len(rest) + len(chan)]) if chan else 1
+    has_t = any(axes[i] == "T" for i in rest)
+    return arr.reshape(n_t, n_c, *arr.shape[-2:]), has_t
+
+
+def _ome_times(pixels: dict[str, Any], n_t: int) -> np.ndarray | None:
+    planes = pixels.get("Plane")
+    if planes:
+        planes = planes if isinstance(planes, list) else [planes]
+        by_t: dict[int, float] = {}
+        for plane in planes:
+            if (
+                "DeltaT" in plane
+                and int(plane.get("TheC", 0)) == 0
+                and int(plane.get("TheZ", 0)) == 0
+            ):
+                unit = _UNIT_S.get(str(plane.get("DeltaTUnit", "s")), 1.0)
+                by_t.setdefault(int(plane.get("TheT", 0)), float(plane["DeltaT"]) * unit)
+        if len(by_t) == n_t:
+            return np.array([by_t[t] for t in sorted(by_t)])
+    if "TimeIncrement" in pixels:
+        unit = _UNIT_S.get(str(pixels.get("TimeIncrementUnit", "s")), 1.0)
+        return np.arange(n_t) * float(pixels["TimeIncrement"]) * unit
+    return None
+
+
+def _tiff_pixel_size_nm(tif: Any) -> float | None:
+    page = tif.pages.first
+    tags = page.tags
+    if "XResolution" not in tags:
+        return None
+    num, den = tags["XResolution"].value
+    if not num or not den:
+        return None
+    per_unit = num / den
+    ij = tif.imagej_metadata or {}
+    if ij.get("unit"):
+        unit = str(ij["unit"]).replace("\\u00B5", "µ")
+        try:
+            return unit_to_nm(1.0 / per_unit, unit)
+        except DataFormatError:
+            return None
+    res_unit = int(getattr(tags.get("ResolutionUnit"), "value", 2))
+    nm = {2: 2.54e7, 3: 1e7}.get(res_unit)
+    if nm is None:
+        return None
+    size = nm / per_unit
+    return size if size <= MAX_PLAUSIBLE_PIXEL_NM else None
+
+
+def read_tiff(path: Path) -> ClipSource:
+    """An image or series from a TIFF/OME-TIFF file (see the module notes)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            axes = series.axes
+            frames, has_t = _to_tcyx(data, axes)
+            pixel_size_nm = None
+            times = None
+            names = None
+            if tif.is_ome:
+                ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+                image = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
+                pixels = image["Pixels"]
+                if "PhysicalSizeX" in pixels:
+                    pixel_size_nm = unit_to_nm(
+                        pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
+                    )
+                if has_t:
+                    times = _ome_times(pixels, frames.shape[0])
+                channels = pixels.get("Channel")
+                channels = channels if isinstance(channels, list) else [channels or {}]
+                got = [str(c.get("Name", "")) for c in channels]
+                if len(got) == frames.shape[1] and all(got):
+                    names = got
+            else:
+                pixel_size_nm = _tiff_pixel_size_nm(tif)
+                ij = tif.imagej_metadata or {}
+                if has_t and ij.get("finterval"):
+                    times = np.arange(frames.shape[0]) * float(ij["finterval"])
+    except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
+        raise DataFormatError(f"{path.name} is not a readable TIFF image: {err}") from err
+    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm, times, names)
+
+
+def read_zarr(path: Path) -> ClipSource:
+    """An image or series from an OME-Zarr store (level 0)."""
+    from scope.io.writers import read_image
+
+    try:
+        image, pixel_size_nm, meta = read_image(path)
+    except (KeyError, IndexError, StopIteration, ValueError, OSError) as err:
+        raise DataFormatError(
+            f"{path} is not an OME-Zarr image (expected NGFF multiscales metadata): {err}"
+        ) from err
+    frames, _ = _to_tcyx(np.asarray(image), str(meta.get("axes", "YX"))[-image.ndim :])
+    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm)
+
+
+def read_image_source(path: str | Path) -> ClipSource:
+    """An image, a series or a reconstruction from TIFF/OME-TIFF or OME-Zarr."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return read_zarr(path)
+    if path.suffix.lower() in (".tif", ".tiff", ".btf"):
+        return read_tiff(path)
+    raise DataFormatError(
+        f"{path.name}: unsupported image format {path.suffix!r}; expected a TIFF/OME-TIFF file "
+        "or an OME-Zarr folder (a raw SIM run: add --raw)"
+    )
+
+
+def _acquisition_set_times(path: Path, n_frames_per_set: int) -> np.ndarray | None:
+    """Start time (s, from the first) of each complete verified set of a ``scope acquire`` run."""
+    try:
+        from scope.acquisition.writer import read_acquisition
+    except ImportError:
+        return None
+    _, table, _ = read_acquisition(path)
+    ok = table["valid"] == 1
+    starts = []
+    for s in np.unique(table["set"][ok]):
+        sel = np.flatnonzero(ok & (table["set"] == s))
+        if len(sel) == n_frames_per_set:
+            starts.append(int(table["timestamp_ns"][sel].min()))
+    if not starts:
+        return None
+    return (np.array(starts, dtype=np.float64) - starts[0]) * 1e-9
+
+
+def reconstruct_raw_source(
+    path: str | Path,
+    *,
+    na: float | None = None,
+    wavelength_nm: float | None = None,
+    pixel_size_nm: float | None = None,
+    n_angles: int = 3,
+    n_phases: int = 3,
+    frame_interval_s: float | None = None,
+    backend: str = "auto",
+) -> ClipSource:
+    """Reconstruct a raw SIM run; SIM and widefield come back ready for a clip.
+
+    Parameters
+    ----------
+    path : path
+        Raw stack ``(..., angles*phases, Y, X)`` (TIFF/OME-TIFF, MRC, OME-Zarr, acquisitions).
+    na, wavelength_nm, pixel_size_nm : float, optional
+        Optical setup; default to what the file states. Required where it states nothing.
+    n_angles, n_phases : int
+        SIM pattern layout (angle-major, phase fastest).
+    frame_interval_s : float, optional
+        Time between SIM sets when the file does not record it.
+    backend : str
+        Array backend for the reconstruction (``numpy``, ``cupy``, ``auto``).
+    """
+    from scope.backend import get_backend
+    from scope.io.raw import open_raw
+    from scope.optics import OpticalSetup
+
+    path = Path(path)
+    n = n_angles * n_phases
+    with open_raw(path, n_frames_per_set=n) as stack:
+        na = na or stack.na
+        wavelength_nm = wavelength_nm or stack.wavelength_nm
+        pixel_size_nm = pixel_size_nm or stack.pixel_size_nm
+        missing = [
+            name
+            for name, value in (
+                ("--na", na),
+                ("--wavelength", wavelength_nm),
+                ("--pixel-size", pixel_size_nm),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"{path.name} does not state {', '.join(missing)}; give them to reconstruct "
+                "the raw run (e.g. --na 1.2 --wavelength 525 --pixel-size 65)"
+            )
+        lead_axes = stack.lead_axes
+        raw = np.stack(list(stack.iter_sets())) if stack.n_sets > 1 else stack.read_set(0)[None]
+        raw = raw.reshape(*(stack.lead_shape or (1,)), n, *stack.frame_shape)
+        is_acquisition = stack.metadata.get("format") == "scope-acquisition"
+    try:
+        from scope.sim.pipeline import reconstruct_stack
+    except ImportError as err:
+        raise ConfigurationError(
+            "reconstructing a raw run needs scope.sim.pipeline, which this installation lacks; "
+            "reconstruct with `scope reconstruct` first and export the result"
+        ) from err
+    setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
+    log.info("reconstructing %d SIM set(s) of %s", math.prod(raw.shape[:-3]), path.name)
+    sim, _params = reconstruct_stack(
+        raw, setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend)
+    )
+    sim = np.asarray(sim, dtype=np.float32)
+    widefield = raw.mean(axis=-3, dtype=np.float32)
+    axes = (lead_axes or "T") + "YX"
+    sim_tcyx, _ = _to_tcyx(sim, axes)
+    wf_tcyx, _ = _to_tcyx(widefield, axes)
+    times = None
+    if is_acquisition:
+        times = _acquisition_set_times(path, n)
+        if times is not None and times.size != sim_tcyx.shape[0]:
+            times = None
+    if times is None and frame_interval_s:
+        times = np.arange(sim_tcyx.shape[0]) * frame_interval_s
+    return ClipSource(
+        sim_tcyx,
+        pixel_size_nm * wf_tcyx.shape[-1] / sim_tcyx.shape[-1],
+        times,
+        None,
+        wf_tcyx,
+        pixel_size_nm,
+    )
