@@ -1,0 +1,84 @@
+"""Wiring diagrams: generated from source, up to date, and wired to the firmware's pins."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
+
+
+@pytest.fixture(scope="module")
+def draw():
+    spec = importlib.util.spec_from_file_location(
+        "draw_wiring", HARDWARE / "tools" / "draw_wiring.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["draw_wiring"] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("draw_wiring", None)
+
+
+def _firmware_pins() -> dict[str, int]:
+    text = (HARDWARE / "firmware" / "hw_rp2040.py").read_text()
+    pins = {}
+    for name in ("TRIGGER_PIN", "ADVANCE_PIN", "EXPOSURE_IN_PIN"):
+        m = re.search(rf"^{name} = (\d+)", text, re.M)
+        assert m, f"{name} not found in the firmware"
+        pins[name] = int(m.group(1))
+    m = re.search(r"^LIGHT_PINS = \((\d+)", text, re.M)
+    assert m
+    pins["LIGHT_PIN_0"] = int(m.group(1))
+    return pins
+
+
+def test_diagrams_use_the_firmware_pins(draw):
+    fw = _firmware_pins()
+    kinds = {
+        "trigger": fw["TRIGGER_PIN"],
+        "advance": fw["ADVANCE_PIN"],
+        "exposure": fw["EXPOSURE_IN_PIN"],
+        "light": fw["LIGHT_PIN_0"],
+    }
+    for stem, d in draw.diagrams().items():
+        pico = d.boxes[0]
+        for wire in d.wires:
+            if wire.kind not in kinds:
+                continue
+            # a signal wire that touches the Pico lands on the GPIO the firmware uses
+            gp = f"GP{kinds[wire.kind]}"
+            expected = pico.pin(f"{gp} (pin {draw.PICO_PINS[gp]})")
+            ends = [wire.points[0], wire.points[-1]]
+            if any(x == pico.x + pico.w for x, _ in ends):
+                assert expected in ends, f"{stem}: {wire.kind} wire not on {gp}"
+        mode = "leader" if "leader" in stem else "follower"
+        used = {w.kind for w in d.wires}
+        # leader diagrams wire the trigger and not the exposure input; follower the reverse
+        assert ("trigger" in used) == (mode == "leader"), stem
+        assert ("exposure" in used) == (mode == "follower"), stem
+        assert "advance" in used
+
+
+def test_committed_svgs_are_current_and_valid(draw, tmp_path):
+    draw.main(tmp_path)
+    for stem in draw.diagrams():
+        svg = (tmp_path / f"{stem}.svg").read_text()
+        ET.fromstring(svg)  # well-formed XML
+        assert (HARDWARE / "wiring" / f"{stem}.svg").read_text() == svg, (
+            f"hardware/wiring/{stem}.svg is out of date: run hardware/tools/draw_wiring.py"
+        )
+        from PIL import Image
+
+        with Image.open(HARDWARE / "wiring" / f"{stem}.png") as img:
+            assert img.size == (draw.WIDTH, draw.HEIGHT)
+            # a drawing, not a blank page: many pixels are neither white nor one flat colour
+            colours = img.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colours is None or len(colours) > 50
