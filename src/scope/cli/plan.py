@@ -25,6 +25,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "bit_depth": ("camera", "bit_depth"),
     "trigger_latency_ms": ("camera", "trigger_latency_ms"),
     "overlapped_readout": ("camera", "overlapped_readout"),
+    "objective_name": ("objective", "name"),
     "magnification": ("objective", "magnification"),
     "na": ("objective", "na"),
     "immersion": ("objective", "immersion"),
@@ -75,6 +76,7 @@ def register(subparsers: Any) -> None:
         help="the sensor exposes the next frame while reading out",
     )
     obj = p.add_argument_group("objective")
+    obj.add_argument("--objective-name")
     obj.add_argument("--magnification", type=float)
     obj.add_argument("--na", type=float)
     obj.add_argument("--immersion", choices=["air", "water", "silicone", "glycerol", "oil"])
