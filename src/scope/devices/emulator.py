@@ -97,10 +97,12 @@ class TriggerRecord:
 
 @dataclass(frozen=True)
 class PatternSwitch:
-    """The pattern output changed to ``pattern_index`` at ``t_s``."""
+    """The pattern output changed to ``pattern_index`` at ``t_s``; ``during_exposure`` is True
+    when the trigger output was high at that moment (which must never happen)."""
 
     t_s: float
     pattern_index: int
+    during_exposure: bool = False
 
 
 #: on_trigger(pulse_count, pattern_index, t_start_s, exposure_s)
@@ -169,7 +171,7 @@ class SimulatedHardware:
         self.on_exposure_end: list[ExposureEndCallback] = []
         self.output: Callable[[bytes], None] = lambda data: None
         self.nominal_exposure_s: Callable[[], float] = lambda: float("nan")
-        self._edges: deque[tuple[bool, int]] = deque()
+        self._edges: deque[tuple[bool, int]] = deque(maxlen=64)  # the board's ring holds 64
         self._follower_exposure_s = float("nan")
         self.wake: Callable[[], None] = lambda: None
 
@@ -186,7 +188,7 @@ class SimulatedHardware:
 
     def set_pattern(self, index: int) -> None:
         self.pattern = int(index)
-        self.switch_log.append(PatternSwitch(self._clock(), self.pattern))
+        self.switch_log.append(PatternSwitch(self._clock(), self.pattern, self.trigger))
 
     def set_trigger(self, level: bool) -> None:
         t = self._clock()
@@ -237,8 +239,16 @@ class SimulatedHardware:
             log.exception("trigger callback %r failed", cb)
 
     def exposures_with_pattern_change(self) -> list[tuple[TriggerRecord, PatternSwitch]]:
-        """Every (exposure, switch) pair where the pattern changed strictly inside an exposure."""
+        """Every (exposure, switch) pair where the pattern changed inside an exposure: while the
+        trigger was high, or at a time strictly between its start and end."""
         bad = []
+        for sw in self.switch_log:
+            if sw.during_exposure:
+                rec = next(
+                    (r for r in reversed(self.trigger_log) if r.t_start_s <= sw.t_s),
+                    self.trigger_log[-1],
+                )
+                bad.append((rec, sw))
         for rec in self.trigger_log:
             end = rec.t_end_s if rec.t_end_s is not None else float("inf")
             bad.extend((rec, sw) for sw in self.switch_log if rec.t_start_s < sw.t_s < end)
