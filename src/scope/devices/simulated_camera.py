@@ -19,7 +19,9 @@ them with :func:`decode_marker`. The ROI must include the sensor's top-left corn
 marker to be visible (it is written into the full sensor frame before cropping).
 
 Fault injection (:class:`FaultInjection`): dropped frames (exposed, counted in the frame id, never
-delivered), extra frames (a spurious exposure without a pulse right after a real one), late
+delivered), extra frames (a spurious frame with its own frame id and no pulse, stamped right
+after the previous frame's readout, as from a glitch on the trigger line; it does not make the
+camera miss the next trigger), late
 triggers (the exposure starts late and sees the next pattern too) and a stall (after a number of
 frames the camera goes silent, as an unplugged camera; :meth:`SimulatedCamera.fail` does it at
 once). Every injected fault is recorded in :attr:`SimulatedCamera.fault_log`, the ground truth
@@ -421,11 +423,10 @@ class SimulatedCamera(Camera):
         if late:
             self.fault_log.append(FaultRecord("late", frame_id, count, start))
         self._deliver(frame_id, start, pattern, mixed, marker_pattern, count, rng, frng)
-        if frng.random() < f.extra_prob:  # a spurious exposure right after this one
+        if frng.random() < f.extra_prob:  # a spurious frame right after this one's readout
             xid = self._next_frame_id
             self._next_frame_id += 1
-            xstart = self._busy_until
-            self._busy_until = xstart + exp_s + self.readout_ms / 1000.0
+            xstart = self._busy_until  # it does not hold the sensor: no later trigger is missed
             self.fault_log.append(FaultRecord("extra", xid, None, xstart))
             self._deliver(xid, xstart, pattern, None, pattern, None, rng, frng, extra=True)
 

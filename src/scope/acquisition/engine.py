@@ -1,0 +1,747 @@
+"""Synchronised SIM acquisition: every frame tied to its pattern, nothing lost.
+
+The controller leads: it shows the pattern of each frame, then raises its trigger output, which
+starts the camera's exposure (hardware trigger); the pattern changes only between exposures. For
+every pulse the controller sends a ``FRAME`` event (pulse count, pattern index, its own clock);
+the camera delivers frames with its own frame counter and timestamps. The engine
+
+1. writes every frame to disk the moment it arrives (:class:`AcquisitionWriter`), untagged;
+2. maps the controller clock onto the host clock (the smallest ``arrival - t_us`` seen, bounded
+   by a ``CLOCK`` query bracketed by host times: both are upper bounds of the offset);
+3. pairs each frame with the pulse nearest in time (within ``match_tolerance_ms``) — a frame with
+   no pulse, or a second frame for one pulse, is an **extra** frame; a pulse with no frame is a
+   **dropped** frame;
+4. closes a SIM set (``n_angles * n_phases`` consecutive pulses) once no later frame can belong
+   to it, and verifies it: every pulse exactly one frame, no extra frame within the set's time
+   span, consecutive camera frame ids (a gap means the camera exposed a frame we never got),
+   every frame within ``timing_tolerance_ms`` of its pulse (a late trigger integrates across a
+   pattern switch), and each pulse's pattern index equal to the sequence entry of its slot;
+5. tags the frames (set, angle, phase, pattern, camera frame id, controller count, timestamp,
+   valid) in the file's frame table; hands **only verified sets** to consumers; an invalid set
+   is logged with its reason and the next set starts afresh from the controller's count
+   (resynchronisation: set membership comes from pulse counts, not from frame order).
+
+On any error, ``stop()``, or Ctrl-C: the controller gets SAFE (light off; if the link is gone the
+firmware's watchdog darkens it), the camera stops, the file is closed in a readable state with
+``state = "aborted"`` and the reason, and the reason is logged.
+
+Software-triggered fallback (``trigger="software"``, for cameras without a trigger input): the
+host shows each pattern (``PATTERN``), waits ``dark_ms`` for it to settle, turns the light on,
+triggers the camera by software and waits for the frame; the pulses are then the host's own
+triggers, reconciled the same way. It is slower and its timing is the host's.
+
+Live consumers: :meth:`AcquisitionEngine.subscribe` returns a bounded queue that receives
+``(set_index, frames (n, Y, X), metadata)`` for every verified set (``None`` at the end); a full
+queue drops its oldest entry rather than block the engine. :meth:`add_callback` calls a function
+in the engine thread instead (keep it short).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from scope.acquisition.writer import AcquisitionWriter, FrameTag
+from scope.errors import AcquisitionError, ConfigurationError, DeviceError, DeviceTimeoutError
+
+log = logging.getLogger(__name__)
+
+SetCallback = Callable[[int, np.ndarray, dict[str, Any]], None]
+
+
+@dataclass
+class AcquisitionConfig:
+    """Settings of a run (times in ms).
+
+    Attributes
+    ----------
+    n_sets : int or None
+        SIM sets to acquire; None = until :meth:`AcquisitionEngine.stop`.
+    n_angles, n_phases : int
+        Frames per set = ``n_angles * n_phases``, angle-major, phase fastest.
+    pattern_indices : list of int, optional
+        Illuminator pattern shown in each slot of a set (default ``0 .. n-1``).
+    exposure_ms, dark_ms : float
+        Trigger-high (light-on) time and the gap between exposures (pattern settling + camera
+        readout); the frame period is their sum.
+    trigger : {"hardware", "software"}
+        Leader mode with hardware triggers, or the host-triggered fallback.
+    trigger_line, trigger_edge : str
+        Camera input wired to the controller's trigger output.
+    light_channels : int
+        Bit mask of light channels strobed during exposures.
+    watchdog_ms : int
+        The controller turns the light off when the host is silent this long.
+    match_tolerance_ms : float, optional
+        Largest |frame time - pulse time| for pairing (default 40 % of the period).
+    timing_tolerance_ms : float, optional
+        Largest |frame time - pulse time| for a frame to count as on time (default: the
+        smaller of 25 % of the exposure and the match tolerance, at least 0.3 ms).
+    frame_delay_ms : float, optional
+        Frame timestamp minus pulse time for an on-time frame: 0 for cameras that stamp the
+        exposure start (simulated, most GenICam), ``exposure + readout`` for cameras that only
+        give arrival times (UVC). Default: from the frame's ``info["timestamp"]``.
+    frame_timeout_s : float
+        No frame for this long while pulses go out: the camera is declared lost.
+    grace_s : float
+        How long after a set's last pulse a late frame may still arrive.
+    """
+
+    n_sets: int | None = 10
+    n_angles: int = 3
+    n_phases: int = 3
+    pattern_indices: list[int] | None = None
+    exposure_ms: float = 5.0
+    dark_ms: float = 1.0
+    trigger: Literal["hardware", "software"] = "hardware"
+    trigger_line: str = "Line0"
+    trigger_edge: Literal["rising", "falling"] = "rising"
+    light_channels: int = 1
+    watchdog_ms: int = 500
+    match_tolerance_ms: float | None = None
+    timing_tolerance_ms: float | None = None
+    frame_delay_ms: float | None = None
+    frame_timeout_s: float = 2.0
+    grace_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.n_sets is not None and self.n_sets < 1:
+            raise ConfigurationError(
+                f"n_sets must be >= 1 (or None = until stopped), got {self.n_sets}"
+            )
+        if self.n_angles < 1 or self.n_phases < 3:
+            raise ConfigurationError(
+                f"need >= 1 angle and >= 3 phases, got {self.n_angles} x {self.n_phases}"
+            )
+        if self.trigger not in ("hardware", "software"):
+            raise ConfigurationError(
+                f"trigger must be 'hardware' or 'software', got {self.trigger!r}"
+            )
+        if self.pattern_indices is not None and len(self.pattern_indices) != self.frames_per_set:
+            raise ConfigurationError(
+                f"pattern_indices has {len(self.pattern_indices)} entries for "
+                f"{self.frames_per_set} frames per set"
+            )
+        if not (self.exposure_ms > 0 and self.dark_ms > 0):
+            raise ConfigurationError("exposure_ms and dark_ms must be positive")
+
+    @property
+    def frames_per_set(self) -> int:
+        return self.n_angles * self.n_phases
+
+    @property
+    def period_ms(self) -> float:
+        return self.exposure_ms + self.dark_ms
+
+    @property
+    def sequence(self) -> list[int]:
+        return list(self.pattern_indices or range(self.frames_per_set))
+
+    def match_tol_s(self) -> float:
+        ms = (
+            self.match_tolerance_ms if self.match_tolerance_ms is not None else 0.4 * self.period_ms
+        )
+        return ms / 1000.0
+
+    def timing_tol_s(self) -> float:
+        if self.timing_tolerance_ms is not None:
+            return self.timing_tolerance_ms / 1000.0
+        return min(max(0.25 * self.exposure_ms, 0.3), self.match_tol_s() * 1000) / 1000.0
+
+
+@dataclass
+class SetReport:
+    """Verdict on one SIM set."""
+
+    index: int
+    valid: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AcquisitionSummary:
+    """What a run did; ``state`` is ``complete`` or ``aborted`` (then ``reason``)."""
+
+    path: str
+    state: str = "acquiring"
+    reason: str = ""
+    frames_written: int = 0
+    pulses: int = 0
+    sets_valid: int = 0
+    sets_invalid: int = 0
+    dropped_pulses: list[int] = field(default_factory=list)  # controller counts without a frame
+    extra_frames: list[int] = field(default_factory=list)  # camera frame ids without a pulse
+    late_frames: list[int] = field(default_factory=list)  # camera frame ids off their pulse
+    frame_id_gaps: int = 0
+    controller_counts: dict[str, int] | None = None
+    invalid_sets: dict[int, list[str]] = field(default_factory=dict)
+    consumer_drops: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class _Pulse:
+    count: int
+    pattern: int
+    t_us: int | None
+    host_s: float  # arrival on the host
+    t_s: float = math.nan  # exposure start on the host clock (mapped)
+    frames: list[int] = field(default_factory=list)  # arrival indices
+
+
+@dataclass
+class _Frame:
+    index: int  # arrival index = row in the file
+    frame_id: int
+    t_s: float
+    data: np.ndarray
+    pulse: int | None = None  # controller count it was paired with
+    resolved: bool = False
+
+
+class AcquisitionEngine:
+    """Runs synchronised SIM acquisition (see the module docstring).
+
+    Parameters
+    ----------
+    camera : Camera
+        Connected camera.
+    controller : PatternController
+        Connected controller (``SerialPatternController``; ``sim://`` for the emulator).
+    output : path
+        ``run.zarr`` (OME-Zarr) or ``run.ome.tif`` (OME-TIFF).
+    config : AcquisitionConfig
+    setup : OpticalSetup, optional
+        Stored in the file's metadata.
+    params : SIMParameters, optional
+        Nominal pattern parameters (stored; the reconstruction's prior).
+    overwrite : bool
+
+    Examples
+    --------
+    >>> from scope.devices.simulated_microscope import SimulatedMicroscope
+    >>> with SimulatedMicroscope((64, 64)) as m:  # doctest: +SKIP
+    ...     engine = AcquisitionEngine(m.camera, m.controller, "run.zarr",
+    ...                                AcquisitionConfig(n_sets=5, exposure_ms=2, dark_ms=1))
+    ...     summary = engine.run()
+    """
+
+    def __init__(
+        self,
+        camera: Any,
+        controller: Any,
+        output: str | Path,
+        config: AcquisitionConfig | None = None,
+        *,
+        setup: Any = None,
+        params: Any = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.camera = camera
+        self.controller = controller
+        self.output = Path(output)
+        self.config = config or AcquisitionConfig()
+        self.setup = setup
+        self.params = params
+        self.overwrite = overwrite
+        self.summary = AcquisitionSummary(str(self.output))
+        self._stop = threading.Event()
+        self._subscribers: list[queue.Queue[Any]] = []
+        self._callbacks: list[SetCallback] = []
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.writer: AcquisitionWriter | None = None
+        self.reports: list[SetReport] = []
+
+    # -- consumers -------------------------------------------------------------------------
+    def subscribe(self, maxsize: int = 8) -> queue.Queue[Any]:
+        """A queue receiving ``(set_index, frames, metadata)`` per verified set, ``None`` at the
+        end. When it is full the oldest entry is dropped (the engine never waits)."""
+        q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._subscribers.append(q)
+        return q
+
+    def add_callback(self, fn: SetCallback) -> None:
+        """Call ``fn(set_index, frames, metadata)`` in the engine thread per verified set."""
+        self._callbacks.append(fn)
+
+    def _publish(self, item: Any) -> None:
+        for q in self._subscribers:
+            while True:
+                try:
+                    q.put_nowait(item)
+                    break
+                except queue.Full:
+                    with contextlib.suppress(queue.Empty):
+                        q.get_nowait()
+                        self.summary.consumer_drops += 1
+        if item is None:
+            return
+        for fn in self._callbacks:
+            try:
+                fn(*item)
+            except Exception:
+                log.exception("set callback %r failed", fn)
+
+    # -- control ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running acquisition to end after the current set (thread-safe)."""
+        self._stop.set()
+
+    def start(self) -> None:
+        """Run in a background thread; :meth:`wait` for the summary."""
+        self._thread = threading.Thread(target=self._run_catching, name="acquisition", daemon=True)
+        self._thread.start()
+
+    def _run_catching(self) -> None:
+        try:
+            self.run()
+        except BaseException as err:
+            self._error = err
+
+    def wait(self, timeout_s: float | None = None) -> AcquisitionSummary:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise DeviceTimeoutError(f"acquisition still running after {timeout_s} s")
+        if self._error is not None:
+            raise self._error
+        return self.summary
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> AcquisitionSummary:
+        """Acquire (blocking). Raises :class:`AcquisitionError` when the run had to abort."""
+        cfg = self.config
+        t_start = time.monotonic()
+        reason = ""
+        state = "complete"
+        try:
+            self._prepare()
+            if cfg.trigger == "hardware":
+                self._run_leader()
+            else:
+                self._run_software()
+        except KeyboardInterrupt:
+            state, reason = "aborted", "interrupted (Ctrl-C)"
+            raise
+        except BaseException as err:
+            state, reason = "aborted", f"{type(err).__name__}: {err}"
+            raise AcquisitionError(f"acquisition aborted: {reason}") from err
+        finally:
+            self._shutdown(state, reason)
+            self.summary.duration_s = time.monotonic() - t_start
+            self._publish(None)
+        return self.summary
+
+    def _prepare(self) -> None:
+        cfg = self.config
+        cam, ctrl = self.camera, self.controller
+        if not cam.is_connected:
+            raise DeviceError("connect the camera before acquiring")
+        if not ctrl.connected:
+            raise DeviceError("connect the controller before acquiring")
+        if "exposure" in cam.features:
+            cam.exposure_ms = cfg.exposure_ms
+        if cfg.trigger == "hardware":
+            cam.set_trigger("hardware", line=cfg.trigger_line, edge=cfg.trigger_edge)
+        else:
+            cam.set_trigger("software")
+        shape = cam.frame_shape
+        fmt = cam.pixel_format
+        dtype = getattr(fmt, "dtype", np.dtype(np.uint16))
+        meta = {
+            "acquisition": asdict(cfg),
+            "sequence": cfg.sequence,
+            "optical_setup": self.setup,
+            "sim_parameters": _params_dict(self.params),
+            "camera": {"name": cam.name, "kind": cam.kind, "pixel_format": str(fmt)},
+            "controller": asdict(ctrl.info) if getattr(ctrl, "info", None) else {},
+        }
+        px = getattr(self.setup, "pixel_size_nm", None)
+        self.writer = AcquisitionWriter(
+            self.output, shape, dtype, metadata=meta, pixel_size_nm=px, overwrite=self.overwrite
+        )
+        self._pulses: dict[int, _Pulse] = {}
+        self._frames: list[_Frame] = []  # unresolved frames, arrival order
+        self._all_frames_by_index: dict[int, _Frame] = {}
+        self._offset_s = math.inf  # host - controller clock
+        self._next_set = 0
+        self._last_frame_id: int | None = None
+        self._last_frame_time = time.monotonic()
+        self._delay_s: float | None = (
+            cfg.frame_delay_ms / 1000.0 if cfg.frame_delay_ms is not None else None
+        )
+        self._done = False
+        self._done_time = math.inf
+        self._fault: str | None = None
+        self._max_pulse = 0
+        self._newest_frame_t = -math.inf
+
+    # -- leader mode ------------------------------------------------------------------------------
+    def _run_leader(self) -> None:
+        cfg, cam, ctrl = self.config, self.camera, self.controller
+        from scope.devices.controller import TriggerMode
+
+        ctrl.safe()
+        ctrl.set_mode(TriggerMode.LEADER)
+        ctrl.set_timing(exposure_ms=cfg.exposure_ms, dark_ms=cfg.dark_ms)
+        ctrl.set_channels(cfg.light_channels)
+        ctrl.set_watchdog(cfg.watchdog_ms)
+        ctrl.set_frame_events(True)
+        ctrl.upload_sequence(cfg.sequence)
+        n_frames = 0 if cfg.n_sets is None else cfg.n_sets * cfg.frames_per_set
+        ctrl.add_event_callback(self._events.put)
+        try:
+            ctrl.arm(n_frames)
+            cam.start()  # hardware-triggered: stale buffers are flushed here
+            h0 = time.monotonic()
+            t_clock = ctrl.clock_us()
+            h1 = time.monotonic()
+            self._offset_s = h1 - t_clock * 1e-6
+            log.debug("controller clock offset <= %.6f s (bracket %.3f ms)", self._offset_s,
+                      (h1 - h0) * 1e3)  # fmt: skip
+            ctrl.start()
+            self._last_frame_time = time.monotonic()
+            stopping = False
+            while True:
+                if self._stop.is_set() and not stopping:
+                    stopping = True
+                    log.info("stop requested: ending the run")
+                    counts = ctrl.stop()
+                    self._done_counts(counts)
+                self._drain_events()
+                if self._fault:
+                    raise AcquisitionError(self._fault)
+                got = self._grab(timeout_s=0.02)
+                self._match()
+                self._close_sets(final=False)
+                if self._done and not got and self._all_frames_in():
+                    break
+                if not got and time.monotonic() - self._last_frame_time > cfg.frame_timeout_s:
+                    if self._pulses or self._done:
+                        raise DeviceTimeoutError(
+                            f"no frame from the camera for {cfg.frame_timeout_s} s while the "
+                            f"controller pulsed {len(self._pulses)} times: camera lost or not "
+                            "wired to the trigger output"
+                        )
+                    raise DeviceTimeoutError(
+                        f"no pulse from the controller and no frame for {cfg.frame_timeout_s} s"
+                    )
+            self._match(final=True)
+            self._close_sets(final=True)
+        finally:
+            ctrl.remove_event_callback(self._events.put)
+
+    def _done_counts(self, counts: Any) -> None:
+        self._done = True
+        self._done_time = min(self._done_time, time.monotonic())
+        if counts is not None:
+            self.summary.controller_counts = asdict(counts)
+
+    def _all_frames_in(self) -> bool:
+        """After DONE: every frame that can still come has come (grace elapsed)."""
+        return time.monotonic() - max(self._done_time, self._last_frame_time) > min(
+            self.config.grace_s, self.config.frame_timeout_s
+        )
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                ev = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if ev.kind == "FRAME" and ev.pulse is not None:
+                p = _Pulse(ev.pulse, -1 if ev.pattern_index is None else ev.pattern_index,
+                           ev.t_us, ev.host_time_s)  # fmt: skip
+                if ev.t_us is not None:
+                    self._offset_s = min(self._offset_s, ev.host_time_s - ev.t_us * 1e-6)
+                self._pulses[p.count] = p
+                self._max_pulse = max(self._max_pulse, p.count)
+                self.summary.pulses = self._max_pulse
+            elif ev.kind == "DONE":
+                log.info("controller done: %s", ev.counts)
+                self._done_counts(ev.counts)
+            elif ev.kind in ("FAULT", "DISCONNECTED"):
+                self._fault = (
+                    f"controller {ev.kind.lower()} {ev.fault or ev.raw}".strip()
+                    + " (the light is off: the firmware darkens it on faults and on host silence)"
+                )
+
+    def _pulse_time(self, p: _Pulse) -> float:
+        if p.t_us is None or not math.isfinite(self._offset_s):
+            return p.host_s
+        return p.t_us * 1e-6 + self._offset_s
+
+    def _grab(self, timeout_s: float) -> bool:
+        """Fetch every frame that is ready (waiting up to ``timeout_s`` for the first)."""
+        got = False
+        while True:
+            try:
+                frame = self.camera.get_frame(timeout_s=timeout_s if not got else 1e-4)
+            except DeviceTimeoutError:
+                return got
+            got = True
+            self._store(frame)
+
+    def _store(self, frame: Any) -> None:
+        assert self.writer is not None
+        self._last_frame_time = time.monotonic()
+        if self._delay_s is None:
+            kind = frame.info.get("timestamp", "exposure_start")
+            cfg = self.config
+            self._delay_s = 0.0 if kind == "exposure_start" else cfg.exposure_ms / 1000.0
+        tag = FrameTag(camera_frame_id=frame.frame_id, timestamp_ns=int(frame.timestamp_s * 1e9))
+        index = self.writer.append(frame.data, tag)  # on disk before anything else happens
+        self.summary.frames_written = self.writer.n_frames
+        if self._last_frame_id is not None and frame.frame_id != self._last_frame_id + 1:
+            self.summary.frame_id_gaps += 1
+            log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)
+        self._last_frame_id = frame.frame_id
+        f = _Frame(index, frame.frame_id, frame.timestamp_s - self._delay_s, frame.data)
+        self._newest_frame_t = max(self._newest_frame_t, f.t_s)
+        self._frames.append(f)
+        self._all_frames_by_index[index] = f
+
+    def _match(self, final: bool = False) -> None:
+        """Pair unresolved frames with pulses (nearest in time, within the match tolerance).
+
+        A frame no known or future pulse can claim is an extra frame: recorded, tagged invalid.
+        """
+        tol = self.config.match_tol_s()
+        known = sorted(self._pulses)
+        times = np.array([self._pulse_time(self._pulses[c]) for c in known])
+        for f in self._frames:
+            if known:
+                k = int(np.argmin(np.abs(times - f.t_s)))
+                if abs(times[k] - f.t_s) <= tol:
+                    f.pulse = known[k]
+                    self._pulses[known[k]].frames.append(f.index)
+                    f.resolved = True
+                    continue
+            # pulses arrive in order: once one later than this frame is known, or the frame is
+            # older than every pulse still open, nothing can claim it any more
+            if final or (known and (f.t_s < times[-1] - tol or f.t_s < times[0] - tol)):
+                f.resolved = True
+                self._all_frames_by_index.pop(f.index, None)
+                self.summary.extra_frames.append(f.frame_id)
+                assert self.writer is not None
+                self.writer.update(f.index, valid=0)
+                log.info("camera frame %d (t=%.4f s) matches no controller pulse: extra frame",
+                         f.frame_id, f.t_s)  # fmt: skip
+        self._frames = [f for f in self._frames if not f.resolved]
+
+    # -- sets ------------------------------------------------------------------------------------
+    def _close_sets(self, final: bool) -> None:
+        """Verify every set that no frame still on its way can change."""
+        cfg = self.config
+        n = cfg.frames_per_set
+        tol = cfg.match_tol_s()
+        while True:
+            s = self._next_set
+            if cfg.n_sets is not None and s >= cfg.n_sets:
+                return
+            counts = range(s * n + 1, s * n + n + 1)
+            if final:
+                if counts[0] > self._max_pulse:
+                    return  # the run ended before this set began
+            else:
+                if self._max_pulse < counts[-1]:
+                    return  # the set is not over yet
+                last = self._pulses.get(counts[-1])
+                if last is not None:
+                    t_end = self._pulse_time(last)
+                else:  # its FRAME event was lost: estimate from the next pulse
+                    nxt = min(c for c in self._pulses if c > counts[-1])
+                    t_end = self._pulse_time(self._pulses[nxt]) - cfg.period_ms / 1000.0
+                if any(f.t_s <= t_end + tol for f in self._frames):
+                    return  # a frame of this set still waits for its pulse
+                newer_frame = self._newest_frame_t > t_end + tol
+                if not newer_frame and time.monotonic() - t_end < cfg.grace_s:
+                    return  # a late frame may still come
+            self._finalize_set(s, counts)
+            self._next_set += 1
+
+    def _finalize_set(self, s: int, counts: range) -> None:
+        cfg = self.config
+        w = self.writer
+        assert w is not None
+        seq = cfg.sequence
+        reasons: list[str] = []
+        members: list[_Frame | None] = []
+        tol_t = cfg.timing_tol_s()
+        for slot, c in enumerate(counts):
+            p = self._pulses.get(c)
+            if p is None:
+                reasons.append(f"no FRAME event for pulse {c}")
+                members.append(None)
+                continue
+            if p.pattern != seq[slot]:
+                reasons.append(
+                    f"pulse {c} showed pattern {p.pattern}, slot {slot} needs {seq[slot]}"
+                )
+            if not p.frames:
+                reasons.append(f"pulse {c}: frame dropped")
+                self.summary.dropped_pulses.append(c)
+                members.append(None)
+                continue
+            t_pulse = self._pulse_time(p)
+            # the frame nearest its pulse is the one it triggered; any other is extra
+            frames = sorted(
+                (self._all_frames_by_index[i] for i in p.frames), key=lambda f: abs(f.t_s - t_pulse)
+            )
+            if len(frames) > 1:
+                ids = [f.frame_id for f in frames]
+                reasons.append(f"pulse {c}: {len(frames)} frames (ids {ids}): extra frame")
+                self.summary.extra_frames.extend(ids[1:])
+            f = frames[0]
+            dt = f.t_s - t_pulse
+            if abs(dt) > tol_t:
+                reasons.append(f"pulse {c}: frame {f.frame_id} {dt * 1e3:+.2f} ms off its pulse")
+                self.summary.late_frames.append(f.frame_id)
+            members.append(f)
+        ids = [f.frame_id for f in members if f is not None]
+        if any(b != a + 1 for a, b in itertools.pairwise(ids)):
+            reasons.append(f"camera frame ids not consecutive: {ids}")
+        valid = not reasons
+        rows: dict[str, list[int]] = {k: [] for k in ("i", "angle", "phase", "pattern", "count")}
+        member_ids = {f.index for f in members if f is not None}
+        for slot, c in enumerate(counts):  # tag the rows (one table write per set)
+            p = self._pulses.get(c)
+            for i in p.frames if p is not None else ():
+                rows["i"].append(i)
+                rows["angle"].append(slot // cfg.n_phases if i in member_ids else -1)
+                rows["phase"].append(slot % cfg.n_phases if i in member_ids else -1)
+                rows["pattern"].append(p.pattern if i in member_ids else -1)
+                rows["count"].append(c if i in member_ids else -1)
+        w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
+                 pattern=rows["pattern"], controller_count=rows["count"],
+                 valid=int(valid))  # fmt: skip
+        self.reports.append(SetReport(s, valid, reasons))
+        if valid:
+            self.summary.sets_valid += 1
+            good = [f for f in members if f is not None]
+            meta = {
+                "set": s,
+                "camera_frame_ids": ids,
+                "controller_counts": list(counts),
+                "pattern_indices": [self._pulses[c].pattern for c in counts],
+                "timestamps_s": [f.t_s for f in good],
+                "frame_indices": [f.index for f in good],
+                "published_s": time.monotonic(),
+            }
+            self._publish((s, np.stack([f.data for f in good]), meta))
+        else:
+            self.summary.sets_invalid += 1
+            self.summary.invalid_sets[s] = reasons
+            log.warning("set %d invalid (%s); the next set starts from the controller count",
+                        s, "; ".join(reasons))  # fmt: skip
+        for c in counts:  # forget what this set used
+            p = self._pulses.pop(c, None)
+            for i in p.frames if p is not None else ():
+                self._all_frames_by_index.pop(i, None)
+
+    # -- software-triggered fallback ---------------------------------------------------------------
+    def _run_software(self) -> None:
+        cfg, cam, ctrl = self.config, self.camera, self.controller
+        ctrl.safe()
+        cam.start()
+        seq = cfg.sequence
+        count = 0
+        s = 0
+        self._offset_s = 0.0
+        try:
+            while (cfg.n_sets is None or s < cfg.n_sets) and not self._stop.is_set():
+                for slot in range(cfg.frames_per_set):
+                    ctrl.show_pattern(seq[slot])
+                    time.sleep(cfg.dark_ms / 1000.0)  # pattern settling
+                    ctrl.set_light(cfg.light_channels)
+                    count += 1
+                    t = time.monotonic()
+                    cam.software_trigger()
+                    self._pulses[count] = _Pulse(count, seq[slot], None, t, t)
+                    self._max_pulse = self.summary.pulses = count
+                    try:
+                        frame = cam.get_frame(timeout_s=cfg.frame_timeout_s)
+                    finally:
+                        ctrl.set_light(0)
+                    self._store(frame)
+                    while True:  # anything else that arrived meanwhile is extra
+                        try:
+                            self._store(cam.get_frame(timeout_s=1e-3))
+                        except DeviceTimeoutError:
+                            break
+                self._match()
+                self._close_sets(final=False)
+                s += 1
+            self._done_counts(None)
+            time.sleep(min(cfg.grace_s, 0.05))
+            self._grab(timeout_s=1e-3)
+            self._match(final=True)
+            self._close_sets(final=True)
+        finally:
+            with contextlib.suppress(Exception):
+                ctrl.set_light(0)
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def _shutdown(self, state: str, reason: str) -> None:
+        """Light off, camera stopped, file closed and readable — whatever happened."""
+        try:
+            counts = self.controller.safe()
+            if self.summary.controller_counts is None:
+                self.summary.controller_counts = asdict(counts)
+            log.info("light off (SAFE sent): %s", counts)
+        except Exception as err:
+            log.error("could not send SAFE (%s): the controller's watchdog (%d ms) turns the "
+                      "light off by itself", err, self.config.watchdog_ms)  # fmt: skip
+        try:
+            self.camera.stop()
+        except Exception as err:
+            log.error("stopping the camera failed: %s", err)
+        if self.writer is not None:
+            try:
+                if state != "complete":
+                    self._mark_unfinished()
+                self.writer.set_metadata(
+                    summary=asdict(self.summary) | {"state": state, "reason": reason}
+                )
+                self.writer.close(state=state, reason=reason)
+            except Exception as err:
+                log.error("closing %s failed: %s", self.output, err)
+        self.summary.state = state
+        self.summary.reason = reason
+        if state == "complete":
+            log.info("acquired %d frames, %d valid / %d invalid sets -> %s",
+                     self.summary.frames_written, self.summary.sets_valid,
+                     self.summary.sets_invalid, self.output)  # fmt: skip
+        else:
+            log.error("acquisition aborted: %s; %d frames are in %s", reason,
+                      self.summary.frames_written, self.output)  # fmt: skip
+
+    def _mark_unfinished(self) -> None:
+        """After an abort: frames of sets never verified are marked invalid (valid = 0)."""
+        w = self.writer
+        assert w is not None
+        pending = [i for i in range(w.n_frames) if w.row(i)["valid"] == -1]
+        if pending:
+            w.update(pending, valid=0)
+
+
+def _params_dict(params: Any) -> Any:
+    if params is None:
+        return None
+    try:
+        return asdict(params)
+    except TypeError:
+        return str(params)

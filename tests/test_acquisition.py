@@ -1,0 +1,275 @@
+"""Synchronised SIM acquisition on the simulated microscope.
+
+The controller is the real ``SerialPatternController`` over a pseudo-terminal to the emulated
+firmware (``sim://``); the simulated camera is triggered by the emulated board and writes the
+pattern index and pulse count it was exposed under into each frame's corner (ground truth the
+engine never reads). Every check compares the engine's verdicts and the file's tags with that
+ground truth and with the camera's own log of injected faults.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+from scope.acquisition.writer import read_acquisition, valid_sets
+from scope.devices.simulated_camera import FaultInjection, decode_marker
+from scope.devices.simulated_microscope import SimulatedMicroscope
+from scope.errors import AcquisitionError
+
+N = 9  # 3 angles x 3 phases
+
+
+def _truth(camera):
+    drops = {f.pulse_count for f in camera.fault_log if f.kind in ("drop", "missed_trigger")}
+    extras = {f.frame_id for f in camera.fault_log if f.kind == "extra"}
+    return drops, extras
+
+
+def _check_file_tags(frames, table, *, pulses=True):
+    """Every frame tagged valid shows the pattern and pulse its tag claims (corner marker).
+
+    ``pulses=False``: software-triggered frames carry no controller pulse in their marker.
+    """
+    ok = np.flatnonzero(table["valid"] == 1)
+    assert len(ok) > 0
+    for i in ok:
+        pattern, pulse = decode_marker(np.asarray(frames[int(i)]))
+        assert pattern == table["pattern"][i]
+        assert table["angle"][i] == pattern // 3
+        assert table["phase"][i] == pattern % 3
+        if pulses:
+            assert pulse == table["controller_count"][i] % 2**16
+        assert table["set"][i] == (table["controller_count"][i] - 1) // N
+    return ok
+
+
+def _check_consumed(items, drops, extras, *, pulses=True):
+    """Every set handed to a consumer is complete, in pattern order and free of faults."""
+    for s, stack, meta in items:
+        assert stack.shape == (N, 64, 64)
+        markers = [decode_marker(f) for f in stack]
+        assert [m[0] for m in markers] == list(range(N)), f"set {s} mis-phased: {markers}"
+        if pulses:
+            assert [m[1] for m in markers] == list(range(s * N + 1, s * N + N + 1))
+        assert meta["controller_counts"] == list(range(s * N + 1, s * N + N + 1))
+        assert not set(meta["controller_counts"]) & drops
+        assert not set(meta["camera_frame_ids"]) & extras
+
+
+def test_200_sets_with_drops_and_extras_all_detected(tmp_path):
+    faults = FaultInjection(drop_prob=0.01, extra_prob=0.005, seed=11)
+    out = tmp_path / "run.zarr"
+    with SimulatedMicroscope((64, 64), faults=faults, seed=1) as m:
+        cfg = AcquisitionConfig(n_sets=200, exposure_ms=2.0, dark_ms=1.0)
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup, params=m.params)
+        live = engine.subscribe(maxsize=10_000)
+        summary = engine.run()
+        delivered = m.camera.frames_delivered
+        drops, extras = _truth(m.camera)
+        snap = m.emulator.snapshot()
+    assert summary.state == "complete"
+    assert summary.pulses == 200 * N
+    assert snap["light"] == 0
+    assert snap["pin_light"] == 0
+    # the faults really happened (1 % of 1800 ~ 18 drops, 0.5 % ~ 9 extras) ...
+    assert len(drops) >= 5
+    assert len(extras) >= 3
+    # ... and every one of them was detected, nothing else was invented
+    assert set(summary.dropped_pulses) == drops
+    assert set(summary.extra_frames) == extras
+    # a set with a dropped frame is never valid
+    bad_sets = {(c - 1) // N for c in drops}
+    assert bad_sets <= set(summary.invalid_sets)
+    assert summary.sets_valid + summary.sets_invalid == 200
+    assert summary.sets_valid >= 150
+    # consumers got exactly the verified sets, each complete and in phase
+    items = []
+    while (item := live.get_nowait()) is not None:
+        items.append(item)
+    assert len(items) == summary.sets_valid
+    assert not {s for s, _, _ in items} & bad_sets
+    _check_consumed(items, drops, extras)
+    # every delivered frame is on disk, with the right (angle, phase) where valid
+    frames, table, meta = read_acquisition(out)
+    assert frames.shape == (delivered, 64, 64) == (summary.frames_written, 64, 64)
+    assert meta["state"] == "complete"
+    ok = _check_file_tags(frames, table)
+    assert len(ok) == summary.sets_valid * N
+    ids = set(table["camera_frame_id"].tolist())
+    assert extras <= ids  # extra frames are kept (tagged invalid), not thrown away
+    assert set(table["valid"][np.isin(table["camera_frame_id"], list(extras))]) == {0}
+    # readable with plain zarr too, NGFF axes t/y/x with the pixel size
+    import zarr
+
+    g = zarr.open_group(out, mode="r")
+    assert g["0"].shape == (delivered, 64, 64)
+    axes = g.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "y", "x"]
+    sets, set_ids = valid_sets(frames, table, N)
+    assert len(set_ids) == summary.sets_valid
+    assert sets.shape == (summary.sets_valid, N, 64, 64)
+    assert meta["sim_parameters"]["angles"][1]["angle_deg"] == pytest.approx(60)
+
+
+def test_ome_tiff_output_reads_back_with_tifffile(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    out = tmp_path / "run.ome.tif"
+    faults = FaultInjection(drop_prob=0.03, seed=5)
+    with SimulatedMicroscope((64, 64), faults=faults) as m:
+        cfg = AcquisitionConfig(n_sets=12, exposure_ms=2.0, dark_ms=1.0)
+        summary = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup).run()
+        delivered = m.camera.frames_delivered
+        drops, _ = _truth(m.camera)
+    assert set(summary.dropped_pulses) == drops
+    raw = tifffile.imread(out)
+    assert raw.shape == (delivered, 64, 64)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome
+        assert tif.series[0].axes == "TYX"
+    frames, table, meta = read_acquisition(out)
+    np.testing.assert_array_equal(frames, raw)
+    _check_file_tags(frames, table)
+    assert meta["state"] == "complete"
+
+
+def _run_until_frames(engine, camera, n_frames, timeout_s=10.0):
+    engine.start()
+    deadline = time.monotonic() + timeout_s
+    while camera.frames_delivered < n_frames and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert camera.frames_delivered >= n_frames
+
+
+def test_killing_the_controller_link_keeps_every_frame_and_darkens(tmp_path, caplog):
+    out = tmp_path / "killed.zarr"
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=500, exposure_ms=2.0, dark_ms=1.0, watchdog_ms=400)
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg)
+        _run_until_frames(engine, m.camera, 60)
+        before = m.camera.frames_delivered
+        m.emulator.unplug()  # the USB cable is pulled
+        with caplog.at_level(logging.ERROR), pytest.raises(AcquisitionError, match="disconnect"):
+            engine.wait(timeout_s=10)
+        # SAFE could not reach the board: its watchdog turned the light off by itself
+        assert m.emulator.wait_for(lambda s: s["light"] == 0 and s["pin_light"] == 0, 2.0)
+        assert m.emulator.wait_for(lambda s: s["fault"] == "WATCHDOG", 2.0)
+        assert "could not send SAFE" in caplog.text
+    frames, table, meta = read_acquisition(out)
+    assert meta["state"] == "aborted"
+    assert "disconnect" in meta["reason"]
+    assert frames.shape[0] >= before
+    assert set(table["valid"].tolist()) <= {0, 1}  # nothing left undecided
+    _check_file_tags(frames, table)
+
+
+def test_killing_the_camera_sends_safe_and_keeps_every_frame(tmp_path):
+    out = tmp_path / "camera_lost.zarr"
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(
+            n_sets=500, exposure_ms=2.0, dark_ms=1.0, frame_timeout_s=0.3, watchdog_ms=2000
+        )
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg)
+        _run_until_frames(engine, m.camera, 60)
+        m.camera.fail()  # unplugged: no more frames
+        delivered = m.camera.frames_delivered
+        with pytest.raises(AcquisitionError, match="no frame from the camera"):
+            engine.wait(timeout_s=10)
+        snap = m.emulator.snapshot()
+        # SAFE reached the board: run ended long before its 4500 frames, no watchdog fault
+        assert snap["state"] == "IDLE"
+        assert snap["fault"] == "NONE"
+        assert snap["light"] == 0
+        assert snap["pin_light"] == 0
+        assert snap["pulses"] < 4500
+        assert m.emulator.hardware.light_log[-1][1] == 0
+    frames, table, meta = read_acquisition(out)
+    assert meta["state"] == "aborted"
+    assert frames.shape[0] == delivered  # every frame acquired before the fault
+    _check_file_tags(frames, table)
+
+
+def test_consumer_thread_receives_sets_while_acquiring(tmp_path):
+    received: list[tuple[int, float, bool]] = []
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=30, exposure_ms=2.0, dark_ms=1.0)
+        engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "live.zarr", cfg)
+        q = engine.subscribe(maxsize=4)
+
+        def consume():
+            while (item := q.get(timeout=10)) is not None:
+                s, _, meta = item
+                received.append((s, time.monotonic() - meta["published_s"], engine_running()))
+                time.sleep(0.001)
+
+        engine_running = lambda: engine._thread is not None and engine._thread.is_alive()  # noqa: E731
+        consumer = threading.Thread(target=consume)
+        engine.start()
+        consumer.start()
+        summary = engine.wait(timeout_s=30)
+        consumer.join(5)
+    assert not consumer.is_alive()
+    assert summary.sets_valid == 30
+    assert len(received) + summary.consumer_drops == 30
+    assert sum(1 for _, _, running in received if running) >= 10  # live, not at the end
+    assert [s for s, _, _ in received] == sorted(s for s, _, _ in received)
+
+
+def test_software_trigger_fallback(tmp_path):
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=3, exposure_ms=2.0, dark_ms=1.0, trigger="software")
+        engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "sw.zarr", cfg)
+        live = engine.subscribe(maxsize=10)
+        summary = engine.run()
+        assert m.emulator.snapshot()["light"] == 0
+    assert summary.sets_valid == 3
+    assert summary.sets_invalid == 0
+    items = []
+    while (item := live.get_nowait()) is not None:
+        items.append(item)
+    assert len(items) == 3
+    _check_consumed(items, set(), set(), pulses=False)
+    frames, table, _ = read_acquisition(tmp_path / "sw.zarr")
+    assert len(_check_file_tags(frames, table, pulses=False)) == 27
+
+
+def test_until_stopped_and_late_triggers(tmp_path):
+    faults = FaultInjection(late_prob=0.05, late_ms=1.5, seed=2)
+    with SimulatedMicroscope((64, 64), faults=faults) as m:
+        cfg = AcquisitionConfig(n_sets=None, exposure_ms=2.0, dark_ms=2.0)
+        engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "open.zarr", cfg)
+        live = engine.subscribe(maxsize=1000)
+        engine.start()
+        time.sleep(0.8)
+        engine.stop()
+        summary = engine.wait(timeout_s=10)
+        late = {f.frame_id for f in m.camera.fault_log if f.kind == "late"}
+    assert summary.state == "complete"
+    assert summary.sets_valid + summary.sets_invalid >= 5
+    assert late
+    assert late <= set(summary.late_frames) | set(summary.extra_frames)
+    items = []
+    while (item := live.get_nowait()) is not None:
+        items.append(item)
+    for _, _, meta in items:  # a frame that saw two patterns never reaches a consumer
+        assert not set(meta["camera_frame_ids"]) & late
+    frames, table, _ = read_acquisition(tmp_path / "open.zarr")
+    _check_file_tags(frames, table)
+
+
+def test_bad_configuration_is_refused():
+    from scope.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="phases"):
+        AcquisitionConfig(n_phases=2)
+    with pytest.raises(ConfigurationError, match="pattern_indices"):
+        AcquisitionConfig(pattern_indices=[0, 1])
+    with pytest.raises(ConfigurationError, match="trigger"):
+        AcquisitionConfig(trigger="bogus")
+    assert queue  # keep the import used by the consumer test's timeout
