@@ -35,8 +35,10 @@ def test_round_trip_with_tags_and_valid_sets(tmp_path, name):
             assert j == i
         for s in range(3):
             idx = list(range(9 * s, 9 * s + 9))
-            w.update(idx, set=s, pattern=list(range(9)), angle=[k // 3 for k in range(9)],
-                     phase=[k % 3 for k in range(9)], controller_count=[i + 1 for i in idx])  # fmt: skip
+            w.update(
+                idx, set=s, pattern=list(range(9)), angle=[k // 3 for k in range(9)],
+                phase=[k % 3 for k in range(9)], controller_count=[i + 1 for i in idx],
+            )  # fmt: skip
             w.set_valid(idx, s != 1)  # set 1 failed verification
     frames, table, got = read_acquisition(path)
     assert list(table) == list(FRAME_COLUMNS)
