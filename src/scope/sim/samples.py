@@ -37,7 +37,7 @@ def filaments(shape: tuple[int, int], *, n: int | None = None, seed: int = 0) ->
     """
     rng = np.random.default_rng(seed)
     ny, nx = shape
-    n = n if n is not None else max(4, int(np.sqrt(ny * nx) / 10))
+    n = n if n is not None else max(4, int(np.sqrt(ny * nx) / 4))
     canvas = np.zeros(shape, np.float64)
     step = 0.25
     for _ in range(n):
@@ -68,6 +68,15 @@ def beads(shape: tuple[int, int], *, n: int | None = None, seed: int = 0) -> np.
     return canvas
 
 
+def diffuse(shape: tuple[int, int], *, seed: int = 0) -> np.ndarray:
+    """Smooth, cell-like diffuse fluorescence between 0 and 1 (cytoplasm, out-of-focus haze)."""
+    rng = np.random.default_rng(seed + 104729)
+    noise = rng.normal(size=shape)
+    smooth = ndimage.gaussian_filter(noise, min(shape) / 16, mode="wrap")
+    smooth = (smooth - smooth.min()) / max(float(np.ptp(smooth)), 1e-12)
+    return np.clip(2 * smooth - 0.5, 0, 1)
+
+
 def siemens_star(shape: tuple[int, int], *, spokes: int = 36) -> np.ndarray:
     """A Siemens star: spokes whose spacing sweeps all spatial frequencies."""
     ny, nx = shape
@@ -93,7 +102,8 @@ def make_sample(
     shape_2x : (int, int)
         Shape on the SIM grid (twice the camera shape).
     kind : {"filaments", "beads", "mixed", "siemens"}
-        Filament network, scattered beads, both, or a Siemens star.
+        Filament network, scattered beads, both over a diffuse cell-like background, or a
+        Siemens star.
     seed : int
         Random seed (samples are reproducible).
     blur_px : float
@@ -113,6 +123,8 @@ def make_sample(
         img = beads(shape_2x, seed=seed)
     elif kind == "mixed":
         img = filaments(shape_2x, seed=seed) + 0.5 * beads(shape_2x, seed=seed)
+        img = img / max(float(ndimage.gaussian_filter(img, blur_px).max()), 1e-12)
+        img = img + 0.15 * diffuse(shape_2x, seed=seed)
     elif kind == "siemens":
         img = siemens_star(shape_2x)
     else:

@@ -1,0 +1,452 @@
+"""Estimation of the illumination parameters from the raw data.
+
+For each pattern orientation the estimator
+
+1. separates the orders with nominal equidistant phases and finds the carrier (wave vector) as
+   the peak of the OTF-weighted cross-correlation of the +1 order with the 0 order (one FFT over
+   all integer shifts), inside a search annulus or the window given by priors;
+2. refines it to a small fraction of a pixel by maximising the same cross-correlation,
+   now with matched OTF weights (which makes the maximum unbiased), evaluated as a discrete-time
+   Fourier transform on successively finer local grids (Guizar-Sicairos 2008 matrix DFT);
+3. finds the phase of every frame — steps need not be equidistant — by correlating each raw
+   spectrum with the shifted 0 order and removing the 0 and -1 order contributions, iterating
+   with the orders re-separated at the current phases (Wicker et al. 2013);
+4. fits the modulation depth from the ratio of the +1 order to the shifted 0 order in their
+   overlap, with the noise power of the 0 order subtracted.
+
+The confidence of each carrier is its peak-to-noise ratio in the cross-correlation map.
+
+References
+----------
+Gustafsson, J. Microsc. 198, 82-87 (2000).
+Wicker, Mandula, Best, Fiolka, Heintzmann, "Phase optimisation for structured illumination
+microscopy", Opt. Express 21, 2032 (2013).
+Müller, Mönichinger, Wicker, Hübner, Huser, "Open-source image reconstruction of
+super-resolution structured illumination microscopy data in ImageJ", Nat. Commun. 7 (2016).
+Guizar-Sicairos, Thurman, Fienup, "Efficient subpixel image registration algorithms",
+Opt. Lett. 33, 156 (2008).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scope.backend import Backend, get_backend
+from scope.errors import DataFormatError, ReconstructionError
+from scope.optics import OTF, OpticalSetup, pixel_transfer
+from scope.sim.params import AngleParameters, SIMParameters
+from scope.sim.spectral import default_taper_px, edge_taper, freq_grid, separation_matrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EstimationSettings:
+    """Knobs of the parameter estimation (the defaults need no tuning).
+
+    Attributes
+    ----------
+    search_min_fraction, search_max_fraction : float
+        Carrier search annulus, as fractions of the detection cutoff 2NA/λ.
+    angle_tolerance_deg, period_tolerance : float
+        Search window around prior values (when priors are given).
+    min_confidence : float
+        Carrier peak-to-noise ratio below which a carrier counts as not found.
+    phase_iterations : int
+        Rounds of phase estimation with re-separated orders.
+    whitening : float
+        Exponent of the spectral whitening used to find the carrier (1: phase correlation).
+    taper_px : int or None
+        Edge taper width (None: 1/16 of the smaller side).
+    """
+
+    search_min_fraction: float = 0.2
+    search_max_fraction: float = 1.95
+    angle_tolerance_deg: float = 4.0
+    period_tolerance: float = 0.06
+    min_confidence: float = 5.0
+    phase_iterations: int = 3
+    whitening: float = 1.0
+    template_regularization: float = 0.2
+    poisson_weights: bool = False
+    exclude_order_overlap: bool = False
+    taper_px: int | None = None
+
+
+@dataclass
+class _Spectra:
+    """Per-angle working data in Fourier space."""
+
+    frames_ft: Any  # (n_phases, Y, X) complex
+    frames_tapered: Any  # (n_phases, Y, X) real, tapered
+    frames_real: Any  # (n_phases, Y, X) real, as recorded
+    mean_taper_ft: Any  # FFT of (global mean x taper): the constant part of every frame
+    otf: Any  # (Y, X) real: OTF x pixel transfer
+    noise_power: float  # noise power per Fourier pixel of one frame
+
+
+def _otf_grid(shape, setup: OpticalSetup, otf: OTF, xp) -> Any:
+    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+    return (otf(xp.hypot(kx, ky), xp) * pixel_transfer(kx, ky, setup.pixel_size_um, xp)).astype(
+        xp.float32
+    )
+
+
+def _shifted_otf(shape, setup: OpticalSetup, otf: OTF, k_shift, xp) -> Any:
+    """OTF evaluated at k - k_shift (k_shift = (kx, ky) in cycles/µm)."""
+    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+    kxs, kys = kx - k_shift[0], ky - k_shift[1]
+    return otf(xp.hypot(kxs, kys), xp) * pixel_transfer(kxs, kys, setup.pixel_size_um, xp)
+
+
+def _phase_ramp(shape, setup: OpticalSetup, k, xp, sign: float = 1.0) -> Any:
+    """exp(sign * 2 pi i k.r) on the camera grid, r from the centre of pixel (0, 0)."""
+    ny, nx = shape
+    dx = setup.pixel_size_um
+    y = xp.arange(ny, dtype=xp.float64)[:, None] * dx
+    x = xp.arange(nx, dtype=xp.float64)[None, :] * dx
+    return xp.exp(sign * 2j * math.pi * (k[0] * x + k[1] * y)).astype(xp.complex64)
+
+
+def _local_dtft(q, center_px, half_width_px: float, n: int, xp) -> tuple[Any, Any, Any]:
+    """|DTFT| of ``q`` on an n x n grid of frequencies (in pixels) around ``center_px``."""
+    ny, nx = q.shape
+    fy = center_px[0] + xp.linspace(-half_width_px, half_width_px, n)
+    fx = center_px[1] + xp.linspace(-half_width_px, half_width_px, n)
+    ey = xp.exp(-2j * math.pi * fy[:, None] * xp.arange(ny)[None, :] / ny)
+    ex = xp.exp(-2j * math.pi * xp.arange(nx)[:, None] * fx[None, :] / nx)
+    return ey @ q.astype(xp.complex128) @ ex, fy, fx
+
+
+def _refine_peak(q, start_px, xp) -> tuple[float, float, complex]:
+    """Sub-pixel maximum of |DTFT(q)| near ``start_px`` by successive zooms and a parabola."""
+    center = (float(start_px[0]), float(start_px[1]))
+    for hw in (1.0, 0.25, 0.0625):
+        vals, fy, fx = _local_dtft(q, center, hw, 9, xp)
+        mag = np.abs(_to_np(vals))
+        iy, ix = np.unravel_index(int(np.argmax(mag)), mag.shape)
+        center = (float(fy[iy]), float(fx[ix]))
+    # parabolic interpolation on the last 3x3 neighbourhood
+    step = 0.0625 * 2 / 8
+    vals, _, _ = _local_dtft(q, center, step, 3, xp)
+    mag = np.abs(_to_np(vals))
+
+    def vertex(a, b, c):
+        den = a - 2 * b + c
+        return 0.0 if den >= 0 else 0.5 * (a - c) / den
+
+    dy = np.clip(vertex(mag[0, 1], mag[1, 1], mag[2, 1]), -1, 1) * step
+    dx = np.clip(vertex(mag[1, 0], mag[1, 1], mag[1, 2]), -1, 1) * step
+    center = (center[0] + dy, center[1] + dx)
+    val, _, _ = _local_dtft(q, center, 0.0, 1, xp)
+    return center[0], center[1], complex(_to_np(val)[0, 0])
+
+
+def _to_np(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _whiten(spectrum, exponent: float, xp) -> Any:
+    """Divide a spectrum by its magnitude to the power ``exponent`` (1 = phase only)."""
+    if exponent == 0:
+        return spectrum
+    mag = xp.abs(spectrum)
+    floor = 1e-6 * float(_to_np(mag.max())) + 1e-30
+    return spectrum / (xp.maximum(mag, floor) ** exponent)
+
+
+def _noise_power(frames_ft, setup: OpticalSetup, otf: OTF, xp) -> float:
+    """Mean noise power per Fourier pixel of one frame, from the region beyond the OTF cutoff.
+
+    Falls back to the Poisson estimate when the sampling leaves no such region.
+    """
+    shape = frames_ft.shape[-2:]
+    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+    k = xp.hypot(kx, ky)
+    outside = k > 1.1 * otf.cutoff_per_um
+    frac = float(_to_np(outside.mean()))
+    if frac > 0.05:
+        return float(_to_np(xp.mean(xp.abs(frames_ft[:, outside]) ** 2)))
+    # Poisson: variance = mean counts per pixel; power = N * variance for an unnormalised FFT
+    mean_counts = float(_to_np(xp.abs(frames_ft[:, 0, 0]).mean())) / (shape[0] * shape[1])
+    return max(mean_counts, 1.0) * shape[0] * shape[1]
+
+
+def _carrier_search_mask(shape, setup, otf, settings, prior_angle, xp) -> Any:
+    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+    k = xp.hypot(kx, ky)
+    fc = otf.cutoff_per_um
+    kmax = min(settings.search_max_fraction * fc, 0.98 * setup.nyquist_per_um)
+    mask = (k >= settings.search_min_fraction * fc) & (k <= kmax)
+    if prior_angle is not None:
+        kp = 1000.0 / prior_angle.period_nm
+        mask &= xp.abs(k - kp) <= settings.period_tolerance * kp
+        ang = xp.degrees(xp.arctan2(ky, kx))
+        d = (ang - prior_angle.angle_deg + 90.0) % 180.0 - 90.0  # either sign of the vector
+        mask &= xp.abs(d) <= settings.angle_tolerance_deg
+    return mask
+
+
+def estimate_parameters(
+    raw: Any,
+    setup: OpticalSetup,
+    *,
+    n_angles: int = 3,
+    n_phases: int = 3,
+    prior: SIMParameters | None = None,
+    otf: OTF | None = None,
+    settings: EstimationSettings | None = None,
+    backend: Backend | str | None = None,
+) -> SIMParameters:
+    """Estimate pattern wave vectors, per-frame phases and modulation depths.
+
+    Parameters
+    ----------
+    raw : array (n_angles * n_phases, Y, X)
+        One raw SIM set, angle-major, phase fastest (camera offset may be included).
+    setup : OpticalSetup
+        Detection optics and pixel size at the sample.
+    prior : SIMParameters, optional
+        Nominal pattern (e.g. from the pattern generator). Used as a search window, and as a
+        fallback with a warning when a carrier is too weak to find.
+    otf : OTF, optional
+        Measured OTF (default: the ideal OTF of ``setup``).
+
+    Returns
+    -------
+    SIMParameters
+        One :class:`AngleParameters` per orientation with ``confidence`` (carrier peak-to-noise)
+        and ``source`` ("estimated" or "prior").
+
+    Raises
+    ------
+    ReconstructionError
+        When a carrier cannot be found and no prior is given: the message says why.
+
+    Examples
+    --------
+    >>> from scope.sim.samples import make_sample
+    >>> from scope.sim.forward import simulate_raw
+    >>> setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+    >>> truth = SIMParameters.equidistant([10, 70, 130], period_nm=260)
+    >>> raw = simulate_raw(make_sample((256, 256), seed=3), truth, setup, rng=1)
+    >>> est = estimate_parameters(raw, setup)
+    >>> round(est.angles[0].period_nm)
+    260
+    """
+    be = get_backend(backend)
+    xp = be.xp
+    settings = settings or EstimationSettings()
+    otf = otf or OTF.from_setup(setup)
+    frames = xp.asarray(raw, dtype=xp.float32)
+    n_frames = n_angles * n_phases
+    if frames.ndim != 3 or frames.shape[0] != n_frames:
+        raise DataFormatError(
+            f"expected one SIM set of {n_angles} angles x {n_phases} phases = {n_frames} frames "
+            f"shaped (frames, Y, X); got shape {tuple(frames.shape)}"
+        )
+    if prior is not None and (prior.n_angles != n_angles):
+        raise DataFormatError(
+            f"the prior describes {prior.n_angles} angles but the data has {n_angles}"
+        )
+    shape = tuple(frames.shape[-2:])
+    taper = edge_taper(shape, settings.taper_px or default_taper_px(shape), xp)
+    # no mean subtraction: the strong DC of the 0 order is what makes the phase estimate
+    # robust (it dominates the correlation of each frame with the shifted 0 order)
+    frames_tapered = frames * taper
+    frames_ft = be.fft.fft2(frames_tapered)
+    mean_taper_ft = be.fft.fft2(frames.mean() * taper)
+    h = _otf_grid(shape, setup, otf, xp)
+    noise = _noise_power(frames_ft, setup, otf, xp)
+    angles = []
+    for a in range(n_angles):
+        sl = slice(a * n_phases, (a + 1) * n_phases)
+        spec = _Spectra(frames_ft[sl], frames_tapered[sl], frames[sl], mean_taper_ft, h, noise)
+        # the 0 order seen by the other angles: the same widefield image, free of this angle's
+        # +-1 orders whatever its phases are
+        others = [b for b in range(n_angles) if b != a]
+        widefield_others = xp.mean(
+            xp.stack([frames_ft[b * n_phases : (b + 1) * n_phases].mean(axis=0) for b in others]),
+            axis=0,
+        )
+        prior_a = prior.angles[a] if prior is not None else None
+        angles.append(_estimate_angle(spec, widefield_others, setup, otf, settings, prior_a, a, be))
+    return SIMParameters(tuple(angles), notes={"noise_power": noise})
+
+
+def _estimate_angle(
+    spec: _Spectra,
+    widefield_others: Any,
+    setup: OpticalSetup,
+    otf: OTF,
+    settings: EstimationSettings,
+    prior: AngleParameters | None,
+    index: int,
+    be: Backend,
+) -> AngleParameters:
+    xp, fft = be.xp, be.fft
+    n = spec.frames_ft.shape[0]
+    ny, nx = spec.frames_ft.shape[-2:]
+    dk = (1.0 / (ny * setup.pixel_size_um), 1.0 / (nx * setup.pixel_size_um))  # (ky, kx) steps
+    nominal = 2 * np.pi * np.arange(n) / n
+    sep = xp.asarray(separation_matrix(nominal).astype(np.complex64))
+    c0 = xp.tensordot(sep[0], spec.frames_ft, axes=1)
+    c1 = xp.tensordot(sep[1], spec.frames_ft, axes=1)
+    h = spec.otf
+
+    # 1. coarse carrier: whitened cross-correlation of the +1 and 0 orders at all integer
+    #    shifts (phase correlation: natural samples have broad spectral autocorrelations that
+    #    would otherwise pull the maximum towards small shifts)
+    w1 = _whiten(c1, settings.whitening, xp)
+    w0 = _whiten(c0, settings.whitening, xp)
+    u = fft.ifft2(w1 * h)
+    v = fft.ifft2(w0 * h)
+    corr = xp.abs(fft.fft2(u * xp.conj(v)))
+    # divide by the noise level of each shift: random phases in the overlap of the two OTF
+    # supports add up to sqrt(sum H(k)^2 H(k-p)^2), which is far larger for small shifts
+    g = fft.ifft2(h * h)
+    noise_level = xp.sqrt(xp.maximum(xp.real(fft.fft2(xp.abs(g) ** 2)), 1e-30))
+    corr = corr / noise_level
+    mask = _carrier_search_mask((ny, nx), setup, otf, settings, prior, xp)
+    if not bool(_to_np(mask.any())):
+        raise ReconstructionError(
+            f"angle {index}: the carrier search region is empty — the prior period "
+            f"{prior.period_nm if prior else float('nan'):.1f} nm lies outside what "
+            f"{setup.pixel_size_nm} nm pixels can sample"
+        )
+    masked = xp.where(mask, corr, 0)
+    peak_flat = int(_to_np(xp.argmax(masked)))
+    py, px = np.unravel_index(peak_flat, (ny, nx))
+    peak = float(_to_np(masked[py, px]))
+    ring = corr[mask]
+    background = float(_to_np(xp.median(ring)))
+    confidence = peak / max(background, 1e-30)
+    fy = py if py < ny / 2 else py - ny
+    fx = px if px < nx / 2 else px - nx
+    k_coarse = (fx * dk[1], fy * dk[0])
+    kmag = math.hypot(*k_coarse)
+    source = "estimated"
+    if confidence < settings.min_confidence:
+        why = (
+            f"angle {index}: no clear pattern carrier (peak-to-noise {confidence:.1f} < "
+            f"{settings.min_confidence}); best candidate {1000 / kmag:.1f} nm at "
+            f"{math.degrees(math.atan2(k_coarse[1], k_coarse[0])):.1f}° vs the detection cutoff "
+            f"period {1000 / otf.cutoff_per_um:.1f} nm. The modulation is too weak, the signal "
+            "too low, or the carrier lies at or beyond the detection cutoff"
+        )
+        if prior is None:
+            raise ReconstructionError(
+                why + ": give the nominal pattern as priors (e.g. --prior-angles/--prior-period "
+                "or a preset) to reconstruct with it"
+            )
+        log.warning("%s: using the prior pattern instead", why)
+        kp = prior.k_per_um
+        # the prior's sign is ambiguous: take the sign whose correlation is larger
+        cands = [kp, (-kp[0], -kp[1])]
+        q = u * xp.conj(v)
+        vals = [
+            abs(_local_dtft(q, (c[1] / dk[0], c[0] / dk[1]), 0.0, 1, xp)[0][0, 0]) for c in cands
+        ]
+        k_est = cands[int(np.argmax([float(_to_np(x)) for x in vals]))]
+        source = "prior"
+    else:
+        # 2. sub-pixel refinement with matched weights (twice: weights use the estimate)
+        k_est = k_coarse
+        for _ in range(2):
+            hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+            hs_plus = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
+            x_ = fft.ifft2(w1 * h * hs)
+            y_ = fft.ifft2(w0 * h * hs_plus)
+            q = x_ * xp.conj(y_)
+            ry, rx, _ = _refine_peak(q, (k_est[1] / dk[0], k_est[0] / dk[1]), xp)
+            k_est = (rx * dk[1], ry * dk[0])
+
+    # 3. per-frame phases by a matched filter: each frame minus the 0 order (taken from the
+    #    other angles' frames, so it is free of this angle's +-1 orders whatever their phases)
+    #    is projected on the predicted +1 order H(k) S(k - p), with S a Wiener estimate from
+    #    the 0 order; the weak -1 order cross-talk is solved jointly (Wicker et al. 2013 use
+    #    the same information through auto-correlations)
+    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
+    dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
+    w0 = widefield_others * float(_to_np(dc_ratio))
+    s_est = w0 * h / (h * h + settings.template_regularization)
+    t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
+    if settings.exclude_order_overlap:
+        # where the +1 and -1 orders overlap the template cannot tell them apart well enough
+        hm = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
+        hp = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+        t_plus = t_plus * ~((hm > 0) & (hp > 0))
+    # weighted least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
+    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly);
+    # weights 1 / variance with the Poisson variance taken from the frames themselves
+    g0 = xp.real(fft.ifft2(w0))
+    cp = fft.ifft2(t_plus)
+    a_ = xp.real(cp)
+    b_ = xp.imag(cp)
+    if settings.poisson_weights and spec.frames_real is not None:
+        mean_frame = spec.frames_real.mean(axis=0)
+        level = mean_frame - float(_to_np(xp.percentile(mean_frame, 1)))
+        weights = 1.0 / xp.maximum(level, max(float(_to_np(xp.median(level))) * 0.05, 1e-6))
+    else:
+        weights = xp.ones_like(g0)
+    saa = float(_to_np(xp.sum(a_ * a_ * weights)))
+    sbb = float(_to_np(xp.sum(b_ * b_ * weights)))
+    sab = float(_to_np(xp.sum(a_ * b_ * weights)))
+    z = []
+    for n_ in range(n):
+        d_n = (
+            xp.real(fft.ifft2(spec.frames_ft[n_])) - g0
+            if spec.frames_tapered is None
+            else (spec.frames_tapered[n_] - g0)
+        )
+        ra = float(_to_np(xp.sum(d_n * a_ * weights)))
+        rb = float(_to_np(xp.sum(d_n * b_ * weights)))
+        # d = 2 (x a - y b): normal equations for (x, y)
+        mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
+        x_, y_ = np.linalg.solve(mat, [ra, -rb])
+        z.append(complex(x_, y_))
+    phases = np.angle(np.asarray(z))
+    phases = np.unwrap(phases)
+
+    # 4. modulation depth from the overlap of the +1 order with the shifted 0 order
+    sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
+    # the constant part (background, mean) is removed from the 0 order: through the taper its
+    # spectrum leaks beyond the excluded disc around DC and would lower the modulation
+    c0 = xp.tensordot(sep[0], spec.frames_ft, axes=1) - spec.mean_taper_ft
+    c1 = xp.tensordot(sep[1], spec.frames_ft, axes=1)
+    hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+    y_ = fft.fft2(fft.ifft2(c0) * ramp) * h  # C0(k - p) H(k)
+    x_ = c1 * hs  # C+(k) H(k - p)
+    ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
+    k_rel = xp.hypot(kx - k_est[0], ky - k_est[1])
+    overlap = (h * hs > 0.02) & (k_rel > 0.1 * otf.cutoff_per_um)
+    noise0 = spec.noise_power * float(np.sum(np.abs(_to_np(sep[0])) ** 2))
+    num = float(_to_np(xp.real(xp.sum((x_ * xp.conj(y_))[overlap]))))
+    den = float(_to_np(xp.sum((xp.abs(y_) ** 2)[overlap]) - noise0 * xp.sum((h * h)[overlap])))
+    modulation = 2.0 * num / den if den > 0 else float("nan")
+    if not np.isfinite(modulation) or modulation <= 0:
+        log.warning("angle %d: modulation could not be measured; assuming 0.5", index)
+        modulation = 0.5
+    result = AngleParameters.from_k(
+        float(k_est[0]),
+        float(k_est[1]),
+        phases_rad=tuple(float(p) for p in phases),
+        modulation=float(modulation),
+        confidence=float(confidence),
+        source=source,
+    )
+    log.info(
+        "angle %d: %.2f°, period %.1f nm, modulation %.2f, confidence %.1f (%s)",
+        index,
+        result.angle_deg,
+        result.period_nm,
+        result.modulation,
+        confidence,
+        source,
+    )
+    return result
