@@ -20,7 +20,15 @@ from scope.errors import ScopeError
 log = logging.getLogger("scope")
 
 #: subcommand modules, in the order ``scope --help`` lists them
-COMMANDS: tuple[str, ...] = ("demo", "reconstruct", "plan", "batch", "export-video")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "reconstruct",
+    "plan",
+    "batch",
+    "export-video",
+    "devices",
+    "acquire",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,279 @@
+"""``scope acquire``: synchronised SIM acquisition to OME-Zarr (or OME-TIFF).
+
+Without ``--camera`` and ``--controller`` it runs the built-in simulated microscope (virtual
+sample, the controller emulator on a pseudo-terminal, a simulated camera triggered by it).
+
+Examples
+--------
+``scope acquire --sets 20 -o run.zarr``                       (simulated microscope)
+``scope acquire --camera genicam:0 --controller /dev/ttyACM0 --sets 100 -o run.zarr``
+``scope acquire --camera v4l2:/dev/video0 --controller /dev/ttyACM0 --sets 0 -o run.zarr``
+(``--sets 0``: until Ctrl-C) ``--reconstruct`` also writes ``run.sim.ome.tif``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "acquire",
+        help="acquire synchronised SIM sets (simulated microscope unless hardware is named)",
+        description="Acquire SIM sets with the controller leading (hardware triggers), every "
+        "frame tagged and streamed to disk, invalid sets detected. Without --camera and "
+        "--controller the simulated microscope is used.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="run.zarr (OME-Zarr) or run.ome.tif (OME-TIFF)",
+    )
+    p.add_argument(
+        "--sets",
+        type=int,
+        required=True,
+        metavar="N",
+        help="SIM sets to acquire (0 = until Ctrl-C)",
+    )
+    p.add_argument(
+        "--camera",
+        default=None,
+        help="sim | genicam[:INDEX_OR_ID] | v4l2:/dev/videoN (default: sim)",
+    )
+    p.add_argument("--cti", default=None, help="GenTL producer for --camera genicam")
+    p.add_argument(
+        "--controller",
+        default=None,
+        help="serial port of the pattern controller, or sim:// (default with sim)",
+    )
+    p.add_argument("--exposure-ms", type=float, default=5.0)
+    p.add_argument(
+        "--dark-ms",
+        type=float,
+        default=1.0,
+        help="gap between exposures: pattern settling + readout (default 1)",
+    )
+    p.add_argument(
+        "--trigger",
+        choices=("hardware", "software"),
+        default="hardware",
+        help="hardware: the controller triggers the camera (default)",
+    )
+    p.add_argument("--trigger-line", default="Line0")
+    p.add_argument("--angles", type=float, nargs="+", default=[0.0, 60.0, 120.0])
+    p.add_argument("--phases", type=int, default=3)
+    p.add_argument("--period-nm", type=float, default=260.0, help="nominal pattern period")
+    p.add_argument("--na", type=float, default=1.2)
+    p.add_argument("--wavelength", type=float, default=525.0, help="emission wavelength, nm")
+    p.add_argument("--pixel-size", type=float, default=65.0, help="camera pixel at sample, nm")
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        default=[128, 128],
+        metavar=("Y", "X"),
+        help="simulated camera size (default 128 128)",
+    )
+    p.add_argument("--sample", default="mixed", choices=("filaments", "beads", "mixed", "siemens"))
+    p.add_argument("--drop-prob", type=float, default=0.0, help="simulated: dropped frames")
+    p.add_argument("--extra-prob", type=float, default=0.0, help="simulated: extra frames")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--reconstruct",
+        action="store_true",
+        help="also reconstruct the valid sets into <output>.sim.ome.tif",
+    )
+    p.set_defaults(func=run)
+
+
+def _params(args: argparse.Namespace) -> Any:
+    from scope.sim.params import SIMParameters
+
+    return SIMParameters.equidistant(args.angles, period_nm=args.period_nm, n_phases=args.phases)
+
+
+def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
+    """(context manager, camera, controller) for what the flags name."""
+    from scope.errors import ConfigurationError
+
+    cam_spec = (args.camera or "sim").strip()
+    simulated = cam_spec == "sim"
+    if simulated:
+        if args.controller not in (None, "sim://"):
+            raise ConfigurationError(
+                f"the simulated camera is triggered by the emulated controller only; drop "
+                f"--controller {args.controller} or name your real camera with --camera"
+            )
+        from scope.devices.simulated_camera import FaultInjection
+        from scope.devices.simulated_microscope import SimulatedMicroscope
+
+        faults = FaultInjection(drop_prob=args.drop_prob, extra_prob=args.extra_prob)
+        m = SimulatedMicroscope(
+            tuple(args.shape), params=params, setup=setup, sample_kind=args.sample, faults=faults
+        )
+        m.connect()
+        return m, m.camera, m.controller
+    if not args.controller:
+        raise ConfigurationError(
+            "a real camera needs the pattern controller that triggers it: give --controller "
+            "PORT (`scope devices` lists the ports with a controller)"
+        )
+    if args.controller == "sim://":
+        raise ConfigurationError(
+            "the emulated controller (sim://) cannot trigger a real camera; give the serial "
+            "port of your controller"
+        )
+    kind, _, rest = cam_spec.partition(":")
+    if kind == "genicam":
+        from scope.devices.genicam import GenICamCamera
+
+        device: int | str = int(rest) if rest.isdigit() else (rest or 0)
+        camera: Any = GenICamCamera(args.cti, device=device)
+    elif kind == "v4l2" or cam_spec.startswith("/dev/video"):
+        from scope.devices.v4l2 import V4L2Camera
+
+        camera = V4L2Camera(rest if kind == "v4l2" else cam_spec)
+    else:
+        raise ConfigurationError(
+            f"unknown camera {cam_spec!r}: use sim, genicam[:INDEX_OR_ID] or v4l2:/dev/videoN"
+        )
+    from scope.devices.controller import SerialPatternController
+
+    controller = SerialPatternController(args.controller)
+
+    class _Pair:
+        def close(self) -> None:
+            try:
+                camera.close()
+            finally:
+                controller.close()
+
+    pair = _Pair()
+    camera.connect()
+    try:
+        controller.connect()
+    except BaseException:
+        camera.close()
+        raise
+    return pair, camera, controller
+
+
+def run(args: argparse.Namespace) -> int:
+    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+    from scope.errors import ConfigurationError
+    from scope.optics import OpticalSetup
+
+    if args.sets < 0:
+        raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
+    setup = OpticalSetup(na=args.na, wavelength_nm=args.wavelength, pixel_size_nm=args.pixel_size)
+    params = _params(args)
+    cfg = AcquisitionConfig(
+        n_sets=args.sets or None,
+        n_angles=len(args.angles),
+        n_phases=args.phases,
+        exposure_ms=args.exposure_ms,
+        dark_ms=args.dark_ms,
+        trigger=args.trigger,
+        trigger_line=args.trigger_line,
+    )
+    hw, camera, controller = _open_hardware(args, setup, params)
+    try:
+        engine = AcquisitionEngine(
+            camera,
+            controller,
+            args.output,
+            cfg,
+            setup=setup,
+            params=params,
+            overwrite=args.overwrite,
+        )
+        progress = _Progress(engine, args.sets)
+        engine.add_callback(progress)
+        summary = engine.run()
+        progress.finish()
+    finally:
+        hw.close()
+    s = summary
+    print(
+        f"{s.path}: {s.frames_written} frames, "
+        f"{s.sets_valid} valid / {s.sets_invalid} invalid sets, "
+        f"{len(s.dropped_pulses)} dropped, {len(s.extra_frames)} extra, "
+        f"{len(s.late_frames)} late frames ({s.duration_s:.1f} s)"
+    )
+    for index, reasons in list(s.invalid_sets.items())[:10]:
+        print(f"  set {index} invalid: {'; '.join(reasons)}")
+    if args.reconstruct:
+        _reconstruct(args.output, setup, params, cfg)
+    return 0
+
+
+class _Progress:
+    """Prints one progress line (carriage return on a terminal, every 10 % otherwise)."""
+
+    def __init__(self, engine: Any, n_sets: int) -> None:
+        self.engine = engine
+        self.n = n_sets
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self.last = -1
+
+    def __call__(self, index: int, frames: Any, meta: dict[str, Any]) -> None:
+        s = self.engine.summary
+        done = s.sets_valid + s.sets_invalid
+        rate = done / max(time.monotonic() - self.t0, 1e-9)
+        line = (
+            f"set {done}{'/' + str(self.n) if self.n else ''}: {s.sets_valid} valid, "
+            f"{s.sets_invalid} invalid, {s.frames_written} frames, {rate:.1f} sets/s"
+        )
+        if self.tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            step = max(1, (self.n or 100) // 10)
+            if done // step != self.last:
+                self.last = done // step
+                print(line, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _reconstruct(path: Path, setup: Any, params: Any, cfg: Any) -> None:
+    from scope.acquisition.writer import read_acquisition, valid_sets
+    from scope.errors import ReconstructionError
+
+    try:
+        from scope.sim.pipeline import reconstruct_stack
+    except ImportError as err:
+        raise ReconstructionError(
+            f"the reconstruction pipeline is not available ({err}); the raw data are in {path}: "
+            "reconstruct them later with `scope reconstruct`"
+        ) from err
+    from scope.io.writers import write_ome_tiff
+
+    frames, table, _ = read_acquisition(path)
+    sets, ids = valid_sets(frames, table, cfg.frames_per_set)
+    if not len(ids):
+        raise ReconstructionError(f"{path} holds no verified SIM set to reconstruct")
+    sim, _ = reconstruct_stack(
+        sets.astype("float32"), setup, n_angles=cfg.n_angles, n_phases=cfg.n_phases, prior=params
+    )
+    out = path.with_name(path.name.split(".")[0] + ".sim.ome.tif")
+    write_ome_tiff(
+        out,
+        sim,
+        pixel_size_nm=setup.pixel_size_nm / 2,
+        axes="TYX",
+        metadata={"source": str(path), "sets": ids.tolist()},
+    )
+    print(f"reconstructed {len(ids)} sets -> {out}")

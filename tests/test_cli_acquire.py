@@ -1,0 +1,103 @@
+"""``scope devices`` and ``scope acquire`` through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scope.acquisition.writer import read_acquisition
+
+
+def _scope(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scope.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_devices_lists_the_gentl_producers_cameras():
+    pytest.importorskip("harvesters")
+    from scope.devices.genicam import bundled_producer
+
+    cti = bundled_producer()
+    if cti is None:
+        pytest.skip("the genicam wheel with viky.cti is not installed")
+    env = {"GENICAM_GENTL64_PATH": str(cti.parent)}
+    proc = _scope("devices", "--no-probe", env=env)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("VikyTL_DEV_red", "VikyTL_DEV_green", "VikyTL_DEV_blue"):
+        assert name in proc.stdout
+    assert str(cti) in proc.stdout
+    report = json.loads(_scope("devices", "--no-probe", "--json", env=env).stdout)
+    (producer,) = report["genicam"]
+    assert [c["id"] for c in producer["cameras"]] == [
+        "VikyTL_DEV_red",
+        "VikyTL_DEV_green",
+        "VikyTL_DEV_blue",
+    ]
+    # without the variable, nothing is found (no hidden default producer)
+    bare = json.loads(
+        _scope("devices", "--no-probe", "--json", env={"GENICAM_GENTL64_PATH": ""}).stdout
+    )
+    assert bare["genicam"] == []
+
+
+def test_acquire_on_the_simulated_microscope(tmp_path):
+    out = tmp_path / "run.zarr"
+    proc = _scope(
+        "acquire", "--sets", "4", "-o", str(out), "--shape", "64", "64",
+        "--exposure-ms", "2", "--dark-ms", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "4 valid / 0 invalid sets" in proc.stdout
+    assert "set 4/4" in proc.stderr  # progress
+    frames, table, meta = read_acquisition(out)
+    assert frames.shape == (36, 64, 64)
+    assert (table["valid"] == 1).all()
+    np.testing.assert_array_equal(table["pattern"], np.tile(np.arange(9), 4))
+    assert meta["optical_setup"]["na"] == 1.2
+
+
+def test_acquire_refuses_a_real_camera_without_its_controller(tmp_path):
+    proc = _scope("acquire", "--camera", "genicam", "--sets", "1", "-o", str(tmp_path / "x.zarr"))
+    assert proc.returncode == 2
+    assert "--controller" in proc.stderr
+    proc = _scope(
+        "acquire", "--controller", "/dev/ttyACM9", "--sets", "1", "-o", str(tmp_path / "y.zarr")
+    )
+    assert proc.returncode == 2
+    assert "simulated camera" in proc.stderr
+
+
+def test_acquire_and_reconstruct(tmp_path):
+    pytest.importorskip("scope.sim.pipeline")
+    tifffile = pytest.importorskip("tifffile")
+    out = tmp_path / "rec.zarr"
+    proc = _scope(
+        "acquire", "--sets", "2", "-o", str(out), "--shape", "64", "64", "--exposure-ms", "2",
+        "--sample", "beads", "--reconstruct",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sim = tifffile.imread(tmp_path / "rec.sim.ome.tif")
+    assert sim.shape == (2, 128, 128)
+    assert np.isfinite(sim).all()
+    # the SIM image resembles the virtual sample more than the (upsampled) widefield does
+    from scope.sim.samples import make_sample
+
+    truth = make_sample((128, 128), "beads", seed=0)
+    frames, _, _ = read_acquisition(out)
+    widefield = np.kron(np.asarray(frames[:9], dtype=float).mean(0), np.ones((2, 2)))
+
+    def corr(a, b):
+        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+
+    assert corr(sim[0], truth) > corr(widefield, truth) + 0.05
