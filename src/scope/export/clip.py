@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -176,6 +178,49 @@ def build_renderer(
     return ClipRenderer(layout, views, preset, style, plan, times)
 
 
+def render_ahead(renderer: ClipRenderer, depth: int = 4) -> Iterator[np.ndarray]:
+    """Every frame of ``renderer``, rendered in a background thread while the caller encodes.
+
+    Pillow's resampling and libx264 both release the GIL, so rendering overlaps encoding.
+    An error in the renderer is raised here; leaving the loop early stops the thread.
+    """
+    frames: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for frame in renderer.frames():
+                if stop.is_set():
+                    return
+                put(frame)
+            put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            put(err)
+
+    worker = threading.Thread(target=produce, name="scope-export-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def write_clip(renderer: ClipRenderer, path: str | os.PathLike, **encoder_options: object) -> Path:
     """Encode every frame of ``renderer`` to ``path`` (MP4 or GIF after the preset)."""
     path = Path(path)
@@ -186,7 +231,7 @@ def write_clip(renderer: ClipRenderer, path: str | os.PathLike, **encoder_option
             path, renderer.frames(), preset, palette_samples=[renderer.frame(int(i)) for i in picks]
         )
     with Mp4Writer(path, preset, renderer.plan.duration_s, **encoder_options) as writer:
-        for frame in renderer.frames():
+        for frame in render_ahead(renderer):
             writer.write(frame)
     return path
 

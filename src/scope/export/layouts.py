@@ -130,6 +130,7 @@ class ClipRenderer:
         self._progress = wipe_progress(plan.n_frames) if layout == "wipe" else None
         self._bar_cache: dict[int, np.ndarray] = {}
         self._stamp_cache: dict[str, np.ndarray] = {}
+        self._resized: dict[int, tuple[tuple, np.ndarray]] = {}
         self._layout_geometry()
 
     # ------------------------------------------------------------------ geometry
@@ -320,8 +321,13 @@ class ClipRenderer:
         return canvas
 
     def _paste(self, canvas: np.ndarray, k: int, rect: Rect, source: int, crop) -> None:
-        view = self.views[k]
-        img = resample(view.rgb(source), crop, (rect[2] - rect[0], rect[3] - rect[1]))
+        key = (k, source, crop, rect)
+        img = self._resized.get(k)
+        if img is None or img[0] != key:  # frames repeat when a clip is slowed or held
+            view = self.views[k]
+            size = (rect[2] - rect[0], rect[3] - rect[1])
+            self._resized[k] = img = (key, resample(view.rgb(source), crop, size))
+        img = img[1]
         canvas[rect[1] : rect[3], rect[0] : rect[2]] = img
         for sprite in self.panel_labels[k]:
             composite(canvas, sprite)
