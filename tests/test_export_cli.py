@@ -1,0 +1,204 @@
+"""``scope export-video`` end to end: real OME-TIFF/ImageJ/plain TIFF in, decoded clips out."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av")
+tifffile = pytest.importorskip("tifffile")
+
+import scope.cli  # noqa: E402
+from _video_probe import probe  # noqa: E402
+from scope.cli import main  # noqa: E402
+from scope.export.sources import read_image_source  # noqa: E402
+from scope.sim.samples import make_sample  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def only_export_video(monkeypatch):
+    """Build ``scope`` with just this subcommand: the others are tested on their own."""
+    monkeypatch.setattr(scope.cli, "COMMANDS", ("export-video",))
+
+
+def _series(n: int = 4, size: int = 64) -> np.ndarray:
+    wide = make_sample((size, size + n), "mixed", seed=2)
+    return np.stack([wide[:, k : k + size] for k in range(n)]).astype(np.float32)
+
+
+def test_readers_take_pixel_size_times_and_channels_from_metadata(tmp_path):
+    data = (_series(3)[:, None].repeat(2, axis=1) * 1000).astype(np.uint16)
+    ome = tmp_path / "sim.ome.tif"
+    tifffile.imwrite(
+        ome,
+        data,
+        metadata={
+            "axes": "TCYX",
+            "PhysicalSizeX": 0.0325,
+            "PhysicalSizeXUnit": "µm",
+            "Plane": {"DeltaT": [0.0, 0.0, 1.5, 1.5, 3.25, 3.25]},
+            "Channel": {"Name": ["GFP", "RFP"]},
+        },
+    )
+    src = read_image_source(ome)
+    assert src.frames.shape == (3, 2, 64, 64)
+    assert src.pixel_size_nm == pytest.approx(32.5)
+    np.testing.assert_allclose(src.timestamps_s, [0.0, 1.5, 3.25])
+    assert src.channel_names == ["GFP", "RFP"]
+    np.testing.assert_array_equal(src.frames[2, 1], data[2, 1])
+
+    ij = tmp_path / "fiji.tif"
+    tifffile.imwrite(
+        ij,
+        data[:, 0],
+        imagej=True,
+        resolution=(1 / 0.065, 1 / 0.065),
+        metadata={"axes": "TYX", "unit": "um", "finterval": 2.5},
+    )
+    src = read_image_source(ij)
+    assert src.pixel_size_nm == pytest.approx(65.0)
+    np.testing.assert_allclose(src.timestamps_s, [0.0, 2.5, 5.0])
+
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(
+        plain, data[0, 0], resolution=(1e7 / 80, 1e7 / 80), resolutionunit="CENTIMETER"
+    )
+    assert read_image_source(plain).pixel_size_nm == pytest.approx(80.0)
+    screen = tmp_path / "screen.tif"  # 72 dpi: a screenshot, not a microscope pixel
+    tifffile.imwrite(screen, data[0, 0], resolution=(72, 72), resolutionunit="INCH")
+    assert read_image_source(screen).pixel_size_nm is None
+
+
+def test_cli_series_to_square_mp4(tmp_path, capsys):
+    data = (_series(4) * 1000).astype(np.uint16)
+    path = tmp_path / "series.ome.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        metadata={"axes": "TYX", "PhysicalSizeX": 0.04, "Plane": {"DeltaT": [0, 20, 40, 60]}},
+    )
+    out = tmp_path / "clip.mp4"
+    rc = main(
+        [
+            "export-video",
+            str(path),
+            "-o",
+            str(out),
+            "--preset",
+            "square",
+            "--colormap",
+            "inferno",
+            "--title",
+            "Mitochondria",
+            "--duration",
+            "3",
+            "--credit",
+            "me",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "square sim" in text
+    assert "condensed, 26.7x speed" in text  # 4 frames 20 s apart: 80 s shown in 3 s
+    p = probe(out)
+    assert (p["width"], p["height"], p["profile"]) == (1080, 1080, "High")
+    assert p["n_frames"] == 90
+
+
+def test_cli_still_to_gif(tmp_path, capsys):
+    path = tmp_path / "still.tif"
+    tifffile.imwrite(path, (_series(1)[0] * 255).astype(np.uint8))
+    out = tmp_path / "chat.gif"
+    assert main(["export-video", str(path), "-o", str(out)]) == 0  # .gif picks the gif preset
+    assert "gif sim" in capsys.readouterr().out
+    p = probe(out)
+    assert (p["width"], p["height"]) == (480, 480)
+    assert p["duration_s"] == pytest.approx(4.0)  # the gif preset's still length
+    assert p["n_frames"] == 80  # the zoom changes every frame
+
+
+def test_cli_two_channels_make_an_overlay(tmp_path, capsys):
+    s = _series(1)[0]
+    data = np.stack([s, s[::-1]])[None]  # T=1, C=2
+    path = tmp_path / "two.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "TCYX", "PhysicalSizeX": 0.05})
+    out = tmp_path / "two.mp4"
+    assert (
+        main(
+            [
+                "export-video",
+                str(path),
+                "-o",
+                str(out),
+                "--preset",
+                "portrait",
+                "--duration",
+                "3",
+                "--channel-colormaps",
+                "cyan,magenta",
+            ]
+        )
+        == 0
+    )
+    assert "portrait overlay" in capsys.readouterr().out
+    last = probe(out)["last_frame"].astype(int)
+    # cyan has no red, magenta no green: both colours present, added where they overlap
+    assert (last[..., 1] - last[..., 0] > 100).sum() > 500  # cyan-ish pixels
+    assert (last[..., 0] - last[..., 1] > 100).sum() > 500  # magenta-ish pixels
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys):
+    missing = tmp_path / "nope.tif"
+    assert main(["export-video", str(missing), "-o", str(tmp_path / "a.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, np.ones((32, 32), np.uint16))
+    assert main(["export-video", str(path), "-o", str(tmp_path / "a.gif"), "--preset", "reel"]) == 2
+    assert "name it *.mp4" in capsys.readouterr().err
+    assert main(["export-video", str(path), "-o", str(tmp_path / "a.mp4"), "--layout", "wipe"]) == 2
+    assert "widefield" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("scope.sim.pipeline") is None,
+    reason="scope.sim.pipeline (reconstruct_stack) is not in this checkout yet",
+)
+def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
+    from scope.optics import OpticalSetup
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+
+    setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+    params = SIMParameters.equidistant([0, 60, 120], period_nm=260)
+    truth = make_sample((128, 128), "filaments", seed=4)
+    raw = np.stack([simulate_raw(truth, params, setup, rng=k) for k in range(2)])
+    path = tmp_path / "raw.tif"
+    tifffile.imwrite(path, raw.astype(np.uint16))
+    out = tmp_path / "raw.mp4"
+    rc = main(
+        [
+            "export-video",
+            str(path),
+            "--raw",
+            "--na",
+            "1.2",
+            "--wavelength",
+            "525",
+            "--pixel-size",
+            "65",
+            "--interval",
+            "1",
+            "-o",
+            str(out),
+            "--backend",
+            "numpy",
+        ]
+    )
+    assert rc == 0
+    assert "reel wipe" in capsys.readouterr().out
+    p = probe(out)
+    assert (p["width"], p["height"]) == (1080, 1920)
+    assert p["n_frames"] == 90  # 2 s of sets stretched to the 3 s minimum
