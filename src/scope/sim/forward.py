@@ -98,8 +98,12 @@ class SIMForwardModel:
     def frame(self, angle: AngleParameters, phase_rad: float, modulation: float | None = None):
         """Noiseless camera frame (relative units: a uniform sample of 1 gives 1)."""
         pat = pattern_image(
-            angle, phase_rad, self.shape_2x, self.setup.pixel_size_um / 2,
-            modulation=modulation, origin_px=0.5,
+            angle,
+            phase_rad,
+            self.shape_2x,
+            self.setup.pixel_size_um / 2,
+            modulation=modulation,
+            origin_px=0.5,
         )
         return self._camera(self.sample * pat)
 
@@ -109,9 +113,9 @@ class SIMForwardModel:
 
     def frames(self, params: SIMParameters) -> np.ndarray:
         """All noiseless frames of a SIM set, angle-major, phase fastest."""
-        return np.stack(
-            [self.frame(a, ph) for a in params.angles for ph in a.phases_rad]
-        ).astype(np.float64)
+        return np.stack([self.frame(a, ph) for a in params.angles for ph in a.phases_rad]).astype(
+            np.float64
+        )
 
 
 def add_camera_noise(
@@ -218,4 +222,3 @@ def random_phase_errors(
         ph = np.asarray(a.phases_rad) + rng.uniform(-max_error_rad, max_error_rad, a.n_phases)
         angles.append(AngleParameters(a.angle_deg, a.period_nm, tuple(ph), a.modulation))
     return SIMParameters(tuple(angles))
-

@@ -69,9 +69,7 @@ class AngleParameters:
     def from_k(cls, kx: float, ky: float, **kwargs: Any) -> AngleParameters:
         """Build from a wave vector in cycles/µm."""
         kmag = math.hypot(kx, ky)
-        return cls(
-            angle_deg=math.degrees(math.atan2(ky, kx)), period_nm=1000.0 / kmag, **kwargs
-        )
+        return cls(angle_deg=math.degrees(math.atan2(ky, kx)), period_nm=1000.0 / kmag, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,11 @@ def filaments(shape: tuple[int, int], *, n: int | None = None, seed: int = 0) ->
         length = rng.uniform(0.5, 1.5) * max(ny, nx) / step
         k = int(length)
         theta0 = rng.uniform(0, 2 * np.pi)
-        curvature = np.cumsum(rng.normal(0, 0.02, k)) * 0.1
+        # curvature: a mean-reverting random walk (gently bending, no loops)
+        curvature = np.zeros(k)
+        kick = rng.normal(0, 0.004, k)
+        for i in range(1, k):
+            curvature[i] = 0.995 * curvature[i - 1] + kick[i]
         theta = theta0 + np.cumsum(curvature) * step
         y = rng.uniform(0, ny) + np.cumsum(np.sin(theta)) * step
         x = rng.uniform(0, nx) + np.cumsum(np.cos(theta)) * step
@@ -124,7 +128,7 @@ def make_sample(
     elif kind == "mixed":
         img = filaments(shape_2x, seed=seed) + 0.5 * beads(shape_2x, seed=seed)
         img = img / max(float(ndimage.gaussian_filter(img, blur_px).max()), 1e-12)
-        img = img + 0.15 * diffuse(shape_2x, seed=seed)
+        img = img + 0.05 * diffuse(shape_2x, seed=seed)
     elif kind == "siemens":
         img = siemens_star(shape_2x)
     else:

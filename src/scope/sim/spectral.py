@@ -43,6 +43,7 @@ def edge_taper(shape: tuple[int, int], width_px: int, xp: Any = np) -> Any:
     Tapering the raw frames before any FFT removes the cross of edge artefacts that periodic
     boundaries produce (Müller et al. 2016, fairSIM).
     """
+
     def ramp(n: int) -> np.ndarray:
         w = np.ones(n)
         k = int(min(width_px, n // 4))
