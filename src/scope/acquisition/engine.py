@@ -388,6 +388,7 @@ class AcquisitionEngine:
         self._fault: str | None = None
         self._max_pulse = 0
         self._newest_frame_t = -math.inf
+        self._software = False
 
     # -- leader mode ------------------------------------------------------------------------------
     def _run_leader(self) -> None:
@@ -607,7 +608,7 @@ class AcquisitionEngine:
                 self.summary.extra_frames.extend(ids[1:])
             f = frames[0]
             dt = f.t_s - t_pulse
-            if abs(dt) > tol_t:
+            if abs(dt) > tol_t and not self._software:
                 reasons.append(f"pulse {c}: frame {f.frame_id} {dt * 1e3:+.2f} ms off its pulse")
                 self.summary.late_frames.append(f.frame_id)
             members.append(f)
@@ -661,6 +662,7 @@ class AcquisitionEngine:
         count = 0
         s = 0
         self._offset_s = 0.0
+        self._software = True  # pairing is by trigger, not by timing
         try:
             while (cfg.n_sets is None or s < cfg.n_sets) and not self._stop.is_set():
                 for slot in range(cfg.frames_per_set):
@@ -677,6 +679,10 @@ class AcquisitionEngine:
                     finally:
                         ctrl.set_light(0)
                     self._store(frame)
+                    # the frame answering this trigger belongs to it: pair directly
+                    f = self._frames.pop()
+                    f.pulse, f.resolved = count, True
+                    self._pulses[count].frames.append(f.index)
                     while True:  # anything else that arrived meanwhile is extra
                         try:
                             self._store(cam.get_frame(timeout_s=1e-3))
