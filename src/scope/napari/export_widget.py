@@ -186,9 +186,14 @@ class ExportVideoWidget(QWidget):
 
     # ------------------------------------------------------------------ state
     def _refresh_layers(self, event: Any = None) -> None:
-        names = [layer.name for layer in _image_layers(self.viewer)]
+        layers = _image_layers(self.viewer)
+        names = [layer.name for layer in layers]
         current_sim = self.sim_layer.currentText()
         current_wf = self.widefield_layer.currentText()
+        if current_sim not in names:  # first fill, or the layer went away: guess
+            current_sim, guessed_wf = self._guess_roles(layers)
+            if current_wf not in names:
+                current_wf = guessed_wf
         for box, items, keep in (
             (self.sim_layer, names, current_sim),
             (self.widefield_layer, [_NONE, *names], current_wf),
@@ -199,8 +204,26 @@ class ExportVideoWidget(QWidget):
             if keep in items:
                 box.setCurrentText(keep)
             box.blockSignals(False)
-        if current_sim != self.sim_layer.currentText() or event is None:
-            self._sim_layer_changed(self.sim_layer.currentText())
+        self._sim_layer_changed(self.sim_layer.currentText())
+
+    def _guess_roles(self, layers: list[Any]) -> tuple[str, str]:
+        """SIM: the selected image layer, else the one with the most pixels; widefield: a
+        layer named like one (``widefield``, ``wf``), else none."""
+        if not layers:
+            return "", _NONE
+
+        def is_widefield(layer: Any) -> bool:
+            name = layer.name.lower()
+            return "wide" in name or name.startswith("wf") or name.endswith("wf")
+
+        active = self.viewer.layers.selection.active
+        candidates = [lay for lay in layers if not is_widefield(lay)] or layers
+        if active in candidates:
+            sim = active
+        else:
+            sim = max(candidates, key=lambda lay: int(np.prod(_level0(lay).shape[-2:])))
+        wf = next((lay.name for lay in layers if lay is not sim and is_widefield(lay)), _NONE)
+        return sim.name, wf
 
     def _sim_layer_changed(self, name: str) -> None:
         layer = self._layer(name)
