@@ -206,10 +206,14 @@ def _grab_worker(producers: list[str], selector: Any, conn: Any, events: Any) ->
             return
         ia = h.create(int(selector))
         ia.num_buffers = 8
+        from harvesters.core import Callback
+
+        class _CountIncomplete(Callback):  # harvesters requeues the buffer; we count it
+            def emit(self, context: Any = None) -> None:
+                incomplete[0] += 1
+
         with contextlib.suppress(Exception):
-            ia.add_callback(
-                ia.Events.INCOMPLETE_BUFFER, lambda: incomplete.__setitem__(0, incomplete[0] + 1)
-            )
+            ia.add_callback(ia.Events.INCOMPLETE_BUFFER, _CountIncomplete())
         nm = ia.remote_device.node_map
         conn.send(("ok", str(h.device_info_list[int(selector)].id_)))
 
@@ -238,7 +242,11 @@ def _grab_worker(producers: list[str], selector: Any, conn: Any, events: Any) ->
                         ia.start()
                         flushed = 0
                         if flush:  # stale buffers from before the run must not meet pulse 1
-                            while (buf := ia.try_fetch(timeout=0.02)) is not None:
+                            # (bounded: a camera that keeps delivering is not waiting for us)
+                            while flushed < 4 * ia.num_buffers:
+                                buf = ia.try_fetch(timeout=0.02)
+                                if buf is None:
+                                    break
                                 buf.queue()
                                 flushed += 1
                         running = True
