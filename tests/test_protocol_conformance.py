@@ -505,3 +505,27 @@ def test_firmware_sources_stay_in_the_micropython_subset(name):
                 assert a.name.split(".")[0] in allowed, a.name
         if isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] in allowed, node.module
+
+
+def test_the_session_typed_in_protocol_md_replays_verbatim(link):
+    """The hand-typed example of hardware/PROTOCOL.md, replayed: same replies and events
+    (controller times, the board name and the timing-dependent overrun count aside)."""
+    import re
+
+    text = (FIRMWARE.parent / "PROTOCOL.md").read_text()
+    block = text.split("## 12.")[1].split("```")[1]
+    sent = [ln[2:] for ln in block.splitlines() if ln.startswith("> ")]
+    expected = [ln[2:] for ln in block.splitlines() if ln.startswith("< ")]
+    got: list[str] = []
+    for line in sent:
+        link.write(line.encode() + b"\r")
+        got.append(link.read_reply().raw)
+        if line == "start":
+            done = link.wait_event("DONE", 2.0)
+            got += [e.raw for e in link.events] + [done.raw]
+            link.events.clear()
+
+    def norm(s: str) -> str:
+        return re.sub(r"(t_us|board|overruns)=\S+", r"\1=*", s)
+
+    assert [norm(g) for g in got] == [norm(e) for e in expected]
