@@ -310,9 +310,11 @@ def _estimate_angle(
     # divide by the noise level of each shift: random phases in the overlap of the two OTF
     # supports add up to sqrt(sum H(k)^2 H(k-p)^2), which is far larger for small shifts
     g = fft.ifft2(h * h)
-    noise_level = xp.sqrt(xp.maximum(xp.real(fft.fft2(xp.abs(g) ** 2)), 1e-30))
-    corr = corr / noise_level
+    overlap = xp.real(fft.fft2(xp.abs(g) ** 2))
+    corr = corr / xp.sqrt(xp.maximum(overlap, 1e-30))
     mask = _carrier_search_mask((ny, nx), setup, otf, settings, prior, xp)
+    # shifts whose OTF overlap is tiny carry no usable signal (and a noisy ratio)
+    mask &= overlap > 0.01 * float(_to_np(overlap.max()))
     if not bool(_to_np(mask.any())):
         raise ReconstructionError(
             f"angle {index}: the carrier search region is empty — the prior period "
@@ -440,7 +442,7 @@ def _estimate_angle(
         confidence=float(confidence),
         source=source,
     )
-    log.info(
+    log.debug(
         "angle %d: %.2f°, period %.1f nm, modulation %.2f, confidence %.1f (%s)",
         index,
         result.angle_deg,

@@ -1,0 +1,272 @@
+"""``scope reconstruct``: raw SIM stack(s) -> super-resolved float32 OME-TIFF + parameters.
+
+Contract (other tools depend on it)::
+
+    scope reconstruct RAW -o OUT.tif --na NA --wavelength NM --pixel-size NM [--offset ADU]
+        [--angles 3] [--phases 3] [--backend auto|numpy|cupy] [--otf FILE] [--wiener W]
+
+RAW is shaped ``(..., angles*phases, Y, X)``, angle-major, phase fastest; OUT is
+``(..., 2Y, 2X)`` with its physical pixel size, and ``OUT`` with the suffix ``.params.json``
+holds the pattern parameters. Several inputs or a folder go to the batch engine (``scope
+batch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "reconstruct",
+        help="reconstruct raw SIM stacks into 2x super-resolved images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("raw", nargs="+", help="raw stack (TIFF/OME-TIFF/MRC/OME-Zarr), or several")
+    p.add_argument("-o", "--output", required=True, help="output .tif (a folder for several)")
+    p.add_argument("--na", type=float, help="detection numerical aperture")
+    p.add_argument("--wavelength", type=float, help="emission wavelength, nm")
+    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
+    p.add_argument("--immersion", type=float, default=1.515, help="immersion index (1.515)")
+    p.add_argument("--offset", type=float, default=None, help="camera offset, ADU")
+    p.add_argument("--angles", type=int, default=3, help="pattern orientations (3)")
+    p.add_argument("--phases", type=int, default=3, help="phase steps per orientation (3)")
+    p.add_argument("--backend", default=None, choices=["auto", "numpy", "cupy"])
+    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
+    p.add_argument(
+        "--wiener",
+        type=float,
+        default=None,
+        help="classic constant Wiener parameter (default: adaptive, from the data's noise)",
+    )
+    p.add_argument("--notch", type=float, default=0.0, help="zero-order notch strength 0..1")
+    p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
+    p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
+    p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
+    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
+    p.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="also write the spectrum with the carriers (PNG) and a resolution estimate",
+    )
+    p.set_defaults(func=run)
+
+
+def _setup(args: argparse.Namespace, raw: Any) -> Any:
+    from pydantic import ValidationError
+
+    from scope.errors import ConfigurationError
+    from scope.optics import OpticalSetup, check_setup
+
+    values = {
+        "na": args.na if args.na is not None else raw.na,
+        "wavelength_nm": args.wavelength if args.wavelength is not None else raw.wavelength_nm,
+        "pixel_size_nm": args.pixel_size if args.pixel_size is not None else raw.pixel_size_nm,
+    }
+    missing = [
+        f"--{k.split('_')[0].replace('pixel', 'pixel-size')}"
+        for k, v in values.items()
+        if v is None
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"{Path(raw.path).name} does not state {', '.join(missing)}: give them as flags "
+            "(--na NA --wavelength NM --pixel-size NM)"
+        )
+    try:
+        setup = OpticalSetup(immersion_index=args.immersion, **values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigurationError(
+            f"invalid optics: {first['loc'][0]}={first.get('input')!r}: {first['msg']}"
+        ) from None
+    check_setup(setup)
+    return setup
+
+
+def _prior(args: argparse.Namespace) -> Any:
+    from scope.errors import ConfigurationError
+    from scope.sim.params import SIMParameters
+
+    if args.prior_angles is None and args.prior_period is None:
+        return None
+    if args.prior_angles is None or args.prior_period is None:
+        raise ConfigurationError("priors need both --prior-angles and --prior-period")
+    try:
+        angles = [float(a) for a in args.prior_angles.split(",")]
+    except ValueError:
+        raise ConfigurationError(
+            f"--prior-angles expects comma-separated degrees, got {args.prior_angles!r}"
+        ) from None
+    if len(angles) != args.angles:
+        raise ConfigurationError(
+            f"--prior-angles gives {len(angles)} angles, --angles {args.angles}"
+        )
+    return SIMParameters.equidistant(angles, period_nm=args.prior_period, n_phases=args.phases)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scope.errors import ConfigurationError, DataFormatError
+
+    if len(args.raw) > 1 or Path(args.raw[0]).is_dir() or any(c in args.raw[0] for c in "*?["):
+        return _run_batch(args)
+    if args.angles < 2 or args.phases < 3:
+        raise ConfigurationError(
+            f"SIM needs at least 2 angles and 3 phases, got {args.angles} x {args.phases}"
+        )
+    src = Path(args.raw[0])
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise ConfigurationError(f"the output must be a .tif/.ome.tif file, got {out.name}")
+    if not src.exists():
+        raise DataFormatError(f"{src} does not exist")
+    return reconstruct_file(src, out, args)
+
+
+def reconstruct_file(src: Path, out: Path, args: argparse.Namespace) -> int:
+    from scope import __version__
+    from scope.backend import get_backend
+    from scope.errors import DataFormatError
+    from scope.io.raw import open_raw
+    from scope.io.writers import write_ome_tiff
+    from scope.optics import OTF
+    from scope.sim.diagnostics import carrier_report, estimate_resolution, spectrum_png
+    from scope.sim.estimate import estimate_parameters
+    from scope.sim.params import SIMParameters
+    from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
+
+    n_frames = args.angles * args.phases
+    t0 = time.perf_counter()
+    with open_raw(src, n_frames_per_set=n_frames) as raw:
+        setup = _setup(args, raw)
+        backend = get_backend(args.backend)
+        otf = OTF.from_file(args.otf) if args.otf else OTF.from_setup(setup)
+        first = raw.read_set(0)
+        offset = args.offset
+        if offset is not None and float(first.max()) <= offset:
+            raise DataFormatError(
+                f"no signal above the offset: the brightest value is {first.max():g} ADU but "
+                f"--offset is {offset:g}; check --offset"
+            )
+        if float(first.max()) <= float(first.min()):
+            raise DataFormatError("the first SIM set is constant: there is no image to reconstruct")
+        if args.params:
+            params = SIMParameters.from_json(Path(args.params))
+            if params.n_angles != args.angles or params.n_phases != args.phases:
+                raise DataFormatError(
+                    f"{args.params} describes {params.n_angles}x{params.n_phases} frames, the "
+                    f"data {args.angles}x{args.phases}"
+                )
+        else:
+            params = estimate_parameters(
+                first,
+                setup,
+                n_angles=args.angles,
+                n_phases=args.phases,
+                prior=_prior(args),
+                otf=otf,
+                backend=backend,
+            )
+        log.info("pattern parameters:\n%s", carrier_report(params))
+        settings = ReconstructionSettings(
+            wiener=args.wiener,
+            notch_strength=args.notch,
+            filter=args.filter,
+            offset_adu=offset,
+        )
+        rec = SIMReconstructor(
+            setup, params, shape=raw.frame_shape, settings=settings, backend=backend, otf=otf
+        )
+        lead_axes = "".join(a if a in "TCZ" else "T" for a in raw.lead_axes)
+        if len(set(lead_axes)) != len(lead_axes):
+            lead_axes = "TCZ"[: len(lead_axes)] if len(lead_axes) <= 3 else None
+        if lead_axes is None:
+            raise DataFormatError(f"too many leading axes in {src.name}: {raw.axes}")
+        shape = (*raw.lead_shape, *rec.output_shape)
+
+        def planes():
+            for i in range(raw.n_sets):
+                frames = first if i == 0 else raw.read_set(i)
+                yield backend.to_numpy(rec(frames))
+                if raw.n_sets > 1:
+                    log.info("set %d/%d", i + 1, raw.n_sets)
+
+        metadata = {
+            "software": f"scope {__version__}",
+            "input": str(src),
+            "optics": setup.model_dump(),
+            "sim_parameters": params.to_dict(),
+            "settings": {k: v for k, v in settings.__dict__.items()},
+            "otf": otf.source,
+        }
+        params_path = out.with_name(out.name.split(".")[0] + ".params.json")
+        doc = params.to_dict()
+
+        def write_params() -> None:
+            params_path.write_text(json.dumps(doc, indent=2) + "\n")
+
+        write_ome_tiff(
+            out,
+            planes(),
+            pixel_size_nm=rec.output_pixel_size_nm,
+            axes=lead_axes + "YX",
+            metadata=metadata,
+            shape=shape,
+            before_commit=write_params,
+        )
+        if args.diagnostics:
+            png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
+            spectrum_png(png, first, setup, params)
+            res = estimate_resolution(first, setup, params, offset_adu=offset or 0.0, otf=otf)
+            doc["resolution_nm"] = {"widefield": res.widefield_nm, "sim": res.sim_nm}
+            write_params()
+            print(f"spectrum: {png}")
+            print(
+                f"resolution (split-photon FRC): widefield {res.widefield_nm:.0f} nm, "
+                f"SIM {res.sim_nm:.0f} nm"
+            )
+    dt = time.perf_counter() - t0
+    print(
+        f"wrote {out} ({' x '.join(map(str, shape))}, {rec.output_pixel_size_nm:g} nm pixels) "
+        f"and {params_path.name} in {dt:.1f} s"
+    )
+    if (
+        any(math.isnan(a.confidence) or a.source != "estimated" for a in params.angles)
+        and not args.params
+    ):
+        print("note: some angles fell back to the prior pattern (see the log)")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """Several inputs: hand over to the batch engine (``scope batch``)."""
+    from scope.cli import batch as batch_cli
+
+    argv = [*args.raw, "-o", args.output]
+    for flag, value in (
+        ("--na", args.na),
+        ("--wavelength", args.wavelength),
+        ("--pixel-size", args.pixel_size),
+        ("--offset", args.offset),
+        ("--angles", args.angles),
+        ("--phases", args.phases),
+        ("--backend", args.backend),
+        ("--otf", args.otf),
+        ("--wiener", args.wiener),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    parser = argparse.ArgumentParser(prog="scope batch")
+    sub = parser.add_subparsers()
+    batch_cli.register(sub)
+    bargs = parser.parse_args(["batch", *argv])
+    return bargs.func(bargs)
