@@ -48,6 +48,7 @@ def test_widget_previews_and_exports(viewer_with_layers, qtbot, tmp_path):
         "widefield",
     ]
     assert widget.pixel_size.value() == pytest.approx(32.5)  # 0.0325 µm from the layer scale
+    assert widget.widefield_layer.currentText() == "widefield"  # guessed from its name
 
     widget.widefield_layer.setCurrentText("widefield")
     widget.layout_box.setCurrentText("side-by-side")
