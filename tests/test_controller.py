@@ -317,3 +317,17 @@ def test_unplugged_port_raises_device_error_and_watchdog_darkens():
         finally:
             c.close()  # SAFE fails (port gone): logged, never raised
         assert not c.connected
+
+
+def test_a_request_times_out_and_its_late_reply_is_dropped(ctrl):
+    emu = ctrl.emulator
+    ctrl.timeout_s = 0.2
+    t0 = time.monotonic()
+    with emu.frozen(), pytest.raises(DeviceTimeoutError, match="CLOCK"):
+        ctrl.clock_us()
+    assert 0.15 < time.monotonic() - t0 < 1.0
+    # the board wakes up and answers the old request: that reply matches nothing and is dropped
+    ctrl.timeout_s = 1.0
+    status = ctrl.status()
+    assert status.state == "IDLE"
+    assert ctrl.stale_lines == 1

@@ -33,7 +33,7 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -355,6 +355,13 @@ class ControllerEmulator:
             self.hardware.set_light(0)
             self.hardware.set_trigger(False)
             self.core = self._new_core()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Simulate a board that stops answering: the firmware does nothing inside the block
+        (bytes sent meanwhile are processed, late, after it)."""
+        with self._lock:
+            yield
 
     def _close_pty(self) -> None:
         for fd in (self._master, self._slave):
