@@ -57,7 +57,8 @@ def bench_leader(n_frames: int = 1000, exposure_ms: float = 1.0, dark_ms: float 
         switches = list(hw.switch_log)
     exp_err = [((r.t_end_s - r.t_start_s) * 1e3 - exposure_ms) * 1e3 for r in log]
     starts = [r.t_start_s for r in log]
-    period_err = [((b - a) * 1e3 - exposure_ms - dark_ms) * 1e3 for a, b in itertools.pairwise(starts)]
+    nominal_ms = exposure_ms + dark_ms
+    period_err = [((b - a) * 1e3 - nominal_ms) * 1e3 for a, b in itertools.pairwise(starts)]
     # margins: each switch after the previous exposure's end and before the next one's start
     after_end, before_start = [], []
     ends = [r.t_end_s for r in log]
