@@ -314,7 +314,9 @@ def _estimate_angle(
     corr = corr / xp.sqrt(xp.maximum(overlap, 1e-30))
     mask = _carrier_search_mask((ny, nx), setup, otf, settings, prior, xp)
     # shifts whose OTF overlap is tiny carry no usable signal (and a noisy ratio)
-    mask &= overlap > 0.01 * float(_to_np(overlap.max()))
+    # (a prior's narrow window may reach further out, where carriers beyond the cutoff live)
+    min_overlap = 1e-2 if prior is None else 1e-4
+    mask &= overlap > min_overlap * float(_to_np(overlap.max()))
     if not bool(_to_np(mask.any())):
         raise ReconstructionError(
             f"angle {index}: the carrier search region is empty — the prior period "
