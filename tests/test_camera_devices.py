@@ -35,7 +35,7 @@ def _make(kind: str) -> Camera:
         cti = bundled_producer()
         if cti is None:
             pytest.skip("the genicam wheel with viky.cti is not installed")
-        return GenICamCamera(cti, device=0)
+        return GenICamCamera(cti, device=0, ring_slots=128)  # 0.6 s at 200 fps: rides out load
     if kind == "simulated":
         from scope.devices.simulated_camera import SimulatedCamera
 
@@ -150,7 +150,9 @@ def test_thousand_frames_in_order(camera):
     camera.start()
     ids = [camera.get_frame(timeout_s=5).frame_id for _ in range(1000)]
     camera.stop()
-    assert np.all(np.diff(ids) == 1), f"frame ids not consecutive: {ids[:5]} ..."
+    gaps = [(a, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
+    overruns = getattr(camera, "overruns", 0)
+    assert not gaps, f"frame ids not consecutive at {gaps[:5]} (ring overruns {overruns})"
 
 
 def test_timeout_raises_our_error(camera):

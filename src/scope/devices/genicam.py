@@ -205,7 +205,7 @@ def _grab_worker(producers: list[str], selector: Any, conn: Any, events: Any) ->
             )
             return
         ia = h.create(int(selector))
-        ia.num_buffers = 8
+        ia.num_buffers = 32  # device-side buffers: ride out a busy machine before the ring
         from harvesters.core import Callback
 
         class _CountIncomplete(Callback):  # harvesters requeues the buffer; we count it
