@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import multiprocessing as mp
 import os
 import threading
@@ -150,7 +151,7 @@ def test_thousand_frames_in_order(camera):
     camera.start()
     ids = [camera.get_frame(timeout_s=5).frame_id for _ in range(1000)]
     camera.stop()
-    gaps = [(a, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
+    gaps = [(a, b) for a, b in itertools.pairwise(ids) if b != a + 1]
     overruns = getattr(camera, "overruns", 0)
     assert not gaps, f"frame ids not consecutive at {gaps[:5]} (ring overruns {overruns})"
 
