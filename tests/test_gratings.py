@@ -225,3 +225,23 @@ def test_pattern_set_drives_the_controller_sequence():
     assert done.counts.pulses == 9
     shown = [divmod(r.pattern_index, ps.n_phases) for r in log]
     assert shown == [(a, p) for a in range(3) for p in range(3)]
+
+
+def test_geometry_from_a_planning_illuminator_agrees_with_scope_plan():
+    from scope.planning import Illuminator, pattern_period_at_sample_nm
+
+    ill = Illuminator(
+        kind="dmd", pixel_pitch_um=7.56, pattern_period_px=6, demagnification=55.5,
+        projection="two_beam",
+    )  # fmt: skip
+    geom = ProjectionGeometry.from_illuminator(ill)
+    assert geom.two_beam
+    ps = make_pattern_set([0.0], 6.0, shape=(8, 8))  # (1, 0, 6): exactly 6 px
+    p = ps.nominal_parameters(geom)
+    assert p.angles[0].period_nm == pytest.approx(pattern_period_at_sample_nm(ill))
+    with pytest.raises(ConfigurationError, match="demagnification"):
+        ProjectionGeometry.from_illuminator(
+            Illuminator(
+                kind="dmd", pixel_pitch_um=7.56, pattern_period_px=6, illumination_lens_focal_mm=150
+            )
+        )

@@ -42,7 +42,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -348,6 +348,29 @@ class ProjectionGeometry:
                 "pixel_pitch_um and demagnification must be positive, got "
                 f"{self.pixel_pitch_um} and {self.demagnification}"
             )
+
+    @classmethod
+    def from_illuminator(
+        cls, illuminator: Any, objective: Any = None, *, rotation_deg: float = 0.0,
+        mirror: bool = False,
+    ) -> ProjectionGeometry:  # fmt: skip
+        """From a :class:`scope.planning.Illuminator` (and its objective when the
+        demagnification comes from the illumination lens)."""
+        from scope.planning import illuminator_demagnification
+
+        demag = illuminator_demagnification(illuminator, objective)
+        if illuminator.pixel_pitch_um is None or demag is None:
+            raise ConfigurationError(
+                f"illuminator {illuminator.name!r} needs pixel_pitch_um and a demagnification "
+                "(or illumination_lens_focal_mm and the objective) to map gratings to the sample"
+            )
+        return cls(
+            pixel_pitch_um=illuminator.pixel_pitch_um,
+            demagnification=demag,
+            rotation_deg=rotation_deg,
+            mirror=mirror,
+            two_beam=illuminator.projection == "two_beam",
+        )
 
     @property
     def device_pixel_at_sample_nm(self) -> float:
