@@ -336,12 +336,12 @@ class ExportVideoWidget(QWidget):
         worker = create_worker(export_video, frames, path, **kwargs)
         worker.returned.connect(self._done)
         worker.errored.connect(self._error)
-        worker.finished.connect(lambda: self.export_button.setEnabled(True))
         self._worker = worker
         worker.start()
         return worker
 
     def _done(self, result: Any) -> None:
+        self.export_button.setEnabled(True)
         self.status.setText(
             f"Wrote {result.path} — {result.n_frames} frames, {result.duration_s:.1f} s, "
             f"{result.size_bytes / 1e6:.1f} MB"
@@ -349,6 +349,7 @@ class ExportVideoWidget(QWidget):
         self.exported.emit(str(result.path))
 
     def _error(self, err: Exception) -> None:
+        self.export_button.setEnabled(True)
         self.status.setText(f"Export failed: {err}")
         self.failed.emit(str(err))
 
