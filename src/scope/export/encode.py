@@ -92,7 +92,12 @@ class Mp4Writer:
         crf: int = X264_CRF,
         threads: int = 0,
     ) -> None:
-        import av
+        try:
+            import av
+        except ImportError as err:
+            raise ConfigurationError(
+                "writing MP4 needs PyAV: install the video extra (pip install 'scope-sim[video]')"
+            ) from err
 
         self.path = Path(path)
         self.preset = preset
