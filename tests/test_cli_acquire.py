@@ -13,9 +13,12 @@ import pytest
 from scope.acquisition.writer import read_acquisition
 
 
+_MAIN = "import sys; from scope.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
 def _scope(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scope.cli", *args],
+        [sys.executable, "-c", _MAIN, *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -83,7 +86,7 @@ def test_acquire_and_reconstruct(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     out = tmp_path / "rec.zarr"
     proc = _scope(
-        "acquire", "--sets", "2", "-o", str(out), "--shape", "64", "64", "--exposure-ms", "2",
+        "acquire", "--sets", "2", "-o", str(out), "--shape", "64", "64", "--exposure-ms", "10",
         "--sample", "beads", "--reconstruct",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -97,7 +100,10 @@ def test_acquire_and_reconstruct(tmp_path):
     frames, _, _ = read_acquisition(out)
     widefield = np.kron(np.asarray(frames[:9], dtype=float).mean(0), np.ones((2, 2)))
 
-    def corr(a, b):
-        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    keep = np.ones(truth.shape, bool)
+    keep[:16, :32] = False  # the simulated camera's ground-truth marker (4 x 8 camera pixels)
 
-    assert corr(sim[0], truth) > corr(widefield, truth) + 0.05
+    def corr(a, b):
+        return np.corrcoef(a[keep], b[keep])[0, 1]
+
+    assert corr(sim[0], truth) > corr(widefield, truth) + 0.1
