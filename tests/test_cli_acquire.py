@@ -12,7 +12,6 @@ import pytest
 
 from scope.acquisition.writer import read_acquisition
 
-
 _MAIN = "import sys; from scope.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
