@@ -42,13 +42,21 @@ def make_case(
     angles = [a0 + i * 180.0 / n_angles for i in range(n_angles)]
     period = 1000.0 / (0.85 * SETUP.cutoff_per_um)
     nominal = SIMParameters.equidistant(
-        angles, period_nm=period, n_phases=n_phases, modulation=0.8,
+        angles,
+        period_nm=period,
+        n_phases=n_phases,
+        modulation=0.8,
         phase_offset_rad=rng.uniform(0, 2 * np.pi),
     )
     truth = random_phase_errors(nominal, 0.15, rng)
     gt = make_sample((2 * size, 2 * size), kind, seed=seed)
     raw = simulate_raw(
-        gt, truth, SETUP, photons_peak=photons, background_photons=30, offset_adu=OFFSET,
+        gt,
+        truth,
+        SETUP,
+        photons_peak=photons,
+        background_photons=30,
+        offset_adu=OFFSET,
         rng=rng,
     )
     return Case(raw, truth, gt)

@@ -85,8 +85,10 @@ def test_weak_carrier_falls_back_to_prior_with_warning(caplog):
     prior = SIMParameters.equidistant([10, 70, 130], period_nm=260)
     est = estimate_parameters(flat, SETUP, prior=prior)
     assert all(a.source == "prior" for a in est.angles)
-    assert [round(angle_error_deg(a.angle_deg, p.angle_deg), 6) for a, p in
-            zip(est.angles, prior.angles)] == [0, 0, 0]
+    assert [
+        round(angle_error_deg(a.angle_deg, p.angle_deg), 6)
+        for a, p in zip(est.angles, prior.angles)
+    ] == [0, 0, 0]
     assert "using the prior pattern" in caplog.text
 
 

@@ -23,7 +23,8 @@ def evaluate(case, params, settings=None):
     wf = metrics.upsample2x(rec.widefield(case.raw))
     kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
     target = metrics.ideal_sim_target(
-        case.ground_truth, pixel_size_nm=SETUP.pixel_size_nm / 2,
+        case.ground_truth,
+        pixel_size_nm=SETUP.pixel_size_nm / 2,
         cutoff_per_um=SETUP.cutoff_per_um + kmax,
     )
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
@@ -87,7 +88,9 @@ def test_noise_free_reconstruction_is_exact():
 
     raw = simulate_raw(case.ground_truth, case.truth, SETUP, photons_peak=1e6, noise=False)
     rec = SIMReconstructor(
-        SETUP, case.truth, shape=raw.shape[-2:],
+        SETUP,
+        case.truth,
+        shape=raw.shape[-2:],
         settings=ReconstructionSettings(offset_adu=0, wiener=1e-3),
     )
     kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
@@ -101,8 +104,9 @@ def test_noise_free_reconstruction_is_exact():
 def test_options_run_and_change_the_result():
     case = make_case(2, size=128)
     params = case.truth
-    base = SIMReconstructor(SETUP, params, shape=(128, 128),
-                            settings=ReconstructionSettings(offset_adu=OFFSET))
+    base = SIMReconstructor(
+        SETUP, params, shape=(128, 128), settings=ReconstructionSettings(offset_adu=OFFSET)
+    )
     ref = base(case.raw)
     for change in ({"wiener": 0.05}, {"notch_strength": 0.9}, {"filter": "hifi"}):
         other = base.with_settings(**change)(case.raw)
@@ -133,11 +137,21 @@ def test_time_series_reuses_one_operator():
 def test_backends_agree(backend):
     """numpy and cupy give the same image (1e-4 relative); cupy runs where a GPU is lent."""
     case = make_case(5, size=128)
-    ref = SIMReconstructor(SETUP, case.truth, shape=(128, 128), backend="numpy",
-                           settings=ReconstructionSettings(offset_adu=OFFSET))
-    out = SIMReconstructor(SETUP, case.truth, shape=(128, 128), backend=backend,
-                           settings=ReconstructionSettings(offset_adu=OFFSET),
-                           noise_model=ref.measure_noise_model(case.raw))
+    ref = SIMReconstructor(
+        SETUP,
+        case.truth,
+        shape=(128, 128),
+        backend="numpy",
+        settings=ReconstructionSettings(offset_adu=OFFSET),
+    )
+    out = SIMReconstructor(
+        SETUP,
+        case.truth,
+        shape=(128, 128),
+        backend=backend,
+        settings=ReconstructionSettings(offset_adu=OFFSET),
+        noise_model=ref.measure_noise_model(case.raw),
+    )
     a = ref.with_settings()(case.raw)
     b = backend.to_numpy(out(case.raw))
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))

@@ -71,6 +71,7 @@ class EstimationSettings:
     period_tolerance: float = 0.06
     min_confidence: float = 5.0
     phase_iterations: int = 3
+    refine_iterations: int = 1
     whitening: float = 1.0
     template_regularization: float = 0.2
     poisson_weights: bool = False
@@ -100,8 +101,10 @@ def _otf_grid(shape, setup: OpticalSetup, otf: OTF, xp) -> Any:
 def _shifted_otf(shape, setup: OpticalSetup, otf: OTF, k_shift, xp) -> Any:
     """OTF evaluated at k - k_shift (k_shift = (kx, ky) in cycles/µm)."""
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
-    kxs, kys = kx - k_shift[0], ky - k_shift[1]
-    return otf(xp.hypot(kxs, kys), xp) * pixel_transfer(kxs, kys, setup.pixel_size_um, xp)
+    kxs = (kx - k_shift[0]).astype(xp.float32)
+    kys = (ky - k_shift[1]).astype(xp.float32)
+    out = otf(xp.hypot(kxs, kys), xp) * pixel_transfer(kxs, kys, setup.pixel_size_um, xp)
+    return out.astype(xp.float32)
 
 
 def _phase_ramp(shape, setup: OpticalSetup, k, xp, sign: float = 1.0) -> Any:
@@ -118,21 +121,21 @@ def _local_dtft(q, center_px, half_width_px: float, n: int, xp) -> tuple[Any, An
     ny, nx = q.shape
     fy = center_px[0] + xp.linspace(-half_width_px, half_width_px, n)
     fx = center_px[1] + xp.linspace(-half_width_px, half_width_px, n)
-    ey = xp.exp(-2j * math.pi * fy[:, None] * xp.arange(ny)[None, :] / ny)
-    ex = xp.exp(-2j * math.pi * xp.arange(nx)[:, None] * fx[None, :] / nx)
-    return ey @ q.astype(xp.complex128) @ ex, fy, fx
+    ey = xp.exp(-2j * math.pi * fy[:, None] * xp.arange(ny)[None, :] / ny).astype(q.dtype)
+    ex = xp.exp(-2j * math.pi * xp.arange(nx)[:, None] * fx[None, :] / nx).astype(q.dtype)
+    return (ey @ q) @ ex, fy, fx
 
 
 def _refine_peak(q, start_px, xp) -> tuple[float, float, complex]:
     """Sub-pixel maximum of |DTFT(q)| near ``start_px`` by successive zooms and a parabola."""
     center = (float(start_px[0]), float(start_px[1]))
-    for hw in (1.0, 0.25, 0.0625):
-        vals, fy, fx = _local_dtft(q, center, hw, 9, xp)
+    for hw, n in ((1.0, 9), (0.125, 9)):
+        vals, fy, fx = _local_dtft(q, center, hw, n, xp)
         mag = np.abs(_to_np(vals))
         iy, ix = np.unravel_index(int(np.argmax(mag)), mag.shape)
         center = (float(fy[iy]), float(fx[ix]))
     # parabolic interpolation on the last 3x3 neighbourhood
-    step = 0.0625 * 2 / 8
+    step = 0.125 * 2 / 8
     vals, _, _ = _local_dtft(q, center, step, 3, xp)
     mag = np.abs(_to_np(vals))
 
@@ -145,6 +148,15 @@ def _refine_peak(q, start_px, xp) -> tuple[float, float, complex]:
     center = (center[0] + dy, center[1] + dx)
     val, _, _ = _local_dtft(q, center, 0.0, 1, xp)
     return center[0], center[1], complex(_to_np(val)[0, 0])
+
+
+def _combine(weights, stack) -> Any:
+    """sum_n weights[n] * stack[n] without a full-size temporary per term."""
+    w = _to_np(weights)
+    out = stack[0] * complex(w[0])
+    for n in range(1, len(w)):
+        out += stack[n] * complex(w[n])
+    return out
 
 
 def _to_np(a) -> np.ndarray:
@@ -295,8 +307,8 @@ def _estimate_angle(
     dk = (1.0 / (ny * setup.pixel_size_um), 1.0 / (nx * setup.pixel_size_um))  # (ky, kx) steps
     nominal = 2 * np.pi * np.arange(n) / n
     sep = xp.asarray(separation_matrix(nominal).astype(np.complex64))
-    c0 = xp.tensordot(sep[0], spec.frames_ft, axes=1)
-    c1 = xp.tensordot(sep[1], spec.frames_ft, axes=1)
+    c0 = _combine(sep[0], spec.frames_ft)
+    c1 = _combine(sep[1], spec.frames_ft)
     h = spec.otf
 
     # 1. coarse carrier: whitened cross-correlation of the +1 and 0 orders at all integer
@@ -361,7 +373,7 @@ def _estimate_angle(
     else:
         # 2. sub-pixel refinement with matched weights (twice: weights use the estimate)
         k_est = k_coarse
-        for _ in range(2):
+        for _ in range(settings.refine_iterations):
             hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
             hs_plus = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
             x_ = fft.ifft2(w1 * h * hs)
@@ -421,8 +433,8 @@ def _estimate_angle(
     sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
     # the constant part (background, mean) is removed from the 0 order: through the taper its
     # spectrum leaks beyond the excluded disc around DC and would lower the modulation
-    c0 = xp.tensordot(sep[0], spec.frames_ft, axes=1) - spec.mean_taper_ft
-    c1 = xp.tensordot(sep[1], spec.frames_ft, axes=1)
+    c0 = _combine(sep[0], spec.frames_ft) - spec.mean_taper_ft
+    c1 = _combine(sep[1], spec.frames_ft)
     hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
     y_ = fft.fft2(fft.ifft2(c0) * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)

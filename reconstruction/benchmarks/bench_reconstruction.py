@@ -1,0 +1,109 @@
+"""Reconstruction speed: time per SIM image against the bare FFT floor, measured in one run.
+
+9 x 512 x 512 raw frames -> 1024 x 1024. The FFT floor is the FFTs the cached operator needs,
+timed alone on arrays of the same shapes and dtypes: one real FFT (512x512) of the 0 order,
+one complex FFT (512x512) per angle, one inverse real FFT (1024x1024).
+
+Run: .venv/bin/python reconstruction/benchmarks/bench_reconstruction.py [--backend numpy|cupy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from scope.backend import get_backend  # noqa: E402
+from scope.sim.estimate import estimate_parameters  # noqa: E402
+from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor  # noqa: E402
+from sim_cases import OFFSET, SETUP, make_case  # noqa: E402
+
+
+def best_of(fn, repeats: int, be) -> float:
+    times = []
+    for _ in range(repeats):
+        be.synchronize()
+        t = time.perf_counter()
+        fn()
+        be.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    be = get_backend(args.backend)
+    xp, fft = be.xp, be.fft
+    case = make_case(0, size=512)
+    raw = be.asarray(case.raw)
+    params = estimate_parameters(case.raw - OFFSET, SETUP)
+    rec = SIMReconstructor(
+        SETUP,
+        params,
+        shape=(512, 512),
+        backend=be,
+        settings=ReconstructionSettings(offset_adu=OFFSET),
+    )
+    rec(raw)  # measures the noise model, warms up plans
+
+    zero = xp.asarray(np.random.default_rng(0).random((512, 512), np.float32))
+    band = (zero + 1j * zero).astype(xp.complex64)
+    half = xp.asarray(np.ones((1024, 513), np.complex64))
+
+    def floor() -> None:
+        fft.rfft2(zero)
+        for _ in range(params.n_angles):
+            fft.fft2(band)
+        fft.irfft2(half, s=(1024, 1024))
+
+    def cached() -> None:
+        rec(raw)
+
+    def full() -> None:
+        p = estimate_parameters(raw, SETUP, backend=be)
+        SIMReconstructor(
+            SETUP,
+            p,
+            shape=(512, 512),
+            backend=be,
+            settings=ReconstructionSettings(offset_adu=OFFSET),
+            noise_model=rec.noise_model,
+        )(raw)
+
+    floor()
+    cached()
+    t_floor = best_of(floor, args.repeats, be)
+    t_cached = best_of(cached, args.repeats, be)
+    t_full = best_of(full, max(3, args.repeats // 3), be)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
+    if be.name == "cupy":
+        import cupy
+
+        machine = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    print(f"machine: {machine}; backend {be.name}; numpy {np.__version__}")
+    print(
+        f"FFT floor (1 rfft2 512^2 + {params.n_angles} fft2 512^2 + 1 irfft2 1024^2): "
+        f"{1000 * t_floor:.2f} ms"
+    )
+    print(
+        f"cached reconstruction per SIM image: {1000 * t_cached:.2f} ms "
+        f"= {t_cached / t_floor:.2f}x the FFT floor"
+    )
+    print(
+        f"estimation + reconstruction of one set: {1000 * t_full:.1f} ms "
+        f"= {t_full / t_floor:.1f}x the FFT floor"
+    )
+
+
+if __name__ == "__main__":
+    main()
