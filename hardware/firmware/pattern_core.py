@@ -99,7 +99,7 @@ COMMANDS = (
 
 class CommandError(Exception):
     def __init__(self, code, message):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.code = code
         self.message = message
 
