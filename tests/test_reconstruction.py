@@ -129,7 +129,7 @@ def test_reconstructor_refuses_wrong_shapes():
 def test_time_series_reuses_one_operator():
     case = make_case(4, size=64)
     stack = np.stack([case.raw, case.raw * 1.0])
-    sim, params = reconstruct_stack(stack, SETUP, params=case.truth)
+    sim, _ = reconstruct_stack(stack, SETUP, params=case.truth)
     assert sim.shape == (2, 128, 128)
     np.testing.assert_allclose(sim[0], sim[1], rtol=1e-5, atol=1e-3)
 

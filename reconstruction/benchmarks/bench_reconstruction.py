@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from scope.backend import get_backend  # noqa: E402
-from scope.sim.estimate import estimate_parameters  # noqa: E402
-from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor  # noqa: E402
-from sim_cases import OFFSET, SETUP, make_case  # noqa: E402
+from scope.backend import get_backend
+from scope.sim.estimate import estimate_parameters
+from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
+from sim_cases import OFFSET, SETUP, make_case
 
 
 def best_of(fn, repeats: int, be) -> float:
