@@ -191,3 +191,22 @@ def test_errors_before_connect_and_start():
         cam.exposure_ms = -5  # clamped to the minimum, logged
         assert cam.exposure_ms == pytest.approx(0.01)
     assert not cam.is_connected
+
+
+@pytest.mark.parametrize("marker", [True, False])
+def test_simulated_marker_and_pattern_cycle(marker):
+    from scope.devices.simulated_camera import SimulatedCamera, decode_marker
+
+    with SimulatedCamera(shape=(32, 32), marker=marker) as cam:
+        cam.exposure_ms = 1
+        cam.set_trigger("software")
+        cam.start()
+        frames = []
+        for _ in range(10):
+            cam.software_trigger()
+            frames.append(cam.get_frame(timeout_s=2).data)
+    if marker:  # without a controller the camera cycles through the sequence itself
+        assert [decode_marker(f) for f in frames] == [(k % 9, None) for k in range(10)]
+    else:
+        with pytest.raises(ValueError, match="no marker"):
+            decode_marker(frames[0])

@@ -87,6 +87,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sample", default="mixed", choices=("filaments", "beads", "mixed", "siemens"))
     p.add_argument("--drop-prob", type=float, default=0.0, help="simulated: dropped frames")
     p.add_argument("--extra-prob", type=float, default=0.0, help="simulated: extra frames")
+    p.add_argument(
+        "--marker",
+        action="store_true",
+        help="simulated: write the pattern index and pulse count into each frame's corner",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument(
         "--reconstruct",
@@ -119,7 +124,12 @@ def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
 
         faults = FaultInjection(drop_prob=args.drop_prob, extra_prob=args.extra_prob)
         m = SimulatedMicroscope(
-            tuple(args.shape), params=params, setup=setup, sample_kind=args.sample, faults=faults
+            tuple(args.shape),
+            params=params,
+            setup=setup,
+            sample_kind=args.sample,
+            faults=faults,
+            camera_options={"marker": args.marker},
         )
         m.connect()
         return m, m.camera, m.controller

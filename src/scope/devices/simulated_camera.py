@@ -139,6 +139,9 @@ class SimulatedCamera(Camera):
         Returns the pattern index shown right now (used when a trigger does not say).
     readout_ms : float
         Sensor readout after each exposure; a trigger during exposure + readout is missed.
+    marker : bool
+        Write the ground-truth marker into the corner (see the module docstring); switch it
+        off for images meant to be looked at or reconstructed.
     seed : int
     """
 
@@ -158,6 +161,7 @@ class SimulatedCamera(Camera):
         faults: FaultInjection | None = None,
         pattern_source: Any = None,
         readout_ms: float = 0.2,
+        marker: bool = True,
         seed: int = 0,
         name: str = "",
     ) -> None:
@@ -175,6 +179,7 @@ class SimulatedCamera(Camera):
         self.faults = faults or FaultInjection()
         self.pattern_source = pattern_source
         self.readout_ms = float(readout_ms)
+        self.marker = bool(marker)
         self._seed = seed
         self._exposure_ms = 10.0
         self._gain = 1.0
@@ -449,7 +454,8 @@ class SimulatedCamera(Camera):
         if self._failed:
             return
         full = self._render(pattern, mixed, rng)
-        encode_marker(full, marker_pattern, count)
+        if self.marker:
+            encode_marker(full, marker_pattern, count)
         r = self._roi
         data = full[r.y : r.y + r.height, r.x : r.x + r.width].copy()
         self._frames.put(
