@@ -790,6 +790,13 @@ class SerialPatternController(PatternController):
                     "controller on %s was %s from an earlier session: stopping it", path, status
                 )
                 self._request("SAFE")
+            elif status.state == "FAULT":
+                log.warning(
+                    "controller on %s reports a latched fault %s from an earlier session (the "
+                    "light is off): call clear_fault() before arming",
+                    path,
+                    status.fault,
+                )
             if self.keepalive:
                 self._keeper = threading.Thread(
                     target=self._keep_alive, name=f"controller keep-alive {path}", daemon=True
