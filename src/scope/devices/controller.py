@@ -24,7 +24,7 @@ API for the acquisition engine
         ctrl.arm(n_frames=90)                   # 0 = until stop(); counts reset here
         ... start the camera in external-trigger mode, flush its stale buffers ...
         ctrl.start()
-        ev = ctrl.wait_for_event({"DONE", "FAULT"}, timeout_s=...)
+        ev = ctrl.wait_for_event({"DONE", "FAULT"}, timeout_s=...)  # counts from this arm()
         counts = ctrl.stop()                    # RunCounts(pulses, advances, overruns)
     # leaving the block always sends SAFE (light off) and closes the port
 
@@ -42,7 +42,11 @@ API for the acquisition engine
   ``overruns`` frames whose timing slipped by more than ``capabilities.timing_tolerance_us``
   (leader) or exposures that began before the pattern had settled (follower). Reconcile
   ``pulses`` with the camera's frame ids.
+- :meth:`PatternController.wait_for_event` also sees events that arrived since the last
+  :meth:`~PatternController.arm` (``since_s`` to choose), so a fast run's ``DONE`` is not missed.
 - :meth:`PatternController.clock_us` reads the controller clock (map ``t_us`` to host time).
+- A fault latched in an earlier session (``status().state == "FAULT"``) refuses ``arm()`` until
+  :meth:`~PatternController.clear_fault`; ``connect()`` logs a warning about it.
 - While a run is armed or running (or the alignment light is on) a keep-alive thread pings the
   controller at a quarter of the watchdog period, so the watchdog fires only when this process
   stops (or the cable is pulled).
