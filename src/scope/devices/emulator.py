@@ -478,13 +478,14 @@ class ControllerEmulator:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
                 if master is not None and master in ready:
-                    try:
-                        data = os.read(master, 4096)
-                    except BlockingIOError:
-                        data = b""
-                    except OSError:
-                        # EIO: no slave side open at the moment
-                        data = b""
+                    with self._lock:  # unplug() closes the fd under this lock
+                        try:
+                            data = os.read(master, 4096) if self._master == master else b""
+                        except BlockingIOError:
+                            data = b""
+                        except OSError:
+                            data = b""  # EIO: no slave side open at the moment
+                    if not data:
                         time.sleep(0.001)
                 with self._lock:
                     if data:
