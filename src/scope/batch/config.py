@@ -8,7 +8,8 @@ Optics and pattern parameters come from three places; the first that states a va
 
 A preset has up to three tables::
 
-    [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping
+    [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping,
+                      # otf_path (a measured OTF, relative to the preset)
     [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
     [reconstruction]  # offset_adu, wiener, reestimate_every, backend
 
@@ -35,6 +36,8 @@ PRESET_DIRS: tuple[Path, ...] = (
 )
 
 OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_damping")
+#: optics keys that are not fields of OpticalSetup
+EXTRA_OPTICS_KEYS = ("otf_path",)
 PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
 RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend")
 
@@ -52,6 +55,7 @@ class BatchOptions(BaseModel):
     pixel_size_nm: float | None = Field(default=None, gt=1, lt=10000)
     immersion_index: float | None = Field(default=None, ge=1.0, le=2.0)
     otf_damping: float | None = Field(default=None, gt=0, le=1.0)
+    otf_path: str | None = Field(default=None, description="measured OTF file (TIFF or MRC)")
     n_angles: int | None = Field(default=None, ge=2, le=12)
     n_phases: int | None = Field(default=None, ge=3, le=12)
     angles_deg: list[float] | None = None
@@ -97,7 +101,11 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigurationError(f"preset {path.name}: not valid TOML ({err})") from err
     flat: dict[str, Any] = {}
-    allowed = {"optics": OPTICS_KEYS, "pattern": PATTERN_KEYS, "reconstruction": RECON_KEYS}
+    allowed = {
+        "optics": OPTICS_KEYS + EXTRA_OPTICS_KEYS,
+        "pattern": PATTERN_KEYS,
+        "reconstruction": RECON_KEYS,
+    }
     for table, keys in allowed.items():
         section = doc.get(table, {})
         unknown = set(section) - set(keys)
@@ -107,6 +115,8 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
                 f"some of {list(keys)}"
             )
         flat.update(section)
+    if flat.get("otf_path") and not Path(flat["otf_path"]).is_absolute():
+        flat["otf_path"] = str((path.parent / flat["otf_path"]).resolve())  # beside the preset
     camera = doc.get("calibration", {}).get("camera", {})
     if "offset_adu" not in flat and "offset_adu" in camera:
         flat["offset_adu"] = camera["offset_adu"]  # written by the camera calibration

@@ -73,6 +73,15 @@ def _prior(options: BatchOptions, n_phases: int) -> Any:
     )
 
 
+def load_otf(options: BatchOptions) -> Any:
+    """The measured OTF named in the options, or None (the ideal OTF of the setup)."""
+    if not options.otf_path:
+        return None
+    from scope.optics import OTF
+
+    return OTF.from_file(options.otf_path)
+
+
 def _reconstruction_settings(options: BatchOptions) -> Any:
     """Settings object of the reconstructor carrying the options it knows (wiener, offset)."""
     import scope.sim.reconstruct as rec
@@ -105,6 +114,7 @@ class _Reconstruction:
         self.backend = get_backend(options.backend or "auto")
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
+        self.otf = load_otf(options)
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._reconstructors: dict[tuple[int, int], Any] = {}
@@ -113,7 +123,13 @@ class _Reconstruction:
         from scope.sim.estimate import estimate_parameters
 
         params = estimate_parameters(
-            raw, self.setup, n_angles=self.n_angles, n_phases=self.n_phases, prior=self.prior
+            raw,
+            self.setup,
+            n_angles=self.n_angles,
+            n_phases=self.n_phases,
+            prior=self.prior,
+            otf=self.otf,
+            backend=self.backend,
         )
         self.params[key] = params
         self.epochs.append({**where, **params.to_dict()})
@@ -128,37 +144,50 @@ class _Reconstruction:
         if rec is None:
             from scope.sim.reconstruct import SIMReconstructor
 
+            # a re-estimation keeps the channel's noise model: one filter for the whole series
+            # (as scope.sim.pipeline.reconstruct_stack does)
+            before = [r for k, r in self._reconstructors.items() if k[0] == key[0]]
             rec = SIMReconstructor(
                 self.setup,
                 self.params[key],
                 shape=self.frame_shape,
                 settings=self.settings,
                 backend=self.backend,
+                otf=self.otf,
+                noise_model=before[0].noise_model if before else None,
             )
-            self._reconstructors = {key: rec}  # keep one: memory stays bounded
+            # one reconstructor per channel: memory stays bounded over re-estimations
+            self._reconstructors = {k: v for k, v in self._reconstructors.items() if k[0] != key[0]}
+            self._reconstructors[key] = rec
         return np.asarray(self.backend.to_numpy(rec(raw)), dtype=np.float32)
 
 
-def resolution_estimate(raw: np.ndarray, setup: Any, sim: np.ndarray) -> dict[str, float] | None:
-    """Widefield and SIM resolution (nm) without ground truth, where the engine offers it."""
+def resolution_estimate(
+    raw: np.ndarray, setup: Any, params: Any, options: BatchOptions, otf: Any = None
+) -> dict[str, float] | None:
+    """Widefield and SIM resolution (nm) of one raw set, without ground truth.
+
+    Split-photon FRC of :func:`scope.sim.diagnostics.estimate_resolution` (Rieger et al. 2024;
+    Nieuwenhuizen et al. 2013). A diagnostic: its failure never fails the file.
+    """
+    from scope.sim.diagnostics import estimate_resolution
+
+    offset = options.offset_adu
+    if offset is None:  # the reconstructor's own estimate: a low percentile of the first frame
+        offset = float(np.percentile(raw[0], 0.5))
     try:
-        from scope.sim import metrics
-    except ImportError:
-        return None
-    fn = getattr(metrics, "resolution_nm", None) or getattr(
-        metrics, "decorrelation_resolution_nm", None
-    )
-    if fn is None:
-        return None
-    try:
-        wf = raw.reshape(-1, *raw.shape[-2:]).mean(axis=0)
-        return {
-            "widefield_nm": float(fn(wf, setup.pixel_size_nm)),
-            "sim_nm": float(fn(sim, setup.pixel_size_nm / 2)),
-        }
-    except Exception as err:  # a diagnostic must never fail the file
+        res = estimate_resolution(
+            raw,
+            setup,
+            params,
+            offset_adu=offset,
+            settings=_reconstruction_settings(options),
+            otf=otf,
+        )
+    except Exception as err:
         log.warning("resolution estimate failed: %s", err)
         return None
+    return {"widefield_nm": round(res.widefield_nm, 1), "sim_nm": round(res.sim_nm, 1)}
 
 
 def process_file(job: FileJob, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -192,7 +221,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     except ScopeError as err:
         result["error"] = str(err).splitlines()[0]
         log.error("%s: %s", Path(job.input).name, result["error"])
-    except (MemoryError, OSError, ValueError, RuntimeError, TypeError, KeyError, IndexError) as err:
+    except Exception as err:  # one file's failure must never stop the batch
         result["error"] = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
         log.error("%s failed:\n%s", job.input, traceback.format_exc())
     result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -238,7 +267,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         first_raw = stack.read_set(0)
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
-        resolution = resolution_estimate(first_raw, setup, first_sim)
+        resolution = resolution_estimate(first_raw, setup, engine.params[key0], options, engine.otf)
         provenance: dict[str, Any] = {
             "software": software_version(),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),

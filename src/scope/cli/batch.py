@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -60,6 +61,9 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phases", type=int, help="phase steps per angle (default 3)")
     p.add_argument("--wiener", type=float, help="Wiener parameter")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
+    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
+    p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
+    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -79,7 +83,18 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "wiener": args.wiener,
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
+        "otf_path": str(Path(args.otf).resolve()) if args.otf else None,
+        "period_nm": args.prior_period,
     }
+    if (args.prior_angles is None) != (args.prior_period is None):
+        raise ConfigurationError("priors need both --prior-angles and --prior-period")
+    if args.prior_angles:
+        try:
+            values["angles_deg"] = [float(a) for a in args.prior_angles.split(",")]
+        except ValueError:
+            raise ConfigurationError(
+                f"--prior-angles expects comma-separated degrees, got {args.prior_angles!r}"
+            ) from None
     try:
         return BatchOptions(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:

@@ -1,0 +1,240 @@
+"""Issue 6 acceptance: a folder of simulated time-lapses through ``scope batch`` on real Dask.
+
+Six 3-time-point time-lapses of 64x64 frames (a plain TIFF, an OME-TIFF, an MRC, an OME-Zarr, a
+truncated TIFF and one with a frame missing) are reconstructed on a LocalCluster of 2 worker
+processes. The 4 good outputs must equal single-file reconstructions made with the public API
+on arrays read independently (tifffile / mrcfile / zarr), the 2 bad ones must be clear errors,
+and the exit status must say "partial failure". A real ``scope batch`` subprocess is then killed
+mid-run and restarted: it must finish only the missing outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+pytest.importorskip("distributed")
+pytest.importorskip("scope.sim.reconstruct")
+
+from scope.batch import BatchOptions, OutputOptions, load_preset, run_batch
+from scope.batch.report import EXIT_PARTIAL_FAILURE
+from scope.io.writers import read_image, write_ome_zarr
+from scope.optics import OpticalSetup
+from scope.sim.params import SIMParameters
+
+SETUP = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+N_T, SIZE = 3, 64
+
+
+def _time_lapse(seed: int, n_time: int = N_T, size: int = SIZE) -> np.ndarray:
+    """(T, 9, size, size) uint16 raw SIM frames of a filament sample, fresh noise per time point."""
+    from scope.sim.forward import simulate_raw
+    from scope.sim.samples import make_sample
+
+    params = SIMParameters.equidistant([8.0 + seed, 68.0 + seed, 128.0 + seed], period_nm=265.0)
+    sample = make_sample((2 * size, 2 * size), "filaments", seed=seed)
+    raw = [
+        simulate_raw(sample, params, SETUP, photons_peak=300, rng=100 * seed + t)
+        for t in range(n_time)
+    ]
+    return np.clip(np.round(raw), 0, 65535).astype(np.uint16)
+
+
+def _write_mrc(path: Path, frames: np.ndarray) -> None:
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(frames)
+        m.voxel_size = 0.065 * 1e4  # Å in MRC2014: 65 nm
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    """Six time-lapses, four good (TIFF, OME-TIFF, MRC, OME-Zarr) and two bad."""
+    data = tmp_path_factory.mktemp("batch") / "data"
+    data.mkdir()
+    good = {name: _time_lapse(seed) for seed, name in enumerate(("a", "b", "c", "d"), start=1)}
+    tifffile.imwrite(data / "a.tif", good["a"])
+    tifffile.imwrite(
+        data / "b.ome.tif",
+        good["b"],
+        ome=True,
+        metadata={"axes": "TZYX", "PhysicalSizeX": 0.065, "PhysicalSizeXUnit": "µm"},
+    )
+    _write_mrc(data / "c.mrc", good["c"].reshape(-1, SIZE, SIZE))
+    write_ome_zarr(data / "d.zarr", good["d"].astype(np.float32), pixel_size_nm=65, axes="TZYX")
+    cut = data / "truncated.tif"
+    tifffile.imwrite(cut, _time_lapse(5))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    tifffile.imwrite(data / "wrong_count.tif", _time_lapse(6).reshape(-1, SIZE, SIZE)[:-1])
+    return data, good
+
+
+def _read_independently(path: Path) -> np.ndarray:
+    """The raw frames of a test file, read without scope.io, as (T, 9, Y, X) float32."""
+    if path.suffix == ".mrc":
+        import mrcfile
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = np.asarray(mrcfile.read(path))
+    elif path.suffix == ".zarr":
+        arr = zarr.open_group(str(path), mode="r")["0"][...]
+    else:
+        arr = tifffile.imread(path)
+    return arr.reshape(-1, 9, SIZE, SIZE).astype(np.float32)
+
+
+def _single_file_reconstruction(raw: np.ndarray, preset: BatchOptions) -> np.ndarray:
+    """What one would get reconstructing the file alone with the public API."""
+    from scope.batch.job import _reconstruction_settings
+    from scope.sim.pipeline import reconstruct_stack
+
+    sim, _ = reconstruct_stack(
+        raw, SETUP, n_angles=3, n_phases=3, settings=_reconstruction_settings(preset)
+    )
+    return np.asarray(sim, dtype=np.float32)
+
+
+def test_folder_on_a_local_cluster_with_two_workers(folder, tmp_path):
+    data, _good = folder
+    preset, name = load_preset("simulated-default")
+    out = tmp_path / "out"
+    report = run_batch(
+        [data],
+        out,
+        preset=preset,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy"),
+        n_workers=2,
+    )
+    assert report.scheduler == "local Dask cluster on 127.0.0.1"
+    assert report.n_workers == 2
+    assert report.exit_status == EXIT_PARTIAL_FAILURE
+    by_name = {Path(f["input"]).name: f for f in report.files}
+    assert sorted(by_name) == sorted(
+        ["a.tif", "b.ome.tif", "c.mrc", "d.zarr", "truncated.tif", "wrong_count.tif"]
+    )
+    assert "truncated" in by_name["truncated.tif"]["error"]
+    assert "holds 26 frames, not a multiple of 9" in by_name["wrong_count.tif"]["error"]
+    assert {f["pid"] for f in report.files if "pid" in f} - {os.getpid()}  # worker processes
+
+    for stem, file_name in (("a", "a.tif"), ("b", "b.ome.tif"), ("c", "c.mrc"), ("d", "d.zarr")):
+        entry = by_name[file_name]
+        assert entry["status"] == "done", entry
+        assert entry["n_sets"] == N_T
+        image, px, meta = read_image(out / f"{stem}.sim.zarr")
+        assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
+        assert image.dtype == np.float32
+        assert px == pytest.approx(32.5)
+        assert meta["software"].startswith("scope ")
+        assert meta["input"] == str((data / file_name).resolve())
+        assert meta["sources"]["na"] == "preset:simulated-default"
+        expected = _single_file_reconstruction(_read_independently(data / file_name), preset)
+        scale = float(np.abs(expected).max())
+        np.testing.assert_allclose(image, expected, rtol=0, atol=1e-5 * scale)
+        params = json.loads((out / f"{stem}.params.json").read_text())
+        assert len(params["angles"]) == 3
+        assert {"angle_deg", "period_nm", "phases_rad", "modulation"} <= set(params["angles"][0])
+        assert params["angles"] == entry["parameters"]["angles"]
+
+    table = (out / "batch-report.txt").read_text()
+    assert "4 done, 0 already complete, 2 failed" in table
+    assert not list(out.glob(".*partial*"))
+
+
+def test_tiff_output_and_rerun_skips(folder, tmp_path):
+    data, _good = folder
+    preset, name = load_preset("simulated-default")
+    out = tmp_path / "out"
+    kwargs = {
+        "preset": preset,
+        "preset_name": name,
+        "flags": BatchOptions(backend="numpy"),
+        "output": OutputOptions(format="tiff"),
+        "n_workers": 0,  # in-process
+    }
+    first = run_batch([data / "a.tif"], out, **kwargs)
+    assert first.scheduler == "in-process"
+    assert first.files[0]["status"] == "done"
+    path = out / "a.sim.ome.tif"
+    image, px, meta = read_image(path)
+    assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
+    assert px == pytest.approx(32.5)
+    assert meta["parameters"]["angles"][0]["period_nm"] == pytest.approx(265, rel=0.02)
+    stamp = path.stat().st_mtime_ns
+    again = run_batch([data / "a.tif"], out, **kwargs)
+    assert again.files[0]["status"] == "skipped"
+    assert path.stat().st_mtime_ns == stamp
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_killed_mid_run_then_restarted_finishes_only_the_missing(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lapse = _time_lapse(7, n_time=12)
+    for i in range(6):
+        tifffile.imwrite(data / f"cell{i}.tif", np.roll(lapse, i, axis=-1))
+    out = tmp_path / "out"
+    cmd = [
+        str(Path(sys.executable).with_name("scope")),  # the installed console script
+        "batch",
+        str(data),
+        "-o",
+        str(out),
+        "--preset",
+        "simulated-default",
+        "--backend",
+        "numpy",
+        "--workers",
+        "2",
+    ]
+    done = lambda: sorted(p.name for p in out.glob("*.sim.zarr"))  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert _wait_for(lambda: len(done()) >= 1, 120), proc.communicate(timeout=5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the batch and its Dask workers, as a crash would
+        proc.wait()
+    complete_at_kill = done()
+    assert 1 <= len(complete_at_kill) < 6, "kill came too late to test a restart"
+    stamps = {n: (out / n / "zarr.json").stat().st_mtime_ns for n in complete_at_kill}
+    time.sleep(0.5)  # let orphaned workers (if any) notice their parent is gone
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads((out / "batch-report.json").read_text())
+    status = {Path(f["output"]).name: f["status"] for f in report["files"]}
+    for n in complete_at_kill:
+        assert status[n] == "skipped"
+        assert (out / n / "zarr.json").stat().st_mtime_ns == stamps[n]  # untouched
+    assert sorted(n for n, s in status.items() if s == "done") == sorted(
+        set(status) - set(complete_at_kill)
+    )
+    assert len(done()) == 6
+    assert not list(out.glob(".*partial*"))
+    assert not (out / ".scope-batch.lock").exists()
+    for n in done():
+        image, _, _ = read_image(out / n)
+        assert np.isfinite(image).all()  # NaN fill would mark an unwritten time point
