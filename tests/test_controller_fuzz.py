@@ -321,10 +321,12 @@ def _answer(ser: serial.Serial, rid: str, timeout_s: float = 1.0) -> str | None:
     return None
 
 
+# a command (sent with a fresh id, so SAFE/STOP answers can be checked) or raw bytes
 _PTY_CHUNK = st.one_of(
-    _COMMAND.map(lambda c: (c + "\n").encode()),
+    _COMMAND,
+    st.sampled_from(["WDOG 50", "ARM 0", "START", "LIGHT 3", "SAFE", "STOP"]),
     st.binary(max_size=30),
-    st.sampled_from([b"WDOG 50\n", b"ARM 0\nSTART\n", b"LIGHT 3\n", b"1 PI", b"NG\n"]),
+    st.sampled_from([b"1 PI", b"NG\n", b"\n"]),
 )
 
 
@@ -338,8 +340,14 @@ _PTY_CHUNK = st.one_of(
 def test_served_emulator_never_crashes_or_sticks(served, chunks):
     emu, ser, monitor = served
     ser.reset_input_buffer()
-    for data, pause_ms in chunks:
-        ser.write(data)
+    monitor.darkening_ids.clear()  # ids are reused between examples
+    for n, (chunk, pause_ms) in enumerate(chunks):
+        if isinstance(chunk, str):
+            rid = str(50000 + n)
+            if chunk.split()[:1] in (["SAFE"], ["STOP"]):
+                monitor.darkening_ids.add(rid)
+            chunk = f"{rid} {chunk}\n".encode()
+        ser.write(chunk)
         time.sleep(pause_ms / 1000)
     monitor.darkening_ids.add("99999")
     ser.write(b"\n99999 SAFE\n")
