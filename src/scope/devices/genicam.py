@@ -373,6 +373,8 @@ class GenICamCamera(Camera):
         self._slot_bytes = 0
         self._nodes: dict[str, dict[str, Any]] = {}
         self.device_id = ""
+        #: names of the shared-memory blocks this camera created (all unlinked by stop/close)
+        self.shared_memory_names: list[str] = []
         self.overruns = 0
         self.incomplete_buffers = 0
         self.flushed_buffers = 0
@@ -602,6 +604,7 @@ class GenICamCamera(Camera):
         self._shm = shared_memory.SharedMemory(
             create=True, size=_HEADER + self._slot_bytes * self._n_slots
         )
+        self.shared_memory_names.append(self._shm.name)
         self._consumed = np.ndarray((1,), np.int64, self._shm.buf, offset=0)
         self._consumed[0] = 0
         flush = self._trigger.mode == "hardware"
