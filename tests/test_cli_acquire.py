@@ -106,3 +106,33 @@ def test_acquire_and_reconstruct(tmp_path):
         return np.corrcoef(a[keep], b[keep])[0, 1]
 
     assert corr(sim[0], truth) > corr(widefield, truth) + 0.1
+
+
+def test_ctrl_c_leaves_a_readable_file_and_the_light_off(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "interrupted.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MAIN, "acquire", "--sets", "0", "-o", str(out),
+         "--shape", "64", "64", "--exposure-ms", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until some frames are on disk
+        time.sleep(0.2)
+        try:
+            if read_acquisition(out)[0].shape[0] >= 30:
+                break
+        except Exception:  # not created yet
+            continue
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "light off (SAFE sent)" in err
+    frames, table, meta = read_acquisition(out)
+    assert meta["state"] == "aborted"
+    assert "interrupted" in meta["reason"]
+    assert frames.shape[0] >= 30
+    assert set(table["valid"].tolist()) <= {0, 1}
+    assert (table["valid"] == 1).sum() >= 9
