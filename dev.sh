@@ -64,8 +64,8 @@ with_display() {
     if [ -n "${DISPLAY:-}" ] || ! command -v Xvfb >/dev/null 2>&1; then "$@"; return; fi
     local n=99; while [ -e "/tmp/.X${n}-lock" ]; do n=$((n + 1)); done
     Xvfb ":$n" -screen 0 1600x1200x24 -nolisten tcp >/dev/null 2>&1 &
-    local xpid=$!
-    trap 'kill $xpid 2>/dev/null || true' EXIT
+    XVFB_PID=$!
+    trap 'kill "${XVFB_PID:-}" 2>/dev/null || true' EXIT
     for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X$n" ] && break; sleep 0.1; done
     DISPLAY=":$n" "$@"
 }
