@@ -274,4 +274,35 @@ def test_bad_configuration_is_refused():
         AcquisitionConfig(pattern_indices=[0, 1])
     with pytest.raises(ConfigurationError, match="trigger"):
         AcquisitionConfig(trigger="bogus")
-    assert queue  # keep the import used by the consumer test's timeout
+
+
+class _LossyEvents(queue.Queue):
+    """Loses the FRAME event of every 40th pulse on its way from the controller."""
+
+    def put(self, item, block=True, timeout=None):
+        if item.kind == "FRAME" and item.pulse % 40 == 0:
+            return
+        super().put(item, block, timeout)
+
+
+def test_lost_frame_events_invalidate_their_sets(tmp_path):
+    out = tmp_path / "lossy.zarr"
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=20, exposure_ms=2.0, dark_ms=1.0)
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg)
+        engine._events = _LossyEvents()
+        live = engine.subscribe(maxsize=100)
+        summary = engine.run()
+        delivered = m.camera.frames_delivered
+    lost_sets = {(c - 1) // N for c in range(40, 181, 40)}  # pulses 40, 80, ..., 160, 180
+    for s in lost_sets:
+        assert any("no FRAME event" in r for r in summary.invalid_sets[s])
+    items = []
+    while (item := live.get_nowait()) is not None:
+        items.append(item)
+    assert not {s for s, _, _ in items} & lost_sets
+    _check_consumed(items, set(), set())
+    frames, table, _ = read_acquisition(out)
+    assert frames.shape[0] == delivered  # the frames of those pulses are kept, tagged invalid
+    assert (table["valid"] >= 0).all()
+    _check_file_tags(frames, table)

@@ -450,6 +450,12 @@ class AcquisitionEngine:
         self._done_time = min(self._done_time, time.monotonic())
         if counts is not None:
             self.summary.controller_counts = asdict(counts)
+            # pulses whose FRAME event never arrived still count: their sets get verified
+            # (and fail with "no FRAME event") instead of staying undecided
+            if counts.pulses > self._max_pulse:
+                log.warning("controller counted %d pulses, %d FRAME events arrived",
+                            counts.pulses, self._max_pulse)  # fmt: skip
+            self._max_pulse = max(self._max_pulse, counts.pulses)
 
     def _all_frames_in(self) -> bool:
         """After DONE: every frame that can still come has come (grace elapsed)."""
@@ -563,9 +569,18 @@ class AcquisitionEngine:
                 last = self._pulses.get(counts[-1])
                 if last is not None:
                     t_end = self._pulse_time(last)
-                else:  # its FRAME event was lost: estimate from the next pulse
-                    nxt = min(c for c in self._pulses if c > counts[-1])
-                    t_end = self._pulse_time(self._pulses[nxt]) - cfg.period_ms / 1000.0
+                else:  # its FRAME event was lost: estimate from the pulses around it
+                    period = cfg.period_ms / 1000.0
+                    later = [c for c in self._pulses if c > counts[-1]]
+                    known = [c for c in counts if c in self._pulses]
+                    if later:
+                        t_end = self._pulse_time(self._pulses[min(later)]) - period
+                    elif known:
+                        t_end = self._pulse_time(self._pulses[max(known)]) + period * (
+                            counts[-1] - max(known)
+                        )
+                    else:
+                        t_end = min(self._done_time, time.monotonic())
                 if any(f.t_s <= t_end + tol for f in self._frames):
                     return  # a frame of this set still waits for its pulse
                 newer_frame = self._newest_frame_t > t_end + tol
@@ -717,8 +732,7 @@ class AcquisitionEngine:
             log.error("stopping the camera failed: %s", err)
         if self.writer is not None:
             try:
-                if state != "complete":
-                    self._mark_unfinished()
+                self._mark_unfinished()
                 self.writer.set_metadata(
                     summary=asdict(self.summary) | {"state": state, "reason": reason}
                 )
@@ -736,7 +750,7 @@ class AcquisitionEngine:
                       self.summary.frames_written, self.output)  # fmt: skip
 
     def _mark_unfinished(self) -> None:
-        """After an abort: frames of sets never verified are marked invalid (valid = 0)."""
+        """Frames of sets never verified (after an abort, or left over) are marked invalid."""
         w = self.writer
         assert w is not None
         pending = [i for i in range(w.n_frames) if w.row(i)["valid"] == -1]
