@@ -431,11 +431,11 @@ class AcquisitionEngine:
                 if self._done and not got and self._all_frames_in():
                     break
                 if not got and time.monotonic() - self._last_frame_time > cfg.frame_timeout_s:
-                    if self._pulses or self._done:
+                    if self._max_pulse or self._done:
                         raise DeviceTimeoutError(
                             f"no frame from the camera for {cfg.frame_timeout_s} s while the "
-                            f"controller pulsed {len(self._pulses)} times: camera lost or not "
-                            "wired to the trigger output"
+                            f"controller went on pulsing ({self._max_pulse} pulses so far): the "
+                            "camera is lost or not wired to the trigger output"
                         )
                     raise DeviceTimeoutError(
                         f"no pulse from the controller and no frame for {cfg.frame_timeout_s} s"
