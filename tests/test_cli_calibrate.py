@@ -1,0 +1,90 @@
+"""``scope calibrate``: files in, calibration tables in the preset out."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from scope.calibration.camera import simulate_frames
+
+HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
+
+
+def _run(argv: list[str]) -> int:
+    from scope.cli import calibrate
+
+    parser = argparse.ArgumentParser(prog="scope")
+    calibrate.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["calibrate", *argv])
+    return args.func(args)
+
+
+def test_calibrate_camera_writes_gain_and_maps(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    kw = dict(gain_adu_per_e=1.8, read_noise_e=2.2, offset_adu=90.0, rng=rng)
+    tifffile.imwrite(tmp_path / "dark.tif", simulate_frames(np.zeros((32, 32)), 40, **kw))
+    flats = []
+    for i, level in enumerate((100, 400, 1200, 3000)):
+        path = tmp_path / f"flat{i}.tif"
+        tifffile.imwrite(path, simulate_frames(np.full((32, 32), level), 40, **kw))
+        flats.append(str(path))
+    preset = tmp_path / "my.toml"
+    shutil.copy(HARDWARE / "presets" / "budget.toml", preset)
+    argv = [
+        "camera",
+        "--dark",
+        str(tmp_path / "dark.tif"),
+        "--flat",
+        *flats,
+        "--maps",
+        "--preset",
+        str(preset),
+    ]
+    assert _run(argv) == 0
+    assert "e-/ADU" in capsys.readouterr().out
+    with preset.open("rb") as fh:
+        doc = tomllib.load(fh)
+    table = doc["calibration"]["camera"]
+    assert table["gain_e_per_adu"] == pytest.approx(1 / 1.8, rel=0.03)
+    assert table["read_noise_e"] == pytest.approx(2.2, rel=0.10)
+    assert (tmp_path / table["maps"]["gain"]).exists()
+    assert doc["camera"]["pixel_pitch_um"] == 3.0  # the hardware tables are kept
+
+
+def test_calibrate_pattern_takes_optics_from_the_hardware_preset(tmp_path, capsys):
+    from scope.optics import OpticalSetup
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+
+    # the budget preset: 3.0 µm pixels / (100x * 0.5 relay) = 60 nm, NA 1.25, 520 nm emission
+    setup = OpticalSetup(na=1.25, wavelength_nm=520, pixel_size_nm=60)
+    truth = SIMParameters.equidistant([5.0, 65.0, 125.0], period_nm=262.0, modulation=0.7)
+    raw = simulate_raw(np.ones((256, 256), np.float32), truth, setup, photons_peak=5000, rng=3)
+    tifffile.imwrite(tmp_path / "slide.tif", raw)
+    preset = tmp_path / "my.toml"
+    shutil.copy(HARDWARE / "presets" / "budget.toml", preset)
+    assert (
+        _run(
+            ["pattern", str(tmp_path / "slide.tif"), "--offset-adu", "100", "--preset", str(preset)]
+        )
+        == 0
+    )
+    assert "period" in capsys.readouterr().out
+    with preset.open("rb") as fh:
+        table = tomllib.load(fh)["calibration"]["pattern"]
+    assert table["angles_deg"] == pytest.approx([5.0, 65.0, 125.0], abs=0.05)
+    assert table["period_nm"] == pytest.approx([262.0] * 3, rel=5e-4)
+
+
+def test_calibrate_without_optics_is_a_clear_error(tmp_path):
+    from scope.errors import ConfigurationError
+
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((9, 64, 64), np.float32))
+    with pytest.raises(ConfigurationError, match="--na"):
+        _run(["pattern", str(tmp_path / "x.tif"), "--preset", str(tmp_path / "new.toml")])
