@@ -1,0 +1,7 @@
+"""``python -m scope`` runs the ``scope`` command."""
+
+import sys
+
+from scope.cli import main
+
+sys.exit(main())

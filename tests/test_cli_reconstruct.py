@@ -1,0 +1,111 @@
+"""The ``scope reconstruct`` contract and ``scope demo``, through the real command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from scope.cli import main
+from sim_cases import OFFSET, make_case
+
+CONTRACT = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
+
+
+@pytest.fixture(scope="module")
+def raw_file(tmp_path_factory):
+    case = make_case(3, size=128)
+    path = tmp_path_factory.mktemp("raw") / "raw.tif"
+    tifffile.imwrite(path, np.stack([case.raw, case.raw]).astype(np.uint16))  # (T, 9, Y, X)
+    return path, case
+
+
+def test_contract_output_and_params(raw_file, tmp_path):
+    path, case = raw_file
+    out = tmp_path / "sim.tif"
+    assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT, "--offset", str(OFFSET)]) == 0
+    with tifffile.TiffFile(out) as tif:
+        img = tif.asarray()
+        ome = tif.ome_metadata
+    assert img.shape == (2, 256, 256) and img.dtype == np.float32
+    assert 'PhysicalSizeX="0.0325"' in ome and 'PhysicalSizeXUnit="µm"' in ome
+    doc = json.loads((tmp_path / "sim.params.json").read_text())
+    assert len(doc["angles"]) == 3
+    for est, truth in zip(doc["angles"], case.truth.angles):
+        assert set(est) >= {"angle_deg", "period_nm", "phases_rad", "modulation"}
+        assert abs((est["angle_deg"] - truth.angle_deg + 90) % 180 - 90) < 0.2
+        assert abs(est["period_nm"] / truth.period_nm - 1) < 0.005
+        assert len(est["phases_rad"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--angles", "2"], "not a multiple of 6 (angles x phases)"),
+        (["--na", "1.2", "--wavelength", "525"], "--pixel-size"),
+        (["--na", "3"], "invalid optics: na"),
+        (["--offset", "70000"], "no signal above the offset"),
+    ],
+)
+def test_bad_input_one_clear_line(raw_file, tmp_path, args, message):
+    path = tmp_path / "one_set.tif"
+    tifffile.imwrite(path, raw_file[1].raw.astype(np.uint16))  # (9, Y, X)
+    base = {"--na": "1.2", "--wavelength": "525", "--pixel-size": "65"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    if args == ["--na", "1.2", "--wavelength", "525"]:
+        base.pop("--pixel-size")
+    flat = [x for kv in base.items() for x in kv]
+    extra = [a for a in args if a in ("--angles", "--offset")]
+    if extra:
+        flat += [extra[0], args[args.index(extra[0]) + 1]]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scope.cli",
+            "reconstruct",
+            str(path),
+            "-o",
+            str(tmp_path / "x.tif"),
+            *flat,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_unreadable_and_nan_files(tmp_path, capsys):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    assert main(["reconstruct", str(bad), "-o", str(tmp_path / "o.tif"), *CONTRACT]) != 0
+    nan = tmp_path / "nan.tif"
+    data = np.ones((9, 32, 32), np.float32)
+    data[3, 4, 4] = np.nan
+    tifffile.imwrite(nan, data)
+    assert main(["reconstruct", str(nan), "-o", str(tmp_path / "o.tif"), *CONTRACT]) != 0
+    err = capsys.readouterr().err
+    assert "NaN" in err
+
+
+def test_demo_writes_images_and_says_where(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "128", "--no-view"]) == 0
+    out = capsys.readouterr().out
+    png = tmp_path / "demo" / "widefield_vs_sim.png"
+    assert str(png) in out
+    from PIL import Image
+
+    img = Image.open(png)
+    assert img.size == (2 * 256 + 8, 256)
+    sim = tifffile.imread(tmp_path / "demo" / "sim.ome.tif")
+    assert sim.shape == (256, 256)
