@@ -22,6 +22,7 @@ leaves every completed output intact.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -171,6 +172,8 @@ def _start_cluster(
         host=listen,
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        # one core per worker process: no BLAS/OpenMP thread pools fighting over the cores
+        env={k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
     )
     return cluster, f"local Dask cluster on {listen}", n
 
@@ -333,6 +336,9 @@ def _execute(
         )
         client = Client(cluster)
     log.info("running %d files on %s (%d workers)", len(jobs), report.scheduler, report.n_workers)
+    if not scheduler or report.n_workers > 1:
+        # one single-threaded FFT per worker process (the workers share the cores)
+        jobs = [dataclasses.replace(job, fft_workers=1) for job in jobs]
     futures = {
         client.submit(
             process_file, job, key=f"scope-batch-{i}-{Path(job.input).name}", pure=False

@@ -43,6 +43,8 @@ class FileJob:
     preset: dict[str, Any] | None = None
     preset_name: str | None = None
     output_options: dict[str, Any] = field(default_factory=dict)
+    #: CPU FFT threads (None: all cores; 1 on Dask workers that each own a core)
+    fft_workers: int | None = None
 
 
 def software_version() -> str:
@@ -103,7 +105,13 @@ def _reconstruction_settings(options: BatchOptions) -> Any:
 class _Reconstruction:
     """Per-file reconstruction state: parameters per (channel, epoch), cached reconstructors."""
 
-    def __init__(self, setup: Any, options: BatchOptions, frame_shape: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        setup: Any,
+        options: BatchOptions,
+        frame_shape: tuple[int, int],
+        fft_workers: int | None = None,
+    ) -> None:
         from scope.backend import get_backend
 
         self.setup = setup
@@ -111,7 +119,7 @@ class _Reconstruction:
         self.n_angles = options.n_angles or DEFAULT_N_ANGLES
         self.n_phases = options.n_phases or DEFAULT_N_PHASES
         self.frame_shape = frame_shape
-        self.backend = get_backend(options.backend or "auto")
+        self.backend = get_backend(options.backend or "auto", workers=fft_workers)
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
         self.otf = load_otf(options)
@@ -250,7 +258,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
         setup = optical_setup(options, source=src.name)
-        engine = _Reconstruction(setup, options, stack.frame_shape)
+        engine = _Reconstruction(setup, options, stack.frame_shape, job.fft_workers)
         lead_axes = stack.lead_axes
         out_axes = lead_axes + "YX"
         out_shape = (*stack.lead_shape, 2 * stack.frame_shape[0], 2 * stack.frame_shape[1])
