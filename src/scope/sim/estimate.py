@@ -89,6 +89,9 @@ class _Spectra:
     mean_taper_ft: Any  # FFT of (global mean x taper): the constant part of every frame
     otf: Any  # (Y, X) real: OTF x pixel transfer
     noise_power: float  # noise power per Fourier pixel of one frame
+    overlap: Any  # (Y, X): sum_k H(k)^2 H(k - p)^2 for every integer shift p
+    taper: Any  # (Y, X) edge taper applied to the frames
+    mean_value: float  # global mean of the frames
 
 
 def _otf_grid(shape, setup: OpticalSetup, otf: OTF, xp) -> Any:
@@ -275,10 +278,24 @@ def estimate_parameters(
     mean_taper_ft = be.fft.fft2(frames.mean() * taper)
     h = _otf_grid(shape, setup, otf, xp)
     noise = _noise_power(frames_ft, setup, otf, xp)
+    # OTF overlap of two orders for every shift; random phases in the overlap add up to its
+    # square root, far larger for small shifts than for the carrier's
+    overlap = xp.real(be.fft.fft2(xp.abs(be.fft.ifft2(h * h)) ** 2))
+    mean_value = float(_to_np(frames.mean()))
     angles = []
     for a in range(n_angles):
         sl = slice(a * n_phases, (a + 1) * n_phases)
-        spec = _Spectra(frames_ft[sl], frames_tapered[sl], frames[sl], mean_taper_ft, h, noise)
+        spec = _Spectra(
+            frames_ft[sl],
+            frames_tapered[sl],
+            frames[sl],
+            mean_taper_ft,
+            h,
+            noise,
+            overlap,
+            taper,
+            mean_value,
+        )
         # the 0 order seen by the other angles: the same widefield image, free of this angle's
         # +-1 orders whatever its phases are
         others = [b for b in range(n_angles) if b != a]
@@ -286,14 +303,33 @@ def estimate_parameters(
             xp.stack([frames_ft[b * n_phases : (b + 1) * n_phases].mean(axis=0) for b in others]),
             axis=0,
         )
+        widefield_others_real = xp.mean(
+            xp.stack(
+                [frames_tapered[b * n_phases : (b + 1) * n_phases].mean(axis=0) for b in others]
+            ),
+            axis=0,
+        )
         prior_a = prior.angles[a] if prior is not None else None
-        angles.append(_estimate_angle(spec, widefield_others, setup, otf, settings, prior_a, a, be))
+        angles.append(
+            _estimate_angle(
+                spec,
+                widefield_others,
+                widefield_others_real,
+                setup,
+                otf,
+                settings,
+                prior_a,
+                a,
+                be,
+            )
+        )
     return SIMParameters(tuple(angles), notes={"noise_power": noise})
 
 
 def _estimate_angle(
     spec: _Spectra,
     widefield_others: Any,
+    widefield_others_real: Any,
     setup: OpticalSetup,
     otf: OTF,
     settings: EstimationSettings,
@@ -319,10 +355,8 @@ def _estimate_angle(
     u = fft.ifft2(w1 * h)
     v = fft.ifft2(w0 * h)
     corr = xp.abs(fft.fft2(u * xp.conj(v)))
-    # divide by the noise level of each shift: random phases in the overlap of the two OTF
-    # supports add up to sqrt(sum H(k)^2 H(k-p)^2), which is far larger for small shifts
-    g = fft.ifft2(h * h)
-    overlap = xp.real(fft.fft2(xp.abs(g) ** 2))
+    # divide by the noise level of each shift (see estimate_parameters)
+    overlap = spec.overlap
     corr = corr / xp.sqrt(xp.maximum(overlap, 1e-30))
     mask = _carrier_search_mask((ny, nx), setup, otf, settings, prior, xp)
     # shifts whose OTF overlap is tiny carry no usable signal (and a noisy ratio)
@@ -400,7 +434,7 @@ def _estimate_angle(
     # weighted least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
     # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly);
     # weights 1 / variance with the Poisson variance taken from the frames themselves
-    g0 = xp.real(fft.ifft2(w0))
+    g0 = widefield_others_real * float(_to_np(dc_ratio))
     cp = fft.ifft2(t_plus)
     a_ = xp.real(cp)
     b_ = xp.imag(cp)
@@ -436,7 +470,8 @@ def _estimate_angle(
     c0 = _combine(sep[0], spec.frames_ft) - spec.mean_taper_ft
     c1 = _combine(sep[1], spec.frames_ft)
     hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
-    y_ = fft.fft2(fft.ifft2(c0) * ramp) * h  # C0(k - p) H(k)
+    c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
+    y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)
     ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
     k_rel = xp.hypot(kx - k_est[0], ky - k_est[1])
