@@ -4,6 +4,8 @@
 - :mod:`scope.calibration.pattern`: pattern angles, periods, phase steps and modulation from a
   uniform fluorescent slide or beads.
 - :mod:`scope.calibration.otf`: measured detection OTF from bead images.
+- :mod:`scope.calibration.registration`: illuminator-to-camera map (scale, rotation, mirror,
+  translation) from the device gratings and a pattern calibration.
 - :mod:`scope.calibration.preset`: reading and updating the preset TOML.
 
 ``scope calibrate camera|pattern|otf`` runs them on files.
