@@ -188,11 +188,28 @@ def _wait_for(predicate, timeout_s: float) -> bool:
     return False
 
 
-def test_killed_mid_run_then_restarted_finishes_only_the_missing(tmp_path):
+def _interrupt_after(cmd, done, n_outputs: int, sig: int) -> subprocess.CompletedProcess:
+    """Start ``scope batch``, wait for ``n_outputs`` complete outputs, send ``sig`` to its
+    process group (Ctrl-C reaches the whole foreground group; SIGKILL as a crash would)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        reached = _wait_for(lambda: len(done()) >= n_outputs, 120)
+    finally:
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    assert reached, err
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_interrupted_then_killed_then_restarted_finishes_only_the_missing(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    lapse = _time_lapse(7, n_time=12)
-    for i in range(6):
+    lapse = _time_lapse(7, n_time=4)
+    lapse = np.concatenate([lapse] * 16)  # 64 time points: each file takes a while
+    n_files = 8
+    for i in range(n_files):
         tifffile.imwrite(data / f"cell{i}.tif", np.roll(lapse, i, axis=-1))
     out = tmp_path / "out"
     cmd = [
@@ -209,32 +226,41 @@ def test_killed_mid_run_then_restarted_finishes_only_the_missing(tmp_path):
         "2",
     ]
     done = lambda: sorted(p.name for p in out.glob("*.sim.zarr"))  # noqa: E731
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        assert _wait_for(lambda: len(done()) >= 1, 120), proc.communicate(timeout=5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the batch and its Dask workers, as a crash would
-        proc.wait()
-    complete_at_kill = done()
-    assert 1 <= len(complete_at_kill) < 6, "kill came too late to test a restart"
-    stamps = {n: (out / n / "zarr.json").stat().st_mtime_ns for n in complete_at_kill}
-    time.sleep(0.5)  # let orphaned workers (if any) notice their parent is gone
+    stamps = lambda names: {n: (out / n / "zarr.json").stat().st_mtime_ns for n in names}  # noqa: E731
+
+    # Ctrl-C: exit status 130, the report says which files were interrupted, outputs intact
+    first = _interrupt_after(cmd, done, 1, signal.SIGINT)
+    assert first.returncode == 130, first.stderr
+    assert "interrupted" in first.stderr
+    after_ctrl_c = done()
+    assert 1 <= len(after_ctrl_c) < n_files, "Ctrl-C came too late to test a restart"
+    report = json.loads((out / "batch-report.json").read_text())
+    assert report["interrupted"]
+    assert report["counts"]["done"] == len(after_ctrl_c)
+    assert report["counts"]["interrupted"] == n_files - len(after_ctrl_c)
+    assert not list(out.glob(".*partial*"))  # the interrupted writers cleaned up
+    kept = stamps(after_ctrl_c)
+
+    # SIGKILL of the batch and its workers: what was complete stays, the rest is redone
+    _interrupt_after(cmd, done, len(after_ctrl_c) + 1, signal.SIGKILL)
+    after_kill = done()
+    assert len(after_kill) < n_files, "kill came too late to test a restart"
+    assert stamps(after_ctrl_c) == kept  # the second run skipped them
+    kept = stamps(after_kill)
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     report = json.loads((out / "batch-report.json").read_text())
     status = {Path(f["output"]).name: f["status"] for f in report["files"]}
-    for n in complete_at_kill:
-        assert status[n] == "skipped"
-        assert (out / n / "zarr.json").stat().st_mtime_ns == stamps[n]  # untouched
+    assert sorted(n for n, s in status.items() if s == "skipped") == after_kill
     assert sorted(n for n, s in status.items() if s == "done") == sorted(
-        set(status) - set(complete_at_kill)
+        set(status) - set(after_kill)
     )
-    assert len(done()) == 6
-    assert not list(out.glob(".*partial*"))
+    assert stamps(after_kill) == kept  # untouched
+    assert len(done()) == n_files
+    assert not list(out.glob(".*partial*"))  # the killed run's temporaries were removed
     assert not (out / ".scope-batch.lock").exists()
     for n in done():
         image, _, _ = read_image(out / n)
+        assert image.shape == (64, 2 * SIZE, 2 * SIZE)
         assert np.isfinite(image).all()  # NaN fill would mark an unwritten time point

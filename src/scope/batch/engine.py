@@ -26,7 +26,9 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -146,6 +148,20 @@ def _gpu_count() -> int:
     return int(cupy.cuda.runtime.getDeviceCount())
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started here inherit an ignored SIGINT: Ctrl-C in the terminal reaches
+    only the driver, which then cancels the work and closes the cluster in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _start_cluster(
     n_workers: int | None, n_jobs: int, listen: str, backend: str | None
 ) -> tuple[Any, str, int]:
@@ -165,16 +181,17 @@ def _start_cluster(
     else:
         n = n_workers or os.cpu_count() or 1
     n = max(1, min(n, n_jobs))
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host=listen,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        # one core per worker process: no BLAS/OpenMP thread pools fighting over the cores
-        env={k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-    )
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host=listen,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            # one core per worker process: no BLAS/OpenMP thread pools fighting over the cores
+            env={k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        )
     return cluster, f"local Dask cluster on {listen}", n
 
 
@@ -271,7 +288,12 @@ def run_batch(
             report.interrupted = True
             done = {f["input"] for f in report.files}
             for job in jobs:
-                if job.input not in done:
+                if job.input in done:
+                    continue
+                if Path(job.output).exists():  # finished while the interrupt was handled
+                    entry = _skipped_entry(Path(job.input), Path(job.output), Path(job.params_path))
+                    report.files.append({**entry, "status": "done", "seconds": None})
+                else:
                     report.files.append(
                         {
                             "input": job.input,
@@ -324,6 +346,9 @@ def _execute(
         return
 
     from distributed import Client, as_completed
+
+    if log.getEffectiveLevel() > logging.DEBUG:  # distributed's import resets its loggers
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     cluster = None
     if scheduler:
