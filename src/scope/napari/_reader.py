@@ -1,0 +1,203 @@
+"""napari reader: raw SIM stacks (OME-TIFF/TIFF, MRC, OME-Zarr incl. ``scope acquire`` runs)
+and SIM results (OME-TIFF/OME-Zarr written by ``scope reconstruct`` or this plugin).
+
+Raw stacks open as one image layer shaped ``(lead..., P, Y, X)`` (``P`` = the ``angles x
+phases`` frames of a set, angle-major) with the camera pixel size at the sample as the scale
+(µm); SIM results open on their 2x grid with half that pixel size, translated by a quarter of a
+camera pixel so that they overlay the raw stack (SIM pixel ``(i, j)`` covers a quarter of camera
+pixel ``(i // 2, j // 2)``). What the file states about the optics and the pattern goes into
+``layer.metadata`` (keys of :data:`META_KEYS`), which the reconstruction widget reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: layer-metadata keys shared by the reader, the widgets and the writer
+META_KEYS = (
+    "scope_kind",  # "raw" or "sim"
+    "pixel_size_nm",  # of this layer's pixels
+    "camera_pixel_size_nm",
+    "wavelength_nm",
+    "na",
+    "n_angles",
+    "n_phases",
+    "offset_adu",
+    "sim_parameters",
+    "source_path",
+)
+
+_SUFFIXES = (".tif", ".tiff", ".mrc", ".dv", ".st", ".zarr")
+#: raw stacks up to this size are read into memory at once (faster browsing)
+IN_MEMORY_BYTES = 1 << 30
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 reader hook: a reader function when we can open ``path``, else None."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            if not ((p / "zarr.json").exists() or (p / ".zattrs").exists()):
+                return None
+        elif not p.name.lower().endswith(_SUFFIXES):
+            return None
+    return read_layers
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """Layer data tuples for each path (see the module docstring)."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    out: list[LayerData] = []
+    for p in paths:
+        p = Path(p)
+        out.append(read_sim_result(p) if is_sim_result(p) else read_raw(p))
+    return out
+
+
+def _zarr_scope_attrs(path: Path) -> dict[str, Any] | None:
+    meta_path = path / "zarr.json"
+    if not meta_path.exists():
+        return None
+    try:
+        attrs = json.loads(meta_path.read_text()).get("attributes") or {}
+    except ValueError:
+        return None
+    scope = attrs.get("scope")
+    return scope if isinstance(scope, dict) else None
+
+
+def _tiff_description(path: Path) -> dict[str, Any] | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_ome:
+                return None
+            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+    except Exception:
+        return None
+    img = ome.get("Image")
+    img = img[0] if isinstance(img, list) else img
+    desc = (img or {}).get("Description")
+    if isinstance(desc, str) and desc.startswith("{"):
+        try:
+            return json.loads(desc)
+        except ValueError:
+            return None
+    return None
+
+
+def is_sim_result(path: Path) -> bool:
+    """True for a reconstructed image (not a raw stack): its metadata says so."""
+    if path.is_dir():
+        attrs = _zarr_scope_attrs(path)
+        return bool(attrs) and "layout" not in attrs and "sim_parameters" in attrs
+    if path.suffix.lower() in (".tif", ".tiff"):
+        desc = _tiff_description(path)
+        return bool(desc) and (desc.get("scope_kind") == "sim" or "sim_parameters" in desc)
+    return False
+
+
+def _scales(pixel_size_nm: float | None, ndim: int) -> tuple[float, ...]:
+    px_um = (pixel_size_nm or 1000.0) / 1000.0
+    return (1.0,) * (ndim - 2) + (px_um, px_um)
+
+
+def read_raw(path: Path) -> LayerData:
+    """A raw SIM stack as an image layer (lazy above :data:`IN_MEMORY_BYTES`)."""
+    from scope.io.raw import open_raw
+
+    n_frames_per_set = None
+    attrs = _zarr_scope_attrs(path) if path.is_dir() else None
+    acq_cfg = (attrs or {}).get("acquisition") or {}
+    if acq_cfg.get("n_angles") and acq_cfg.get("n_phases"):
+        # a run of the acquisition engine states its set size under "acquisition"
+        n_frames_per_set = int(acq_cfg["n_angles"]) * int(acq_cfg["n_phases"])
+    stack = open_raw(path, n_frames_per_set=n_frames_per_set)
+    nbytes = int(np.prod(stack.shape)) * stack.dtype.itemsize
+    data: Any = np.asarray(stack.data[...]) if nbytes <= IN_MEMORY_BYTES else stack.data
+    if nbytes <= IN_MEMORY_BYTES:
+        stack.close()
+    meta = stack.metadata.get("acquisition") or {}
+    acq = meta.get("acquisition") or {}
+    n_angles = acq.get("n_angles")
+    n_phases = acq.get("n_phases")
+    if n_angles is None and stack.n_frames_per_set == 9:
+        n_angles, n_phases = 3, 3
+    offset = None
+    with_offset = meta.get("camera") or {}
+    if isinstance(with_offset, dict):
+        offset = with_offset.get("offset_adu")
+    metadata: dict[str, Any] = {
+        "scope_kind": "raw",
+        "pixel_size_nm": stack.pixel_size_nm,
+        "camera_pixel_size_nm": stack.pixel_size_nm,
+        "wavelength_nm": stack.wavelength_nm,
+        "na": stack.na,
+        "n_angles": n_angles,
+        "n_phases": n_phases,
+        "offset_adu": offset,
+        "sim_parameters": meta.get("sim_parameters"),
+        "source_path": str(path),
+        "axes": stack.axes,
+        "file": {k: v for k, v in stack.metadata.items() if k != "acquisition"},
+        "acquisition": meta,
+    }
+    if stack.pixel_size_nm is None:
+        log.warning("%s states no pixel size: scale 1 µm per pixel; set it in the widget", path)
+    kwargs = {
+        "name": f"{path.name} raw",
+        "scale": _scales(stack.pixel_size_nm, len(stack.shape)),
+        "metadata": metadata,
+        "axis_labels": tuple(
+            {"T": "t", "Z": "z", "C": "c", "P": "angle·phase", "Y": "y", "X": "x"}[a]
+            for a in stack.axes
+        ),
+        "colormap": "gray",
+    }
+    return data, kwargs, "image"
+
+
+def read_sim_result(path: Path) -> LayerData:
+    """A reconstructed SIM image on the 2x grid, positioned to overlay its raw stack."""
+    from scope.io.writers import read_image
+
+    image, pixel_size_nm, meta = read_image(path)
+    image = np.asarray(image, np.float32)
+    axes = str(meta.get("axes", "")).upper()
+    if len(axes) == image.ndim + 1 and axes.startswith("Q"):
+        axes = axes[1:]
+    px_nm = pixel_size_nm or meta.get("pixel_size_nm")
+    scale = _scales(px_nm, image.ndim)
+    translate = (0.0,) * (image.ndim - 2) + (-scale[-2] / 2, -scale[-1] / 2)
+    optics = meta.get("optics") or {}
+    metadata = {
+        "scope_kind": "sim",
+        "pixel_size_nm": px_nm,
+        "camera_pixel_size_nm": 2 * px_nm if px_nm else None,
+        "wavelength_nm": optics.get("wavelength_nm"),
+        "na": optics.get("na"),
+        "sim_parameters": meta.get("sim_parameters"),
+        "source_path": str(path),
+        "axes": axes,
+        "file": meta,
+    }
+    kwargs = {
+        "name": f"{path.name}",
+        "scale": scale,
+        "translate": translate,
+        "metadata": metadata,
+        "colormap": "magma",
+    }
+    return image, kwargs, "image"

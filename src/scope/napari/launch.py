@@ -1,0 +1,53 @@
+"""Open napari with the scope plugin docked (used by ``scope view`` and ``scope demo``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def make_viewer(path: str | Path | None = None, *, live: bool = False, viewer: Any = None) -> Any:
+    """A napari viewer with the reconstruction widget docked (and the live widget when
+    ``live`` is true or no file is given), ``path`` opened with the plugin's reader.
+
+    Returns the viewer; the widgets are in ``viewer.window._dock_widgets`` and also returned as
+    attributes ``viewer.scope_widgets`` (a dict) for scripts and tests.
+    """
+    import napari
+
+    from scope.napari.live_widget import LiveImagingWidget
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+
+    viewer = viewer or napari.Viewer(title="scope")
+    widgets: dict[str, Any] = {}
+    if path is not None:
+        viewer.open(str(path), plugin="scope-sim")
+    rec = ReconstructionWidget(viewer)
+    viewer.window.add_dock_widget(rec, name="SIM reconstruction", area="right")
+    widgets["reconstruction"] = rec
+    if live or path is None:
+        live_w = LiveImagingWidget(viewer)
+        viewer.window.add_dock_widget(live_w, name="Live SIM imaging", area="right", tabify=True)
+        widgets["live"] = live_w
+        viewer.window._qt_window.destroyed.connect(lambda *_: live_w.shutdown())
+    viewer.scope_widgets = widgets  # type: ignore[attr-defined]
+    return viewer
+
+
+def open_viewer(path: str | Path | None = None, *, live: bool = False) -> None:
+    """Open napari (blocking until it is closed) with the scope widgets; see :func:`make_viewer`.
+
+    With ``live=True`` the live widget is on top, ready to image the simulated microscope.
+    """
+    import napari
+
+    viewer = make_viewer(path, live=live)
+    live_w = viewer.scope_widgets.get("live")
+    try:
+        napari.run()
+    finally:
+        if live_w is not None:
+            live_w.shutdown()

@@ -1,0 +1,427 @@
+"""napari dock widget: live SIM imaging on the simulated microscope or real hardware.
+
+*Live* shows the newest raw frame and the widefield image (mean of the newest frame of each
+angle/phase slot) at camera rate; *Live SIM* adds the rolling reconstruction (a new SIM image
+for every new raw frame, or for every verified set); *Record* writes ``n`` sets to OME-Zarr
+through the acquisition engine (with a progress bar) while showing the same; *Stop* ends any of
+them. Acquisition and reconstruction run in worker threads (:class:`~scope.napari.live.
+LiveSession`); the GUI polls their newest result on a timer, updates three layers in place
+(``layer.data = ...``, never adding or removing layers while running) and keeps their contrast
+fixed after the first image (*Auto contrast* re-fits it once).
+
+Shown: measured raw and SIM rates, dropped/extra frames and invalid sets (from the engine's
+verification), windows skipped by the reconstruction when frames come faster than it, and the
+per-angle modulation of the newest window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from scope.errors import ScopeError
+from scope.napari.live import LiveConfig, LiveSession
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger(__name__)
+
+RAW_LAYER = "live raw"
+WIDEFIELD_LAYER = "live widefield"
+SIM_LAYER = "live SIM"
+_POLL_MS = 30
+
+
+def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str) -> Any:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    return box
+
+
+def _detect_cameras() -> list[str]:
+    """Camera specs present on this machine (simulated first)."""
+    specs = ["sim"]
+    try:
+        from scope.devices.genicam import find_producers, list_cameras
+
+        for producer in find_producers():
+            for i, _ in enumerate(list_cameras(producer)):
+                specs.append(f"genicam:{i}")
+    except Exception as err:  # no harvesters / no producer
+        log.debug("no GenICam cameras: %s", err)
+    try:
+        from scope.devices.v4l2 import list_cameras as v4l2_cameras
+
+        specs += [f"v4l2:{c.id}" for c in v4l2_cameras()]
+    except Exception as err:
+        log.debug("no V4L2 cameras: %s", err)
+    return specs
+
+
+def _detect_ports() -> list[str]:
+    ports = ["sim://"]
+    try:
+        from serial.tools import list_ports
+
+        ports += sorted(p.device for p in list_ports.comports())
+    except Exception as err:
+        log.debug("no serial ports: %s", err)
+    return ports
+
+
+class LiveImagingWidget(QWidget):
+    """Live SIM imaging (see the module docstring).
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session: LiveSession | None = None
+        self.last_session: LiveSession | None = None
+        self._shown_raw = 0
+        self._shown_sim = 0
+        self._fixed_contrast: set[str] = set()
+        self.gui_updates = 0
+
+        # -- microscope
+        self.camera = QComboBox()
+        self.camera.addItems(["sim"])
+        self.camera.setToolTip("sim = the built-in simulated microscope")
+        self.scan_button = QPushButton("Scan")
+        self.scan_button.setToolTip("look for GenICam/V4L2 cameras and serial ports")
+        self.scan_button.clicked.connect(self.scan_devices)
+        cam_row = QHBoxLayout()
+        cam_row.addWidget(self.camera, 1)
+        cam_row.addWidget(self.scan_button)
+        self.controller = QComboBox()
+        self.controller.setEditable(True)
+        self.controller.addItems(["sim://"])
+        self.trigger = QComboBox()
+        self.trigger.addItems(["leader (controller triggers camera)", "software (host triggers)"])
+        self.exposure = _spin(0.1, 1000.0, 10.0, 0.5, 2, " ms")
+        self.dark = _spin(0.1, 1000.0, 10.0, 0.5, 2, " ms")
+        self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
+        self.roi = QLineEdit("")
+        self.roi.setPlaceholderText("x, y, width, height (empty = full sensor)")
+        self.sensor = QSpinBox()
+        self.sensor.setRange(32, 2048)
+        self.sensor.setSingleStep(32)
+        self.sensor.setValue(256)
+        self.sensor.setSuffix(" px")
+        self.sensor.setToolTip("sensor size of the simulated camera (square)")
+        form = QFormLayout()
+        form.addRow("Camera", cam_row)
+        form.addRow("Controller", self.controller)
+        form.addRow("Trigger", self.trigger)
+        form.addRow("Exposure", self.exposure)
+        form.addRow("Dark gap", self.dark)
+        form.addRow("ROI", self.roi)
+        form.addRow("Simulated sensor", self.sensor)
+        dev_box = QGroupBox("Microscope")
+        dev_box.setLayout(form)
+
+        # -- pattern and optics
+        self.angles = QLineEdit("0, 60, 120")
+        self.phases = QSpinBox()
+        self.phases.setRange(3, 9)
+        self.phases.setValue(3)
+        self.period = _spin(50.0, 5000.0, 260.0, 5.0, 1, " nm")
+        self.na = _spin(0.1, 1.7, 1.2, 0.05, 2, "")
+        self.wavelength = _spin(300.0, 1200.0, 525.0, 5.0, 1, " nm")
+        self.pixel_size = _spin(1.0, 10000.0, 65.0, 1.0, 2, " nm")
+        self.pixel_size.setToolTip("camera pixel size at the sample")
+        pform = QFormLayout()
+        pform.addRow("Angles (°)", self.angles)
+        pform.addRow("Phases", self.phases)
+        pform.addRow("Period", self.period)
+        pform.addRow("NA", self.na)
+        pform.addRow("Emission λ", self.wavelength)
+        pform.addRow("Pixel size", self.pixel_size)
+        pat_box = QGroupBox("Pattern set and optics")
+        pat_box.setLayout(pform)
+
+        # -- reconstruction
+        self.sim_every = QComboBox()
+        self.sim_every.addItems(["every raw frame (rolling)", "every verified set"])
+        self.estimate = QCheckBox("estimate parameters on the first window")
+        self.estimate.setChecked(True)
+        self.backend = QComboBox()
+        self.backend.addItems(["auto", "numpy", "cupy"])
+        rform = QFormLayout()
+        rform.addRow("New SIM image", self.sim_every)
+        rform.addRow("", self.estimate)
+        rform.addRow("Backend", self.backend)
+        rec_box = QGroupBox("Live reconstruction")
+        rec_box.setLayout(rform)
+
+        # -- record
+        self.output = QLineEdit(str(Path.cwd() / "run.zarr"))
+        self.n_sets = QSpinBox()
+        self.n_sets.setRange(1, 1_000_000)
+        self.n_sets.setValue(50)
+        self.keep_live = QCheckBox("keep the scratch run of Live / Live SIM")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        oform = QFormLayout()
+        oform.addRow("Output", self.output)
+        oform.addRow("Sets", self.n_sets)
+        oform.addRow("", self.keep_live)
+        oform.addRow("Progress", self.progress)
+        rec_out = QGroupBox("Record (OME-Zarr)")
+        rec_out.setLayout(oform)
+
+        # -- buttons and status
+        self.live_button = QPushButton("Live")
+        self.sim_button = QPushButton("Live SIM")
+        self.record_button = QPushButton("Record")
+        self.stop_button = QPushButton("Stop")
+        self.contrast_button = QPushButton("Auto contrast")
+        self.live_button.clicked.connect(lambda: self.start("live"))
+        self.sim_button.clicked.connect(lambda: self.start("sim"))
+        self.record_button.clicked.connect(lambda: self.start("record"))
+        self.stop_button.clicked.connect(self.stop)
+        self.contrast_button.clicked.connect(self.auto_contrast)
+        self.stop_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        for b in (self.live_button, self.sim_button, self.record_button, self.stop_button):
+            buttons.addWidget(b)
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self.stats_label = QLabel("")
+        self.stats_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        for w in (dev_box, pat_box, rec_box, rec_out):
+            layout.addWidget(w)
+        layout.addLayout(buttons)
+        layout.addWidget(self.contrast_button)
+        layout.addWidget(self.status)
+        layout.addWidget(self.stats_label)
+        layout.addStretch(1)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(_POLL_MS)
+        self.timer.timeout.connect(self._poll)
+
+    # -- configuration -----------------------------------------------------------------------
+    def scan_devices(self) -> None:
+        """Fill the camera and controller lists with what is connected."""
+        current = self.camera.currentText()
+        self.camera.clear()
+        self.camera.addItems(_detect_cameras())
+        self.camera.setCurrentText(current)
+        port = self.controller.currentText()
+        self.controller.clear()
+        self.controller.addItems(_detect_ports())
+        self.controller.setCurrentText(port)
+
+    def config(self) -> LiveConfig:
+        """The :class:`LiveConfig` the fields describe (raises ScopeError on bad input)."""
+        try:
+            angles = tuple(float(a) for a in self.angles.text().replace(";", ",").split(",") if a)
+        except ValueError as err:
+            raise ScopeError(
+                f"angles must be numbers separated by commas, got {self.angles.text()!r}"
+            ) from err
+        roi = None
+        if self.roi.text().strip():
+            try:
+                roi = tuple(int(v) for v in self.roi.text().replace(";", ",").split(","))
+            except ValueError as err:
+                raise ScopeError("ROI must be 'x, y, width, height' in pixels") from err
+            if len(roi) != 4:
+                raise ScopeError(f"ROI needs 4 numbers (x, y, width, height), got {len(roi)}")
+        camera = self.camera.currentText() or "sim"
+        controller = self.controller.currentText() or None
+        return LiveConfig(
+            camera=camera,
+            controller=controller,
+            sensor_shape=(self.sensor.value(), self.sensor.value()),
+            roi=roi,  # type: ignore[arg-type]
+            exposure_ms=self.exposure.value(),
+            dark_ms=self.dark.value(),
+            trigger="hardware" if self.trigger.currentIndex() == 0 else "software",
+            angles_deg=angles,
+            n_phases=self.phases.value(),
+            period_nm=self.period.value(),
+            na=self.na.value(),
+            wavelength_nm=self.wavelength.value(),
+            pixel_size_nm=self.pixel_size.value(),
+        )
+
+    # -- control -----------------------------------------------------------------------------
+    def start(self, mode: str) -> LiveSession | None:
+        """Start ``live``, ``sim`` or ``record`` (stops a running session first)."""
+        if self.session is not None:
+            self.stop()
+            if not self.session.join(10.0):
+                self.status.setText("the previous session is still stopping; try again")
+                return None
+            self._finish()
+        try:
+            session = LiveSession(
+                self.config(),
+                mode,  # type: ignore[arg-type]
+                sim_every="frame" if self.sim_every.currentIndex() == 0 else "set",
+                output=self.output.text() if mode == "record" else None,
+                n_sets=self.n_sets.value() if mode == "record" else None,
+                keep_run=self.keep_live.isChecked(),
+                estimate=self.estimate.isChecked(),
+                backend=self.backend.currentText(),
+            )
+            session.start()
+        except ScopeError as err:
+            self.status.setText(f"cannot start: {err}")
+            return None
+        self.session = session
+        self._shown_raw = self._shown_sim = 0
+        self.progress.setValue(0)
+        self.status.setText(f"{mode}: starting …")
+        for b in (self.live_button, self.sim_button, self.record_button):
+            b.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.timer.start()
+        return session
+
+    def stop(self) -> None:
+        """Ask the running session to stop (returns at once; the timer finishes up)."""
+        if self.session is not None:
+            self.session.stop()
+            self.status.setText("stopping …")
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop and wait for every worker thread (when the widget or viewer closes)."""
+        if self.session is not None:
+            self.session.stop()
+            self.session.join(timeout_s)
+            self._finish()
+        self.timer.stop()
+
+    def closeEvent(self, event: Any) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def _finish(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        self._poll_once(s)
+        self.last_session, self.session = s, None
+        snap = s.snapshot()
+        where = f" — run kept at {s.output}" if s.keep_run else ""
+        if s.error is not None:
+            self.status.setText(f"stopped with an error: {s.error}")
+        else:
+            self.status.setText(f"stopped: {snap.stats.message}{where}")
+        for b in (self.live_button, self.sim_button, self.record_button):
+            b.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.timer.stop()
+
+    # -- display -------------------------------------------------------------------------------
+    def _layer(self, name: str, data: np.ndarray, scale: tuple, translate: tuple, cmap: str) -> Any:
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if layer.data.shape == data.shape:
+                layer.data = data
+                return layer
+            layer.data = data  # ROI changed between sessions: same layer, new shape
+            layer.scale, layer.translate = scale, translate
+            self._fixed_contrast.discard(name)
+        else:
+            layer = self.viewer.add_image(
+                data, name=name, scale=scale, translate=translate, colormap=cmap
+            )
+            layer.metadata["scope_kind"] = "sim" if name == SIM_LAYER else "raw"
+        if name not in self._fixed_contrast:
+            self._fit_contrast(layer, data)
+        return layer
+
+    def _fit_contrast(self, layer: Any, data: np.ndarray) -> None:
+        lo, hi = np.percentile(data, [0.5, 99.8])
+        if hi <= lo:
+            hi = lo + 1
+        layer.contrast_limits_range = (float(min(lo, data.min())), float(max(hi, data.max())))
+        layer.contrast_limits = (float(lo), float(hi))
+        self._fixed_contrast.add(layer.name)
+
+    def auto_contrast(self) -> None:
+        """Re-fit the contrast of the live layers once (then it stays fixed again)."""
+        for name in (RAW_LAYER, WIDEFIELD_LAYER, SIM_LAYER):
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                self._fit_contrast(layer, np.asarray(layer.data))
+
+    def _poll(self) -> None:
+        s = self.session
+        if s is None:
+            self.timer.stop()
+            return
+        self._poll_once(s)
+        if not s.running and s._thread is not None and not s._thread.is_alive():
+            self._finish()
+
+    def _poll_once(self, s: LiveSession) -> None:
+        snap = s.snapshot()
+        px_um = s.config.pixel_size_nm / 1000.0
+        cam = (px_um, px_um)
+        if snap.raw is not None and snap.raw_serial != self._shown_raw:
+            self._shown_raw = snap.raw_serial
+            self._layer(RAW_LAYER, snap.raw, cam, (0.0, 0.0), "gray")
+            self.gui_updates += 1
+            if snap.widefield is not None:
+                self._layer(WIDEFIELD_LAYER, snap.widefield, cam, (0.0, 0.0), "gray")
+        if snap.sim is not None and snap.sim_serial != self._shown_sim:
+            self._shown_sim = snap.sim_serial
+            layer = self._layer(
+                SIM_LAYER, snap.sim, (px_um / 2, px_um / 2), (-px_um / 4, -px_um / 4), "magma"
+            )
+            layer.metadata["frame_indices"] = snap.sim_frame_indices
+            layer.metadata["sim_serial"] = snap.sim_serial
+            layer.metadata["pixel_size_nm"] = s.config.pixel_size_nm / 2
+        st = snap.stats
+        mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
+        self.stats_label.setText(
+            f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s "
+            f"(reconstruction {st.reconstruction_ms:.1f} ms)\n"
+            f"frames {st.raw_frames} · SIM images {st.sim_images} · valid sets {st.valid_sets}\n"
+            f"dropped frames {st.dropped_frames} · extra frames {st.extra_frames} · "
+            f"invalid sets {st.invalid_sets} · skipped windows {st.skipped_windows}\n"
+            f"modulation per angle: {mod}"
+        )
+        if st.state in ("running", "error"):
+            self.status.setText(f"{st.state}: {st.message}")
+        if s.mode == "record" and s.n_sets:
+            self.progress.setValue(int(100 * min(st.valid_sets + st.invalid_sets, s.n_sets)
+                                       / s.n_sets))  # fmt: skip
+        self._last_poll = time.monotonic()

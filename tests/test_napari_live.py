@@ -1,0 +1,151 @@
+"""The live imaging widget in a real napari viewer on the simulated microscope (under Xvfb).
+
+Live SIM runs for 10 s; the SIM layer must equal an offline reconstruction of the very frames
+the session recorded (read back from its OME-Zarr run), and Stop must leave no thread behind.
+Screenshots go to ``$SCOPE_SCREENSHOTS`` (``docs/images`` when refreshing the docs).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+    pytest.skip("no display: run under `bash dev.sh test` (Xvfb)", allow_module_level=True)
+
+pytestmark = pytest.mark.napari
+
+
+def _screenshot(viewer, name: str, tmp_path: Path) -> Path:
+    from PIL import Image
+
+    folder = Path(os.environ.get("SCOPE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    path = folder / name
+    Image.fromarray(np.asarray(img)).save(path)
+    return path
+
+
+def _warm_up_zarr(tmp_path: Path) -> None:
+    # zarr starts process-wide I/O threads on first use (they live as long as the process);
+    # start them before the baseline so the comparison sees only what the session starts
+    import zarr
+
+    zarr.create_array(str(tmp_path / "warm.zarr"), shape=(2,), dtype="u1")[:] = 1
+
+
+def _new_threads(baseline: set) -> set:
+    """Threads started since ``baseline``, except the idle workers of zarr's process-wide I/O
+    event loop (its thread pool grows on demand and lives as long as the process)."""
+    return {
+        t
+        for t in set(threading.enumerate()) - baseline
+        if not (t.daemon and (t.name == "zarr_io" or t.name.startswith("asyncio_")))
+    }
+
+
+def test_live_sim_matches_offline_reconstruction_and_stops_cleanly(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from scope.acquisition.writer import read_acquisition
+    from scope.napari.live_widget import RAW_LAYER, SIM_LAYER, WIDEFIELD_LAYER, LiveImagingWidget
+    from scope.sim.reconstruct import SIMReconstructor
+
+    _warm_up_zarr(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    widget = LiveImagingWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Live SIM imaging")
+    widget.sensor.setValue(256)
+    widget.keep_live.setChecked(True)  # keep the scratch run to compare against
+    inserted: list[str] = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
+    baseline = set(threading.enumerate())
+
+    widget.sim_button.click()
+    session = widget.session
+    assert session is not None
+    qtbot.waitUntil(lambda: SIM_LAYER in viewer.layers, timeout=20_000)
+    t0 = time.monotonic()
+    # 10 s of live SIM with the GUI event loop running
+    qtbot.waitUntil(lambda: time.monotonic() - t0 >= 10.0, timeout=15_000)
+    snap = session.snapshot()
+    assert time.monotonic() - t0 >= 10.0
+    assert snap.stats.sim_images >= 20, snap.stats
+    assert snap.stats.raw_frames >= 100, snap.stats
+    assert len(snap.stats.modulation) == 3
+    assert all(0.3 < m < 1.3 for m in snap.stats.modulation), snap.stats.modulation
+    assert "SIM" in widget.stats_label.text() and "modulation" in widget.stats_label.text()
+    _screenshot(viewer, "napari_live_sim.png", tmp_path)
+
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.session is None, timeout=15_000)
+    # no layer churn: three layers created once, updated in place since
+    assert sorted(inserted) == sorted([RAW_LAYER, WIDEFIELD_LAYER, SIM_LAYER])
+    assert widget.gui_updates > 20
+    # stop leaves no thread running (acquisition, reconstruction, camera, emulator ...)
+    deadline = time.monotonic() + 5
+    while _new_threads(baseline) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _new_threads(baseline) == set()
+    assert not session.running
+
+    # the displayed SIM image == offline reconstruction of the same recorded frames
+    layer = viewer.layers[SIM_LAYER]
+    indices = layer.metadata["frame_indices"]
+    serial = layer.metadata["sim_serial"]
+    assert len(indices) == 9
+    assert dict(session.sim_log)[serial] == tuple(indices)
+    frames, table, meta = read_acquisition(session.output)
+    assert meta["state"] == "complete"
+    first = np.stack([np.asarray(frames[i]) for i in session.sim_log[0][1]]).astype(np.float32)
+    shown = np.stack([np.asarray(frames[i]) for i in indices]).astype(np.float32)
+    # slots come from the controller's pulse counts: the file's table agrees
+    slots = [(int(table["controller_count"][i]) - 1) % 9 for i in indices]
+    valid_tagged = [k for k, i in enumerate(indices) if table["controller_count"][i] > 0]
+    assert all(slots[k] == k for k in valid_tagged)
+    offline = SIMReconstructor(
+        session.setup, session.params, shape=shown.shape[-2:], backend="numpy"
+    )
+    offline(first)  # the same first window fixes the same noise model
+    expected = offline(shown)
+    got = np.asarray(layer.data)
+    assert got.shape == (512, 512)
+    err = np.abs(got - expected).max() / np.abs(expected).max()
+    assert err < 1e-4, err
+    # physical placement: half the camera pixel, a quarter-pixel shift to overlay the raw layer
+    raw = viewer.layers[RAW_LAYER]
+    np.testing.assert_allclose(layer.scale, np.asarray(raw.scale) / 2)
+    np.testing.assert_allclose(layer.translate, -np.asarray(raw.scale) / 4)
+    session.cleanup()
+
+
+def test_record_through_the_engine_with_progress(make_napari_viewer, qtbot, tmp_path):
+    from scope.io.raw import open_raw
+    from scope.napari.live_widget import LiveImagingWidget
+
+    viewer = make_napari_viewer()
+    widget = LiveImagingWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Live SIM imaging")
+    widget.sensor.setValue(128)
+    widget.sim_every.setCurrentIndex(1)  # a SIM image per verified set
+    widget.output.setText(str(tmp_path / "rec.zarr"))
+    widget.n_sets.setValue(8)
+    progress: list[int] = []
+    widget.progress.valueChanged.connect(progress.append)
+    widget.record_button.click()
+    qtbot.waitUntil(lambda: widget.session is None, timeout=30_000)
+    assert widget.progress.value() == 100
+    assert len(set(progress)) >= 3  # it moved while recording
+    summary = widget.last_session.summary
+    assert summary.state == "complete"
+    assert summary.sets_valid + summary.sets_invalid == 8
+    stack = open_raw(tmp_path / "rec.zarr", n_frames_per_set=9)
+    assert stack.n_sets == summary.sets_valid
+    assert stack.pixel_size_nm == pytest.approx(65.0)
