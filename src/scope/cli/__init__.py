@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "export-video",
     "devices",
     "acquire",
+    "view",
 )
 
 
