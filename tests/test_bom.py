@@ -131,3 +131,19 @@ def test_totals_follow_the_items_and_bad_items_are_refused(make_bom, tmp_path):
     path.write_text(tomli_w.dumps(data))
     with pytest.raises(ValueError, match="GBP"):
         make_bom.load_bom(path)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_preset_reconstruction_tables_agree_with_the_hardware(build):
+    """[optics] and [pattern] (read by scope reconstruct/batch) follow from the hardware tables."""
+    from scope.planning import load_preset, parts_from_preset, plan_setup
+
+    doc = load_preset(HARDWARE / "presets" / f"{build}.toml")
+    camera, objective, illuminator, acquisition = parts_from_preset(doc)
+    plan = plan_setup(camera, objective, illuminator, acquisition)
+    assert doc["optics"]["na"] == objective.na
+    assert doc["optics"]["wavelength_nm"] == acquisition.emission_wavelength_nm
+    assert doc["optics"]["pixel_size_nm"] == pytest.approx(plan.pixel_size_nm, abs=0.05)
+    assert doc["optics"]["immersion_index"] == pytest.approx(objective.immersion_index)
+    assert doc["pattern"]["period_nm"] == pytest.approx(plan.pattern_period_nm, abs=0.05)
+    assert doc["pattern"]["n_angles"] * doc["pattern"]["n_phases"] == acquisition.frames_per_sim
