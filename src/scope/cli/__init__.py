@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "reconstruct",
     "plan",
+    "calibrate",
     "batch",
     "export-video",
     "devices",
