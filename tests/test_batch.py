@@ -264,3 +264,65 @@ def test_interrupted_then_killed_then_restarted_finishes_only_the_missing(tmp_pa
         image, _, _ = read_image(out / n)
         assert image.shape == (64, 2 * SIZE, 2 * SIZE)
         assert np.isfinite(image).all()  # NaN fill would mark an unwritten time point
+
+
+def test_reestimate_every_n_time_points_matches_reconstruct_stack(folder, tmp_path):
+    from scope.batch.job import _reconstruction_settings
+    from scope.sim.pipeline import reconstruct_stack
+
+    data, _good = folder
+    preset, name = load_preset("simulated-default")
+    report = run_batch(
+        [data / "a.tif"],
+        tmp_path / "out",
+        preset=preset,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy", reestimate_every=2),
+        n_workers=0,
+    )
+    assert report.files[0]["status"] == "done", report.files[0]
+    params = json.loads((tmp_path / "out" / "a.params.json").read_text())
+    assert [e["first_time_point"] for e in params["parameter_epochs"]] == [0, 2]
+    image, _, _ = read_image(tmp_path / "out" / "a.sim.zarr")
+    expected, _ = reconstruct_stack(
+        _read_independently(data / "a.tif"),
+        SETUP,
+        settings=_reconstruction_settings(preset),
+        estimate_every=2,
+    )
+    np.testing.assert_allclose(image, expected, rtol=0, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_parameters_estimated_per_channel(tmp_path):
+    """Two channels with different patterns: each gets its own parameters, reused over time."""
+    from scope.batch.job import _reconstruction_settings
+    from scope.sim.pipeline import reconstruct_stack
+
+    ch0, ch1 = _time_lapse(11, n_time=2), _time_lapse(31, n_time=2)  # angles 19/79/139, 39/99/159
+    raw = np.stack([ch0, ch1], axis=1)  # (T, C, 9, Y, X)
+    path = tmp_path / "two_colours.ome.tif"
+    tifffile.imwrite(path, raw, ome=True, metadata={"axes": "TCZYX"})
+    preset, name = load_preset("simulated-default")
+    report = run_batch(
+        [path],
+        tmp_path / "out",
+        preset=preset,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy"),
+    )
+    assert report.files[0]["status"] == "done", report.files[0]
+    assert report.files[0]["axes"] == "TCPYX"
+    epochs = json.loads((tmp_path / "out" / "two_colours.params.json").read_text())[
+        "parameter_epochs"
+    ]
+    assert [(e["channel"], e["first_time_point"]) for e in epochs] == [(0, 0), (1, 0)]
+    for e, first_angle in zip(epochs, (19.0, 39.0)):
+        assert e["angles"][0]["angle_deg"] == pytest.approx(first_angle, abs=0.5)
+    image, _, meta = read_image(tmp_path / "out" / "two_colours.sim.zarr")
+    assert image.shape == (2, 2, 2 * SIZE, 2 * SIZE)
+    assert meta["axes"] == "TCYX"
+    settings = _reconstruction_settings(preset)
+    for c, lapse in enumerate((ch0, ch1)):
+        expected, _ = reconstruct_stack(lapse.astype(np.float32), SETUP, settings=settings)
+        scale = float(np.abs(expected).max())
+        np.testing.assert_allclose(image[:, c], expected, rtol=0, atol=1e-5 * scale)

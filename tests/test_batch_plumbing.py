@@ -182,6 +182,10 @@ def test_bad_files_reported_on_a_real_local_cluster(tmp_path):
     )
     assert report.scheduler == "local Dask cluster on 127.0.0.1"
     assert report.n_workers == 2
+    # the scheduler and both workers listen on loopback only
+    addresses = [report.addresses["scheduler"], *report.addresses["workers"]]
+    assert len(addresses) == 3
+    assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
     errors = {os.path.basename(f["input"]): f["error"] for f in report.files}
     assert "holds 8 frames, not a multiple of 9" in errors["eight.tif"]
     assert "truncated" in errors["cut.tif"]

@@ -360,6 +360,11 @@ def _execute(
             n_workers, len(jobs), listen, flags.backend
         )
         client = Client(cluster)
+    info = client.scheduler_info()
+    report.addresses = {
+        "scheduler": info.get("address"),
+        "workers": sorted(info.get("workers", {})),
+    }
     log.info("running %d files on %s (%d workers)", len(jobs), report.scheduler, report.n_workers)
     if not scheduler or report.n_workers > 1:
         # one single-threaded FFT per worker process (the workers share the cores)

@@ -37,6 +37,8 @@ class BatchReport:
     seconds: float = 0.0
     interrupted: bool = False
     files: list[dict[str, Any]] = field(default_factory=list)
+    #: where the Dask scheduler and workers listened (empty in-process)
+    addresses: dict[str, Any] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f["status"] == status)
@@ -57,6 +59,7 @@ class BatchReport:
             "software": self.software,
             "scheduler": self.scheduler,
             "n_workers": self.n_workers,
+            "addresses": self.addresses,
             "started_utc": self.started_utc,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
