@@ -311,3 +311,19 @@ def test_projected_contrast_incoherent_and_two_beam():
     plan2 = plan_setup(CAM_A, obj, beam, acq2)
     assert plan2.pattern_period_nm == pytest.approx(236.25)
     assert plan2.pattern_contrast == 1.0
+
+
+def test_scope_plan_through_the_main_entry_point(capsys):
+    from pathlib import Path
+
+    from scope.cli import main
+
+    preset = Path(__file__).resolve().parents[1] / "hardware" / "presets" / "better.toml"
+    assert main(["plan", "--preset", str(preset), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    # better build: 3.45 µm / 100x = 34.5 nm; fc = 2.6 / 0.52 = 5 /µm; two-beam 5-pixel grating
+    # of 7.56 µm pixels through D = 100 x 150 / 180 = 83.33: 37.8 µm / 83.33 / 2 = 226.8 nm
+    assert figures["pixel_size_nm"] == pytest.approx(34.5)
+    assert figures["cutoff_per_um"] == pytest.approx(5.0)
+    assert figures["pattern_period_nm"] == pytest.approx(226.8)
+    assert main(["plan", "--preset", str(preset.with_name("missing.toml"))]) == 2
