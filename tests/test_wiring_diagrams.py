@@ -82,3 +82,12 @@ def test_committed_svgs_are_current_and_valid(draw, tmp_path):
             # a drawing, not a blank page: many pixels are neither white nor one flat colour
             colours = img.convert("RGB").getcolors(maxcolors=1 << 16)
             assert colours is None or len(colours) > 50
+
+
+def test_bom_notes_name_the_firmware_pins():
+    """Pins named in the BOM's notes are the firmware's (no stale pin numbers)."""
+    fw = _firmware_pins()
+    valid = {f"GP{n}" for n in fw.values()}
+    for path in (HARDWARE / "bom").glob("*.toml"):
+        for gp in re.findall(r"GP\d+", path.read_text()):
+            assert gp in valid, f"{path.name} names {gp}, not a firmware signal pin"
