@@ -134,6 +134,8 @@ def test_folder_on_a_local_cluster_with_two_workers(folder, tmp_path):
         entry = by_name[file_name]
         assert entry["status"] == "done", entry
         assert entry["n_sets"] == N_T
+        res = entry["resolution"]  # split-photon FRC on the first set, no ground truth
+        assert 0 < res["sim_nm"] < res["widefield_nm"]
         image, px, meta = read_image(out / f"{stem}.sim.zarr")
         assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
         assert image.dtype == np.float32
