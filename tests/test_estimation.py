@@ -43,10 +43,9 @@ def test_phase_steps_are_accurate(estimates):
         for case, est in estimates
         for e, t in zip(est.angles, case.truth.angles)
     ]
-    # measured here: median 0.02 rad, worst 0.06 rad over 15 orientations (issue 2 asks for
-    # < 0.05 rad; the shot-noise bound for these frames is ~0.014 rad per step)
-    assert np.median(errors) < 0.03
-    assert max(errors) < 0.08
+    # measured: median 0.018 rad, worst 0.041 rad over 24 orientations (8 seeds); the
+    # shot-noise bound for these frames is ~0.014 rad per step
+    assert max(errors) < 0.05
 
 
 def test_modulation_is_accurate(estimates):
