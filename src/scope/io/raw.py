@@ -347,20 +347,24 @@ class _ContiguousReader:
 class _TiffPageReader:
     """Reads pages of one TIFF series by index; reopens the file after pickling."""
 
-    def __init__(self, path: Path, series: int = 0) -> None:
+    def __init__(self, path: Path, series: int = 0, *, direct_pages: bool = False) -> None:
         self.path = path
         self.series = series
+        self.direct_pages = direct_pages  # index pages of the file, not of the series
         self._tif: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "series": self.series, "_tif": None}
+        return {**self.__dict__, "_tif": None}
 
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         import tifffile
 
         if self._tif is None:
             self._tif = tifffile.TiffFile(self.path)
-        data = self._tif.asarray(key=list(indices), series=self.series, maxworkers=1)
+        if self.direct_pages:
+            data = np.stack([self._tif.pages[int(i)].asarray() for i in indices])
+        else:
+            data = self._tif.asarray(key=list(indices), series=self.series, maxworkers=1)
         n_y, n_x = data.shape[-2:]
         return data.reshape(len(indices), n_y, n_x)
 
@@ -825,6 +829,8 @@ def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawSta
             return acquisition(path, n_frames_per_set)
         return _open_zarr(path, n_frames_per_set)
     suffix = path.suffix.lower()
+    if suffix in _TIFF_SUFFIXES and path.with_name(path.name + ".frames.jsonl").is_file():
+        return _open_acquisition_tiff(path, n_frames_per_set)  # a ``scope acquire`` TIFF run
     if suffix in _TIFF_SUFFIXES:
         return _open_tiff(path, n_frames_per_set)
     if suffix in _MRC_SUFFIXES:
@@ -860,7 +866,7 @@ def _find_number(meta: dict[str, Any], key: str) -> float | None:
 
 
 def _open_acquisition(path: Path, n_frames_per_set: int | None) -> RawStack:
-    """A ``scope acquire`` run: only verified, complete SIM sets, frames in pattern order."""
+    """A ``scope acquire`` run in OME-Zarr (arrival order + frame table)."""
     frames_meta = _zarr_json(path / "0")
     if frames_meta is None:
         raise _fail(path, "acquisition has no frame array '0'; the run is incomplete")
@@ -873,6 +879,73 @@ def _open_acquisition(path: Path, n_frames_per_set: int | None) -> RawStack:
         raise _fail(path, "is a scope acquisition but scope.acquisition is missing") from err
     frames, table, meta = read_acquisition(path)
     dtype = _check_dtype(path, frames.dtype)
+    return _acquisition_stack(
+        path, table, meta, lambda i: frames[i], frames.shape[-2:], dtype, n_frames_per_set
+    )
+
+
+def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack:
+    """A ``scope acquire`` run in TIFF: pages in arrival order, a JSON-lines frame journal and
+    a metadata side-car. Pages are read one by one (the run's reader would load them all)."""
+    import tifffile
+
+    try:
+        from scope.acquisition.writer import FRAME_COLUMNS
+    except ImportError as err:
+        raise _fail(path, "is a scope acquisition but scope.acquisition is missing") from err
+    meta_path = path.with_name(path.name + ".meta.json")
+    journal = path.with_name(path.name + ".frames.jsonl")
+    meta: dict[str, Any] = {}
+    if meta_path.is_file() and meta_path.stat().st_size < 16 * 2**20:
+        try:
+            meta = dict(json.loads(meta_path.read_text()).get("scope", {}))
+        except (OSError, ValueError, AttributeError) as err:
+            raise _fail(path, f"unreadable acquisition metadata {meta_path.name} ({err})") from err
+    col = {name: i for i, name in enumerate(FRAME_COLUMNS)}
+    latest: dict[int, list[int]] = {}
+    with open(journal, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = [int(v) for v in json.loads(line)["row"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if len(row) == len(FRAME_COLUMNS):
+                latest[row[col["index"]]] = row
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n_pages = len(tif.pages)
+            first = tif.pages[0] if n_pages else None
+            frame_shape = tuple(first.shape) if first is not None else (0, 0)
+            dtype = first.dtype if first is not None else np.dtype("uint16")
+    except Exception as err:
+        raise _fail(path, f"not a readable TIFF file ({err})") from err
+    if len(frame_shape) != 2:
+        raise _fail(path, f"acquisition pages are {frame_shape}; expected 2D grey frames")
+    dtype = _check_dtype(path, dtype)
+    _check_frames(path, max(n_pages, 1), frame_shape)
+    n = 0
+    while n < n_pages and n in latest:  # rows after a gap were never confirmed on disk
+        n += 1
+    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
+    table = {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
+    reader = _TiffPageReader(path, direct_pages=True)
+    stack = _acquisition_stack(
+        path, table, meta, lambda i: reader([i])[0], frame_shape, dtype, n_frames_per_set
+    )
+    stack._closer = reader.close
+    return stack
+
+
+def _acquisition_stack(
+    path: Path,
+    table: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    read_frame: Callable[[int], np.ndarray],
+    frame_shape: Sequence[int],
+    dtype: np.dtype,
+    n_frames_per_set: int | None,
+) -> RawStack:
+    """Only verified, complete SIM sets of a run, frames in pattern order, read lazily."""
     if n_frames_per_set is None:
         n_a, n_p = meta.get("n_angles"), meta.get("n_phases")
         n_frames_per_set = int(n_a) * int(n_p) if n_a and n_p else None
@@ -897,12 +970,12 @@ def _open_acquisition(path: Path, n_frames_per_set: int | None) -> RawStack:
             f"{meta.get('state', '?')}); check --angles/--phases or the run's frame table",
         )
     index = np.stack(sets).astype(np.int64)
-    ny, nx = frames.shape[-2:]
+    ny, nx = (int(v) for v in frame_shape)
 
     def read_frames(indices: Sequence[int]) -> np.ndarray:
         out = np.empty((len(indices), ny, nx), dtype=dtype)
         for k, i in enumerate(indices):
-            out[k] = frames[int(index.flat[i])]
+            out[k] = read_frame(int(index.flat[i]))
         return out
 
     full_shape = (len(sets), n, ny, nx) if len(sets) > 1 else (n, ny, nx)
