@@ -91,3 +91,27 @@ def test_bom_notes_name_the_firmware_pins():
     for path in (HARDWARE / "bom").glob("*.toml"):
         for gp in re.findall(r"GP\d+", path.read_text()):
             assert gp in valid, f"{path.name} names {gp}, not a firmware signal pin"
+
+
+def test_optical_layouts_are_current_and_carry_scope_plan_figures(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "draw_optics", HARDWARE / "tools" / "draw_optics.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["draw_optics"] = module
+    try:
+        spec.loader.exec_module(module)
+        module.main(tmp_path)
+    finally:
+        sys.modules.pop("draw_optics", None)
+    from scope.planning import load_preset, parts_from_preset, plan_setup
+
+    for build in ("budget", "better"):
+        svg = (tmp_path / f"layout-{build}.svg").read_text()
+        ET.fromstring(svg)
+        assert (HARDWARE / "optics" / f"layout-{build}.svg").read_text() == svg, (
+            f"hardware/optics/layout-{build}.svg is out of date: run hardware/tools/draw_optics.py"
+        )
+        plan = plan_setup(*parts_from_preset(load_preset(HARDWARE / "presets" / f"{build}.toml")))
+        assert f"pattern period at the sample {plan.pattern_period_nm:.1f} nm" in svg
+        assert f"SIM {plan.sim_resolution_nm:.0f} nm" in svg

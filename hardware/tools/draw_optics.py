@@ -1,0 +1,233 @@
+"""Draw the optical layout of each build as SVG and PNG (hardware/optics/layout-<build>.*).
+
+The parts and focal lengths come from the build's preset (hardware/presets/<build>.toml) and the
+figures written on the drawing (demagnification, pattern period at the sample and its fraction of
+the OTF cutoff, pixel size at the sample, resolution) from :mod:`scope.planning`, so the drawing
+cannot disagree with ``scope plan``. Rendered twice from one description (SVG text, and PNG with
+Pillow), like the wiring diagrams.
+
+Usage::
+
+    python hardware/tools/draw_optics.py
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from scope.planning import load_preset, parts_from_preset, plan_setup
+
+HARDWARE = Path(__file__).resolve().parents[1]
+OUT_DIR = HARDWARE / "optics"
+WIDTH, HEIGHT = 1400, 760
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+EXCITATION = "#1f77b4"
+EMISSION = "#2ca02c"
+
+
+@dataclass
+class Layout:
+    title: str
+    rects: list[tuple[float, float, float, float, str, str]] = field(default_factory=list)
+    lenses: list[tuple[float, float, float, bool, str]] = field(default_factory=list)
+    beams: list[tuple[list[tuple[float, float]], str]] = field(default_factory=list)
+    lines: list[tuple[list[tuple[float, float]], str, float]] = field(default_factory=list)
+    texts: list[tuple[float, float, str, int, bool, str, str]] = field(default_factory=list)
+
+    def rect(self, x: float, y: float, w: float, h: float, fill: str, label: str = "") -> None:
+        self.rects.append((x, y, w, h, fill, label))
+
+    def lens(self, x: float, y: float, size: float, vertical: bool, label: str) -> None:
+        self.lenses.append((x, y, size, vertical, label))
+
+    def text(
+        self, x: float, y: float, s: str, size: int = 13, bold: bool = False,
+        colour: str = "#222222", anchor: str = "start",
+    ) -> None:  # fmt: skip
+        self.texts.append((x, y, s, size, bold, colour, anchor))
+
+
+def layout(build: str) -> Layout:
+    camera, objective, illuminator, acquisition = parts_from_preset(
+        load_preset(HARDWARE / "presets" / f"{build}.toml")
+    )
+    plan = plan_setup(camera, objective, illuminator, acquisition)
+    two_beam = illuminator.projection == "two_beam"
+    d = Layout(f"{build.capitalize()} build — optical layout")
+    y0 = 300  # illumination axis
+    xd = 960  # detection axis (dichroic, objective, camera)
+    # light source and pattern device
+    source = "488 nm laser diode + collimator" if two_beam else "projector LED (blue channel)"
+    d.rect(40, y0 - 30, 150, 60, "#fde9c9")
+    d.text(115, y0 + 50, source, anchor="middle")
+    d.rect(250, y0 - 55, 40, 110, "#dddddd")
+    d.text(270, y0 - 95, illuminator.name, anchor="middle", bold=True)
+    period_dev = (illuminator.pattern_period_px or 0) * (illuminator.pixel_pitch_um or 0)
+    d.text(
+        270,
+        y0 + 102,
+        f"grating {illuminator.pattern_period_px:g} px x "
+        f"{illuminator.pixel_pitch_um:g} µm = {period_dev:.1f} µm",
+        anchor="middle",
+    )
+    d.beams.append(([(190, y0), (250, y0)], EXCITATION))
+    f_ill = illuminator.illumination_lens_focal_mm or 0.0
+    if two_beam:
+        # 4f relay: lens, Fourier plane with the zero-order stop, lens
+        d.beams.append(([(290, y0), (420, y0)], EXCITATION))
+        d.lens(420, y0, 120, True, f"f = {f_ill:g} mm")
+        d.beams.append(([(420, y0 - 30), (560, y0 - 30)], EXCITATION))
+        d.beams.append(([(420, y0 + 30), (560, y0 + 30)], EXCITATION))
+        d.rect(553, y0 - 8, 14, 16, "#111111")
+        d.text(560, y0 + 5 + 50, "zero-order stop", anchor="middle")
+        d.text(560, y0 - 32 - 36, "(Fourier plane)", anchor="middle")
+        d.beams.append(([(560, y0 - 30), (700, y0 - 30)], EXCITATION))
+        d.beams.append(([(560, y0 + 30), (700, y0 + 30)], EXCITATION))
+        d.lens(700, y0, 120, True, f"f = {f_ill:g} mm")
+        d.beams.append(([(700, y0 - 30), (xd, y0 - 8)], EXCITATION))
+        d.beams.append(([(700, y0 + 30), (xd, y0 + 8)], EXCITATION))
+        d.text(
+            560,
+            y0 + 150,
+            "only the ±1 orders reach the objective: fringes at half the imaged period",
+            anchor="middle",
+        )
+    else:
+        d.beams.append(([(290, y0), (560, y0)], EXCITATION))
+        d.lens(560, y0, 120, True, f"f = {f_ill:g} mm")
+        d.beams.append(([(560, y0), (xd, y0)], EXCITATION))
+        d.text(560, y0 + 150, "the device is imaged onto the sample (incoherent)", anchor="middle")
+    # dichroic, objective, sample
+    d.lines.append(([(xd - 40, y0 + 40), (xd + 40, y0 - 40)], "#7f7f7f", 6))
+    d.text(xd + 50, y0 + 30, "dichroic")
+    d.beams.append(([(xd, y0), (xd, 170)], EXCITATION))
+    d.rect(xd - 40, 110, 80, 60, "#e8eef8")
+    d.text(xd + 55, 140, f"{objective.name}", bold=True)
+    corr = (
+        "finite, 160 mm"
+        if objective.design_tube_lens_mm is None
+        else f"infinity, designed for {objective.design_tube_lens_mm:g} mm"
+    )
+    d.text(xd + 55, 160, corr)
+    d.rect(xd - 70, 80, 140, 12, "#cfe8cf")
+    d.text(xd + 80, 92, "sample")
+    # detection path
+    d.beams.append(([(xd + 6, 170), (xd + 6, 640)], EMISSION))
+    d.rect(xd - 30, 380, 60, 14, "#b5e0b5")
+    d.text(xd + 50, 392, "emission filter")
+    if objective.design_tube_lens_mm is not None:
+        f_tube = objective.tube_lens_focal_length_mm or objective.design_tube_lens_mm
+        d.lens(xd, 460, 110, False, f"tube lens f = {f_tube:g} mm")
+    else:
+        d.text(xd + 50, 465, "160 mm tube length (no tube lens)")
+    if acquisition.camera_relay_magnification != 1.0:
+        d.lens(xd, 560, 80, False, f"{acquisition.camera_relay_magnification:g}x relay")
+    d.rect(xd - 60, 640, 120, 50, "#dddddd")
+    d.text(xd + 70, 670, camera.name, bold=True)
+    # the figures, from scope.planning
+    lines = [
+        f"demagnification device → sample D = {plan.demagnification:.2f}",
+        f"pattern period at the sample {plan.pattern_period_nm:.1f} nm "
+        f"= {plan.pattern_fraction_of_cutoff:.2f} of the OTF cutoff "
+        f"({'inside' if plan.pattern_inside_otf else 'OUTSIDE'} the support)",
+        f"pixel at the sample {plan.pixel_size_nm:.1f} nm "
+        f"(Nyquist ≤ {plan.nyquist_pixel_size_nm:.1f} nm)",
+        f"resolution: widefield {plan.widefield_resolution_nm:.0f} nm → SIM "
+        f"{plan.sim_resolution_nm:.0f} nm",
+        f"leader mode: {plan.timing['leader'].raw_fps:.1f} raw fps, "
+        f"{plan.timing['leader'].sim_fps:.2f} SIM images/s",
+    ]
+    for i, s in enumerate(lines):
+        d.text(40, 560 + 22 * i, s, size=14)
+    d.text(40, 540, "scope plan --preset hardware/presets/" + build + ".toml:", size=14, bold=True)
+    d.text(40, 120, "excitation", colour=EXCITATION, bold=True)
+    d.text(40, 140, "emission", colour=EMISSION, bold=True)
+    return d
+
+
+def to_svg(d: Layout) -> str:
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="DejaVu Sans, Arial, sans-serif">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="40" y="50" font-size="26" font-weight="bold">{escape(d.title)}</text>',
+    ]
+    for pts, colour in d.beams:
+        p = " ".join(f"{x:.0f},{y:.0f}" for x, y in pts)
+        out.append(f'<polyline points="{p}" fill="none" stroke="{colour}" stroke-width="4"/>')
+    for pts, colour, width in d.lines:
+        p = " ".join(f"{x:.0f},{y:.0f}" for x, y in pts)
+        out.append(f'<polyline points="{p}" fill="none" stroke="{colour}" stroke-width="{width}"/>')
+    for x, y, w, h, fill, _ in d.rects:
+        out.append(
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{fill}" '
+            'stroke="#333" stroke-width="2"/>'
+        )
+    for x, y, size, vertical, label in d.lenses:
+        rx, ry = (12, size / 2) if vertical else (size / 2, 12)
+        out.append(
+            f'<ellipse cx="{x}" cy="{y}" rx="{rx}" ry="{ry}" fill="#cfe3f5" '
+            'stroke="#333" stroke-width="2"/>'
+        )
+        tx, ty = (x, y + size / 2 + 20) if vertical else (x + size / 2 + 12, y + 5)
+        anchor = "middle" if vertical else "start"
+        out.append(
+            f'<text x="{tx}" y="{ty}" font-size="13" text-anchor="{anchor}">{escape(label)}</text>'
+        )
+    for x, y, s, size, bold, colour, anchor in d.texts:
+        weight = ' font-weight="bold"' if bold else ""
+        out.append(
+            f'<text x="{x}" y="{y}" font-size="{size}"{weight} fill="{colour}" '
+            f'text-anchor="{anchor}">{escape(s)}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def to_png(d: Layout, path: Path) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    def font(size: int, bold: bool = False) -> ImageFont.ImageFont:
+        try:
+            return ImageFont.truetype(FONT_BOLD if bold else FONT, size)
+        except OSError:
+            return ImageFont.load_default(size=size)
+
+    img = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((40, 50), d.title, fill="black", font=font(26, True), anchor="ls")
+    for pts, colour in d.beams:
+        draw.line(pts, fill=colour, width=4)
+    for pts, colour, width in d.lines:
+        draw.line(pts, fill=colour, width=int(width))
+    for x, y, w, h, fill, _ in d.rects:
+        draw.rectangle((x, y, x + w, y + h), fill=fill, outline="#333333", width=2)
+    for x, y, size, vertical, label in d.lenses:
+        rx, ry = (12, size / 2) if vertical else (size / 2, 12)
+        draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill="#cfe3f5", outline="#333333", width=2)
+        if vertical:
+            draw.text((x, y + size / 2 + 20), label, fill="black", font=font(13), anchor="ms")
+        else:
+            draw.text((x + size / 2 + 12, y + 5), label, fill="black", font=font(13), anchor="ls")
+    anchors = {"start": "ls", "middle": "ms", "end": "rs"}
+    for x, y, s, size, bold, colour, anchor in d.texts:
+        draw.text((x, y), s, fill=colour, font=font(size, bold), anchor=anchors[anchor])
+    img.save(path, optimize=True)
+
+
+def main(out_dir: Path = OUT_DIR) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for build in ("budget", "better"):
+        d = layout(build)
+        (out_dir / f"layout-{build}.svg").write_text(to_svg(d))
+        to_png(d, out_dir / f"layout-{build}.png")
+        sys.stdout.write(f"wrote {out_dir}/layout-{build}.svg/.png\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
