@@ -328,3 +328,30 @@ def test_parameters_estimated_per_channel(tmp_path):
         expected, _ = reconstruct_stack(lapse.astype(np.float32), SETUP, settings=settings)
         scale = float(np.abs(expected).max())
         np.testing.assert_allclose(image[:, c], expected, rtol=0, atol=1e-5 * scale)
+
+
+def test_existing_scheduler_address(folder, tmp_path):
+    """``--scheduler ADDRESS``: the work goes to a cluster someone else started."""
+    from distributed import LocalCluster
+
+    data, _good = folder
+    preset, name = load_preset("simulated-default")
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        report = run_batch(
+            [data / "b.ome.tif"],
+            tmp_path / "out",
+            preset=preset,
+            preset_name=name,
+            flags=BatchOptions(backend="numpy"),
+            scheduler=cluster.scheduler_address,
+        )
+        assert report.addresses["scheduler"] == cluster.scheduler_address
+        assert report.files[0]["status"] == "done", report.files[0]
+        # the batch leaves the cluster it did not start running
+        assert cluster.scheduler_info["workers"]
+    assert report.scheduler == f"Dask scheduler {cluster.scheduler_address}"
+    image, px, _ = read_image(tmp_path / "out" / "b.sim.zarr")
+    assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
+    assert px == pytest.approx(32.5)
