@@ -132,28 +132,30 @@ def _local_dtft(q, center_px, half_width_px: float, n: int, xp) -> tuple[Any, An
     return (ey @ q) @ ex, fy, fx
 
 
-def _refine_peak(q, start_px, xp) -> tuple[float, float, complex]:
-    """Sub-pixel maximum of |DTFT(q)| near ``start_px`` by successive zooms and a parabola."""
+def _refine_peak(q, start_px, xp) -> tuple[float, float]:
+    """Sub-pixel maximum of |DTFT(q)| near ``start_px``: two zooms, then a parabola."""
     center = (float(start_px[0]), float(start_px[1]))
+    mag = np.zeros((1, 1))
+    iy = ix = 0
+    step = 0.0
     for hw, n in ((1.0, 9), (0.125, 9)):
         vals, fy, fx = _local_dtft(q, center, hw, n, xp)
         mag = np.abs(_to_np(vals))
         iy, ix = np.unravel_index(int(np.argmax(mag)), mag.shape)
         center = (float(fy[iy]), float(fx[ix]))
-    # parabolic interpolation on the last 3x3 neighbourhood
-    step = 0.125 * 2 / 8
-    vals, _, _ = _local_dtft(q, center, step, 3, xp)
-    mag = np.abs(_to_np(vals))
+        step = 2 * hw / (n - 1)
 
     def vertex(a, b, c):
         den = a - 2 * b + c
         return 0.0 if den >= 0 else 0.5 * (a - c) / den
 
-    dy = np.clip(vertex(mag[0, 1], mag[1, 1], mag[2, 1]), -1, 1) * step
-    dx = np.clip(vertex(mag[1, 0], mag[1, 1], mag[1, 2]), -1, 1) * step
-    center = (center[0] + dy, center[1] + dx)
-    val, _, _ = _local_dtft(q, center, 0.0, 1, xp)
-    return center[0], center[1], complex(_to_np(val)[0, 0])
+    # parabola through the maximum of the finest grid and its neighbours
+    dy = dx = 0.0
+    if 0 < iy < mag.shape[0] - 1:
+        dy = float(np.clip(vertex(mag[iy - 1, ix], mag[iy, ix], mag[iy + 1, ix]), -1, 1)) * step
+    if 0 < ix < mag.shape[1] - 1:
+        dx = float(np.clip(vertex(mag[iy, ix - 1], mag[iy, ix], mag[iy, ix + 1]), -1, 1)) * step
+    return center[0] + dy, center[1] + dx
 
 
 def _combine(weights, stack) -> Any:
@@ -436,7 +438,7 @@ def _estimate_angle(
             x_ = fft.ifft2(w1 * h * hs)
             y_ = fft.ifft2(w0 * h * hs_plus)
             q = x_ * xp.conj(y_)
-            ry, rx, _ = _refine_peak(q, (k_est[1] / dk[0], k_est[0] / dk[1]), xp)
+            ry, rx = _refine_peak(q, (k_est[1] / dk[0], k_est[0] / dk[1]), xp)
             k_est = (rx * dk[1], ry * dk[0])
 
     # 3. per-frame phases by a matched filter: each frame minus the 0 order (taken from the
