@@ -71,12 +71,15 @@ class BatchReport:
     def table(self) -> str:
         """A readable fixed-width table, one row per file, errors spelled out below."""
         rows = [("file", "status", "sets", "angles (deg)", "period (nm)", "res. WF/SIM (nm)", "s")]
-        for f in self.files:
+        names = [Path(f["input"]).name for f in self.files]
+        if len(set(names)) < len(names):  # same names in different folders: show the folder
+            names = [f"{Path(f['input']).parent.name}/{Path(f['input']).name}" for f in self.files]
+        for f, shown in zip(self.files, names):
             params = (f.get("parameters") or {}).get("angles") or []
             res = f.get("resolution") or {}
             rows.append(
                 (
-                    Path(f["input"]).name,
+                    shown,
                     f["status"],
                     str(f.get("n_sets", "")),
                     " ".join(f"{a['angle_deg']:.1f}" for a in params),
