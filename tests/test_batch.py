@@ -355,3 +355,30 @@ def test_existing_scheduler_address(folder, tmp_path):
     image, px, _ = read_image(tmp_path / "out" / "b.sim.zarr")
     assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
     assert px == pytest.approx(32.5)
+
+
+def test_nan_mid_file_fails_that_file_without_leaving_output(tmp_path):
+    raw = _time_lapse(3).astype(np.float32)
+    raw[2, 4, 10, 10] = np.nan  # found only when time point 2 is read
+    path = tmp_path / "nan.tif"
+    tifffile.imwrite(path, raw)
+    preset, name = load_preset("simulated-default")
+    for fmt in ("zarr", "tiff"):
+        report = run_batch(
+            [path],
+            tmp_path / "out",
+            preset=preset,
+            preset_name=name,
+            flags=BatchOptions(backend="numpy"),
+            output=OutputOptions(format=fmt),
+        )
+        entry = report.files[0]
+        assert entry["status"] == "error"
+        assert entry["error"] == (
+            "nan.tif: SIM set (2,) holds 1 NaN/inf values; expected finite intensities — "
+            "fix or drop those frames"
+        )
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+            "batch-report.json",
+            "batch-report.txt",
+        ]

@@ -323,7 +323,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 writer.abort()
                 raise
         else:
-            _write_params_after = provenance.copy()
+            params_provenance = provenance.copy()
             write_ome_tiff(
                 out,
                 (sim for _, sim in planes()),
@@ -331,7 +331,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 axes=out_axes,
                 metadata=provenance,
                 shape=out_shape,
-                before_commit=lambda: _write_params(job, engine, _write_params_after, resolution),
+                before_commit=lambda: _write_params(job, engine, params_provenance, resolution),
             )
     return {
         "n_sets": stack.n_sets,
