@@ -190,6 +190,14 @@ def _wait_for(predicate, timeout_s: float) -> bool:
     return False
 
 
+def _scope_command() -> list[str]:
+    """The installed ``scope`` console script (or the same entry point through Python)."""
+    script = Path(sys.executable).with_name("scope")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from scope.cli import main; sys.exit(main())"]
+
+
 def _interrupt_after(cmd, done, n_outputs: int, sig: int) -> subprocess.CompletedProcess:
     """Start ``scope batch``, wait for ``n_outputs`` complete outputs, send ``sig`` to its
     process group (Ctrl-C reaches the whole foreground group; SIGKILL as a crash would)."""
@@ -215,7 +223,7 @@ def test_interrupted_then_killed_then_restarted_finishes_only_the_missing(tmp_pa
         tifffile.imwrite(data / f"cell{i}.tif", np.roll(lapse, i, axis=-1))
     out = tmp_path / "out"
     cmd = [
-        str(Path(sys.executable).with_name("scope")),  # the installed console script
+        *_scope_command(),
         "batch",
         str(data),
         "-o",
