@@ -382,3 +382,15 @@ def test_scope_acquire_run_is_read_in_pattern_order(tmp_path, name):
     assert (stack.pixel_size_nm, stack.wavelength_nm, stack.na) == (65.0, 525.0, 1.2)
     np.testing.assert_array_equal(stack.read_set(0), raw[0].astype(np.float32))
     np.testing.assert_array_equal(stack.read_set(1), raw[1].astype(np.float32))
+
+
+def test_absurd_zarr_shape_refused_before_allocation(tmp_path):
+    path = write_ome_zarr(
+        tmp_path / "raw.zarr", _raw((9, 16, 16)).astype(np.float32), pixel_size_nm=65, axes="TYX"
+    )
+    meta_file = path / "0" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["shape"] = [9, 200_000, 200_000]
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [1, 200_000, 200_000]
+    meta_file.write_text(json.dumps(meta))
+    _refused_cheaply(path, "header claims frames of 200000 x 200000 pixels", n_frames_per_set=9)
