@@ -41,7 +41,6 @@ from scope.errors import ConfigurationError, DataFormatError, ReconstructionErro
 from scope.optics import OTF, OpticalSetup, ideal_otf, pixel_transfer
 from scope.sim.params import SIMParameters
 from scope.sim.spectral import (
-    circular_segments,
     default_taper_px,
     edge_taper,
     freq_grid,
@@ -121,6 +120,24 @@ class NoiseModel:
 
     def signal_power(self, k_per_um: Any, xp: Any = np) -> Any:
         return self.amplitude * xp.maximum(k_per_um, 1e-3) ** (-self.exponent)
+
+
+def _runs(src: np.ndarray, dst: np.ndarray) -> list[tuple[slice, slice]]:
+    """Split an index mapping into contiguous (dst slice, src slice) runs."""
+    out: list[tuple[slice, slice]] = []
+    if src.size == 0:
+        return out
+    start = 0
+    for j in range(1, src.size + 1):
+        if j == src.size or dst[j] != dst[j - 1] + 1 or src[j] != src[j - 1] + 1:
+            out.append(
+                (
+                    slice(int(dst[start]), int(dst[j - 1]) + 1),
+                    slice(int(src[start]), int(src[j - 1]) + 1),
+                )
+            )
+            start = j
+    return out
 
 
 def _to_np(a: Any) -> np.ndarray:
@@ -259,39 +276,52 @@ class SIMReconstructor:
         self._half_cols = self.output_shape[1] // 2 + 1
         self._place0 = self._placement(ny, nx, 0, 0, rfft_source=True)
         self._place_plus = [self._placement(ny, nx, -iy, -ix) for (iy, ix), _ in self._shifts]
-        self._place_minus = [self._placement(ny, nx, iy, ix) for (iy, ix), _ in self._shifts]
+        # the -1 order is read from the flipped view b[::-1, ::-1] of the +1 order's spectrum
+        # (no copy): flipped index i holds frequency -f(n - 1 - i)
+        self._place_minus = [
+            self._placement(ny, nx, iy, ix, flipped=True) for (iy, ix), _ in self._shifts
+        ]
 
-    def _placement(self, ny: int, nx: int, off_y: int, off_x: int, *, rfft_source: bool = False):
-        """Slice pairs that add an FFT-ordered camera-grid block into the 2x half-plane."""
+    def _placement(
+        self,
+        ny: int,
+        nx: int,
+        off_y: int,
+        off_x: int,
+        *,
+        rfft_source: bool = False,
+        flipped: bool = False,
+    ):
+        """Slice pairs that add a camera-grid spectrum block into the 2x half-plane.
+
+        The block is FFT-ordered (``rfft_source``: an rfft half-plane), or the flipped view of
+        an FFT-ordered block (``flipped``); its frequency ``f`` lands at ``f + offset``.
+        """
         oy, ox = self.output_shape
-        rows = circular_segments(ny, oy, off_y)
+
+        def freqs(n: int) -> np.ndarray:
+            f = np.fft.fftfreq(n, 1.0 / n).astype(int)
+            return -f[::-1] if flipped else f
+
+        rows = _runs(np.arange(ny), (freqs(ny) + off_y) % oy)
         if rfft_source:
             cols_src = np.arange(nx // 2 + 1)
             cols_dst = cols_src + off_x
         else:
-            f = np.fft.fftfreq(nx, 1.0 / nx).astype(int)
-            cols_dst = (f + off_x) % ox
             cols_src = np.arange(nx)
+            cols_dst = (freqs(nx) + off_x) % ox
         keep = cols_dst < self._half_cols
-        cols: list[tuple[slice, slice]] = []
-        src, dst = cols_src[keep], cols_dst[keep]
-        if src.size:
-            start = 0
-            for j in range(1, src.size + 1):
-                if j == src.size or dst[j] != dst[j - 1] + 1 or src[j] != src[j - 1] + 1:
-                    cols.append(
-                        (slice(dst[start], dst[j - 1] + 1), slice(src[start], src[j - 1] + 1))
-                    )
-                    start = j
+        cols = _runs(cols_src[keep], cols_dst[keep])
         return [(rd, rs, cd, cs) for rd, rs in rows for cd, cs in cols]
 
     def _band_grids(self) -> tuple[Any, Any, Any, Any]:
         """Frequencies of the camera grid (full and rfft) and of the 2x half-plane."""
         xp = self.backend.xp
         dx = self.setup.pixel_size_um
-        ky, kx = freq_grid(self.shape, dx, xp)
-        ky_r, kx_r = freq_grid(self.shape, dx, xp, rfft=True)
-        oky, okx = freq_grid(self.output_shape, dx / 2, xp, rfft=True)
+        f32 = xp.float32
+        ky, kx = (a.astype(f32) for a in freq_grid(self.shape, dx, xp))
+        ky_r, kx_r = (a.astype(f32) for a in freq_grid(self.shape, dx, xp, rfft=True))
+        oky, okx = (a.astype(f32) for a in freq_grid(self.output_shape, dx / 2, xp, rfft=True))
         return (ky, kx), (ky_r, kx_r), (oky, okx), None
 
     def _prepare_filter(self) -> None:
@@ -435,17 +465,21 @@ class SIMReconstructor:
         z = fft.rfft2(zero) * self._w0
         for rd, rs, cd, cs in self._place0:
             acc[rd, cd] += z[rs, cs]
+        band = xp.empty((ny, nx), xp.complex64)
         for a in range(self.params.n_angles):
-            band = (re[1 + a] + 1j * im[a]) * self._shifts[a][1]
-            b = fft.fft2(band) * self._w_plus[a]
+            band.real = re[1 + a]
+            band.imag = im[a]
+            band *= self._shifts[a][1]
+            b = fft.fft2(band)
+            b *= self._w_plus[a]
             for rd, rs, cd, cs in self._place_plus[a]:
                 acc[rd, cd] += b[rs, cs]
-            # -1 order: the mirrored conjugate of the +1 order (real data)
-            mirrored = xp.conj(xp.roll(b[::-1, ::-1], (1, 1), axis=(0, 1)))
+            # -1 order: the conjugate of the +1 order at mirrored frequencies (real data)
+            flipped = b[::-1, ::-1]
             for rd, rs, cd, cs in self._place_minus[a]:
-                acc[rd, cd] += mirrored[rs, cs]
+                acc[rd, cd] += xp.conj(flipped[rs, cs])
         acc *= self._filter
-        return fft.irfft2(acc, s=self.output_shape).astype(xp.float32)
+        return fft.irfft2(acc, s=self.output_shape).astype(xp.float32, copy=False)
 
     def with_settings(self, **changes: Any) -> SIMReconstructor:
         """A new reconstructor with some settings changed (same parameters and noise model)."""

@@ -84,20 +84,3 @@ def separation_matrix(phases_rad: Any) -> np.ndarray:
             f"condition {cond:.3g}): the phases of one angle must be distinct, ideally 2π/N apart"
         )
     return np.linalg.pinv(m)
-
-
-def circular_segments(n_src: int, n_dst: int, offset: int) -> list[tuple[slice, slice]]:
-    """Contiguous (dst, src) slice pairs that place FFT-ordered ``src`` into ``dst``.
-
-    Source index ``j`` (frequency ``f = j`` for ``j < n_src/2`` else ``j - n_src``) lands at
-    destination index ``(f + offset) mod n_dst``; ``n_dst >= n_src``.
-    """
-    freqs = np.fft.fftfreq(n_src, 1.0 / n_src).astype(int)
-    dst = (freqs + offset) % n_dst
-    pairs: list[tuple[slice, slice]] = []
-    start = 0
-    for j in range(1, n_src + 1):
-        if j == n_src or dst[j] != dst[j - 1] + 1:
-            pairs.append((slice(dst[start], dst[j - 1] + 1), slice(start, j)))
-            start = j
-    return pairs
