@@ -398,7 +398,11 @@ def _estimate_angle(
     peak_flat = int(_to_np(xp.argmax(masked)))
     py, px = np.unravel_index(peak_flat, (ny, nx))
     peak = float(_to_np(masked[py, px]))
-    ring = corr[mask]
+    # the noise level comes from the whole annulus, not from a prior's small window (which is
+    # mostly the peak's own neighbourhood)
+    annulus = _carrier_search_mask((ny, nx), setup, otf, settings, None, xp)
+    annulus &= overlap > 1e-2 * float(_to_np(overlap.max()))
+    ring = corr[annulus] if bool(_to_np(annulus.any())) else corr[mask]
     background = float(_to_np(xp.median(ring)))
     confidence = peak / max(background, 1e-30)
     fy = py if py < ny / 2 else py - ny
