@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# software OpenGL (Xvfb): render in the GUI thread, not in llvmpipe's spinning workers, which
+# would starve the live acquisition on 2 cores (see reconstruction/benchmarks/RESULTS.md)
+os.environ.setdefault("LP_NUM_THREADS", "0")
 pytest.importorskip("napari")
 if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
     pytest.skip("no display: run under `bash dev.sh test` (Xvfb)", allow_module_level=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ def make_viewer(path: str | Path | None = None, *, live: bool = False, viewer: A
     Returns the viewer; the widgets are in ``viewer.window._dock_widgets`` and also returned as
     attributes ``viewer.scope_widgets`` (a dict) for scripts and tests.
     """
+    # Mesa's software renderer (llvmpipe: VMs, Xvfb, no GPU driver) rasterises in worker threads
+    # that spin while they wait and starve live acquisition and reconstruction on small
+    # machines; rendering in the GUI thread instead costs nothing where a GPU draws
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     import napari
 
     from scope.napari.live_widget import LiveImagingWidget

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 RAW_LAYER = "live raw"
 WIDEFIELD_LAYER = "live widefield"
 SIM_LAYER = "live SIM"
-_POLL_MS = 30
+#: default display rate limit: redrawing costs CPU where OpenGL is software-rendered
+DISPLAY_HZ = 15
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str) -> Any:
@@ -180,6 +181,14 @@ class LiveImagingWidget(QWidget):
         rform.addRow("New SIM image", self.sim_every)
         rform.addRow("", self.estimate)
         rform.addRow("Backend", self.backend)
+        self.display_hz = QSpinBox()
+        self.display_hz.setRange(1, 60)
+        self.display_hz.setValue(DISPLAY_HZ)
+        self.display_hz.setSuffix(" Hz")
+        self.display_hz.setToolTip(
+            "largest display refresh rate (acquisition and reconstruction run at their own pace)"
+        )
+        rform.addRow("Display up to", self.display_hz)
         rec_box = QGroupBox("Live reconstruction")
         rec_box.setLayout(rform)
 
@@ -230,7 +239,8 @@ class LiveImagingWidget(QWidget):
         layout.addStretch(1)
 
         self.timer = QTimer(self)
-        self.timer.setInterval(_POLL_MS)
+        self.timer.setInterval(int(1000 / DISPLAY_HZ))
+        self.display_hz.valueChanged.connect(lambda v: self.timer.setInterval(int(1000 / v)))
         self.timer.timeout.connect(self._poll)
 
     # -- configuration -----------------------------------------------------------------------
@@ -349,18 +359,29 @@ class LiveImagingWidget(QWidget):
         self.timer.stop()
 
     # -- display -------------------------------------------------------------------------------
-    def _layer(self, name: str, data: np.ndarray, scale: tuple, translate: tuple, cmap: str) -> Any:
+    def _layer(
+        self,
+        name: str,
+        data: np.ndarray,
+        scale: tuple,
+        translate: tuple,
+        cmap: str,
+        *,
+        visible: bool = True,
+    ) -> Any:
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             if layer.data.shape == data.shape:
-                layer.data = data
+                if layer.visible:  # hidden layers cost nothing; they catch up when shown
+                    layer.data = data
+                    self.gui_updates += 1
                 return layer
             layer.data = data  # ROI changed between sessions: same layer, new shape
             layer.scale, layer.translate = scale, translate
             self._fixed_contrast.discard(name)
         else:
             layer = self.viewer.add_image(
-                data, name=name, scale=scale, translate=translate, colormap=cmap
+                data, name=name, scale=scale, translate=translate, colormap=cmap, visible=visible
             )
             layer.metadata["scope_kind"] = "sim" if name == SIM_LAYER else "raw"
         if name not in self._fixed_contrast:
@@ -397,10 +418,14 @@ class LiveImagingWidget(QWidget):
         cam = (px_um, px_um)
         if snap.raw is not None and snap.raw_serial != self._shown_raw:
             self._shown_raw = snap.raw_serial
-            self._layer(RAW_LAYER, snap.raw, cam, (0.0, 0.0), "gray")
-            self.gui_updates += 1
+            # with SIM on top, raw and widefield start hidden (the SIM layer covers them and
+            # drawing them would cost the display rate); tick them in the layer list to see them
+            visible = s.mode == "live"
+            self._layer(RAW_LAYER, snap.raw, cam, (0.0, 0.0), "gray", visible=visible)
             if snap.widefield is not None:
-                self._layer(WIDEFIELD_LAYER, snap.widefield, cam, (0.0, 0.0), "gray")
+                self._layer(
+                    WIDEFIELD_LAYER, snap.widefield, cam, (0.0, 0.0), "gray", visible=visible
+                )
         if snap.sim is not None and snap.sim_serial != self._shown_sim:
             self._shown_sim = snap.sim_serial
             layer = self._layer(
