@@ -458,11 +458,15 @@ class SIMReconstructor:
         re = (self._rows_real @ flat).reshape(-1, ny, nx)
         im = (self._rows_imag @ flat).reshape(-1, ny, nx)
         offset = self._offset(frames)
-        zero = re[0] - offset
+        # zero order tapered towards its mean: FFT((z - mean) taper) plus the mean at DC
+        zero = re[0]
         mean = zero.mean()
-        zero = (zero - mean) * self._taper + mean
+        zero -= mean
+        zero *= self._taper
+        z = fft.rfft2(zero)
+        z[0, 0] += (mean - offset) * (ny * nx)
+        z *= self._w0
         acc = xp.zeros((2 * ny, self._half_cols), xp.complex64)
-        z = fft.rfft2(zero) * self._w0
         for rd, rs, cd, cs in self._place0:
             acc[rd, cd] += z[rs, cs]
         band = xp.empty((ny, nx), xp.complex64)
