@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScopeError as err:
         print(f"scope {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # missing folders, permissions, full disks: one line, not a trace
+        print(f"scope {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"scope {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"the output must be a .tif/.ome.tif file, got {out.name}")
     if not src.exists():
         raise DataFormatError(f"{src} does not exist")
+    out.parent.mkdir(parents=True, exist_ok=True)
     return reconstruct_file(src, out, args)
 
 
