@@ -228,11 +228,15 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace) -> int:
             png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
             spectrum_png(png, first, setup, params)
             res = estimate_resolution(first, setup, params, offset_adu=offset or 0.0, otf=otf)
-            doc["resolution_nm"] = {"widefield": res.widefield_nm, "sim": res.sim_nm}
+            doc["resolution_nm"] = {
+                "widefield": res.widefield_nm,
+                "sim": res.sim_nm,
+                "method": res.method,
+            }
             write_params()
             print(f"spectrum: {png}")
             print(
-                f"resolution (split-photon FRC): widefield {res.widefield_nm:.0f} nm, "
+                f"resolution ({res.method}): widefield {res.widefield_nm:.0f} nm, "
                 f"SIM {res.sim_nm:.0f} nm"
             )
     dt = time.perf_counter() - t0
