@@ -28,6 +28,7 @@ pytestmark = pytest.mark.napari
 def _screenshot(viewer, name: str, tmp_path: Path) -> Path:
     from PIL import Image
 
+    viewer.window._qt_window.resize(1400, 940)
     folder = Path(os.environ.get("SCOPE_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     img = viewer.screenshot(canvas_only=False, flash=False)
@@ -130,10 +131,11 @@ def test_live_sim_matches_offline_reconstruction_and_stops_cleanly(
 
 
 def test_record_through_the_engine_with_progress(make_napari_viewer, qtbot, tmp_path):
+    """Record 8 sets to OME-Zarr through the engine; the progress bar moves to 100 %."""
     from scope.io.raw import open_raw
     from scope.napari.live_widget import LiveImagingWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     widget = LiveImagingWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Live SIM imaging")
     widget.sensor.setValue(128)
@@ -145,6 +147,7 @@ def test_record_through_the_engine_with_progress(make_napari_viewer, qtbot, tmp_
     widget.record_button.click()
     qtbot.waitUntil(lambda: widget.session is None, timeout=30_000)
     assert widget.progress.value() == 100
+    _screenshot(viewer, "napari_record.png", tmp_path)
     assert len(set(progress)) >= 3  # it moved while recording
     summary = widget.last_session.summary
     assert summary.state == "complete"

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.napari
 def _screenshot(viewer, name: str, tmp_path: Path) -> Path:
     from PIL import Image
 
+    viewer.window._qt_window.resize(1400, 860)
     folder = Path(os.environ.get("SCOPE_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     img = viewer.screenshot(canvas_only=False, flash=False)
@@ -173,6 +174,13 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     got = np.asarray(viewer.layers[PREVIEW_LAYER].data)
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     _screenshot(viewer, "napari_reconstruction.png", tmp_path)
+    # the spectrum with the carriers marked (frequency space, its own layers)
+    for layer in viewer.layers:
+        layer.visible = layer.name in (SPECTRUM_LAYER, CARRIERS_LAYER)
+    viewer.reset_view()
+    _screenshot(viewer, "napari_spectrum_carriers.png", tmp_path)
+    for layer in viewer.layers:
+        layer.visible = layer.name not in (SPECTRUM_LAYER, CARRIERS_LAYER)
 
     widget.reconstruct_button.click()
     qtbot.waitUntil(lambda: "B-SIM HeLa mitochondria SIM" in viewer.layers, timeout=30_000)
@@ -210,3 +218,51 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
         stored = back.metadata["file"]
         assert stored["sim_parameters"] == out.metadata["sim_parameters"]
         assert stored["optics"]["na"] == 1.3
+
+
+def test_scope_view_docks_the_widgets_and_opens_the_file(make_napari_viewer, data_dir, tmp_path):
+    """What ``scope view FILE`` and ``scope demo`` build (without blocking in napari.run)."""
+    from scope.cli import build_parser
+    from scope.napari.launch import make_viewer
+    from scope.napari.live_widget import LiveImagingWidget
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+
+    args = build_parser().parse_args(["view", "--live", str(data_dir / "rdl-tirf-microtubules")])
+    assert args.live and args.func.__module__ == "scope.cli.view"
+    viewer = make_napari_viewer(show=True)
+    mrc = data_dir / "rdl-tirf-microtubules" / "MT.mrc"
+    _, widgets = make_viewer(mrc, live=True, viewer=viewer)
+    assert isinstance(widgets["reconstruction"], ReconstructionWidget)
+    assert isinstance(widgets["live"], LiveImagingWidget)
+    assert widgets["reconstruction"].layer_box.currentText() == "MT.mrc raw"
+    assert widgets["reconstruction"].pixel_size.value() == pytest.approx(62.6, abs=0.05)
+    docked = set(viewer.window._dock_widgets)
+    assert {"SIM reconstruction", "Live SIM imaging"} <= docked
+    _screenshot(viewer, "napari_scope_view.png", tmp_path)
+
+
+def test_export_widget_is_registered_and_previews_a_sim_layer(make_napari_viewer, qtbot, tmp_path):
+    pytest.importorskip("av")
+    from scope.napari._sample_data import simulated_raw
+    from scope.napari.export_widget import ExportVideoWidget
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+
+    viewer = make_napari_viewer(show=True)
+    ((data, kwargs, _),) = simulated_raw((128, 128))
+    viewer.add_image(data, **kwargs)
+    rec = ReconstructionWidget(viewer)
+    rec.reconstruct_button.click()
+    qtbot.waitUntil(lambda: "simulated SIM" in viewer.layers, timeout=30_000)
+    qtbot.waitUntil(lambda: not rec.busy, timeout=10_000)
+    sim = viewer.layers["simulated SIM"]
+    assert sim.data.shape == (256, 256)
+    widget = ExportVideoWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Export video")
+    widget.sim_layer.setCurrentText(sim.name)
+    widget.title.setText("Live SIM, simulated")
+    frame = widget.preview()
+    assert frame.ndim == 3 and frame.std() > 0
+    assert widget.pixel_size.value() == pytest.approx(32.5)
+    qtbot.waitUntil(widget.isVisible, timeout=5_000)
+    qtbot.wait(200)
+    _screenshot(viewer, "napari_export.png", tmp_path)

@@ -51,7 +51,7 @@ def simulated_raw(shape: tuple[int, int] = (256, 256), seed: int = 0) -> list[tu
         "sim_parameters": params.to_dict(),
         "source_path": "simulated",
     }
-    return _layer(raw.astype(np.float32), "simulated raw SIM", meta)
+    return _layer(raw.astype(np.float32), "simulated raw", meta)
 
 
 def bsim_hela_mitochondria() -> list[tuple]:

@@ -10,12 +10,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def make_viewer(path: str | Path | None = None, *, live: bool = False, viewer: Any = None) -> Any:
+def make_viewer(
+    path: str | Path | None = None, *, live: bool = False, viewer: Any = None
+) -> tuple[Any, dict[str, Any]]:
     """A napari viewer with the reconstruction widget docked (and the live widget when
     ``live`` is true or no file is given), ``path`` opened with the plugin's reader.
 
-    Returns the viewer; the widgets are in ``viewer.window._dock_widgets`` and also returned as
-    attributes ``viewer.scope_widgets`` (a dict) for scripts and tests.
+    Returns ``(viewer, widgets)``: ``widgets`` maps ``"reconstruction"`` (and ``"live"``) to
+    the docked widgets.
     """
     # Mesa's software renderer (llvmpipe: VMs, Xvfb, no GPU driver) rasterises in worker threads
     # that spin while they wait and starve live acquisition and reconstruction on small
@@ -38,8 +40,7 @@ def make_viewer(path: str | Path | None = None, *, live: bool = False, viewer: A
         viewer.window.add_dock_widget(live_w, name="Live SIM imaging", area="right", tabify=True)
         widgets["live"] = live_w
         viewer.window._qt_window.destroyed.connect(lambda *_: live_w.shutdown())
-    viewer.scope_widgets = widgets  # type: ignore[attr-defined]
-    return viewer
+    return viewer, widgets
 
 
 def open_viewer(path: str | Path | None = None, *, live: bool = False) -> None:
@@ -49,8 +50,8 @@ def open_viewer(path: str | Path | None = None, *, live: bool = False) -> None:
     """
     import napari
 
-    viewer = make_viewer(path, live=live)
-    live_w = viewer.scope_widgets.get("live")
+    _, widgets = make_viewer(path, live=live)
+    live_w = widgets.get("live")
     try:
         napari.run()
     finally:

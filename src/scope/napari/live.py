@@ -32,6 +32,7 @@ Gustafsson, J. Microsc. 198, 82 (2000) (SIM); Müller et al., Nat. Commun. 7, 10
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -39,6 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,18 @@ from scope.errors import ConfigurationError, ScopeError
 log = logging.getLogger(__name__)
 
 Mode = Literal["live", "sim", "record"]
+
+_RUNNING: weakref.WeakSet[LiveSession] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_sessions() -> None:
+    """At interpreter exit: stop every live session so the devices are closed (light off) and
+    the run file is closed, instead of daemon threads dying mid-frame."""
+    for session in list(_RUNNING):
+        session.stop()
+    for session in list(_RUNNING):
+        session.join(5.0)
 
 
 @dataclass
@@ -394,6 +408,7 @@ class LiveSession:
         if self._thread is not None:
             raise ScopeError("this live session was already started; make a new one")
         self._snap.stats.state = "starting"
+        _RUNNING.add(self)
         self._thread = threading.Thread(target=self._run, name="scope-live-acquire", daemon=True)
         self._thread.start()
 
@@ -515,6 +530,7 @@ class LiveSession:
                     log.error("closing the devices failed: %s", err)
             if self._scratch is not None and not self.keep_run:
                 shutil.rmtree(self._scratch, ignore_errors=True)
+            _RUNNING.discard(self)
 
     # -- processing thread -------------------------------------------------------------------
     def _process_catching(self) -> None:

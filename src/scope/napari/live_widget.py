@@ -238,6 +238,9 @@ class LiveImagingWidget(QWidget):
         layout.addWidget(self.stats_label)
         layout.addStretch(1)
 
+        # the dock closing (or the viewer) destroys this widget: stop what still runs
+        sessions = self._sessions = []  # the widget's sessions, for the destroyed hook
+        self.destroyed.connect(lambda *_: [x.stop() for x in sessions])
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / DISPLAY_HZ))
         self.display_hz.valueChanged.connect(lambda v: self.timer.setInterval(int(1000 / v)))
@@ -314,6 +317,7 @@ class LiveImagingWidget(QWidget):
             self.status.setText(f"cannot start: {err}")
             return None
         self.session = session
+        self._sessions[:] = [session]
         self._shown_raw = self._shown_sim = 0
         self.progress.setValue(0)
         self.status.setText(f"{mode}: starting …")
