@@ -3,7 +3,8 @@
 NA 1.2, 525 nm emission, 65 nm camera pixels, 256x256 camera frames; pattern at 0.85 of the
 detection cutoff with modulation 0.8; per-frame phase errors uniform in ±0.15 rad; a filament
 network with beads over a faint diffuse background; Poisson shot noise, 1.5 e- read noise,
-30 photons of background, offset 100 ADU.
+offset 100 ADU; an unmodulated background of 7.5 % of the peak (30 photons at 400 photons peak:
+a dimmer exposure of the same sample dims its background too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scope.sim.samples import make_sample
 
 SETUP = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
 OFFSET = 100.0
+BACKGROUND = 30.0 / 400.0  # unmodulated background per pixel, as a fraction of the peak
 
 
 @dataclass
@@ -55,7 +57,7 @@ def make_case(
         truth,
         SETUP,
         photons_peak=photons,
-        background_photons=30,
+        background_photons=BACKGROUND * photons,
         offset_adu=OFFSET,
         rng=rng,
     )

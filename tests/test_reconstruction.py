@@ -66,9 +66,9 @@ def test_resolution_gain_at_400_photons(results):
 
 
 def test_resolution_gain_at_60_photons(results):
-    # measured 1.53-1.63 (issue 2 asks >= 1.6 on every seed: 2 of 5 seeds reach it)
+    # measured 1.589-1.665 (issue 2 asks >= 1.6 on every seed: 3 of 5 seeds reach it)
     gain = results[60][:, 1]
-    assert gain.min() >= 1.5 and np.median(gain) >= 1.58, gain
+    assert gain.min() >= 1.55 and np.median(gain) >= 1.6, gain
 
 
 @pytest.mark.parametrize(("n_angles", "n_phases"), [(3, 5), (2, 4)])
