@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--dark-ms", type=float, default=10.0)
     ap.add_argument("--every", choices=("frame", "set"), default="frame")
     ap.add_argument("--backend", default="numpy")
-    ap.add_argument("--display-hz", type=int, default=15, help="display refresh limit")
+    ap.add_argument("--display-hz", type=int, default=10, help="display refresh limit")
     args = ap.parse_args()
 
     import napari

@@ -51,7 +51,7 @@ RAW_LAYER = "live raw"
 WIDEFIELD_LAYER = "live widefield"
 SIM_LAYER = "live SIM"
 #: default display rate limit: redrawing costs CPU where OpenGL is software-rendered
-DISPLAY_HZ = 15
+DISPLAY_HZ = 10
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str) -> Any:
