@@ -386,7 +386,7 @@ def _estimate_angle(
     mask = _carrier_search_mask((ny, nx), setup, otf, settings, prior, xp)
     # shifts whose OTF overlap is tiny carry no usable signal (and a noisy ratio)
     # (a prior's narrow window may reach further out, where carriers beyond the cutoff live)
-    min_overlap = 1e-2 if prior is None else 1e-4
+    min_overlap = 3e-3 if prior is None else 1e-4
     mask &= overlap > min_overlap * float(_to_np(overlap.max()))
     if not bool(_to_np(mask.any())):
         raise ReconstructionError(
@@ -401,7 +401,7 @@ def _estimate_angle(
     # the noise level comes from the whole annulus, not from a prior's small window (which is
     # mostly the peak's own neighbourhood)
     annulus = _carrier_search_mask((ny, nx), setup, otf, settings, None, xp)
-    annulus &= overlap > 1e-2 * float(_to_np(overlap.max()))
+    annulus &= overlap > 3e-3 * float(_to_np(overlap.max()))
     ring = corr[annulus] if bool(_to_np(annulus.any())) else corr[mask]
     background = float(_to_np(xp.median(ring)))
     confidence = peak / max(background, 1e-30)
