@@ -99,6 +99,9 @@ def test_live_sim_matches_offline_reconstruction_and_stops_cleanly(
         time.sleep(0.05)
     assert _new_threads(baseline) == set()
     assert not session.running
+    from qtpy.QtCore import QThreadPool
+
+    assert QThreadPool.globalInstance().activeThreadCount() == 0  # no Qt worker either
 
     # the displayed SIM image == offline reconstruction of the same recorded frames
     layer = viewer.layers[SIM_LAYER]

@@ -204,6 +204,11 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     est = estimate_parameters(data, setup, prior=None)
     assert est.n_angles == 3
 
+    # every worker finished: none left in Qt's pool that napari's workers run in
+    from qtpy.QtCore import QThreadPool
+
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=5_000)
+
     # writer: OME-TIFF and OME-Zarr round trip through the plugin's reader
     for name in ("hela_sim.ome.tif", "hela_sim.zarr"):
         target = tmp_path / name
