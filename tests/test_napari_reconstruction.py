@@ -97,6 +97,13 @@ def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir):
     assert tif.data.shape == (9, 120, 120)
 
 
+def test_sample_data_open_from_the_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open_sample("scope-sim", "bsim-hela")
+    assert layer.data.shape == (9, 120, 120)
+    assert layer.metadata["na"] == 1.3 and layer.scale[-1] == pytest.approx(0.065)
+
+
 def test_sample_data_carry_their_optics():
     from scope.napari._sample_data import bsim_hela_mitochondria, simulated_raw
 
