@@ -279,20 +279,6 @@ class ReconstructionWidget(QWidget):
     def _frames_per_set(self) -> int:
         return self.n_angles.value() * self.n_phases.value()
 
-    def stack(self) -> np.ndarray:
-        """The selected layer as ``(n_sets, n, Y, X)`` (reads the whole layer)."""
-        layer = self.layer
-        if layer is None:
-            raise ScopeError("no raw stack layer: open a file or add a (…, 9, Y, X) image layer")
-        data = np.asarray(layer.data[...] if not hasattr(layer.data, "compute") else layer.data)
-        n = self._frames_per_set()
-        if data.shape[-3] != n:
-            raise ScopeError(
-                f"layer {layer.name!r} has {data.shape[-3]} frames per set on axis -3; "
-                f"expected angles x phases = {n}: check Angles/Phases"
-            )
-        return data.reshape(-1, n, *data.shape[-2:])
-
     def current_set(self) -> np.ndarray:
         """The set shown by the viewer's sliders (first set for a single set)."""
         layer = self.layer
@@ -464,32 +450,42 @@ class ReconstructionWidget(QWidget):
         if layer is None:
             self.status.setText("no raw stack layer selected")
             return None
-        try:
-            stack = self.stack()
-        except ScopeError as err:
-            self.status.setText(str(err))
+        data = layer.data
+        n = self._frames_per_set()
+        if data.ndim < 3 or data.shape[-3] != n:
+            self.status.setText(
+                f"layer {layer.name!r} has shape {tuple(data.shape)}: expected (…, {n}, Y, X) "
+                "with angles x phases frames on axis -3; check Angles/Phases"
+            )
             return None
         setup, settings = self.setup(), self.settings()
         params = self.params
         n_a, n_p = self.n_angles.value(), self.n_phases.value()
-        lead_shape = tuple(layer.data.shape[:-3])
+        lead_shape = tuple(data.shape[:-3])
+        n_sets = int(np.prod(lead_shape)) if lead_shape else 1
         self.progress.setValue(0)
-        self.status.setText(f"reconstructing {len(stack)} sets …")
+        self.status.setText(f"reconstructing {n_sets} sets …")
         noise_model = self.reconstructor.noise_model if self.reconstructor is not None else None
+
+        def read(idx: tuple) -> np.ndarray:  # one set at a time (lazy layers stay lazy)
+            return np.asarray(data[idx] if idx else data[...], np.float32)
 
         def work():
             from scope.sim.estimate import estimate_parameters
             from scope.sim.reconstruct import SIMReconstructor
 
-            p = params or estimate_parameters(stack[0], setup, n_angles=n_a, n_phases=n_p)
+            indices = list(np.ndindex(*lead_shape)) if lead_shape else [()]
+            first = read(indices[0])
+            p = params or estimate_parameters(first, setup, n_angles=n_a, n_phases=n_p)
             rec = SIMReconstructor(
-                setup, p, shape=stack.shape[-2:], settings=settings, noise_model=noise_model
+                setup, p, shape=first.shape[-2:], settings=settings, noise_model=noise_model
             )
-            out = np.empty((len(stack), *rec.output_shape), np.float32)
-            for i, frames in enumerate(stack):
-                out[i] = rec.backend.to_numpy(rec(frames.astype(np.float32)))
-                yield 100.0 * (i + 1) / len(stack)
-            return out.reshape(*lead_shape, *rec.output_shape), p, rec
+            out = np.empty((*lead_shape, *rec.output_shape), np.float32)
+            for i, idx in enumerate(indices):
+                frames = first if i == 0 else read(idx)
+                out[idx] = rec.backend.to_numpy(rec(frames))
+                yield 100.0 * (i + 1) / n_sets
+            return out, p, rec
 
         return self._run(work, lambda r: self._stack_done(r, layer, setup, settings), progress=True)
 
