@@ -604,20 +604,22 @@ class LiveSession:
                 continue
             frames = np.stack(slots).astype(np.float32)  # type: ignore[arg-type]
             indices = tuple(slot_index)
-            rec = self._ensure_reconstructor(frames)
-            be = rec.backend
-            widefield = be.to_numpy(rec.widefield(frames))
             sim = None
-            t0 = time.perf_counter()
+            dt_ms = 0.0
             if want_sim:
-                sim = be.to_numpy(rec(frames))
+                rec = self._ensure_reconstructor(frames)
+                widefield = rec.backend.to_numpy(rec.widefield(frames))
+                t0 = time.perf_counter()
+                sim = rec.backend.to_numpy(rec(frames))
+                dt_ms = (time.perf_counter() - t0) * 1e3
                 self._sim_rate.tick()
-            dt_ms = (time.perf_counter() - t0) * 1e3
+            else:  # Live (focusing): no parameters needed, nothing estimated
+                widefield = frames.mean(axis=0)
             now = time.monotonic()
             modulation = None
             if now - last_mod >= self.modulation_interval_s:
                 last_mod = now
-                modulation = observed_modulation(frames, self.setup, rec.params)
+                modulation = observed_modulation(frames, self.setup, self.params or self.nominal)
             with self._lock:
                 self._snap.widefield = widefield
                 st = self._snap.stats
