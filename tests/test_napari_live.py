@@ -158,3 +158,33 @@ def test_record_through_the_engine_with_progress(make_napari_viewer, qtbot, tmp_
     stack = open_raw(tmp_path / "rec.zarr", n_frames_per_set=9)
     assert stack.n_sets == summary.sets_valid
     assert stack.pixel_size_nm == pytest.approx(65.0)
+
+
+def test_live_shows_raw_and_widefield_without_reconstructing(make_napari_viewer, qtbot, tmp_path):
+    from scope.napari.live_widget import RAW_LAYER, SIM_LAYER, WIDEFIELD_LAYER, LiveImagingWidget
+
+    _warm_up_zarr(tmp_path)
+    viewer = make_napari_viewer()
+    widget = LiveImagingWidget(viewer)
+    widget.sensor.setValue(128)
+    baseline = set(threading.enumerate())
+    widget.live_button.click()
+    session = widget.session
+    qtbot.waitUntil(lambda: WIDEFIELD_LAYER in viewer.layers, timeout=20_000)
+    qtbot.waitUntil(lambda: session.snapshot().stats.raw_frames >= 40, timeout=20_000)
+    raw, wf = viewer.layers[RAW_LAYER], viewer.layers[WIDEFIELD_LAYER]
+    assert raw.visible and wf.visible and raw.data.shape == wf.data.shape == (128, 128)
+    limits = tuple(wf.contrast_limits)
+    qtbot.wait(500)
+    assert tuple(wf.contrast_limits) == limits  # contrast stays put while frames change
+    # the widefield is the mean of 9 pattern frames: stripes and shot noise average out
+    assert np.std(np.asarray(wf.data)) < np.std(np.asarray(raw.data))
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.session is None, timeout=15_000)
+    assert SIM_LAYER not in viewer.layers
+    assert session.reconstructor is None and session.params is None  # nothing estimated
+    deadline = time.monotonic() + 5
+    while _new_threads(baseline) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _new_threads(baseline) == set()
+    assert not session.output.parent.exists()  # the scratch run is removed
