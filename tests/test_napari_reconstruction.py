@@ -86,8 +86,21 @@ def test_reader_round_trips_a_recorded_run(make_napari_viewer, recorded_run):
     assert md["sim_parameters"]["angles"] if isinstance(md["sim_parameters"], dict) else True
 
 
-def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir):
+def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir, tmp_path):
+    import tifffile
+
     viewer = make_napari_viewer()
+    series = np.random.default_rng(0).integers(0, 1000, (2, 9, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "raw.ome.tif",
+        series,
+        ome=True,
+        metadata={"axes": "TZYX", "PhysicalSizeX": 0.08, "PhysicalSizeY": 0.08},
+    )
+    (ome,) = viewer.open(str(tmp_path / "raw.ome.tif"), plugin="scope-sim")
+    np.testing.assert_array_equal(np.asarray(ome.data), series)
+    np.testing.assert_allclose(ome.scale, (1, 1, 0.08, 0.08))
+    assert ome.metadata["axes"] == "TPYX" and ome.metadata["pixel_size_nm"] == pytest.approx(80)
     (mrc,) = viewer.open(str(data_dir / "rdl-tirf-microtubules" / "MT.mrc"), plugin="scope-sim")
     assert mrc.data.shape == (9, 256, 256)
     assert mrc.scale[-1] == pytest.approx(0.0626, rel=1e-3)  # 62.6 nm from the MRC header
