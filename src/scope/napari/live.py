@@ -94,6 +94,9 @@ class LiveConfig:
         Virtual sample of the simulated microscope.
     photons_peak : float
         Brightness of the simulated sample.
+    marker : bool
+        Simulated camera only: write the ground-truth pattern index and pulse count into the
+        top-left corner of each frame (for tests).
     """
 
     camera: str = "sim"
@@ -112,6 +115,7 @@ class LiveConfig:
     pixel_size_nm: float = 65.0
     sample: str = "mixed"
     photons_peak: float = 300.0
+    marker: bool = False
 
     @property
     def n_angles(self) -> int:
@@ -184,14 +188,22 @@ class _LiveEngine(AcquisitionEngine):
 
     def _store(self, frame: Any) -> None:
         super()._store(frame)
+        index = self.writer.n_frames - 1  # type: ignore[union-attr]
         if self._on_raw is not None:
-            self._on_raw(self.writer.n_frames - 1, frame.data)  # type: ignore[union-attr]
+            self._on_raw(index, frame.data)
+        if self._on_slot is not None and getattr(self, "_software", False):
+            # host-triggered: the first frame stored after a trigger answers it (the engine
+            # pairs it the same way); later ones before the next trigger are extra
+            count = self._max_pulse
+            if count != getattr(self, "_slot_count", 0):
+                self._slot_count = count
+                self._on_slot((count - 1) % self.config.frames_per_set, index, frame.data)
 
     def _match(self, final: bool = False) -> None:
         pending = list(self._frames)
         super()._match(final)
-        if self._on_slot is None:
-            return
+        if self._on_slot is None or getattr(self, "_software", False):
+            return  # host-triggered frames get their slot in _store
         n = self.config.frames_per_set
         for f in pending:
             if f.resolved and f.pulse is not None:
@@ -217,7 +229,7 @@ def open_devices(config: LiveConfig, setup: Any, params: Any) -> tuple[Any, Any,
             params=params,
             setup=setup,
             sample_kind=config.sample,
-            camera_options={"marker": False, "photons_peak": config.photons_peak},
+            camera_options={"marker": config.marker, "photons_peak": config.photons_peak},
         )
         m.connect()
         return m, m.camera, m.controller
