@@ -188,3 +188,23 @@ def test_live_shows_raw_and_widefield_without_reconstructing(make_napari_viewer,
         time.sleep(0.05)
     assert _new_threads(baseline) == set()
     assert not session.output.parent.exists()  # the scratch run is removed
+
+
+def test_closing_the_viewer_stops_a_running_session(make_napari_viewer, qtbot, tmp_path):
+    from scope.napari.live_widget import LiveImagingWidget
+
+    _warm_up_zarr(tmp_path)
+    viewer = make_napari_viewer()
+    widget = LiveImagingWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Live SIM imaging")
+    widget.sensor.setValue(64)
+    baseline = set(threading.enumerate())
+    session = widget.start("sim")
+    qtbot.waitUntil(lambda: session.snapshot().stats.sim_images > 0, timeout=20_000)
+    viewer.close()  # the widget is destroyed with the window: its session must end
+    assert session.join(15)
+    assert session.summary is not None and session.summary.state == "complete"
+    deadline = time.monotonic() + 5
+    while _new_threads(baseline) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _new_threads(baseline) == set()

@@ -39,7 +39,6 @@ def make_viewer(
         live_w = LiveImagingWidget(viewer)
         viewer.window.add_dock_widget(live_w, name="Live SIM imaging", area="right", tabify=True)
         widgets["live"] = live_w
-        viewer.window._qt_window.destroyed.connect(lambda *_: live_w.shutdown())
     return viewer, widgets
 
 

@@ -334,12 +334,21 @@ class LiveImagingWidget(QWidget):
             self.status.setText("stopping …")
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Stop and wait for every worker thread (when the widget or viewer closes)."""
-        if self.session is not None:
-            self.session.stop()
-            self.session.join(timeout_s)
-            self._finish()
-        self.timer.stop()
+        """Stop and wait for every worker thread (when the widget or viewer closes).
+
+        Safe after the Qt side is gone: the session is plain Python; the widget updates are
+        skipped when their C++ objects were already deleted.
+        """
+        session = self.session
+        if session is not None:
+            session.stop()
+            session.join(timeout_s)
+        try:
+            if session is not None:
+                self._finish()
+            self.timer.stop()
+        except RuntimeError:  # the widget was deleted with the viewer
+            self.session = None
 
     def closeEvent(self, event: Any) -> None:
         self.shutdown()
