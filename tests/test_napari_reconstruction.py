@@ -291,3 +291,20 @@ def test_export_widget_is_registered_and_previews_a_sim_layer(make_napari_viewer
     qtbot.waitUntil(widget.isVisible, timeout=5_000)
     qtbot.wait(200)
     _screenshot(viewer, "napari_export.png", tmp_path)
+
+
+def test_reader_leaves_photos_and_single_images_to_other_readers(tmp_path):
+    import tifffile
+
+    from scope.napari._reader import napari_get_reader
+    from scope.napari._writer import write_ome_tiff_layer
+
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((32, 32), np.uint16))
+    assert napari_get_reader(str(tmp_path / "rgb.tif")) is None
+    assert napari_get_reader(str(tmp_path / "one.tif")) is None
+    assert napari_get_reader(str(tmp_path / "notes.txt")) is None
+    # a single SIM image saved by the plugin is ours again
+    meta = {"name": "x", "scale": (0.0325, 0.0325), "metadata": {"scope_kind": "sim"}}
+    (path,) = write_ome_tiff_layer(str(tmp_path / "sim.ome.tif"), np.ones((64, 64)), meta)
+    assert napari_get_reader(path) is not None

@@ -52,7 +52,23 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
                 return None
         elif not p.name.lower().endswith(_SUFFIXES):
             return None
+        elif p.suffix.lower() in (".tif", ".tiff") and not _tiff_is_ours(p):
+            return None  # a photo or a single image: leave it to other readers
     return read_layers
+
+
+def _tiff_is_ours(path: Path) -> bool:
+    """A grey-level stack of frames (raw SIM) or a SIM result, from the header only."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            rgb = series.keyframe.photometric == tifffile.PHOTOMETRIC.RGB
+            frames = len(series.shape) >= 3 and not rgb
+    except Exception:
+        return False
+    return frames or is_sim_result(path)
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
