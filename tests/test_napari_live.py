@@ -208,3 +208,27 @@ def test_closing_the_viewer_stops_a_running_session(make_napari_viewer, qtbot, t
     while _new_threads(baseline) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _new_threads(baseline) == set()
+
+
+def test_scan_lists_genicam_cameras_and_a_real_camera_needs_a_controller(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    from scope.devices.genicam import bundled_producer
+    from scope.napari.live_widget import LiveImagingWidget
+
+    cti = bundled_producer()
+    if cti is None:
+        pytest.skip("the genicam wheel with viky.cti is not installed")
+    monkeypatch.setenv("GENICAM_GENTL64_PATH", str(cti))
+    viewer = make_napari_viewer()
+    widget = LiveImagingWidget(viewer)
+    widget.scan_button.click()
+    cameras = [widget.camera.itemText(i) for i in range(widget.camera.count())]
+    assert cameras[0] == "sim" and "genicam:0" in cameras
+    assert widget.controller.itemText(0) == "sim://"
+    widget.camera.setCurrentText("genicam:0")
+    widget.controller.setCurrentText("sim://")
+    widget.live_button.click()
+    qtbot.waitUntil(lambda: widget.session is None, timeout=10_000)
+    assert "serial port of the pattern controller" in widget.status.text()
+    assert widget.live_button.isEnabled()
