@@ -17,7 +17,6 @@ per-angle modulation of the newest window.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -319,6 +318,7 @@ class LiveImagingWidget(QWidget):
         self.session = session
         self._sessions[:] = [session]
         self._shown_raw = self._shown_sim = 0
+        self._fixed_contrast.clear()  # a new session fits its contrast once, then keeps it
         self.progress.setValue(0)
         self.status.setText(f"{mode}: starting …")
         for b in (self.live_button, self.sim_button, self.record_button):
@@ -462,4 +462,3 @@ class LiveImagingWidget(QWidget):
         if s.mode == "record" and s.n_sets:
             self.progress.setValue(int(100 * min(st.valid_sets + st.invalid_sets, s.n_sets)
                                        / s.n_sets))  # fmt: skip
-        self._last_poll = time.monotonic()
