@@ -128,6 +128,7 @@ def test_live_sim_matches_offline_reconstruction_and_stops_cleanly(
     assert err < 1e-4, err
     # physical placement: half the camera pixel, a quarter-pixel shift to overlay the raw layer
     raw = viewer.layers[RAW_LAYER]
+    assert layer.metadata["sim_parameters"] == session.params.to_dict()  # saved with it
     np.testing.assert_allclose(layer.scale, np.asarray(raw.scale) / 2)
     np.testing.assert_allclose(layer.translate, -np.asarray(raw.scale) / 4)
     session.cleanup()

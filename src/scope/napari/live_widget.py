@@ -447,6 +447,15 @@ class LiveImagingWidget(QWidget):
             layer.metadata["frame_indices"] = snap.sim_frame_indices
             layer.metadata["sim_serial"] = snap.sim_serial
             layer.metadata["pixel_size_nm"] = s.config.pixel_size_nm / 2
+            if "sim_parameters" not in layer.metadata and s.params is not None:
+                # what a saved snapshot of the live SIM layer needs (File > Save Layer)
+                layer.metadata.update(
+                    sim_parameters=s.params.to_dict(),
+                    optics=s.setup.model_dump(),
+                    na=s.setup.na,
+                    wavelength_nm=s.setup.wavelength_nm,
+                    camera_pixel_size_nm=s.setup.pixel_size_nm,
+                )
         st = snap.stats
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
         self.stats_label.setText(
