@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -74,6 +75,15 @@ def main() -> None:
         QTimer.singleShot(int(seconds * 1000), loop.quit)
         loop.exec()
 
+    gc_pauses_ms: list[float] = []
+    gc_start = [0.0]
+
+    def gc_timer(phase: str, info: dict) -> None:  # Python's collector stops every thread
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        elif gc_start[0]:
+            gc_pauses_ms.append((time.perf_counter() - gc_start[0]) * 1e3)
+
     session = widget.start("sim")
     assert session is not None
     t_wait = time.monotonic()
@@ -86,6 +96,7 @@ def main() -> None:
     t0 = time.monotonic()
     last[0] = time.perf_counter()
     probe.start()
+    gc.callbacks.append(gc_timer)
     gui_cpu0 = time.thread_time()
     proc_cpu0 = time.process_time()
     rec_ms: list[float] = []
@@ -93,6 +104,7 @@ def main() -> None:
         pump(0.25)
         rec_ms.append(session.snapshot().stats.reconstruction_ms)
     probe.stop()
+    gc.callbacks.remove(gc_timer)
     s1 = session.snapshot().stats
     elapsed = time.monotonic() - t0
     gui_cores = (time.thread_time() - gui_cpu0) / elapsed
@@ -123,6 +135,9 @@ def main() -> None:
         "gui_latency_ms_p95": round(lat[int(0.95 * (len(lat) - 1))], 2),
         "gui_latency_ms_max": round(lat[-1], 2),
         "gui_ticks": len(lat),
+        "gc_pauses": len(gc_pauses_ms),
+        "gc_pause_ms_max": round(max(gc_pauses_ms, default=0.0), 2),
+        "gc_pause_ms_total": round(sum(gc_pauses_ms), 2),
         "gui_thread_cpu_cores": round(gui_cores, 2),
         "process_cpu_cores": round(process_cores, 2),
         "dropped_frames": s1.dropped_frames,
