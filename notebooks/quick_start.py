@@ -24,8 +24,9 @@
 #    what the microscope projected;
 # 4. **reconstruct** the super-resolved images and measure how much finer they are than
 #    widefield;
-# 5. **look** at the result (here, and in napari when a screen is attached);
-# 6. **export a short clip** for social media.
+# 5. **look** at the result;
+# 6. **export a short clip** for social media;
+# 7. **explore** it in napari (when a screen is attached).
 #
 # The simulated microscope is not a shortcut: the controller is the real serial driver talking
 # to the firmware's state machine on a pseudo-terminal, and the camera is triggered by the
@@ -199,36 +200,6 @@ PILImage.fromarray(panel).resize((2 * panel.shape[1], 2 * panel.shape[0])).save(
 display(Image(filename=str(png)))
 
 # %% [markdown]
-# With a screen attached, the same images open in **napari** (with its scale bar in µm). The
-# SIM grid has half the pixel size and each SIM pixel covers a quarter of a camera pixel, so the
-# SIM layer is shifted by a quarter of a camera pixel to sit exactly on the widefield one.
-# Without a display (a server, a CI job) this step is skipped. `scope view run.zarr` opens the
-# run in napari with the reconstruction widget docked.
-
-# %%
-if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-    import napari
-
-    viewer = napari.Viewer(title="scope quick start")
-    px_um = setup.pixel_size_nm / 1000
-    viewer.add_image(widefield, name="widefield", scale=(px_um, px_um), colormap="gray")
-    viewer.add_image(
-        sim,
-        name="SIM",
-        scale=(px_um / 2, px_um / 2),
-        translate=(-px_um / 4, -px_um / 4),
-        colormap="magma",
-        blending="additive",
-    )
-    viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "um"
-    shot = viewer.screenshot(canvas_only=True)
-    print("napari shows", [layer.name for layer in viewer.layers], "- screenshot", shot.shape)
-    assert shot.std() > 0  # something was drawn
-else:
-    print("no display: napari skipped (the images above are the same)")
-
-# %% [markdown]
 # ## 6. Export a clip
 #
 # `scope.export.export_video` makes an H.264 MP4 that social apps accept as it is: here a
@@ -262,6 +233,41 @@ assert len(decoded) == clip.n_frames
 assert abs(len(decoded) / clip.fps - 3.0) < 0.1
 assert decoded[0].shape == (1080, 1080, 3)
 assert not np.array_equal(decoded[0], decoded[-1])  # the wipe moves
+
+# %% [markdown]
+# ## 7. Explore in napari
+#
+# With a screen attached, the same images open in **napari** (with its scale bar in µm). The
+# SIM grid has half the pixel size and each SIM pixel covers a quarter of a camera pixel, so the
+# SIM layer is shifted by a quarter of a camera pixel to sit exactly on the widefield one. The
+# viewer stays open for you to explore; it is the last step because napari hands the
+# notebook's kernel over to Qt's event loop. Without a display (a server, a CI job) this step
+# is skipped. `scope view run.zarr` opens the run in napari with the reconstruction widget
+# docked.
+
+# %%
+if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+    import napari
+
+    viewer = napari.Viewer(title="scope quick start")
+    px_um = setup.pixel_size_nm / 1000
+    axes = {"axis_labels": ("set", "y", "x"), "units": ("pixel", "um", "um")}
+    viewer.add_image(widefield, name="widefield", scale=(1, px_um, px_um), colormap="gray", **axes)
+    viewer.add_image(
+        sim,
+        name="SIM",
+        scale=(1, px_um / 2, px_um / 2),
+        translate=(0, -px_um / 4, -px_um / 4),
+        colormap="magma",
+        blending="additive",
+        **axes,
+    )
+    viewer.scale_bar.visible = True
+    shot = viewer.screenshot(canvas_only=True)
+    print("napari shows", [layer.name for layer in viewer.layers], "- screenshot", shot.shape)
+    assert shot.std() > 0  # something was drawn
+else:
+    print("no display: napari skipped (the images above are the same)")
 
 # %% [markdown]
 # ## Next
