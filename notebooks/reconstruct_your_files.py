@@ -69,11 +69,12 @@ def to_8bit(image: np.ndarray) -> np.ndarray:
     return (np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype(np.uint8)
 
 
-def side_by_side(widefield: np.ndarray, sim: np.ndarray, path: Path) -> Path:
-    """Widefield (enlarged 2x to the SIM grid) | SIM, as a PNG."""
+def side_by_side(widefield: np.ndarray, sim: np.ndarray, path: Path, zoom: int = 1) -> Path:
+    """Widefield (enlarged 2x to the SIM grid) | SIM, as a PNG, each pixel shown zoom x zoom."""
     wf_big = np.kron(widefield, np.ones((2, 2), np.float32))
-    gap = np.full((sim.shape[0], 8), 255, np.uint8)
-    PILImage.fromarray(np.hstack([to_8bit(wf_big), gap, to_8bit(sim)])).save(path)
+    gap = np.full((sim.shape[0], 4), 255, np.uint8)
+    panel = PILImage.fromarray(np.hstack([to_8bit(wf_big), gap, to_8bit(sim)]))
+    panel.resize((panel.width * zoom, panel.height * zoom), PILImage.NEAREST).save(path)
     return path
 
 
@@ -144,7 +145,7 @@ print(
     f"resolution: widefield {res.widefield_nm:.0f} nm -> SIM {res.sim_nm:.0f} nm "
     f"({res.improvement:.2f}x finer)"
 )
-display(Image(filename=str(side_by_side(widefield, sim, workdir / "hela_wf_vs_sim.png"))))
+display(Image(filename=str(side_by_side(widefield, sim, workdir / "hela_wf_vs_sim.png", zoom=2))))
 assert sim.shape == (240, 240)
 assert 200 < res.widefield_nm < 700
 assert res.sim_nm < 0.8 * res.widefield_nm
