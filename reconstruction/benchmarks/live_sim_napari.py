@@ -26,7 +26,11 @@ import json
 import os
 import platform
 import statistics
+import sys
+import threading
 import time
+import traceback
+from collections import Counter
 
 
 def main() -> None:
@@ -65,6 +69,21 @@ def main() -> None:
         lateness_ms.append(max(0.0, (now - last[0] - tick_s) * 1e3))
         last[0] = now
 
+    # where the GUI thread is when it is late by more than 0.2 s (sampled from another thread)
+    stall_sites: Counter[str] = Counter()
+    main_id = threading.main_thread().ident
+    watching = threading.Event()
+
+    def watchdog() -> None:
+        while watching.is_set():
+            time.sleep(0.05)
+            if time.perf_counter() - last[0] > 0.2:
+                frame = sys._current_frames().get(main_id)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-6:]
+                    stall_sites[" < ".join(f"{f.name}@{f.filename.split('/')[-1]}:{f.lineno}"
+                                           for f in reversed(stack))] += 1  # fmt: skip
+
     probe = QTimer()
     probe.setInterval(int(tick_s * 1000))
     probe.timeout.connect(tick)
@@ -96,6 +115,9 @@ def main() -> None:
     t0 = time.monotonic()
     last[0] = time.perf_counter()
     probe.start()
+    watching.set()
+    watch = threading.Thread(target=watchdog, daemon=True)
+    watch.start()
     gc.callbacks.append(gc_timer)
     gui_cpu0 = time.thread_time()
     proc_cpu0 = time.process_time()
@@ -104,6 +126,8 @@ def main() -> None:
         pump(0.25)
         rec_ms.append(session.snapshot().stats.reconstruction_ms)
     probe.stop()
+    watching.clear()
+    watch.join()
     gc.callbacks.remove(gc_timer)
     s1 = session.snapshot().stats
     elapsed = time.monotonic() - t0
@@ -146,6 +170,7 @@ def main() -> None:
         "valid_sets": s1.valid_sets,
         "skipped_windows": s1.skipped_windows - s0.skipped_windows,
         "stop_s": round(stop_s, 2),
+        "gui_stall_samples": dict(stall_sites.most_common(5)),
     }
     print(json.dumps(result, indent=2))
     viewer.close()

@@ -225,8 +225,11 @@ class LiveImagingWidget(QWidget):
             buttons.addWidget(b)
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
-        self.stats_label = QLabel("")
-        self.stats_label.setWordWrap(True)
+        self.status.setMinimumHeight(3 * self.status.fontMetrics().height())
+        # fixed lines, no wrapping: a label whose height changes re-lays out the dock and
+        # resizes the canvas, which is slow with software OpenGL
+        self.stats_label = QLabel("\n" * 4)
+        self.stats_label.setWordWrap(False)
 
         layout = QVBoxLayout(self)
         for w in (dev_box, pat_box, rec_box, rec_out):
@@ -459,11 +462,12 @@ class LiveImagingWidget(QWidget):
         st = snap.stats
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
         self.stats_label.setText(
-            f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s "
-            f"(reconstruction {st.reconstruction_ms:.1f} ms)\n"
-            f"frames {st.raw_frames} · SIM images {st.sim_images} · valid sets {st.valid_sets}\n"
-            f"dropped frames {st.dropped_frames} · extra frames {st.extra_frames} · "
-            f"invalid sets {st.invalid_sets} · skipped windows {st.skipped_windows}\n"
+            f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
+            f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
+            f"frames {st.raw_frames} · SIM images {st.sim_images}\n"
+            f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · windows skipped "
+            f"{st.skipped_windows}\n"
+            f"frames dropped {st.dropped_frames} · extra {st.extra_frames}\n"
             f"modulation per angle: {mod}"
         )
         if st.state in ("running", "error"):
