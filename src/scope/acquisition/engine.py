@@ -340,8 +340,9 @@ class AcquisitionEngine:
             state, reason = "aborted", f"{type(err).__name__}: {err}"
             raise AcquisitionError(f"acquisition aborted: {reason}") from err
         finally:
-            self._shutdown(state, reason)
+            # the duration first: the summary written by _shutdown must carry it
             self.summary.duration_s = time.monotonic() - t_start
+            self._shutdown(state, reason)
             self._publish(None)
         return self.summary
 

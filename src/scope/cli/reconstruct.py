@@ -117,7 +117,17 @@ def _prior(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError, DataFormatError
 
-    if len(args.raw) > 1 or Path(args.raw[0]).is_dir() or any(c in args.raw[0] for c in "*?["):
+    first = Path(args.raw[0])
+    zarr_store = first.is_dir() and (
+        first.suffix.lower() == ".zarr"
+        or (first / "zarr.json").exists()
+        or (first / ".zgroup").exists()
+    )
+    if (
+        len(args.raw) > 1
+        or (first.is_dir() and not zarr_store)
+        or any(c in args.raw[0] for c in "*?[")
+    ):
         return _run_batch(args)
     if args.angles < 2 or args.phases < 3:
         raise ConfigurationError(

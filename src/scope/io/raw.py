@@ -947,7 +947,10 @@ def _acquisition_stack(
 ) -> RawStack:
     """Only verified, complete SIM sets of a run, frames in pattern order, read lazily."""
     if n_frames_per_set is None:
-        n_a, n_p = meta.get("n_angles"), meta.get("n_phases")
+        # the engine records its configuration (n_angles, n_phases) under "acquisition"
+        conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
+        n_a = meta.get("n_angles") or conf.get("n_angles")
+        n_p = meta.get("n_phases") or conf.get("n_phases")
         n_frames_per_set = int(n_a) * int(n_p) if n_a and n_p else None
     if n_frames_per_set is None:
         raise _fail(path, "acquisition does not state angles x phases; give --angles/--phases")

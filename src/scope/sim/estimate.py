@@ -512,6 +512,13 @@ def _estimate_angle(
     if not np.isfinite(modulation) or modulation <= 0:
         log.warning("angle %d: modulation could not be measured; assuming 0.5", index)
         modulation = 0.5
+    elif modulation > 1.05:
+        log.warning(
+            "angle %d: measured modulation %.2f exceeds 1, which no pattern can have: the signal "
+            "in the orders' overlap is too low to measure it (the reconstruction uses 1)",
+            index,
+            modulation,
+        )
     result = AngleParameters.from_k(
         float(k_est[0]),
         float(k_est[1]),

@@ -247,7 +247,7 @@ class SIMReconstructor:
         self._var_plus = []
         for a, ang in enumerate(p.angles):
             sep = separation_matrix(ang.phases_rad)
-            m = float(np.clip(ang.modulation, 0.05, 1.5))
+            m = float(np.clip(ang.modulation, 0.05, 1.0))  # a measured m > 1 is noise
             rows[0, a * n_ph : (a + 1) * n_ph] = sep[0].real / p.n_angles
             rows[1 + a, a * n_ph : (a + 1) * n_ph] = sep[1] / (m / 2)
             self._var_plus.append(float(np.sum(np.abs(sep[1]) ** 2)) / (m / 2) ** 2)
