@@ -1,0 +1,112 @@
+"""Optics model, measured OTF loading, backend selection and the forward model's noise."""
+
+from __future__ import annotations
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from scope.backend import get_backend
+from scope.errors import ConfigurationError, DataFormatError
+from scope.optics import OTF, OpticalSetup, check_setup, ideal_otf, radial_average
+from scope.sim.forward import SIMForwardModel, simulate_raw
+from scope.sim.params import SIMParameters
+
+SETUP = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+
+
+def test_setup_figures_and_validation():
+    assert SETUP.cutoff_per_um == pytest.approx(2 * 1.2 / 0.525)
+    assert SETUP.abbe_resolution_nm == pytest.approx(525 / 2.4)
+    with pytest.raises(ValueError, match="exceeds the immersion index"):
+        OpticalSetup(na=1.6, wavelength_nm=525, pixel_size_nm=65)
+    with pytest.raises(ConfigurationError, match="under-samples"):
+        check_setup(OpticalSetup(na=1.4, wavelength_nm=450, pixel_size_nm=120))
+
+
+def test_ideal_otf_shape_and_damping():
+    k = np.linspace(0, 5, 501)
+    otf = ideal_otf(k, 4.0)
+    assert otf[0] == pytest.approx(1.0)
+    assert np.all(np.diff(otf) <= 1e-12) and np.all(otf[k >= 4.0] == 0)
+    # the incoherent OTF at half the cutoff: (2/pi)(acos(0.5) - 0.5 sqrt(0.75)) = 0.3910
+    assert ideal_otf(np.array([2.0]), 4.0)[0] == pytest.approx(0.39100, abs=1e-4)
+    damped = ideal_otf(np.array([2.0]), 4.0, damping=0.5)[0]
+    assert damped == pytest.approx(0.39100 * 0.5**0.5, abs=1e-4)
+
+
+def test_measured_otf_from_tiff_image_and_mrc_profile(tmp_path, data_dir):
+    # a centred 2D OTF image written as TIFF: radially averaged on load
+    n, dk = 129, 0.08  # radius 64 samples = 5.1 /µm, beyond the 4 /µm cutoff
+    y, x = np.indices((n, n)) - n // 2
+    img = ideal_otf(np.hypot(x, y) * dk, 4.0)
+    tifffile.imwrite(tmp_path / "otf.tif", img.astype(np.float32))
+    otf = OTF.from_file(tmp_path / "otf.tif", dk_per_um=dk)
+    k = np.array([0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(otf(k), ideal_otf(k, 4.0), atol=0.02)
+    assert otf.cutoff_per_um == pytest.approx(4.0, abs=2 * dk)
+    with pytest.raises(DataFormatError, match="frequency step"):
+        OTF.from_file(tmp_path / "otf.tif")
+    # a radial profile in MRC with dk in the header (the rDL-SIM file)
+    mt = OTF.from_file(data_dir / "rdl-tirf-microtubules" / "TIRF488_cam1_0_z30_OTF2d.mrc")
+    assert mt.profile.size == 257 and mt(np.array([0.0]))[0] == pytest.approx(1.0)
+    with mrcfile.new(tmp_path / "p.mrc") as m:
+        m.set_data(img[n // 2, n // 2 :].astype(np.float32)[None, :])
+        m.voxel_size = dk
+    prof = OTF.from_file(tmp_path / "p.mrc")
+    np.testing.assert_allclose(prof(k), ideal_otf(k, 4.0), atol=0.01)
+    assert radial_average(img)[0] == pytest.approx(1.0)
+
+
+def test_backend_choice(monkeypatch):
+    assert get_backend("numpy").name == "numpy"
+    monkeypatch.setenv("SCOPE_BACKEND", "numpy")
+    assert get_backend().name == "numpy"
+    monkeypatch.setenv("SCOPE_BACKEND", "tpu")
+    with pytest.raises(ConfigurationError, match="SCOPE_BACKEND"):
+        get_backend()
+    be = get_backend("numpy")
+    x = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    assert be.fft.rfft2(x).dtype == np.complex64  # single precision kept
+
+
+def test_forward_model_photon_statistics():
+    """Uniform sample, uniform light: counts follow gain * (Poisson + read noise) + offset."""
+    sample = np.ones((128, 128), np.float32)
+    params = SIMParameters.equidistant([0, 60, 120], period_nm=260, modulation=0.0)
+    raw = simulate_raw(
+        sample,
+        params,
+        SETUP,
+        photons_peak=200,
+        background_photons=0,
+        read_noise_e=2.0,
+        offset_adu=100,
+        gain_adu_per_e=2.0,
+        rng=0,
+    )
+    inner = raw[:, 8:-8, 8:-8]
+    assert inner.mean() == pytest.approx(100 + 2.0 * 200, rel=0.01)
+    # variance = gain^2 (photons + read^2) (+ 1/12 from rounding)
+    assert inner.var() == pytest.approx(4.0 * (200 + 4.0) + 1 / 12, rel=0.05)
+
+
+def test_forward_model_pattern_follows_the_convention():
+    """A uniform sample shows the pattern 1 + m H(p) cos(2 pi k.r + phi), r from pixel (0,0)."""
+    sample = np.ones((128, 128))
+    model = SIMForwardModel(sample, SETUP)
+    angle = SIMParameters.equidistant([25.0], period_nm=400, modulation=0.8).angles[0]
+    frame = model.frame(angle, 0.7)[8:-8, 8:-8]  # away from the FFT blur's wrapped edges
+    kx, ky = angle.k_per_um
+    y, x = np.mgrid[8:56, 8:56] * SETUP.pixel_size_um
+    design = np.stack(
+        [
+            np.ones(x.size),
+            np.cos(2 * np.pi * (kx * x + ky * y)).ravel(),
+            np.sin(2 * np.pi * (kx * x + ky * y)).ravel(),
+        ],
+        axis=1,
+    )
+    c = np.linalg.lstsq(design, frame.ravel(), rcond=None)[0]
+    assert np.arctan2(-c[2], c[1]) == pytest.approx(0.7, abs=1e-3)
