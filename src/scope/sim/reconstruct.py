@@ -252,8 +252,8 @@ class SIMReconstructor:
             rows[1 + a, a * n_ph : (a + 1) * n_ph] = sep[1] / (m / 2)
             self._var_plus.append(float(np.sum(np.abs(sep[1]) ** 2)) / (m / 2) ** 2)
         self._var0 = float(np.sum(np.abs(rows[0]) ** 2))
-        self._rows_real = xp.asarray(rows.real.astype(np.float32))
-        self._rows_imag = xp.asarray(rows.imag[1:].astype(np.float32))
+        # one real matrix: the real parts of all rows, then the imaginary parts of the +1 rows
+        self._rows = xp.asarray(np.vstack([rows.real, rows.imag[1:]]).astype(np.float32))
         # pixel coordinates of the camera grid (r = 0 at the centre of pixel (0, 0))
         y = xp.arange(ny, dtype=xp.float64)[:, None] * dx
         x = xp.arange(nx, dtype=xp.float64)[None, :] * dx
@@ -455,8 +455,8 @@ class SIMReconstructor:
             self._prepare_filter()
         ny, nx = self.shape
         flat = frames.reshape(self.n_frames, ny * nx)
-        re = (self._rows_real @ flat).reshape(-1, ny, nx)
-        im = (self._rows_imag @ flat).reshape(-1, ny, nx)
+        parts = (self._rows @ flat).reshape(-1, ny, nx)
+        re, im = parts[: 1 + self.params.n_angles], parts[1 + self.params.n_angles :]
         offset = self._offset(frames)
         # zero order tapered towards its mean: FFT((z - mean) taper) plus the mean at DC
         zero = re[0]
