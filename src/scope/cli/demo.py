@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
     from scope.sim.samples import make_sample
 
-    out = Path(args.output)
+    out = Path(args.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     n = int(args.size) // 2 * 2
     setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
