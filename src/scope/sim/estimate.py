@@ -3,18 +3,24 @@
 For each pattern orientation the estimator
 
 1. separates the orders with nominal equidistant phases and finds the carrier (wave vector) as
-   the peak of the OTF-weighted cross-correlation of the +1 order with the 0 order (one FFT over
-   all integer shifts), inside a search annulus or the window given by priors;
-2. refines it to a small fraction of a pixel by maximising the same cross-correlation,
-   now with matched OTF weights (which makes the maximum unbiased), evaluated as a discrete-time
-   Fourier transform on successively finer local grids (Guizar-Sicairos 2008 matrix DFT);
-3. finds the phase of every frame — steps need not be equidistant — by correlating each raw
-   spectrum with the shifted 0 order and removing the 0 and -1 order contributions, iterating
-   with the orders re-separated at the current phases (Wicker et al. 2013);
+   the peak of the whitened (phase-only) cross-correlation of the +1 order with the 0 order,
+   over all integer shifts in one FFT, divided by the noise level of each shift (the square root
+   of the two OTFs' overlap) — inside a search annulus, or the window given by priors;
+2. refines it to a small fraction of a pixel by maximising the same cross-correlation with
+   matched OTF weights (which makes the maximum unbiased), evaluated as a discrete-time Fourier
+   transform on two successively finer 9x9 grids (Guizar-Sicairos 2008 matrix DFT) and a
+   parabola;
+3. finds the phase of every frame — steps need not be equidistant — by least squares against
+   the predicted +1 order ``H(k) S(k - p)``, with the sample ``S`` and the 0 order taken from the
+   *other* orientations' frames, which are free of this orientation's orders whatever its phases
+   (the same information Wicker et al. 2013 use through auto-correlations; separating the
+   orders with the current phases and iterating is degenerate for three phases);
 4. fits the modulation depth from the ratio of the +1 order to the shifted 0 order in their
    overlap, with the noise power of the 0 order subtracted.
 
-The confidence of each carrier is its peak-to-noise ratio in the cross-correlation map.
+Frames larger than ``EstimationSettings.max_size`` are estimated on their central region and
+the phases referred back to pixel (0, 0). The confidence of each carrier is its peak-to-noise
+ratio in the cross-correlation map, against the noise of the whole annulus.
 
 References
 ----------
@@ -77,8 +83,6 @@ class EstimationSettings:
     max_size: int | None = 256
     whitening: float = 1.0
     template_regularization: float = 0.2
-    poisson_weights: bool = False
-    exclude_order_overlap: bool = False
     taper_px: int | None = None
 
 
@@ -88,7 +92,6 @@ class _Spectra:
 
     frames_ft: Any  # (n_phases, Y, X) complex
     frames_tapered: Any  # (n_phases, Y, X) real, tapered
-    frames_real: Any  # (n_phases, Y, X) real, as recorded
     mean_taper_ft: Any  # FFT of (global mean x taper): the constant part of every frame
     otf: Any  # (Y, X) real: OTF x pixel transfer
     noise_power: float  # noise power per Fourier pixel of one frame
@@ -304,7 +307,6 @@ def estimate_parameters(
         spec = _Spectra(
             frames_ft[sl],
             frames_tapered[sl],
-            frames[sl],
             mean_taper_ft,
             h,
             noise,
@@ -434,7 +436,7 @@ def _estimate_angle(
         k_est = cands[int(np.argmax([float(_to_np(x)) for x in vals]))]
         source = "prior"
     else:
-        # 2. sub-pixel refinement with matched weights (twice: weights use the estimate)
+        # 2. sub-pixel refinement with matched weights (centred on the current estimate)
         k_est = k_coarse
         for _ in range(settings.refine_iterations):
             hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
@@ -455,38 +457,23 @@ def _estimate_angle(
     w0 = widefield_others * float(_to_np(dc_ratio))
     s_est = w0 * h / (h * h + settings.template_regularization)
     t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
-    if settings.exclude_order_overlap:
-        # where the +1 and -1 orders overlap the template cannot tell them apart well enough
-        hm = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
-        hp = _shifted_otf((ny, nx), setup, otf, k_est, xp)
-        t_plus = t_plus * ~((hm > 0) & (hp > 0))
-    # weighted least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
-    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly);
-    # weights 1 / variance with the Poisson variance taken from the frames themselves
+    # least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
+    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly;
+    # Poisson weights and leaving out the orders' overlap were tried and did worse)
     g0 = widefield_others_real * float(_to_np(dc_ratio))
     cp = fft.ifft2(t_plus)
     a_ = xp.real(cp)
     b_ = xp.imag(cp)
-    if settings.poisson_weights and spec.frames_real is not None:
-        mean_frame = spec.frames_real.mean(axis=0)
-        level = mean_frame - float(_to_np(xp.percentile(mean_frame, 1)))
-        weights = 1.0 / xp.maximum(level, max(float(_to_np(xp.median(level))) * 0.05, 1e-6))
-    else:
-        weights = xp.ones_like(g0)
-    saa = float(_to_np(xp.sum(a_ * a_ * weights)))
-    sbb = float(_to_np(xp.sum(b_ * b_ * weights)))
-    sab = float(_to_np(xp.sum(a_ * b_ * weights)))
+    saa = float(_to_np(xp.sum(a_ * a_)))
+    sbb = float(_to_np(xp.sum(b_ * b_)))
+    sab = float(_to_np(xp.sum(a_ * b_)))
+    mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
     z = []
     for n_ in range(n):
-        d_n = (
-            xp.real(fft.ifft2(spec.frames_ft[n_])) - g0
-            if spec.frames_tapered is None
-            else (spec.frames_tapered[n_] - g0)
-        )
-        ra = float(_to_np(xp.sum(d_n * a_ * weights)))
-        rb = float(_to_np(xp.sum(d_n * b_ * weights)))
+        d_n = spec.frames_tapered[n_] - g0
+        ra = float(_to_np(xp.sum(d_n * a_)))
+        rb = float(_to_np(xp.sum(d_n * b_)))
         # d = 2 (x a - y b): normal equations for (x, y)
-        mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
         x_, y_ = np.linalg.solve(mat, [ra, -rb])
         z.append(complex(x_, y_))
     phases = np.angle(np.asarray(z))

@@ -314,7 +314,7 @@ class SIMReconstructor:
         cols = _runs(cols_src[keep], cols_dst[keep])
         return [(rd, rs, cd, cs) for rd, rs in rows for cd, cs in cols]
 
-    def _band_grids(self) -> tuple[Any, Any, Any, Any]:
+    def _band_grids(self) -> tuple[Any, Any, Any]:
         """Frequencies of the camera grid (full and rfft) and of the 2x half-plane."""
         xp = self.backend.xp
         dx = self.setup.pixel_size_um
@@ -322,14 +322,14 @@ class SIMReconstructor:
         ky, kx = (a.astype(f32) for a in freq_grid(self.shape, dx, xp))
         ky_r, kx_r = (a.astype(f32) for a in freq_grid(self.shape, dx, xp, rfft=True))
         oky, okx = (a.astype(f32) for a in freq_grid(self.output_shape, dx / 2, xp, rfft=True))
-        return (ky, kx), (ky_r, kx_r), (oky, okx), None
+        return (ky, kx), (ky_r, kx_r), (oky, okx)
 
     def _prepare_filter(self) -> None:
         """Per-order weights and the common filter (needs the noise model unless ``wiener``)."""
         xp = self.backend.xp
         s = self.settings
         p = self.params
-        (ky, kx), (ky_r, kx_r), (oky, okx), _ = self._band_grids()
+        (ky, kx), (ky_r, kx_r), (oky, okx) = self._band_grids()
         shift = self._out_shift_um
         noise = 1.0 if self.noise_model is None else self.noise_model.noise_power
         # weights: H(k) * notch / variance, with the output shift folded in
@@ -384,7 +384,7 @@ class SIMReconstructor:
         offset = self._offset(frames)
         tap = (frames - offset) * self._taper
         spec = fft.rfft2(tap)
-        _, (ky_r, kx_r), _, _ = self._band_grids()
+        _, (ky_r, kx_r), _ = self._band_grids()
         k = xp.hypot(kx_r, ky_r)
         fc = self.otf.cutoff_per_um
         outside = k > 1.1 * fc
