@@ -49,6 +49,11 @@ from scope.sim.spectral import (
 
 log = logging.getLogger(__name__)
 
+#: band of the widefield spectrum (fractions of the cutoff) where the sample's power law is fitted:
+#: its upper part, nearest to the frequencies where the fit is extrapolated (a diffuse
+#: background steepens the spectrum at low frequencies and would under-weight fine detail)
+FIT_LOW, FIT_HIGH = 0.3, 0.85
+
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
@@ -396,7 +401,7 @@ class SIMReconstructor:
         # sample power from the widefield (mean of all frames): |C0|^2 = |S|^2 H^2 + noise/N
         wf = spec.mean(axis=0)
         h = self._transfer(kx_r, ky_r)
-        band = (k > 0.08 * fc) & (k < 0.75 * fc) & (h > 0.15)
+        band = (k > FIT_LOW * fc) & (k < FIT_HIGH * fc) & (h > 0.08)
         ps = (xp.abs(wf) ** 2 - noise / frames.shape[0]) / xp.maximum(h * h, 1e-6)
         kk = _to_np(k[band]).ravel()
         pp = _to_np(ps[band]).ravel()
