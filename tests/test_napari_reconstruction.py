@@ -15,19 +15,13 @@ pytest.importorskip("napari")
 if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
     pytest.skip("no display: run under `bash dev.sh test` (Xvfb)", allow_module_level=True)
 
+from napari_helpers import screenshot
+
 pytestmark = pytest.mark.napari
 
 
 def _screenshot(viewer, name: str, tmp_path: Path) -> Path:
-    from PIL import Image
-
-    viewer.window._qt_window.resize(1400, 860)
-    folder = Path(os.environ.get("SCOPE_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    img = viewer.screenshot(canvas_only=False, flash=False)
-    path = folder / name
-    Image.fromarray(np.asarray(img)).save(path)
-    return path
+    return screenshot(viewer, name, tmp_path, size=(1400, 860))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from scope.errors import ScopeError
+from scope.napari._controls import spin_box
 from scope.napari.live import LiveConfig, LiveSession
 
 if TYPE_CHECKING:
@@ -51,16 +51,6 @@ WIDEFIELD_LAYER = "live widefield"
 SIM_LAYER = "live SIM"
 #: default display rate limit: redrawing costs CPU where OpenGL is software-rendered
 DISPLAY_HZ = 10
-
-
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str) -> Any:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setSuffix(suffix)
-    return box
 
 
 def _detect_cameras() -> list[str]:
@@ -127,8 +117,8 @@ class LiveImagingWidget(QWidget):
         self.controller.addItems(["sim://"])
         self.trigger = QComboBox()
         self.trigger.addItems(["leader (controller triggers camera)", "software (host triggers)"])
-        self.exposure = _spin(0.1, 1000.0, 10.0, 0.5, 2, " ms")
-        self.dark = _spin(0.1, 1000.0, 10.0, 0.5, 2, " ms")
+        self.exposure = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
+        self.dark = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
         self.roi = QLineEdit("")
         self.roi.setPlaceholderText("x, y, width, height (empty = full sensor)")
@@ -154,10 +144,10 @@ class LiveImagingWidget(QWidget):
         self.phases = QSpinBox()
         self.phases.setRange(3, 9)
         self.phases.setValue(3)
-        self.period = _spin(50.0, 5000.0, 260.0, 5.0, 1, " nm")
-        self.na = _spin(0.1, 1.7, 1.2, 0.05, 2, "")
-        self.wavelength = _spin(300.0, 1200.0, 525.0, 5.0, 1, " nm")
-        self.pixel_size = _spin(1.0, 10000.0, 65.0, 1.0, 2, " nm")
+        self.period = spin_box(50.0, 5000.0, 260.0, 5.0, 1, " nm")
+        self.na = spin_box(0.1, 1.7, 1.2, 0.05, 2, "")
+        self.wavelength = spin_box(300.0, 1200.0, 525.0, 5.0, 1, " nm")
+        self.pixel_size = spin_box(1.0, 10000.0, 65.0, 1.0, 2, " nm")
         self.pixel_size.setToolTip("camera pixel size at the sample")
         pform = QFormLayout()
         pform.addRow("Angles (°)", self.angles)

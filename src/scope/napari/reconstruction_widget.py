@@ -27,7 +27,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -41,6 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from scope.errors import ScopeError
+from scope.napari._controls import spin_box
 
 if TYPE_CHECKING:
     import napari
@@ -50,16 +50,6 @@ log = logging.getLogger(__name__)
 PREVIEW_LAYER = "SIM preview"
 SPECTRUM_LAYER = "spectrum"
 CARRIERS_LAYER = "carriers"
-
-
-def _spin(lo: float, hi: float, value: float, step: float, decimals: int, suffix: str = ""):
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setSuffix(suffix)
-    return box
 
 
 def sim_layer_geometry(raw_layer_scale: Any, ndim_out: int) -> tuple[tuple, tuple]:
@@ -105,18 +95,18 @@ class ReconstructionWidget(QWidget):
         src_row.addWidget(self.layer_box, 1)
         src_row.addWidget(self.open_button)
 
-        self.na = _spin(0.1, 1.7, 1.2, 0.05, 2)
-        self.wavelength = _spin(300.0, 1200.0, 525.0, 5.0, 1, " nm")
-        self.pixel_size = _spin(1.0, 10000.0, 65.0, 1.0, 2, " nm")
+        self.na = spin_box(0.1, 1.7, 1.2, 0.05, 2)
+        self.wavelength = spin_box(300.0, 1200.0, 525.0, 5.0, 1, " nm")
+        self.pixel_size = spin_box(1.0, 10000.0, 65.0, 1.0, 2, " nm")
         self.pixel_size.setToolTip("camera pixel size at the sample")
-        self.immersion = _spin(1.0, 1.6, 1.515, 0.005, 3)
+        self.immersion = spin_box(1.0, 1.6, 1.515, 0.005, 3)
         self.n_angles = QSpinBox()
         self.n_angles.setRange(1, 9)
         self.n_angles.setValue(3)
         self.n_phases = QSpinBox()
         self.n_phases.setRange(3, 9)
         self.n_phases.setValue(3)
-        self.offset = _spin(-1.0, 65535.0, -1.0, 1.0, 1, " ADU")
+        self.offset = spin_box(-1.0, 65535.0, -1.0, 1.0, 1, " ADU")
         self.offset.setSpecialValueText("auto")
         self.offset.setToolTip("camera offset (auto: a low percentile of the first frame)")
         optics = QFormLayout()
@@ -138,11 +128,11 @@ class ReconstructionWidget(QWidget):
 
         self.auto_wiener = QCheckBox("automatic (MMSE)")
         self.auto_wiener.setChecked(True)
-        self.wiener = _spin(1e-6, 10.0, 0.05, 0.01, 4)
+        self.wiener = spin_box(1e-6, 10.0, 0.05, 0.01, 4)
         self.wiener.setEnabled(False)
         self.auto_wiener.toggled.connect(lambda on: self.wiener.setEnabled(not on))
-        self.notch = _spin(0.0, 1.0, 0.0, 0.05, 2)
-        self.apodization = _spin(0.3, 1.5, 1.0, 0.05, 2)
+        self.notch = spin_box(0.0, 1.0, 0.0, 0.05, 2)
+        self.apodization = spin_box(0.3, 1.5, 1.0, 0.05, 2)
         self.apodization.setToolTip("apodisation cutoff, relative to the extended support fc+|p|")
         self.filter = QComboBox()
         self.filter.addItems(["wiener", "hifi"])
