@@ -152,19 +152,18 @@ def estimate_gain(
     variance per pixel, which for shot-noise-limited frames is ``gain * mean signal``
     (the photon-transfer relation, here read off a single data set).
     """
-    from scope.sim.spectral import edge_taper, freq_grid
+    from scope.sim.spectral import edge_taper, freq_grid, out_of_band_power
 
     frames = np.asarray(raw, np.float64)
     ny, nx = frames.shape[-2:]
     otf = otf or OTF.from_setup(setup)
     w = edge_taper((ny, nx), max(4, min(ny, nx) // 16))
     ky, kx = freq_grid((ny, nx), setup.pixel_size_um)
-    outside = np.hypot(kx, ky) > 1.1 * otf.cutoff_per_um
-    if outside.mean() < 0.05:
-        return 1.0
     centred = frames - frames.mean(axis=(-2, -1), keepdims=True)
-    power = np.abs(np.fft.fft2(centred * w)) ** 2
-    variance = float(power[..., outside].mean()) / float(np.sum(w * w))
+    power = out_of_band_power(np.fft.fft2(centred * w), np.hypot(kx, ky), otf.cutoff_per_um)
+    if power is None:
+        return 1.0
+    variance = power / float(np.sum(w * w))
     signal = float(((frames - offset_adu) * w * w).sum() / (np.sum(w * w) * len(frames)))
     if signal <= 0:
         return 1.0

@@ -46,7 +46,13 @@ from scope.backend import Backend, get_backend
 from scope.errors import DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup, pixel_transfer
 from scope.sim.params import AngleParameters, SIMParameters
-from scope.sim.spectral import default_taper_px, edge_taper, freq_grid, separation_matrix
+from scope.sim.spectral import (
+    default_taper_px,
+    edge_taper,
+    freq_grid,
+    out_of_band_power,
+    separation_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +197,9 @@ def _noise_power(frames_ft, setup: OpticalSetup, otf: OTF, xp) -> float:
     shape = frames_ft.shape[-2:]
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
     k = xp.hypot(kx, ky)
-    outside = k > 1.1 * otf.cutoff_per_um
-    frac = float(_to_np(outside.mean()))
-    if frac > 0.05:
-        return float(_to_np(xp.mean(xp.abs(frames_ft[:, outside]) ** 2)))
+    power = out_of_band_power(frames_ft, k, otf.cutoff_per_um, xp)
+    if power is not None:
+        return power
     # Poisson: variance = mean counts per pixel; power = N * variance for an unnormalised FFT
     mean_counts = float(_to_np(xp.abs(frames_ft[:, 0, 0]).mean())) / (shape[0] * shape[1])
     return max(mean_counts, 1.0) * shape[0] * shape[1]

@@ -44,6 +44,7 @@ from scope.sim.spectral import (
     default_taper_px,
     edge_taper,
     freq_grid,
+    out_of_band_power,
     separation_matrix,
 )
 
@@ -392,10 +393,8 @@ class SIMReconstructor:
         _, (ky_r, kx_r), _ = self._band_grids()
         k = xp.hypot(kx_r, ky_r)
         fc = self.otf.cutoff_per_um
-        outside = k > 1.1 * fc
-        if float(_to_np(outside.mean())) > 0.05:
-            noise = float(_to_np(xp.mean(xp.abs(spec[:, outside]) ** 2)))
-        else:
+        noise = out_of_band_power(spec, k, fc, xp)
+        if noise is None:
             var = float(_to_np(xp.mean(xp.clip(tap, 0, None))))
             noise = max(var, 1.0) * float(_to_np(xp.sum(self._taper**2)))
         # sample power from the widefield (mean of all frames): |C0|^2 = |S|^2 H^2 + noise/N

@@ -84,3 +84,18 @@ def separation_matrix(phases_rad: Any) -> np.ndarray:
             f"condition {cond:.3g}): the phases of one angle must be distinct, ideally 2π/N apart"
         )
     return np.linalg.pinv(m)
+
+
+def out_of_band_power(
+    spectra: Any, k_per_um: Any, cutoff_per_um: float, xp: Any = np
+) -> float | None:
+    """Mean power per Fourier pixel beyond 1.1x the OTF cutoff, where only noise lives.
+
+    ``spectra`` is (..., Y, X') with frequency magnitudes ``k_per_um`` (full or rfft grid).
+    Returns None when the sampling leaves less than 5 % of the pixels out there (pixels close
+    to Nyquist), so callers fall back to a model of the noise.
+    """
+    outside = k_per_um > 1.1 * cutoff_per_um
+    if float(outside.mean()) <= 0.05:
+        return None
+    return float(xp.mean(xp.abs(spectra[..., outside]) ** 2))
