@@ -51,6 +51,7 @@ from scope.sim.spectral import (
     edge_taper,
     freq_grid,
     out_of_band_power,
+    pixel_coordinates_um,
     separation_matrix,
 )
 
@@ -124,10 +125,7 @@ def _shifted_otf(shape, setup: OpticalSetup, otf: OTF, k_shift, xp) -> Any:
 
 def _phase_ramp(shape, setup: OpticalSetup, k, xp, sign: float = 1.0) -> Any:
     """exp(sign * 2 pi i k.r) on the camera grid, r from the centre of pixel (0, 0)."""
-    ny, nx = shape
-    dx = setup.pixel_size_um
-    y = xp.arange(ny, dtype=xp.float64)[:, None] * dx
-    x = xp.arange(nx, dtype=xp.float64)[None, :] * dx
+    y, x = pixel_coordinates_um(shape, setup.pixel_size_um, xp)
     return xp.exp(sign * 2j * math.pi * (k[0] * x + k[1] * y)).astype(xp.complex64)
 
 

@@ -45,6 +45,7 @@ from scope.sim.spectral import (
     edge_taper,
     freq_grid,
     out_of_band_power,
+    pixel_coordinates_um,
     separation_matrix,
 )
 
@@ -261,8 +262,7 @@ class SIMReconstructor:
         # one real matrix: the real parts of all rows, then the imaginary parts of the +1 rows
         self._rows = xp.asarray(np.vstack([rows.real, rows.imag[1:]]).astype(np.float32))
         # pixel coordinates of the camera grid (r = 0 at the centre of pixel (0, 0))
-        y = xp.arange(ny, dtype=xp.float64)[:, None] * dx
-        x = xp.arange(nx, dtype=xp.float64)[None, :] * dx
+        y, x = pixel_coordinates_um(self.shape, dx, xp)
         dky, dkx = 1.0 / (ny * dx), 1.0 / (nx * dx)
         self._shifts = []  # per angle: (integer shift (py, px), ramp*taper)
         for ang in p.angles:
