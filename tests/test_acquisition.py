@@ -180,9 +180,11 @@ def test_killing_the_camera_sends_safe_and_keeps_every_frame(tmp_path):
         engine = AcquisitionEngine(m.camera, m.controller, out, cfg)
         _run_until_frames(engine, m.camera, 60)
         m.camera.fail()  # unplugged: no more frames
-        delivered = m.camera.frames_delivered
         with pytest.raises(AcquisitionError, match="no frame from the camera"):
             engine.wait(timeout_s=10)
+        # counted once the run has ended: a frame already in flight when the camera failed
+        # still counts as delivered (and must be on disk)
+        delivered = m.camera.frames_delivered
         snap = m.emulator.snapshot()
         # SAFE reached the board: run ended long before its 4500 frames, no watchdog fault
         assert snap["state"] == "IDLE"
