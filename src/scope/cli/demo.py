@@ -57,7 +57,8 @@ def side_by_side_png(path: Path, widefield_2x: Any, sim: Any, *, pixel_size_nm: 
         bar = 1000.0 / pixel_size_nm  # 1 µm in pixels
         y = h - 16
         draw.rectangle([x0 + w - 12 - bar, y, x0 + w - 12, y + 5], fill=(255, 255, 255))
-        draw.text((x0 + w - 12 - bar, y - 8 - font.size), "1 um", fill=(255, 255, 255), font=font)
+        label_x = x0 + w - 12 - max(bar, draw.textlength("1 um", font=font))  # inside the panel
+        draw.text((label_x, y - 8 - font.size), "1 um", fill=(255, 255, 255), font=font)
     img.save(path)
 
 
