@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
+from scope.backend import get_backend
 from scope.errors import ConfigurationError, DataFormatError
 from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
@@ -131,6 +134,40 @@ def test_time_series_reuses_one_operator():
     sim, _ = reconstruct_stack(stack, SETUP, params=case.truth)
     assert sim.shape == (2, 128, 128)
     np.testing.assert_allclose(sim[0], sim[1], rtol=1e-5, atol=1e-3)
+
+
+def test_row_blocks_on_threads_give_the_image_of_one_thread():
+    """The element-wise work split into row blocks on several threads changes nothing."""
+    case = make_case(6, size=256)
+    settings = ReconstructionSettings(offset_adu=OFFSET)
+    single = get_backend("numpy", workers=1)
+    threaded = get_backend("numpy", workers=3)
+    assert len(single.row_blocks(256)) == 1 and len(threaded.row_blocks(512)) == 3
+    one = SIMReconstructor(SETUP, case.truth, shape=(256, 256), backend=single, settings=settings)
+    ref = one(case.raw)
+    many = SIMReconstructor(
+        SETUP,
+        case.truth,
+        shape=(256, 256),
+        backend=threaded,
+        settings=settings,
+        noise_model=one.noise_model,
+    )
+    np.testing.assert_allclose(many(case.raw), ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_one_operator_serves_several_threads():
+    """Concurrent calls on one operator (which reuses its buffers) return their own images."""
+    cases = [make_case(seed, size=128) for seed in (7, 8, 9)]
+    rec = SIMReconstructor(
+        SETUP, cases[0].truth, shape=(128, 128), settings=ReconstructionSettings(offset_adu=OFFSET)
+    )
+    serial = [rec(c.raw) for c in cases]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(lambda c: rec(c.raw), cases * 4))
+    for i, img in enumerate(concurrent):
+        np.testing.assert_array_equal(img, serial[i % 3])
+    assert not np.array_equal(serial[0], serial[1])
 
 
 def test_backends_agree(backend):

@@ -14,8 +14,11 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
@@ -44,11 +47,44 @@ class Backend:
     fft : object
         An object with ``fft2``, ``ifft2``, ``rfft2``, ``irfft2`` bound to the backend's FFT
         library (scipy.fft with ``workers`` on the CPU, cupyx.scipy.fft on the GPU).
+    threads : int
+        CPU threads that share element-wise work split into row blocks (1 on a GPU, where one
+        kernel launch already uses the whole device).
     """
 
     name: str
     xp: ModuleType
     fft: Any = field(repr=False)
+    threads: int = 1
+
+    def row_blocks(self, n_rows: int, *, min_rows: int = 32) -> list[slice]:
+        """Split ``range(n_rows)`` into at most ``threads`` contiguous blocks.
+
+        Blocks are at least ``min_rows`` long, so small images are not split at all.
+        """
+        k = max(1, min(self.threads, n_rows // max(min_rows, 1)))
+        bounds = [round(i * n_rows / k) for i in range(k + 1)]
+        return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def run_blocks(self, fn: Callable[[int], None], n_blocks: int) -> None:
+        """Call ``fn(i)`` for ``i in range(n_blocks)``, on the backend's threads when > 1.
+
+        numpy releases the GIL inside its element-wise loops and BLAS calls, so blocks of
+        rows processed by different threads run in parallel. Exceptions propagate.
+        """
+        if self.name != "numpy":
+            for i in range(n_blocks):
+                fn(i)
+            return
+        # the blocks are the parallelism: BLAS must not start its own threads as well (idle
+        # OpenBLAS threads spin for a while and starve the FFT threads that come next)
+        with _one_blas_thread():
+            if n_blocks <= 1 or self.threads <= 1:
+                for i in range(n_blocks):
+                    fn(i)
+            else:
+                for _ in _thread_pool(self.threads).map(fn, range(n_blocks)):
+                    pass
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Move ``a`` onto this backend's device (no copy when already there)."""
@@ -132,9 +168,26 @@ def cupy_available() -> bool:
 
 
 @cache
+def _blas_limiter() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _one_blas_thread() -> Any:
+    """Context in which BLAS calls run on the calling thread only."""
+    return _blas_limiter().limit(limits=1)
+
+
+@cache
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scope-backend")
+
+
+@cache
 def _make(name: str, workers: int) -> Backend:
     if name == "numpy":
-        return Backend("numpy", np, _ScipyFFT(workers))
+        return Backend("numpy", np, _ScipyFFT(workers), threads=workers)
     import cupy
 
     return Backend("cupy", cupy, _CupyFFT())
@@ -151,7 +204,8 @@ def get_backend(
         ``None`` reads the ``SCOPE_BACKEND`` environment variable (default ``"auto"``).
         ``"auto"`` picks cupy when a CUDA device is usable, numpy otherwise.
     workers : int, optional
-        FFT worker threads on the CPU (default: all cores).
+        Threads on the CPU, for the FFTs and for element-wise work split into row blocks
+        (default: all cores).
 
     Raises
     ------

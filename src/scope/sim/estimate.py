@@ -52,6 +52,8 @@ from scope.sim.spectral import (
     freq_grid,
     out_of_band_power,
     pixel_coordinates_um,
+    plane_wave,
+    radius,
     separation_matrix,
 )
 
@@ -109,7 +111,7 @@ class _Spectra:
 
 def _otf_grid(shape, setup: OpticalSetup, otf: OTF, xp) -> Any:
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
-    return (otf(xp.hypot(kx, ky), xp) * pixel_transfer(kx, ky, setup.pixel_size_um, xp)).astype(
+    return (otf(radius(kx, ky, xp), xp) * pixel_transfer(kx, ky, setup.pixel_size_um, xp)).astype(
         xp.float32
     )
 
@@ -119,14 +121,14 @@ def _shifted_otf(shape, setup: OpticalSetup, otf: OTF, k_shift, xp) -> Any:
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
     kxs = (kx - k_shift[0]).astype(xp.float32)
     kys = (ky - k_shift[1]).astype(xp.float32)
-    out = otf(xp.hypot(kxs, kys), xp) * pixel_transfer(kxs, kys, setup.pixel_size_um, xp)
+    out = otf(radius(kxs, kys, xp), xp) * pixel_transfer(kxs, kys, setup.pixel_size_um, xp)
     return out.astype(xp.float32)
 
 
 def _phase_ramp(shape, setup: OpticalSetup, k, xp, sign: float = 1.0) -> Any:
     """exp(sign * 2 pi i k.r) on the camera grid, r from the centre of pixel (0, 0)."""
     y, x = pixel_coordinates_um(shape, setup.pixel_size_um, xp)
-    return xp.exp(sign * 2j * math.pi * (k[0] * x + k[1] * y)).astype(xp.complex64)
+    return plane_wave(k, y, x, xp, sign)
 
 
 def _local_dtft(q, center_px, half_width_px: float, n: int, xp) -> tuple[Any, Any, Any]:
@@ -194,7 +196,7 @@ def _noise_power(frames_ft, setup: OpticalSetup, otf: OTF, xp) -> float:
     """
     shape = frames_ft.shape[-2:]
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
-    k = xp.hypot(kx, ky)
+    k = radius(kx, ky, xp)
     power = out_of_band_power(frames_ft, k, otf.cutoff_per_um, xp)
     if power is not None:
         return power
@@ -205,7 +207,7 @@ def _noise_power(frames_ft, setup: OpticalSetup, otf: OTF, xp) -> float:
 
 def _carrier_search_mask(shape, setup, otf, settings, prior_angle, xp) -> Any:
     ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
-    k = xp.hypot(kx, ky)
+    k = radius(kx, ky, xp)
     fc = otf.cutoff_per_um
     kmax = min(settings.search_max_fraction * fc, 0.98 * setup.nyquist_per_um)
     mask = (k >= settings.search_min_fraction * fc) & (k <= kmax)
@@ -493,7 +495,7 @@ def _estimate_angle(
     y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)
     ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
-    k_rel = xp.hypot(kx - k_est[0], ky - k_est[1])
+    k_rel = radius(kx - k_est[0], ky - k_est[1], xp)
     overlap = (h * hs > 0.02) & (k_rel > 0.1 * otf.cutoff_per_um)
     noise0 = spec.noise_power * float(np.sum(np.abs(_to_np(sep[0])) ** 2))
     num = float(_to_np(xp.real(xp.sum((x_ * xp.conj(y_))[overlap]))))

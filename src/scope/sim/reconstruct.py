@@ -2,13 +2,16 @@
 
 With the pattern parameters fixed, :class:`SIMReconstructor` precomputes everything that does
 not depend on the data (separation coefficients, sub-pixel shift ramps folded with the edge
-taper, per-order weights, placement of each order in the 2x spectrum, the common denominator
-and the apodisation), so each SIM image costs a fixed, small set of FFTs:
+taper, per-order weights with the common denominator and the apodisation folded in, placement
+of each order in the 2x spectrum), so each SIM image costs a fixed, small set of FFTs:
 
 - one real FFT of the combined 0 order (camera grid),
 - one complex FFT per angle for the +1 order (the -1 order is its mirrored conjugate: real
   data), shifted by a sub-pixel ramp before the FFT and by whole pixels when placed,
-- one inverse real FFT on the 2x grid.
+- one inverse real FFT on the 2x grid,
+
+and three element-wise passes between them (separate the orders, weigh, place), which the CPU
+backend splits into blocks of rows across its threads.
 
 The combination is the generalised Wiener filter of Gustafsson et al. (2008) with the
 regulariser chosen per frequency as the noise-to-signal power ratio (the minimum-mean-square-
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -46,6 +50,8 @@ from scope.sim.spectral import (
     freq_grid,
     out_of_band_power,
     pixel_coordinates_um,
+    plane_wave,
+    radius,
     separation_matrix,
 )
 
@@ -226,7 +232,7 @@ class SIMReconstructor:
 
     def _transfer(self, kx: Any, ky: Any) -> Any:
         xp = self.backend.xp
-        h = self.otf(xp.hypot(kx, ky), xp)
+        h = self.otf(radius(kx, ky, xp), xp)
         if self.settings.pixel_integration:
             h = h * pixel_transfer(kx, ky, self.setup.pixel_size_um, xp)
         return h
@@ -247,20 +253,26 @@ class SIMReconstructor:
         n_ph = p.n_phases
         taper = edge_taper(self.shape, self.settings.taper_px or default_taper_px(self.shape), xp)
         self._taper = taper
-        # separation rows: zero order summed over angles, then the +1 order of each angle
+        # separation: the zero order summed over angles, then the +1 order of each angle
         # scaled by 2/m so that every order holds S(k) H(k) (noise variances tracked below)
-        rows = np.zeros((1 + p.n_angles, p.n_frames), np.complex128)
-        self._var0 = 0.0  # noise variance factor of the summed zero order (x frame noise)
+        zero_row = np.zeros(p.n_frames)
+        plus_rows = np.zeros((p.n_angles, p.n_frames), np.complex128)
         self._var_plus = []
         for a, ang in enumerate(p.angles):
             sep = separation_matrix(ang.phases_rad)
             m = float(np.clip(ang.modulation, 0.05, 1.0))  # a measured m > 1 is noise
-            rows[0, a * n_ph : (a + 1) * n_ph] = sep[0].real / p.n_angles
-            rows[1 + a, a * n_ph : (a + 1) * n_ph] = sep[1] / (m / 2)
+            zero_row[a * n_ph : (a + 1) * n_ph] = sep[0].real / p.n_angles
+            plus_rows[a, a * n_ph : (a + 1) * n_ph] = sep[1] / (m / 2)
             self._var_plus.append(float(np.sum(np.abs(sep[1]) ** 2)) / (m / 2) ** 2)
-        self._var0 = float(np.sum(np.abs(rows[0]) ** 2))
-        # one real matrix: the real parts of all rows, then the imaginary parts of the +1 rows
-        self._rows = xp.asarray(np.vstack([rows.real, rows.imag[1:]]).astype(np.float32))
+        self._var0 = float(np.sum(zero_row**2))  # noise variance factor (x frame noise)
+        # one real matrix (frames -> columns): re/im of each +1 order interleaved, then the 0
+        # order and a zero column, so that the C-contiguous product (pixels, 2 n_angles + 2)
+        # reads as complex64 (pixels, n_angles + 1) without a copy
+        cols = np.zeros((p.n_frames, 2 * p.n_angles + 2), np.float32)
+        cols[:, 0 : 2 * p.n_angles : 2] = plus_rows.real.T
+        cols[:, 1 : 2 * p.n_angles : 2] = plus_rows.imag.T
+        cols[:, -2] = zero_row
+        self._columns = xp.asarray(cols)
         # pixel coordinates of the camera grid (r = 0 at the centre of pixel (0, 0))
         y, x = pixel_coordinates_um(self.shape, dx, xp)
         dky, dkx = 1.0 / (ny * dx), 1.0 / (nx * dx)
@@ -271,8 +283,8 @@ class SIMReconstructor:
             iy, ix = round(py), round(px)
             fy, fx = (py - iy) * dky, (px - ix) * dkx
             # the +1 order holds S(k - p): shift it by -p; the fractional part as a ramp here,
-            # the integer part when the spectrum is placed on the 2x grid
-            ramp = xp.exp(-2j * math.pi * (fx * x + fy * y)) * taper
+            # the integer part when the spectrum is placed on the 2x grid (separable ramp)
+            ramp = plane_wave((fx, fy), y, x, xp) * taper
             self._shifts.append(((iy, ix), ramp.astype(xp.complex64)))
         # output convention: output pixel (i, j) covers the quarter of camera pixel
         # (i // 2, j // 2), so its centre lies a quarter camera pixel before the zero-padded
@@ -287,6 +299,31 @@ class SIMReconstructor:
         self._place_minus = [
             self._placement(ny, nx, iy, ix, flipped=True) for (iy, ix), _ in self._shifts
         ]
+        # element-wise work is split into row blocks (threads on the CPU): blocks of camera
+        # rows before the FFTs, blocks of 2x-spectrum rows for the placement
+        be = self.backend
+        self._src_blocks = be.row_blocks(ny)
+        self._acc_blocks = be.row_blocks(2 * ny)
+        self._acc_plan = [self._placement_plan(blk) for blk in self._acc_blocks]
+        self._buffers: tuple[Any, Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _placement_plan(self, block: slice) -> list[tuple[int, int, slice, slice, slice, slice]]:
+        """All (kind, angle, dst rows, src rows, dst cols, src cols) landing in rows ``block``.
+
+        kind 0: the zero order, 1: a +1 order, 2: a -1 order (flipped conjugate of the +1).
+        """
+        plan = []
+        sources = [(0, 0, self._place0)]
+        sources += [(1, a, pl) for a, pl in enumerate(self._place_plus)]
+        sources += [(2, a, pl) for a, pl in enumerate(self._place_minus)]
+        for kind, a, placement in sources:
+            for rd, rs, cd, cs in placement:
+                lo, hi = max(rd.start, block.start), min(rd.stop, block.stop)
+                if lo < hi:
+                    s0 = rs.start + lo - rd.start
+                    plan.append((kind, a, slice(lo, hi), slice(s0, s0 + hi - lo), cd, cs))
+        return plan
 
     def _placement(
         self,
@@ -330,22 +367,44 @@ class SIMReconstructor:
         oky, okx = (a.astype(f32) for a in freq_grid(self.output_shape, dx / 2, xp, rfft=True))
         return (ky, kx), (ky_r, kx_r), (oky, okx)
 
+    def _out_phase(self, kx: Any, ky: Any) -> Any:
+        """The output shift (a quarter camera pixel) as a separable phase factor."""
+        xp = self.backend.xp
+        shift = self._out_shift_um
+        return xp.exp(-2j * math.pi * ky * shift).astype(xp.complex64) * xp.exp(
+            -2j * math.pi * kx * shift
+        ).astype(xp.complex64)
+
     def _prepare_filter(self) -> None:
-        """Per-order weights and the common filter (needs the noise model unless ``wiener``)."""
+        """Per-order weights with the common filter folded in (needs the noise model unless
+        ``wiener`` is set).
+
+        The denominator sums ``H^2 notch / variance`` over all orders on the 2x grid. Each
+        order's share is computed on its own camera-grid block and placed exactly as its data
+        will be, so only the apodisation and the signal model are evaluated on the 2x grid.
+        The common filter is real and even in ``k`` (both ±1 orders of each angle are in it),
+        so it is folded into each order's weights: the -1 orders, read as mirrored conjugates
+        of the weighted +1 spectra, receive the filter at their own frequencies.
+        """
         xp = self.backend.xp
         s = self.settings
         p = self.params
         (ky, kx), (ky_r, kx_r), (oky, okx) = self._band_grids()
-        shift = self._out_shift_um
         noise = 1.0 if self.noise_model is None else self.noise_model.noise_power
-        # weights: H(k) * notch / variance, with the output shift folded in
+        half = (self.output_shape[0], self._half_cols)
+        den = xp.zeros(half, xp.float32)
+
+        def place(block: Any, placement: list, flipped: bool = False) -> None:
+            src = block[::-1, ::-1] if flipped else block
+            for rd, rs, cd, cs in placement:
+                den[rd, cd] += src[rs, cs]
+
         var0 = self._var0 * noise
-        h0 = self._transfer(kx_r, ky_r) * self._notch(kx_r, ky_r)
-        out_phase_r = xp.exp(-2j * math.pi * (kx_r + ky_r) * shift)
-        self._w0 = (h0 / var0 * out_phase_r).astype(xp.complex64)
-        # exact denominator on the 2x grid: sum over all orders of H^2 notch / variance
-        den = (self._transfer(okx, oky) ** 2) * self._notch(okx, oky) / var0
-        self._w_plus = []
+        t0 = self._transfer(kx_r, ky_r)
+        h0 = t0 * self._notch(kx_r, ky_r)
+        w0 = h0 / var0 * self._out_phase(kx_r, ky_r)
+        place((t0 * h0 / var0).astype(xp.float32), self._place0)
+        w_plus = []
         dky, dkx = float(ky[1, 0]), float(kx[0, 1])
         for a, ang in enumerate(p.angles):
             (iy, ix), _ = self._shifts[a]
@@ -355,14 +414,13 @@ class SIMReconstructor:
             # block value at integer index j holds the order at kappa = j + frac; it lands at
             # k = kappa - p = j - integer shift
             kap_x, kap_y = kx + fx, ky + fy
-            hb = self._transfer(kap_x, kap_y) * self._notch(kap_x, kap_y)
-            k_out_x, k_out_y = kx - ix * dkx, ky - iy * dky
-            phase = xp.exp(-2j * math.pi * (k_out_x + k_out_y) * shift)
-            self._w_plus.append((hb / var * phase).astype(xp.complex64))
-            for sgn in (+1, -1):
-                kxs, kys = okx + sgn * pkx, oky + sgn * pky
-                den = den + (self._transfer(kxs, kys) ** 2) * self._notch(kxs, kys) / var
-        k_out = xp.hypot(okx, oky)
+            tb = self._transfer(kap_x, kap_y)
+            hb = tb * self._notch(kap_x, kap_y)
+            w_plus.append(hb / var * self._out_phase(kx - ix * dkx, ky - iy * dky))
+            share = (tb * hb / var).astype(xp.float32)
+            place(share, self._place_plus[a])
+            place(share, self._place_minus[a], flipped=True)
+        k_out = radius(okx, oky, xp)
         kmax = max(math.hypot(*a.k_per_um) for a in p.angles)
         cutoff = (self.otf.cutoff_per_um + kmax) * s.apodization_cutoff
         apod = ideal_otf(k_out, cutoff, xp=xp) ** s.apodization_bend
@@ -379,8 +437,23 @@ class SIMReconstructor:
             power = self.noise_model.signal_power(k_out, xp)
             filt = apod / (den + 1.0 / power)
         # 4x: the 2x grid has four times the pixels (keeps the intensity of the widefield)
-        self._filter = (4.0 * filt).astype(xp.float32)
+        filt = (4.0 * filt).astype(xp.float32)
+        self._w0 = (w0 * self._gather(filt, self._place0, t0.shape)).astype(xp.complex64)
+        self._w_plus = []
+        for a, w in enumerate(w_plus):
+            f = self._gather(filt, self._place_plus[a], w.shape)
+            self._gather(filt, self._place_minus[a], w.shape, out=f[::-1, ::-1])
+            self._w_plus.append((w * f).astype(xp.complex64))
         self._filter_ready = True
+
+    def _gather(self, filt: Any, placement: list, shape: tuple, out: Any = None) -> Any:
+        """The 2x-grid filter read back at the positions where a block's elements land."""
+        xp = self.backend.xp
+        if out is None:
+            out = xp.zeros(shape, xp.float32)
+        for rd, rs, cd, cs in placement:
+            out[rs, cs] = filt[rd, cd]
+        return out
 
     # ----------------------------------------------------------- noise model
     def measure_noise_model(self, raw: Any) -> NoiseModel:
@@ -391,7 +464,7 @@ class SIMReconstructor:
         tap = (frames - offset) * self._taper
         spec = fft.rfft2(tap)
         _, (ky_r, kx_r), _ = self._band_grids()
-        k = xp.hypot(kx_r, ky_r)
+        k = radius(kx_r, ky_r, xp)
         fc = self.otf.cutoff_per_um
         noise = out_of_band_power(spec, k, fc, xp)
         if noise is None:
@@ -449,44 +522,82 @@ class SIMReconstructor:
     def __call__(self, raw: Any) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
 
-        The result stays on the backend's device (cupy array on a GPU).
+        The result stays on the backend's device (cupy array on a GPU). Calls from several
+        threads are serialised (the operator reuses its work buffers).
         """
-        xp, fft = self.backend.xp, self.backend.fft
         frames = self._check(raw)
-        if not self._filter_ready:
-            if self.noise_model is None:
-                self.noise_model = self.measure_noise_model(frames)
-            self._prepare_filter()
+        with self._lock:
+            if not self._filter_ready:
+                if self.noise_model is None:
+                    self.noise_model = self.measure_noise_model(frames)
+                self._prepare_filter()
+            return self._reconstruct(frames)
+
+    def _reconstruct(self, frames: Any) -> Any:
+        be = self.backend
+        xp, fft = be.xp, be.fft
         ny, nx = self.shape
+        n_ang = self.params.n_angles
+        if self._buffers is None:
+            self._buffers = (
+                xp.empty((ny, nx), xp.float32),
+                xp.empty((n_ang, ny, nx), xp.complex64),
+                xp.empty((2 * ny, self._half_cols), xp.complex64),
+            )
+        zero, bands, acc = self._buffers
         flat = frames.reshape(self.n_frames, ny * nx)
-        parts = (self._rows @ flat).reshape(-1, ny, nx)
-        re, im = parts[: 1 + self.params.n_angles], parts[1 + self.params.n_angles :]
-        offset = self._offset(frames)
-        # zero order tapered towards its mean: FFT((z - mean) taper) plus the mean at DC
-        zero = re[0]
-        mean = zero.mean()
-        zero -= mean
-        zero *= self._taper
+        zero_flat = zero.reshape(ny * nx)
+        sums = [0.0] * len(self._src_blocks)
+
+        def separate(i: int) -> None:
+            # orders of one block of camera rows: (pixels, frames) @ (frames, columns)
+            rows = self._src_blocks[i]
+            n_rows = rows.stop - rows.start
+            px = slice(rows.start * nx, rows.stop * nx)
+            cols = flat[:, px].T @ self._columns
+            zero_flat[px] = cols[:, -2]
+            sums[i] = float(zero_flat[px].sum(dtype=xp.float64))
+            plus = cols.view(xp.complex64)
+            for a in range(n_ang):
+                # the sub-pixel shift ramp (tapered) applied while copying out the +1 order
+                xp.multiply(
+                    plus[:, a].reshape(n_rows, nx), self._shifts[a][1][rows], out=bands[a, rows]
+                )
+
+        be.run_blocks(separate, len(self._src_blocks))
+        mean = sum(sums) / (ny * nx)
+
+        def taper(i: int) -> None:
+            # the zero order tapered towards its mean: FFT((z - mean) taper) + mean at DC
+            rows = self._src_blocks[i]
+            zero[rows] -= mean
+            zero[rows] *= self._taper[rows]
+
+        be.run_blocks(taper, len(self._src_blocks))
         z = fft.rfft2(zero)
-        z[0, 0] += (mean - offset) * (ny * nx)
-        z *= self._w0
-        acc = xp.zeros((2 * ny, self._half_cols), xp.complex64)
-        for rd, rs, cd, cs in self._place0:
-            acc[rd, cd] += z[rs, cs]
-        band = xp.empty((ny, nx), xp.complex64)
-        for a in range(self.params.n_angles):
-            band.real = re[1 + a]
-            band.imag = im[a]
-            band *= self._shifts[a][1]
-            b = fft.fft2(band)
-            b *= self._w_plus[a]
-            for rd, rs, cd, cs in self._place_plus[a]:
-                acc[rd, cd] += b[rs, cs]
-            # -1 order: the conjugate of the +1 order at mirrored frequencies (real data)
-            flipped = b[::-1, ::-1]
-            for rd, rs, cd, cs in self._place_minus[a]:
-                acc[rd, cd] += xp.conj(flipped[rs, cs])
-        acc *= self._filter
+        z[0, 0] += (mean - self._offset(frames)) * (ny * nx)
+        spectra = fft.fft2(bands)
+
+        def weigh(i: int) -> None:
+            rows = self._src_blocks[i]
+            z[rows] *= self._w0[rows]
+            for a in range(n_ang):
+                spectra[a, rows] *= self._w_plus[a][rows]
+
+        be.run_blocks(weigh, len(self._src_blocks))
+        flipped = [spectra[a, ::-1, ::-1] for a in range(n_ang)]
+
+        def combine(i: int) -> None:
+            acc[self._acc_blocks[i]] = 0
+            for kind, a, rd, rs, cd, cs in self._acc_plan[i]:
+                if kind == 0:
+                    acc[rd, cd] += z[rs, cs]
+                elif kind == 1:
+                    acc[rd, cd] += spectra[a, rs, cs]
+                else:  # -1 order: conjugate of the +1 order at mirrored frequencies
+                    acc[rd, cd] += xp.conj(flipped[a][rs, cs])
+
+        be.run_blocks(combine, len(self._acc_blocks))
         return fft.irfft2(acc, s=self.output_shape).astype(xp.float32, copy=False)
 
     def with_settings(self, **changes: Any) -> SIMReconstructor:

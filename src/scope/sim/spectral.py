@@ -24,6 +24,25 @@ def freq_grid(
     return xp.asarray(ky), xp.asarray(kx)
 
 
+def radius(kx: Any, ky: Any, xp: Any = np) -> Any:
+    """``sqrt(kx^2 + ky^2)`` for broadcastable grids (several times faster than ``hypot``)."""
+    return xp.sqrt(kx * kx + ky * ky)
+
+
+def plane_wave(
+    k_per_um: tuple[float, float], y_um: Any, x_um: Any, xp: Any = np, sign: float = -1.0
+) -> Any:
+    """``exp(sign 2 pi i (kx x + ky y))`` as the outer product of two 1D factors, complex64.
+
+    ``y_um`` (Y, 1) and ``x_um`` (1, X) are broadcastable coordinates; one complex
+    exponential per row and column instead of one per pixel.
+    """
+    kx, ky = k_per_um
+    ey = xp.exp(sign * 2j * np.pi * ky * y_um).astype(xp.complex64)
+    ex = xp.exp(sign * 2j * np.pi * kx * x_um).astype(xp.complex64)
+    return ey * ex
+
+
 def pixel_coordinates_um(
     shape: tuple[int, int], pixel_size_um: float, xp: Any = np, *, origin_px: float = 0.0
 ) -> tuple[Any, Any]:
