@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -66,6 +67,17 @@ class Backend:
         bounds = [round(i * n_rows / k) for i in range(k + 1)]
         return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
+    def single_threaded_blas(self) -> Any:
+        """Context in which BLAS (numpy's matrix products) runs on the calling thread only.
+
+        Our matrix products are small or already split across threads; OpenBLAS's own
+        threads would only spin after each call (for milliseconds) and starve the FFT threads
+        that run next. A no-op on the GPU.
+        """
+        if self.name != "numpy":
+            return contextlib.nullcontext()
+        return _blas_limiter().limit(limits=1)
+
     def run_blocks(self, fn: Callable[[int], None], n_blocks: int) -> None:
         """Call ``fn(i)`` for ``i in range(n_blocks)``, on the backend's threads when > 1.
 
@@ -76,9 +88,8 @@ class Backend:
             for i in range(n_blocks):
                 fn(i)
             return
-        # the blocks are the parallelism: BLAS must not start its own threads as well (idle
-        # OpenBLAS threads spin for a while and starve the FFT threads that come next)
-        with _one_blas_thread():
+        # the blocks are the parallelism: BLAS must not start threads of its own as well
+        with self.single_threaded_blas():
             if n_blocks <= 1 or self.threads <= 1:
                 for i in range(n_blocks):
                     fn(i)
@@ -172,11 +183,6 @@ def _blas_limiter() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
-
-
-def _one_blas_thread() -> Any:
-    """Context in which BLAS calls run on the calling thread only."""
-    return _blas_limiter().limit(limits=1)
 
 
 @cache

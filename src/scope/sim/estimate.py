@@ -268,6 +268,20 @@ def estimate_parameters(
     260
     """
     be = get_backend(backend)
+    with be.single_threaded_blas():
+        return _estimate_parameters(raw, setup, n_angles, n_phases, prior, otf, settings, be)
+
+
+def _estimate_parameters(
+    raw: Any,
+    setup: OpticalSetup,
+    n_angles: int,
+    n_phases: int,
+    prior: SIMParameters | None,
+    otf: OTF | None,
+    settings: EstimationSettings | None,
+    be: Backend,
+) -> SIMParameters:
     xp = be.xp
     settings = settings or EstimationSettings()
     otf = otf or OTF.from_setup(setup)
