@@ -28,12 +28,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scope.errors import ConfigurationError
+from scope.resources import repository_folder
 
-#: folders searched for a preset given by name
-PRESET_DIRS: tuple[Path, ...] = (
-    Path.cwd() / "reconstruction" / "presets",
-    Path(__file__).resolve().parents[3] / "reconstruction" / "presets",
-)
+
+def preset_dirs() -> tuple[Path, ...]:
+    """Folders searched for a preset given by name: ``reconstruction/presets`` under the
+    current directory, then the package's own (checkout or wheel, :mod:`scope.resources`)."""
+    return (Path.cwd() / "reconstruction" / "presets", repository_folder("reconstruction/presets"))
+
 
 OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_damping")
 #: optics keys that are not fields of OpticalSetup
@@ -83,11 +85,12 @@ def find_preset(name: str | Path) -> Path:
     p = Path(name)
     if p.suffix == ".toml" and p.is_file():
         return p
-    for folder in PRESET_DIRS:
+    dirs = preset_dirs()
+    for folder in dirs:
         candidate = folder / f"{p.stem if p.suffix == '.toml' else name}.toml"
         if candidate.is_file():
             return candidate
-    known = sorted({f.stem for d in PRESET_DIRS if d.is_dir() for f in d.glob("*.toml")})
+    known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.toml")})
     raise ConfigurationError(
         f"preset {str(name)!r} not found; expected a .toml file or one of {known}"
     )

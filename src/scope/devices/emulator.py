@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from scope.errors import ConfigurationError, DeviceError
+from scope.resources import repository_folder
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,12 @@ _CORE_LOCK = threading.Lock()
 
 
 def firmware_dir() -> Path:
-    """Folder of the firmware sources: ``$SCOPE_FIRMWARE_DIR`` or ``hardware/firmware`` of the
-    source checkout this package was installed from."""
+    """Folder of the firmware sources: ``$SCOPE_FIRMWARE_DIR``, else ``hardware/firmware`` of
+    the source checkout, else the copy a wheel carries (:mod:`scope.resources`)."""
     env = os.environ.get("SCOPE_FIRMWARE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "hardware" / "firmware"
+    return repository_folder("hardware/firmware")
 
 
 def load_firmware_core() -> ModuleType:
@@ -66,8 +67,8 @@ def load_firmware_core() -> ModuleType:
         if not path.is_file():
             raise ConfigurationError(
                 f"the controller emulator runs the firmware in {path}, which does not exist: "
-                "install scope from a source checkout (pip install -e .) or set "
-                "SCOPE_FIRMWARE_DIR to the hardware/firmware folder"
+                "set SCOPE_FIRMWARE_DIR to a folder holding pattern_core.py (hardware/firmware "
+                "of the scope repository), or reinstall scope-sim"
             )
         spec = importlib.util.spec_from_file_location("scope_firmware_pattern_core", path)
         assert spec is not None
