@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from scope.optics import OpticalSetup
+from scope.sim import metrics
 from scope.sim.forward import random_phase_errors, simulate_raw
 from scope.sim.params import SIMParameters
+from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
 from scope.sim.samples import make_sample
 
 SETUP = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
@@ -62,6 +64,35 @@ def make_case(
         rng=rng,
     )
     return Case(raw, truth, gt)
+
+
+#: output pixels left out of quality measures: beyond the edge taper (16 camera pixels = 32)
+MARGIN = 40
+
+
+def evaluate(case: Case, params: SIMParameters, settings=None, noise_model=None):
+    """(NRMSE vs ideal-SIM target, SIM resolution / widefield resolution) of one case.
+
+    The resolution is where the ring correlation with the ground truth falls below 1/7.
+    """
+    settings = settings or ReconstructionSettings(offset_adu=OFFSET)
+    rec = SIMReconstructor(
+        SETUP, params, shape=case.raw.shape[-2:], settings=settings, noise_model=noise_model
+    )
+    sim = rec(case.raw)
+    wf = metrics.upsample2x(rec.widefield(case.raw))
+    kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
+    target = metrics.ideal_sim_target(
+        case.ground_truth,
+        pixel_size_nm=SETUP.pixel_size_nm / 2,
+        cutoff_per_um=SETUP.cutoff_per_um + kmax,
+    )
+    crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
+    nrmse = metrics.normalized_rms_error(sim[crop], target[crop])
+    gt = case.ground_truth[crop]
+    res_sim = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(sim[crop], gt))
+    res_wf = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(wf[crop], gt))
+    return nrmse, res_sim / res_wf
 
 
 def angle_error_deg(a: float, b: float) -> float:

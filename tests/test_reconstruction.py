@@ -13,29 +13,7 @@ from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
 from scope.sim.pipeline import reconstruct_stack
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
-from sim_cases import OFFSET, SETUP, make_case
-
-MARGIN = 40  # output pixels: beyond the edge taper (16 camera pixels = 32 output pixels)
-
-
-def evaluate(case, params, settings=None):
-    """(NRMSE vs ideal-SIM target, SIM resolution / widefield resolution) of one case."""
-    settings = settings or ReconstructionSettings(offset_adu=OFFSET)
-    rec = SIMReconstructor(SETUP, params, shape=case.raw.shape[-2:], settings=settings)
-    sim = rec(case.raw)
-    wf = metrics.upsample2x(rec.widefield(case.raw))
-    kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
-    target = metrics.ideal_sim_target(
-        case.ground_truth,
-        pixel_size_nm=SETUP.pixel_size_nm / 2,
-        cutoff_per_um=SETUP.cutoff_per_um + kmax,
-    )
-    crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
-    nrmse = metrics.normalized_rms_error(sim[crop], target[crop])
-    gt = case.ground_truth[crop]
-    res_sim = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(sim[crop], gt))
-    res_wf = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(wf[crop], gt))
-    return nrmse, res_sim / res_wf
+from sim_cases import MARGIN, OFFSET, SETUP, evaluate, make_case
 
 
 @pytest.fixture(scope="module")

@@ -72,12 +72,14 @@ class EstimationSettings:
         Search window around prior values (when priors are given).
     min_confidence : float
         Carrier peak-to-noise ratio below which a carrier counts as not found.
-    phase_iterations : int
-        Rounds of phase estimation with re-separated orders.
+    refine_iterations : int
+        Rounds of sub-pixel carrier refinement (each re-centres the matched weights).
     max_size : int or None
         Frames larger than this are estimated on their central ``max_size`` region.
     whitening : float
         Exponent of the spectral whitening used to find the carrier (1: phase correlation).
+    template_regularization : float
+        Wiener regulariser of the sample estimate that serves as the phase template.
     taper_px : int or None
         Edge taper width (None: 1/16 of the smaller side).
     """
@@ -87,7 +89,6 @@ class EstimationSettings:
     angle_tolerance_deg: float = 4.0
     period_tolerance: float = 0.06
     min_confidence: float = 5.0
-    phase_iterations: int = 3
     refine_iterations: int = 1
     max_size: int | None = 256
     whitening: float = 1.0
@@ -372,6 +373,66 @@ def _estimate_parameters(
     return SIMParameters(tuple(angles), notes={"noise_power": noise})
 
 
+def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[float, float]:
+    """Sub-pixel carrier: maximum of the matched-weight cross-correlation of the +1 and 0
+    orders near ``k_start`` (two matrix-DFT zooms and a parabola)."""
+    xp, fft = be.xp, be.fft
+    ny, nx = spec.frames_ft.shape[-2:]
+    dk = (1.0 / (ny * setup.pixel_size_um), 1.0 / (nx * setup.pixel_size_um))
+    h = spec.otf
+    w1 = _whiten(c1, settings.whitening, xp)
+    w0 = _whiten(c0, settings.whitening, xp)
+    k_est = k_start
+    for _ in range(settings.refine_iterations):
+        hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+        hs_plus = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
+        x_ = fft.ifft2(w1 * h * hs)
+        y_ = fft.ifft2(w0 * h * hs_plus)
+        q = x_ * xp.conj(y_)
+        ry, rx = _refine_peak(q, (k_est[1] / dk[0], k_est[0] / dk[1]), xp)
+        k_est = (rx * dk[1], ry * dk[0])
+    return k_est
+
+
+def _frame_phases(k_est, spec, widefield_others, widefield_others_real, setup, settings, be):
+    """Per-frame phases by a matched filter.
+
+    Each frame minus the 0 order (taken from the other angles' frames, so it is free of this
+    angle's ±1 orders whatever their phases) is projected on the predicted +1 order
+    H(k) S(k - p), with S a Wiener estimate from the 0 order; the weak -1 order cross-talk is
+    solved jointly (Wicker et al. 2013 use the same information through auto-correlations).
+    """
+    xp, fft = be.xp, be.fft
+    n = spec.frames_ft.shape[0]
+    ny, nx = spec.frames_ft.shape[-2:]
+    h = spec.otf
+    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
+    dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
+    w0 = widefield_others * float(_to_np(dc_ratio))
+    s_est = w0 * h / (h * h + settings.template_regularization)
+    t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
+    # least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
+    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly;
+    # Poisson weights and leaving out the orders' overlap were tried and did worse)
+    g0 = widefield_others_real * float(_to_np(dc_ratio))
+    cp = fft.ifft2(t_plus)
+    a_ = xp.real(cp)
+    b_ = xp.imag(cp)
+    saa = float(_to_np(xp.sum(a_ * a_)))
+    sbb = float(_to_np(xp.sum(b_ * b_)))
+    sab = float(_to_np(xp.sum(a_ * b_)))
+    mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
+    z = []
+    for n_ in range(n):
+        d_n = spec.frames_tapered[n_] - g0
+        ra = float(_to_np(xp.sum(d_n * a_)))
+        rb = float(_to_np(xp.sum(d_n * b_)))
+        # d = 2 (x a - y b): normal equations for (x, y)
+        x_, y_ = np.linalg.solve(mat, [ra, -rb])
+        z.append(complex(x_, y_))
+    return np.unwrap(np.angle(np.asarray(z)))
+
+
 def _estimate_angle(
     spec: _Spectra,
     widefield_others: Any,
@@ -456,47 +517,12 @@ def _estimate_angle(
         source = "prior"
     else:
         # 2. sub-pixel refinement with matched weights (centred on the current estimate)
-        k_est = k_coarse
-        for _ in range(settings.refine_iterations):
-            hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
-            hs_plus = _shifted_otf((ny, nx), setup, otf, (-k_est[0], -k_est[1]), xp)
-            x_ = fft.ifft2(w1 * h * hs)
-            y_ = fft.ifft2(w0 * h * hs_plus)
-            q = x_ * xp.conj(y_)
-            ry, rx = _refine_peak(q, (k_est[1] / dk[0], k_est[0] / dk[1]), xp)
-            k_est = (rx * dk[1], ry * dk[0])
+        k_est = _refine_carrier(k_coarse, c0, c1, spec, setup, otf, settings, be)
 
-    # 3. per-frame phases by a matched filter: each frame minus the 0 order (taken from the
-    #    other angles' frames, so it is free of this angle's +-1 orders whatever their phases)
-    #    is projected on the predicted +1 order H(k) S(k - p), with S a Wiener estimate from
-    #    the 0 order; the weak -1 order cross-talk is solved jointly (Wicker et al. 2013 use
-    #    the same information through auto-correlations)
-    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
-    dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
-    w0 = widefield_others * float(_to_np(dc_ratio))
-    s_est = w0 * h / (h * h + settings.template_regularization)
-    t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
-    # least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
-    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly;
-    # Poisson weights and leaving out the orders' overlap were tried and did worse)
-    g0 = widefield_others_real * float(_to_np(dc_ratio))
-    cp = fft.ifft2(t_plus)
-    a_ = xp.real(cp)
-    b_ = xp.imag(cp)
-    saa = float(_to_np(xp.sum(a_ * a_)))
-    sbb = float(_to_np(xp.sum(b_ * b_)))
-    sab = float(_to_np(xp.sum(a_ * b_)))
-    mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
-    z = []
-    for n_ in range(n):
-        d_n = spec.frames_tapered[n_] - g0
-        ra = float(_to_np(xp.sum(d_n * a_)))
-        rb = float(_to_np(xp.sum(d_n * b_)))
-        # d = 2 (x a - y b): normal equations for (x, y)
-        x_, y_ = np.linalg.solve(mat, [ra, -rb])
-        z.append(complex(x_, y_))
-    phases = np.angle(np.asarray(z))
-    phases = np.unwrap(phases)
+    # 3. per-frame phases (see _frame_phases)
+    phases = _frame_phases(
+        k_est, spec, widefield_others, widefield_others_real, setup, settings, be
+    )
 
     # 4. modulation depth from the overlap of the +1 order with the shifted 0 order
     sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
@@ -506,6 +532,7 @@ def _estimate_angle(
     c1 = _combine(sep[1], spec.frames_ft)
     hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
     c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
+    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
     y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)
     ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
