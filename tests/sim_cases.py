@@ -9,7 +9,7 @@ a dimmer exposure of the same sample dims its background too).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +64,44 @@ def make_case(
         rng=rng,
     )
     return Case(raw, truth, gt)
+
+
+def make_cropped_case(
+    seed: int, *, photons: float = 400.0, size: int = 256
+) -> tuple[Case, np.ndarray]:
+    """The acceptance case seen through a smaller field of view, as a real camera sees it.
+
+    The simulation is periodic (FFT optics); cropping the central ``size`` pixels of a field
+    1.5x as large gives frames whose opposite edges do not match. Returns the case (pattern
+    phases referred to the crop's pixel (0, 0), ground truth cropped) and the ideal-SIM target
+    computed on the large field and cropped (no wrap-around in it either).
+    """
+    big_size = size * 3 // 2 // 2 * 2
+    big = make_case(seed, photons=photons, size=big_size)
+    o = (big_size - size) // 2
+    x0 = y0 = o * SETUP.pixel_size_um
+    angles = [
+        replace(
+            a,
+            phases_rad=tuple(
+                p + 2 * np.pi * (a.k_per_um[0] * x0 + a.k_per_um[1] * y0) for p in a.phases_rad
+            ),
+        )
+        for a in big.truth.angles
+    ]
+    kmax = max(np.hypot(*a.k_per_um) for a in big.truth.angles)
+    target = metrics.ideal_sim_target(
+        big.ground_truth,
+        pixel_size_nm=SETUP.pixel_size_nm / 2,
+        cutoff_per_um=SETUP.cutoff_per_um + kmax,
+    )
+    crop2 = np.s_[2 * o : 2 * (o + size), 2 * o : 2 * (o + size)]
+    case = Case(
+        big.raw[:, o : o + size, o : o + size],
+        SIMParameters(tuple(angles)),
+        big.ground_truth[crop2],
+    )
+    return case, target[crop2]
 
 
 #: output pixels left out of quality measures: beyond the edge taper (16 camera pixels = 32)

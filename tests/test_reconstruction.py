@@ -13,7 +13,7 @@ from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
 from scope.sim.pipeline import reconstruct_stack
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
-from sim_cases import MARGIN, OFFSET, SETUP, evaluate, make_case
+from sim_cases import MARGIN, OFFSET, SETUP, evaluate, make_case, make_cropped_case
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,28 @@ def test_resolution_gain_at_60_photons(results):
     # measured 1.596-1.675 (issue 2 asks >= 1.6 on every seed: 4 of 5 seeds reach it)
     gain = results[60][:, 1]
     assert gain.min() >= 1.55 and np.median(gain) >= 1.6, gain
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_edges_keep_their_content(seed):
+    """A field of view whose opposite edges differ (as on a camera) reconstructs to its edges.
+
+    The zero order is split into a periodic and a smooth part instead of being tapered, so the
+    border keeps its brightness and detail. Measured: full frame 0.152-0.157, border strip
+    0.330-0.354, interior 0.102-0.110 (tapering the zero order to its mean: 0.29-0.33 full,
+    0.67-0.70 border strip, the same interior).
+    """
+    case, target = make_cropped_case(seed)
+    rec = SIMReconstructor(
+        SETUP, case.truth, shape=(256, 256), settings=ReconstructionSettings(offset_adu=OFFSET)
+    )
+    sim = rec(case.raw)
+    border = np.ones(sim.shape, bool)
+    border[16:-16, 16:-16] = False
+    inner = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
+    assert metrics.normalized_rms_error(sim, target) <= 0.2
+    assert metrics.normalized_rms_error(sim[border], target[border]) <= 0.45
+    assert metrics.normalized_rms_error(sim[inner], target[inner]) <= 0.15
 
 
 @pytest.mark.parametrize(("n_angles", "n_phases"), [(3, 5), (2, 4)])

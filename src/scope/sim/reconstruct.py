@@ -11,7 +11,16 @@ of each order in the 2x spectrum), so each SIM image costs a fixed, small set of
 - one inverse real FFT on the 2x grid,
 
 and three element-wise passes between them (separate the orders, weigh, place), which the CPU
-backend splits into blocks of rows across its threads.
+backend splits into blocks of rows across its threads. Each order is zero beyond the detection
+cutoff in its own frame, so only that disc's bounding box is weighed and placed.
+
+Edges: a camera's field of view does not wrap around, and the jump between opposite edges
+would put a cross of artefacts into every spectrum. The zero order, which carries the image's
+brightness, is not tapered: it is split into a periodic and a smooth part (Moisan 2011); the
+periodic part is reconstructed, the smooth part (computed from the borders alone, no extra 2D
+FFT) is added back undeconvolved, so the image keeps its content up to the edges. The ±1
+orders are tapered (their sub-pixel shift ramps are not periodic either): SIM detail fades to
+widefield detail over the last 1/16 of the field.
 
 The combination is the generalised Wiener filter of Gustafsson et al. (2008) with the
 regulariser chosen per frequency as the noise-to-signal power ratio (the minimum-mean-square-
@@ -28,6 +37,7 @@ microscopy by structured illumination", Biophys. J. 94, 4957 (2008).
 Wen et al., "High-fidelity structured illumination microscopy by point-spread-function
 engineering", Light Sci. Appl. 10, 70 (2021) (HiFi-SIM).
 Müller et al., Nat. Commun. 7, 10980 (2016) (fairSIM: OTF attenuation / notch).
+Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 39, 161 (2011).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from scope.errors import ConfigurationError, DataFormatError, ReconstructionErro
 from scope.optics import OTF, OpticalSetup, ideal_otf, pixel_transfer
 from scope.sim.params import SIMParameters
 from scope.sim.spectral import (
+    SmoothComponent,
     default_taper_px,
     edge_taper,
     freq_grid,
@@ -153,6 +164,20 @@ def _runs(src: np.ndarray, dst: np.ndarray) -> list[tuple[slice, slice]]:
     return out
 
 
+def _support_runs(n: int, radius: int, *, rfft: bool = False) -> list[slice]:
+    """Index runs of an FFT-ordered axis (or an rfft axis) with ``|frequency| <= radius``."""
+    if rfft:
+        return [slice(0, min(radius, n // 2) + 1)]
+    if 2 * radius + 1 >= n:
+        return [slice(0, n)]
+    return [slice(0, radius + 1), slice(n - radius, n)]
+
+
+def _intersect(a: slice, b: slice) -> slice | None:
+    lo, hi = max(a.start, b.start), min(a.stop, b.stop)
+    return slice(lo, hi) if lo < hi else None
+
+
 def _to_np(a: Any) -> np.ndarray:
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
@@ -252,7 +277,8 @@ class SIMReconstructor:
         p = self.params
         n_ph = p.n_phases
         taper = edge_taper(self.shape, self.settings.taper_px or default_taper_px(self.shape), xp)
-        self._taper = taper
+        self._taper = taper  # for the +-1 orders (their sub-pixel ramps are not periodic)
+        self._smooth = SmoothComponent(self.shape, xp)  # for the zero order
         # separation: the zero order summed over angles, then the +1 order of each angle
         # scaled by 2/m so that every order holds S(k) H(k) (noise variances tracked below)
         zero_row = np.zeros(p.n_frames)
@@ -290,6 +316,15 @@ class SIMReconstructor:
         # (i // 2, j // 2), so its centre lies a quarter camera pixel before the zero-padded
         # FFT sample (which sits where camera pixels sit): a shift of +dx/4 along x and y
         self._out_shift_um = dx / 4
+        # every order is zero beyond the detection cutoff in its own frame: only that disc (its
+        # bounding box, one pixel wider for the fractional shift) is weighed and placed
+        fc = self.otf.cutoff_per_um
+        self._support = (math.ceil(fc * ny * dx) + 1, math.ceil(fc * nx * dx) + 1)
+        ry, rx = self._support
+        self._rect0 = [
+            (r, c) for r in _support_runs(ny, ry) for c in _support_runs(nx, rx, rfft=True)
+        ]
+        self._rect_plus = [(r, c) for r in _support_runs(ny, ry) for c in _support_runs(nx, rx)]
         # placement of each order on the half-plane of the 2x spectrum
         self._half_cols = self.output_shape[1] // 2 + 1
         self._place0 = self._placement(ny, nx, 0, 0, rfft_source=True)
@@ -305,6 +340,16 @@ class SIMReconstructor:
         self._src_blocks = be.row_blocks(ny)
         self._acc_blocks = be.row_blocks(2 * ny)
         self._acc_plan = [self._placement_plan(blk) for blk in self._acc_blocks]
+        # per block, the box the orders land in (the rest of the 2x spectrum stays zero)
+        self._acc_boxes = [
+            (
+                slice(min(p[2].start for p in plan), max(p[2].stop for p in plan)),
+                slice(min(p[4].start for p in plan), max(p[4].stop for p in plan)),
+            )
+            if plan
+            else None
+            for plan in self._acc_plan
+        ]
         self._buffers: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
 
@@ -342,18 +387,25 @@ class SIMReconstructor:
         """
         oy, ox = self.output_shape
 
+        ry, rx = self._support
+
         def freqs(n: int) -> np.ndarray:
             f = np.fft.fftfreq(n, 1.0 / n).astype(int)
             return -f[::-1] if flipped else f
 
-        rows = _runs(np.arange(ny), (freqs(ny) + off_y) % oy)
+        fy = freqs(ny)
+        inside = np.abs(fy) <= ry
+        rows = _runs(np.arange(ny)[inside], ((fy + off_y) % oy)[inside])
         if rfft_source:
             cols_src = np.arange(nx // 2 + 1)
             cols_dst = cols_src + off_x
+            inside = cols_src <= rx
         else:
             cols_src = np.arange(nx)
-            cols_dst = (freqs(nx) + off_x) % ox
-        keep = cols_dst < self._half_cols
+            fx = freqs(nx)
+            cols_dst = (fx + off_x) % ox
+            inside = np.abs(fx) <= rx
+        keep = (cols_dst < self._half_cols) & inside
         cols = _runs(cols_src[keep], cols_dst[keep])
         return [(rd, rs, cd, cs) for rd, rs in rows for cd, cs in cols]
 
@@ -438,7 +490,15 @@ class SIMReconstructor:
             filt = apod / (den + 1.0 / power)
         # 4x: the 2x grid has four times the pixels (keeps the intensity of the widefield)
         filt = (4.0 * filt).astype(xp.float32)
-        self._w0 = (w0 * self._gather(filt, self._place0, t0.shape)).astype(xp.complex64)
+        w0 = w0 * self._gather(filt, self._place0, t0.shape)
+        self._w0 = w0.astype(xp.complex64)
+        # the zero order's smooth part (see __call__) goes to the output interpolated onto the
+        # 2x grid and shaped by the target transfer function, not deconvolved: its weight is
+        # w_s, and the data's spectrum minus the smooth part's gets w0, i.e. the smooth part
+        # is subtracted with weight (w0 - w_s)
+        w_s = 4.0 * self._out_phase(kx_r, ky_r) * self._notch(kx_r, ky_r) * t0
+        w_s = w_s * self._gather(apod.astype(xp.float32), self._place0, t0.shape)
+        self._w_smooth = (self._smooth.inverse_laplacian * (w0 - w_s)).astype(xp.complex64)
         self._w_plus = []
         for a, w in enumerate(w_plus):
             f = self._gather(filt, self._place_plus[a], w.shape)
@@ -542,12 +602,11 @@ class SIMReconstructor:
             self._buffers = (
                 xp.empty((ny, nx), xp.float32),
                 xp.empty((n_ang, ny, nx), xp.complex64),
-                xp.empty((2 * ny, self._half_cols), xp.complex64),
+                xp.zeros((2 * ny, self._half_cols), xp.complex64),  # zero outside the boxes
             )
         zero, bands, acc = self._buffers
         flat = frames.reshape(self.n_frames, ny * nx)
         zero_flat = zero.reshape(ny * nx)
-        sums = [0.0] * len(self._src_blocks)
 
         def separate(i: int) -> None:
             # orders of one block of camera rows: (pixels, frames) @ (frames, columns)
@@ -556,7 +615,6 @@ class SIMReconstructor:
             px = slice(rows.start * nx, rows.stop * nx)
             cols = flat[:, px].T @ self._columns
             zero_flat[px] = cols[:, -2]
-            sums[i] = float(zero_flat[px].sum(dtype=xp.float64))
             plus = cols.view(xp.complex64)
             for a in range(n_ang):
                 # the sub-pixel shift ramp (tapered) applied while copying out the +1 order
@@ -565,30 +623,35 @@ class SIMReconstructor:
                 )
 
         be.run_blocks(separate, len(self._src_blocks))
-        mean = sum(sums) / (ny * nx)
-
-        def taper(i: int) -> None:
-            # the zero order tapered towards its mean: FFT((z - mean) taper) + mean at DC
-            rows = self._src_blocks[i]
-            zero[rows] -= mean
-            zero[rows] *= self._taper[rows]
-
-        be.run_blocks(taper, len(self._src_blocks))
+        # the zero order is not tapered: the smooth part of its periodic-plus-smooth split
+        # (from its borders alone) is taken out of its spectrum and put back undeconvolved
+        borders = self._smooth.border_spectra(zero)
         z = fft.rfft2(zero)
-        z[0, 0] += (mean - self._offset(frames)) * (ny * nx)
+        z[0, 0] -= self._offset(frames) * (ny * nx)
         spectra = fft.fft2(bands)
 
         def weigh(i: int) -> None:
-            rows = self._src_blocks[i]
-            z[rows] *= self._w0[rows]
-            for a in range(n_ang):
-                spectra[a, rows] *= self._w_plus[a][rows]
+            block = self._src_blocks[i]
+            for rows, cols in self._rect0:
+                rows = _intersect(rows, block)
+                if rows is None:
+                    continue
+                z[rows, cols] *= self._w0[rows, cols]
+                w_s = self._w_smooth[rows, cols]
+                z[rows, cols] -= self._smooth.spectrum(borders, rows, cols, weight=w_s)
+            for rows, cols in self._rect_plus:
+                rows = _intersect(rows, block)
+                if rows is None:
+                    continue
+                for a in range(n_ang):
+                    spectra[a, rows, cols] *= self._w_plus[a][rows, cols]
 
         be.run_blocks(weigh, len(self._src_blocks))
         flipped = [spectra[a, ::-1, ::-1] for a in range(n_ang)]
 
         def combine(i: int) -> None:
-            acc[self._acc_blocks[i]] = 0
+            if self._acc_boxes[i] is not None:
+                acc[self._acc_boxes[i]] = 0
             for kind, a, rd, rs, cd, cs in self._acc_plan[i]:
                 if kind == 0:
                     acc[rd, cd] += z[rs, cs]
