@@ -40,11 +40,15 @@ def _warm_up_zarr(tmp_path: Path) -> None:
 
 
 def _new_threads(baseline: set) -> set:
-    """Threads started since ``baseline``, except the idle workers of zarr's process-wide I/O
-    event loop (its thread pool grows on demand and lives as long as the process)."""
+    """Threads started since ``baseline``, except process-wide worker pools that live as long
+    as the process: zarr's I/O event loop, and the reconstruction backend's element-wise
+    workers (one per core at most, checked here)."""
+    new = set(threading.enumerate()) - baseline
+    backend = {t for t in new if t.name.startswith("scope-backend")}
+    assert len(backend) <= (os.cpu_count() or 1)
     return {
         t
-        for t in set(threading.enumerate()) - baseline
+        for t in new - backend
         if not (t.daemon and (t.name == "zarr_io" or t.name.startswith("asyncio_")))
     }
 
