@@ -154,6 +154,9 @@ def test_row_blocks_on_threads_give_the_image_of_one_thread():
         noise_model=one.noise_model,
     )
     np.testing.assert_allclose(many(case.raw), ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
+    # camera integers are converted block by block: the same image as converting first
+    counts = np.clip(np.rint(case.raw), 0, 65535).astype(np.uint16)
+    np.testing.assert_array_equal(many(counts), many(counts.astype(np.float32)))
 
 
 def test_one_operator_serves_several_threads():

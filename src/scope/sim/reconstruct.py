@@ -558,9 +558,16 @@ class SIMReconstructor:
         return model
 
     # --------------------------------------------------------------- running
-    def _check(self, raw: Any) -> Any:
+    def _check(self, raw: Any, *, as_float32: bool = True) -> Any:
+        """The raw set on the backend's device, checked for shape.
+
+        ``as_float32=False`` keeps the camera's integer type (the per-frame path converts row
+        blocks on its threads, while they are in cache).
+        """
         xp = self.backend.xp
-        frames = xp.asarray(raw, dtype=xp.float32)
+        frames = xp.asarray(raw)
+        if as_float32 or frames.dtype.kind not in "ui":
+            frames = frames.astype(xp.float32, copy=False)
         expected = (self.n_frames, *self.shape)
         if tuple(frames.shape) != expected:
             raise DataFormatError(
@@ -585,7 +592,7 @@ class SIMReconstructor:
         The result stays on the backend's device (cupy array on a GPU). Calls from several
         threads are serialised (the operator reuses its work buffers).
         """
-        frames = self._check(raw)
+        frames = self._check(raw, as_float32=False)
         with self._lock:
             if not self._filter_ready:
                 if self.noise_model is None:
@@ -613,7 +620,10 @@ class SIMReconstructor:
             rows = self._src_blocks[i]
             n_rows = rows.stop - rows.start
             px = slice(rows.start * nx, rows.stop * nx)
-            cols = flat[:, px].T @ self._columns
+            block = flat[:, px]
+            if block.dtype != xp.float32:  # camera integers: converted here, block by block
+                block = block.astype(xp.float32)
+            cols = block.T @ self._columns
             zero_flat[px] = cols[:, -2]
             plus = cols.view(xp.complex64)
             for a in range(n_ang):
