@@ -40,6 +40,7 @@ def make_case(
     n_phases: int = 3,
     size: int = 256,
     kind: str = "mixed",
+    sample: np.ndarray | None = None,
 ) -> Case:
     rng = np.random.default_rng(seed)
     a0 = rng.uniform(0, 180 / n_angles)
@@ -53,7 +54,7 @@ def make_case(
         phase_offset_rad=rng.uniform(0, 2 * np.pi),
     )
     truth = random_phase_errors(nominal, 0.15, rng)
-    gt = make_sample((2 * size, 2 * size), kind, seed=seed)
+    gt = make_sample((2 * size, 2 * size), kind, seed=seed) if sample is None else sample
     raw = simulate_raw(
         gt,
         truth,
@@ -67,18 +68,30 @@ def make_case(
 
 
 def make_cropped_case(
-    seed: int, *, photons: float = 400.0, size: int = 256
+    seed: int, *, photons: float = 400.0, size: int = 256, bright_edge: bool = False
 ) -> tuple[Case, np.ndarray]:
     """The acceptance case seen through a smaller field of view, as a real camera sees it.
 
     The simulation is periodic (FFT optics); cropping the central ``size`` pixels of a field
-    1.5x as large gives frames whose opposite edges do not match. Returns the case (pattern
-    phases referred to the crop's pixel (0, 0), ground truth cropped) and the ideal-SIM target
-    computed on the large field and cropped (no wrap-around in it either).
+    1.5x as large gives frames whose opposite edges do not match. ``bright_edge`` adds a bright
+    cell body that the crop's left edge cuts through (the hardest case for edge handling).
+    Returns the case (pattern phases referred to the crop's pixel (0, 0), ground truth cropped)
+    and the ideal-SIM target computed on the large field and cropped (no wrap-around in it).
     """
     big_size = size * 3 // 2 // 2 * 2
-    big = make_case(seed, photons=photons, size=big_size)
     o = (big_size - size) // 2
+    sample = None
+    if bright_edge:
+        sample = make_sample((2 * big_size, 2 * big_size), "mixed", seed=seed)
+        yy, xx = np.mgrid[0 : 2 * big_size, 0 : 2 * big_size]
+        body = np.exp(
+            -(
+                ((yy - big_size) / (0.57 * big_size)) ** 2
+                + ((xx - 2 * o - 22) / (0.31 * big_size)) ** 2
+            )
+        )
+        sample = sample + 0.8 * sample.max() * body
+    big = make_case(seed, photons=photons, size=big_size, sample=sample)
     x0 = y0 = o * SETUP.pixel_size_um
     angles = [
         replace(

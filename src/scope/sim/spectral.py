@@ -91,13 +91,15 @@ class SmoothComponent:
     Parameters
     ----------
     shape : (int, int)
-        Image shape (Y, X); the spectra are in ``rfft2`` layout (Y, X // 2 + 1).
+        Image shape (Y, X); the spectra are in ``rfft2`` layout (Y, X // 2 + 1) for real
+        images, or in ``fft2`` layout (Y, X) with ``complex_images``.
     """
 
-    def __init__(self, shape: tuple[int, int], xp: Any = np) -> None:
+    def __init__(self, shape: tuple[int, int], xp: Any = np, *, complex_images: bool = False):
         ny, nx = shape
+        self.complex_images = complex_images
         q = 2 * np.pi * np.fft.fftfreq(ny)[:, None]
-        r = 2 * np.pi * np.fft.rfftfreq(nx)[None, :]
+        r = 2 * np.pi * (np.fft.fftfreq if complex_images else np.fft.rfftfreq)(nx)[None, :]
         lap = 2 * np.cos(q) + 2 * np.cos(r) - 4
         lap[0, 0] = 1.0
         inv = 1.0 / lap
@@ -111,7 +113,8 @@ class SmoothComponent:
     def border_spectra(self, image: Any) -> tuple[Any, Any]:
         """1D spectra of the jumps between the last and first row, and column."""
         xp = self._xp
-        a = xp.fft.rfft(image[-1, :] - image[0, :]).astype(xp.complex64)
+        row_fft = xp.fft.fft if self.complex_images else xp.fft.rfft
+        a = row_fft(image[-1, :] - image[0, :]).astype(xp.complex64)
         b = xp.fft.fft(image[:, -1] - image[:, 0]).astype(xp.complex64)
         return a, b
 
@@ -133,10 +136,13 @@ class SmoothComponent:
         return (ey * a[None, cols] + b[rows, None] * ex) * factor
 
     def split(self, image: Any) -> tuple[Any, Any]:
-        """(periodic part, smooth part) of a real 2D image, in real space (for inspection)."""
+        """(periodic part, smooth part) of a 2D image, in real space (for inspection)."""
         xp = self._xp
         s_hat = self.spectrum(self.border_spectra(image))
-        s = xp.fft.irfft2(s_hat, s=self.shape).astype(image.dtype)
+        if self.complex_images:
+            s = xp.fft.ifft2(s_hat).astype(image.dtype)
+        else:
+            s = xp.fft.irfft2(s_hat, s=self.shape).astype(image.dtype)
         return image - s, s
 
 
