@@ -338,6 +338,31 @@ def test_parameters_estimated_per_channel(tmp_path):
         np.testing.assert_allclose(image[:, c], expected, rtol=0, atol=1e-5 * scale)
 
 
+def test_outputs_put_time_channel_z_first(tmp_path):
+    """A Z-then-T file (as ImageJ stacks Z before C) is written in OME order, T then Z."""
+    lapses = [_time_lapse(seed, n_time=2) for seed in (5, 6)]  # two z planes, two time points
+    t_first = np.stack(lapses, axis=1)  # (T, Z, 9, Y, X)
+    z_first = np.stack(lapses, axis=0)  # (Z, T, 9, Y, X)
+    tifffile.imwrite(tmp_path / "tz.ome.tif", t_first, ome=True, metadata={"axes": "TZCYX"})
+    tifffile.imwrite(tmp_path / "zt.ome.tif", z_first, ome=True, metadata={"axes": "ZTCYX"})
+    preset, name = load_preset("simulated-default")
+    report = run_batch(
+        [tmp_path / "tz.ome.tif", tmp_path / "zt.ome.tif"],
+        tmp_path / "out",
+        preset=preset,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy"),
+    )
+    by_name = {Path(f["input"]).name: f for f in report.files}
+    assert by_name["zt.ome.tif"]["axes"] == "ZTPYX", by_name["zt.ome.tif"]
+    assert by_name["zt.ome.tif"]["output_axes"] == by_name["tz.ome.tif"]["output_axes"] == "TZYX"
+    a, _, meta_a = read_image(tmp_path / "out" / "tz.sim.zarr")
+    b, _, meta_b = read_image(tmp_path / "out" / "zt.sim.zarr")
+    assert meta_a["axes"] == meta_b["axes"] == "TZYX"
+    assert a.shape == b.shape == (2, 2, 2 * SIZE, 2 * SIZE)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * float(np.abs(a).max()))
+
+
 def test_existing_scheduler_address(folder, tmp_path):
     """``--scheduler ADDRESS``: the work goes to a cluster someone else started."""
     from distributed import LocalCluster

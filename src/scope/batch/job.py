@@ -260,8 +260,22 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         setup = optical_setup(options, source=src.name)
         engine = _Reconstruction(setup, options, stack.frame_shape, job.fft_workers)
         lead_axes = stack.lead_axes
-        out_axes = lead_axes + "YX"
-        out_shape = (*stack.lead_shape, 2 * stack.frame_shape[0], 2 * stack.frame_shape[1])
+        # outputs put the leading axes in OME order, time, channel, z (OME-NGFF requires it;
+        # an ImageJ hyperstack comes as T, Z, C): sets are read in the output's order
+        order = sorted(range(len(lead_axes)), key=lambda i: "TCZQRS".index(lead_axes[i]))
+        out_axes = "".join(lead_axes[i] for i in order) + "YX"
+        out_lead_shape = tuple(stack.lead_shape[i] for i in order)
+        out_shape = (*out_lead_shape, 2 * stack.frame_shape[0], 2 * stack.frame_shape[1])
+
+        def input_flat(out_flat: int) -> tuple[int, tuple[int, ...]]:
+            """Flat input set index of the ``out_flat``-th output plane, and its output index."""
+            out_index = tuple(int(i) for i in np.unravel_index(out_flat, out_lead_shape))
+            index = [0] * len(order)
+            for k, i in enumerate(order):
+                index[i] = out_index[k]
+            flat = int(np.ravel_multi_index(index, stack.lead_shape)) if index else 0
+            return flat, out_index
+
         every = options.reestimate_every or 0
         t_axis = lead_axes.find("T")
         c_axis = lead_axes.find("C")
@@ -292,16 +306,16 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         }
 
         def planes():
-            for flat in range(stack.n_sets):
-                index = stack.set_index(flat)
+            for out_flat in range(stack.n_sets):
+                flat, out_index = input_flat(out_flat)
                 if flat == 0:
                     sim = first_sim
                 else:
-                    key, where = key_of(index)
+                    key, where = key_of(stack.set_index(flat))
                     sim = engine(key, stack.read_set(flat), where)
-                yield index, sim
+                yield out_index, sim
                 if progress is not None:
-                    progress(flat + 1)
+                    progress(out_flat + 1)
 
         if out_opts.format == "zarr":
             writer = OmeZarrWriter(
@@ -336,6 +350,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
     return {
         "n_sets": stack.n_sets,
         "axes": stack.axes,
+        "output_axes": out_axes,
         "shape": list(stack.shape),
         "parameters": engine.params[key0].to_dict(),
         "n_parameter_sets": len(engine.epochs),
