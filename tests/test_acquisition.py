@@ -225,6 +225,34 @@ def test_consumer_thread_receives_sets_while_acquiring(tmp_path):
     assert [s for s, _, _ in received] == sorted(s for s, _, _ in received)
 
 
+@pytest.mark.parametrize("trigger", ["hardware", "software"])
+def test_per_frame_callbacks_see_every_frame_and_its_slot(tmp_path, trigger, caplog):
+    """Frame and slot callbacks (rolling displays) get each frame once, with its true slot; a
+    callback that raises is logged and changes nothing on disk."""
+    stored: list[int] = []
+    slots: list[tuple[int, int, int]] = []  # (slot, frame index, pattern seen by the camera)
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=6, exposure_ms=2.0, dark_ms=1.0, trigger=trigger)
+        engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "cb.zarr", cfg)
+        engine.add_frame_callback(lambda index, data: stored.append(index))
+        engine.add_slot_callback(
+            lambda slot, index, data: slots.append((slot, index, decode_marker(data)[0]))
+        )
+        engine.add_frame_callback(lambda index, data: 1 / 0)  # a broken consumer
+        with caplog.at_level(logging.ERROR, logger="scope.acquisition.engine"):
+            summary = engine.run()
+    assert sum("failed" in r.getMessage() for r in caplog.records) == 1  # once, not per frame
+    frames, table, _ = read_acquisition(tmp_path / "cb.zarr")
+    n_frames = frames.shape[0]
+    assert stored == list(range(n_frames))
+    assert summary.sets_valid == 6
+    paired = [i for i in range(n_frames) if table["controller_count"][i] > 0]
+    assert [index for _, index, _ in slots] == paired
+    for slot, index, pattern in slots:
+        assert slot == (table["controller_count"][index] - 1) % N
+        assert pattern == slot  # the pattern sequence is 0 .. 8 in slot order
+
+
 def test_software_trigger_fallback(tmp_path):
     with SimulatedMicroscope((64, 64)) as m:
         cfg = AcquisitionConfig(n_sets=3, exposure_ms=2.0, dark_ms=1.0, trigger="software")

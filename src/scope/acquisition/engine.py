@@ -58,6 +58,11 @@ from scope.errors import AcquisitionError, ConfigurationError, DeviceError, Devi
 log = logging.getLogger(__name__)
 
 SetCallback = Callable[[int, np.ndarray, dict[str, Any]], None]
+#: ``fn(frame_index, data)``: a frame just written to disk
+FrameCallback = Callable[[int, np.ndarray], None]
+#: ``fn(slot, frame_index, data)``: a frame paired with its controller pulse; ``slot`` is its
+#: position in the set (``0 .. frames_per_set - 1``)
+SlotCallback = Callable[[int, int, np.ndarray], None]
 
 
 @dataclass
@@ -259,6 +264,9 @@ class AcquisitionEngine:
         self._stop = threading.Event()
         self._subscribers: list[queue.Queue[Any]] = []
         self._callbacks: list[SetCallback] = []
+        self._frame_callbacks: list[FrameCallback] = []
+        self._slot_callbacks: list[SlotCallback] = []
+        self._callback_failures: dict[int, int] = {}
         self._events: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -277,6 +285,31 @@ class AcquisitionEngine:
         """Call ``fn(set_index, frames, metadata)`` in the engine thread per verified set."""
         self._callbacks.append(fn)
 
+    def add_frame_callback(self, fn: FrameCallback) -> None:
+        """Call ``fn(frame_index, data)`` in the engine thread for every frame, as soon as it is
+        on disk (before it is paired or verified: for rolling displays). Must be short."""
+        self._frame_callbacks.append(fn)
+
+    def add_slot_callback(self, fn: SlotCallback) -> None:
+        """Call ``fn(slot, frame_index, data)`` in the engine thread once a frame is paired with
+        its controller pulse; ``slot`` is the frame's position in the SIM set, known before
+        the set is complete (for a rolling SIM display). Must be short."""
+        self._slot_callbacks.append(fn)
+
+    def _call(self, callbacks: list[Any], *args: Any) -> None:
+        # a consumer's failure never stops the acquisition; it is logged with its traceback
+        # the first time, then counted (a broken display must not flood the log per frame)
+        for fn in callbacks:
+            try:
+                fn(*args)
+            except Exception:
+                n = self._callback_failures.get(id(fn), 0) + 1
+                self._callback_failures[id(fn)] = n
+                if n == 1:
+                    log.exception("callback %r failed (the acquisition goes on)", fn)
+                elif n % 1000 == 0:
+                    log.warning("callback %r has failed %d times", fn, n)
+
     def _publish(self, item: Any) -> None:
         for q in self._subscribers:
             while True:
@@ -287,13 +320,8 @@ class AcquisitionEngine:
                     with contextlib.suppress(queue.Empty):
                         q.get_nowait()
                         self.summary.consumer_drops += 1
-        if item is None:
-            return
-        for fn in self._callbacks:
-            try:
-                fn(*item)
-            except Exception:
-                log.exception("set callback %r failed", fn)
+        if item is not None:
+            self._call(self._callbacks, *item)
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -521,6 +549,7 @@ class AcquisitionEngine:
         self._newest_frame_t = max(self._newest_frame_t, f.t_s)
         self._frames.append(f)
         self._all_frames_by_index[index] = f
+        self._call(self._frame_callbacks, index, frame.data)
 
     def _match(self, final: bool = False) -> None:
         """Pair unresolved frames with pulses (nearest in time, within the match tolerance).
@@ -537,6 +566,7 @@ class AcquisitionEngine:
                     f.pulse = known[k]
                     self._pulses[known[k]].frames.append(f.index)
                     f.resolved = True
+                    self._paired(f)
                     continue
             # pulses arrive in order: once one later than this frame is known, or the frame is
             # older than every pulse still open, nothing can claim it any more
@@ -549,6 +579,11 @@ class AcquisitionEngine:
                 log.info("camera frame %d (t=%.4f s) matches no controller pulse: extra frame",
                          f.frame_id, f.t_s)  # fmt: skip
         self._frames = [f for f in self._frames if not f.resolved]
+
+    def _paired(self, f: _Frame) -> None:
+        if self._slot_callbacks and f.pulse is not None:
+            slot = (f.pulse - 1) % self.config.frames_per_set
+            self._call(self._slot_callbacks, slot, f.index, f.data)
 
     # -- sets ------------------------------------------------------------------------------------
     def _close_sets(self, final: bool) -> None:
@@ -698,6 +733,7 @@ class AcquisitionEngine:
                     # the frame answering this trigger belongs to it: pair directly
                     f = self._frames.pop()
                     f.pulse, f.resolved = count, True
+                    self._paired(f)
                     self._pulses[count].frames.append(f.index)
                     while True:  # anything else that arrived meanwhile is extra
                         try:

@@ -173,43 +173,6 @@ class LiveSnapshot:
     stats: LiveStats = field(default_factory=LiveStats)
 
 
-class _LiveEngine(AcquisitionEngine):
-    """The acquisition engine, plus a per-frame hook for rolling display.
-
-    ``on_raw(frame_index, data)`` is called for every frame stored; ``on_slot(slot,
-    frame_index, data)`` once a frame is paired with a controller pulse (its slot in the set
-    follows from the pulse count). Both run in the engine thread and must be short.
-    """
-
-    def __init__(self, *args: Any, on_raw: Any = None, on_slot: Any = None, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._on_raw = on_raw
-        self._on_slot = on_slot
-
-    def _store(self, frame: Any) -> None:
-        super()._store(frame)
-        index = self.writer.n_frames - 1  # type: ignore[union-attr]
-        if self._on_raw is not None:
-            self._on_raw(index, frame.data)
-        if self._on_slot is not None and getattr(self, "_software", False):
-            # host-triggered: the first frame stored after a trigger answers it (the engine
-            # pairs it the same way); later ones before the next trigger are extra
-            count = self._max_pulse
-            if count != getattr(self, "_slot_count", 0):
-                self._slot_count = count
-                self._on_slot((count - 1) % self.config.frames_per_set, index, frame.data)
-
-    def _match(self, final: bool = False) -> None:
-        pending = list(self._frames)
-        super()._match(final)
-        if self._on_slot is None or getattr(self, "_software", False):
-            return  # host-triggered frames get their slot in _store
-        n = self.config.frames_per_set
-        for f in pending:
-            if f.resolved and f.pulse is not None:
-                self._on_slot((f.pulse - 1) % n, f.index, f.data)
-
-
 def open_devices(config: LiveConfig, setup: Any, params: Any) -> tuple[Any, Any, Any]:
     """``(closer, camera, controller)``: connected devices for ``config``.
 
@@ -397,7 +360,7 @@ class LiveSession:
             self._scratch = Path(tempfile.mkdtemp(prefix="scope-live-"))
             output = self._scratch / "live.zarr"
         self.output = Path(output)
-        self.engine: _LiveEngine | None = None
+        self.engine: AcquisitionEngine | None = None
         self.reconstructor: Any = None
         self.summary: Any = None
         self.error: BaseException | None = None
@@ -502,7 +465,7 @@ class LiveSession:
                 dark_ms=cfg.dark_ms,
                 trigger=cfg.trigger,
             )
-            self.engine = _LiveEngine(
+            self.engine = AcquisitionEngine(
                 camera,
                 controller,
                 self.output,
@@ -510,9 +473,10 @@ class LiveSession:
                 setup=self.setup,
                 params=self.nominal,
                 overwrite=self.overwrite,
-                on_raw=self._on_raw,
-                on_slot=self._on_slot if self.sim_every == "frame" else None,
             )
+            self.engine.add_frame_callback(self._on_raw)
+            if self.sim_every == "frame":
+                self.engine.add_slot_callback(self._on_slot)
             self.engine.add_callback(self._on_set)
             if self._stop.is_set():
                 return
