@@ -14,12 +14,11 @@ from scope.devices.controller import (
     ControllerCommandError,
     PatternController,
     RunCounts,
-    SerialPatternController,
     TriggerMode,
-    probe_controller,
 )
 from scope.devices.emulator import ControllerEmulator
 from scope.devices.protocol import ErrorCode
+from scope.devices.serial_controller import SerialPatternController, probe_controller
 from scope.errors import ConfigurationError, DeviceError, DeviceTimeoutError, ProtocolError
 
 SEQ9 = list(range(9))

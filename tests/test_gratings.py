@@ -212,7 +212,7 @@ def test_bad_requests_are_refused_with_a_reason():
 
 def test_pattern_set_drives_the_controller_sequence():
     """The frames' order is the controller's sequence: each exposure sees (angle, phase)."""
-    from scope.devices.controller import SerialPatternController
+    from scope.devices.serial_controller import SerialPatternController
 
     ps = make_pattern_set([0, 60, 120], 6.0, shape=(16, 16))
     with SerialPatternController("sim://") as ctrl:

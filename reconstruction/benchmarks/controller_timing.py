@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from scope.devices.controller import SerialPatternController
 from scope.devices.emulator import SimulatedHardware, load_firmware_core
+from scope.devices.serial_controller import SerialPatternController
 from scope.sim.gratings import make_pattern_set
 
 

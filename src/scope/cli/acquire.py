@@ -157,7 +157,7 @@ def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
         raise ConfigurationError(
             f"unknown camera {cam_spec!r}: use sim, genicam[:INDEX_OR_ID] or v4l2:/dev/videoN"
         )
-    from scope.devices.controller import SerialPatternController
+    from scope.devices.serial_controller import SerialPatternController
 
     controller = SerialPatternController(args.controller)
 

@@ -70,7 +70,7 @@ def _ports(probe: bool, timeout_s: float) -> list[dict[str, Any]]:
     for info in sorted(list_ports.comports(), key=lambda p: p.device):
         entry: dict[str, Any] = {"port": info.device, "description": info.description or ""}
         if probe:
-            from scope.devices.controller import probe_controller
+            from scope.devices.serial_controller import probe_controller
 
             entry["controller"] = probe_controller(info.device, timeout_s)
         ports.append(entry)

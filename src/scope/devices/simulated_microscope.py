@@ -2,7 +2,7 @@
 
 It is what every entry point uses when no hardware is named (``scope acquire`` without
 ``--camera``/``--controller``, the demo, the tests, the notebooks). Nothing is faked on the host
-side: the controller is the real :class:`~scope.devices.controller.SerialPatternController`
+side: the controller is the real :class:`~scope.devices.serial_controller.SerialPatternController`
 talking over a pseudo-terminal to the firmware's state machine (``sim://``), and the camera is
 triggered by the emulated board's trigger output — each exposure renders the virtual sample under
 the pattern the board shows at that moment.
@@ -71,7 +71,7 @@ class SimulatedMicroscope:
         emulator_options: dict[str, Any] | None = None,
         camera_options: dict[str, Any] | None = None,
     ) -> None:
-        from scope.devices.controller import SerialPatternController
+        from scope.devices.serial_controller import SerialPatternController
         from scope.optics import OpticalSetup
         from scope.sim.params import SIMParameters
 

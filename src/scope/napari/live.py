@@ -215,7 +215,7 @@ def open_devices(config: LiveConfig, setup: Any, params: Any) -> tuple[Any, Any,
         raise ConfigurationError(
             f"unknown camera {spec!r}: use sim, genicam[:INDEX_OR_ID] or v4l2:/dev/videoN"
         )
-    from scope.devices.controller import SerialPatternController
+    from scope.devices.serial_controller import SerialPatternController
 
     controller = SerialPatternController(config.controller)
     camera.connect()
