@@ -1,0 +1,195 @@
+"""``scope patterns``: the grating images a pattern device shows, and what they are.
+
+Writes one PNG per frame of a SIM set (1-bit for binary gratings, 8-bit grey otherwise), at the
+device's resolution, in the order the controller's sequence indexes them (angle-major, phase
+fastest), and ``patterns.json``: the quantised gratings (angle, period and their errors on the
+device's pixel grid, phase steps, fundamental contrast) and the pattern parameters they give at
+the sample, the priors
+``scope reconstruct``/``scope batch`` can use. Upload the PNGs to a DMD's memory in this order,
+or copy the folder to the Raspberry Pi that drives a projector
+(``hardware/pattern-display/``).
+
+Examples
+--------
+``scope patterns --preset hardware/presets/budget.toml -o patterns/``
+``scope patterns --preset better.toml -o dmd/ --angles 5 65 125 --rotation-deg 12.5``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "patterns",
+        help="write the grating images for the DMD or projector, and their parameters",
+        description="Quantise the SIM gratings onto the pattern device's pixel grid (exact "
+        "phase steps, angles and periods within a tolerance) and write one PNG per frame, in "
+        "controller sequence order, with patterns.json describing them. Device, period and "
+        "frame counts come from --preset FILE.toml ([illuminator], [objective], "
+        "[acquisition]); flags override it.",
+    )
+    p.add_argument("--preset", metavar="FILE.toml", required=True, help="setup preset TOML")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument(
+        "--device-size",
+        metavar="WxH",
+        help="device resolution in pixels (default: the preset's width_px x height_px)",
+    )
+    p.add_argument(
+        "--angles",
+        type=float,
+        nargs="+",
+        metavar="DEG",
+        help="grating angles on the device, degrees (default: n_angles equally spaced, starting "
+        "at the whole degree where every grating fits the pixel lattice best)",
+    )
+    p.add_argument("--period-px", type=float, help="grating period, device pixels")
+    p.add_argument("--phases", type=int, help="phase steps per angle (default: the preset's)")
+    p.add_argument(
+        "--kind",
+        choices=("binary", "grey"),
+        help="binary (DMD 1-bit) or grey (sinusoidal, 8-bit video); default: binary for a DMD, "
+        "grey for a projector or LCoS",
+    )
+    p.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=0.0,
+        help="device x axis in the camera frame (from the registration calibration)",
+    )
+    p.add_argument("--mirror", action="store_true", help="the projection mirrors the device")
+    p.set_defaults(func=run)
+
+
+def _device_size(text: str | None, illuminator: Any) -> tuple[int, int]:
+    from scope.errors import ConfigurationError
+
+    if text:
+        try:
+            w, h = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise ConfigurationError(
+                f"--device-size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 640x360"
+            ) from None
+    else:
+        w, h = illuminator.width_px, illuminator.height_px
+        if not (w and h):
+            raise ConfigurationError(
+                f"the preset's [illuminator] ({illuminator.name}) gives no width_px/height_px: "
+                "add them or pass --device-size WxH"
+            )
+    if w < 16 or h < 16:
+        raise ConfigurationError(f"device size {w}x{h}: expected at least 16 x 16 pixels")
+    return w, h
+
+
+def _best_angles(n_angles: int, period_px: float, n_phases: int, kind: str) -> list[float]:
+    """Equally spaced angles whose first one (0, 1, ... degrees) lets every grating land on the
+    device's pixel lattice closest to the requested period and angle.
+
+    Gratings along a pixel axis often cannot take exact phase steps at the requested period
+    (a binary 5 px grating at 0° comes out 2.9 % long); a few degrees off the axes they can.
+    """
+    import logging
+
+    from scope.sim.gratings import quantise_grating
+
+    step = 180.0 / n_angles
+    grating_log = logging.getLogger("scope.sim.gratings")
+    level = grating_log.level
+    grating_log.setLevel(logging.ERROR)  # the search tries many gratings that do not fit
+    try:
+        best: tuple[float, float] | None = None
+        for start in range(int(step)):
+            badness = 0.0
+            for i in range(n_angles):
+                q = quantise_grating(start + i * step, period_px, n_phases=n_phases, kind=kind)
+                # errors in units of the quantiser's tolerances (0.1 deg, 0.2 %)
+                badness = max(badness, abs(q.angle_error_deg) / 0.1, abs(q.period_error) / 2e-3)
+            if best is None or badness < best[1] - 1e-9:
+                best = (float(start), badness)
+    finally:
+        grating_log.setLevel(level)
+    assert best is not None
+    return [best[0] + i * step for i in range(n_angles)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from scope.errors import ConfigurationError
+    from scope.planning import load_preset, parts_from_preset
+    from scope.sim.gratings import ProjectionGeometry, make_pattern_set
+
+    _, objective, illuminator, acquisition = parts_from_preset(load_preset(args.preset))
+    if illuminator.kind == "printed_grating":
+        raise ConfigurationError(
+            "a printed grating has no pixels to show patterns on: scope patterns is for DMD, "
+            "LCoS and projector illuminators"
+        )
+    width, height = _device_size(args.device_size, illuminator)
+    n_phases = args.phases or acquisition.n_phases
+    period_px = args.period_px or illuminator.pattern_period_px
+    n_angles = len(args.angles) if args.angles else acquisition.n_angles
+    kind = args.kind or ("binary" if illuminator.kind == "dmd" else "grey")
+    angles = args.angles or _best_angles(n_angles, period_px, n_phases, kind)
+    pattern_set = make_pattern_set(
+        angles, period_px, shape=(height, width), n_phases=n_phases, kind=kind
+    )
+    geometry = ProjectionGeometry.from_illuminator(
+        illuminator, objective, rotation_deg=args.rotation_deg, mirror=args.mirror
+    )
+    nominal = pattern_set.nominal_parameters(geometry)
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, frame in enumerate(pattern_set.frames):
+        name = f"pattern_{i:03d}.png"
+        if kind == "binary":  # 1-bit PNG (mirror on / off), what DMD tools take
+            image = Image.fromarray(np.ascontiguousarray(frame > 0))
+        else:
+            image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+        image.save(out / name)
+        names.append(name)
+    doc = {
+        "device": {"name": illuminator.name, "kind": illuminator.kind, "width_px": width,
+                   "height_px": height},
+        "kind": kind,
+        "files": names,
+        "sequence": pattern_set.sequence,
+        "n_angles": pattern_set.n_angles,
+        "n_phases": pattern_set.n_phases,
+        "gratings": pattern_set.report(),
+        "geometry": {"device_pixel_at_sample_nm": geometry.device_pixel_at_sample_nm,
+                     "rotation_deg": geometry.rotation_deg, "mirror": geometry.mirror,
+                     "two_beam": geometry.two_beam},
+        "at_sample": nominal.to_dict(),
+    }  # fmt: skip
+    (out / "patterns.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+
+    w = sys.stdout.write
+    w(f"{illuminator.name}: {width} x {height} px, {kind} gratings, "
+      f"{pattern_set.n_angles} angles x {pattern_set.n_phases} phases\n")  # fmt: skip
+    for q, at in zip(pattern_set.gratings, nominal.angles):
+        w(f"  {q.requested_angle_deg:7.2f}° / {q.requested_period_px:.3f} px -> "
+          f"{q.angle_deg:8.3f}° / {q.period_px:.4f} px on the device "
+          f"(errors {q.angle_error_deg:+.3f}°, {100 * q.period_error:+.3f} %); at the sample "
+          f"{at.angle_deg:7.2f}°, {at.period_nm:.1f} nm\n")  # fmt: skip
+    angles_txt = ",".join(f"{a.angle_deg:.2f}" for a in nominal.angles)
+    period = float(np.mean([a.period_nm for a in nominal.angles]))
+    w(f"priors at the sample (device rotation {geometry.rotation_deg:g}°, from the registration "
+      f"calibration): --prior-angles {angles_txt} --prior-period {period:.1f}\n")  # fmt: skip
+    w(f"wrote {len(names)} frames and patterns.json to {out}/\n")
+    w("  DMD: upload them in file order; the controller sequence is "
+      f"{pattern_set.sequence}\n")  # fmt: skip
+    w("  projector: copy the folder to the Raspberry Pi and run "
+      "hardware/pattern-display/pattern_display.py on it\n")  # fmt: skip
+    return 0
