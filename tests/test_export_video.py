@@ -157,6 +157,30 @@ def test_bitrate_cap_keeps_noise_under_the_size_limit(tmp_path):
     assert bitrate_cap_kbps(get_preset("reel"), 90.0) < get_preset("reel").max_bitrate_kbps
 
 
+def test_gif_size_cap_holds_by_giving_up_colours_frames_and_size(tmp_path, caplog):
+    """Noise in a GIF is far over a small cap; the writer re-encodes until it fits, keeping the
+    duration, and says what it gave up."""
+    import logging
+    from dataclasses import replace
+
+    noise = np.random.default_rng(1).random((40, 48, 64)).astype(np.float32)
+    roomy = replace(get_preset("gif"), name="roomy-gif", width_px=240, height_px=240,
+                    max_file_mb=100.0)  # fmt: skip
+    tight = replace(roomy, name="tight-gif", max_file_mb=0.4)
+    out = {}
+    for preset in (roomy, tight):
+        out[preset.name] = tmp_path / f"{preset.name}.gif"
+        with caplog.at_level(logging.WARNING, logger="scope.export.encode"):
+            export_video(noise, out[preset.name], preset=preset, frame_interval_s=0.05,
+                         scale_bar=False)  # fmt: skip
+    full, capped = probe(out["roomy-gif"]), probe(out["tight-gif"])
+    assert out["roomy-gif"].stat().st_size > 2 * tight.max_file_mb * 1e6  # noise is big ...
+    assert out["tight-gif"].stat().st_size <= tight.max_file_mb * 1e6  # ... the cap holds
+    assert capped["duration_s"] == pytest.approx(full["duration_s"], abs=0.05)
+    assert capped["n_frames"] < full["n_frames"] or capped["width"] < full["width"]
+    assert any("to stay under" in r.getMessage() for r in caplog.records)
+
+
 def test_colours_survive_bt709_round_trip(tmp_path):
     """Flat colour patches come back as rendered (the RGB->YUV matrix matches the tags)."""
     preset = VideoPreset(

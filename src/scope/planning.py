@@ -206,6 +206,8 @@ class Illuminator(BaseModel):
         default=None, gt=0, description="Printed grating period (one line pair), µm"
     )
     demagnification: float | None = Field(default=None, gt=0, description="Device to sample")
+    width_px: int | None = Field(default=None, gt=0, description="Device width, pixels")
+    height_px: int | None = Field(default=None, gt=0, description="Device height, pixels")
     illumination_lens_focal_mm: float | None = Field(
         default=None,
         gt=0,

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "reconstruct",
     "plan",
+    "patterns",
     "calibrate",
     "batch",
     "export-video",

@@ -227,8 +227,8 @@ def write_clip(renderer: ClipRenderer, path: str | os.PathLike, **encoder_option
     preset = renderer.preset
     if preset.container == "gif":
         picks = np.unique(np.linspace(0, renderer.n_frames - 1, 6).round().astype(int))
-        return write_gif(
-            path, renderer.frames(), preset, palette_samples=[renderer.frame(int(i)) for i in picks]
+        return write_gif(  # a callable: encoded again, smaller, when over the size cap
+            path, renderer.frames, preset, palette_samples=[renderer.frame(int(i)) for i in picks]
         )
     with Mp4Writer(path, preset, renderer.plan.duration_s, **encoder_options) as writer:
         for frame in render_ahead(renderer):

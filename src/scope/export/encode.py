@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -211,29 +211,40 @@ def global_palette(samples: Iterable[np.ndarray], colors: int = 255):
     return montage.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
 
 
+#: what a GIF gives up, in turn, to fit ``max_file_mb``: (colours, keep every n-th frame, scale)
+GIF_FALLBACKS: tuple[tuple[int, int, float], ...] = (
+    (255, 1, 1.0),
+    (128, 1, 1.0),
+    (64, 2, 1.0),
+    (64, 2, 0.75),
+    (32, 3, 0.5),
+)
+
+
 def write_gif(
     path: str | os.PathLike,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
     preset: VideoPreset,
     *,
     palette_samples: Iterable[np.ndarray],
 ) -> Path:
-    """Write a looping GIF with one global palette at ``preset.fps``.
+    """Write a looping GIF with one global palette at ``preset.fps``, within its size cap.
 
     Parameters
     ----------
     path : Path
         Output file (written under a temporary name, renamed when complete).
-    frames : iterable of ndarray
-        ``(H, W, 3) uint8`` frames.
+    frames : iterable of ndarray, or a callable returning one
+        ``(H, W, 3) uint8`` frames. A callable lets the GIF be encoded again when it comes out
+        over ``preset.max_file_mb``: with fewer colours, then every second frame (same
+        duration), then smaller (:data:`GIF_FALLBACKS`); the first that fits is kept, and a
+        warning says what it gave up. With a plain iterable an oversized GIF is only reported.
     preset : VideoPreset
         Frame size and rate; ``1000 / fps`` ms must be a whole number of centiseconds for an
         exact rate (the ``gif`` preset uses 20 fps: 5 cs per frame).
     palette_samples : iterable of ndarray
         A few frames spread over the clip, to build the palette from.
     """
-    from PIL import Image
-
     path = Path(path)
     delay_ms = 1000 / preset.fps
     if abs(delay_ms / 10 - round(delay_ms / 10)) > 1e-9:
@@ -242,8 +253,55 @@ def write_gif(
             preset.fps,
             100 / round(delay_ms / 10),
         )
-    palette = global_palette(palette_samples)
+    samples = list(palette_samples)
+    attempts = GIF_FALLBACKS if callable(frames) else GIF_FALLBACKS[:1]
+    size_mb = 0.0
+    for colours, stride, scale in attempts:
+        source = frames() if callable(frames) else frames
+        _encode_gif(path, source, preset, samples, colours=colours, stride=stride, scale=scale)
+        size_mb = path.stat().st_size / 1e6
+        if size_mb <= preset.max_file_mb:
+            if (colours, stride, scale) != GIF_FALLBACKS[0]:
+                log.warning(
+                    "%s: %d colours, %.0f fps, %d x %d px to stay under %g MB (%.2f MB)",
+                    path,
+                    colours,
+                    preset.fps / stride,
+                    round(preset.width_px * scale),
+                    round(preset.height_px * scale),
+                    preset.max_file_mb,
+                    size_mb,
+                )
+            return path
+    log.warning(
+        "%s is %.1f MB, over the %g MB that chats accept; make it shorter",
+        path,
+        size_mb,
+        preset.max_file_mb,
+    )
+    return path
+
+
+def _encode_gif(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    preset: VideoPreset,
+    samples: list[np.ndarray],
+    *,
+    colours: int,
+    stride: int,
+    scale: float,
+) -> None:
+    from PIL import Image
+
     expected = (preset.height_px, preset.width_px, 3)
+    size = (round(preset.width_px * scale) // 2 * 2, round(preset.height_px * scale) // 2 * 2)
+
+    def shrink(rgb: np.ndarray) -> Image.Image:
+        image = Image.fromarray(rgb)
+        return image if scale == 1.0 else image.resize(size, Image.Resampling.BICUBIC)
+
+    palette = global_palette([np.asarray(shrink(s)) for s in samples], colors=colours)
 
     def quantised():
         for k, rgb in enumerate(frames):
@@ -251,7 +309,8 @@ def write_gif(
                 raise DataFormatError(
                     f"frame {k} is {rgb.dtype} {rgb.shape}; expected uint8 {expected}"
                 )
-            yield Image.fromarray(rgb).quantize(palette=palette, dither=Image.Dither.NONE)
+            if k % stride == 0:
+                yield shrink(rgb).quantize(palette=palette, dither=Image.Dither.NONE)
 
     images = quantised()
     first = next(images, None)
@@ -265,7 +324,7 @@ def write_gif(
             save_all=True,
             append_images=images,
             loop=0,
-            duration=round(delay_ms),
+            duration=round(1000 * stride / preset.fps),
             disposal=1,
             optimize=False,
         )
@@ -273,12 +332,3 @@ def write_gif(
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
-    size_mb = path.stat().st_size / 1e6
-    if size_mb > preset.max_file_mb:
-        log.warning(
-            "%s is %.1f MB, over the %.0f MB that chats accept; make it shorter",
-            path,
-            size_mb,
-            preset.max_file_mb,
-        )
-    return path
