@@ -499,7 +499,7 @@ class SIMReconstructor:
         filt = (4.0 * filt).astype(xp.float32)
         w0 = w0 * self._gather(filt, self._place0, t0.shape)
         self._w0 = w0.astype(xp.complex64)
-        # the zero order's smooth part (see __call__) gets the zero order's weight times the
+        # the zero order's smooth part (see the module notes) gets the zero order's weight times the
         # detection OTF once more: deconvolved at low frequencies, where it carries the image's
         # slow variations, damped towards the cutoff, where its edge jumps would ring. The
         # data minus the smooth part gets w0, so the smooth part is subtracted with
