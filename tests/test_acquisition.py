@@ -50,6 +50,14 @@ def _check_file_tags(frames, table, *, pulses=True):
     return ok
 
 
+def _drain(live):
+    """Everything a finished run left in a subscriber queue (it ends with None)."""
+    items = []
+    while (item := live.get_nowait()) is not None:
+        items.append(item)
+    return items
+
+
 def _check_consumed(items, drops, extras, *, pulses=True):
     """Every set handed to a consumer is complete, in pattern order and free of faults."""
     for s, stack, meta in items:
@@ -92,9 +100,7 @@ def test_200_sets_with_drops_and_extras_all_detected(tmp_path):
     assert summary.sets_valid + summary.sets_invalid == 200
     assert summary.sets_valid >= 150
     # consumers got exactly the verified sets, each complete and in phase
-    items = []
-    while (item := live.get_nowait()) is not None:
-        items.append(item)
+    items = _drain(live)
     assert len(items) == summary.sets_valid
     assert not {s for s, _, _ in items} & bad_sets
     _check_consumed(items, drops, extras)
@@ -225,14 +231,15 @@ def test_consumer_thread_receives_sets_while_acquiring(tmp_path):
     assert [s for s, _, _ in received] == sorted(s for s, _, _ in received)
 
 
-@pytest.mark.parametrize("trigger", ["hardware", "software"])
+@pytest.mark.parametrize("trigger", ["hardware", "follower", "software"])
 def test_per_frame_callbacks_see_every_frame_and_its_slot(tmp_path, trigger, caplog):
     """Frame and slot callbacks (rolling displays) get each frame once, with its true slot; a
     callback that raises is logged and changes nothing on disk."""
     stored: list[int] = []
     slots: list[tuple[int, int, int]] = []  # (slot, frame index, pattern seen by the camera)
     with SimulatedMicroscope((64, 64)) as m:
-        cfg = AcquisitionConfig(n_sets=6, exposure_ms=2.0, dark_ms=1.0, trigger=trigger)
+        dark = 4.0 if trigger == "follower" else 1.0
+        cfg = AcquisitionConfig(n_sets=6, exposure_ms=2.0, dark_ms=dark, trigger=trigger)
         engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "cb.zarr", cfg)
         engine.add_frame_callback(lambda index, data: stored.append(index))
         engine.add_slot_callback(
@@ -253,6 +260,28 @@ def test_per_frame_callbacks_see_every_frame_and_its_slot(tmp_path, trigger, cap
         assert pattern == slot  # the pattern sequence is 0 .. 8 in slot order
 
 
+def test_follower_mode_pairs_every_exposure(tmp_path):
+    """The camera free-runs; its exposure-active output advances the emulated controller, whose
+    FRAME events tag the frames: every set valid, every tag true to what the camera saw."""
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=20, exposure_ms=3.0, dark_ms=4.0, trigger="follower")
+        engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "follow.zarr", cfg)
+        live = engine.subscribe(maxsize=30)
+        summary = engine.run()
+        assert m.emulator.snapshot()["light"] == 0
+    assert summary.sets_valid == 20 and summary.sets_invalid == 0, summary.invalid_sets
+    assert summary.controller_counts["pulses"] == summary.controller_counts["advances"] == 180
+    assert summary.extra_frames == [] and summary.dropped_pulses == []
+    # the camera runs on until the engine sees the run is over: a frame or two, not more
+    assert 1 <= summary.frames_after_run <= 3
+    frames, table, _ = read_acquisition(tmp_path / "follow.zarr")
+    assert frames.shape[0] == 180 + summary.frames_after_run  # every frame is on disk
+    assert len(_check_file_tags(frames, table, pulses=False)) == 180
+    items = _drain(live)
+    _check_consumed(items, set(), set(), pulses=False)
+    assert len(items) == 20
+
+
 def test_software_trigger_fallback(tmp_path):
     with SimulatedMicroscope((64, 64)) as m:
         cfg = AcquisitionConfig(n_sets=3, exposure_ms=2.0, dark_ms=1.0, trigger="software")
@@ -262,9 +291,7 @@ def test_software_trigger_fallback(tmp_path):
         assert m.emulator.snapshot()["light"] == 0
     assert summary.sets_valid == 3
     assert summary.sets_invalid == 0
-    items = []
-    while (item := live.get_nowait()) is not None:
-        items.append(item)
+    items = _drain(live)
     assert len(items) == 3
     _check_consumed(items, set(), set(), pulses=False)
     frames, table, _ = read_acquisition(tmp_path / "sw.zarr")
@@ -286,9 +313,7 @@ def test_until_stopped_and_late_triggers(tmp_path):
     assert summary.sets_valid + summary.sets_invalid >= 5
     assert late
     assert late <= set(summary.late_frames) | set(summary.extra_frames)
-    items = []
-    while (item := live.get_nowait()) is not None:
-        items.append(item)
+    items = _drain(live)
     for _, _, meta in items:  # a frame that saw two patterns never reaches a consumer
         assert not set(meta["camera_frame_ids"]) & late
     frames, table, _ = read_acquisition(tmp_path / "open.zarr")
@@ -327,9 +352,7 @@ def test_lost_frame_events_invalidate_their_sets(tmp_path):
     lost_sets = {(c - 1) // N for c in range(40, 181, 40)}  # pulses 40, 80, ..., 160, 180
     for s in lost_sets:
         assert any("no FRAME event" in r for r in summary.invalid_sets[s])
-    items = []
-    while (item := live.get_nowait()) is not None:
-        items.append(item)
+    items = _drain(live)
     assert not {s for s, _, _ in items} & lost_sets
     _check_consumed(items, set(), set())
     frames, table, _ = read_acquisition(out)

@@ -80,8 +80,11 @@ class AcquisitionConfig:
     exposure_ms, dark_ms : float
         Trigger-high (light-on) time and the gap between exposures (pattern settling + camera
         readout); the frame period is their sum.
-    trigger : {"hardware", "software"}
-        Leader mode with hardware triggers, or the host-triggered fallback.
+    trigger : {"hardware", "follower", "software"}
+        ``hardware``: leader mode, the controller triggers each exposure. ``follower``: the
+        camera free-runs at ``1000 / period_ms`` Hz and its exposure-active output advances the
+        controller (frames after the run's last counted exposure are written, tagged invalid
+        and counted as ``frames_after_run``). ``software``: the host-triggered fallback.
     trigger_line, trigger_edge : str
         Camera input wired to the controller's trigger output.
     light_channels : int
@@ -109,7 +112,7 @@ class AcquisitionConfig:
     pattern_indices: list[int] | None = None
     exposure_ms: float = 5.0
     dark_ms: float = 1.0
-    trigger: Literal["hardware", "software"] = "hardware"
+    trigger: Literal["hardware", "follower", "software"] = "hardware"
     trigger_line: str = "Line0"
     trigger_edge: Literal["rising", "falling"] = "rising"
     light_channels: int = 1
@@ -129,9 +132,9 @@ class AcquisitionConfig:
             raise ConfigurationError(
                 f"need >= 1 angle and >= 3 phases, got {self.n_angles} x {self.n_phases}"
             )
-        if self.trigger not in ("hardware", "software"):
+        if self.trigger not in ("hardware", "follower", "software"):
             raise ConfigurationError(
-                f"trigger must be 'hardware' or 'software', got {self.trigger!r}"
+                f"trigger must be 'hardware', 'follower' or 'software', got {self.trigger!r}"
             )
         if self.pattern_indices is not None and len(self.pattern_indices) != self.frames_per_set:
             raise ConfigurationError(
@@ -187,6 +190,7 @@ class AcquisitionSummary:
     sets_invalid: int = 0
     dropped_pulses: list[int] = field(default_factory=list)  # controller counts without a frame
     extra_frames: list[int] = field(default_factory=list)  # camera frame ids without a pulse
+    frames_after_run: int = 0  # follower mode: free-running frames after the last exposure
     late_frames: list[int] = field(default_factory=list)  # camera frame ids off their pulse
     frame_id_gaps: int = 0
     controller_counts: dict[str, int] | None = None
@@ -359,6 +363,8 @@ class AcquisitionEngine:
             self._prepare()
             if cfg.trigger == "hardware":
                 self._run_leader()
+            elif cfg.trigger == "follower":
+                self._run_leader(follower=True)
             else:
                 self._run_software()
         except KeyboardInterrupt:
@@ -385,6 +391,10 @@ class AcquisitionEngine:
             cam.exposure_ms = cfg.exposure_ms
         if cfg.trigger == "hardware":
             cam.set_trigger("hardware", line=cfg.trigger_line, edge=cfg.trigger_edge)
+        elif cfg.trigger == "follower":
+            cam.set_trigger("off")  # free-running: its exposure output drives the controller
+            if "frame_rate" in cam.features:
+                cam.frame_rate_hz = 1000.0 / cfg.period_ms
         else:
             cam.set_trigger("software")
         shape = cam.frame_shape
@@ -418,14 +428,19 @@ class AcquisitionEngine:
         self._max_pulse = 0
         self._newest_frame_t = -math.inf
         self._software = False
+        self._follower = cfg.trigger == "follower"
+        self._last_pulse: _Pulse | None = None
 
     # -- leader mode ------------------------------------------------------------------------------
-    def _run_leader(self) -> None:
+    def _run_leader(self, follower: bool = False) -> None:
+        """Leader mode (the controller triggers the camera) or, with ``follower``, the camera
+        free-running and its exposure-active output advancing the controller: the controller
+        reports a FRAME event per exposure either way, and frames pair with them by time."""
         cfg, cam, ctrl = self.config, self.camera, self.controller
         from scope.devices.controller import TriggerMode
 
         ctrl.safe()
-        ctrl.set_mode(TriggerMode.LEADER)
+        ctrl.set_mode(TriggerMode.FOLLOWER if follower else TriggerMode.LEADER)
         ctrl.set_timing(exposure_ms=cfg.exposure_ms, dark_ms=cfg.dark_ms)
         ctrl.set_channels(cfg.light_channels)
         ctrl.set_watchdog(cfg.watchdog_ms)
@@ -435,7 +450,8 @@ class AcquisitionEngine:
         ctrl.add_event_callback(self._events.put)
         try:
             ctrl.arm(n_frames)
-            cam.start()  # hardware-triggered: stale buffers are flushed here
+            if not follower:
+                cam.start()  # hardware-triggered: stale buffers are flushed here
             h0 = time.monotonic()
             t_clock = ctrl.clock_us()
             h1 = time.monotonic()
@@ -443,6 +459,8 @@ class AcquisitionEngine:
             log.debug("controller clock offset <= %.6f s (bracket %.3f ms)", self._offset_s,
                       (h1 - h0) * 1e3)  # fmt: skip
             ctrl.start()
+            if follower:
+                cam.start()  # its first exposure is the run's first (sequence[0] is shown)
             self._last_frame_time = time.monotonic()
             stopping = False
             while True:
@@ -457,6 +475,9 @@ class AcquisitionEngine:
                 got = self._grab(timeout_s=0.02)
                 self._match()
                 self._close_sets(final=False)
+                if follower and self._done and cam.is_running and self._past_the_run():
+                    cam.stop()  # every frame of the run is in; the rest are after it
+                    got = False
                 if self._done and not got and self._all_frames_in():
                     break
                 if not got and time.monotonic() - self._last_frame_time > cfg.frame_timeout_s:
@@ -486,6 +507,13 @@ class AcquisitionEngine:
                             counts.pulses, self._max_pulse)  # fmt: skip
             self._max_pulse = max(self._max_pulse, counts.pulses)
 
+    def _past_the_run(self) -> bool:
+        """Follower mode after DONE: a frame newer than the last counted exposure has arrived
+        (frames come in order), or the grace time is over."""
+        last = self._pulse_time(self._last_pulse) if self._last_pulse is not None else math.inf
+        newer = self._newest_frame_t > last + self.config.match_tol_s()
+        return newer or time.monotonic() - self._done_time > self.config.grace_s
+
     def _all_frames_in(self) -> bool:
         """After DONE: every frame that can still come has come (grace elapsed)."""
         return time.monotonic() - max(self._done_time, self._last_frame_time) > min(
@@ -504,6 +532,8 @@ class AcquisitionEngine:
                 if ev.t_us is not None:
                     self._offset_s = min(self._offset_s, ev.host_time_s - ev.t_us * 1e-6)
                 self._pulses[p.count] = p
+                if self._last_pulse is None or p.count > self._last_pulse.count:
+                    self._last_pulse = p  # kept after its set is closed (follower mode's end)
                 self._max_pulse = max(self._max_pulse, p.count)
                 self.summary.pulses = self._max_pulse
             elif ev.kind == "DONE":
@@ -523,6 +553,9 @@ class AcquisitionEngine:
     def _grab(self, timeout_s: float) -> bool:
         """Fetch every frame that is ready (waiting up to ``timeout_s`` for the first)."""
         got = False
+        if self._follower and not self.camera.is_running:
+            time.sleep(timeout_s)  # stopped after the run (follower mode): nothing more comes
+            return False
         while True:
             try:
                 frame = self.camera.get_frame(timeout_s=timeout_s if not got else 1e-4)
@@ -573,9 +606,12 @@ class AcquisitionEngine:
             if final or (known and (f.t_s < times[-1] - tol or f.t_s < times[0] - tol)):
                 f.resolved = True
                 self._all_frames_by_index.pop(f.index, None)
-                self.summary.extra_frames.append(f.frame_id)
                 assert self.writer is not None
                 self.writer.update(f.index, valid=0)
+                if self._follower and self._done and (not known or f.t_s > times[-1] + tol):
+                    self.summary.frames_after_run += 1  # free-running past the last exposure
+                    continue
+                self.summary.extra_frames.append(f.frame_id)
                 log.info("camera frame %d (t=%.4f s) matches no controller pulse: extra frame",
                          f.frame_id, f.t_s)  # fmt: skip
         self._frames = [f for f in self._frames if not f.resolved]

@@ -65,9 +65,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--trigger",
-        choices=("hardware", "software"),
+        choices=("hardware", "follower", "software"),
         default="hardware",
-        help="hardware: the controller triggers the camera (default)",
+        help="hardware: the controller triggers the camera (leader mode, default); follower: "
+        "the camera free-runs at 1000 / (exposure + dark) Hz and its exposure-active output "
+        "advances the controller (wire it to GP14); software: the host triggers each frame",
     )
     p.add_argument("--trigger-line", default="Line0")
     p.add_argument("--angles", type=float, nargs="+", default=[0.0, 60.0, 120.0])

@@ -142,6 +142,10 @@ class SimulatedCamera(Camera):
     marker : bool
         Write the ground-truth marker into the corner (see the module docstring); switch it
         off for images meant to be looked at or reconstructed.
+    exposure_output : callable, optional
+        The camera's exposure-active output when free-running (follower mode):
+        ``exposure_output(True, exposure_s)`` as an exposure starts, ``exposure_output(False)``
+        as it ends (the simulated microscope wires it to the controller's input).
     seed : int
     """
 
@@ -164,6 +168,7 @@ class SimulatedCamera(Camera):
         marker: bool = True,
         seed: int = 0,
         name: str = "",
+        exposure_output: Any = None,
     ) -> None:
         super().__init__(name or "simulated camera")
         if len(shape) != 2 or min(shape) < 16:
@@ -180,6 +185,7 @@ class SimulatedCamera(Camera):
         self.pattern_source = pattern_source
         self.readout_ms = float(readout_ms)
         self.marker = bool(marker)
+        self.exposure_output = exposure_output
         self._seed = seed
         self._exposure_ms = 10.0
         self._gain = 1.0
@@ -395,6 +401,12 @@ class SimulatedCamera(Camera):
                     return
                 next_free_run = max(next_free_run + 1.0 / self._frame_rate_hz, time.monotonic())
                 item: Any = (None, None, time.monotonic())
+                if self.exposure_output is not None:
+                    # the pattern on now is the one this exposure sees (a follower controller
+                    # switches only when the exposure ends)
+                    pattern_now = self._current_pattern(exposures)
+                    self.exposure_output(True, self._exposure_ms / 1000.0)
+                    item = (pattern_now, None, item[2])
             else:
                 try:
                     item = self._triggers.get(timeout=0.1)
@@ -440,7 +452,14 @@ class SimulatedCamera(Camera):
         marker_pattern: int | None, count: int | None, rng: Any, frng: Any, *, extra: bool = False,
     ) -> None:  # fmt: skip
         f = self.faults
-        ready = start + self._exposure_ms / 1000.0 + self.readout_ms / 1000.0
+        end = start + self._exposure_ms / 1000.0
+        if self.exposure_output is not None and self.trigger.mode == "off" and not extra:
+            delay = end - time.monotonic()
+            if delay > 0 and self._stop_evt.wait(delay):
+                self.exposure_output(False)
+                return
+            self.exposure_output(False)  # the exposure ends: a follower switches the pattern
+        ready = end + self.readout_ms / 1000.0
         delay = ready - time.monotonic()
         if delay > 0 and self._stop_evt.wait(delay):
             return

@@ -9,8 +9,9 @@ the pattern the board shows at that moment.
 
 Wiring (what the emulator's hooks stand for on a real bench): the controller's trigger output
 drives the camera's trigger input (leader mode); :attr:`SimulatedMicroscope.camera` learns the
-pattern through ``emulator.hardware.on_trigger``, and, when software-triggered, reads the
-pattern the board shows through ``pattern_source``.
+pattern through ``emulator.hardware.on_trigger``, and, when software-triggered or free-running,
+reads the pattern the board shows through ``pattern_source``. The camera's exposure-active
+output drives the controller's exposure input (follower mode, free-running camera).
 
 Examples
 --------
@@ -116,6 +117,8 @@ class SimulatedMicroscope:
         self.controller.connect()
         try:
             self.emulator.hardware.on_trigger.append(self._on_trigger)
+            # the camera's exposure-active output -> the controller's input (follower mode)
+            self.camera.exposure_output = self.emulator.hardware.camera_exposure
             self.camera.connect()
         except BaseException:
             self.controller.close()

@@ -86,8 +86,9 @@ class LiveConfig:
         Region of interest on the sensor (even width and height for the reconstruction).
     exposure_ms, dark_ms : float
         Light-on time and the gap between exposures.
-    trigger : {"hardware", "software"}
-        Leader mode (the controller triggers the camera) or host-triggered fallback.
+    trigger : {"hardware", "follower", "software"}
+        Leader mode (the controller triggers the camera), follower mode (the free-running
+        camera's exposure output advances the controller) or the host-triggered fallback.
     angles_deg, n_phases, period_nm : pattern set of the illuminator.
     na, wavelength_nm, pixel_size_nm : detection optics and camera pixel at the sample.
     sample : str
@@ -106,7 +107,7 @@ class LiveConfig:
     roi: tuple[int, int, int, int] | None = None
     exposure_ms: float = 10.0
     dark_ms: float = 10.0
-    trigger: Literal["hardware", "software"] = "hardware"
+    trigger: Literal["hardware", "follower", "software"] = "hardware"
     angles_deg: tuple[float, ...] = (0.0, 60.0, 120.0)
     n_phases: int = 3
     period_nm: float = 260.0

@@ -116,7 +116,13 @@ class LiveImagingWidget(QWidget):
         self.controller.setEditable(True)
         self.controller.addItems(["sim://"])
         self.trigger = QComboBox()
-        self.trigger.addItems(["leader (controller triggers camera)", "software (host triggers)"])
+        self.trigger.addItems(
+            [
+                "leader (controller triggers camera)",
+                "follower (camera's exposure output advances the controller)",
+                "software (host triggers)",
+            ]
+        )
         self.exposure = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
@@ -275,7 +281,7 @@ class LiveImagingWidget(QWidget):
             roi=roi,  # type: ignore[arg-type]
             exposure_ms=self.exposure.value(),
             dark_ms=self.dark.value(),
-            trigger="hardware" if self.trigger.currentIndex() == 0 else "software",
+            trigger=("hardware", "follower", "software")[self.trigger.currentIndex()],
             angles_deg=angles,
             n_phases=self.phases.value(),
             period_nm=self.period.value(),
