@@ -72,6 +72,27 @@ def test_backend_choice(monkeypatch):
     assert be.fft.rfft2(x).dtype == np.complex64  # single precision kept
 
 
+def test_blas_held_to_one_thread_only_inside_and_restored_after():
+    """The element-wise blocks hold BLAS to one thread (a process-wide setting): nested and
+    overlapping users share one limit, and the last one out restores the user's setting."""
+    from threadpoolctl import ThreadpoolController
+
+    def blas_threads():
+        return [i["num_threads"] for i in ThreadpoolController().select(user_api="blas").info()]
+
+    be = get_backend("numpy", workers=2)
+    with ThreadpoolController().limit(limits=2, user_api="blas"):
+        before = blas_threads()
+        seen = []
+        with be.single_threaded_blas():
+            with be.single_threaded_blas():
+                seen.append(blas_threads())
+            seen.append(blas_threads())
+            be.run_blocks(lambda i: seen.append(blas_threads()), 2)
+        assert all(t == [1] * len(before) for t in seen), seen
+        assert blas_threads() == before
+
+
 def test_forward_model_photon_statistics():
     """Uniform sample, uniform light: counts follow gain * (Poisson + read noise) + offset."""
     sample = np.ones((128, 128), np.float32)

@@ -18,7 +18,8 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -76,7 +77,7 @@ class Backend:
         """
         if self.name != "numpy":
             return contextlib.nullcontext()
-        return _blas_limiter().limit(limits=1)
+        return _one_blas_thread()
 
     def run_blocks(self, fn: Callable[[int], None], n_blocks: int) -> None:
         """Call ``fn(i)`` for ``i in range(n_blocks)``, on the backend's threads when > 1.
@@ -183,6 +184,30 @@ def _blas_limiter() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
+
+
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0
+_blas_saved: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while any caller is inside; the setting is process-wide, so the
+    first one in limits it and the last one out restores it (threads may overlap)."""
+    global _blas_users, _blas_saved
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            _blas_saved = _blas_limiter().limit(limits=1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_saved.restore_original_limits()
+                _blas_saved = None
 
 
 @cache
