@@ -647,8 +647,8 @@ class SIMReconstructor:
                 )
 
         be.run_blocks(separate, len(self._src_blocks))
-        # the zero order is not tapered: the smooth part of its periodic-plus-smooth split
-        # (from its borders alone) is taken out of its spectrum and put back undeconvolved
+        # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
+        # its borders alone) is weighed apart from the rest (see _prepare_filter)
         borders = self._smooth.border_spectra(zero)
         borders_plus = [self._smooth_plus.border_spectra(bands[a]) for a in range(n_ang)]
         z = fft.rfft2(zero)
