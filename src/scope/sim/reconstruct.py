@@ -19,11 +19,11 @@ would put a cross of artefacts into every spectrum. The zero order, which carrie
 brightness, is not tapered: it is split into a periodic and a smooth part (Moisan 2011); the
 periodic part is reconstructed, the smooth part (computed from the borders alone, no extra 2D
 FFT) is added back with its high frequencies damped (where its edge jumps would ring), so the
-image keeps its content up to the edges. The ±1
-orders (whose sub-pixel shift ramps are not periodic either) are split the same way, so SIM
-detail reaches the edges too. Measured on noise-free simulated data, error against the
-ideal-SIM target in the interior / in all but the last 16 pixels: 0.4 % / 0.6 % (tapering the
-±1 orders: 0.3 % / 2.0 %; leaving them as they are: 1.1 % / 1.7 %).
+image keeps its content up to the edges. The ±1 orders (whose sub-pixel shift ramps are not
+periodic either) are split the same way, so SIM detail reaches the edges too. Measured on
+noise-free simulated data, error against the ideal-SIM target in the interior / in all but the
+last 16 pixels: 0.4 % / 0.6 % (tapering the ±1 orders: 0.3 % / 2.0 %; leaving them as they
+are: 1.1 % / 1.7 %).
 
 The combination is the generalised Wiener filter of Gustafsson et al. (2008) with the
 regulariser chosen per frequency as the noise-to-signal power ratio (the minimum-mean-square-
