@@ -119,7 +119,7 @@ class LiveImagingWidget(QWidget):
         self.trigger.addItems(
             [
                 "leader (controller triggers camera)",
-                "follower (camera's exposure output advances the controller)",
+                "follower (camera drives controller)",
                 "software (host triggers)",
             ]
         )
