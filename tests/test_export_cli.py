@@ -149,6 +149,36 @@ def test_cli_two_channels_make_an_overlay(tmp_path, capsys):
     assert (last[..., 0] - last[..., 1] > 100).sum() > 500  # magenta-ish pixels
 
 
+def test_large_series_is_read_frame_by_frame_to_the_same_clip(tmp_path, monkeypatch):
+    """Past LAZY_BYTES a TIFF series is read one frame at a time while the clip renders (a
+    long series need not fit in memory); the clip is the one the whole array gives."""
+    import scope.export.sources as sources
+    from scope.export.sources import LazyFrames
+
+    s = _series(6)
+    data = np.stack([s, s[:, ::-1]], axis=1)  # T=6, C=2, Y, X
+    path = tmp_path / "series.ome.tif"
+    tifffile.imwrite(path, data, ome=True, metadata={"axes": "TCYX", "PhysicalSizeX": 0.05})
+    eager = read_image_source(path)
+    monkeypatch.setattr(sources, "LAZY_BYTES", 0)
+    lazy = read_image_source(path)
+    assert isinstance(lazy.frames, LazyFrames) and isinstance(eager.frames, np.ndarray)
+    assert lazy.frames.shape == eager.frames.shape == (6, 2, 64, 64)
+    for t in (0, 3, -1):
+        np.testing.assert_array_equal(lazy.frames[t], eager.frames[t])
+    assert lazy.pixel_size_nm == eager.pixel_size_nm == pytest.approx(50.0)
+    clips = {}
+    for name in ("eager", "lazy"):
+        out = tmp_path / f"{name}.mp4"
+        monkeypatch.setattr(sources, "LAZY_BYTES", 0 if name == "lazy" else 10**12)
+        argv = ["export-video", str(path), "-o", str(out), "--preset", "square"]
+        assert main([*argv, "--interval", "0.5"]) == 0
+        clips[name] = probe(out)
+    assert clips["lazy"]["n_frames"] == clips["eager"]["n_frames"]
+    np.testing.assert_array_equal(clips["lazy"]["last_frame"], clips["eager"]["last_frame"])
+    lazy.frames.close()
+
+
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     missing = tmp_path / "nope.tif"
     assert main(["export-video", str(missing), "-o", str(tmp_path / "a.mp4")]) == 2

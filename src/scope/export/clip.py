@@ -54,6 +54,13 @@ def as_tcyx(
     channel_axis : int, optional
         Axis holding channels (needed for 4-D data and for 3-D multi-channel data).
     """
+    if getattr(frames, "is_lazy_tcyx", False):  # already (T, C, Y, X), read frame by frame
+        if channel_axis not in (None, 1, -3):
+            raise ConfigurationError(
+                f"{name}: a series read frame by frame has its channels on axis 1, "
+                f"got channel_axis={channel_axis}"
+            )
+        return frames  # type: ignore[return-value]
     arr = np.asarray(frames)
     if arr.ndim < 2 or min(arr.shape[-2:]) < 2:
         raise DataFormatError(f"{name}: expected (..., Y, X) image data, got shape {arr.shape}")

@@ -22,6 +22,8 @@ from scope.errors import ConfigurationError, DataFormatError
 from scope.export.colormaps import apply_colormap, canonical_name, get_lut
 from scope.export.text import FontType, text_sprite
 
+#: frames sampled (evenly over the clip) for the contrast of a series read frame by frame
+CONTRAST_FRAMES = 64
 #: most values looked at when computing percentiles (evenly strided over the whole clip)
 MAX_PERCENTILE_SAMPLES = 4_000_000
 
@@ -173,8 +175,14 @@ class View:
                     "give one colormap per channel"
                 )
             cmaps = [canonical_name(c) for c in chosen[:n_channels]]
+        if not isinstance(data, np.ndarray):  # read frame by frame: contrast from a sample
+            n = data.shape[0]
+            picks = np.unique(np.linspace(0, n - 1, min(n, CONTRAST_FRAMES)).round().astype(int))
+            sample = np.stack([np.asarray(data[int(t)]) for t in picks])
+        else:
+            sample = data
         limits = [
-            contrast_limits(data[:, c], style.low_percentile, style.high_percentile)
+            contrast_limits(sample[:, c], style.low_percentile, style.high_percentile)
             for c in range(n_channels)
         ]
         names = list(channel_names or [])

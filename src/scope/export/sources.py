@@ -5,7 +5,9 @@
   ``PhysicalSizeX`` (with its unit), else from ImageJ metadata or the TIFF resolution tags
   (pixels per cm, or per inch when that gives a microscope-sized pixel). Frame times come from
   the OME ``Plane/@DeltaT`` of each time point, else ``Pixels/@TimeIncrement`` or ImageJ's
-  ``finterval``.
+  ``finterval``. A TIFF series larger than :data:`LAZY_BYTES` (as float32) is read one frame at
+  a time while the clip renders (:class:`LazyFrames`), so a long series does not have to fit in
+  memory.
 * **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
   :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed with
   :func:`scope.sim.pipeline.reconstruct_stack`; the widefield image of each set (the mean of
@@ -26,6 +28,9 @@ import numpy as np
 from scope.errors import ConfigurationError, DataFormatError
 
 log = logging.getLogger(__name__)
+
+#: TIFF series larger than this (as float32 frames) are read lazily, one frame at a time
+LAZY_BYTES = 512 * 2**20
 
 _UNIT_NM = {
     "m": 1e9,
@@ -95,6 +100,66 @@ def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
     return arr.reshape(n_t, n_c, *arr.shape[-2:]), has_t
 
 
+class LazyFrames:
+    """``(T, C, Y, X)`` float32 frames of a TIFF series, read one frame at a time.
+
+    Indexing with one time index returns that frame ``(C, Y, X)``; that, ``shape`` and ``len``
+    are all the clip renderer needs. The file stays open until :meth:`close` (or garbage
+    collection).
+    """
+
+    is_lazy_tcyx = True  # what scope.export.clip.as_tcyx looks for
+
+    def __init__(self, tif: Any, axes: str) -> None:
+        import weakref
+
+        import zarr
+
+        self._store = tif.series[0].aszarr()
+        self._array = zarr.open(self._store, mode="r")
+        axes = axes.upper()
+        shape = self._array.shape
+        self._chan = [i for i, a in enumerate(axes) if a in "CS"]
+        self._rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
+        keep = [i for i in range(len(axes)) if i not in self._rest]
+        want = [*self._chan, axes.index("Y"), axes.index("X")]
+        self._order = [keep.index(i) for i in want]
+        self._rest_shape = tuple(shape[i] for i in self._rest)
+        n_t = math.prod(self._rest_shape) if self._rest else 1
+        n_c = math.prod(shape[i] for i in self._chan) if self._chan else 1
+        self.shape = (n_t, n_c, shape[axes.index("Y")], shape[axes.index("X")])
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+        self._closer = weakref.finalize(self, _close_all, self._store, tif)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: Any) -> np.ndarray:
+        if not isinstance(t, int | np.integer):
+            raise TypeError(f"LazyFrames reads one frame at a time (an int), got {t!r}")
+        t = int(t) + (self.shape[0] if t < 0 else 0)
+        if not 0 <= t < self.shape[0]:
+            raise IndexError(f"frame {t} out of range 0..{self.shape[0] - 1}")
+        index: list[Any] = [slice(None)] * self._array.ndim
+        if self._rest:
+            for axis, i in zip(self._rest, np.unravel_index(t, self._rest_shape)):
+                index[axis] = int(i)
+        block = np.transpose(np.asarray(self._array[tuple(index)]), self._order)
+        return block.reshape(self.shape[1:]).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._closer()
+
+
+def _close_all(*handles: Any) -> None:
+    for h in handles:
+        try:
+            h.close()
+        except Exception:  # already closed
+            log.debug("closing %r failed", h, exc_info=True)
+
+
 def _ome_times(pixels: dict[str, Any], n_t: int) -> np.ndarray | None:
     planes = pixels.get("Plane")
     if planes:
@@ -147,9 +212,14 @@ def read_tiff(path: Path) -> ClipSource:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            data = series.asarray()
             axes = series.axes
-            frames, has_t = _to_tcyx(data, axes)
+            if math.prod(series.shape) * 4 > LAZY_BYTES:
+                log.info("%s: %d MB as float32, read one frame at a time", path.name,
+                         math.prod(series.shape) * 4 // 10**6)  # fmt: skip
+                frames: Any = LazyFrames(tifffile.TiffFile(path), axes)
+                has_t = "T" in axes.upper()
+            else:
+                frames, has_t = _to_tcyx(series.asarray(), axes)
             pixel_size_nm = None
             times = None
             names = None
@@ -175,7 +245,9 @@ def read_tiff(path: Path) -> ClipSource:
                     times = np.arange(frames.shape[0]) * float(ij["finterval"])
     except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
         raise DataFormatError(f"{path.name} is not a readable TIFF image: {err}") from err
-    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm, times, names)
+    if not isinstance(frames, LazyFrames):
+        frames = frames.astype(np.float32, copy=False)
+    return ClipSource(frames, pixel_size_nm, times, names)
 
 
 def read_zarr(path: Path) -> ClipSource:
