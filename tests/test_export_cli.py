@@ -177,6 +177,14 @@ def test_large_series_is_read_frame_by_frame_to_the_same_clip(tmp_path, monkeypa
     assert clips["lazy"]["n_frames"] == clips["eager"]["n_frames"]
     np.testing.assert_array_equal(clips["lazy"]["last_frame"], clips["eager"]["last_frame"])
     lazy.frames.close()
+    # an OME-Zarr image too
+    from scope.io.writers import write_ome_zarr
+
+    write_ome_zarr(tmp_path / "series.zarr", data, pixel_size_nm=50, axes="TCYX")
+    from_zarr = read_image_source(tmp_path / "series.zarr")
+    assert isinstance(from_zarr.frames, LazyFrames) and from_zarr.frames.shape == data.shape
+    for t in range(6):
+        np.testing.assert_array_equal(from_zarr.frames[t], data[t])
 
 
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):

@@ -5,9 +5,9 @@
   ``PhysicalSizeX`` (with its unit), else from ImageJ metadata or the TIFF resolution tags
   (pixels per cm, or per inch when that gives a microscope-sized pixel). Frame times come from
   the OME ``Plane/@DeltaT`` of each time point, else ``Pixels/@TimeIncrement`` or ImageJ's
-  ``finterval``. A TIFF series larger than :data:`LAZY_BYTES` (as float32) is read one frame at
-  a time while the clip renders (:class:`LazyFrames`), so a long series does not have to fit in
-  memory.
+  ``finterval``. A TIFF series or OME-Zarr image larger than :data:`LAZY_BYTES` (as float32)
+  is read one frame at a time while the clip renders (:class:`LazyFrames`), so a long series
+  does not have to fit in memory.
 * **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
   :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed with
   :func:`scope.sim.pipeline.reconstruct_stack`; the widefield image of each set (the mean of
@@ -101,22 +101,27 @@ def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
 
 
 class LazyFrames:
-    """``(T, C, Y, X)`` float32 frames of a TIFF series, read one frame at a time.
+    """``(T, C, Y, X)`` float32 frames of a stored array, read one frame at a time.
+
+    Parameters
+    ----------
+    array : array-like
+        The stored array (a zarr array: an OME-Zarr level or a TIFF series' ``aszarr()``).
+    axes : str
+        Its axis letters (``C``/``S`` become channels, every axis but ``Y, X`` time).
+    *handles
+        Objects to close with :meth:`close` (the TIFF file, the store).
 
     Indexing with one time index returns that frame ``(C, Y, X)``; that, ``shape`` and ``len``
-    are all the clip renderer needs. The file stays open until :meth:`close` (or garbage
-    collection).
+    are all the clip renderer needs.
     """
 
     is_lazy_tcyx = True  # what scope.export.clip.as_tcyx looks for
 
-    def __init__(self, tif: Any, axes: str) -> None:
+    def __init__(self, array: Any, axes: str, *handles: Any) -> None:
         import weakref
 
-        import zarr
-
-        self._store = tif.series[0].aszarr()
-        self._array = zarr.open(self._store, mode="r")
+        self._array = array
         axes = axes.upper()
         shape = self._array.shape
         self._chan = [i for i, a in enumerate(axes) if a in "CS"]
@@ -130,7 +135,7 @@ class LazyFrames:
         self.shape = (n_t, n_c, shape[axes.index("Y")], shape[axes.index("X")])
         self.ndim = 4
         self.dtype = np.dtype(np.float32)
-        self._closer = weakref.finalize(self, _close_all, self._store, tif)
+        self._closer = weakref.finalize(self, _close_all, *handles)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -208,6 +213,7 @@ def _tiff_pixel_size_nm(tif: Any) -> float | None:
 def read_tiff(path: Path) -> ClipSource:
     """An image or series from a TIFF/OME-TIFF file (see the module notes)."""
     import tifffile
+    import zarr
 
     try:
         with tifffile.TiffFile(path) as tif:
@@ -216,7 +222,9 @@ def read_tiff(path: Path) -> ClipSource:
             if math.prod(series.shape) * 4 > LAZY_BYTES:
                 log.info("%s: %d MB as float32, read one frame at a time", path.name,
                          math.prod(series.shape) * 4 // 10**6)  # fmt: skip
-                frames: Any = LazyFrames(tifffile.TiffFile(path), axes)
+                lazy_tif = tifffile.TiffFile(path)
+                store = lazy_tif.series[0].aszarr()
+                frames: Any = LazyFrames(zarr.open(store, mode="r"), axes, store, lazy_tif)
                 has_t = "T" in axes.upper()
             else:
                 frames, has_t = _to_tcyx(series.asarray(), axes)
@@ -255,12 +263,17 @@ def read_zarr(path: Path) -> ClipSource:
     from scope.io.writers import read_image
 
     try:
-        image, pixel_size_nm, meta = read_image(path)
+        image, pixel_size_nm, meta = read_image(path, lazy=True)
     except (KeyError, IndexError, StopIteration, ValueError, OSError) as err:
         raise DataFormatError(
             f"{path} is not an OME-Zarr image (expected NGFF multiscales metadata): {err}"
         ) from err
-    frames, _ = _to_tcyx(np.asarray(image), str(meta.get("axes", "YX"))[-image.ndim :])
+    axes = str(meta.get("axes", "YX"))[-image.ndim :]
+    if math.prod(image.shape) * 4 > LAZY_BYTES:
+        log.info("%s: %d MB as float32, read one frame at a time", path.name,
+                 math.prod(image.shape) * 4 // 10**6)  # fmt: skip
+        return ClipSource(LazyFrames(image, axes), pixel_size_nm)
+    frames, _ = _to_tcyx(np.asarray(image), axes)
     return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm)
 
 

@@ -344,8 +344,15 @@ def write_ome_zarr(
 # reading back
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+def read_image(
+    path: str | Path, *, lazy: bool = False
+) -> tuple[np.ndarray, float | None, dict[str, Any]]:
     """Read an image written by this module (or any OME-TIFF/OME-Zarr).
+
+    Parameters
+    ----------
+    lazy : bool
+        OME-Zarr: return level 0 as the zarr array (read on indexing) instead of loading it.
 
     Returns
     -------
@@ -357,7 +364,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
     """
     path = Path(path)
     if path.is_dir():
-        return _read_zarr(path)
+        return _read_zarr(path, lazy=lazy)
     import tifffile
 
     from scope.io.raw import _unit_to_nm
@@ -381,7 +388,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, float | None, dict[str, An
     return image, pixel_size_nm, meta
 
 
-def _read_zarr(path: Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
+def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, dict[str, Any]]:
     import zarr
 
     from scope.io.raw import _unit_to_nm
@@ -395,7 +402,7 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
     scale = next(t["scale"] for t in ds["coordinateTransformations"] if t["type"] == "scale")
     unit = next((a.get("unit") for a in ms["axes"] if a["name"] == "x"), None)
     pixel_size_nm = _unit_to_nm(scale[names.index("x")], "µm" if unit == "micrometer" else unit)
-    image = np.asarray(group[ds["path"]][...])
+    image = group[ds["path"]] if lazy else np.asarray(group[ds["path"]][...])
     meta = dict(attrs.get("scope", {}))
     meta["axes"] = "".join(names).upper()
     meta["levels"] = len(ms["datasets"])
