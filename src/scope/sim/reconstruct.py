@@ -636,7 +636,7 @@ class SIMReconstructor:
             block = flat[:, px]
             if block.dtype != xp.float32:  # camera integers: converted here, block by block
                 block = block.astype(xp.float32)
-            xp.matmul(self._zero_row, block, out=zero_flat[px])
+            zero_flat[px] = self._zero_row @ block
             for a in range(n_ang):
                 plus = block[a * n_ph : (a + 1) * n_ph].T @ self._plus_columns[a]
                 # the sub-pixel shift ramp applied while copying out the +1 order
