@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from scope.planning import load_preset, parts_from_preset, plan_setup
@@ -23,8 +24,6 @@ from scope.planning import load_preset, parts_from_preset, plan_setup
 HARDWARE = Path(__file__).resolve().parents[1]
 OUT_DIR = HARDWARE / "optics"
 WIDTH, HEIGHT = 1400, 760
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 EXCITATION = "#1f77b4"
 EMISSION = "#2ca02c"
 
@@ -189,13 +188,12 @@ def to_svg(d: Layout) -> str:
 
 
 def to_png(d: Layout, path: Path) -> None:
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    def font(size: int, bold: bool = False) -> ImageFont.ImageFont:
-        try:
-            return ImageFont.truetype(FONT_BOLD if bold else FONT, size)
-        except OSError:
-            return ImageFont.load_default(size=size)
+    from scope.export.text import get_font
+
+    def font(size: int, bold: bool = False) -> Any:
+        return get_font(size, bold=bold)
 
     img = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(img)

@@ -19,13 +19,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 HARDWARE = Path(__file__).resolve().parents[1]
 OUT_DIR = HARDWARE / "wiring"
 WIDTH, HEIGHT = 1420, 900
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 #: what each wire colour carries (legend)
 KIND_NAMES = {
@@ -476,13 +475,12 @@ def to_svg(d: Diagram) -> str:
 
 
 def to_png(d: Diagram, path: Path) -> None:
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    def font(size: int, bold: bool = False) -> ImageFont.ImageFont:
-        try:
-            return ImageFont.truetype(FONT_BOLD if bold else FONT, size)
-        except OSError:
-            return ImageFont.load_default(size=size)
+    from scope.export.text import get_font
+
+    def font(size: int, bold: bool = False) -> Any:
+        return get_font(size, bold=bold)
 
     img = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(img)

@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
 def side_by_side_png(path: Path, widefield_2x: Any, sim: Any, *, pixel_size_nm: float) -> None:
     """Widefield | SIM, each scaled to its own 0.5-99.8 % range, labelled, with a 1 µm bar."""
     import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
+
+    from scope.export.text import get_font, printable
 
     def to8(a: Any) -> Any:
         lo, hi = np.percentile(a, [0.5, 99.8])
@@ -48,17 +50,15 @@ def side_by_side_png(path: Path, widefield_2x: Any, sim: Any, *, pixel_size_nm: 
     canvas[:, w + gap :] = b
     img = Image.fromarray(canvas).convert("RGB")
     draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.load_default(size=max(14, h // 20))
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = get_font(max(14, h // 20))
+    bar_label = printable("1 µm", font)  # "1 um" where the font has no µ
     for x0, label in ((0, "widefield"), (w + gap, "SIM (scope)")):
         draw.text((x0 + 10, 8), label, fill=(255, 255, 0), font=font)
         bar = 1000.0 / pixel_size_nm  # 1 µm in pixels
         y = h - 16
         draw.rectangle([x0 + w - 12 - bar, y, x0 + w - 12, y + 5], fill=(255, 255, 255))
-        label_x = x0 + w - 12 - max(bar, draw.textlength("1 um", font=font))  # inside the panel
-        draw.text((label_x, y - 8 - font.size), "1 um", fill=(255, 255, 255), font=font)
+        label_x = x0 + w - 12 - max(bar, draw.textlength(bar_label, font=font))  # in the panel
+        draw.text((label_x, y - 8 - font.size), bar_label, fill=(255, 255, 255), font=font)
     img.save(path)
 
 
