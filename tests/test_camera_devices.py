@@ -213,3 +213,14 @@ def test_simulated_marker_and_pattern_cycle(marker):
     else:
         with pytest.raises(ValueError, match="no marker"):
             decode_marker(frames[0])
+
+
+def test_real_devices_refuse_what_cannot_work():
+    """``scope acquire`` and the napari live view open real hardware through one function."""
+    from scope.devices.real_devices import open_real_devices
+
+    for port in (None, "", "sim://"):
+        with pytest.raises(ConfigurationError, match="serial port of the pattern controller"):
+            open_real_devices("genicam", port)
+    with pytest.raises(ConfigurationError, match="unknown camera 'usb3'"):
+        open_real_devices("usb3", "/dev/ttyACM0")

@@ -135,49 +135,9 @@ def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
         )
         m.connect()
         return m, m.camera, m.controller
-    if not args.controller:
-        raise ConfigurationError(
-            "a real camera needs the pattern controller that triggers it: give --controller "
-            "PORT (`scope devices` lists the ports with a controller)"
-        )
-    if args.controller == "sim://":
-        raise ConfigurationError(
-            "the emulated controller (sim://) cannot trigger a real camera; give the serial "
-            "port of your controller"
-        )
-    kind, _, rest = cam_spec.partition(":")
-    if kind == "genicam":
-        from scope.devices.genicam import GenICamCamera
+    from scope.devices.real_devices import open_real_devices
 
-        device: int | str = int(rest) if rest.isdigit() else (rest or 0)
-        camera: Any = GenICamCamera(args.cti, device=device)
-    elif kind == "v4l2" or cam_spec.startswith("/dev/video"):
-        from scope.devices.v4l2 import V4L2Camera
-
-        camera = V4L2Camera(rest if kind == "v4l2" else cam_spec)
-    else:
-        raise ConfigurationError(
-            f"unknown camera {cam_spec!r}: use sim, genicam[:INDEX_OR_ID] or v4l2:/dev/videoN"
-        )
-    from scope.devices.serial_controller import SerialPatternController
-
-    controller = SerialPatternController(args.controller)
-
-    class _Pair:
-        def close(self) -> None:
-            try:
-                camera.close()
-            finally:
-                controller.close()
-
-    pair = _Pair()
-    camera.connect()
-    try:
-        controller.connect()
-    except BaseException:
-        camera.close()
-        raise
-    return pair, camera, controller
+    return open_real_devices(cam_spec, args.controller, cti=args.cti)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -197,43 +197,9 @@ def open_devices(config: LiveConfig, setup: Any, params: Any) -> tuple[Any, Any,
         )
         m.connect()
         return m, m.camera, m.controller
-    if not config.controller or config.controller == "sim://":
-        raise ConfigurationError(
-            "a real camera needs the serial port of the pattern controller that triggers it "
-            "(`scope devices` lists the ports with a controller)"
-        )
-    kind, _, rest = spec.partition(":")
-    if kind == "genicam":
-        from scope.devices.genicam import GenICamCamera
+    from scope.devices.real_devices import open_real_devices
 
-        device: int | str = int(rest) if rest.isdigit() else (rest or 0)
-        camera: Any = GenICamCamera(config.cti, device=device)
-    elif kind == "v4l2":
-        from scope.devices.v4l2 import V4L2Camera
-
-        camera = V4L2Camera(rest)
-    else:
-        raise ConfigurationError(
-            f"unknown camera {spec!r}: use sim, genicam[:INDEX_OR_ID] or v4l2:/dev/videoN"
-        )
-    from scope.devices.serial_controller import SerialPatternController
-
-    controller = SerialPatternController(config.controller)
-    camera.connect()
-    try:
-        controller.connect()
-    except BaseException:
-        camera.close()
-        raise
-
-    class _Pair:
-        def close(self) -> None:
-            try:
-                camera.close()
-            finally:
-                controller.close()
-
-    return _Pair(), camera, controller
+    return open_real_devices(spec, config.controller, cti=config.cti)
 
 
 def observed_modulation(frames: np.ndarray, setup: Any, params: Any) -> tuple[float, ...]:
