@@ -26,27 +26,13 @@ from typing import Any
 import numpy as np
 
 from scope.errors import ConfigurationError, DataFormatError
+from scope.io.raw import unit_to_nm
 
 log = logging.getLogger(__name__)
 
 #: TIFF series larger than this (as float32 frames) are read lazily, one frame at a time
 LAZY_BYTES = 512 * 2**20
 
-_UNIT_NM = {
-    "m": 1e9,
-    "cm": 1e7,
-    "mm": 1e6,
-    "µm": 1e3,
-    "μm": 1e3,
-    "um": 1e3,
-    "micron": 1e3,
-    "micrometer": 1e3,
-    "micrometre": 1e3,
-    "nm": 1.0,
-    "nanometer": 1.0,
-    "Å": 0.1,
-    "pm": 1e-3,
-}
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0, "ns": 1e-9}
 #: largest camera or reconstruction pixel believed from a TIFF resolution tag
 MAX_PLAUSIBLE_PIXEL_NM = 10_000.0
@@ -75,14 +61,6 @@ class ClipSource:
     channel_names: list[str] | None = None
     widefield: np.ndarray | None = None
     widefield_pixel_size_nm: float | None = None
-
-
-def unit_to_nm(value: float, unit: str | None) -> float:
-    """A length in ``unit`` (OME default µm) in nm."""
-    key = (unit or "µm").strip()
-    if key not in _UNIT_NM:
-        raise DataFormatError(f"unknown length unit {unit!r}; expected one of {list(_UNIT_NM)}")
-    return float(value) * _UNIT_NM[key]
 
 
 def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:

@@ -383,27 +383,41 @@ class _LogCapture(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _unit_to_nm(value: float, unit: str | None, default: str = "µm") -> float:
-    unit = (unit or default).strip().lower().replace("micron", "µm")
-    factors = {
-        "nm": 1.0,
-        "nanometer": 1.0,
-        "µm": 1e3,
-        "um": 1e3,
-        "micrometer": 1e3,
-        "\\u00b5m": 1e3,
-        "mm": 1e6,
-        "millimeter": 1e6,
-        "cm": 1e7,
-        "centimeter": 1e7,
-        "m": 1e9,
-        "meter": 1e9,
-        "å": 0.1,
-        "angstrom": 0.1,
-    }
-    if unit not in factors:
-        raise ValueError(f"unknown length unit {unit!r}")
-    return float(value) * factors[unit]
+_NM_PER_UNIT = {
+    "pm": 1e-3,
+    "å": 0.1,
+    "angstrom": 0.1,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "µm": 1e3,
+    "μm": 1e3,  # Greek mu
+    "um": 1e3,
+    "\\u00b5m": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "cm": 1e7,
+    "centimeter": 1e7,
+    "m": 1e9,
+    "meter": 1e9,
+}
+
+
+def unit_to_nm(value: float, unit: str | None, default: str = "µm") -> float:
+    """A length in ``unit`` (OME's default µm when None) in nm.
+
+    Raises
+    ------
+    DataFormatError
+        For a unit it does not know (a ``ValueError``).
+    """
+    key = (unit or default).strip().lower().replace("micron", "µm")
+    if key not in _NM_PER_UNIT:
+        raise DataFormatError(
+            f"unknown length unit {unit!r}; expected one of {sorted(_NM_PER_UNIT)}"
+        )
+    return float(value) * _NM_PER_UNIT[key]
 
 
 def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
@@ -418,13 +432,13 @@ def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
             image = image[0] if isinstance(image, list) else image
             pixels = image.get("Pixels", {})
             if "PhysicalSizeX" in pixels:
-                out["pixel_size_nm"] = _unit_to_nm(
+                out["pixel_size_nm"] = unit_to_nm(
                     pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
                 )
             channel = pixels.get("Channel", {})
             channel = channel[0] if isinstance(channel, list) else channel
             if isinstance(channel, dict) and "EmissionWavelength" in channel:
-                out["wavelength_nm"] = _unit_to_nm(
+                out["wavelength_nm"] = unit_to_nm(
                     channel["EmissionWavelength"], channel.get("EmissionWavelengthUnit"), "nm"
                 )
             instrument = ome.get("Instrument", {})
@@ -444,7 +458,7 @@ def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
                 px_per_unit = num / den if den else 0
                 # ImageJ writes 1 pixel per unit when nobody calibrated the image: unknown
                 if px_per_unit > 0 and not math.isclose(px_per_unit, 1.0):
-                    out["pixel_size_nm"] = _unit_to_nm(1.0 / px_per_unit, ij.get("unit"))
+                    out["pixel_size_nm"] = unit_to_nm(1.0 / px_per_unit, ij.get("unit"))
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
         log.warning("%s: ignoring unreadable physical metadata (%s)", tif.filename, err)
     return out
@@ -706,7 +720,7 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
                 if t.get("type") == "scale" and axes_names and "x" in axes_names:
                     scale = t["scale"][axes_names.index("x")]
                     try:
-                        pixel_size_nm = _unit_to_nm(scale, units.get("x"), "µm")
+                        pixel_size_nm = unit_to_nm(scale, units.get("x"), "µm")
                     except ValueError:
                         pixel_size_nm = None
         else:

@@ -367,7 +367,7 @@ def read_image(
         return _read_zarr(path, lazy=lazy)
     import tifffile
 
-    from scope.io.raw import _unit_to_nm
+    from scope.io.raw import unit_to_nm
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -379,9 +379,7 @@ def read_image(
             img = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
             pixels = img["Pixels"]
             if "PhysicalSizeX" in pixels:
-                pixel_size_nm = _unit_to_nm(
-                    pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
-                )
+                pixel_size_nm = unit_to_nm(pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit"))
             desc = img.get("Description")
             if isinstance(desc, str) and desc.startswith("{"):
                 meta.update(json.loads(desc))
@@ -391,7 +389,7 @@ def read_image(
 def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, dict[str, Any]]:
     import zarr
 
-    from scope.io.raw import _unit_to_nm
+    from scope.io.raw import unit_to_nm
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
@@ -401,7 +399,7 @@ def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, di
     ds = ms["datasets"][0]
     scale = next(t["scale"] for t in ds["coordinateTransformations"] if t["type"] == "scale")
     unit = next((a.get("unit") for a in ms["axes"] if a["name"] == "x"), None)
-    pixel_size_nm = _unit_to_nm(scale[names.index("x")], "µm" if unit == "micrometer" else unit)
+    pixel_size_nm = unit_to_nm(scale[names.index("x")], "µm" if unit == "micrometer" else unit)
     image = group[ds["path"]] if lazy else np.asarray(group[ds["path"]][...])
     meta = dict(attrs.get("scope", {}))
     meta["axes"] = "".join(names).upper()
