@@ -23,6 +23,7 @@ from scope.export.layouts import LAYOUTS, ClipRenderer
 from scope.export.presets import VideoPreset, get_preset
 from scope.export.render import RenderStyle, View
 from scope.export.timing import ShortMode, plan_timing
+from scope.io.raw import LazyFrames
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ def as_tcyx(
     channel_axis : int, optional
         Axis holding channels (needed for 4-D data and for 3-D multi-channel data).
     """
-    if getattr(frames, "is_lazy_tcyx", False):  # already (T, C, Y, X), read frame by frame
-        if channel_axis not in (None, 1, -3):
+    if isinstance(frames, LazyFrames):  # read frame by frame: it must be (T, C, Y, X) already
+        if frames.ndim != 4 or channel_axis not in (1, -3):
             raise ConfigurationError(
-                f"{name}: a series read frame by frame has its channels on axis 1, "
-                f"got channel_axis={channel_axis}"
+                f"{name}: data read frame by frame must be (T, C, Y, X) with channel_axis=1, "
+                f"got shape {frames.shape} and channel_axis={channel_axis}"
             )
         return frames  # type: ignore[return-value]
     arr = np.asarray(frames)

@@ -6,7 +6,7 @@
   (pixels per cm, or per inch when that gives a microscope-sized pixel). Frame times come from
   the OME ``Plane/@DeltaT`` of each time point, else ``Pixels/@TimeIncrement`` or ImageJ's
   ``finterval``. A TIFF series or OME-Zarr image larger than :data:`LAZY_BYTES` (as float32)
-  is read one frame at a time while the clip renders (:class:`LazyFrames`), so a long series
+  is read one frame at a time while the clip renders (:func:`lazy_tcyx`), so a long series
   does not have to fit in memory.
 * **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
   :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed with
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from scope.errors import ConfigurationError, DataFormatError
-from scope.io.raw import unit_to_nm
+from scope.io.raw import LazyFrames, unit_to_nm
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,8 @@ def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
     return arr.reshape(n_t, n_c, *arr.shape[-2:]), has_t
 
 
-class LazyFrames:
-    """``(T, C, Y, X)`` float32 frames of a stored array, read one frame at a time.
+def lazy_tcyx(array: Any, axes: str, *handles: Any) -> LazyFrames:
+    """``(T, C, Y, X)`` float32 frames of a stored array, read only when indexed.
 
     Parameters
     ----------
@@ -88,51 +90,44 @@ class LazyFrames:
     axes : str
         Its axis letters (``C``/``S`` become channels, every axis but ``Y, X`` time).
     *handles
-        Objects to close with :meth:`close` (the TIFF file, the store).
+        Objects closed when the frames are garbage-collected (the TIFF file, its store).
 
-    Indexing with one time index returns that frame ``(C, Y, X)``; that, ``shape`` and ``len``
-    are all the clip renderer needs.
+    Returns
+    -------
+    scope.io.raw.LazyFrames
+        ``frames[t]`` reads time point ``t`` once, as ``(C, Y, X)``.
     """
+    axes = axes.upper()
+    shape = array.shape
+    chan = [i for i, a in enumerate(axes) if a in "CS"]
+    rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
+    keep = [i for i in range(len(axes)) if i not in rest]
+    order = [keep.index(i) for i in (*chan, axes.index("Y"), axes.index("X"))]
+    rest_shape = tuple(shape[i] for i in rest)
+    n_t = math.prod(rest_shape) if rest else 1
+    n_c = math.prod(shape[i] for i in chan) if chan else 1
+    ny, nx = shape[axes.index("Y")], shape[axes.index("X")]
 
-    is_lazy_tcyx = True  # what scope.export.clip.as_tcyx looks for
+    def time_point(t: int) -> np.ndarray:
+        index: list[Any] = [slice(None)] * len(shape)
+        for axis, i in zip(rest, np.unravel_index(t, rest_shape) if rest else ()):
+            index[axis] = int(i)
+        block = np.transpose(np.asarray(array[tuple(index)]), order)
+        return block.reshape(n_c, ny, nx)
 
-    def __init__(self, array: Any, axes: str, *handles: Any) -> None:
-        import weakref
+    def read_frames(flat: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(flat), ny, nx), np.float32)
+        blocks: dict[int, np.ndarray] = {}
+        for k, i in enumerate(flat):
+            t, c = divmod(int(i), n_c)
+            if t not in blocks:  # each time point read once
+                blocks[t] = time_point(t)
+            out[k] = blocks[t][c]
+        return out
 
-        self._array = array
-        axes = axes.upper()
-        shape = self._array.shape
-        self._chan = [i for i, a in enumerate(axes) if a in "CS"]
-        self._rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
-        keep = [i for i in range(len(axes)) if i not in self._rest]
-        want = [*self._chan, axes.index("Y"), axes.index("X")]
-        self._order = [keep.index(i) for i in want]
-        self._rest_shape = tuple(shape[i] for i in self._rest)
-        n_t = math.prod(self._rest_shape) if self._rest else 1
-        n_c = math.prod(shape[i] for i in self._chan) if self._chan else 1
-        self.shape = (n_t, n_c, shape[axes.index("Y")], shape[axes.index("X")])
-        self.ndim = 4
-        self.dtype = np.dtype(np.float32)
-        self._closer = weakref.finalize(self, _close_all, *handles)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: Any) -> np.ndarray:
-        if not isinstance(t, int | np.integer):
-            raise TypeError(f"LazyFrames reads one frame at a time (an int), got {t!r}")
-        t = int(t) + (self.shape[0] if t < 0 else 0)
-        if not 0 <= t < self.shape[0]:
-            raise IndexError(f"frame {t} out of range 0..{self.shape[0] - 1}")
-        index: list[Any] = [slice(None)] * self._array.ndim
-        if self._rest:
-            for axis, i in zip(self._rest, np.unravel_index(t, self._rest_shape)):
-                index[axis] = int(i)
-        block = np.transpose(np.asarray(self._array[tuple(index)]), self._order)
-        return block.reshape(self.shape[1:]).astype(np.float32, copy=False)
-
-    def close(self) -> None:
-        self._closer()
+    frames = LazyFrames(read_frames, (n_t, n_c, ny, nx), np.dtype(np.float32))
+    weakref.finalize(frames, _close_all, *handles)
+    return frames
 
 
 def _close_all(*handles: Any) -> None:
@@ -202,7 +197,7 @@ def read_tiff(path: Path) -> ClipSource:
                          math.prod(series.shape) * 4 // 10**6)  # fmt: skip
                 lazy_tif = tifffile.TiffFile(path)
                 store = lazy_tif.series[0].aszarr()
-                frames: Any = LazyFrames(zarr.open(store, mode="r"), axes, store, lazy_tif)
+                frames: Any = lazy_tcyx(zarr.open(store, mode="r"), axes, store, lazy_tif)
                 has_t = "T" in axes.upper()
             else:
                 frames, has_t = _to_tcyx(series.asarray(), axes)
@@ -231,7 +226,7 @@ def read_tiff(path: Path) -> ClipSource:
                     times = np.arange(frames.shape[0]) * float(ij["finterval"])
     except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
         raise DataFormatError(f"{path.name} is not a readable TIFF image: {err}") from err
-    if not isinstance(frames, LazyFrames):
+    if isinstance(frames, np.ndarray):
         frames = frames.astype(np.float32, copy=False)
     return ClipSource(frames, pixel_size_nm, times, names)
 
@@ -250,7 +245,7 @@ def read_zarr(path: Path) -> ClipSource:
     if math.prod(image.shape) * 4 > LAZY_BYTES:
         log.info("%s: %d MB as float32, read one frame at a time", path.name,
                  math.prod(image.shape) * 4 // 10**6)  # fmt: skip
-        return ClipSource(LazyFrames(image, axes), pixel_size_nm)
+        return ClipSource(lazy_tcyx(image, axes), pixel_size_nm)
     frames, _ = _to_tcyx(np.asarray(image), axes)
     return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm)
 
