@@ -65,18 +65,23 @@ class ClipSource:
     widefield_pixel_size_nm: float | None = None
 
 
-def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
-    """Reorder to (T, C, Y, X): ``C``/``S`` become channels, every other axis is flattened to T."""
+def _tcyx_axes(axes: str) -> tuple[list[int], list[int], int, int]:
+    """Positions of the time axes, channel axes (``C``/``S``), ``Y`` and ``X`` in ``axes``."""
     axes = axes.upper()
     if "Y" not in axes or "X" not in axes:
         raise DataFormatError(f"axes {axes!r} lack Y and X; expected an image")
-    chan = [i for i, a in enumerate(axes) if a in "CS"]
     rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
-    order = [*rest, *chan, axes.index("Y"), axes.index("X")]
-    arr = np.transpose(data, order)
+    chan = [i for i, a in enumerate(axes) if a in "CS"]
+    return rest, chan, axes.index("Y"), axes.index("X")
+
+
+def _to_tcyx(data: np.ndarray, axes: str) -> tuple[np.ndarray, bool]:
+    """Reorder to (T, C, Y, X): ``C``/``S`` become channels, every other axis is flattened to T."""
+    rest, chan, y, x = _tcyx_axes(axes)
+    arr = np.transpose(data, [*rest, *chan, y, x])
     n_t = math.prod(arr.shape[: len(rest)]) if rest else 1
     n_c = math.prod(arr.shape[len(rest) : len(rest) + len(chan)]) if chan else 1
-    has_t = any(axes[i] == "T" for i in rest)
+    has_t = any(axes[i].upper() == "T" for i in rest)
     return arr.reshape(n_t, n_c, *arr.shape[-2:]), has_t
 
 
@@ -97,16 +102,14 @@ def lazy_tcyx(array: Any, axes: str, *handles: Any) -> LazyFrames:
     scope.io.raw.LazyFrames
         ``frames[t]`` reads time point ``t`` once, as ``(C, Y, X)``.
     """
-    axes = axes.upper()
     shape = array.shape
-    chan = [i for i, a in enumerate(axes) if a in "CS"]
-    rest = [i for i, a in enumerate(axes) if a not in "CSYX"]
+    rest, chan, y, x = _tcyx_axes(axes)
     keep = [i for i in range(len(axes)) if i not in rest]
-    order = [keep.index(i) for i in (*chan, axes.index("Y"), axes.index("X"))]
+    order = [keep.index(i) for i in (*chan, y, x)]  # of the axes left after indexing time
     rest_shape = tuple(shape[i] for i in rest)
     n_t = math.prod(rest_shape) if rest else 1
     n_c = math.prod(shape[i] for i in chan) if chan else 1
-    ny, nx = shape[axes.index("Y")], shape[axes.index("X")]
+    ny, nx = shape[y], shape[x]
 
     def time_point(t: int) -> np.ndarray:
         index: list[Any] = [slice(None)] * len(shape)
