@@ -394,7 +394,7 @@ def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[fl
     return k_est
 
 
-def _frame_phases(k_est, spec, widefield_others, widefield_others_real, setup, settings, be):
+def _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be):
     """Per-frame phases by a matched filter.
 
     Each frame minus the 0 order (taken from the other angles' frames, so it is free of this
@@ -404,9 +404,7 @@ def _frame_phases(k_est, spec, widefield_others, widefield_others_real, setup, s
     """
     xp, fft = be.xp, be.fft
     n = spec.frames_ft.shape[0]
-    ny, nx = spec.frames_ft.shape[-2:]
     h = spec.otf
-    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
     dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
     w0 = widefield_others * float(_to_np(dc_ratio))
     s_est = w0 * h / (h * h + settings.template_regularization)
@@ -520,9 +518,8 @@ def _estimate_angle(
         k_est = _refine_carrier(k_coarse, c0, c1, spec, setup, otf, settings, be)
 
     # 3. per-frame phases (see _frame_phases)
-    phases = _frame_phases(
-        k_est, spec, widefield_others, widefield_others_real, setup, settings, be
-    )
+    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)  # exp(+2 pi i p.r)
+    phases = _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be)
 
     # 4. modulation depth from the overlap of the +1 order with the shifted 0 order
     sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
@@ -532,7 +529,6 @@ def _estimate_angle(
     c1 = _combine(sep[1], spec.frames_ft)
     hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
     c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
-    ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
     y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)
     ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
