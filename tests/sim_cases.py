@@ -121,10 +121,13 @@ def make_cropped_case(
 MARGIN = 40
 
 
-def evaluate(case: Case, params: SIMParameters, settings=None, noise_model=None):
+def evaluate(
+    case: Case, params: SIMParameters, settings=None, noise_model=None, threshold: float = 1 / 7
+):
     """(NRMSE vs ideal-SIM target, SIM resolution / widefield resolution) of one case.
 
-    The resolution is where the ring correlation with the ground truth falls below 1/7.
+    The resolution is where the ring correlation with the ground truth falls below
+    ``threshold`` (1/7).
     """
     settings = settings or ReconstructionSettings(offset_adu=OFFSET)
     rec = SIMReconstructor(
@@ -141,8 +144,12 @@ def evaluate(case: Case, params: SIMParameters, settings=None, noise_model=None)
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     nrmse = metrics.normalized_rms_error(sim[crop], target[crop])
     gt = case.ground_truth[crop]
-    res_sim = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(sim[crop], gt))
-    res_wf = metrics.resolution_from_frc(*metrics.fourier_ring_correlation(wf[crop], gt))
+    res_sim, res_wf = (
+        metrics.resolution_from_frc(
+            *metrics.fourier_ring_correlation(img[crop], gt), threshold=threshold
+        )
+        for img in (sim, wf)
+    )
     return nrmse, res_sim / res_wf
 
 
