@@ -67,6 +67,16 @@ def make_case(
     return Case(raw, truth, gt)
 
 
+def ideal_target(ground_truth: np.ndarray, params: SIMParameters) -> np.ndarray:
+    """The ground truth seen through the ideal SIM OTF of support ``fc + |p|`` (2x grid)."""
+    kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
+    return metrics.ideal_sim_target(
+        ground_truth,
+        pixel_size_nm=SETUP.pixel_size_nm / 2,
+        cutoff_per_um=SETUP.cutoff_per_um + kmax,
+    )
+
+
 def make_cropped_case(
     seed: int, *, photons: float = 400.0, size: int = 256, bright_edge: bool = False
 ) -> tuple[Case, np.ndarray]:
@@ -102,12 +112,7 @@ def make_cropped_case(
         )
         for a in big.truth.angles
     ]
-    kmax = max(np.hypot(*a.k_per_um) for a in big.truth.angles)
-    target = metrics.ideal_sim_target(
-        big.ground_truth,
-        pixel_size_nm=SETUP.pixel_size_nm / 2,
-        cutoff_per_um=SETUP.cutoff_per_um + kmax,
-    )
+    target = ideal_target(big.ground_truth, big.truth)
     crop2 = np.s_[2 * o : 2 * (o + size), 2 * o : 2 * (o + size)]
     case = Case(
         big.raw[:, o : o + size, o : o + size],
@@ -135,12 +140,7 @@ def evaluate(
     )
     sim = rec(case.raw)
     wf = metrics.upsample2x(rec.widefield(case.raw))
-    kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
-    target = metrics.ideal_sim_target(
-        case.ground_truth,
-        pixel_size_nm=SETUP.pixel_size_nm / 2,
-        cutoff_per_um=SETUP.cutoff_per_um + kmax,
-    )
+    target = ideal_target(case.ground_truth, case.truth)
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     nrmse = metrics.normalized_rms_error(sim[crop], target[crop])
     gt = case.ground_truth[crop]

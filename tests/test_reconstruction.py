@@ -13,7 +13,15 @@ from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
 from scope.sim.pipeline import reconstruct_stack
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
-from sim_cases import MARGIN, OFFSET, SETUP, evaluate, make_case, make_cropped_case
+from sim_cases import (
+    MARGIN,
+    OFFSET,
+    SETUP,
+    evaluate,
+    ideal_target,
+    make_case,
+    make_cropped_case,
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +137,7 @@ def test_noise_free_reconstruction_is_exact():
         shape=raw.shape[-2:],
         settings=ReconstructionSettings(offset_adu=0, wiener=1e-3),
     )
-    kmax = max(np.hypot(*a.k_per_um) for a in case.truth.angles)
-    target = metrics.ideal_sim_target(
-        case.ground_truth, pixel_size_nm=32.5, cutoff_per_um=SETUP.cutoff_per_um + kmax
-    )
+    target = ideal_target(case.ground_truth, case.truth)
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     assert metrics.normalized_rms_error(rec(raw)[crop], target[crop]) < 0.01
 
