@@ -134,6 +134,19 @@ def test_forward_model_pattern_follows_the_convention():
     assert np.arctan2(-c[2], c[1]) == pytest.approx(0.7, abs=1e-3)
 
 
+def test_forward_model_camera_adjoint():
+    """camera_adjoint is the adjoint of camera: <A x, y> = <x, A^T y>, and A^T 1 = 1/4 (the
+    camera averages four sample pixels)."""
+    rng = np.random.default_rng(3)
+    model = SIMForwardModel(np.ones((96, 128)), SETUP)
+    x = rng.random((96, 128))
+    y = rng.random((48, 64))
+    lhs = np.vdot(model.camera(x), y)
+    rhs = np.vdot(x, model.camera_adjoint(y))
+    assert lhs == pytest.approx(rhs, rel=1e-10)
+    assert model.camera_adjoint(np.ones((48, 64))) == pytest.approx(0.25, abs=1e-12)
+
+
 @pytest.mark.parametrize("complex_images", [False, True])
 def test_periodic_plus_smooth_split(complex_images):
     """p = u - s has the periodic Laplacian that u has without wrapping (Moisan 2011)."""

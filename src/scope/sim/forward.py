@@ -87,13 +87,27 @@ class SIMForwardModel:
         transfer = transfer * np.exp(2j * np.pi * (kx + ky) * dx / 4)
         self._transfer = transfer
 
-    def _camera(self, intensity_2x: np.ndarray) -> np.ndarray:
+    def camera(self, intensity_2x: np.ndarray) -> np.ndarray:
+        """What the camera records of an emission image on the 2x grid (noiseless, relative units):
+        blurred by the OTF, integrated over camera pixels and sampled every camera pixel."""
         spec = np.fft.fft2(intensity_2x) * self._transfer
         ny, nx = self.shape
         spec = np.fft.fftshift(spec)
         cy, cx = self.shape_2x[0] // 2 - ny // 2, self.shape_2x[1] // 2 - nx // 2
         spec = np.fft.ifftshift(spec[cy : cy + ny, cx : cx + nx])
         return np.fft.ifft2(spec).real / 4.0
+
+    def camera_adjoint(self, frame: np.ndarray) -> np.ndarray:
+        """The adjoint of :meth:`camera`: a camera frame spread back onto the 2x grid.
+
+        ``<camera(x), y> == <x, camera_adjoint(y)>`` for real ``x`` and ``y``; the basis of
+        iterative (e.g. Richardson-Lucy) reconstructions.
+        """
+        ny, nx = self.shape
+        big = np.zeros(self.shape_2x, complex)
+        cy, cx = self.shape_2x[0] // 2 - ny // 2, self.shape_2x[1] // 2 - nx // 2
+        big[cy : cy + ny, cx : cx + nx] = np.fft.fftshift(np.fft.fft2(frame))
+        return np.fft.ifft2(np.fft.ifftshift(big) * np.conj(self._transfer)).real
 
     def frame(self, angle: AngleParameters, phase_rad: float, modulation: float | None = None):
         """Noiseless camera frame (relative units: a uniform sample of 1 gives 1)."""
@@ -105,11 +119,11 @@ class SIMForwardModel:
             modulation=modulation,
             origin_px=0.5,
         )
-        return self._camera(self.sample * pat)
+        return self.camera(self.sample * pat)
 
     def widefield(self) -> np.ndarray:
         """Noiseless widefield camera frame (uniform illumination)."""
-        return self._camera(self.sample)
+        return self.camera(self.sample)
 
     def frames(self, params: SIMParameters) -> np.ndarray:
         """All noiseless frames of a SIM set, angle-major, phase fastest."""
