@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import gc
 
 import numpy as np
 import pytest
@@ -199,10 +199,6 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4"))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("scope.sim.pipeline") is None,
-    reason="scope.sim.pipeline (reconstruct_stack) is not in this checkout yet",
-)
 def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
     from scope.optics import OpticalSetup
     from scope.sim.forward import simulate_raw
@@ -241,6 +237,71 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
     assert p["n_frames"] == 90  # 2 s of sets stretched to the 3 s minimum
 
 
+def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):
+    """A raw run becomes a clip source that reconstructs each set when it is read: the same
+    images as reconstructing the whole run, time and channels mapped from the file's axes,
+    at most a cache's worth of sets kept, and the file closed once the source is dropped."""
+    from scope.export import sources
+    from scope.io.raw import LazyFrames, RawStack
+    from scope.optics import OpticalSetup
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+    from scope.sim.pipeline import SetReconstructor, reconstruct_stack
+
+    setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+    params = SIMParameters.equidistant([5, 65, 125], period_nm=260, modulation=0.8)
+    samples = [make_sample((128, 128), kind, seed=1) for kind in ("filaments", "beads")]
+    raw = np.stack(  # 3 time points x 2 channels (different samples), 9 frames each
+        [
+            [
+                simulate_raw(samples[c], params, setup, photons_peak=300, rng=10 * t + c)
+                for c in (0, 1)
+            ]
+            for t in range(3)
+        ]
+    ).astype(np.uint16)
+    path = tmp_path / "raw.ome.tif"
+    tifffile.imwrite(path, raw, ome=True, metadata={"axes": "TCZYX"})
+    expected, _ = reconstruct_stack(raw.astype(np.float32), setup, backend="numpy")
+    calls = []
+    reconstruct_set = SetReconstructor.__call__
+    monkeypatch.setattr(
+        SetReconstructor, "__call__", lambda *a, **k: calls.append(1) or reconstruct_set(*a, **k)
+    )
+
+    src = sources.reconstruct_raw_source(
+        path, na=1.2, wavelength_nm=525, pixel_size_nm=65, backend="numpy"
+    )
+    assert isinstance(src.frames, LazyFrames) and isinstance(src.widefield, LazyFrames)
+    assert src.frames.shape == (3, 2, 128, 128) and src.widefield.shape == (3, 2, 64, 64)
+    assert src.pixel_size_nm == pytest.approx(32.5) and src.widefield_pixel_size_nm == 65
+    for t in range(3):
+        sim, wf = src.frames[t], src.widefield[t]
+        for c in (0, 1):
+            np.testing.assert_allclose(sim[c], expected[t, c], rtol=1e-5, atol=1e-3)
+            frames = raw[t, c].astype(np.float32)
+            offset = np.percentile(frames[0], 0.5)
+            np.testing.assert_allclose(wf[c], frames.mean(axis=0) - offset, rtol=1e-5, atol=1e-3)
+    assert calls == [1] * 6  # each set reconstructed once, SIM and widefield from one reading
+    src.frames[0], src.widefield[2]
+    assert len(calls) == 6  # a short run is kept whole
+
+    monkeypatch.setattr(sources, "RECONSTRUCTED_CACHE_BYTES", 1)  # one set kept at a time
+    calls.clear()
+    small = sources.reconstruct_raw_source(
+        path, na=1.2, wavelength_nm=525, pixel_size_nm=65, backend="numpy"
+    )
+    for _ in range(2):
+        for t in range(3):
+            np.testing.assert_allclose(small.frames[t], expected[t], rtol=1e-5, atol=1e-3)
+    assert len(calls) == 1 + 5 + 6  # the first set at opening, then every set not kept
+    closed = []
+    monkeypatch.setattr(RawStack, "close", lambda self: closed.append(self.path))
+    del src, small
+    gc.collect()
+    assert closed == [path, path]
+
+
 def test_ome_zarr_image_is_read_with_its_pixel_size(tmp_path):
     from scope.io.writers import write_ome_zarr
 
@@ -252,11 +313,6 @@ def test_ome_zarr_image_is_read_with_its_pixel_size(tmp_path):
     np.testing.assert_allclose(src.frames[:, 0], data, rtol=1e-6)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("scope.sim.pipeline") is None
-    or importlib.util.find_spec("scope.acquisition.writer") is None,
-    reason="needs scope.sim.pipeline and scope.acquisition.writer",
-)
 def test_cli_scope_acquire_run_is_recognised_and_timed(tmp_path, capsys):
     from scope.acquisition.writer import AcquisitionWriter, FrameTag
     from scope.optics import OpticalSetup

@@ -9,17 +9,20 @@
   is read one frame at a time while the clip renders (:func:`lazy_tcyx`), so a long series
   does not have to fit in memory.
 * **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
-  :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed with
-  :func:`scope.sim.pipeline.reconstruct_stack`; the widefield image of each set (the mean of
-  its frames) comes along for the side-by-side and wipe layouts. Set times of acquisitions come
-  from their per-frame timestamps.
+  :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed set by
+  set as the clip renders (:class:`scope.sim.pipeline.SetReconstructor`, parameters estimated
+  on the first set); the widefield image of each set (the mean of its frames) comes along for
+  the side-by-side and wipe layouts. Set times of acquisitions come from their per-frame
+  timestamps.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +289,67 @@ def _acquisition_set_times(path: Path, n_frames_per_set: int) -> np.ndarray | No
     return (np.array(starts, dtype=np.float64) - starts[0]) * 1e-9
 
 
+#: reconstructed sets (SIM and widefield) a raw-run source keeps, in bytes: a short run is
+#: reconstructed once although the contrast is sampled before the clip renders
+RECONSTRUCTED_CACHE_BYTES = 256 * 2**20
+
+
+class _ReconstructedSets:
+    """SIM and widefield images of a raw run's sets, reconstructed when first asked for.
+
+    Keeps the most recent sets up to :data:`RECONSTRUCTED_CACHE_BYTES`; the raw stack stays
+    open until both lazy arrays built on it are garbage-collected.
+    """
+
+    def __init__(self, stack: Any, rec: Any) -> None:
+        self.stack = stack
+        self.rec = rec
+        self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.lock = threading.Lock()
+        self.n_reconstructed = 0
+
+    def get(self, flat: int) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            if flat in self.cache:
+                self.cache.move_to_end(flat)
+                return self.cache[flat]
+            frames = self.stack.read_set(flat)
+            item = (self.rec(frames), self.rec.widefield(frames))
+            self.n_reconstructed += 1
+            self.cache[flat] = item
+            per_set = item[0].nbytes + item[1].nbytes
+            while len(self.cache) > 1 and len(self.cache) * per_set > RECONSTRUCTED_CACHE_BYTES:
+                self.cache.popitem(last=False)
+            return item
+
+
+def _lazy_sets(sets: _ReconstructedSets, which: int, shape_yx: tuple[int, int]) -> LazyFrames:
+    """``(T, C, Y, X)`` frames of a raw run (``which``: 0 SIM, 1 widefield), each time point
+    reconstructed when it is indexed. Leading axes ``C``/``S`` become channels, all others T."""
+    stack = sets.stack
+    lead_axes = stack.lead_axes or "T"
+    lead_shape = stack.lead_shape or (1,)
+    rest, chan, _, _ = _tcyx_axes(lead_axes + "YX")
+    rest_shape = tuple(lead_shape[i] for i in rest)
+    chan_shape = tuple(lead_shape[i] for i in chan)
+    n_t, n_c = math.prod(rest_shape), math.prod(chan_shape)
+
+    def read_frames(flat: Sequence[int]) -> np.ndarray:
+        out = np.empty((len(flat), *shape_yx), np.float32)
+        for k, i in enumerate(flat):
+            t, c = divmod(int(i), n_c)
+            index = [0] * len(lead_shape)
+            for axis, j in zip(rest, np.unravel_index(t, rest_shape)):
+                index[axis] = int(j)
+            for axis, j in zip(chan, np.unravel_index(c, chan_shape)):
+                index[axis] = int(j)
+            set_index = int(np.ravel_multi_index(index, lead_shape))
+            out[k] = sets.get(set_index)[which]
+        return out
+
+    return LazyFrames(read_frames, (n_t, n_c, *shape_yx), np.dtype(np.float32))
+
+
 def reconstruct_raw_source(
     path: str | Path,
     *,
@@ -297,7 +361,12 @@ def reconstruct_raw_source(
     frame_interval_s: float | None = None,
     backend: str = "auto",
 ) -> ClipSource:
-    """Reconstruct a raw SIM run; SIM and widefield come back ready for a clip.
+    """A raw SIM run as a clip source: SIM and widefield, reconstructed set by set while the
+    clip renders (a long run never has to fit in memory).
+
+    The pattern parameters are estimated on the first set (here, so that a run that cannot be
+    reconstructed fails before anything is rendered) and kept for the whole run, with one
+    filter (:class:`scope.sim.pipeline.SetReconstructor`).
 
     Parameters
     ----------
@@ -318,7 +387,8 @@ def reconstruct_raw_source(
 
     path = Path(path)
     n = n_angles * n_phases
-    with open_raw(path, n_frames_per_set=n) as stack:
+    stack = open_raw(path, n_frames_per_set=n)
+    try:
         na = na or stack.na
         wavelength_nm = wavelength_nm or stack.wavelength_nm
         pixel_size_nm = pixel_size_nm or stack.pixel_size_nm
@@ -336,39 +406,33 @@ def reconstruct_raw_source(
                 f"{path.name} does not state {', '.join(missing)}; give them to reconstruct "
                 "the raw run (e.g. --na 1.2 --wavelength 525 --pixel-size 65)"
             )
-        lead_axes = stack.lead_axes
-        raw = np.stack(list(stack.iter_sets())) if stack.n_sets > 1 else stack.read_set(0)[None]
-        raw = raw.reshape(*(stack.lead_shape or (1,)), n, *stack.frame_shape)
+        try:
+            from scope.sim.pipeline import SetReconstructor
+        except ImportError as err:
+            raise ConfigurationError(
+                "reconstructing a raw run needs scope.sim.pipeline, which this installation "
+                "lacks; reconstruct with `scope reconstruct` first and export the result"
+            ) from err
+        setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
+        rec = SetReconstructor(
+            setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend)
+        )
+        sets = _ReconstructedSets(stack, rec)
+        weakref.finalize(sets, _close_all, stack)  # once neither SIM nor widefield is in use
+        log.info("reconstructing %d SIM set(s) of %s as the clip renders", stack.n_sets, path.name)
+        sets.get(0)  # parameters estimated now: a failure stops the export before rendering
+        ny, nx = stack.frame_shape
+        sim = _lazy_sets(sets, 0, (2 * ny, 2 * nx))
+        widefield = _lazy_sets(sets, 1, (ny, nx))
         is_acquisition = stack.metadata.get("format") == "scope-acquisition"
-    try:
-        from scope.sim.pipeline import reconstruct_stack
-    except ImportError as err:
-        raise ConfigurationError(
-            "reconstructing a raw run needs scope.sim.pipeline, which this installation lacks; "
-            "reconstruct with `scope reconstruct` first and export the result"
-        ) from err
-    setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
-    log.info("reconstructing %d SIM set(s) of %s", math.prod(raw.shape[:-3]), path.name)
-    sim, _params = reconstruct_stack(
-        raw, setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend)
-    )
-    sim = np.asarray(sim, dtype=np.float32)
-    widefield = raw.mean(axis=-3, dtype=np.float32)
-    axes = (lead_axes or "T") + "YX"
-    sim_tcyx, _ = _to_tcyx(sim, axes)
-    wf_tcyx, _ = _to_tcyx(widefield, axes)
+    except BaseException:
+        stack.close()
+        raise
     times = None
     if is_acquisition:
         times = _acquisition_set_times(path, n)
-        if times is not None and times.size != sim_tcyx.shape[0]:
+        if times is not None and times.size != sim.shape[0]:
             times = None
     if times is None and frame_interval_s:
-        times = np.arange(sim_tcyx.shape[0]) * frame_interval_s
-    return ClipSource(
-        sim_tcyx,
-        pixel_size_nm * wf_tcyx.shape[-1] / sim_tcyx.shape[-1],
-        times,
-        None,
-        wf_tcyx,
-        pixel_size_nm,
-    )
+        times = np.arange(sim.shape[0]) * frame_interval_s
+    return ClipSource(sim, pixel_size_nm / 2, times, None, widefield, pixel_size_nm)

@@ -45,6 +45,88 @@ def check_raw(raw: Any, n_frames: int) -> np.ndarray:
     return arr
 
 
+class SetReconstructor:
+    """Reconstructs SIM sets one at a time with one cached operator.
+
+    The pattern parameters are estimated on the first set handed to it (unless given) and the
+    noise model of the MMSE filter is measured on that set and kept, even when the parameters
+    are estimated again, so a time series gets one consistent filter. Sets can come in any
+    order (a video exporter reads them as it renders).
+
+    Parameters
+    ----------
+    setup : OpticalSetup
+    n_angles, n_phases : int
+    params : SIMParameters, optional
+        Known parameters (no estimation).
+    prior, settings, estimation, otf, backend
+        As for :func:`reconstruct_stack`.
+    """
+
+    def __init__(
+        self,
+        setup: OpticalSetup,
+        *,
+        n_angles: int = 3,
+        n_phases: int = 3,
+        params: SIMParameters | None = None,
+        prior: SIMParameters | None = None,
+        settings: ReconstructionSettings | None = None,
+        estimation: EstimationSettings | None = None,
+        otf: OTF | None = None,
+        backend: Backend | str | None = None,
+    ) -> None:
+        self.setup = setup
+        self.n_angles, self.n_phases = n_angles, n_phases
+        self.n_frames = n_angles * n_phases
+        self.given = params
+        self.prior, self.settings, self.estimation, self.otf = prior, settings, estimation, otf
+        self.backend = get_backend(backend)
+        #: parameters used for the first set reconstructed
+        self.params: SIMParameters | None = None
+        self.reconstructor: SIMReconstructor | None = None
+
+    def __call__(self, frames: Any, *, reestimate: bool = False) -> np.ndarray:
+        """One set ``(n_frames, Y, X)`` -> float32 ``(2Y, 2X)`` (numpy).
+
+        ``reestimate`` estimates the parameters again on this set (unless they were given).
+        """
+        frames = check_raw(frames, self.n_frames)
+        if frames.ndim != 3:
+            raise DataFormatError(f"expected one SIM set (n_frames, Y, X), got {frames.shape}")
+        rec = self.reconstructor
+        if rec is None or (reestimate and self.given is None) or rec.shape != frames.shape[-2:]:
+            p = self.given or estimate_parameters(
+                frames,
+                self.setup,
+                n_angles=self.n_angles,
+                n_phases=self.n_phases,
+                prior=self.prior,
+                otf=self.otf,
+                settings=self.estimation,
+                backend=self.backend,
+            )
+            same_field = rec is not None and rec.shape == frames.shape[-2:]
+            rec = self.reconstructor = SIMReconstructor(
+                self.setup,
+                p,
+                shape=frames.shape[-2:],
+                settings=self.settings,
+                backend=self.backend,
+                otf=self.otf,
+                noise_model=rec.noise_model if same_field else None,
+            )
+            self.params = self.params or p
+        return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
+
+    def widefield(self, frames: Any) -> np.ndarray:
+        """The widefield image of one set (mean of its frames, offset removed as for SIM)."""
+        if self.reconstructor is None:
+            self(frames)
+        assert self.reconstructor is not None
+        return np.asarray(self.backend.to_numpy(self.reconstructor.widefield(frames)), np.float32)
+
+
 def reconstruct_stack(
     raw: Any,
     setup: OpticalSetup,
@@ -63,7 +145,8 @@ def reconstruct_stack(
 
     Parameters are estimated on the first set (unless given) and reused — re-estimated every
     ``estimate_every`` sets when set — with one cached :class:`SIMReconstructor`, whose
-    noise model is also measured once, so a time series gets one consistent filter.
+    noise model is also measured once, so a time series gets one consistent filter (see
+    :class:`SetReconstructor`).
 
     Returns
     -------
@@ -71,43 +154,29 @@ def reconstruct_stack(
     params : SIMParameters
         The parameters used for the first set.
     """
-    be = get_backend(backend)
     n_frames = n_angles * n_phases
     arr = check_raw(raw, n_frames)
     lead = arr.shape[:-3]
     ny, nx = arr.shape[-2:]
     sets = arr.reshape(-1, n_frames, ny, nx)
-    out = np.empty((*lead, 2 * ny, 2 * nx), np.float32).reshape(-1, 2 * ny, 2 * nx)
-    first_params = None
-    rec = None
+    out = np.empty((len(sets), 2 * ny, 2 * nx), np.float32)
+    rec = SetReconstructor(
+        setup,
+        n_angles=n_angles,
+        n_phases=n_phases,
+        params=params,
+        prior=prior,
+        settings=settings,
+        estimation=estimation,
+        otf=otf,
+        backend=backend,
+    )
     for i, frames in enumerate(sets):
-        if rec is None or (estimate_every and params is None and i % estimate_every == 0):
-            p = params or estimate_parameters(
-                frames,
-                setup,
-                n_angles=n_angles,
-                n_phases=n_phases,
-                prior=prior,
-                otf=otf,
-                settings=estimation,
-                backend=be,
-            )
-            noise_model = rec.noise_model if rec is not None else None
-            rec = SIMReconstructor(
-                setup,
-                p,
-                shape=(ny, nx),
-                settings=settings,
-                backend=be,
-                otf=otf,
-                noise_model=noise_model,
-            )
-            first_params = first_params or p
-        out[i] = be.to_numpy(rec(frames))
+        out[i] = rec(frames, reestimate=bool(estimate_every and i % estimate_every == 0))
         if len(sets) > 1 and (i + 1) % max(1, len(sets) // 10) == 0:
             log.info("reconstructed %d/%d SIM sets", i + 1, len(sets))
-    assert first_params is not None
-    return out.reshape(*lead, 2 * ny, 2 * nx), first_params
+    assert rec.params is not None
+    return out.reshape(*lead, 2 * ny, 2 * nx), rec.params
 
 
 def widefield_stack(raw: Any, *, n_frames: int, offset_adu: float = 0.0) -> np.ndarray:
