@@ -81,16 +81,20 @@ def test_acquire_refuses_a_real_camera_without_its_controller(tmp_path):
 
 
 def test_acquire_and_reconstruct(tmp_path):
-    pytest.importorskip("scope.sim.pipeline")
-    tifffile = pytest.importorskip("tifffile")
     out = tmp_path / "rec.zarr"
     proc = _scope(
         "acquire", "--sets", "2", "-o", str(out), "--shape", "64", "64", "--exposure-ms", "10",
         "--sample", "beads", "--reconstruct",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    sim = tifffile.imread(tmp_path / "rec.sim.ome.tif")
-    assert sim.shape == (2, 128, 128)
+    from scope.io.writers import read_image
+
+    sim, pixel_nm, meta = read_image(tmp_path / "rec.sim.ome.tif")
+    assert sim.shape == (2, 128, 128) and meta["axes"] == "TYX"
+    assert pixel_nm == pytest.approx(32.5)
+    assert meta["sets"] == [0, 1]  # the run's set behind each plane
+    params = json.loads((tmp_path / "rec.params.json").read_text())
+    assert len(params["angles"]) == 3  # as `scope reconstruct` writes them
     assert np.isfinite(sim).all()
     # the SIM image resembles the virtual sample more than the (upsampled) widefield does
     from scope.sim.samples import make_sample

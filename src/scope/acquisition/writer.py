@@ -471,34 +471,53 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
     return frames[:n], _table_as_dict(rows), meta
 
 
+def complete_sets(
+    frame_table: dict[str, np.ndarray], n_frames_per_set: int
+) -> tuple[list[np.ndarray], list[int]]:
+    """The verified, complete SIM sets of a run: each set's frame indices in pattern order,
+    and its set number.
+
+    Only frames with ``valid == 1`` count; a set counts only when all ``n`` of its frames are
+    there, each pattern once (others are skipped with a warning).
+    """
+    t = frame_table
+    ok = t["valid"] == 1
+    rows: list[np.ndarray] = []
+    numbers: list[int] = []
+    for s in np.unique(t["set"][ok]):
+        sel = np.flatnonzero(ok & (t["set"] == s))
+        order = sel[np.argsort(t["pattern"][sel], kind="stable")]
+        if len(order) != n_frames_per_set or not np.array_equal(
+            t["pattern"][order], np.arange(n_frames_per_set)
+        ):
+            log.warning(
+                "set %d has %d valid frames, expected one per pattern (%d): skipped",
+                s,
+                len(order),
+                n_frames_per_set,
+            )
+            continue
+        rows.append(t["index"][order] if "index" in t else order)
+        numbers.append(int(s))
+    return rows, numbers
+
+
 def valid_sets(
     frames: Any, frame_table: dict[str, np.ndarray], n_frames_per_set: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The verified SIM sets of a run, stacked ``(n_sets, n, Y, X)`` in pattern order.
 
     Only frames with ``valid == 1`` are used; a set appears only when all ``n`` of its frames
-    are there, each pattern once.
+    are there, each pattern once (:func:`complete_sets`).
 
     Returns
     -------
     sets : numpy.ndarray (n_sets, n, Y, X)
     set_indices : numpy.ndarray (n_sets,) the set numbers.
     """
-    t = frame_table
-    ok = t["valid"] == 1
-    sets = []
-    ids = []
-    for s in np.unique(t["set"][ok]):
-        sel = np.flatnonzero(ok & (t["set"] == s))
-        order = sel[np.argsort(t["pattern"][sel])]
-        if len(order) != n_frames_per_set or not np.array_equal(
-            np.sort(t["pattern"][order]), np.arange(n_frames_per_set)
-        ):
-            log.warning("set %d has frames marked valid but is incomplete: skipped", s)
-            continue
-        sets.append(np.stack([np.asarray(frames[int(i)]) for i in order]))
-        ids.append(int(s))
-    if not sets:
+    rows, numbers = complete_sets(frame_table, n_frames_per_set)
+    if not rows:
         y, x = frames.shape[-2:] if len(frames.shape) == 3 else (0, 0)
         return np.zeros((0, n_frames_per_set, y, x)), np.zeros(0, np.int64)
-    return np.stack(sets), np.array(ids, np.int64)
+    sets = [np.stack([np.asarray(frames[int(i)]) for i in order]) for order in rows]
+    return np.stack(sets), np.array(numbers, np.int64)

@@ -8,7 +8,8 @@ Examples
 ``scope acquire --sets 20 -o run.zarr``                       (simulated microscope)
 ``scope acquire --camera genicam:0 --controller /dev/ttyACM0 --sets 100 -o run.zarr``
 ``scope acquire --camera v4l2:/dev/video0 --controller /dev/ttyACM0 --sets 0 -o run.zarr``
-(``--sets 0``: until Ctrl-C) ``--reconstruct`` also writes ``run.sim.ome.tif``.
+(``--sets 0``: until Ctrl-C) ``--reconstruct`` also writes ``run.sim.ome.tif`` and
+``run.params.json`` (as ``scope reconstruct`` does, set by set; any length of run fits).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--reconstruct",
         action="store_true",
-        help="also reconstruct the valid sets into <output>.sim.ome.tif",
+        help="also reconstruct the valid sets into <output>.sim.ome.tif (+ .params.json)",
     )
     p.set_defaults(func=run)
 
@@ -221,31 +222,21 @@ class _Progress:
 
 
 def _reconstruct(path: Path, setup: Any, params: Any, cfg: Any) -> None:
-    from scope.acquisition.writer import read_acquisition, valid_sets
-    from scope.errors import ReconstructionError
+    """Reconstruct the run's verified sets as ``scope reconstruct`` does (set by set, straight
+    to ``<run>.sim.ome.tif`` with its ``.params.json``), the pattern generator's nominal
+    parameters serving as priors."""
+    from scope.cli import reconstruct as reconstruct_cli
 
-    try:
-        from scope.sim.pipeline import reconstruct_stack
-    except ImportError as err:
-        raise ReconstructionError(
-            f"the reconstruction pipeline is not available ({err}); the raw data are in {path}: "
-            "reconstruct them later with `scope reconstruct`"
-        ) from err
-    from scope.io.writers import write_ome_tiff
-
-    frames, table, _ = read_acquisition(path)
-    sets, ids = valid_sets(frames, table, cfg.frames_per_set)
-    if not len(ids):
-        raise ReconstructionError(f"{path} holds no verified SIM set to reconstruct")
-    sim, _ = reconstruct_stack(
-        sets.astype("float32"), setup, n_angles=cfg.n_angles, n_phases=cfg.n_phases, prior=params
-    )
     out = path.with_name(path.name.split(".")[0] + ".sim.ome.tif")
-    write_ome_tiff(
-        out,
-        sim,
-        pixel_size_nm=setup.pixel_size_nm / 2,
-        axes="TYX",
-        metadata={"source": str(path), "sets": ids.tolist()},
-    )
-    print(f"reconstructed {len(ids)} sets -> {out}")
+    argv = [str(path), "-o", str(out), "--angles", str(cfg.n_angles), "--phases", str(cfg.n_phases)]
+    for flag, value in (
+        ("--na", setup.na),
+        ("--wavelength", setup.wavelength_nm),
+        ("--pixel-size", setup.pixel_size_nm),
+        ("--immersion", setup.immersion_index),
+    ):
+        argv += [flag, repr(float(value))]
+    parser = argparse.ArgumentParser(prog="scope reconstruct")
+    reconstruct_cli.register(parser.add_subparsers())
+    rargs = parser.parse_args(["reconstruct", *argv])
+    reconstruct_cli.reconstruct_file(path, out, rargs, prior=params)

@@ -143,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
     return reconstruct_file(src, out, args)
 
 
-def reconstruct_file(src: Path, out: Path, args: argparse.Namespace) -> int:
+def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: Any = None) -> int:
+    """Reconstruct one raw file set by set into ``out`` (and its ``.params.json``).
+
+    ``prior`` (SIMParameters) overrides ``--prior-angles``/``--prior-period``: the nominal
+    pattern of a run whose generator knows each angle's own period.
+    """
     from scope import __version__
     from scope.backend import get_backend
     from scope.errors import DataFormatError
@@ -183,7 +188,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace) -> int:
                 setup,
                 n_angles=args.angles,
                 n_phases=args.phases,
-                prior=_prior(args),
+                prior=prior if prior is not None else _prior(args),
                 otf=otf,
                 backend=backend,
             )
@@ -219,6 +224,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace) -> int:
             "settings": {k: v for k, v in settings.__dict__.items()},
             "otf": otf.source,
         }
+        if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
+            metadata["sets"] = raw.metadata["sets"]
         params_path = out.with_name(out.name.split(".")[0] + ".params.json")
         doc = params.to_dict()
 

@@ -969,17 +969,9 @@ def _acquisition_stack(
     if n_frames_per_set is None:
         raise _fail(path, "acquisition does not state angles x phases; give --angles/--phases")
     n = int(n_frames_per_set)
-    ok = table["valid"] == 1
-    sets: list[np.ndarray] = []
-    for s in np.unique(table["set"][ok]):
-        sel = np.flatnonzero(ok & (table["set"] == s))
-        order = sel[np.argsort(table["pattern"][sel], kind="stable")]
-        if len(order) == n and np.array_equal(table["pattern"][order], np.arange(n)):
-            sets.append(table["index"][order] if "index" in table else order)
-        else:
-            log.warning(
-                "%s: set %d has %d valid frames, expected %d: skipped", path, s, len(order), n
-            )
+    from scope.acquisition.writer import complete_sets
+
+    sets, set_numbers = complete_sets(table, n)
     if not sets:
         raise _fail(
             path,
@@ -1009,5 +1001,10 @@ def _acquisition_stack(
         pixel_size_nm=_find_number(meta, "pixel_size_nm"),
         wavelength_nm=_find_number(meta, "wavelength_nm"),
         na=_find_number(meta, "na"),
-        metadata={"format": "scope-acquisition", "state": meta.get("state"), "acquisition": meta},
+        metadata={
+            "format": "scope-acquisition",
+            "state": meta.get("state"),
+            "acquisition": meta,
+            "sets": set_numbers,  # the run's set number of each SIM set read
+        },
     )
