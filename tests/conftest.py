@@ -10,7 +10,9 @@ from scope.backend import cupy_available, get_backend
 
 DATA = Path(__file__).parent / "data"
 
-_BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
+#: "emulated-gpu": the cupy code path on the CPU, with cupy's host/device rules
+#: (tests/device_emulator.py); "cupy" needs a GPU
+_BACKENDS = ["numpy", "emulated-gpu", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,7 +26,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(params=_BACKENDS)
 def backend(request):
-    """Every backend that can run here: numpy always, cupy where a GPU is present."""
+    """Every backend that can run here: numpy and the emulated GPU always, cupy where a GPU
+    is present."""
+    if request.param == "emulated-gpu":
+        from device_emulator import emulated_gpu_backend
+
+        return emulated_gpu_backend()
     return get_backend(request.param)
 
 

@@ -72,6 +72,35 @@ def test_backend_choice(monkeypatch):
     assert be.fft.rfft2(x).dtype == np.complex64  # single precision kept
 
 
+def test_emulated_gpu_keeps_cupys_host_device_rules():
+    """The CPU stand-in for cupy (tests/device_emulator.py) refuses what cupy refuses, so the
+    GPU code path's host/device boundaries are tested without a GPU."""
+    import scipy.fft
+
+    from device_emulator import emulated_gpu_backend
+
+    be = emulated_gpu_backend()
+    assert be.name == "cupy"
+    host = np.arange(12.0).reshape(3, 4)
+    dev = be.asarray(host)
+    refused = {
+        "np.asarray(device)": lambda: np.asarray(dev),
+        "host[:] = device": lambda: host.__setitem__(slice(None), dev),
+        "device + host": lambda: dev + host,
+        "xp function on host": lambda: be.xp.exp(host),
+        "scipy on device": lambda: scipy.fft.fft2(dev),
+    }
+    for name, attempt in refused.items():
+        try:
+            attempt()
+        except TypeError:
+            continue
+        pytest.fail(f"{name} was allowed")
+    total = (dev * 2).sum()  # reductions stay on the device as 0-d arrays
+    assert not isinstance(total, (np.ndarray, np.generic)) and float(total) == 132.0
+    np.testing.assert_array_equal(be.to_numpy(be.fft.rfft2(dev)), scipy.fft.rfft2(host))
+
+
 def test_blas_held_to_one_thread_only_inside_and_restored_after():
     """The element-wise blocks hold BLAS to one thread (a process-wide setting): nested and
     overlapping users share one limit, and the last one out restores the user's setting."""
