@@ -76,6 +76,12 @@ log = logging.getLogger(__name__)
 #: background steepens the spectrum at low frequencies and would under-weight fine detail)
 FIT_LOW, FIT_HIGH = 0.3, 0.85
 
+#: frames of the first set brighter or dimmer than the set's mean by more than this switch on
+#: frame equalisation (``ReconstructionSettings.equalize_frames=None``). The sample's own
+#: structure at the pattern frequency makes frames differ by up to about 1 % (measured on the
+#: simulated acceptance case); equalising that away neither helps nor harms
+FLICKER_TOLERANCE = 0.02
+
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
@@ -107,6 +113,13 @@ class ReconstructionSettings:
         of the smaller side). The reconstruction itself does not taper (see the module notes).
     pixel_integration : bool
         Include the camera pixels' sinc transfer in the OTF.
+    equalize_frames : bool or None
+        Scale every frame of a set to the set's mean brightness before the orders are
+        separated: a light source that flickers from frame to frame (LED PWM, a projector's
+        colour sequence), bleaching within a set or angles lit unequally otherwise leak the
+        widefield image into the +-1 orders as stripes. ``None`` (default): on when the first
+        set's frames differ by more than :data:`FLICKER_TOLERANCE`; then every set is measured
+        and equalised.
     """
 
     wiener: float | None = None
@@ -120,6 +133,7 @@ class ReconstructionSettings:
     offset_adu: float | None = None
     taper_px: int | None = None
     pixel_integration: bool = True
+    equalize_frames: bool | None = None
 
     def __post_init__(self) -> None:
         if self.wiener is not None and not self.wiener > 0:
@@ -281,7 +295,8 @@ class SIMReconstructor:
         p = self.params
         n_ph = p.n_phases
         taper = edge_taper(self.shape, self.settings.taper_px or default_taper_px(self.shape), xp)
-        self._taper = taper  # for the spectra the noise model is measured on
+        self._taper = taper  # for the spectra the noise model is measured on (and frame gains)
+        self._taper_sum = float(_to_np(taper.sum()))
         self._smooth = SmoothComponent(self.shape, xp)  # for the zero order
         self._smooth_plus = SmoothComponent(self.shape, xp, complex_images=True)  # +1 orders
         # separation: the zero order summed over angles, then the +1 order of each angle
@@ -299,11 +314,10 @@ class SIMReconstructor:
         # the zero order: one row over all frames; each +1 order: a (phases, 2) real matrix
         # (re, im) over its own angle's frames, whose C-contiguous product (pixels, 2) reads as
         # complex64 pixels without a copy
-        self._zero_row = xp.asarray(zero_row.astype(np.float32))
-        self._plus_columns = []
-        for a in range(p.n_angles):
-            c = plus_rows[a, a * n_ph : (a + 1) * n_ph]
-            self._plus_columns.append(xp.asarray(np.stack([c.real, c.imag], 1).astype(np.float32)))
+        self._zero_row_host = zero_row
+        self._plus_rows_host = [plus_rows[a, a * n_ph : (a + 1) * n_ph] for a in range(p.n_angles)]
+        self._zero_row, self._plus_columns = self._separation_matrices(None)
+        self._equalize = bool(self.settings.equalize_frames)
         # pixel coordinates of the camera grid (r = 0 at the centre of pixel (0, 0))
         y, x = pixel_coordinates_um(self.shape, dx, xp)
         dky, dkx = 1.0 / (ny * dx), 1.0 / (nx * dx)
@@ -570,6 +584,42 @@ class SIMReconstructor:
         return model
 
     # --------------------------------------------------------------- running
+    def _separation_matrices(self, gains: np.ndarray | None) -> tuple[Any, list[Any]]:
+        """The zero-order row and each angle's +1 columns (re, im) on the device, with each
+        frame divided by its gain when ``gains`` are given."""
+        xp = self.backend.xp
+        inv = np.ones(self.n_frames) if gains is None else 1.0 / np.asarray(gains, float)
+        n_ph = self.params.n_phases
+        zero = xp.asarray((self._zero_row_host * inv).astype(np.float32))
+        columns = []
+        for a, c in enumerate(self._plus_rows_host):
+            c = c * inv[a * n_ph : (a + 1) * n_ph]
+            columns.append(xp.asarray(np.stack([c.real, c.imag], 1).astype(np.float32)))
+        return zero, columns
+
+    def frame_gains(self, raw: Any, offset: float | None = None) -> np.ndarray:
+        """Brightness of each frame of one set relative to the set's mean (offset removed).
+
+        The taper-weighted mean of each frame: the pattern averages out under the smooth
+        window, so what remains is the light each frame received (flicker, bleaching) and,
+        at the 1 % level, the sample's own structure at the pattern frequency.
+        """
+        xp = self.backend.xp
+        frames = self._check(raw, as_float32=False)
+        if offset is None:
+            offset = self._offset(frames)
+        n = self.n_frames
+        flat = frames.reshape(n, -1)
+        if flat.dtype != xp.float32:
+            flat = flat.astype(xp.float32)
+        taper = self._taper.reshape(-1)
+        with self.backend.single_threaded_blas():  # idle BLAS threads would starve the FFTs
+            weighted = _to_np(flat @ taper).astype(np.float64)
+        sums = weighted - offset * self._taper_sum
+        if not np.all(sums > 0):
+            return np.ones(n)  # no signal above the offset to compare: leave the frames be
+        return sums / sums.mean()
+
     def _check(self, raw: Any, *, as_float32: bool = True) -> Any:
         """The raw set on the backend's device, checked for shape.
 
@@ -609,8 +659,24 @@ class SIMReconstructor:
             if not self._filter_ready:
                 if self.noise_model is None:
                     self.noise_model = self.measure_noise_model(frames)
+                if self.settings.equalize_frames is None:
+                    self._equalize = self._detect_flicker(frames)
                 self._prepare_filter()
             return self._reconstruct(frames)
+
+    def _detect_flicker(self, frames: Any) -> bool:
+        gains = self.frame_gains(frames)
+        spread = float(np.max(np.abs(gains - 1)))
+        if spread <= FLICKER_TOLERANCE:
+            return False
+        log.info(
+            "the frames of a set differ in brightness by up to %.1f %% (%s): equalising every "
+            "set's frames before separating the orders (a flickering light source, bleaching "
+            "within a set, or pattern angles lit unequally)",
+            100 * spread,
+            ", ".join(f"{g:.3f}" for g in gains),
+        )
+        return True
 
     def _reconstruct(self, frames: Any) -> Any:
         be = self.backend
@@ -627,6 +693,20 @@ class SIMReconstructor:
         zero, bands, acc = self._buffers
         flat = frames.reshape(self.n_frames, ny * nx)
         zero_flat = zero.reshape(ny * nx)
+        offset = self._offset(frames)
+        zero_row, plus_columns, leaks, dc = self._zero_row, self._plus_columns, None, 1.0
+        if self._equalize:
+            # frame n divided by its gain g_n: the offset no longer cancels in the +1 orders
+            # (sum_n c_n / g_n != 0); that constant is taken off each +1 order before its ramp,
+            # and the zero order's share of the offset at DC follows its new row sum
+            gains = self.frame_gains(frames, offset)
+            zero_row, plus_columns = self._separation_matrices(gains)
+            inv = 1.0 / gains
+            dc = float(np.sum(self._zero_row_host * inv))
+            leaks = [
+                complex(offset * np.sum(c * inv[a * n_ph : (a + 1) * n_ph]))
+                for a, c in enumerate(self._plus_rows_host)
+            ]
 
         def separate(i: int) -> None:
             # the orders of one block of camera rows, by small matrix products
@@ -636,15 +716,13 @@ class SIMReconstructor:
             block = flat[:, px]
             if block.dtype != xp.float32:  # camera integers: converted here, block by block
                 block = block.astype(xp.float32)
-            zero_flat[px] = self._zero_row @ block
+            zero_flat[px] = zero_row @ block
             for a in range(n_ang):
-                plus = block[a * n_ph : (a + 1) * n_ph].T @ self._plus_columns[a]
+                plus = (block[a * n_ph : (a + 1) * n_ph].T @ plus_columns[a]).view(xp.complex64)
+                if leaks is not None:
+                    plus -= xp.complex64(leaks[a])
                 # the sub-pixel shift ramp applied while copying out the +1 order
-                xp.multiply(
-                    plus.view(xp.complex64).reshape(n_rows, nx),
-                    self._shifts[a][1][rows],
-                    out=bands[a, rows],
-                )
+                xp.multiply(plus.reshape(n_rows, nx), self._shifts[a][1][rows], out=bands[a, rows])
 
         be.run_blocks(separate, len(self._src_blocks))
         # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
@@ -652,7 +730,7 @@ class SIMReconstructor:
         borders = self._smooth.border_spectra(zero)
         borders_plus = [self._smooth_plus.border_spectra(bands[a]) for a in range(n_ang)]
         z = fft.rfft2(zero)
-        z[0, 0] -= self._offset(frames) * (ny * nx)
+        z[0, 0] -= offset * dc * (ny * nx)
         spectra = fft.fft2(bands)
 
         def weigh(i: int) -> None:
