@@ -134,6 +134,10 @@ class SimulatedCamera(Camera):
     photons_peak : float
         Expected photo-electrons of a bright structure at 10 ms exposure (scales with exposure).
     background_photons, read_noise_e, offset_adu : float
+    light_flicker : float
+        Relative spread of the light each exposure receives (0: steady): the illumination,
+        and the fluorescence it excites, is scaled by ``1 + uniform(-f, f)`` per exposure, as
+        with an LED dimmed by PWM or a projector's colour sequence not locked to the camera.
     faults : FaultInjection, optional
     pattern_source : callable, optional
         Returns the pattern index shown right now (used when a trigger does not say).
@@ -162,6 +166,7 @@ class SimulatedCamera(Camera):
         background_photons: float = 10.0,
         read_noise_e: float = 1.5,
         offset_adu: float = 100.0,
+        light_flicker: float = 0.0,
         faults: FaultInjection | None = None,
         pattern_source: Any = None,
         readout_ms: float = 0.2,
@@ -181,6 +186,9 @@ class SimulatedCamera(Camera):
         self.background_photons = float(background_photons)
         self.read_noise_e = float(read_noise_e)
         self.offset_adu = float(offset_adu)
+        if not 0.0 <= light_flicker < 1.0:
+            raise ConfigurationError(f"light_flicker must be in [0, 1), got {light_flicker}")
+        self.light_flicker = float(light_flicker)
         self.faults = faults or FaultInjection()
         self.pattern_source = pattern_source
         self.readout_ms = float(readout_ms)
@@ -255,6 +263,8 @@ class SimulatedCamera(Camera):
             if mixed_with is not None:
                 photons = 0.5 * (photons + self._expected[mixed_with] * scale)
         photons = photons + self.background_photons * self._exposure_ms / 10.0
+        if self.light_flicker:
+            photons = photons * (1.0 + rng.uniform(-self.light_flicker, self.light_flicker))
         bits = {"Mono8": 8, "Mono12": 12, "Mono16": 16}[self._format]
         adu = add_camera_noise(
             photons, read_noise_e=self.read_noise_e, offset_adu=self.offset_adu,
