@@ -244,7 +244,15 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         if args.diagnostics:
             png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
             spectrum_png(png, first, setup, params)
-            res = estimate_resolution(first, setup, params, offset_adu=offset or 0.0, otf=otf)
+            # the settings (and offset) of the reconstruction itself
+            res = estimate_resolution(
+                first,
+                setup,
+                params,
+                offset_adu=rec.camera_offset(first),
+                settings=settings,
+                otf=otf,
+            )
             doc["resolution_nm"] = {
                 "widefield": res.widefield_nm,
                 "sim": res.sim_nm,

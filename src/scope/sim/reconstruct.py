@@ -546,7 +546,7 @@ class SIMReconstructor:
         """Noise floor and sample power-law spectrum of one raw set (for the MMSE filter)."""
         xp, fft = self.backend.xp, self.backend.fft
         frames = self._check(raw)
-        offset = self._offset(frames)
+        offset = self.camera_offset(frames)
         tap = (frames - offset) * self._taper
         spec = fft.rfft2(tap)
         _, (ky_r, kx_r), _ = self._band_grids()
@@ -607,7 +607,7 @@ class SIMReconstructor:
         xp = self.backend.xp
         frames = self._check(raw, as_float32=False)
         if offset is None:
-            offset = self._offset(frames)
+            offset = self.camera_offset(frames)
         n = self.n_frames
         flat = frames.reshape(n, -1)
         if flat.dtype != xp.float32:
@@ -638,15 +638,17 @@ class SIMReconstructor:
             )
         return frames
 
-    def _offset(self, frames: Any) -> float:
+    def camera_offset(self, raw: Any) -> float:
+        """The camera offset subtracted from this set: ``settings.offset_adu``, or when that is
+        not set the 0.5th percentile of its first frame (offset plus the darkest background)."""
         if self.settings.offset_adu is not None:
             return float(self.settings.offset_adu)
-        return float(_to_np(self.backend.xp.percentile(frames[0], 0.5)))
+        return float(_to_np(self.backend.xp.percentile(self.backend.xp.asarray(raw[0]), 0.5)))
 
     def widefield(self, raw: Any) -> Any:
         """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
         frames = self._check(raw)
-        return (frames.mean(axis=0) - self._offset(frames)).astype(self.backend.xp.float32)
+        return (frames.mean(axis=0) - self.camera_offset(frames)).astype(self.backend.xp.float32)
 
     def __call__(self, raw: Any) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
@@ -693,7 +695,7 @@ class SIMReconstructor:
         zero, bands, acc = self._buffers
         flat = frames.reshape(self.n_frames, ny * nx)
         zero_flat = zero.reshape(ny * nx)
-        offset = self._offset(frames)
+        offset = self.camera_offset(frames)
         zero_row, plus_columns, leaks, dc = self._zero_row, self._plus_columns, None, 1.0
         if self._equalize:
             # frame n divided by its gain g_n: the offset no longer cancels in the +1 orders
