@@ -25,6 +25,12 @@ noise-free simulated data, error against the ideal-SIM target in the interior / 
 last 16 pixels: 0.4 % / 0.6 % (tapering the ±1 orders: 0.3 % / 2.0 %; leaving them as they
 are: 1.1 % / 1.7 %).
 
+Unequal light: when the first set's frames differ in brightness by more than
+:data:`FLICKER_TOLERANCE` (a flickering source, bleaching within a set, angles lit unequally),
+every set's frames are scaled to their mean before separation, by folding the gains into the
+separation matrices (no extra pass over the data); the offset, which then no longer cancels in
+the +1 orders, is taken off them as a constant.
+
 The combination is the generalised Wiener filter of Gustafsson et al. (2008) with the
 regulariser chosen per frequency as the noise-to-signal power ratio (the minimum-mean-square-
 error choice), from the measured noise floor and a power-law fit of the sample spectrum, so the
