@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from scope.cli import main
+from scope.io.writers import read_image
 from sim_cases import OFFSET, make_case
 
 CONTRACT = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
@@ -40,6 +41,23 @@ def test_contract_output_and_params(raw_file, tmp_path):
         assert abs((est["angle_deg"] - truth.angle_deg + 90) % 180 - 90) < 0.2
         assert abs(est["period_nm"] / truth.period_nm - 1) < 0.005
         assert len(est["phases_rad"]) == 3
+    _, _, meta = read_image(out)  # provenance: steady light, frames not equalised
+    assert meta["frames_equalised"] is False
+    assert max(abs(g - 1) for g in meta["first_set_frame_gains"]) < 0.02
+
+
+def test_flickering_frames_are_equalised_and_said_so(raw_file, tmp_path):
+    _, case = raw_file
+    flicker = np.array([1.06, 0.95, 1.0, 0.97, 1.04, 1.0, 0.96, 1.05, 0.98])
+    raw = (case.raw - OFFSET) * flicker[:, None, None] + OFFSET
+    src = tmp_path / "flicker.tif"
+    tifffile.imwrite(src, raw.astype(np.uint16))
+    out = tmp_path / "flicker.sim.tif"
+    assert main(["reconstruct", str(src), "-o", str(out), *CONTRACT, "--offset", str(OFFSET)]) == 0
+    _, _, meta = read_image(out)
+    assert meta["frames_equalised"] is True
+    gains = np.array(meta["first_set_frame_gains"])
+    np.testing.assert_allclose(gains, flicker / flicker.mean(), atol=0.01)
 
 
 @pytest.mark.parametrize(

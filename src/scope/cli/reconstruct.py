@@ -209,10 +209,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             raise DataFormatError(f"too many leading axes in {src.name}: {raw.axes}")
         shape = (*raw.lead_shape, *rec.output_shape)
 
+        first_sim = backend.to_numpy(rec(first))  # fixes the filter (and frame equalisation)
+
         def planes():
             for i in range(raw.n_sets):
-                frames = first if i == 0 else raw.read_set(i)
-                yield backend.to_numpy(rec(frames))
+                yield first_sim if i == 0 else backend.to_numpy(rec(raw.read_set(i)))
                 if raw.n_sets > 1:
                     log.info("set %d/%d", i + 1, raw.n_sets)
 
@@ -223,6 +224,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             "sim_parameters": params.to_dict(),
             "settings": {k: v for k, v in settings.__dict__.items()},
             "otf": otf.source,
+            # frames lit unequally are equalised (see ReconstructionSettings.equalize_frames)
+            "frames_equalised": rec.equalizes_frames,
+            "first_set_frame_gains": [round(float(g), 4) for g in rec.frame_gains(first)],
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]

@@ -672,6 +672,12 @@ class SIMReconstructor:
                 self._prepare_filter()
             return self._reconstruct(frames)
 
+    @property
+    def equalizes_frames(self) -> bool:
+        """Whether each set's frames are scaled to equal brightness before separation (decided
+        on the first set reconstructed when ``settings.equalize_frames`` is None)."""
+        return self._equalize
+
     def _detect_flicker(self, frames: Any) -> bool:
         gains = self.frame_gains(frames)
         spread = float(np.max(np.abs(gains - 1)))
