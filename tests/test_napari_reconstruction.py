@@ -166,6 +166,19 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     assert SPECTRUM_LAYER in viewer.layers and CARRIERS_LAYER in viewer.layers
     assert len(viewer.layers[CARRIERS_LAYER].data) == 6
     assert PREVIEW_LAYER in viewer.layers
+    # this set's angles are lit 0.81-1.15: equalised by default, and the user is told
+    assert widget.reconstructor.equalizes_frames and "equalised" in widget.status.text()
+    widget.equalize.setCurrentText("leave as recorded")
+    qtbot.waitUntil(
+        lambda: not widget.busy and widget.reconstructor.settings.equalize_frames is False,
+        timeout=20_000,
+    )
+    assert not widget.reconstructor.equalizes_frames
+    widget.equalize.setCurrentText("equalise when unequal")
+    qtbot.waitUntil(
+        lambda: not widget.busy and widget.reconstructor.settings.equalize_frames is None,
+        timeout=20_000,
+    )
 
     widget.notch.setValue(0.5)  # preview with the new settings, same parameters
     qtbot.waitUntil(

@@ -50,6 +50,12 @@ log = logging.getLogger(__name__)
 PREVIEW_LAYER = "SIM preview"
 SPECTRUM_LAYER = "spectrum"
 CARRIERS_LAYER = "carriers"
+#: the frame-brightness choices and their ``ReconstructionSettings.equalize_frames``
+EQUALIZE_CHOICES = {
+    "equalise when unequal": None,
+    "always equalise": True,
+    "leave as recorded": False,
+}
 
 
 def sim_layer_geometry(raw_layer_scale: Any, ndim_out: int) -> tuple[tuple, tuple]:
@@ -136,6 +142,12 @@ class ReconstructionWidget(QWidget):
         self.apodization.setToolTip("apodisation cutoff, relative to the extended support fc+|p|")
         self.filter = QComboBox()
         self.filter.addItems(["wiener", "hifi"])
+        self.equalize = QComboBox()
+        self.equalize.addItems(list(EQUALIZE_CHOICES))
+        self.equalize.setToolTip(
+            "frames of a set lit unequally (a flickering source, bleaching, angles lit "
+            "unequally) are scaled to equal brightness before the orders are separated"
+        )
         wiener_row = QHBoxLayout()
         wiener_row.addWidget(self.auto_wiener)
         wiener_row.addWidget(self.wiener)
@@ -144,6 +156,7 @@ class ReconstructionWidget(QWidget):
         controls.addRow("Wiener", wiener_row)
         controls.addRow("Notch strength", self.notch)
         controls.addRow("Apodisation cutoff", self.apodization)
+        controls.addRow("Frame brightness", self.equalize)
         controls_box = QGroupBox("Filter (live preview of the current set)")
         controls_box.setLayout(controls)
         self._debounce = QTimer(self)
@@ -154,6 +167,7 @@ class ReconstructionWidget(QWidget):
             w.valueChanged.connect(lambda *_: self._schedule_preview())
         self.auto_wiener.toggled.connect(lambda *_: self._schedule_preview())
         self.filter.currentIndexChanged.connect(lambda *_: self._schedule_preview())
+        self.equalize.currentIndexChanged.connect(lambda *_: self._schedule_preview())
 
         self.reconstruct_button = QPushButton("Reconstruct stack")
         self.reconstruct_button.clicked.connect(self.reconstruct_stack)
@@ -264,6 +278,7 @@ class ReconstructionWidget(QWidget):
             apodization_cutoff=self.apodization.value(),
             filter=self.filter.currentText(),  # type: ignore[arg-type]
             offset_adu=None if self.offset.value() < 0 else self.offset.value(),
+            equalize_frames=EQUALIZE_CHOICES[self.equalize.currentText()],
         )
 
     def _frames_per_set(self) -> int:
@@ -349,7 +364,15 @@ class ReconstructionWidget(QWidget):
         self.report.setText(carrier_report(params))
         self._show_spectrum(spec, marks)
         self._show_preview(preview)
-        self.status.setText("parameters estimated; adjust the filter or reconstruct the stack")
+        note = (
+            "; its frames differ in brightness (flicker, bleaching or angles lit unequally) and "
+            "are equalised"
+            if rec.equalizes_frames
+            else ""
+        )
+        self.status.setText(
+            f"parameters estimated{note}; adjust the filter or reconstruct the stack"
+        )
 
     def _show_spectrum(self, spec: np.ndarray, marks: list[tuple[float, float]]) -> None:
         # in its own frequency space: one pixel = 1 / (N * dx) cycles/µm, centred on zero
