@@ -58,6 +58,10 @@ def test_flickering_frames_are_equalised_and_said_so(raw_file, tmp_path):
     assert meta["frames_equalised"] is True
     gains = np.array(meta["first_set_frame_gains"])
     np.testing.assert_allclose(gains, flicker / flicker.mean(), atol=0.01)
+    off = tmp_path / "flicker.off.tif"
+    args = ["reconstruct", str(src), "-o", str(off), *CONTRACT, "--offset", str(OFFSET)]
+    assert main([*args, "--equalize", "off"]) == 0
+    assert read_image(off)[2]["frames_equalised"] is False
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--notch", type=float, default=0.0, help="zero-order notch strength 0..1")
     p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
+    p.add_argument(
+        "--equalize",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="scale frames lit unequally (flicker, bleaching, angles) to equal brightness: "
+        "auto when they differ by more than 2%% (default), on, off",
+    )
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
@@ -198,6 +205,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             notch_strength=args.notch,
             filter=args.filter,
             offset_adu=offset,
+            equalize_frames={"auto": None, "on": True, "off": False}[args.equalize],
         )
         rec = SIMReconstructor(
             setup, params, shape=raw.frame_shape, settings=settings, backend=backend, otf=otf
