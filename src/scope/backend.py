@@ -95,8 +95,14 @@ class Backend:
                 for i in range(n_blocks):
                     fn(i)
             else:
-                for _ in _thread_pool(self.threads).map(fn, range(n_blocks)):
-                    pass
+                # the calling thread takes the first block itself: one hand-over fewer
+                pool = _thread_pool(self.threads)
+                others = [pool.submit(fn, i) for i in range(1, n_blocks)]
+                try:
+                    fn(0)
+                finally:
+                    for f in others:
+                        f.result()
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Move ``a`` onto this backend's device (no copy when already there)."""

@@ -663,7 +663,8 @@ class SIMReconstructor:
         threads are serialised (the operator reuses its work buffers).
         """
         frames = self._check(raw, as_float32=False)
-        with self._lock:
+        # BLAS limited once for the whole image (the blocks' matrix products run inside)
+        with self._lock, self.backend.single_threaded_blas():
             if not self._filter_ready:
                 if self.noise_model is None:
                     self.noise_model = self.measure_noise_model(frames)
