@@ -64,3 +64,41 @@ def test_spectrum_marks_the_carriers(tmp_path):
     spectrum_png(tmp_path / "s.png", case.raw, SETUP, case.truth)
     assert (tmp_path / "s.png").stat().st_size > 1000
     assert "period" in carrier_report(case.truth)
+
+
+def test_modulation_map_against_shot_noise_theory(tmp_path):
+    """A uniform sample, its left part under the pattern and its right part lit evenly: the
+    map reads the theoretical contrast-to-noise where the pattern is, (m_e / 2) sqrt(4 pi
+    s^2 N mu) for modulation m_e, N phases, mu photons and a window of sigma s, and the noise
+    floor (sqrt(pi) / 2 = 0.89) where it is not; the modulation depth is the pattern's seen
+    through the OTF and the camera pixels."""
+    from scope.optics import OTF, pixel_transfer
+    from scope.sim.diagnostics import modulation_map, modulation_png
+    from scope.sim.params import SIMParameters
+
+    params = SIMParameters.equidistant([10, 70, 130], period_nm=260, modulation=0.8)
+    flat = np.ones((256, 256))
+    options = dict(photons_peak=100, background_photons=0, read_noise_e=0, offset_adu=100)
+    patterned = simulate_raw(flat, params, SETUP, rng=1, **options)
+    unmodulated = SIMParameters.equidistant([10, 70, 130], period_nm=260, modulation=0.0)
+    even = simulate_raw(flat, unmodulated, SETUP, rng=2, **options)
+    raw = patterned.copy()
+    raw[:, :, 64:] = even[:, :, 64:]
+    mmap = modulation_map(raw, SETUP, params, offset_adu=100, gain_adu_per_e=1.0)
+
+    expected_frames = simulate_raw(flat, params, SETUP, noise=False, **options)
+    mu = float(expected_frames[:, 16:-16, 16:48].mean())
+    kx, ky = params.angles[0].k_per_um
+    m_e = 0.8 * float(OTF.from_setup(SETUP)(np.hypot(kx, ky)))
+    m_e *= float(pixel_transfer(np.array(kx), np.array(ky), SETUP.pixel_size_um))
+    s = mmap.window_px
+    theory = m_e / 2 * np.sqrt(4 * np.pi * s**2 * 3 * mu)
+    left, right = np.s_[16:-16, 12:48], np.s_[16:-16, 84:-12]
+    assert np.median(mmap.mcnr[left]) == pytest.approx(theory, rel=0.05)
+    assert np.median(mmap.mcnr[right]) == pytest.approx(np.sqrt(np.pi) / 2, rel=0.1)
+    assert np.median(mmap.modulation[left]) == pytest.approx(m_e, rel=0.1)
+    assert mmap.per_angle_mcnr.shape == (3, 128, 128)
+    summary = mmap.summary()
+    assert 0.35 < summary["fraction_mcnr_3_or_more"] < 0.6  # the left half, give or take
+    modulation_png(tmp_path / "m.png", mmap)
+    assert (tmp_path / "m.png").stat().st_size > 1000

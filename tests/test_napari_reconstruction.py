@@ -132,6 +132,7 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     from scope.napari._sample_data import bsim_hela_mitochondria
     from scope.napari.reconstruction_widget import (
         CARRIERS_LAYER,
+        MODULATION_LAYER,
         PREVIEW_LAYER,
         SPECTRUM_LAYER,
         ReconstructionWidget,
@@ -166,6 +167,9 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     assert SPECTRUM_LAYER in viewer.layers and CARRIERS_LAYER in viewer.layers
     assert len(viewer.layers[CARRIERS_LAYER].data) == 6
     assert PREVIEW_LAYER in viewer.layers
+    mcnr = viewer.layers[MODULATION_LAYER]  # where the pattern is visible: on the mitochondria
+    assert mcnr.data.shape == (120, 120) and not mcnr.visible
+    assert np.mean(mcnr.data >= 3) > 0.2 and np.median(mcnr.data) > 1.5
     # this set's angles are lit 0.81-1.15: equalised by default, and the user is told
     assert widget.reconstructor.equalizes_frames and "equalised" in widget.status.text()
     widget.equalize.setCurrentText("leave as recorded")

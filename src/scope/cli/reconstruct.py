@@ -63,7 +63,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--diagnostics",
         action="store_true",
-        help="also write the spectrum with the carriers (PNG) and a resolution estimate",
+        help="also write the spectrum with the carriers and a map of the pattern's modulation "
+        "contrast-to-noise (PNGs) and a resolution estimate",
     )
     p.set_defaults(func=run)
 
@@ -162,7 +163,13 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.io.raw import open_raw
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
-    from scope.sim.diagnostics import carrier_report, estimate_resolution, spectrum_png
+    from scope.sim.diagnostics import (
+        carrier_report,
+        estimate_resolution,
+        modulation_map,
+        modulation_png,
+        spectrum_png,
+    )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
     from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
@@ -270,8 +277,31 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 "sim": res.sim_nm,
                 "method": res.method,
             }
+            mmap = modulation_map(
+                first, setup, params, offset_adu=rec.camera_offset(first), otf=otf
+            )
+            map_png = out.with_name(out.name.split(".")[0] + ".modulation.png")
+            modulation_png(map_png, mmap)
+            doc["modulation_contrast"] = mmap.summary()
             write_params()
             print(f"spectrum: {png}")
+            summary = mmap.summary()
+            print(
+                f"modulation contrast-to-noise: median {summary['median_mcnr']:.1f}, "
+                f"{100 * summary['fraction_mcnr_3_or_more']:.0f} % of pixels at 3 or more "
+                f"(map: {map_png})"
+            )
+            beyond = [
+                i
+                for i, a in enumerate(params.angles)
+                if math.hypot(*a.k_per_um) >= otf.cutoff_per_um
+            ]
+            if beyond:
+                print(
+                    f"note: the pattern of angle(s) {beyond} lies beyond the detection cutoff; "
+                    "it is not visible in the raw frames themselves, so the map reads the "
+                    "noise floor (0.9) there whatever the pattern's quality"
+                )
             print(
                 f"resolution ({res.method}): widefield {res.widefield_nm:.0f} nm, "
                 f"SIM {res.sim_nm:.0f} nm"

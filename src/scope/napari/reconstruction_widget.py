@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 PREVIEW_LAYER = "SIM preview"
 SPECTRUM_LAYER = "spectrum"
 CARRIERS_LAYER = "carriers"
+MODULATION_LAYER = "pattern modulation (MCNR)"
 #: the frame-brightness choices and their ``ReconstructionSettings.equalize_frames``
 EQUALIZE_CHOICES = {
     "equalise when unequal": None,
@@ -343,7 +344,7 @@ class ReconstructionWidget(QWidget):
         self.status.setText("estimating …")
 
         def work() -> tuple:
-            from scope.sim.diagnostics import spectrum_with_carriers
+            from scope.sim.diagnostics import modulation_map, spectrum_with_carriers
             from scope.sim.estimate import estimate_parameters
             from scope.sim.reconstruct import SIMReconstructor
 
@@ -351,7 +352,8 @@ class ReconstructionWidget(QWidget):
             spec, marks = spectrum_with_carriers(frames, setup, params)
             rec = SIMReconstructor(setup, params, shape=frames.shape[-2:], settings=settings)
             preview = rec.backend.to_numpy(rec(frames))
-            return params, spec, marks, rec, preview
+            mcnr = modulation_map(frames, setup, params, offset_adu=rec.camera_offset(frames)).mcnr
+            return params, spec, marks, rec, preview, mcnr
 
         settings = self.settings()
         return self._run(work, self._estimated)
@@ -359,10 +361,11 @@ class ReconstructionWidget(QWidget):
     def _estimated(self, result: tuple) -> None:
         from scope.sim.diagnostics import carrier_report
 
-        params, spec, marks, rec, preview = result
+        params, spec, marks, rec, preview, mcnr = result
         self.params, self.reconstructor = params, rec
         self.report.setText(carrier_report(params))
         self._show_spectrum(spec, marks)
+        self._show_modulation(mcnr)
         self._show_preview(preview)
         note = (
             "; its frames differ in brightness (flicker, bleaching or angles lit unequally) and "
@@ -407,6 +410,29 @@ class ReconstructionWidget(QWidget):
                 border_width=0.15,
             )
             points.visible = False
+
+    def _show_modulation(self, mcnr: np.ndarray) -> None:
+        """The pattern's modulation contrast-to-noise on the camera grid, over the raw layer
+        (hidden at first: where it reads under 3, SIM has little to work with)."""
+        layer = self.layer
+        scale = tuple(layer.scale[-2:]) if layer is not None else (1.0, 1.0)
+        translate = tuple(layer.translate[-2:]) if layer is not None else (0.0, 0.0)
+        limits = (0.0, max(3.0, float(np.percentile(mcnr, 99))))
+        if MODULATION_LAYER in self.viewer.layers:
+            ml = self.viewer.layers[MODULATION_LAYER]
+            ml.data = mcnr
+            ml.scale, ml.translate, ml.contrast_limits = scale, translate, limits
+        else:
+            ml = self.viewer.add_image(
+                mcnr,
+                name=MODULATION_LAYER,
+                scale=scale,
+                translate=translate,
+                colormap="inferno",
+                contrast_limits=limits,
+                visible=False,
+            )
+        ml.metadata.update({"scope_kind": "modulation_contrast"})
 
     def _show_preview(self, image: np.ndarray) -> None:
         layer = self.layer

@@ -1,5 +1,13 @@
-"""Diagnostics of a SIM data set: the spectrum with the carriers, and resolution without
-ground truth.
+"""Diagnostics of a SIM data set: the spectrum with the carriers, a map of where the pattern is
+modulated, and resolution without ground truth.
+
+The modulation map (:func:`modulation_map`) is in the spirit of SIMcheck's modulation
+contrast-to-noise ratio (Ball et al., "SIMcheck: a toolbox for successful super-resolution
+structured illumination microscopy", Sci. Rep. 5, 15915 (2015)): per pixel, the pattern's
+local modulation amplitude against its shot noise. Low values mark out-of-focus light, a
+defocused pattern or too few photons — places where the SIM image holds little real detail.
+Our definition (demodulated +1 order, averaged over a window of about one pattern period)
+works for 3 phases and gives different numbers than SIMcheck's per-pixel, 5-phase one.
 
 Two resolution estimates need no ground truth. The default, decorrelation analysis
 (Descloux et al., Nat. Methods 16, 918 (2019)), reads each image alone and tolerates camera
@@ -216,6 +224,135 @@ def spectrum_png(path: Any, raw: np.ndarray, setup: OpticalSetup, params: SIMPar
     c = (nx // 2 * scale, ny // 2 * scale)
     draw.ellipse([c[0] - rc, c[1] - rc, c[0] + rc, c[1] + rc], outline=(80, 160, 255), width=1)
     rgb.save(path)
+
+
+@dataclass(frozen=True)
+class ModulationMap:
+    """Where the pattern is modulated, per camera pixel (see :func:`modulation_map`).
+
+    Attributes
+    ----------
+    mcnr : ndarray (Y, X)
+        Modulation contrast-to-noise ratio, the mean over the angles. About 0.9 where there
+        is no pattern at all (the noise floor); well above 3 where SIM has signal to work with.
+    modulation : ndarray (Y, X)
+        Local modulation depth of the recorded pattern (mean over the angles), 0..1: the
+        illumination's modulation times the OTF at the pattern frequency, lower where
+        out-of-focus light adds unmodulated background.
+    per_angle_mcnr : ndarray (A, Y, X)
+    window_px : float
+        Gaussian window (sigma, camera pixels) the pattern is averaged over.
+    """
+
+    mcnr: np.ndarray
+    modulation: np.ndarray
+    per_angle_mcnr: np.ndarray
+    window_px: float
+
+    def summary(self) -> dict[str, float]:
+        """Medians and the share of pixels with MCNR >= 3, for reports."""
+        return {
+            "median_mcnr": round(float(np.median(self.mcnr)), 2),
+            "median_modulation": round(float(np.median(self.modulation)), 3),
+            "fraction_mcnr_3_or_more": round(float(np.mean(self.mcnr >= 3)), 3),
+            "window_px": round(self.window_px, 2),
+        }
+
+
+def modulation_map(
+    raw: np.ndarray,
+    setup: OpticalSetup,
+    params: SIMParameters,
+    *,
+    offset_adu: float = 0.0,
+    gain_adu_per_e: float | None = None,
+    read_noise_e: float = 0.0,
+    window_px: float | None = None,
+    otf: OTF | None = None,
+) -> ModulationMap:
+    """Local modulation contrast-to-noise ratio of one raw set.
+
+    Per angle, the +1 order is separated pixel by pixel with the estimated phases and
+    demodulated with the estimated carrier, ``a(r) = C+(r) exp(-2 pi i p.r)``; for a pattern
+    ``1 + m cos(2 pi p.r + phi)`` it is ``C0 m / 2``. Averaged over a Gaussian window ``w``
+    (sigma: one pattern period, at least 1.5 pixels), its amplitude is compared with its shot
+    noise, ``var = (w^2 * sum_n |c_n|^2 (D_n + sigma_read^2))``, with the frames in
+    photo-electrons (``gain_adu_per_e`` measured from the data when not given,
+    :func:`estimate_gain`).
+    """
+    from scipy import ndimage
+
+    from scope.sim.spectral import pixel_coordinates_um, separation_matrix
+
+    frames = np.asarray(raw, np.float64)
+    n_ph = params.n_phases
+    if frames.ndim != 3 or frames.shape[0] != params.n_frames:
+        raise ValueError(
+            f"expected one SIM set of {params.n_frames} frames (Y, X); got {frames.shape}"
+        )
+    if gain_adu_per_e is None:
+        gain_adu_per_e = estimate_gain(frames, setup, offset_adu=offset_adu, otf=otf)
+    electrons = (frames - offset_adu) / gain_adu_per_e
+    y, x = pixel_coordinates_um(frames.shape[-2:], setup.pixel_size_um)
+    if window_px is None:
+        period_px = max(a.period_nm for a in params.angles) / setup.pixel_size_nm
+        window_px = max(1.5, period_px)
+    sigma = float(window_px)
+
+    def smooth(a: np.ndarray, s: float) -> np.ndarray:
+        return ndimage.gaussian_filter(a, s, mode="reflect")
+
+    per_angle, depth = [], []
+    for i, ang in enumerate(params.angles):
+        d = electrons[i * n_ph : (i + 1) * n_ph]
+        c = separation_matrix(ang.phases_rad)
+        kx, ky = ang.k_per_um
+        demod = np.tensordot(c[1], d, axes=1) * np.exp(-2j * np.pi * (kx * x + ky * y))
+        amplitude = np.abs(smooth(demod.real, sigma) + 1j * smooth(demod.imag, sigma))
+        zero = smooth(np.tensordot(c[0].real, d, axes=1), sigma)
+        # the window's squared weights: a Gaussian of sigma / sqrt(2), scaled by 1/(4 pi s^2)
+        counts = np.clip(d, 0, None) + read_noise_e**2
+        var_pixel = np.tensordot(np.abs(c[1]) ** 2, counts, axes=1)
+        var = smooth(var_pixel, sigma / math.sqrt(2)) / (4 * math.pi * sigma**2)
+        per_angle.append(amplitude / np.sqrt(np.maximum(var, 1e-12)))
+        depth.append(np.clip(2 * amplitude / np.maximum(zero, 1e-12), 0, 1))
+    per = np.stack(per_angle).astype(np.float32)
+    return ModulationMap(
+        mcnr=per.mean(axis=0),
+        modulation=np.mean(depth, axis=0).astype(np.float32),
+        per_angle_mcnr=per,
+        window_px=sigma,
+    )
+
+
+def modulation_png(path: Any, mmap: ModulationMap, *, top: float | None = None) -> None:
+    """Save the MCNR map in a perceptual colormap with a colour bar and its scale."""
+    from PIL import Image, ImageDraw
+
+    from scope.export.colormaps import apply_colormap
+    from scope.export.text import get_font
+
+    top = top or max(3.0, float(np.percentile(mmap.mcnr, 99)))
+    rgb = apply_colormap(np.clip(mmap.mcnr / top, 0, 1).astype(np.float32), "inferno")
+    ny, nx = rgb.shape[:2]
+    scale = max(1, 512 // max(ny, nx))
+    img = Image.fromarray(rgb).resize((nx * scale, ny * scale), Image.NEAREST)
+    bar_h, pad = 14, 6
+    font = get_font(13)
+    canvas = Image.new("RGB", (img.width, img.height + bar_h + 3 * pad + 14), (0, 0, 0))
+    canvas.paste(img, (0, 0))
+    ramp = np.linspace(0, 1, img.width, dtype=np.float32)[None, :].repeat(bar_h, 0)
+    canvas.paste(Image.fromarray(apply_colormap(ramp, "inferno")), (0, img.height + pad))
+    draw = ImageDraw.Draw(canvas)
+    ty = img.height + bar_h + 2 * pad
+    draw.text((2, ty), "MCNR 0", fill=(230, 230, 230), font=font)
+    label = f"{top:.0f}"
+    draw.text((img.width - 8 * len(label) - 4, ty), label, fill=(230, 230, 230), font=font)
+    if top > 3:
+        x3 = int(3 / top * (img.width - 1))
+        draw.line([(x3, img.height + pad), (x3, img.height + pad + bar_h)], fill=(80, 200, 255))
+        draw.text((x3 - 4, ty), "3", fill=(80, 200, 255), font=font)
+    canvas.save(path)
 
 
 def carrier_report(params: SIMParameters) -> str:
