@@ -383,16 +383,10 @@ class ReconstructionWidget(QWidget):
         dx_um = self.pixel_size.value() / 1000.0
         scale = (1.0 / (ny * dx_um), 1.0 / (nx * dx_um))
         translate = (-(ny // 2) * scale[0], -(nx // 2) * scale[1])
-        if SPECTRUM_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[SPECTRUM_LAYER]
-            layer.data = spec
-            layer.scale, layer.translate = scale, translate
-        else:
-            layer = self.viewer.add_image(
-                spec, name=SPECTRUM_LAYER, scale=scale, translate=translate, colormap="inferno"
-            )
-            layer.visible = False
-        layer.contrast_limits = tuple(float(v) for v in np.percentile(spec, [1, 99.9]))
+        limits = tuple(float(v) for v in np.percentile(spec, [1, 99.9]))
+        self._put_image(
+            SPECTRUM_LAYER, spec, scale, translate, colormap="inferno", visible=False
+        ).contrast_limits = limits
         pts = np.asarray(marks, np.float64).reshape(-1, 2)
         if CARRIERS_LAYER in self.viewer.layers:
             points = self.viewer.layers[CARRIERS_LAYER]
@@ -417,34 +411,31 @@ class ReconstructionWidget(QWidget):
         layer = self.layer
         scale = tuple(layer.scale[-2:]) if layer is not None else (1.0, 1.0)
         translate = tuple(layer.translate[-2:]) if layer is not None else (0.0, 0.0)
-        limits = (0.0, max(3.0, float(np.percentile(mcnr, 99))))
-        if MODULATION_LAYER in self.viewer.layers:
-            ml = self.viewer.layers[MODULATION_LAYER]
-            ml.data = mcnr
-            ml.scale, ml.translate, ml.contrast_limits = scale, translate, limits
-        else:
-            ml = self.viewer.add_image(
-                mcnr,
-                name=MODULATION_LAYER,
-                scale=scale,
-                translate=translate,
-                colormap="inferno",
-                contrast_limits=limits,
-                visible=False,
-            )
+        ml = self._put_image(
+            MODULATION_LAYER, mcnr, scale, translate, colormap="inferno", visible=False
+        )
+        ml.contrast_limits = (0.0, max(3.0, float(np.percentile(mcnr, 99))))
         ml.metadata.update({"scope_kind": "modulation_contrast"})
+
+    def _put_image(
+        self, name: str, data: np.ndarray, scale: tuple, translate: tuple, **new_layer: Any
+    ) -> Any:
+        """The image layer ``name`` showing ``data`` at ``scale``/``translate``: updated when it
+        exists (keeping what the user set: colormap, visibility, contrast), else added with
+        ``new_layer`` options."""
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            layer.scale, layer.translate = scale, translate
+            return layer
+        return self.viewer.add_image(data, name=name, scale=scale, translate=translate, **new_layer)
 
     def _show_preview(self, image: np.ndarray) -> None:
         layer = self.layer
         scale, translate = sim_layer_geometry(layer.scale if layer is not None else (1, 1, 1), 2)
-        if PREVIEW_LAYER in self.viewer.layers:
-            pl = self.viewer.layers[PREVIEW_LAYER]
-            pl.data = image
-            pl.scale, pl.translate = scale, translate
-        else:
-            pl = self.viewer.add_image(
-                image, name=PREVIEW_LAYER, scale=scale, translate=translate, colormap="magma"
-            )
+        is_new = PREVIEW_LAYER not in self.viewer.layers
+        pl = self._put_image(PREVIEW_LAYER, image, scale, translate, colormap="magma")
+        if is_new:
             pl.contrast_limits = tuple(float(v) for v in np.percentile(image, [0.5, 99.9]))
         pl.metadata.update({"scope_kind": "sim", "pixel_size_nm": self.pixel_size.value() / 2})
         self.last_result = image
