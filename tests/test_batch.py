@@ -136,6 +136,7 @@ def test_folder_on_a_local_cluster_with_two_workers(folder, tmp_path):
         assert entry["n_sets"] == N_T
         res = entry["resolution"]  # split-photon FRC on the first set, no ground truth
         assert 0 < res["sim_nm"] < res["widefield_nm"]
+        assert entry["modulation_contrast"]["median_mcnr"] > 3  # the pattern is well visible
         image, px, meta = read_image(out / f"{stem}.sim.zarr")
         assert image.shape == (N_T, 2 * SIZE, 2 * SIZE)
         assert image.dtype == np.float32

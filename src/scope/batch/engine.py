@@ -122,6 +122,7 @@ def _skipped_entry(src: Path, out: Path, params: Path) -> dict[str, Any]:
         doc = json.loads(params.read_text())
         entry["parameters"] = {"angles": doc.get("angles", [])}
         entry["resolution"] = doc.get("resolution")
+        entry["modulation_contrast"] = doc.get("modulation_contrast")
     except (OSError, ValueError):
         pass
     return entry

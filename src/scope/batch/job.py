@@ -198,6 +198,24 @@ def resolution_estimate(
     return {"widefield_nm": round(res.widefield_nm, 1), "sim_nm": round(res.sim_nm, 1)}
 
 
+def modulation_summary(
+    raw: np.ndarray, setup: Any, params: Any, options: BatchOptions, otf: Any = None
+) -> dict[str, float] | None:
+    """How well the pattern is modulated in one raw set (:func:`scope.sim.diagnostics.
+    modulation_map`, summarised): low values flag a defocused pattern or out-of-focus light.
+    A diagnostic: its failure never fails the file."""
+    from scope.sim.diagnostics import modulation_map
+
+    offset = options.offset_adu
+    if offset is None:
+        offset = float(np.percentile(raw[0], 0.5))
+    try:
+        return modulation_map(raw, setup, params, offset_adu=offset, otf=otf).summary()
+    except Exception as err:
+        log.warning("modulation map failed: %s", err)
+        return None
+
+
 def process_file(job: FileJob, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Reconstruct one input file into its output; the report line as a dict.
 
@@ -211,7 +229,8 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     -------
     dict
         ``input``, ``output``, ``status`` (``"done"`` or ``"error"``), ``error``, ``n_sets``,
-        ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``seconds``, ``host``.
+        ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``modulation_contrast``,
+        ``seconds``, ``host``.
     """
     t0 = time.perf_counter()
     result: dict[str, Any] = {
@@ -290,6 +309,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
         resolution = resolution_estimate(first_raw, setup, engine.params[key0], options, engine.otf)
+        contrast = modulation_summary(first_raw, setup, engine.params[key0], options, engine.otf)
         provenance: dict[str, Any] = {
             "software": software_version(),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -331,7 +351,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     writer.write(index, sim)
                 provenance["parameter_epochs"] = engine.epochs
                 writer.update_metadata(provenance)
-                _write_params(job, engine, provenance, resolution)
+                _write_params(job, engine, provenance, resolution, contrast)
                 writer.commit()
             except BaseException:
                 writer.abort()
@@ -345,7 +365,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 axes=out_axes,
                 metadata=provenance,
                 shape=out_shape,
-                before_commit=lambda: _write_params(job, engine, params_provenance, resolution),
+                before_commit=lambda: _write_params(
+                    job, engine, params_provenance, resolution, contrast
+                ),
             )
     return {
         "n_sets": stack.n_sets,
@@ -357,10 +379,13 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "optics": setup.model_dump(),
         "sources": sources,
         "resolution": resolution,
+        "modulation_contrast": contrast,
     }
 
 
-def _write_params(job: FileJob, engine: _Reconstruction, provenance: dict, resolution: Any) -> None:
+def _write_params(
+    job: FileJob, engine: _Reconstruction, provenance: dict, resolution: Any, contrast: Any
+) -> None:
     """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs."""
     first = engine.epochs[0]
     doc = {
@@ -371,6 +396,7 @@ def _write_params(job: FileJob, engine: _Reconstruction, provenance: dict, resol
         "optics": provenance["optics"],
         "sources": provenance["sources"],
         "resolution": resolution,
+        "modulation_contrast": contrast,
         "parameter_epochs": engine.epochs,
     }
     _write_json_atomic(Path(job.params_path), doc)

@@ -70,13 +70,25 @@ class BatchReport:
 
     def table(self) -> str:
         """A readable fixed-width table, one row per file, errors spelled out below."""
-        rows = [("file", "status", "sets", "angles (deg)", "period (nm)", "res. WF/SIM (nm)", "s")]
+        rows = [
+            (
+                "file",
+                "status",
+                "sets",
+                "angles (deg)",
+                "period (nm)",
+                "res. WF/SIM (nm)",
+                "MCNR",
+                "s",
+            )
+        ]
         names = [Path(f["input"]).name for f in self.files]
         if len(set(names)) < len(names):  # same names in different folders: show the folder
             names = [f"{Path(f['input']).parent.name}/{Path(f['input']).name}" for f in self.files]
         for f, shown in zip(self.files, names):
             params = (f.get("parameters") or {}).get("angles") or []
             res = f.get("resolution") or {}
+            mcnr = (f.get("modulation_contrast") or {}).get("median_mcnr")
             rows.append(
                 (
                     shown,
@@ -89,6 +101,7 @@ class BatchReport:
                         if res.get("widefield_nm") and res.get("sim_nm")
                         else "-"
                     ),
+                    f"{mcnr:.1f}" if mcnr is not None else "-",
                     f"{f.get('seconds', 0):.1f}" if f.get("seconds") is not None else "",
                 )
             )
