@@ -170,6 +170,14 @@ class _Reconstruction:
         return np.asarray(self.backend.to_numpy(rec(raw)), dtype=np.float32)
 
 
+def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
+    """The offset given, else the reconstructor's own estimate (a low percentile of the first
+    frame, :meth:`scope.sim.reconstruct.SIMReconstructor.camera_offset`)."""
+    if options.offset_adu is not None:
+        return float(options.offset_adu)
+    return float(np.percentile(raw[0], 0.5))
+
+
 def resolution_estimate(
     raw: np.ndarray, setup: Any, params: Any, options: BatchOptions, otf: Any = None
 ) -> dict[str, float] | None:
@@ -180,9 +188,7 @@ def resolution_estimate(
     """
     from scope.sim.diagnostics import estimate_resolution
 
-    offset = options.offset_adu
-    if offset is None:  # the reconstructor's own estimate: a low percentile of the first frame
-        offset = float(np.percentile(raw[0], 0.5))
+    offset = _camera_offset(raw, options)
     try:
         res = estimate_resolution(
             raw,
@@ -206,9 +212,7 @@ def modulation_summary(
     A diagnostic: its failure never fails the file."""
     from scope.sim.diagnostics import modulation_map
 
-    offset = options.offset_adu
-    if offset is None:
-        offset = float(np.percentile(raw[0], 0.5))
+    offset = _camera_offset(raw, options)
     try:
         return modulation_map(raw, setup, params, offset_adu=offset, otf=otf).summary()
     except Exception as err:
