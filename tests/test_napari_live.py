@@ -57,7 +57,12 @@ def test_live_sim_matches_offline_reconstruction_and_stops_cleanly(
     make_napari_viewer, qtbot, tmp_path
 ):
     from scope.acquisition.writer import read_acquisition
-    from scope.napari.live_widget import RAW_LAYER, SIM_LAYER, WIDEFIELD_LAYER, LiveImagingWidget
+    from scope.napari.live_widget import (
+        RAW_LAYER,
+        SIM_LAYER,
+        WIDEFIELD_LAYER,
+        LiveImagingWidget,
+    )
     from scope.sim.reconstruct import SIMReconstructor
 
     _warm_up_zarr(tmp_path)
@@ -160,7 +165,13 @@ def test_record_through_the_engine_with_progress(make_napari_viewer, qtbot, tmp_
 
 
 def test_live_shows_raw_and_widefield_without_reconstructing(make_napari_viewer, qtbot, tmp_path):
-    from scope.napari.live_widget import RAW_LAYER, SIM_LAYER, WIDEFIELD_LAYER, LiveImagingWidget
+    from scope.napari.live_widget import (
+        MODULATION_LAYER,
+        RAW_LAYER,
+        SIM_LAYER,
+        WIDEFIELD_LAYER,
+        LiveImagingWidget,
+    )
 
     _warm_up_zarr(tmp_path)
     viewer = make_napari_viewer()
@@ -178,6 +189,15 @@ def test_live_shows_raw_and_widefield_without_reconstructing(make_napari_viewer,
     assert tuple(wf.contrast_limits) == limits  # contrast stays put while frames change
     # the widefield is the mean of 9 pattern frames: stripes and shot noise average out
     assert np.std(np.asarray(wf.data)) < np.std(np.asarray(raw.data))
+    # focusing aid: the pattern's modulation map, switched on while running
+    assert MODULATION_LAYER not in viewer.layers  # off by default: it costs nothing then
+    widget.modulation_map.setChecked(True)
+    qtbot.waitUntil(lambda: MODULATION_LAYER in viewer.layers, timeout=10_000)
+    mcnr = np.asarray(viewer.layers[MODULATION_LAYER].data)
+    # the simulated pattern is in focus: visible over most of the field (measured: median
+    # 3.5, 75 % of the pixels at 3 or more), far above the noise floor of 0.9
+    assert mcnr.shape == (128, 128)
+    assert np.median(mcnr) > 2.5 and np.mean(mcnr >= 3) > 0.5
     widget.stop_button.click()
     qtbot.waitUntil(lambda: widget.session is None, timeout=15_000)
     assert SIM_LAYER not in viewer.layers

@@ -16,7 +16,9 @@ otherwise — and processes what the engine produces in a second thread:
   windows it skipped;
 - **per-angle modulation** of the newest window (about once a second), from the overlap of the
   +1 order with the shifted 0 order (the estimator of :mod:`scope.sim.estimate`, with the
-  pattern parameters fixed).
+  pattern parameters fixed), and, while :attr:`LiveSession.modulation_map` is on, the map of
+  the pattern's modulation contrast-to-noise over the field
+  (:func:`scope.sim.diagnostics.modulation_map`): what to watch while focusing the pattern.
 
 The GUI never waits for any of it: it polls :meth:`LiveSession.snapshot` (a copy of the newest
 images and the statistics under a lock) on a timer, so a slow display never slows acquisition.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -171,6 +174,8 @@ class LiveSnapshot:
     sim: np.ndarray | None = None
     sim_serial: int = 0
     sim_frame_indices: tuple[int, ...] = ()
+    modulation_map: np.ndarray | None = None
+    modulation_map_serial: int = 0
     stats: LiveStats = field(default_factory=LiveStats)
 
 
@@ -302,6 +307,7 @@ class LiveSession:
         backend: str = "auto",
         overwrite: bool = False,
         modulation_interval_s: float = 1.0,
+        modulation_map: bool = False,
     ) -> None:
         if mode not in ("live", "sim", "record"):
             raise ConfigurationError(f"mode must be live, sim or record, got {mode!r}")
@@ -322,6 +328,9 @@ class LiveSession:
         self.backend = backend
         self.overwrite = overwrite
         self.modulation_interval_s = modulation_interval_s
+        #: compute the modulation contrast-to-noise map with the per-angle modulation (can be
+        #: switched while running; off, it costs nothing)
+        self.modulation_map = modulation_map
         self._scratch: Path | None = None
         if output is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="scope-live-"))
@@ -380,9 +389,7 @@ class LiveSession:
         with self._lock:
             s = self._snap
             stats = LiveStats(**s.stats.__dict__)
-            snap = LiveSnapshot(
-                s.raw, s.raw_serial, s.widefield, s.sim, s.sim_serial, s.sim_frame_indices, stats
-            )
+            snap = dataclasses.replace(s, stats=stats)
         snap.stats.raw_fps = self._raw_rate.rate()
         snap.stats.sim_fps = self._sim_rate.rate()
         eng = self.engine
@@ -559,16 +566,25 @@ class LiveSession:
             else:  # Live (focusing): no parameters needed, nothing estimated
                 widefield = frames.mean(axis=0)
             now = time.monotonic()
-            modulation = None
+            modulation = mcnr = None
             if now - last_mod >= self.modulation_interval_s:
                 last_mod = now
-                modulation = observed_modulation(frames, self.setup, self.params or self.nominal)
+                pattern = self.params or self.nominal
+                modulation = observed_modulation(frames, self.setup, pattern)
+                if self.modulation_map:
+                    from scope.sim.diagnostics import modulation_map
+
+                    offset = float(np.percentile(frames[0], 0.5))
+                    mcnr = modulation_map(frames, self.setup, pattern, offset_adu=offset).mcnr
             with self._lock:
                 self._snap.widefield = widefield
                 st = self._snap.stats
                 st.skipped_windows += skipped
                 if modulation is not None:
                     st.modulation = modulation
+                if mcnr is not None:
+                    self._snap.modulation_map = mcnr
+                    self._snap.modulation_map_serial += 1
                 if sim is not None:
                     self._snap.sim = sim
                     self._snap.sim_serial += 1

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 RAW_LAYER = "live raw"
 WIDEFIELD_LAYER = "live widefield"
 SIM_LAYER = "live SIM"
+MODULATION_LAYER = "live pattern modulation (MCNR)"
 #: default display rate limit: redrawing costs CPU where OpenGL is software-rendered
 DISPLAY_HZ = 10
 
@@ -99,6 +100,7 @@ class LiveImagingWidget(QWidget):
         self.last_session: LiveSession | None = None
         self._shown_raw = 0
         self._shown_sim = 0
+        self._shown_map = 0
         self._fixed_contrast: set[str] = set()
         self.gui_updates = 0
 
@@ -184,6 +186,13 @@ class LiveImagingWidget(QWidget):
             "largest display refresh rate (acquisition and reconstruction run at their own pace)"
         )
         rform.addRow("Display up to", self.display_hz)
+        self.modulation_map = QCheckBox("map the pattern's modulation (about once a second)")
+        self.modulation_map.setToolTip(
+            "the pattern's local modulation contrast against shot noise, as a layer: under "
+            "about 3 the pattern is barely visible there (defocused, washed out, too dark)"
+        )
+        self.modulation_map.toggled.connect(self._modulation_map_toggled)
+        rform.addRow("", self.modulation_map)
         rec_box = QGroupBox("Live reconstruction")
         rec_box.setLayout(rform)
 
@@ -309,6 +318,7 @@ class LiveImagingWidget(QWidget):
                 keep_run=self.keep_live.isChecked(),
                 estimate=self.estimate.isChecked(),
                 backend=self.backend.currentText(),
+                modulation_map=self.modulation_map.isChecked(),
             )
             session.start()
         except ScopeError as err:
@@ -316,7 +326,7 @@ class LiveImagingWidget(QWidget):
             return None
         self.session = session
         self._sessions[:] = [session]
-        self._shown_raw = self._shown_sim = 0
+        self._shown_raw = self._shown_sim = self._shown_map = 0
         self._fixed_contrast.clear()  # a new session fits its contrast once, then keeps it
         self.progress.setValue(0)
         self.status.setText(f"{mode}: starting …")
@@ -415,6 +425,10 @@ class LiveImagingWidget(QWidget):
                 layer = self.viewer.layers[name]
                 self._fit_contrast(layer, np.asarray(layer.data))
 
+    def _modulation_map_toggled(self, on: bool) -> None:
+        if self.session is not None:
+            self.session.modulation_map = on
+
     def _poll(self) -> None:
         s = self.session
         if s is None:
@@ -455,6 +469,13 @@ class LiveImagingWidget(QWidget):
                     wavelength_nm=s.setup.wavelength_nm,
                     camera_pixel_size_nm=s.setup.pixel_size_nm,
                 )
+        if snap.modulation_map is not None and snap.modulation_map_serial != self._shown_map:
+            self._shown_map = snap.modulation_map_serial
+            layer = self._layer(MODULATION_LAYER, snap.modulation_map, cam, (0.0, 0.0), "inferno")
+            # a fixed scale, so the map reads the same from one second to the next
+            layer.contrast_limits_range = (0.0, max(12.0, float(snap.modulation_map.max())))
+            layer.contrast_limits = (0.0, 12.0)
+            layer.metadata["scope_kind"] = "modulation_contrast"
         st = snap.stats
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
         self.stats_label.setText(
