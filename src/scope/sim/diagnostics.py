@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from scope.errors import DataFormatError
 from scope.optics import OTF, OpticalSetup
 from scope.sim.metrics import (
     decorrelation_resolution,
@@ -287,8 +288,9 @@ def modulation_map(
     frames = np.asarray(raw, np.float64)
     n_ph = params.n_phases
     if frames.ndim != 3 or frames.shape[0] != params.n_frames:
-        raise ValueError(
-            f"expected one SIM set of {params.n_frames} frames (Y, X); got {frames.shape}"
+        raise DataFormatError(
+            f"expected one SIM set of {params.n_frames} frames (angles x phases, Y, X) for "
+            f"the modulation map; got shape {frames.shape}"
         )
     if gain_adu_per_e is None:
         gain_adu_per_e = estimate_gain(frames, setup, offset_adu=offset_adu, otf=otf)
