@@ -87,6 +87,23 @@ def test_preset_and_precedence():
     assert setup.na == 1.4
 
 
+def test_frame_equalisation_option_reaches_the_reconstructor(tmp_path):
+    """``--equalize`` / ``[reconstruction] equalize``: auto (the reconstructor decides), on or
+    off; anything else is refused with the choices."""
+    from scope.batch.job import _reconstruction_settings
+
+    assert _reconstruction_settings(BatchOptions()).equalize_frames is None
+    assert _reconstruction_settings(BatchOptions(equalize="auto")).equalize_frames is None
+    assert _reconstruction_settings(BatchOptions(equalize="on")).equalize_frames is True
+    assert _reconstruction_settings(BatchOptions(equalize="off")).equalize_frames is False
+    preset = tmp_path / "p.toml"
+    preset.write_text('[reconstruction]\nequalize = "off"\n')
+    assert load_preset(preset)[0].equalize == "off"
+    preset.write_text('[reconstruction]\nequalize = "sometimes"\n')
+    with pytest.raises(ConfigurationError, match="equalize"):
+        load_preset(preset)
+
+
 def test_missing_optics_and_bad_presets_are_clear(tmp_path):
     with pytest.raises(ConfigurationError, match="give --na, --wavelength or a --preset"):
         optical_setup(BatchOptions(pixel_size_nm=65.0), source="x.tif")

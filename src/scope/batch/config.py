@@ -11,7 +11,7 @@ A preset has up to three tables::
     [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping,
                       # otf_path (a measured OTF, relative to the preset)
     [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
-    [reconstruction]  # offset_adu, wiener, reestimate_every, backend
+    [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize
 
 Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
@@ -41,7 +41,7 @@ OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_d
 #: optics keys that are not fields of OpticalSetup
 EXTRA_OPTICS_KEYS = ("otf_path",)
 PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
-RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend")
+RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend", "equalize")
 
 
 class BatchOptions(BaseModel):
@@ -68,6 +68,11 @@ class BatchOptions(BaseModel):
         default=None, ge=0, description="re-estimate parameters every N time points (0: once)"
     )
     backend: Literal["auto", "numpy", "cupy"] | None = None
+    equalize: Literal["auto", "on", "off"] | None = Field(
+        default=None,
+        description="scale frames lit unequally to equal brightness (auto: when they differ "
+        "by more than 2 %)",
+    )
 
 
 class OutputOptions(BaseModel):

@@ -85,12 +85,15 @@ def load_otf(options: BatchOptions) -> Any:
 
 
 def _reconstruction_settings(options: BatchOptions) -> Any:
-    """Settings object of the reconstructor carrying the options it knows (wiener, offset)."""
+    """Settings object of the reconstructor carrying the options it knows (wiener, offset,
+    frame equalisation)."""
     import scope.sim.reconstruct as rec
 
     cls = getattr(rec, "ReconstructionSettings", None)
     wanted = {"wiener": options.wiener, "offset_adu": options.offset_adu}
     wanted = {k: v for k, v in wanted.items() if v is not None}
+    if options.equalize not in (None, "auto"):
+        wanted["equalize_frames"] = options.equalize == "on"
     if cls is None:
         if wanted:
             raise ConfigurationError(f"this reconstructor takes no settings {sorted(wanted)}")

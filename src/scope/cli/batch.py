@@ -60,6 +60,12 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles", type=int, help="pattern angles (default 3)")
     p.add_argument("--phases", type=int, help="phase steps per angle (default 3)")
     p.add_argument("--wiener", type=float, help="Wiener parameter")
+    p.add_argument(
+        "--equalize",
+        choices=("auto", "on", "off"),
+        help="scale frames lit unequally to equal brightness (default auto: when they differ "
+        "by more than 2%%)",
+    )
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
@@ -81,6 +87,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "n_angles": args.angles,
         "n_phases": args.phases,
         "wiener": args.wiener,
+        "equalize": args.equalize,
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
         "otf_path": str(Path(args.otf).resolve()) if args.otf else None,

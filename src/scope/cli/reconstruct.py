@@ -334,6 +334,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--backend", args.backend),
         ("--otf", args.otf),
         ("--wiener", args.wiener),
+        ("--equalize", args.equalize),
     ):
         if value is not None:
             argv += [flag, str(value)]
