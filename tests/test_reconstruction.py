@@ -264,8 +264,9 @@ def test_one_operator_serves_several_threads():
         ReconstructionSettings(offset_adu=OFFSET),
         ReconstructionSettings(offset_adu=OFFSET, filter="hifi", notch_strength=0.5),
         ReconstructionSettings(wiener=0.05),  # and the offset estimated from the data
+        ReconstructionSettings(offset_adu=OFFSET, equalize_frames=True),
     ],
-    ids=["mmse", "hifi-notch", "wiener"],
+    ids=["mmse", "hifi-notch", "wiener", "equalised"],
 )
 def test_backends_agree(backend, settings):
     """numpy and cupy give the same image (1e-4 relative) and parameters; cupy runs where a
