@@ -25,7 +25,6 @@ import tifffile
 import zarr
 
 pytest.importorskip("distributed")
-pytest.importorskip("scope.sim.reconstruct")
 
 from scope.batch import BatchOptions, OutputOptions, load_preset, run_batch
 from scope.batch.report import EXIT_PARTIAL_FAILURE

@@ -273,10 +273,8 @@ def read_image_source(path: str | Path) -> ClipSource:
 
 def _acquisition_set_times(path: Path, n_frames_per_set: int) -> np.ndarray | None:
     """Start time (s, from the first) of each complete verified set of a ``scope acquire`` run."""
-    try:
-        from scope.acquisition.writer import read_acquisition
-    except ImportError:
-        return None
+    from scope.acquisition.writer import read_acquisition
+
     _, table, _ = read_acquisition(path)
     ok = table["valid"] == 1
     starts = []
@@ -306,7 +304,6 @@ class _ReconstructedSets:
         self.rec = rec
         self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.lock = threading.Lock()
-        self.n_reconstructed = 0
 
     def get(self, flat: int) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
@@ -315,7 +312,6 @@ class _ReconstructedSets:
                 return self.cache[flat]
             frames = self.stack.read_set(flat)
             item = (self.rec(frames), self.rec.widefield(frames))
-            self.n_reconstructed += 1
             self.cache[flat] = item
             per_set = item[0].nbytes + item[1].nbytes
             while len(self.cache) > 1 and len(self.cache) * per_set > RECONSTRUCTED_CACHE_BYTES:
@@ -406,13 +402,8 @@ def reconstruct_raw_source(
                 f"{path.name} does not state {', '.join(missing)}; give them to reconstruct "
                 "the raw run (e.g. --na 1.2 --wavelength 525 --pixel-size 65)"
             )
-        try:
-            from scope.sim.pipeline import SetReconstructor
-        except ImportError as err:
-            raise ConfigurationError(
-                "reconstructing a raw run needs scope.sim.pipeline, which this installation "
-                "lacks; reconstruct with `scope reconstruct` first and export the result"
-            ) from err
+        from scope.sim.pipeline import SetReconstructor
+
         setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
         rec = SetReconstructor(
             setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend)

@@ -887,10 +887,8 @@ def _open_acquisition(path: Path, n_frames_per_set: int | None) -> RawStack:
     _refuse_unsafe_zarr_array(path, frames_meta)
     _check_dtype(path, frames_meta.get("data_type", frames_meta.get("dtype")))
     _check_frames(path, int(frames_meta["shape"][0]), frames_meta["shape"][1:])
-    try:
-        from scope.acquisition.writer import read_acquisition
-    except ImportError as err:
-        raise _fail(path, "is a scope acquisition but scope.acquisition is missing") from err
+    from scope.acquisition.writer import read_acquisition
+
     frames, table, meta = read_acquisition(path)
     dtype = _check_dtype(path, frames.dtype)
     return _acquisition_stack(
@@ -903,10 +901,8 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
     a metadata side-car. Pages are read one by one (the run's reader would load them all)."""
     import tifffile
 
-    try:
-        from scope.acquisition.writer import FRAME_COLUMNS
-    except ImportError as err:
-        raise _fail(path, "is a scope acquisition but scope.acquisition is missing") from err
+    from scope.acquisition.writer import FRAME_COLUMNS
+
     meta_path = path.with_name(path.name + ".meta.json")
     journal = path.with_name(path.name + ".frames.jsonl")
     meta: dict[str, Any] = {}
