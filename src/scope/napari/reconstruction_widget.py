@@ -368,8 +368,8 @@ class ReconstructionWidget(QWidget):
         self._show_modulation(mcnr)
         self._show_preview(preview)
         note = (
-            "; its frames differ in brightness (flicker, bleaching or angles lit unequally) and "
-            "are equalised"
+            "; this set's frames differ in brightness (flicker, bleaching or angles lit unequally) "
+            "and are equalised"
             if rec.equalizes_frames
             else ""
         )
