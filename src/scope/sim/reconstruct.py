@@ -527,16 +527,18 @@ class SIMReconstructor:
         # w0 - w0 t0 (measured on fields cut through bright structures: no ringing line at
         # the edge, and 20 % lower error in the border than adding it back undeconvolved)
         self._w_smooth = (self._smooth.inverse_laplacian * w0 * (1 - t0)).astype(xp.complex64)
-        self._w_plus = []
-        self._w_smooth_plus = []
+        # the +1 orders' weights stacked (angle, Y, X): each rectangle of the spectra is
+        # weighed for all angles at once
+        self._w_plus = xp.empty((len(w_plus), *self.shape), xp.complex64)
+        self._w_smooth_plus = xp.empty_like(self._w_plus)
         for a, w in enumerate(w_plus):
             f = self._gather(filt, self._place_plus[a], w.shape)
             self._gather(filt, self._place_minus[a], w.shape, out=f[::-1, ::-1])
             w = w * f
-            self._w_plus.append(w.astype(xp.complex64))
+            self._w_plus[a] = w
             # the same split for the +1 order (its sub-pixel ramp is not periodic either)
             smooth_weight = self._smooth_plus.inverse_laplacian * w * (1 - band_transfer[a])
-            self._w_smooth_plus.append(smooth_weight.astype(xp.complex64))
+            self._w_smooth_plus[a] = smooth_weight
         self._filter_ready = True
 
     def _gather(self, filt: Any, placement: list, shape: tuple, out: Any = None) -> Any:
@@ -744,7 +746,7 @@ class SIMReconstructor:
         # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
         # its borders alone) is weighed apart from the rest (see _prepare_filter)
         borders = self._smooth.border_spectra(zero)
-        borders_plus = [self._smooth_plus.border_spectra(bands[a]) for a in range(n_ang)]
+        borders_plus = self._smooth_plus.border_spectra(bands)  # all angles at once
         z = fft.rfft2(zero)
         z[0, 0] -= offset * dc * (ny * nx)
         spectra = fft.fft2(bands)
@@ -762,12 +764,11 @@ class SIMReconstructor:
                 rows = _intersect(rows, block)
                 if rows is None:
                     continue
-                for a in range(n_ang):
-                    spectra[a, rows, cols] *= self._w_plus[a][rows, cols]
-                    w_s = self._w_smooth_plus[a][rows, cols]
-                    spectra[a, rows, cols] -= self._smooth_plus.spectrum(
-                        borders_plus[a], rows, cols, weight=w_s
-                    )
+                spectra[:, rows, cols] *= self._w_plus[:, rows, cols]
+                w_s = self._w_smooth_plus[:, rows, cols]
+                spectra[:, rows, cols] -= self._smooth_plus.spectrum(
+                    borders_plus, rows, cols, weight=w_s
+                )
 
         be.run_blocks(weigh, len(self._src_blocks))
         flipped = [spectra[a, ::-1, ::-1] for a in range(n_ang)]

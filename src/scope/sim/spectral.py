@@ -111,11 +111,12 @@ class SmoothComponent:
         self._xp = xp
 
     def border_spectra(self, image: Any) -> tuple[Any, Any]:
-        """1D spectra of the jumps between the last and first row, and column."""
+        """1D spectra of the jumps between the last and first row, and column (of each image of
+        a stack ``(..., Y, X)``)."""
         xp = self._xp
         row_fft = xp.fft.fft if self.complex_images else xp.fft.rfft
-        a = row_fft(image[-1, :] - image[0, :]).astype(xp.complex64)
-        b = xp.fft.fft(image[:, -1] - image[:, 0]).astype(xp.complex64)
+        a = row_fft(image[..., -1, :] - image[..., 0, :], axis=-1).astype(xp.complex64)
+        b = xp.fft.fft(image[..., :, -1] - image[..., :, 0], axis=-1).astype(xp.complex64)
         return a, b
 
     def spectrum(
@@ -128,12 +129,13 @@ class SmoothComponent:
         """The block ``[rows, cols]`` of the rfft2 of ``s``, times ``weight`` if given.
 
         ``weight`` (the same block) replaces the inverse Laplacian: pass
-        ``inverse_laplacian * w`` to get ``s * w`` in one pass.
+        ``inverse_laplacian * w`` to get ``s * w`` in one pass. Borders of a stack of images
+        give the blocks of all of them, ``(..., rows, cols)``.
         """
         a, b = borders
         factor = self.inverse_laplacian[rows, cols] if weight is None else weight
         ey, ex = self._ey[rows], self._ex[:, cols]
-        return (ey * a[None, cols] + b[rows, None] * ex) * factor
+        return (ey * a[..., None, cols] + b[..., rows, None] * ex) * factor
 
     def split(self, image: Any) -> tuple[Any, Any]:
         """(periodic part, smooth part) of a 2D image, in real space (for inspection)."""
