@@ -253,11 +253,15 @@ class SIMReconstructor:
         self.setup = setup
         self.params = params
         self.shape = (int(shape[0]), int(shape[1]))
-        if min(self.shape) < 16 or self.shape[0] % 2 or self.shape[1] % 2:
+        if min(self.shape) < 16:
             raise DataFormatError(
-                f"camera frames must be at least 16x16 with even sides, got {self.shape}: "
-                "crop the region of interest to even dimensions"
+                f"camera frames must be at least 16x16 pixels, got {self.shape}: SIM needs "
+                "several pattern periods in the field"
             )
+        # the operator works on even sides (the 2x grid places each order by halves); an odd
+        # side is padded by repeating the last row or column, and the image cropped back
+        self._grid = (self.shape[0] + self.shape[0] % 2, self.shape[1] + self.shape[1] % 2)
+        self._grid_output = (2 * self._grid[0], 2 * self._grid[1])
         self.settings = settings or ReconstructionSettings()
         self.backend = get_backend(backend)
         self.otf = otf or OTF.from_setup(setup)
@@ -274,6 +278,7 @@ class SIMReconstructor:
 
     @property
     def output_shape(self) -> tuple[int, int]:
+        """Shape of the SIM image, ``(2Y, 2X)`` for camera frames ``(Y, X)``."""
         return (2 * self.shape[0], 2 * self.shape[1])
 
     @property
@@ -297,15 +302,15 @@ class SIMReconstructor:
 
     def _prepare_data_independent(self) -> None:
         xp = self.backend.xp
-        ny, nx = self.shape
+        ny, nx = self._grid
         dx = self.setup.pixel_size_um
         p = self.params
         n_ph = p.n_phases
-        taper = edge_taper(self.shape, self.settings.taper_px or default_taper_px(self.shape), xp)
+        taper = edge_taper(self._grid, self.settings.taper_px or default_taper_px(self._grid), xp)
         self._taper = taper  # for the spectra the noise model is measured on (and frame gains)
         self._taper_sum = float(_to_np(taper.sum()))
-        self._smooth = SmoothComponent(self.shape, xp)  # for the zero order
-        self._smooth_plus = SmoothComponent(self.shape, xp, complex_images=True)  # +1 orders
+        self._smooth = SmoothComponent(self._grid, xp)  # for the zero order
+        self._smooth_plus = SmoothComponent(self._grid, xp, complex_images=True)  # +1 orders
         # separation: the zero order summed over angles, then the +1 order of each angle
         # scaled by 2/m so that every order holds S(k) H(k) (noise variances tracked below)
         zero_row = np.zeros(p.n_frames)
@@ -326,7 +331,7 @@ class SIMReconstructor:
         self._zero_row, self._plus_columns = self._separation_matrices(None)
         self._equalize = bool(self.settings.equalize_frames)
         # pixel coordinates of the camera grid (r = 0 at the centre of pixel (0, 0))
-        y, x = pixel_coordinates_um(self.shape, dx, xp)
+        y, x = pixel_coordinates_um(self._grid, dx, xp)
         dky, dkx = 1.0 / (ny * dx), 1.0 / (nx * dx)
         self._shifts = []  # per angle: (integer shift (py, px), sub-pixel ramp)
         for ang in p.angles:
@@ -352,7 +357,7 @@ class SIMReconstructor:
         ]
         self._rect_plus = [(r, c) for r in _support_runs(ny, ry) for c in _support_runs(nx, rx)]
         # placement of each order on the half-plane of the 2x spectrum
-        self._half_cols = self.output_shape[1] // 2 + 1
+        self._half_cols = self._grid_output[1] // 2 + 1
         self._place0 = self._placement(ny, nx, 0, 0, rfft_source=True)
         self._place_plus = [self._placement(ny, nx, -iy, -ix) for (iy, ix), _ in self._shifts]
         # the -1 order is read from the flipped view b[::-1, ::-1] of the +1 order's spectrum
@@ -411,7 +416,7 @@ class SIMReconstructor:
         The block is FFT-ordered (``rfft_source``: an rfft half-plane), or the flipped view of
         an FFT-ordered block (``flipped``); its frequency ``f`` lands at ``f + offset``.
         """
-        oy, ox = self.output_shape
+        oy, ox = self._grid_output
 
         ry, rx = self._support
 
@@ -440,9 +445,9 @@ class SIMReconstructor:
         xp = self.backend.xp
         dx = self.setup.pixel_size_um
         f32 = xp.float32
-        ky, kx = (a.astype(f32) for a in freq_grid(self.shape, dx, xp))
-        ky_r, kx_r = (a.astype(f32) for a in freq_grid(self.shape, dx, xp, rfft=True))
-        oky, okx = (a.astype(f32) for a in freq_grid(self.output_shape, dx / 2, xp, rfft=True))
+        ky, kx = (a.astype(f32) for a in freq_grid(self._grid, dx, xp))
+        ky_r, kx_r = (a.astype(f32) for a in freq_grid(self._grid, dx, xp, rfft=True))
+        oky, okx = (a.astype(f32) for a in freq_grid(self._grid_output, dx / 2, xp, rfft=True))
         return (ky, kx), (ky_r, kx_r), (oky, okx)
 
     def _out_phase(self, kx: Any, ky: Any) -> Any:
@@ -469,7 +474,7 @@ class SIMReconstructor:
         p = self.params
         (ky, kx), (ky_r, kx_r), (oky, okx) = self._band_grids()
         noise = 1.0 if self.noise_model is None else self.noise_model.noise_power
-        half = (self.output_shape[0], self._half_cols)
+        half = (self._grid_output[0], self._half_cols)
         den = xp.zeros(half, xp.float32)
 
         def place(block: Any, placement: list, flipped: bool = False) -> None:
@@ -529,7 +534,7 @@ class SIMReconstructor:
         self._w_smooth = (self._smooth.inverse_laplacian * w0 * (1 - t0)).astype(xp.complex64)
         # the +1 orders' weights stacked (angle, Y, X): each rectangle of the spectra is
         # weighed for all angles at once
-        self._w_plus = xp.empty((len(w_plus), *self.shape), xp.complex64)
+        self._w_plus = xp.empty((len(w_plus), *self._grid), xp.complex64)
         self._w_smooth_plus = xp.empty_like(self._w_plus)
         for a, w in enumerate(w_plus):
             f = self._gather(filt, self._place_plus[a], w.shape)
@@ -629,8 +634,9 @@ class SIMReconstructor:
             return np.ones(n)  # no signal above the offset to compare: leave the frames be
         return sums / sums.mean()
 
-    def _check(self, raw: Any, *, as_float32: bool = True) -> Any:
-        """The raw set on the backend's device, checked for shape.
+    def _check(self, raw: Any, *, as_float32: bool = True, pad: bool = True) -> Any:
+        """The raw set on the backend's device, checked for shape (and an odd side padded by
+        repeating its last row or column, unless ``pad=False``).
 
         ``as_float32=False`` keeps the camera's integer type (the per-frame path converts row
         blocks on its threads, while they are in cache).
@@ -640,11 +646,16 @@ class SIMReconstructor:
         if as_float32 or frames.dtype.kind not in "ui":
             frames = frames.astype(xp.float32, copy=False)
         expected = (self.n_frames, *self.shape)
+        if self._grid != self.shape and tuple(frames.shape) == (self.n_frames, *self._grid):
+            return frames  # padded already (a set handed on inside the operator)
         if tuple(frames.shape) != expected:
             raise DataFormatError(
                 f"expected one SIM set shaped {expected} ({self.params.n_angles} angles x "
                 f"{self.params.n_phases} phases, angle-major); got {tuple(frames.shape)}"
             )
+        if pad and self._grid != self.shape:
+            extra = (self._grid[0] - self.shape[0], self._grid[1] - self.shape[1])
+            frames = xp.pad(frames, ((0, 0), (0, extra[0]), (0, extra[1])), mode="edge")
         return frames
 
     def camera_offset(self, raw: Any) -> float:
@@ -656,7 +667,7 @@ class SIMReconstructor:
 
     def widefield(self, raw: Any) -> Any:
         """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
-        frames = self._check(raw)
+        frames = self._check(raw, pad=False)
         return (frames.mean(axis=0) - self.camera_offset(frames)).astype(self.backend.xp.float32)
 
     def __call__(self, raw: Any) -> Any:
@@ -699,7 +710,7 @@ class SIMReconstructor:
     def _reconstruct(self, frames: Any) -> Any:
         be = self.backend
         xp, fft = be.xp, be.fft
-        ny, nx = self.shape
+        ny, nx = self._grid
         n_ang = self.params.n_angles
         n_ph = self.params.n_phases
         if self._buffers is None:
@@ -785,7 +796,10 @@ class SIMReconstructor:
                     acc[rd, cd] += xp.conj(flipped[a][rs, cs])
 
         be.run_blocks(combine, len(self._acc_blocks))
-        return fft.irfft2(acc, s=self.output_shape).astype(xp.float32, copy=False)
+        image = fft.irfft2(acc, s=self._grid_output).astype(xp.float32, copy=False)
+        if self._grid != self.shape:  # an odd side was padded: back to 2Y x 2X
+            image = xp.ascontiguousarray(image[: self.output_shape[0], : self.output_shape[1]])
+        return image
 
     def with_settings(self, **changes: Any) -> SIMReconstructor:
         """A new reconstructor with some settings changed (same parameters and noise model)."""
