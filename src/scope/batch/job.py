@@ -106,13 +106,13 @@ def _reconstruction_settings(options: BatchOptions) -> Any:
 
 
 class _Reconstruction:
-    """Per-file reconstruction state: parameters per (channel, epoch), cached reconstructors."""
+    """Per-file reconstruction state: parameters per (channel, epoch), one cached operator per
+    channel."""
 
     def __init__(
         self,
         setup: Any,
         options: BatchOptions,
-        frame_shape: tuple[int, int],
         fft_workers: int | None = None,
     ) -> None:
         from scope.backend import get_backend
@@ -121,56 +121,40 @@ class _Reconstruction:
         self.options = options
         self.n_angles = options.n_angles or DEFAULT_N_ANGLES
         self.n_phases = options.n_phases or DEFAULT_N_PHASES
-        self.frame_shape = frame_shape
         self.backend = get_backend(options.backend or "auto", workers=fft_workers)
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
         self.otf = load_otf(options)
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
-        self._reconstructors: dict[tuple[int, int], Any] = {}
-
-    def estimate(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> Any:
-        from scope.sim.estimate import estimate_parameters
-
-        params = estimate_parameters(
-            raw,
-            self.setup,
-            n_angles=self.n_angles,
-            n_phases=self.n_phases,
-            prior=self.prior,
-            otf=self.otf,
-            backend=self.backend,
-        )
-        self.params[key] = params
-        self.epochs.append({**where, **params.to_dict()})
-        log.debug("parameters for %s: %s", where, params.to_dict())
-        return params
+        self._channels: dict[int, Any] = {}
 
     def __call__(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> np.ndarray:
-        if key not in self.params:
-            self.estimate(key, raw, where)
-            self._reconstructors.pop(key, None)
-        rec = self._reconstructors.get(key)
-        if rec is None:
-            from scope.sim.reconstruct import SIMReconstructor
+        """Reconstruct one set of channel ``key[0]``; a new ``key`` (a new epoch) estimates the
+        parameters again. One :class:`~scope.sim.pipeline.SetReconstructor` per channel keeps
+        the channel's noise model over re-estimations (one filter for the whole series) and
+        one operator in memory."""
+        from scope.sim.pipeline import SetReconstructor
 
-            # a re-estimation keeps the channel's noise model: one filter for the whole series
-            # (as scope.sim.pipeline.reconstruct_stack does)
-            before = [r for k, r in self._reconstructors.items() if k[0] == key[0]]
-            rec = SIMReconstructor(
+        rec = self._channels.get(key[0])
+        if rec is None:
+            rec = self._channels[key[0]] = SetReconstructor(
                 self.setup,
-                self.params[key],
-                shape=self.frame_shape,
+                n_angles=self.n_angles,
+                n_phases=self.n_phases,
+                prior=self.prior,
                 settings=self.settings,
-                backend=self.backend,
                 otf=self.otf,
-                noise_model=before[0].noise_model if before else None,
+                backend=self.backend,
             )
-            # one reconstructor per channel: memory stays bounded over re-estimations
-            self._reconstructors = {k: v for k, v in self._reconstructors.items() if k[0] != key[0]}
-            self._reconstructors[key] = rec
-        return np.asarray(self.backend.to_numpy(rec(raw)), dtype=np.float32)
+        new_epoch = key not in self.params
+        sim = rec(raw, reestimate=new_epoch)
+        if new_epoch:
+            params = rec.reconstructor.params
+            self.params[key] = params
+            self.epochs.append({**where, **params.to_dict()})
+            log.debug("parameters for %s: %s", where, params.to_dict())
+        return sim
 
 
 def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
@@ -284,7 +268,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
         setup = optical_setup(options, source=src.name)
-        engine = _Reconstruction(setup, options, stack.frame_shape, job.fft_workers)
+        engine = _Reconstruction(setup, options, job.fft_workers)
         lead_axes = stack.lead_axes
         # outputs put the leading axes in OME order, time, channel, z (OME-NGFF requires it;
         # an ImageJ hyperstack comes as T, Z, C): sets are read in the output's order

@@ -90,10 +90,14 @@ class SetReconstructor:
         """One set ``(n_frames, Y, X)`` -> float32 ``(2Y, 2X)`` (numpy).
 
         ``reestimate`` estimates the parameters again on this set (unless they were given).
+        The values are not checked here: readers and :func:`reconstruct_stack` check whole
+        stacks once (:func:`check_raw`).
         """
-        frames = check_raw(frames, self.n_frames)
-        if frames.ndim != 3:
-            raise DataFormatError(f"expected one SIM set (n_frames, Y, X), got {frames.shape}")
+        if getattr(frames, "ndim", None) != 3 or frames.shape[0] != self.n_frames:
+            raise DataFormatError(
+                f"expected one SIM set of {self.n_frames} frames shaped (n_frames, Y, X), got "
+                f"{getattr(frames, 'shape', type(frames).__name__)}"
+            )
         rec = self.reconstructor
         if rec is None or (reestimate and self.given is None) or rec.shape != frames.shape[-2:]:
             p = self.given or estimate_parameters(
