@@ -158,11 +158,13 @@ class _Reconstruction:
 
 
 def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
-    """The offset given, else the reconstructor's own estimate (a low percentile of the first
-    frame, :meth:`scope.sim.reconstruct.SIMReconstructor.camera_offset`)."""
+    """The offset given, else the reconstructor's own estimate
+    (:func:`scope.sim.reconstruct.estimate_camera_offset`)."""
+    from scope.sim.reconstruct import estimate_camera_offset
+
     if options.offset_adu is not None:
         return float(options.offset_adu)
-    return float(np.percentile(raw[0], 0.5))
+    return estimate_camera_offset(raw)
 
 
 def resolution_estimate(

@@ -573,8 +573,9 @@ class LiveSession:
                 modulation = observed_modulation(frames, self.setup, pattern)
                 if self.modulation_map:
                     from scope.sim.diagnostics import modulation_map
+                    from scope.sim.reconstruct import estimate_camera_offset
 
-                    offset = float(np.percentile(frames[0], 0.5))
+                    offset = estimate_camera_offset(frames)
                     mcnr = modulation_map(frames, self.setup, pattern, offset_adu=offset).mcnr
             with self._lock:
                 self._snap.widefield = widefield

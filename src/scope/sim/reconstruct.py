@@ -203,6 +203,12 @@ def _intersect(a: slice, b: slice) -> slice | None:
     return slice(lo, hi) if lo < hi else None
 
 
+def estimate_camera_offset(raw: Any, xp: Any = np) -> float:
+    """Camera offset of a raw set when none is given: the 0.5th percentile of its first frame
+    (the offset plus the darkest background)."""
+    return float(_to_np(xp.percentile(xp.asarray(raw[0]), 0.5)))
+
+
 def _to_np(a: Any) -> np.ndarray:
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
@@ -660,10 +666,10 @@ class SIMReconstructor:
 
     def camera_offset(self, raw: Any) -> float:
         """The camera offset subtracted from this set: ``settings.offset_adu``, or when that is
-        not set the 0.5th percentile of its first frame (offset plus the darkest background)."""
+        not set :func:`estimate_camera_offset`."""
         if self.settings.offset_adu is not None:
             return float(self.settings.offset_adu)
-        return float(_to_np(self.backend.xp.percentile(self.backend.xp.asarray(raw[0]), 0.5)))
+        return estimate_camera_offset(raw, self.backend.xp)
 
     def widefield(self, raw: Any) -> Any:
         """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
