@@ -323,24 +323,19 @@ def _lazy_sets(sets: _ReconstructedSets, which: int, shape_yx: tuple[int, int]) 
     """``(T, C, Y, X)`` frames of a raw run (``which``: 0 SIM, 1 widefield), each time point
     reconstructed when it is indexed. Leading axes ``C``/``S`` become channels, all others T."""
     stack = sets.stack
-    lead_axes = stack.lead_axes or "T"
     lead_shape = stack.lead_shape or (1,)
-    rest, chan, _, _ = _tcyx_axes(lead_axes + "YX")
-    rest_shape = tuple(lead_shape[i] for i in rest)
-    chan_shape = tuple(lead_shape[i] for i in chan)
-    n_t, n_c = math.prod(rest_shape), math.prod(chan_shape)
+    # each (time point, channel) -> the flat index of its set, ordered as _to_tcyx orders data
+    set_of, _ = _to_tcyx(
+        np.arange(math.prod(lead_shape)).reshape(*lead_shape, 1, 1),
+        (stack.lead_axes or "T") + "YX",
+    )
+    n_t, n_c = set_of.shape[:2]
 
     def read_frames(flat: Sequence[int]) -> np.ndarray:
         out = np.empty((len(flat), *shape_yx), np.float32)
         for k, i in enumerate(flat):
             t, c = divmod(int(i), n_c)
-            index = [0] * len(lead_shape)
-            for axis, j in zip(rest, np.unravel_index(t, rest_shape)):
-                index[axis] = int(j)
-            for axis, j in zip(chan, np.unravel_index(c, chan_shape)):
-                index[axis] = int(j)
-            set_index = int(np.ravel_multi_index(index, lead_shape))
-            out[k] = sets.get(set_index)[which]
+            out[k] = sets.get(int(set_of[t, c, 0, 0]))[which]
         return out
 
     return LazyFrames(read_frames, (n_t, n_c, *shape_yx), np.dtype(np.float32))
