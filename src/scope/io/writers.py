@@ -399,7 +399,7 @@ def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, di
     ds = ms["datasets"][0]
     scale = next(t["scale"] for t in ds["coordinateTransformations"] if t["type"] == "scale")
     unit = next((a.get("unit") for a in ms["axes"] if a["name"] == "x"), None)
-    pixel_size_nm = unit_to_nm(scale[names.index("x")], "µm" if unit == "micrometer" else unit)
+    pixel_size_nm = unit_to_nm(scale[names.index("x")], unit)
     image = group[ds["path"]] if lazy else np.asarray(group[ds["path"]][...])
     meta = dict(attrs.get("scope", {}))
     meta["axes"] = "".join(names).upper()
