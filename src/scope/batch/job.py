@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from scope.batch.config import BatchOptions, OutputOptions, merge_options, optical_setup
-from scope.errors import ConfigurationError, ScopeError
+from scope.errors import ScopeError
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +85,15 @@ def load_otf(options: BatchOptions) -> Any:
 
 
 def _reconstruction_settings(options: BatchOptions) -> Any:
-    """Settings object of the reconstructor carrying the options it knows (wiener, offset,
-    frame equalisation)."""
-    import scope.sim.reconstruct as rec
+    """The reconstructor's settings carrying the options given (wiener, offset, frame
+    equalisation); the rest keep their defaults."""
+    from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings
 
-    cls = getattr(rec, "ReconstructionSettings", None)
     wanted = {"wiener": options.wiener, "offset_adu": options.offset_adu}
     wanted = {k: v for k, v in wanted.items() if v is not None}
     if options.equalize not in (None, "auto"):
-        wanted["equalize_frames"] = options.equalize == "on"
-    if cls is None:
-        if wanted:
-            raise ConfigurationError(f"this reconstructor takes no settings {sorted(wanted)}")
-        return None
-    fields = getattr(cls, "model_fields", None) or getattr(cls, "__dataclass_fields__", {})
-    unknown = set(wanted) - set(fields)
-    if unknown:
-        raise ConfigurationError(f"the reconstructor has no setting(s) {sorted(unknown)}")
-    return cls(**wanted)
+        wanted["equalize_frames"] = EQUALIZE_MODES[options.equalize]
+    return ReconstructionSettings(**wanted)
 
 
 class _Reconstruction:

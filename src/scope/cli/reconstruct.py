@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
     p.add_argument(
         "--equalize",
-        choices=["auto", "on", "off"],
+        choices=["auto", "on", "off"],  # EQUALIZE_MODES
         default="auto",
         help="scale frames lit unequally (flicker, bleaching, angles) to equal brightness: "
         "auto when they differ by more than 2%% (default), on, off",
@@ -172,7 +172,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
-    from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
+    from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
 
     n_frames = args.angles * args.phases
     t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             notch_strength=args.notch,
             filter=args.filter,
             offset_adu=offset,
-            equalize_frames={"auto": None, "on": True, "off": False}[args.equalize],
+            equalize_frames=EQUALIZE_MODES[args.equalize],
         )
         rec = SIMReconstructor(
             setup, params, shape=raw.frame_shape, settings=settings, backend=backend, otf=otf

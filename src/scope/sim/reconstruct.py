@@ -89,6 +89,9 @@ FIT_LOW, FIT_HIGH = 0.3, 0.85
 #: neither helps nor harms
 FLICKER_TOLERANCE = 0.02
 
+#: the command-line / preset words for ``ReconstructionSettings.equalize_frames``
+EQUALIZE_MODES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
