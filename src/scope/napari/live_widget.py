@@ -471,11 +471,12 @@ class LiveImagingWidget(QWidget):
                 )
         if snap.modulation_map is not None and snap.modulation_map_serial != self._shown_map:
             self._shown_map = snap.modulation_map_serial
+            new = MODULATION_LAYER not in self.viewer.layers
             layer = self._layer(MODULATION_LAYER, snap.modulation_map, cam, (0.0, 0.0), "inferno")
-            # a fixed scale, so the map reads the same from one second to the next
-            layer.contrast_limits_range = (0.0, max(12.0, float(snap.modulation_map.max())))
-            layer.contrast_limits = (0.0, 12.0)
-            layer.metadata["scope_kind"] = "modulation_contrast"
+            if new:  # a fixed scale, so the map reads the same from one second to the next
+                layer.contrast_limits_range = (0.0, max(12.0, float(snap.modulation_map.max())))
+                layer.contrast_limits = (0.0, 12.0)
+                layer.metadata["scope_kind"] = "modulation_contrast"
         st = snap.stats
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
         self.stats_label.setText(
