@@ -205,17 +205,25 @@ def spectrum_with_carriers(
     return spec.astype(np.float32), marks
 
 
+def _enlarged(rgb: np.ndarray) -> tuple[Any, int]:
+    """``(Y, X, 3) uint8`` as a PIL image enlarged by a whole factor to about 512 pixels (each
+    pixel a visible square), and that factor."""
+    from PIL import Image
+
+    ny, nx = rgb.shape[:2]
+    scale = max(1, 512 // max(ny, nx))
+    return Image.fromarray(rgb).resize((nx * scale, ny * scale), Image.NEAREST), scale
+
+
 def spectrum_png(path: Any, raw: np.ndarray, setup: OpticalSetup, params: SIMParameters) -> None:
     """Save the spectrum with the found carriers circled (and the OTF cutoff) as a PNG."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     spec, marks = spectrum_with_carriers(raw, setup, params)
     lo, hi = np.percentile(spec, [1, 99.9])
     img = np.clip((spec - lo) / max(hi - lo, 1e-12), 0, 1)
     ny, nx = img.shape
-    rgb = Image.fromarray((img * 255).astype(np.uint8)).convert("RGB")
-    scale = max(1, 512 // max(ny, nx))
-    rgb = rgb.resize((nx * scale, ny * scale), Image.NEAREST)
+    rgb, scale = _enlarged(np.repeat((img * 255).astype(np.uint8)[..., None], 3, axis=-1))
     draw = ImageDraw.Draw(rgb)
     r = 6
     for y, x in marks:
@@ -336,9 +344,7 @@ def modulation_png(path: Any, mmap: ModulationMap, *, top: float | None = None) 
 
     top = top or max(3.0, float(np.percentile(mmap.mcnr, 99)))
     rgb = apply_colormap(np.clip(mmap.mcnr / top, 0, 1).astype(np.float32), "inferno")
-    ny, nx = rgb.shape[:2]
-    scale = max(1, 512 // max(ny, nx))
-    img = Image.fromarray(rgb).resize((nx * scale, ny * scale), Image.NEAREST)
+    img, _ = _enlarged(rgb)
     bar_h, pad = 14, 6
     font = get_font(13)
     canvas = Image.new("RGB", (img.width, img.height + bar_h + 3 * pad + 14), (0, 0, 0))
