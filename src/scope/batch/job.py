@@ -123,8 +123,8 @@ class _Reconstruction:
     def __call__(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> np.ndarray:
         """Reconstruct one set of channel ``key[0]``; a new ``key`` (a new epoch) estimates the
         parameters again. One :class:`~scope.sim.pipeline.SetReconstructor` per channel keeps
-        the channel's noise model over re-estimations (one filter for the whole series) and
-        one operator in memory."""
+        the channel's noise model over re-estimations (one filter for the whole series,
+        following its brightness) and one operator in memory."""
         from scope.sim.pipeline import SetReconstructor
 
         rec = self._channels.get(key[0])

@@ -50,8 +50,10 @@ class SetReconstructor:
 
     The pattern parameters are estimated on the first set handed to it (unless given) and the
     noise model of the MMSE filter is measured on that set and kept, even when the parameters
-    are estimated again, so a time series gets one consistent filter. Sets can come in any
-    order (a video exporter reads them as it renders).
+    are estimated again, so a time series gets one consistent filter (rescaled to each set's
+    noise-to-signal ratio as the sample bleaches: ``ReconstructionSettings.follow_brightness``).
+    Sets can come in any order (a video exporter reads them as it renders): each set's image
+    depends on that set and the first one, not on the order.
 
     Parameters
     ----------
@@ -149,8 +151,8 @@ def reconstruct_stack(
 
     Parameters are estimated on the first set (unless given) and reused — re-estimated every
     ``estimate_every`` sets when set — with one cached :class:`SIMReconstructor`, whose
-    noise model is also measured once, so a time series gets one consistent filter (see
-    :class:`SetReconstructor`).
+    noise model is also measured once, so a time series gets one consistent filter, following
+    the sample's brightness (see :class:`SetReconstructor`).
 
     Returns
     -------
