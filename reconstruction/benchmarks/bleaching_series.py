@@ -42,7 +42,7 @@ def main() -> None:
         target = ideal_target(series[0].ground_truth, series[0].truth)
         shape = series[0].raw.shape[-2:]
 
-        def error(image: np.ndarray) -> float:
+        def error(image: np.ndarray, target: np.ndarray = target) -> float:
             return metrics.normalized_rms_error(image[crop], target[crop])
 
         for name, follow in (("first set's, kept", False), ("following the light", True)):
