@@ -11,7 +11,7 @@ A preset has up to three tables::
     [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping,
                       # otf_path (a measured OTF, relative to the preset)
     [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
-    [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize
+    [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize, saturation_adu
 
 Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
@@ -41,7 +41,7 @@ OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_d
 #: optics keys that are not fields of OpticalSetup
 EXTRA_OPTICS_KEYS = ("otf_path",)
 PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
-RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend", "equalize")
+RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend", "equalize", "saturation_adu")
 
 
 class BatchOptions(BaseModel):
@@ -72,6 +72,12 @@ class BatchOptions(BaseModel):
         default=None,
         description="scale frames lit unequally to equal brightness (auto: when they differ "
         "by more than 2 %)",
+    )
+    saturation_adu: float | None = Field(
+        default=None,
+        gt=0,
+        description="the camera's full scale in ADU, where values count as clipped (default: "
+        "from the pixel format or the data type)",
     )
 
 

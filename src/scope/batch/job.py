@@ -19,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scope.batch.config import BatchOptions, OutputOptions, merge_options, optical_setup
 from scope.errors import ScopeError
+
+if TYPE_CHECKING:
+    from scope.sim.saturation import SaturationCounter
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +217,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     dict
         ``input``, ``output``, ``status`` (``"done"`` or ``"error"``), ``error``, ``n_sets``,
         ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``modulation_contrast``,
-        ``seconds``, ``host``.
+        ``saturation`` (values at the camera's full scale, or None), ``seconds``, ``host``.
     """
     t0 = time.perf_counter()
     result: dict[str, Any] = {
@@ -242,6 +245,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from scope.io.raw import open_raw
     from scope.io.writers import OmeZarrWriter, write_ome_tiff
+    from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
     preset = BatchOptions(**job.preset) if job.preset is not None else None
@@ -290,6 +294,12 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             return (c, epoch), {"channel": c, "first_time_point": t}
 
         first_raw = stack.read_set(0)
+        clipped = SaturationCounter(
+            options.saturation_adu,
+            dtype=stack.dtype,
+            pixel_format=camera_pixel_format(stack.metadata),
+        )
+        clipped.update(first_raw)
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
         resolution = resolution_estimate(first_raw, setup, engine.params[key0], options, engine.otf)
@@ -316,7 +326,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     sim = first_sim
                 else:
                     key, where = key_of(stack.set_index(flat))
-                    sim = engine(key, stack.read_set(flat), where)
+                    frames = stack.read_set(flat)
+                    clipped.update(frames)
+                    sim = engine(key, frames, where)
                 yield out_index, sim
                 if progress is not None:
                     progress(out_flat + 1)
@@ -335,7 +347,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     writer.write(index, sim)
                 provenance["parameter_epochs"] = engine.epochs
                 writer.update_metadata(provenance)
-                _write_params(job, engine, provenance, resolution, contrast)
+                _write_params(job, engine, provenance, resolution, contrast, clipped)
                 writer.commit()
             except BaseException:
                 writer.abort()
@@ -350,9 +362,11 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 metadata=provenance,
                 shape=out_shape,
                 before_commit=lambda: _write_params(
-                    job, engine, params_provenance, resolution, contrast
+                    job, engine, params_provenance, resolution, contrast, clipped
                 ),
             )
+    if clipped.significant:
+        log.warning("%s: %s", src.name, clipped.message())
     return {
         "n_sets": stack.n_sets,
         "axes": stack.axes,
@@ -364,11 +378,17 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "sources": sources,
         "resolution": resolution,
         "modulation_contrast": contrast,
+        "saturation": clipped.summary(),
     }
 
 
 def _write_params(
-    job: FileJob, engine: _Reconstruction, provenance: dict, resolution: Any, contrast: Any
+    job: FileJob,
+    engine: _Reconstruction,
+    provenance: dict,
+    resolution: Any,
+    contrast: Any,
+    clipped: SaturationCounter,
 ) -> None:
     """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs."""
     first = engine.epochs[0]
@@ -381,6 +401,7 @@ def _write_params(
         "sources": provenance["sources"],
         "resolution": resolution,
         "modulation_contrast": contrast,
+        "saturation": clipped.summary(),
         "parameter_epochs": engine.epochs,
     }
     _write_json_atomic(Path(job.params_path), doc)

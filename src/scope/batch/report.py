@@ -79,6 +79,7 @@ class BatchReport:
                 "period (nm)",
                 "res. WF/SIM (nm)",
                 "MCNR",
+                "clipped",
                 "s",
             )
         ]
@@ -89,6 +90,7 @@ class BatchReport:
             params = (f.get("parameters") or {}).get("angles") or []
             res = f.get("resolution") or {}
             mcnr = (f.get("modulation_contrast") or {}).get("median_mcnr")
+            clipped = (f.get("saturation") or {}).get("fraction")
             rows.append(
                 (
                     shown,
@@ -102,6 +104,7 @@ class BatchReport:
                         else "-"
                     ),
                     f"{mcnr:.1f}" if mcnr is not None else "-",
+                    f"{100 * clipped:.2g} %" if clipped is not None else "-",
                     f"{f.get('seconds', 0):.1f}" if f.get("seconds") is not None else "",
                 )
             )

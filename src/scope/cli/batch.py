@@ -66,6 +66,11 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         help="scale frames lit unequally to equal brightness (default auto: when they differ "
         "by more than 2%%)",
     )
+    p.add_argument(
+        "--saturation-adu",
+        type=float,
+        help="the camera's full scale, ADU (default: from the pixel format or the data type)",
+    )
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
@@ -88,6 +93,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "n_phases": args.phases,
         "wiener": args.wiener,
         "equalize": args.equalize,
+        "saturation_adu": args.saturation_adu,
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
         "otf_path": str(Path(args.otf).resolve()) if args.otf else None,

@@ -57,6 +57,14 @@ def register(sub: Any) -> None:
         help="scale frames lit unequally (flicker, bleaching, angles) to equal brightness: "
         "auto when they differ by more than 2%% (default), on, off",
     )
+    p.add_argument(
+        "--saturation-adu",
+        type=float,
+        default=None,
+        help="the camera's full scale, ADU: values there are counted as clipped (default: from "
+        "the camera's pixel format or the data type; values piling up at 1023/4095/16383 in "
+        "16-bit data)",
+    )
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
@@ -173,6 +181,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
+    from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     n_frames = args.angles * args.phases
     t0 = time.perf_counter()
@@ -225,10 +234,21 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         shape = (*raw.lead_shape, *rec.output_shape)
 
         first_sim = backend.to_numpy(rec(first))  # fixes the filter (and frame equalisation)
+        clipped = SaturationCounter(
+            getattr(args, "saturation_adu", None),
+            dtype=raw.dtype,
+            pixel_format=camera_pixel_format(raw.metadata),
+        )
+        clipped.update(first)
 
         def planes():
             for i in range(raw.n_sets):
-                yield first_sim if i == 0 else backend.to_numpy(rec(raw.read_set(i)))
+                if i == 0:
+                    yield first_sim
+                else:
+                    frames = raw.read_set(i)
+                    clipped.update(frames)
+                    yield backend.to_numpy(rec(frames))
                 if raw.n_sets > 1:
                     log.info("set %d/%d", i + 1, raw.n_sets)
 
@@ -249,6 +269,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         doc = params.to_dict()
 
         def write_params() -> None:
+            if clipped.summary() is not None:  # complete once every set has been read
+                doc["saturation"] = clipped.summary()
             params_path.write_text(json.dumps(doc, indent=2) + "\n")
 
         write_ome_tiff(
@@ -307,6 +329,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 f"SIM {res.sim_nm:.0f} nm"
             )
     dt = time.perf_counter() - t0
+    if clipped.significant:
+        log.warning("%s: %s", src.name, clipped.message())
     print(
         f"wrote {out} ({' x '.join(map(str, shape))}, {rec.output_pixel_size_nm:g} nm pixels) "
         f"and {params_path.name} in {dt:.1f} s"
@@ -335,6 +359,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--otf", args.otf),
         ("--wiener", args.wiener),
         ("--equalize", args.equalize),
+        ("--saturation-adu", args.saturation_adu),
     ):
         if value is not None:
             argv += [flag, str(value)]

@@ -53,6 +53,7 @@ import numpy as np
 
 from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
 from scope.errors import ConfigurationError, ScopeError
+from scope.sim.saturation import full_scale_adu
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class LiveStats:
     valid_sets: int = 0
     skipped_windows: int = 0
     modulation: tuple[float, ...] = ()
+    #: share of the newest window's values at the camera's full scale (None: not known)
+    clipped_fraction: float | None = None
     reconstruction_ms: float = 0.0
     state: str = "idle"
     message: str = ""
@@ -352,6 +355,7 @@ class LiveSession:
         self._thread: threading.Thread | None = None
         self._proc: threading.Thread | None = None
         self.sim_log: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=100_000)
+        self._full_scale: float | None = None  # the camera's, once it is open
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -431,6 +435,8 @@ class LiveSession:
             closer, camera, controller = open_devices(cfg, self.setup, self.nominal)
             if cfg.roi is not None:
                 camera.roi = cfg.roi
+            fmt = camera.pixel_format
+            self._full_scale = full_scale_adu(getattr(fmt, "dtype", np.uint16), str(fmt))
             acq = AcquisitionConfig(
                 n_sets=self.n_sets,
                 n_angles=cfg.n_angles,
@@ -566,9 +572,11 @@ class LiveSession:
             else:  # Live (focusing): no parameters needed, nothing estimated
                 widefield = frames.mean(axis=0)
             now = time.monotonic()
-            modulation = mcnr = None
+            modulation = mcnr = clipped = None
             if now - last_mod >= self.modulation_interval_s:
                 last_mod = now
+                if self._full_scale is not None:  # bright structures clipped: say so
+                    clipped = np.count_nonzero(frames >= self._full_scale) / frames.size
                 pattern = self.params or self.nominal
                 modulation = observed_modulation(frames, self.setup, pattern)
                 if self.modulation_map:
@@ -583,6 +591,8 @@ class LiveSession:
                 st.skipped_windows += skipped
                 if modulation is not None:
                     st.modulation = modulation
+                if clipped is not None:
+                    st.clipped_fraction = float(clipped)
                 if mcnr is not None:
                     self._snap.modulation_map = mcnr
                     self._snap.modulation_map_serial += 1

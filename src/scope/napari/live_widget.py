@@ -10,8 +10,9 @@ LiveSession`); the GUI polls their newest result on a timer, updates three layer
 fixed after the first image (*Auto contrast* re-fits it once).
 
 Shown: measured raw and SIM rates, dropped/extra frames and invalid sets (from the engine's
-verification), windows skipped by the reconstruction when frames come faster than it, and the
-per-angle modulation of the newest window.
+verification), windows skipped by the reconstruction when frames come faster than it, the
+share of the newest window's values at the camera's full scale (clipped: lower the exposure)
+and the per-angle modulation of the newest window.
 """
 
 from __future__ import annotations
@@ -479,13 +480,16 @@ class LiveImagingWidget(QWidget):
                 layer.metadata["scope_kind"] = "modulation_contrast"
         st = snap.stats
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
+        # values at the camera's full scale: bright structures clipped (lower the exposure)
+        clipped = "—" if st.clipped_fraction is None else f"{100 * st.clipped_fraction:.2g} %"
         self.stats_label.setText(
             f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
             f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
             f"frames {st.raw_frames} · SIM images {st.sim_images}\n"
             f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · windows skipped "
             f"{st.skipped_windows}\n"
-            f"frames dropped {st.dropped_frames} · extra {st.extra_frames}\n"
+            f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped "
+            f"{clipped}\n"
             f"modulation per angle: {mod}"
         )
         if st.state in ("running", "error"):
