@@ -172,6 +172,7 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     assert np.mean(mcnr.data >= 3) > 0.2 and np.median(mcnr.data) > 1.5
     # this set's angles are lit 0.81-1.15: equalised by default, and the user is told
     assert widget.reconstructor.equalizes_frames and "equalised" in widget.status.text()
+    assert "full scale" not in widget.status.text()  # float data: no full scale to reach
     widget.equalize.setCurrentText("leave as recorded")
     qtbot.waitUntil(
         lambda: not widget.busy and widget.reconstructor.settings.equalize_frames is False,
@@ -319,3 +320,24 @@ def test_reader_leaves_photos_and_single_images_to_other_readers(tmp_path):
     meta = {"name": "x", "scale": (0.0325, 0.0325), "metadata": {"scope_kind": "sim"}}
     (path,) = write_ome_tiff_layer(str(tmp_path / "sim.ome.tif"), np.ones((64, 64)), meta)
     assert napari_get_reader(path) is not None
+
+
+def test_reconstruction_widget_says_when_values_are_clipped(make_napari_viewer, qtbot):
+    """12-bit camera values in a 16-bit layer, 1 % of them at 4095: the status line says so."""
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+    from sim_cases import bright_set
+
+    frames, unclipped = bright_set(4, 12)
+    viewer = make_napari_viewer()
+    meta = {"scope_kind": "raw", "n_angles": 3, "n_phases": 3, "pixel_size_nm": 65.0}
+    viewer.add_image(frames, name="bright raw", metadata=meta)
+    widget = ReconstructionWidget(viewer)
+    widget.na.setValue(1.2)
+    widget.wavelength.setValue(525.0)
+    widget.pixel_size.setValue(65.0)
+    widget.estimate_button.click()
+    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=30_000)
+    share = np.count_nonzero(unclipped >= 4095) / unclipped.size
+    text = widget.status.text()
+    assert f"{100 * share:.2g} % of this set's values sit at the camera's full scale" in text
+    assert "(4095 ADU)" in text

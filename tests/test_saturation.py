@@ -11,23 +11,10 @@ import pytest
 import tifffile
 
 from scope.cli import main
-from scope.sim.forward import add_camera_noise
 from scope.sim.saturation import SaturationCounter, camera_pixel_format, full_scale_adu
-from sim_cases import OFFSET, make_case
+from sim_cases import OFFSET, bright_set
 
 CONTRACT = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
-
-
-def _bright_set(seed: int, bit_depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """One SIM set exposed so that its brightest structures pass a 12-bit camera's full
-    scale: (frames as the camera delivers them, the same noise draw before clipping)."""
-    case = make_case(seed, size=128, photons=400)
-    signal = (case.raw - OFFSET).clip(0)
-    expected = signal * (4000 / np.quantile(signal, 0.99))  # ~1 % of the values pass 4095
-    kwargs = {"offset_adu": OFFSET, "read_noise_e": 1.5}
-    unclipped = add_camera_noise(expected, rng=seed, bit_depth=16, **kwargs)
-    frames = add_camera_noise(expected, rng=seed, bit_depth=bit_depth, **kwargs)
-    return frames.astype(np.uint16), unclipped
 
 
 def test_full_scale_from_pixel_format_and_type():
@@ -44,7 +31,7 @@ def test_full_scale_from_pixel_format_and_type():
 def test_counts_match_the_values_the_camera_clipped(pixel_format):
     """12-bit frames in 16-bit words: the count equals the values that passed 4095 before
     clipping, whether the file names the pixel format or the values pile up at 4095."""
-    frames, unclipped = _bright_set(0, 12)
+    frames, unclipped = bright_set(0, 12)
     truth = int(np.count_nonzero(unclipped >= 4095))
     assert 0.001 < truth / frames.size < 0.05  # the case is what it claims to be
     counter = SaturationCounter(dtype=frames.dtype, pixel_format=pixel_format)
@@ -60,7 +47,7 @@ def test_counts_match_the_values_the_camera_clipped(pixel_format):
 
 
 def test_no_false_alarms():
-    frames, unclipped = _bright_set(1, 16)  # a 16-bit camera: nothing reaches 65535
+    frames, unclipped = bright_set(1, 16)  # a 16-bit camera: nothing reaches 65535
     counter = SaturationCounter(dtype=np.uint16)
     assert counter.update(frames) == 0 and not counter.significant
     assert counter.summary()["level_adu"] == 65535
@@ -76,7 +63,7 @@ def test_no_false_alarms():
 
 
 def test_reconstruct_reports_clipping(tmp_path, caplog):
-    frames, unclipped = _bright_set(2, 12)
+    frames, unclipped = bright_set(2, 12)
     clipped = tmp_path / "bright.tif"
     tifffile.imwrite(clipped, frames)
     out = tmp_path / "bright.sim.tif"
@@ -100,7 +87,7 @@ def test_reconstruct_reports_clipping(tmp_path, caplog):
 def test_batch_report_has_a_clipped_column(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    frames, unclipped = _bright_set(3, 12)
+    frames, unclipped = bright_set(3, 12)
     tifffile.imwrite(folder / "bright.tif", frames)
     tifffile.imwrite(folder / "dim.tif", (frames // 4 + 75).astype(np.uint16))
     out = tmp_path / "out"

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from scope.errors import ScopeError
 from scope.napari._controls import spin_box
+from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
 if TYPE_CHECKING:
     import napari
@@ -342,18 +343,23 @@ class ReconstructionWidget(QWidget):
                 log.info("stored parameters unusable as a prior: %s", err)
         n_a, n_p = self.n_angles.value(), self.n_phases.value()
         self.status.setText("estimating …")
+        dtype = getattr(self.layer.data, "dtype", np.float32)
+        pixel_format = camera_pixel_format(self.layer.metadata)
 
         def work() -> tuple:
             from scope.sim.diagnostics import modulation_map, spectrum_with_carriers
             from scope.sim.estimate import estimate_parameters
             from scope.sim.reconstruct import SIMReconstructor
 
+            clipped = SaturationCounter(dtype=dtype, pixel_format=pixel_format)
+            clipped.update(frames)
+
             params = estimate_parameters(frames, setup, n_angles=n_a, n_phases=n_p, prior=prior)
             spec, marks = spectrum_with_carriers(frames, setup, params)
             rec = SIMReconstructor(setup, params, shape=frames.shape[-2:], settings=settings)
             preview = rec.backend.to_numpy(rec(frames))
             mcnr = modulation_map(frames, setup, params, offset_adu=rec.camera_offset(frames)).mcnr
-            return params, spec, marks, rec, preview, mcnr
+            return params, spec, marks, rec, preview, mcnr, clipped
 
         settings = self.settings()
         return self._run(work, self._estimated)
@@ -361,7 +367,7 @@ class ReconstructionWidget(QWidget):
     def _estimated(self, result: tuple) -> None:
         from scope.sim.diagnostics import carrier_report
 
-        params, spec, marks, rec, preview, mcnr = result
+        params, spec, marks, rec, preview, mcnr, clipped = result
         self.params, self.reconstructor = params, rec
         self.report.setText(carrier_report(params))
         self._show_spectrum(spec, marks)
@@ -373,6 +379,12 @@ class ReconstructionWidget(QWidget):
             if rec.equalizes_frames
             else ""
         )
+        if clipped.significant:
+            note += (
+                f"; {100 * clipped.fraction:.2g} % of this set's values sit at the camera's full "
+                f"scale ({clipped.level_adu:g} ADU): bright structures are clipped there and lose "
+                "their SIM detail (lower the exposure or the light)"
+            )
         self.status.setText(
             f"parameters estimated{note}; adjust the filter or reconstruct the stack"
         )
