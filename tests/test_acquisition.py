@@ -359,3 +359,24 @@ def test_lost_frame_events_invalidate_their_sets(tmp_path):
     assert frames.shape[0] == delivered  # the frames of those pulses are kept, tagged invalid
     assert (table["valid"] >= 0).all()
     _check_file_tags(frames, table)
+
+
+@pytest.mark.parametrize("pixel_format", ["Mono12", "Mono8"])
+def test_frames_at_the_cameras_full_scale_are_counted(tmp_path, pixel_format):
+    """Too much light for the camera's bit depth: the summary counts the frames with values at
+    its full scale, checked against the recorded frames; a dim run counts none."""
+    full = {"Mono12": 4095, "Mono8": 255}[pixel_format]
+    for photons, expect_clipped in ((20000.0, True), (40.0, False)):
+        out = tmp_path / f"run-{photons:g}.zarr"
+        options = {"marker": False, "photons_peak": photons * (full / 4095)}
+        with SimulatedMicroscope((64, 64), camera_options=options) as m:
+            m.camera.pixel_format = pixel_format
+            cfg = AcquisitionConfig(n_sets=3, exposure_ms=10.0, dark_ms=1.0)
+            summary = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup).run()
+        frames, _, meta = read_acquisition(out)
+        frames = np.asarray(frames)
+        at_full = (frames >= full).reshape(len(frames), -1)
+        assert summary.clipped_frames == int(np.count_nonzero(at_full.any(axis=1)))
+        assert summary.clipped_share_max == pytest.approx(at_full.mean(axis=1).max())
+        assert (summary.clipped_frames > 0) == expect_clipped
+        assert meta["summary"]["clipped_frames"] == summary.clipped_frames

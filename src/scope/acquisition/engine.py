@@ -196,6 +196,10 @@ class AcquisitionSummary:
     controller_counts: dict[str, int] | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
     consumer_drops: int = 0
+    #: frames with values at the camera's full scale (bright structures clipped), and the
+    #: largest share of such values in one frame
+    clipped_frames: int = 0
+    clipped_share_max: float = 0.0
     duration_s: float = 0.0
 
 
@@ -275,6 +279,7 @@ class AcquisitionEngine:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.writer: AcquisitionWriter | None = None
+        self._full_scale: float | None = None  # the camera's, once it is set up
         self.reports: list[SetReport] = []
 
     # -- consumers -------------------------------------------------------------------------
@@ -400,6 +405,9 @@ class AcquisitionEngine:
         shape = cam.frame_shape
         fmt = cam.pixel_format
         dtype = getattr(fmt, "dtype", np.dtype(np.uint16))
+        from scope.sim.saturation import full_scale_adu  # (scope.sim is slow to import)
+
+        self._full_scale = full_scale_adu(dtype, str(fmt))
         meta = {
             "acquisition": asdict(cfg),
             "sequence": cfg.sequence,
@@ -574,6 +582,12 @@ class AcquisitionEngine:
         tag = FrameTag(camera_frame_id=frame.frame_id, timestamp_ns=int(frame.timestamp_s * 1e9))
         index = self.writer.append(frame.data, tag)  # on disk before anything else happens
         self.summary.frames_written = self.writer.n_frames
+        if self._full_scale is not None:
+            clipped = int(np.count_nonzero(frame.data >= self._full_scale))
+            if clipped:
+                self.summary.clipped_frames += 1
+                share = clipped / frame.data.size
+                self.summary.clipped_share_max = max(self.summary.clipped_share_max, share)
         if self._last_frame_id is not None and frame.frame_id != self._last_frame_id + 1:
             self.summary.frame_id_gaps += 1
             log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)

@@ -185,6 +185,13 @@ def run(args: argparse.Namespace) -> int:
     )
     for index, reasons in list(s.invalid_sets.items())[:10]:
         print(f"  set {index} invalid: {'; '.join(reasons)}")
+    if s.clipped_frames:
+        print(
+            f"warning: {s.clipped_frames} of {s.frames_written} frames have values at the "
+            f"camera's full scale (up to {100 * s.clipped_share_max:.2g} % of a frame): bright "
+            "structures are clipped there and lose their SIM detail; lower the exposure or "
+            "the light"
+        )
     if args.reconstruct:
         _reconstruct(args.output, setup, params, cfg)
     return 0

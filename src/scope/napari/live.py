@@ -53,7 +53,6 @@ import numpy as np
 
 from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
 from scope.errors import ConfigurationError, ScopeError
-from scope.sim.saturation import full_scale_adu
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +434,8 @@ class LiveSession:
             closer, camera, controller = open_devices(cfg, self.setup, self.nominal)
             if cfg.roi is not None:
                 camera.roi = cfg.roi
+            from scope.sim.saturation import full_scale_adu
+
             fmt = camera.pixel_format
             self._full_scale = full_scale_adu(getattr(fmt, "dtype", np.uint16), str(fmt))
             acq = AcquisitionConfig(
