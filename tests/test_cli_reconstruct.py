@@ -149,3 +149,36 @@ def test_diagnostics_write_spectrum_modulation_map_and_resolution(raw_file, tmp_
     # over most of the field
     assert contrast["median_mcnr"] > 3 and contrast["fraction_mcnr_3_or_more"] > 0.5
     assert "modulation contrast-to-noise" in text and "beyond the detection cutoff" not in text
+
+
+def test_widefield_beside_the_sim_image(raw_file, tmp_path, capsys):
+    path, case = raw_file
+    out = tmp_path / "w.tif"
+    args = ["reconstruct", str(path), "-o", str(out), *CONTRACT, "--offset", str(OFFSET)]
+    assert main([*args, "--widefield"]) == 0
+    assert "widefield: " in capsys.readouterr().out
+    with tifffile.TiffFile(tmp_path / "w.widefield.tif") as tif:
+        wf = tif.asarray()
+        ome = tif.ome_metadata
+    assert wf.shape == (2, 128, 128) and wf.dtype == np.float32  # (T, Y, X), camera pixels
+    assert 'PhysicalSizeX="0.065"' in ome
+    np.testing.assert_allclose(wf[1], case.raw.mean(axis=0) - OFFSET, rtol=1e-5, atol=1e-3)
+
+
+def test_several_inputs_go_to_the_batch_engine(raw_file, tmp_path):
+    path, _ = raw_file
+    second = tmp_path / "second.tif"
+    second.write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    args = ["reconstruct", str(path), str(second), "-o", str(out), *CONTRACT]
+    assert main([*args, "--offset", str(OFFSET)]) == 0
+    report = json.loads((out / "batch-report.json").read_text())
+    assert report["counts"]["done"] == 2
+    # flags that only make sense for one file are refused, not ignored
+    code = subprocess.run(
+        [sys.executable, "-m", "scope", *args, "--widefield", "--notch", "0.5"],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode != 0
+    assert "--notch, --widefield: for one input file" in code.stderr

@@ -69,6 +69,12 @@ def register(sub: Any) -> None:
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
     p.add_argument(
+        "--widefield",
+        action="store_true",
+        help="also write the widefield image of each set (mean of its frames, offset "
+        "subtracted; camera pixels) beside OUT as <name>.widefield.tif",
+    )
+    p.add_argument(
         "--diagnostics",
         action="store_true",
         help="also write the spectrum with the carriers and a map of the pattern's modulation "
@@ -282,6 +288,26 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             shape=shape,
             before_commit=write_params,
         )
+        widefield_path = None
+        if getattr(args, "widefield", False):  # a second pass: sets are read again
+            widefield_path = out.with_name(out.name.split(".")[0] + ".widefield.tif")
+            write_ome_tiff(
+                widefield_path,
+                (
+                    backend.to_numpy(rec.widefield(first if i == 0 else raw.read_set(i)))
+                    for i in range(raw.n_sets)
+                ),
+                pixel_size_nm=setup.pixel_size_nm,
+                axes=lead_axes + "YX",
+                metadata={
+                    "software": f"scope {__version__}",
+                    "input": str(src),
+                    "image": "widefield: mean of each SIM set's frames, camera offset subtracted",
+                    "optics": setup.model_dump(),
+                    "offset_adu": offset,  # None: each set's own (its darkest values)
+                },
+                shape=(*raw.lead_shape, *raw.frame_shape),
+            )
         if args.diagnostics:
             png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
             spectrum_png(png, first, setup, params)
@@ -335,6 +361,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         f"wrote {out} ({' x '.join(map(str, shape))}, {rec.output_pixel_size_nm:g} nm pixels) "
         f"and {params_path.name} in {dt:.1f} s"
     )
+    if widefield_path is not None:
+        print(f"widefield: {widefield_path}")
     if (
         any(math.isnan(a.confidence) or a.source != "estimated" for a in params.angles)
         and not args.params
@@ -346,7 +374,25 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
 def _run_batch(args: argparse.Namespace) -> int:
     """Several inputs: hand over to the batch engine (``scope batch``)."""
     from scope.cli import batch as batch_cli
+    from scope.errors import ConfigurationError
 
+    one_file_only = [
+        flag
+        for flag, given in (
+            ("--params", args.params),
+            ("--filter hifi", args.filter != "wiener"),
+            ("--notch", args.notch),
+            ("--widefield", args.widefield),
+            ("--diagnostics", args.diagnostics),
+        )
+        if given
+    ]
+    if one_file_only:
+        raise ConfigurationError(
+            f"{', '.join(one_file_only)}: for one input file; several inputs go to the batch "
+            "engine (`scope batch`, which reports resolution and modulation contrast for every "
+            "file): reconstruct the files one at a time to use them"
+        )
     argv = [*args.raw, "-o", args.output]
     for flag, value in (
         ("--na", args.na),
@@ -360,6 +406,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--wiener", args.wiener),
         ("--equalize", args.equalize),
         ("--saturation-adu", args.saturation_adu),
+        ("--prior-angles", args.prior_angles),
+        ("--prior-period", args.prior_period),
     ):
         if value is not None:
             argv += [flag, str(value)]
