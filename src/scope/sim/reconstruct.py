@@ -809,13 +809,15 @@ class SIMReconstructor:
             block = flat[:, px]
             if block.dtype != xp.float32:  # camera integers: converted here, block by block
                 block = block.astype(xp.float32)
-            zero_flat[px] = zero_row @ block
+            xp.matmul(zero_row, block, out=zero_flat[px])
             for a in range(n_ang):
-                plus = (block[a * n_ph : (a + 1) * n_ph].T @ plus_columns[a]).view(xp.complex64)
+                # the +1 order's (re, im) pairs written straight into its complex rows
+                dst = bands[a, rows]
+                pairs = dst.reshape(n_rows * nx).view(xp.float32).reshape(n_rows * nx, 2)
+                xp.matmul(block[a * n_ph : (a + 1) * n_ph].T, plus_columns[a], out=pairs)
                 if leaks is not None:
-                    plus -= xp.complex64(leaks[a])
-                # the sub-pixel shift ramp applied while copying out the +1 order
-                xp.multiply(plus.reshape(n_rows, nx), self._shifts[a][1][rows], out=bands[a, rows])
+                    dst -= xp.complex64(leaks[a])
+                dst *= self._shifts[a][1][rows]  # the sub-pixel shift ramp
 
         be.run_blocks(separate, len(self._src_blocks))
         # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
