@@ -179,3 +179,20 @@ def bright_set(seed: int, bit_depth: int) -> tuple[np.ndarray, np.ndarray]:
     unclipped = add_camera_noise(expected, rng=seed, bit_depth=16, **kwargs)
     frames = add_camera_noise(expected, rng=seed, bit_depth=bit_depth, **kwargs)
     return frames.astype(np.uint16), unclipped
+
+
+def with_camera_defects(raw: np.ndarray, seed: int, n_hot: int = 65, n_dead: int = 10):
+    """``raw`` with hot pixels (extra counts of 100-4000 ADU, the same in every frame) and dead
+    pixels (at the offset) at random places, some on the edges and one pair side by side."""
+    rng = np.random.default_rng(seed)
+    ny, nx = raw.shape[-2:]
+    hot = rng.choice(ny * nx, n_hot, replace=False)
+    hot[:4] = [3 * nx + 0, (ny - 1) * nx + 40, 70 * nx + nx - 1, 0 * nx + 90]  # on the edges
+    hot[4:6] = [100 * nx + 100, 100 * nx + 101]  # side by side
+    amplitude = rng.choice([100.0, 300.0, 1000.0, 4000.0], n_hot)
+    dead = rng.choice(np.setdiff1d(np.arange(ny * nx), hot), n_dead, replace=False)
+    out = raw.copy()
+    flat = out.reshape(out.shape[0], -1)
+    flat[:, hot] += amplitude.astype(np.float32)
+    flat[:, dead] = OFFSET
+    return out, set(hot.tolist()), set(dead.tolist())

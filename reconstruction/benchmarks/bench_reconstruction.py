@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from scope.backend import get_backend
+from scope.sim.defects import find_defect_pixels
 from scope.sim.estimate import estimate_parameters
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
 from sim_cases import OFFSET, SETUP, make_case
@@ -93,7 +94,10 @@ def main() -> None:
         rec(raw)
 
     def full() -> None:
-        p = estimate_parameters(raw, SETUP, backend=be)
+        # as the pipeline does it (SetReconstructor, scope reconstruct): camera defects found
+        # once on the set, repaired for the estimation and the reconstruction
+        defects = find_defect_pixels(be.to_numpy(raw), SETUP)
+        p = estimate_parameters(raw, SETUP, backend=be, defects=defects)
         SIMReconstructor(
             SETUP,
             p,
@@ -101,6 +105,7 @@ def main() -> None:
             backend=be,
             settings=ReconstructionSettings(offset_adu=OFFSET),
             noise_model=rec.noise_model,
+            defect_pixels=defects,
         )(raw)
 
     floor()

@@ -11,7 +11,8 @@ A preset has up to three tables::
     [optics]          # na, wavelength_nm, pixel_size_nm, immersion_index, otf_damping,
                       # otf_path (a measured OTF, relative to the preset)
     [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
-    [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize, saturation_adu
+    [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize, saturation_adu,
+                      # repair_defects
 
 Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
@@ -41,7 +42,15 @@ OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_d
 #: optics keys that are not fields of OpticalSetup
 EXTRA_OPTICS_KEYS = ("otf_path",)
 PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
-RECON_KEYS = ("offset_adu", "wiener", "reestimate_every", "backend", "equalize", "saturation_adu")
+RECON_KEYS = (
+    "offset_adu",
+    "wiener",
+    "reestimate_every",
+    "backend",
+    "equalize",
+    "saturation_adu",
+    "repair_defects",
+)
 
 
 class BatchOptions(BaseModel):
@@ -78,6 +87,10 @@ class BatchOptions(BaseModel):
         gt=0,
         description="the camera's full scale in ADU, where values count as clipped (default: "
         "from the pixel format or the data type)",
+    )
+    repair_defects: bool | None = Field(
+        default=None,
+        description="replace hot and dead camera pixels by their neighbours' mean (default on)",
     )
 
 

@@ -89,10 +89,14 @@ def load_otf(options: BatchOptions) -> Any:
 
 def _reconstruction_settings(options: BatchOptions) -> Any:
     """The reconstructor's settings carrying the options given (wiener, offset, frame
-    equalisation); the rest keep their defaults."""
+    equalisation, camera defect repair); the rest keep their defaults."""
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings
 
-    wanted = {"wiener": options.wiener, "offset_adu": options.offset_adu}
+    wanted = {
+        "wiener": options.wiener,
+        "offset_adu": options.offset_adu,
+        "repair_defects": options.repair_defects,
+    }
     wanted = {k: v for k, v in wanted.items() if v is not None}
     if options.equalize not in (None, "auto"):
         wanted["equalize_frames"] = EQUALIZE_MODES[options.equalize]

@@ -71,6 +71,12 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         help="the camera's full scale, ADU (default: from the pixel format or the data type)",
     )
+    p.add_argument(
+        "--keep-defects",
+        action="store_true",
+        help="leave hot and dead camera pixels as they are (default: found from the optics' "
+        "band limit and replaced by their neighbours' mean)",
+    )
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
@@ -94,6 +100,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "wiener": args.wiener,
         "equalize": args.equalize,
         "saturation_adu": args.saturation_adu,
+        "repair_defects": False if getattr(args, "keep_defects", False) else None,
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
         "otf_path": str(Path(args.otf).resolve()) if args.otf else None,

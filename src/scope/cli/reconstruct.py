@@ -65,6 +65,12 @@ def register(sub: Any) -> None:
         "the camera's pixel format or the data type; values piling up at 1023/4095/16383 in "
         "16-bit data)",
     )
+    p.add_argument(
+        "--keep-defects",
+        action="store_true",
+        help="leave hot and dead camera pixels as they are (default: found from the optics' "
+        "band limit and replaced by their neighbours' mean in every set)",
+    )
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
@@ -177,6 +183,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.io.raw import open_raw
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
+    from scope.sim.defects import find_defect_pixels, no_defects
     from scope.sim.diagnostics import (
         carrier_report,
         estimate_resolution,
@@ -204,6 +211,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             )
         if float(first.max()) <= float(first.min()):
             raise DataFormatError("the first SIM set is constant: there is no image to reconstruct")
+        defects = (
+            no_defects(raw.frame_shape)
+            if getattr(args, "keep_defects", False)
+            else find_defect_pixels(backend.to_numpy(first), setup, otf=otf)
+        )
         if args.params:
             params = SIMParameters.from_json(Path(args.params))
             if params.n_angles != args.angles or params.n_phases != args.phases:
@@ -220,6 +232,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 prior=prior if prior is not None else _prior(args),
                 otf=otf,
                 backend=backend,
+                defects=defects,
             )
         log.info("pattern parameters:\n%s", carrier_report(params))
         settings = ReconstructionSettings(
@@ -228,9 +241,16 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             filter=args.filter,
             offset_adu=offset,
             equalize_frames=EQUALIZE_MODES[args.equalize],
+            repair_defects=not getattr(args, "keep_defects", False),
         )
         rec = SIMReconstructor(
-            setup, params, shape=raw.frame_shape, settings=settings, backend=backend, otf=otf
+            setup,
+            params,
+            shape=raw.frame_shape,
+            settings=settings,
+            backend=backend,
+            otf=otf,
+            defect_pixels=defects,
         )
         lead_axes = "".join(a if a in "TCZ" else "T" for a in raw.lead_axes)
         if len(set(lead_axes)) != len(lead_axes):
@@ -268,6 +288,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             # frames lit unequally are equalised (see ReconstructionSettings.equalize_frames)
             "frames_equalised": rec.equalizes_frames,
             "first_set_frame_gains": [round(float(g), 4) for g in rec.frame_gains(first)],
+            # hot and dead camera pixels, repaired from their neighbours in every set
+            "defect_pixels": defects.summary(),
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]
@@ -277,6 +299,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         def write_params() -> None:
             if clipped.summary() is not None:  # complete once every set has been read
                 doc["saturation"] = clipped.summary()
+            doc["defect_pixels"] = defects.summary()
             params_path.write_text(json.dumps(doc, indent=2) + "\n")
 
         write_ome_tiff(
@@ -411,6 +434,8 @@ def _run_batch(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             argv += [flag, str(value)]
+    if args.keep_defects:
+        argv.append("--keep-defects")
     parser = argparse.ArgumentParser(prog="scope batch")
     sub = parser.add_subparsers()
     batch_cli.register(sub)

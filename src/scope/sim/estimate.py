@@ -45,6 +45,7 @@ import numpy as np
 from scope.backend import Backend, get_backend
 from scope.errors import DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup, pixel_transfer
+from scope.sim.defects import DefectPixels, find_defect_pixels
 from scope.sim.params import AngleParameters, SIMParameters
 from scope.sim.spectral import (
     default_taper_px,
@@ -82,6 +83,10 @@ class EstimationSettings:
         Wiener regulariser of the sample estimate that serves as the phase template.
     taper_px : int or None
         Edge taper width (None: 1/16 of the smaller side).
+    repair_defects : bool
+        Replace hot and dead camera pixels by the mean of their neighbours before estimating
+        (found from the optics' band limit unless given, see :mod:`scope.sim.defects`): a hot
+        pixel's flat spectrum raises the noise floor and pulls the phases.
     """
 
     search_min_fraction: float = 0.2
@@ -94,6 +99,7 @@ class EstimationSettings:
     whitening: float = 1.0
     template_regularization: float = 0.2
     taper_px: int | None = None
+    repair_defects: bool = True
 
 
 @dataclass
@@ -231,6 +237,7 @@ def estimate_parameters(
     otf: OTF | None = None,
     settings: EstimationSettings | None = None,
     backend: Backend | str | None = None,
+    defects: DefectPixels | None = None,
 ) -> SIMParameters:
     """Estimate pattern wave vectors, per-frame phases and modulation depths.
 
@@ -245,6 +252,10 @@ def estimate_parameters(
         fallback with a warning when a carrier is too weak to find.
     otf : OTF, optional
         Measured OTF (default: the ideal OTF of ``setup``).
+    defects : DefectPixels, optional
+        Hot and dead camera pixels to repair first (default: found on the frames estimated
+        on, unless ``settings.repair_defects`` is off). A pipeline that reconstructs too finds
+        them once and hands them to both.
 
     Returns
     -------
@@ -270,7 +281,9 @@ def estimate_parameters(
     """
     be = get_backend(backend)
     with be.single_threaded_blas():
-        return _estimate_parameters(raw, setup, n_angles, n_phases, prior, otf, settings, be)
+        return _estimate_parameters(
+            raw, setup, n_angles, n_phases, prior, otf, settings, be, defects
+        )
 
 
 def _estimate_parameters(
@@ -282,6 +295,7 @@ def _estimate_parameters(
     otf: OTF | None,
     settings: EstimationSettings | None,
     be: Backend,
+    defects: DefectPixels | None,
 ) -> SIMParameters:
     xp = be.xp
     settings = settings or EstimationSettings()
@@ -297,6 +311,13 @@ def _estimate_parameters(
         raise DataFormatError(
             f"the prior describes {prior.n_angles} angles but the data has {n_angles}"
         )
+    if settings.repair_defects and defects is not None and len(defects):
+        if defects.shape != tuple(frames.shape[-2:]):
+            raise DataFormatError(
+                f"the defect pixels were found on {defects.shape} frames, these are "
+                f"{tuple(frames.shape[-2:])}"
+            )
+        frames = defects.repaired(frames, xp)
     crop_origin = (0, 0)
     if settings.max_size and max(frames.shape[-2:]) > settings.max_size:
         # the parameters are global: estimate them on the central region (4x faster for 512^2
@@ -309,6 +330,9 @@ def _estimate_parameters(
             :, crop_origin[0] : crop_origin[0] + cy, crop_origin[1] : crop_origin[1] + cx
         ]
     shape = tuple(frames.shape[-2:])
+    if settings.repair_defects and defects is None:  # found on the region estimated on
+        found = find_defect_pixels(be.to_numpy(frames), setup, otf=otf)
+        frames = found.repaired(frames, xp)
     taper = edge_taper(shape, settings.taper_px or default_taper_px(shape), xp)
     # no mean subtraction: the strong DC of the 0 order is what makes the phase estimate
     # robust (it dominates the correlation of each frame with the shifted 0 order)

@@ -11,6 +11,7 @@ import numpy as np
 from scope.backend import Backend, get_backend
 from scope.errors import DataFormatError
 from scope.optics import OTF, OpticalSetup
+from scope.sim.defects import DefectPixels, find_defect_pixels, no_defects
 from scope.sim.estimate import EstimationSettings, estimate_parameters
 from scope.sim.params import SIMParameters
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
@@ -87,6 +88,9 @@ class SetReconstructor:
         #: parameters used for the first set reconstructed
         self.params: SIMParameters | None = None
         self.reconstructor: SIMReconstructor | None = None
+        #: hot and dead camera pixels, found once on the first set and repaired in every set
+        #: (for the estimation and the reconstruction alike)
+        self.defects: DefectPixels | None = None
 
     def __call__(self, frames: Any, *, reestimate: bool = False) -> np.ndarray:
         """One set ``(n_frames, Y, X)`` -> float32 ``(2Y, 2X)`` (numpy).
@@ -102,6 +106,8 @@ class SetReconstructor:
             )
         rec = self.reconstructor
         if rec is None or (reestimate and self.given is None) or rec.shape != frames.shape[-2:]:
+            if self.defects is None or self.defects.shape != tuple(frames.shape[-2:]):
+                self.defects = self._find_defects(frames)
             p = self.given or estimate_parameters(
                 frames,
                 self.setup,
@@ -111,6 +117,7 @@ class SetReconstructor:
                 otf=self.otf,
                 settings=self.estimation,
                 backend=self.backend,
+                defects=self.defects,
             )
             same_field = rec is not None and rec.shape == frames.shape[-2:]
             rec = self.reconstructor = SIMReconstructor(
@@ -121,9 +128,15 @@ class SetReconstructor:
                 backend=self.backend,
                 otf=self.otf,
                 noise_model=rec.noise_model if same_field else None,
+                defect_pixels=self.defects,
             )
             self.params = self.params or p
         return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
+
+    def _find_defects(self, frames: Any) -> DefectPixels:
+        if not (self.settings or ReconstructionSettings()).repair_defects:
+            return no_defects(tuple(frames.shape[-2:]))
+        return find_defect_pixels(self.backend.to_numpy(frames), self.setup, otf=self.otf)
 
     def widefield(self, frames: Any) -> np.ndarray:
         """The widefield image of one set (mean of its frames, offset removed as for SIM)."""

@@ -65,6 +65,7 @@ import numpy as np
 from scope.backend import Backend, get_backend
 from scope.errors import ConfigurationError, DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup, ideal_otf, pixel_transfer
+from scope.sim.defects import DefectPixels, find_defect_pixels, no_defects
 from scope.sim.params import SIMParameters
 from scope.sim.spectral import (
     SmoothComponent,
@@ -148,6 +149,10 @@ class ReconstructionSettings:
         order's spectrum (its mean and the noise in its corners beyond the detection cutoff);
         each set's filter depends only on that set and the noise model, not on the order in
         which sets are reconstructed. ``False``: one filter for the whole series.
+    repair_defects : bool
+        Find hot and dead camera pixels on the first set (from the optics' band limit, see
+        :mod:`scope.sim.defects`) and replace them in every set by the mean of their
+        neighbours, in the SIM and the widefield image alike.
     """
 
     wiener: float | None = None
@@ -163,6 +168,7 @@ class ReconstructionSettings:
     pixel_integration: bool = True
     equalize_frames: bool | None = None
     follow_brightness: bool = True
+    repair_defects: bool = True
 
     def __post_init__(self) -> None:
         if self.wiener is not None and not self.wiener > 0:
@@ -260,6 +266,9 @@ class SIMReconstructor:
         ``"numpy"``, ``"cupy"`` or ``"auto"``.
     otf : OTF, optional
         Measured OTF (default: ideal OTF of ``setup``).
+    defect_pixels : DefectPixels, optional
+        Hot and dead camera pixels to repair (default: found on the first set, see
+        ``ReconstructionSettings.repair_defects``).
     noise_model : NoiseModel, optional
         The noise and sample spectrum of the MMSE regulariser; by default it is measured on the
         first set reconstructed and kept (a time series gets one filter, rescaled only as its
@@ -288,6 +297,7 @@ class SIMReconstructor:
         backend: Backend | str | None = None,
         otf: OTF | None = None,
         noise_model: NoiseModel | None = None,
+        defect_pixels: DefectPixels | None = None,
     ) -> None:
         self.setup = setup
         self.params = params
@@ -310,6 +320,17 @@ class SIMReconstructor:
         self._fill_reference = False  # set when this reconstructor measures the noise model
         self._nsr_step = 0  # the regulariser is scaled by NSR_STEP ** this (follow_brightness)
         self._nsr_steps_seen = {0}
+        #: hot and dead camera pixels repaired in every set (found on the first set unless
+        #: given; empty when ``settings.repair_defects`` is off)
+        self.defect_pixels: DefectPixels | None = defect_pixels
+        if not s.repair_defects:
+            self.defect_pixels = no_defects(self.shape)
+        if self.defect_pixels is not None and self.defect_pixels.shape != self.shape:
+            raise DataFormatError(
+                f"the defect pixels were found on {self.defect_pixels.shape} frames, these are "
+                f"{self.shape}"
+            )
+        self._defects_on_grid: DefectPixels | None = None
         self._prepare_data_independent()
         self._filter_ready = False
         if noise_model is not None or self.settings.wiener is not None:
@@ -728,8 +749,10 @@ class SIMReconstructor:
 
     def widefield(self, raw: Any) -> Any:
         """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
+        xp = self.backend.xp
         frames = self._check(raw, pad=False)
-        return (frames.mean(axis=0) - self.camera_offset(frames)).astype(self.backend.xp.float32)
+        image = (frames.mean(axis=0) - self.camera_offset(frames)).astype(xp.float32)
+        return self._find_defects(frames).repaired(image, xp)
 
     def __call__(self, raw: Any) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
@@ -741,13 +764,34 @@ class SIMReconstructor:
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
         with self._lock, self.backend.single_threaded_blas():
             if not self._filter_ready:
+                self._find_defects(frames)
+                repaired = self._repaired(frames)
                 if self.noise_model is None:
-                    self.noise_model = self.measure_noise_model(frames)
+                    self.noise_model = self.measure_noise_model(repaired)
                     self._fill_reference = True
                 if self.settings.equalize_frames is None:
-                    self._equalize = self._detect_flicker(frames)
+                    self._equalize = self._detect_flicker(repaired)
                 self._prepare_filter()
             return self._reconstruct(frames)
+
+    def _find_defects(self, frames: Any) -> DefectPixels:
+        """The defect pixels (found on ``frames``, a set on the device, the first time)."""
+        if self.defect_pixels is None:
+            ny, nx = self.shape
+            host = self.backend.to_numpy(frames[:, :ny, :nx])
+            self.defect_pixels = find_defect_pixels(host, self.setup, otf=self.otf)
+        return self.defect_pixels
+
+    def _repaired(self, frames: Any) -> Any:
+        """A float32 copy of a set (operator's grid) with its defect pixels repaired."""
+        return self._grid_defects().repaired(frames, self.backend.xp)
+
+    def _grid_defects(self) -> DefectPixels:
+        """The defect pixels indexed on the operator's (even-sided) grid."""
+        if self._defects_on_grid is None:
+            assert self.defect_pixels is not None, "defects are found on the first set"
+            self._defects_on_grid = self.defect_pixels.on_grid(self._grid)
+        return self._defects_on_grid
 
     @property
     def equalizes_frames(self) -> bool:
@@ -820,6 +864,19 @@ class SIMReconstructor:
                 dst *= self._shifts[a][1][rows]  # the sub-pixel shift ramp
 
         be.run_blocks(separate, len(self._src_blocks))
+        if self.defect_pixels is not None and len(self.defect_pixels):
+            # the orders at the defect pixels, again from their neighbours' values
+            defects = self._grid_defects()
+            index = xp.asarray(defects.flat)
+            values = defects.replacement(flat, xp).astype(xp.float32)
+            zero_flat[index] = zero_row @ values
+            for a in range(n_ang):
+                plus = (values[a * n_ph : (a + 1) * n_ph].T @ plus_columns[a]).view(xp.complex64)
+                plus = plus.reshape(-1)
+                if leaks is not None:
+                    plus = plus - xp.complex64(leaks[a])
+                band = bands[a].reshape(-1)
+                band[index] = plus * self._shifts[a][1].reshape(-1)[index]
         # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
         # its borders alone) is weighed apart from the rest (see _prepare_filter)
         borders = self._smooth.border_spectra(zero)
@@ -940,4 +997,5 @@ class SIMReconstructor:
             backend=self.backend,
             otf=self.otf,
             noise_model=self.noise_model,
+            defect_pixels=self.defect_pixels,
         )
