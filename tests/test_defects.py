@@ -159,3 +159,26 @@ def test_odd_frames_and_every_backend(backend):
     np.testing.assert_allclose(
         backend.to_numpy(out.widefield(raw[odd])), ref.widefield(raw[odd]), rtol=1e-5, atol=1e-3
     )
+
+
+@pytest.mark.parametrize("given", ["noise model", "wiener"])
+def test_defects_are_found_when_the_filter_is_ready_before_the_first_set(given):
+    """A reconstructor handed a noise model (napari previews, re-estimation) or a constant
+    Wiener parameter still finds and repairs the defects of its first set."""
+    case = make_case(6, size=128)
+    raw, hot, _ = with_camera_defects(case.raw, 6, n_hot=10, n_dead=0)
+    settings = ReconstructionSettings(offset_adu=OFFSET)
+    first = SIMReconstructor(SETUP, case.truth, shape=(128, 128), settings=settings)
+    first(case.raw)
+    if given == "wiener":
+        rec = SIMReconstructor(
+            SETUP, case.truth, shape=(128, 128), settings=replace(settings, wiener=0.05)
+        )
+    else:
+        rec = SIMReconstructor(
+            SETUP, case.truth, shape=(128, 128), settings=settings, noise_model=first.noise_model
+        )
+    rec(raw)
+    found = set(rec.defect_pixels.flat.tolist())
+    assert found == set(find_defect_pixels(raw, SETUP).flat.tolist())
+    assert found <= hot and len(found) >= 8

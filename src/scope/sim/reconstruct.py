@@ -763,8 +763,9 @@ class SIMReconstructor:
         frames = self._check(raw, as_float32=False)
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
         with self._lock, self.backend.single_threaded_blas():
+            self._find_defects(frames)  # on the first set (a given noise model or Wiener
+            # parameter leaves the filter ready before any set is seen)
             if not self._filter_ready:
-                self._find_defects(frames)
                 repaired = self._repaired(frames)
                 if self.noise_model is None:
                     self.noise_model = self.measure_noise_model(repaired)
