@@ -74,3 +74,46 @@ def test_a_flickering_light_source_is_equalised_end_to_end(tmp_path, caplog):
             )
     assert errors["flicker"] <= errors["steady"] + 0.01
     assert errors["left alone"] >= errors["steady"] + 0.02
+
+
+def test_a_camera_with_hot_pixels_end_to_end(tmp_path):
+    """A camera with 0.3 % hot pixels (the simulated camera's ``hot_pixels``: extra dark
+    counts, the same pixels every frame), acquired through the emulated controller and
+    reconstructed by ``scope reconstruct``: the hot pixels it finds are the camera's own (every
+    one that collects 100 or more dark electrons per exposure, nothing else), and the SIM
+    image is as good as a defect-free camera's. Measured: 47 of the camera's 49 hot pixels found
+    (all 43 at 100 e- or more); error against the ideal-SIM target 0.138 defect-free, 0.138
+    repaired, 0.570 left as they are (--keep-defects)."""
+    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+    from scope.devices.simulated_microscope import SimulatedMicroscope
+    from scope.sim import metrics
+
+    errors = {}
+    for name, share in (("clean", 0.0), ("hot", 0.003)):
+        run = tmp_path / f"{name}.zarr"
+        options = {"marker": False, "photons_peak": 400.0, "hot_pixels": share}
+        with SimulatedMicroscope((128, 128), seed=4, camera_options=options) as m:
+            cfg = AcquisitionConfig(n_sets=2, exposure_ms=10.0, dark_ms=1.0)
+            AcquisitionEngine(m.camera, m.controller, run, cfg, setup=m.setup).run()
+            setup, params, sample = m.setup, m.params, m.sample_2x
+            hot_map = m.camera.hot_pixel_map.copy()
+        kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
+        target = metrics.ideal_sim_target(
+            sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
+        )
+        for keep in (False, True) if share else (False,):
+            out = tmp_path / f"{name}{'-kept' if keep else ''}.tif"
+            args = ["-q", "reconstruct", str(run), "-o", str(out), "--na", "1.2"]
+            args += ["--wavelength", "525", "--offset", "100"]
+            assert main([*args, "--keep-defects"] if keep else args) == 0
+            sim = tifffile.imread(out)
+            errors[name + ("-kept" if keep else "")] = max(
+                metrics.normalized_rms_error(s, target, margin=16) for s in sim
+            )
+            doc = json.loads(out.with_name(out.name.split(".")[0] + ".params.json").read_text())
+            if not keep:
+                n_found = doc["defect_pixels"]["pixels"]
+                strong = int(np.count_nonzero(hot_map >= 100))
+                assert strong <= n_found <= int(np.count_nonzero(hot_map)), (n_found, strong)
+    assert errors["hot"] <= errors["clean"] + 0.01, errors
+    assert errors["hot-kept"] >= errors["clean"] + 0.1, errors

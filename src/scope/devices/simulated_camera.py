@@ -138,6 +138,12 @@ class SimulatedCamera(Camera):
         Relative spread of the light each exposure receives (0: steady): the illumination,
         and the fluorescence it excites, is scaled by ``1 + uniform(-f, f)`` per exposure, as
         with an LED dimmed by PWM or a projector's colour sequence not locked to the camera.
+    hot_pixels : float
+        Share of the sensor's pixels with extra dark current (hot pixels, as cheap CMOS
+        sensors have): each collects an exponentially distributed mean of
+        ``hot_pixel_electrons`` per 10 ms exposure on top of its light, the same pixels in
+        every frame (seeded). :attr:`hot_pixel_map` holds their mean dark electrons.
+    hot_pixel_electrons : float
     faults : FaultInjection, optional
     pattern_source : callable, optional
         Returns the pattern index shown right now (used when a trigger does not say).
@@ -167,6 +173,8 @@ class SimulatedCamera(Camera):
         read_noise_e: float = 1.5,
         offset_adu: float = 100.0,
         light_flicker: float = 0.0,
+        hot_pixels: float = 0.0,
+        hot_pixel_electrons: float = 500.0,
         faults: FaultInjection | None = None,
         pattern_source: Any = None,
         readout_ms: float = 0.2,
@@ -189,6 +197,14 @@ class SimulatedCamera(Camera):
         if not 0.0 <= light_flicker < 1.0:
             raise ConfigurationError(f"light_flicker must be in [0, 1), got {light_flicker}")
         self.light_flicker = float(light_flicker)
+        if not 0.0 <= hot_pixels < 0.1:
+            raise ConfigurationError(f"hot_pixels must be a share in [0, 0.1), got {hot_pixels}")
+        hot_rng = np.random.default_rng([seed, 17])
+        #: mean dark electrons per 10 ms exposure of each sensor pixel (0 except hot pixels)
+        self.hot_pixel_map = np.zeros(self._shape)
+        n_hot = round(hot_pixels * self._shape[0] * self._shape[1])
+        where = hot_rng.choice(self.hot_pixel_map.size, n_hot, replace=False)
+        self.hot_pixel_map.flat[where] = hot_rng.exponential(hot_pixel_electrons, n_hot)
         self.faults = faults or FaultInjection()
         self.pattern_source = pattern_source
         self.readout_ms = float(readout_ms)
@@ -265,6 +281,8 @@ class SimulatedCamera(Camera):
         photons = photons + self.background_photons * self._exposure_ms / 10.0
         if self.light_flicker:
             photons = photons * (1.0 + rng.uniform(-self.light_flicker, self.light_flicker))
+        # dark current of hot pixels: no light, so no flicker (shot noise below)
+        photons = photons + self.hot_pixel_map * (self._exposure_ms / 10.0)
         bits = {"Mono8": 8, "Mono12": 12, "Mono16": 16}[self._format]
         adu = add_camera_noise(
             photons, read_noise_e=self.read_noise_e, offset_adu=self.offset_adu,
