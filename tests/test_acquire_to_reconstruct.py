@@ -34,26 +34,44 @@ def test_acquired_run_reads_back_and_reconstructs(tmp_path):
     assert all(a["source"] == "estimated" for a in doc["angles"])
 
 
+def _acquire(path, seed: int, n_sets: int, exposure_ms: float, **camera_options):
+    """A run of the simulated microscope (128 x 128, 400 photons peak, no marker) through the
+    emulated controller: (ideal-SIM target of its sample, setup, nominal pattern, camera)."""
+    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+    from scope.devices.simulated_microscope import SimulatedMicroscope
+    from scope.sim import metrics
+
+    options = {"marker": False, "photons_peak": 400.0, **camera_options}
+    with SimulatedMicroscope((128, 128), seed=seed, camera_options=options) as m:
+        cfg = AcquisitionConfig(n_sets=n_sets, exposure_ms=exposure_ms, dark_ms=1.0)
+        AcquisitionEngine(m.camera, m.controller, path, cfg, setup=m.setup).run()
+        setup, params, sample, camera = m.setup, m.params, m.sample_2x, m.camera
+    kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
+    target = metrics.ideal_sim_target(
+        sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
+    )
+    return target, setup, params, camera
+
+
+def _error(sims, target) -> float:
+    from scope.sim import metrics
+
+    return max(metrics.normalized_rms_error(s, target, margin=16) for s in sims)
+
+
 def test_a_flickering_light_source_is_equalised_end_to_end(tmp_path, caplog):
     """A run lit by a source flickering +-8 % per exposure (the simulated camera's
     ``light_flicker``), acquired through the emulated controller, reconstructs as well as a
     steadily lit one: the reconstruction notices the flicker on the first set and equalises
     every set (measured: error against the ideal-SIM target 0.232 steady, 0.233 flickering and
     equalised, 0.261 flickering and left alone)."""
-    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
-    from scope.devices.simulated_microscope import SimulatedMicroscope
-    from scope.sim import metrics
     from scope.sim.pipeline import reconstruct_stack
     from scope.sim.reconstruct import ReconstructionSettings
 
     errors = {}
     for name, flicker in (("steady", 0.0), ("flicker", 0.08)):
         run = tmp_path / f"{name}.zarr"
-        options = {"marker": False, "photons_peak": 400.0, "light_flicker": flicker}
-        with SimulatedMicroscope((128, 128), seed=3, camera_options=options) as m:
-            cfg = AcquisitionConfig(n_sets=3, exposure_ms=2.0, dark_ms=1.0)
-            AcquisitionEngine(m.camera, m.controller, run, cfg, setup=m.setup).run()
-            setup, params, sample = m.setup, m.params, m.sample_2x
+        target, setup, params, _ = _acquire(run, 3, 3, 2.0, light_flicker=flicker)
         with open_raw(run) as raw:
             frames = np.stack(list(raw.iter_sets()))
         caplog.clear()
@@ -61,17 +79,11 @@ def test_a_flickering_light_source_is_equalised_end_to_end(tmp_path, caplog):
             sim, _ = reconstruct_stack(frames, setup, prior=params)
         equalised = "equalising" in caplog.text
         assert equalised == (flicker > 0)
-        kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
-        target = metrics.ideal_sim_target(
-            sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
-        )
-        errors[name] = max(metrics.normalized_rms_error(s, target, margin=16) for s in sim)
+        errors[name] = _error(sim, target)
         if flicker:
             plain = ReconstructionSettings(equalize_frames=False)
             sim_off, _ = reconstruct_stack(frames, setup, prior=params, settings=plain)
-            errors["left alone"] = max(
-                metrics.normalized_rms_error(s, target, margin=16) for s in sim_off
-            )
+            errors["left alone"] = _error(sim_off, target)
     assert errors["flicker"] <= errors["steady"] + 0.01
     assert errors["left alone"] >= errors["steady"] + 0.02
 
@@ -84,32 +96,17 @@ def test_a_camera_with_hot_pixels_end_to_end(tmp_path):
     image is as good as a defect-free camera's. Measured: 47 of the camera's 49 hot pixels found
     (all 43 at 100 e- or more); error against the ideal-SIM target 0.138 defect-free, 0.138
     repaired, 0.570 left as they are (--keep-defects)."""
-    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
-    from scope.devices.simulated_microscope import SimulatedMicroscope
-    from scope.sim import metrics
-
     errors = {}
     for name, share in (("clean", 0.0), ("hot", 0.003)):
         run = tmp_path / f"{name}.zarr"
-        options = {"marker": False, "photons_peak": 400.0, "hot_pixels": share}
-        with SimulatedMicroscope((128, 128), seed=4, camera_options=options) as m:
-            cfg = AcquisitionConfig(n_sets=2, exposure_ms=10.0, dark_ms=1.0)
-            AcquisitionEngine(m.camera, m.controller, run, cfg, setup=m.setup).run()
-            setup, params, sample = m.setup, m.params, m.sample_2x
-            hot_map = m.camera.hot_pixel_map.copy()
-        kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
-        target = metrics.ideal_sim_target(
-            sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
-        )
+        target, _, _, camera = _acquire(run, 4, 2, 10.0, hot_pixels=share)
+        hot_map = camera.hot_pixel_map
         for keep in (False, True) if share else (False,):
             out = tmp_path / f"{name}{'-kept' if keep else ''}.tif"
             args = ["-q", "reconstruct", str(run), "-o", str(out), "--na", "1.2"]
             args += ["--wavelength", "525", "--offset", "100"]
             assert main([*args, "--keep-defects"] if keep else args) == 0
-            sim = tifffile.imread(out)
-            errors[name + ("-kept" if keep else "")] = max(
-                metrics.normalized_rms_error(s, target, margin=16) for s in sim
-            )
+            errors[name + ("-kept" if keep else "")] = _error(tifffile.imread(out), target)
             doc = json.loads(out.with_name(out.name.split(".")[0] + ".params.json").read_text())
             if not keep:
                 n_found = doc["defect_pixels"]["pixels"]
