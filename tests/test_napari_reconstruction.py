@@ -132,6 +132,7 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     from scope.napari._sample_data import bsim_hela_mitochondria
     from scope.napari.reconstruction_widget import (
         CARRIERS_LAYER,
+        DEFECTS_LAYER,
         MODULATION_LAYER,
         PREVIEW_LAYER,
         SPECTRUM_LAYER,
@@ -173,6 +174,10 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     # this set's angles are lit 0.81-1.15: equalised by default, and the user is told
     assert widget.reconstructor.equalizes_frames and "equalised" in widget.status.text()
     assert "full scale" not in widget.status.text()  # float data: no full scale to reach
+    # the set's two dark pixels (see test_defects), marked over the raw layer
+    assert "2 camera pixels hot or dead" in widget.status.text()
+    marks = viewer.layers[DEFECTS_LAYER]
+    assert sorted(map(tuple, marks.data.astype(int))) == [(36, 62), (112, 69)]
     widget.equalize.setCurrentText("leave as recorded")
     qtbot.waitUntil(
         lambda: not widget.busy and widget.reconstructor.settings.equalize_frames is False,

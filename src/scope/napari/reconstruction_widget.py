@@ -52,6 +52,7 @@ PREVIEW_LAYER = "SIM preview"
 SPECTRUM_LAYER = "spectrum"
 CARRIERS_LAYER = "carriers"
 MODULATION_LAYER = "pattern modulation (MCNR)"
+DEFECTS_LAYER = "camera defects (repaired)"
 #: the frame-brightness choices and their ``ReconstructionSettings.equalize_frames``
 EQUALIZE_CHOICES = {
     "equalise when unequal": None,
@@ -372,6 +373,9 @@ class ReconstructionWidget(QWidget):
         self.report.setText(carrier_report(params))
         self._show_spectrum(spec, marks)
         self._show_modulation(mcnr)
+        defects = rec.defect_pixels
+        if defects is not None:
+            self._show_defects(defects.rows, defects.cols)
         self._show_preview(preview)
         note = (
             "; this set's frames differ in brightness (flicker, bleaching or angles lit unequally) "
@@ -379,6 +383,11 @@ class ReconstructionWidget(QWidget):
             if rec.equalizes_frames
             else ""
         )
+        if defects is not None and len(defects):
+            note += (
+                f"; {len(defects)} camera pixels hot or dead, repaired from their neighbours "
+                f"(layer {DEFECTS_LAYER!r})"
+            )
         if clipped.significant:
             note += (
                 f"; {100 * clipped.fraction:.2g} % of this set's values sit at the camera's full "
@@ -400,22 +409,36 @@ class ReconstructionWidget(QWidget):
             SPECTRUM_LAYER, spec, scale, translate, colormap="inferno", visible=False
         ).contrast_limits = limits
         pts = np.asarray(marks, np.float64).reshape(-1, 2)
-        if CARRIERS_LAYER in self.viewer.layers:
-            points = self.viewer.layers[CARRIERS_LAYER]
+        self._put_points(CARRIERS_LAYER, pts, scale, translate, size=6, border_color="cyan")
+
+    def _show_defects(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Circles around the camera pixels repaired as hot or dead, over the raw layer."""
+        layer = self.layer
+        scale = tuple(layer.scale[-2:]) if layer is not None else (1.0, 1.0)
+        translate = tuple(layer.translate[-2:]) if layer is not None else (0.0, 0.0)
+        pts = np.stack([rows, cols], axis=1).astype(np.float64).reshape(-1, 2)
+        self._put_points(DEFECTS_LAYER, pts, scale, translate, size=5, border_color="yellow")
+
+    def _put_points(
+        self, name: str, pts: np.ndarray, scale: tuple, translate: tuple, **new_layer: Any
+    ) -> Any:
+        """The points layer ``name`` (hollow circles, hidden when new), updated or added."""
+        if name in self.viewer.layers:
+            points = self.viewer.layers[name]
             points.data = pts
             points.scale, points.translate = scale, translate
-        else:
-            points = self.viewer.add_points(
-                pts,
-                name=CARRIERS_LAYER,
-                scale=scale,
-                translate=translate,
-                size=6,
-                face_color="transparent",
-                border_color="cyan",
-                border_width=0.15,
-            )
-            points.visible = False
+            return points
+        points = self.viewer.add_points(
+            pts,
+            name=name,
+            scale=scale,
+            translate=translate,
+            face_color="transparent",
+            border_width=0.15,
+            **new_layer,
+        )
+        points.visible = False
+        return points
 
     def _show_modulation(self, mcnr: np.ndarray) -> None:
         """The pattern's modulation contrast-to-noise on the camera grid, over the raw layer
