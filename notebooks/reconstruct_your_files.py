@@ -182,6 +182,22 @@ assert rec.equalizes_frames
 assert mmap.summary()["fraction_mcnr_3_or_more"] > 0.2  # the mitochondria carry the pattern
 
 # %% [markdown]
+# ### Hot and dead camera pixels
+#
+# A camera pixel with extra dark current (hot) or too little response (dead, dusty) shows the
+# same wrong value in every frame. Light reaches the camera through the objective, which passes
+# no spatial frequency beyond `2 NA / λ`; with SIM's fine sampling a one-pixel spike or dip
+# cannot come from the sample, so the reconstructor finds such pixels on the first set and
+# replaces them by their neighbours' mean in every set (`--keep-defects` leaves them). This set
+# has two pixels 20-25 % darker than their neighbours:
+
+# %%
+defects = rec.defect_pixels
+print(defects.summary(), list(zip(defects.rows.tolist(), defects.cols.tolist())))
+assert len(defects) == 2
+assert defects.hot == 0
+
+# %% [markdown]
 # ### sCMOS cameras: per-pixel offset and gain
 #
 # An sCMOS sensor has an amplifier per pixel: every pixel has its own offset and gain. The
