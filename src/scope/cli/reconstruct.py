@@ -267,6 +267,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         )
         clipped.update(first)
 
+        nsr_scales = [rec.nsr_scale]  # the MMSE regulariser following the light, per set
+
         def planes():
             for i in range(raw.n_sets):
                 if i == 0:
@@ -275,6 +277,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     frames = raw.read_set(i)
                     clipped.update(frames)
                     yield backend.to_numpy(rec(frames))
+                    nsr_scales.append(rec.nsr_scale)
                 if raw.n_sets > 1:
                     log.info("set %d/%d", i + 1, raw.n_sets)
 
@@ -300,6 +303,14 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             if clipped.summary() is not None:  # complete once every set has been read
                 doc["saturation"] = clipped.summary()
             doc["defect_pixels"] = defects.summary()
+            # how far the filter followed the light (1: the first set's noise-to-signal ratio;
+            # 4: a set 4x noisier relative to its signal, e.g. bleached to about a quarter)
+            doc["filter_nsr_scale"] = {
+                "first": nsr_scales[0],
+                "min": min(nsr_scales),
+                "max": max(nsr_scales),
+                "last": nsr_scales[-1],
+            }
             params_path.write_text(json.dumps(doc, indent=2) + "\n")
 
         write_ome_tiff(
