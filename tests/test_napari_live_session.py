@@ -58,3 +58,12 @@ def test_clipped_share_of_the_newest_window(photons_peak, clipped):
     else:
         assert share == 0 and recorded == 0
     session.cleanup()
+
+
+def test_live_sim_reports_the_repaired_camera_defects():
+    """A defect-free simulated camera: the live reconstruction repairs nothing and says so."""
+    cfg = LiveConfig(sensor_shape=(64, 64), marker=False, exposure_ms=4, dark_ms=4)
+    session = LiveSession(cfg, "sim", sim_every="set", estimate=False)
+    _run_until(session, "sim_images", 2)
+    assert session.snapshot().stats.defect_pixels == 0
+    session.cleanup()

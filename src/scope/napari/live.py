@@ -160,6 +160,8 @@ class LiveStats:
     modulation: tuple[float, ...] = ()
     #: share of the newest window's values at the camera's full scale (None: not known)
     clipped_fraction: float | None = None
+    #: hot and dead camera pixels the reconstruction repairs (None until it has started)
+    defect_pixels: int | None = None
     reconstruction_ms: float = 0.0
     state: str = "idle"
     message: str = ""
@@ -598,6 +600,8 @@ class LiveSession:
                     self._snap.modulation_map = mcnr
                     self._snap.modulation_map_serial += 1
                 if sim is not None:
+                    if self.reconstructor.defect_pixels is not None:
+                        st.defect_pixels = len(self.reconstructor.defect_pixels)
                     self._snap.sim = sim
                     self._snap.sim_serial += 1
                     self._snap.sim_frame_indices = indices

@@ -11,8 +11,9 @@ fixed after the first image (*Auto contrast* re-fits it once).
 
 Shown: measured raw and SIM rates, dropped/extra frames and invalid sets (from the engine's
 verification), windows skipped by the reconstruction when frames come faster than it, the
-share of the newest window's values at the camera's full scale (clipped: lower the exposure)
-and the per-angle modulation of the newest window.
+share of the newest window's values at the camera's full scale (clipped: lower the exposure),
+the hot and dead camera pixels the reconstruction repairs, and the per-angle modulation of the
+newest window.
 """
 
 from __future__ import annotations
@@ -482,12 +483,13 @@ class LiveImagingWidget(QWidget):
         mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
         # values at the camera's full scale: bright structures clipped (lower the exposure)
         clipped = "—" if st.clipped_fraction is None else f"{100 * st.clipped_fraction:.2g} %"
+        defects = "—" if st.defect_pixels is None else str(st.defect_pixels)  # repaired
         self.stats_label.setText(
             f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
             f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
             f"frames {st.raw_frames} · SIM images {st.sim_images}\n"
             f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · windows skipped "
-            f"{st.skipped_windows}\n"
+            f"{st.skipped_windows} · camera defects {defects}\n"
             f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped "
             f"{clipped}\n"
             f"modulation per angle: {mod}"
