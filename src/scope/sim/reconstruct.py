@@ -788,10 +788,19 @@ class SIMReconstructor:
         return self._grid_defects().repaired(frames, self.backend.xp)
 
     def _grid_defects(self) -> DefectPixels:
-        """The defect pixels indexed on the operator's (even-sided) grid."""
+        """The defect pixels indexed on the operator's (even-sided) grid, their index arrays on
+        the backend's device (copied there once, not for every set)."""
         if self._defects_on_grid is None:
             assert self.defect_pixels is not None, "defects are found on the first set"
-            self._defects_on_grid = self.defect_pixels.on_grid(self._grid)
+            d = self.defect_pixels.on_grid(self._grid)
+            xp = self.backend.xp
+            self._defects_on_grid = replace(
+                d,
+                rows=xp.asarray(d.rows),
+                cols=xp.asarray(d.cols),
+                neighbours=xp.asarray(d.neighbours),
+                weights=xp.asarray(d.weights),
+            )
         return self._defects_on_grid
 
     @property
