@@ -182,3 +182,18 @@ def test_defects_are_found_when_the_filter_is_ready_before_the_first_set(given):
     found = set(rec.defect_pixels.flat.tolist())
     assert found == set(find_defect_pixels(raw, SETUP).flat.tolist())
     assert found <= hot and len(found) >= 8
+
+
+def test_batch_reports_the_defects_per_file(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    case = make_case(8, size=128)
+    raw, hot, _ = with_camera_defects(case.raw, 8, n_hot=8, n_dead=0)
+    tifffile.imwrite(folder / "hot.tif", raw.astype(np.uint16))
+    out = tmp_path / "out"
+    args = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65", "--offset", str(OFFSET)]
+    assert main(["batch", str(folder), "-o", str(out), *args, "--workers", "0"]) == 0
+    report = json.loads((out / "batch-report.json").read_text())
+    found = report["files"][0]["defect_pixels"]["0"]
+    expected = find_defect_pixels(raw.astype(np.uint16), SETUP)
+    assert found["pixels"] == len(expected) >= 6 and set(expected.flat.tolist()) <= hot

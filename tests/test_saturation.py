@@ -98,6 +98,9 @@ def test_batch_report_has_a_clipped_column(tmp_path):
     truth = np.count_nonzero(unclipped >= 4095) / unclipped.size
     assert by_name["bright.tif"]["saturation"]["fraction"] == pytest.approx(truth, rel=1e-4)
     assert by_name["dim.tif"]["saturation"]["fraction"] == 0
+    assert by_name["dim.tif"]["defect_pixels"] == {
+        "0": {"pixels": 0, "hot": 0, "dead": 0, "share": 0.0}
+    }
     table = (out / "batch-report.txt").read_text()
     assert "clipped" in table.splitlines()[0]
     assert f"{100 * truth:.2g} %" in table

@@ -154,6 +154,14 @@ class _Reconstruction:
             log.debug("parameters for %s: %s", where, params.to_dict())
         return sim
 
+    def defect_pixels(self) -> dict[str, Any]:
+        """Per channel, the hot and dead camera pixels repaired (found on its first set)."""
+        return {
+            str(c): rec.defects.summary()
+            for c, rec in sorted(self._channels.items())
+            if rec.defects is not None
+        }
+
 
 def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
     """The offset given, else the reconstructor's own estimate
@@ -221,7 +229,8 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     dict
         ``input``, ``output``, ``status`` (``"done"`` or ``"error"``), ``error``, ``n_sets``,
         ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``modulation_contrast``,
-        ``saturation`` (values at the camera's full scale, or None), ``seconds``, ``host``.
+        ``saturation`` (values at the camera's full scale, or None), ``defect_pixels`` (per
+        channel, the camera pixels repaired), ``seconds``, ``host``.
     """
     t0 = time.perf_counter()
     result: dict[str, Any] = {
@@ -383,6 +392,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "resolution": resolution,
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
+        "defect_pixels": engine.defect_pixels(),
     }
 
 
@@ -406,6 +416,7 @@ def _write_params(
         "resolution": resolution,
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
+        "defect_pixels": engine.defect_pixels(),
         "parameter_epochs": engine.epochs,
     }
     _write_json_atomic(Path(job.params_path), doc)
