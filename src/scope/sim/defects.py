@@ -4,8 +4,9 @@ A camera pixel with extra dark current (hot) or no response (dead) puts the same
 into every frame of a set. The reconstruction reads it as a point of light seen through the
 zero order alone: a deconvolved spike with rings around it; and its flat spectrum inflates the
 noise floor the MMSE filter is tuned to and disturbs the parameter estimation. On the simulated
-acceptance case (400 photons peak), 0.1 % of pixels hot by 1000 ADU on average raise the error
-against the ideal-SIM target from 0.10 to 0.51; 0.5 % hot by 200 ADU to 0.30.
+acceptance case, 0.1 % of pixels hot by 1000 ADU on average raise the error against the
+ideal-SIM target from 0.10 to 0.44 at 400 photons peak and from 0.21 to 0.85 at 60; repaired,
+the error is the clean set's (``reconstruction/benchmarks/camera_defects.py``).
 
 Detection needs no dark frames. Light reaches the camera through the objective, so the image
 holds no spatial frequency beyond the detection cutoff ``fc = 2 NA / lambda``: with pixels
@@ -22,6 +23,12 @@ optics and stays below the cutoff: the bright beads of the simulated samples are
 
 The defects found on one set are repaired in every set by the mean of their unflagged direct
 neighbours, frame by frame (camera defects do not move).
+
+References
+----------
+Högbom, "Aperture synthesis with a non-regular distribution of interferometer baselines",
+Astron. Astrophys. Suppl. 15, 417 (1974) (CLEAN).
+Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 39, 161 (2011).
 """
 
 from __future__ import annotations
