@@ -16,7 +16,8 @@ A preset has up to three tables::
 
 Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
-``[reconstruction].offset_adu`` is absent.
+``[reconstruction].offset_adu`` is absent; per-pixel maps there (``scope calibrate camera
+--maps``) convert every frame into photo-electrons instead (offset and gain pixel by pixel).
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class BatchOptions(BaseModel):
         default=None,
         description="replace hot and dead camera pixels by their neighbours' mean (default on)",
     )
+    camera_maps: str | None = Field(
+        default=None,
+        description="a preset whose [calibration.camera] holds per-pixel offset and gain maps "
+        "(scope calibrate camera --maps): raw ADU become photo-electrons pixel by pixel",
+    )
 
 
 class OutputOptions(BaseModel):
@@ -145,7 +151,9 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
     if flat.get("otf_path") and not Path(flat["otf_path"]).is_absolute():
         flat["otf_path"] = str((path.parent / flat["otf_path"]).resolve())  # beside the preset
     camera = doc.get("calibration", {}).get("camera", {})
-    if "offset_adu" not in flat and "offset_adu" in camera:
+    if "maps" in camera:  # per-pixel maps (sCMOS) written by the camera calibration
+        flat["camera_maps"] = str(path.resolve())
+    elif "offset_adu" not in flat and "offset_adu" in camera:
         flat["offset_adu"] = camera["offset_adu"]  # written by the camera calibration
     try:
         return BatchOptions(**flat), path.stem

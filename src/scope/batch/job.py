@@ -163,6 +163,28 @@ class _Reconstruction:
         }
 
 
+def _camera_maps(
+    options: BatchOptions, frame_shape: tuple[int, ...]
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Raw ADU -> photo-electrons with the per-pixel maps of ``options.camera_maps``, or None
+    when no maps are given."""
+    if not options.camera_maps:
+        return None
+    from scope.calibration.camera import load_camera_calibration
+    from scope.errors import ConfigurationError
+
+    _, maps = load_camera_calibration(options.camera_maps)
+    if maps is None:
+        raise ConfigurationError(f"{options.camera_maps} holds no camera maps")
+    if tuple(maps.shape) != tuple(frame_shape):
+        raise ConfigurationError(
+            f"the camera maps in {Path(options.camera_maps).name} are {maps.shape[0]}x"
+            f"{maps.shape[1]} pixels, the frames {frame_shape[0]}x{frame_shape[1]}: measure the "
+            "maps with the same sensor region (scope calibrate camera --maps)"
+        )
+    return maps.to_electrons
+
+
 def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
     """The offset given, else the reconstructor's own estimate
     (:func:`scope.sim.reconstruct.estimate_camera_offset`)."""
@@ -278,6 +300,10 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
         setup = optical_setup(options, source=src.name)
+        to_electrons = _camera_maps(options, stack.frame_shape)
+        if to_electrons is not None:  # the frames are in photo-electrons: no offset left
+            options = options.model_copy(update={"offset_adu": 0.0})
+            sources["offset_adu"] = "camera maps"
         engine = _Reconstruction(setup, options, job.fft_workers)
         lead_axes = stack.lead_axes
         # outputs put the leading axes in OME order, time, channel, z (OME-NGFF requires it;
@@ -306,13 +332,14 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             epoch = t // every if every else 0
             return (c, epoch), {"channel": c, "first_time_point": t}
 
-        first_raw = stack.read_set(0)
+        first_adu = stack.read_set(0)
         clipped = SaturationCounter(
             options.saturation_adu,
             dtype=stack.dtype,
             pixel_format=camera_pixel_format(stack.metadata),
         )
-        clipped.update(first_raw)
+        clipped.update(first_adu)
+        first_raw = to_electrons(first_adu) if to_electrons else first_adu
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
         resolution = resolution_estimate(first_raw, setup, engine.params[key0], options, engine.otf)
@@ -341,6 +368,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     key, where = key_of(stack.set_index(flat))
                     frames = stack.read_set(flat)
                     clipped.update(frames)
+                    if to_electrons is not None:
+                        frames = to_electrons(frames)
                     sim = engine(key, frames, where)
                 yield out_index, sim
                 if progress is not None:
