@@ -290,6 +290,23 @@ class SimulatedCamera(Camera):
         )  # fmt: skip
         return adu.astype(np.uint8 if bits == 8 else np.uint16)
 
+    def shift_pattern(self, phase_rad: float) -> None:
+        """Move every pattern by ``phase_rad`` of its period, as a projector or grating that
+        drifted (warming up, a knock): later exposures see the moved patterns, and
+        :attr:`params` describes them."""
+        from dataclasses import replace
+
+        if self._params is None or self._expected is None:
+            raise ConfigurationError("connect the camera before moving its patterns")
+        self._params = replace(
+            self._params,
+            angles=tuple(
+                replace(a, phases_rad=tuple(p + phase_rad for p in a.phases_rad))
+                for a in self._params.angles
+            ),
+        )
+        self._build_model()
+
     # -- Camera hooks ------------------------------------------------------------------------------
     def _do_connect(self) -> None:
         self._build_model()

@@ -162,6 +162,8 @@ class LiveStats:
     clipped_fraction: float | None = None
     #: hot and dead camera pixels the reconstruction repairs (None until it has started)
     defect_pixels: int | None = None
+    #: times the pattern parameters were estimated in this session
+    pattern_estimates: int = 0
     reconstruction_ms: float = 0.0
     state: str = "idle"
     message: str = ""
@@ -294,6 +296,10 @@ class LiveSession:
         nominal pattern as the prior), ``estimate=False`` uses the nominal pattern.
     backend : str
         ``"auto"`` (GPU when present), ``"numpy"`` or ``"cupy"``.
+    reestimate_every_s : float, optional
+        Estimate the pattern again every so many seconds on the newest window (keeping the
+        noise model and the camera defects), for a pattern that drifts as a projector warms
+        up; :meth:`reestimate` asks for it once.
     """
 
     def __init__(
@@ -312,6 +318,7 @@ class LiveSession:
         overwrite: bool = False,
         modulation_interval_s: float = 1.0,
         modulation_map: bool = False,
+        reestimate_every_s: float | None = None,
     ) -> None:
         if mode not in ("live", "sim", "record"):
             raise ConfigurationError(f"mode must be live, sim or record, got {mode!r}")
@@ -335,6 +342,13 @@ class LiveSession:
         #: compute the modulation contrast-to-noise map with the per-angle modulation (can be
         #: switched while running; off, it costs nothing)
         self.modulation_map = modulation_map
+        #: estimate the pattern again every so many seconds (None: only when asked, see
+        #: :meth:`reestimate`), for a pattern that drifts as the projector warms up
+        self.reestimate_every_s = reestimate_every_s
+        self._reestimate = threading.Event()
+        self._estimated_at = math.inf
+        #: the camera, once the devices are open (the simulated one can move its pattern)
+        self.camera: Any = None
         self._scratch: Path | None = None
         if output is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="scope-live-"))
@@ -434,6 +448,7 @@ class LiveSession:
         cfg = self.config
         try:
             closer, camera, controller = open_devices(cfg, self.setup, self.nominal)
+            self.camera = camera
             if cfg.roi is not None:
                 camera.roi = cfg.roi
             from scope.sim.saturation import full_scale_adu
@@ -501,8 +516,51 @@ class LiveSession:
             self._set_state("error", f"reconstruction: {err}")
             self.stop()
 
+    def reestimate(self) -> None:
+        """Estimate the pattern again on the next window (a pattern that moved: stripes or a
+        grid in the SIM image); the noise model and the camera defects are kept."""
+        self._reestimate.set()
+
+    def _estimate_again(self, frames: np.ndarray) -> None:
+        from scope.sim.estimate import estimate_parameters
+        from scope.sim.reconstruct import SIMReconstructor
+
+        old = self.reconstructor
+        params = estimate_parameters(
+            frames,
+            self.setup,
+            n_angles=self.config.n_angles,
+            n_phases=self.config.n_phases,
+            prior=self.params,  # a search window around the pattern as it was
+            defects=old.defect_pixels,
+        )
+        moved = [
+            float(np.angle(np.exp(1j * (b.phases_rad[0] - a.phases_rad[0]))))
+            for a, b in zip(self.params.angles, params.angles, strict=True)
+        ]
+        log.info("pattern estimated again: phases moved by %s rad", [round(m, 2) for m in moved])
+        self.params = params
+        self.reconstructor = SIMReconstructor(
+            self.setup,
+            params,
+            shape=frames.shape[-2:],
+            settings=self.settings,
+            backend=self.backend,
+            noise_model=old.noise_model,
+            defect_pixels=old.defect_pixels,
+        )
+        self._estimated_at = time.monotonic()
+        with self._lock:
+            self._snap.stats.pattern_estimates += 1
+
     def _ensure_reconstructor(self, frames: np.ndarray) -> Any:
         if self.reconstructor is not None:
+            due = self.reestimate_every_s is not None and (
+                time.monotonic() - self._estimated_at >= self.reestimate_every_s
+            )
+            if self._reestimate.is_set() or due:
+                self._reestimate.clear()
+                self._estimate_again(frames)
             return self.reconstructor
         from scope.sim.reconstruct import SIMReconstructor
 
@@ -517,8 +575,11 @@ class LiveSession:
                     n_phases=self.config.n_phases,
                     prior=self.nominal,
                 )
+                with self._lock:
+                    self._snap.stats.pattern_estimates += 1
             else:
                 self.params = self.nominal
+        self._estimated_at = time.monotonic()
         self.reconstructor = SIMReconstructor(
             self.setup,
             self.params,

@@ -195,6 +195,22 @@ class LiveImagingWidget(QWidget):
         )
         self.modulation_map.toggled.connect(self._modulation_map_toggled)
         rform.addRow("", self.modulation_map)
+        self.reestimate_every = QSpinBox()
+        self.reestimate_every.setRange(0, 3600)
+        self.reestimate_every.setSingleStep(10)
+        self.reestimate_every.setSuffix(" s")
+        self.reestimate_every.setSpecialValueText("only when asked")
+        self.reestimate_every.setToolTip(
+            "estimate the pattern again on the newest window every so many seconds: for a "
+            "pattern that drifts as the projector warms up (stripes or a grid appear in SIM)"
+        )
+        self.reestimate_button = QPushButton("Re-estimate now")
+        self.reestimate_button.setToolTip("estimate the pattern again on the next window")
+        self.reestimate_button.clicked.connect(self._reestimate_clicked)
+        again = QHBoxLayout()
+        again.addWidget(self.reestimate_every)
+        again.addWidget(self.reestimate_button)
+        rform.addRow("Re-estimate every", again)
         rec_box = QGroupBox("Live reconstruction")
         rec_box.setLayout(rform)
 
@@ -321,6 +337,7 @@ class LiveImagingWidget(QWidget):
                 estimate=self.estimate.isChecked(),
                 backend=self.backend.currentText(),
                 modulation_map=self.modulation_map.isChecked(),
+                reestimate_every_s=self.reestimate_every.value() or None,
             )
             session.start()
         except ScopeError as err:
@@ -427,6 +444,10 @@ class LiveImagingWidget(QWidget):
                 layer = self.viewer.layers[name]
                 self._fit_contrast(layer, np.asarray(layer.data))
 
+    def _reestimate_clicked(self) -> None:
+        if self.session is not None:
+            self.session.reestimate()
+
     def _modulation_map_toggled(self, on: bool) -> None:
         if self.session is not None:
             self.session.modulation_map = on
@@ -487,7 +508,8 @@ class LiveImagingWidget(QWidget):
         self.stats_label.setText(
             f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
             f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
-            f"frames {st.raw_frames} · SIM images {st.sim_images}\n"
+            f"frames {st.raw_frames} · SIM images {st.sim_images} · pattern estimates "
+            f"{st.pattern_estimates}\n"
             f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · windows skipped "
             f"{st.skipped_windows} · camera defects {defects}\n"
             f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped "
