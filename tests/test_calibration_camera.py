@@ -221,3 +221,48 @@ def test_batch_refuses_camera_maps_of_another_size(tmp_path):
     assert main(["batch", str(folder), "-o", str(out), *optics, "--preset", str(preset)]) == 2
     error = json.loads((out / "batch-report.json").read_text())["files"][0]["error"]
     assert "maps in cam.toml are 32x32 pixels, the frames 64x64" in error
+
+
+def test_reconstruct_applies_camera_maps(tmp_path):
+    """`scope reconstruct --camera-maps PRESET`: the one-file command converts with the same
+    maps as the batch (same image as `scope batch --preset`), and refuses an --offset beside
+    them."""
+    from scope.calibration.camera import SCMOSMaps
+    from scope.cli import main
+    from sim_cases import make_case
+
+    case = make_case(2, size=128)
+    rng = np.random.default_rng(2)
+    offset = (100 + rng.normal(0, 5, (128, 128))).astype(np.float32)
+    gain = (2.0 * (1 + rng.normal(0, 0.1, (128, 128)))).astype(np.float32)
+    raw = np.rint(offset + gain * (case.raw - 100.0)).astype(np.uint16)
+    src = tmp_path / "scmos.tif"
+    tifffile.imwrite(src, raw)
+    preset = tmp_path / "cam.toml"
+    preset.write_text('[camera]\nname = "sCMOS"\n')
+    save_camera_calibration(preset, None, SCMOSMaps(offset, gain, np.full_like(offset, 9.0)))
+    optics = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
+    out = tmp_path / "one.tif"
+    assert (
+        main(["reconstruct", str(src), "-o", str(out), *optics, "--camera-maps", str(preset)]) == 0
+    )
+    batch_out = tmp_path / "batch"
+    args = ["batch", str(src), "-o", str(batch_out), *optics, "--preset", str(preset)]
+    assert main([*args, "--workers", "0", "--format", "tiff"]) == 0
+    one = tifffile.imread(out)
+    batch = tifffile.imread(next(batch_out.glob("*.tif")))
+    assert np.abs(one - batch).max() <= 1e-4 * np.abs(one).max()
+    code = main(
+        [
+            "reconstruct",
+            str(src),
+            "-o",
+            str(out),
+            *optics,
+            "--camera-maps",
+            str(preset),
+            "--offset",
+            "100",
+        ]
+    )
+    assert code != 0

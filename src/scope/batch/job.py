@@ -163,28 +163,6 @@ class _Reconstruction:
         }
 
 
-def _camera_maps(
-    options: BatchOptions, frame_shape: tuple[int, ...]
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Raw ADU -> photo-electrons with the per-pixel maps of ``options.camera_maps``, or None
-    when no maps are given."""
-    if not options.camera_maps:
-        return None
-    from scope.calibration.camera import load_camera_calibration
-    from scope.errors import ConfigurationError
-
-    _, maps = load_camera_calibration(options.camera_maps)
-    if maps is None:
-        raise ConfigurationError(f"{options.camera_maps} holds no camera maps")
-    if tuple(maps.shape) != tuple(frame_shape):
-        raise ConfigurationError(
-            f"the camera maps in {Path(options.camera_maps).name} are {maps.shape[0]}x"
-            f"{maps.shape[1]} pixels, the frames {frame_shape[0]}x{frame_shape[1]}: measure the "
-            "maps with the same sensor region (scope calibrate camera --maps)"
-        )
-    return maps.to_electrons
-
-
 def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
     """The offset given, else the reconstructor's own estimate
     (:func:`scope.sim.reconstruct.estimate_camera_offset`)."""
@@ -278,6 +256,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
 
 
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    from scope.calibration.camera import electrons_from_maps
     from scope.io.raw import open_raw
     from scope.io.writers import OmeZarrWriter, write_ome_tiff
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
@@ -300,7 +279,11 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
         setup = optical_setup(options, source=src.name)
-        to_electrons = _camera_maps(options, stack.frame_shape)
+        to_electrons = (
+            electrons_from_maps(options.camera_maps, stack.frame_shape)
+            if options.camera_maps
+            else None
+        )
         if to_electrons is not None:  # the frames are in photo-electrons: no offset left
             options = options.model_copy(update={"offset_adu": 0.0})
             sources["offset_adu"] = "camera maps"

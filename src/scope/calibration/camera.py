@@ -37,14 +37,14 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scope.errors import DataFormatError
+from scope.errors import ConfigurationError, DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +458,29 @@ def load_camera_calibration(
             gain_units=m.get("gain_units", "adu_per_e"),
         )
     return cal, maps
+
+
+def electrons_from_maps(
+    preset: str | Path, frame_shape: Sequence[int]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw ADU frames -> photo-electrons with the per-pixel maps saved in ``preset``.
+
+    The maps must cover frames of ``frame_shape`` exactly (a raw file does not say where a
+    smaller region of interest sat on the sensor).
+    """
+    _, maps = load_camera_calibration(preset)
+    if maps is None:
+        raise ConfigurationError(
+            f"{Path(preset).name} holds no camera maps: measure them with scope calibrate "
+            "camera --maps"
+        )
+    if tuple(maps.shape) != tuple(frame_shape):
+        raise ConfigurationError(
+            f"the camera maps in {Path(preset).name} are {maps.shape[0]}x{maps.shape[1]} "
+            f"pixels, the frames {frame_shape[0]}x{frame_shape[1]}: measure the maps with the "
+            "same sensor region (scope calibrate camera --maps)"
+        )
+    return maps.to_electrons
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ def register(sub: Any) -> None:
         "16-bit data)",
     )
     p.add_argument(
+        "--camera-maps",
+        metavar="PRESET",
+        help="a preset holding per-pixel camera maps (scope calibrate camera --maps): every "
+        "frame becomes photo-electrons pixel by pixel first (no --offset then)",
+    )
+    p.add_argument(
         "--keep-defects",
         action="store_true",
         help="leave hot and dead camera pixels as they are (default: found from the optics' "
@@ -179,7 +185,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     """
     from scope import __version__
     from scope.backend import get_backend
-    from scope.errors import DataFormatError
+    from scope.calibration.camera import electrons_from_maps
+    from scope.errors import ConfigurationError, DataFormatError
     from scope.io.raw import open_raw
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
@@ -202,8 +209,18 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         setup = _setup(args, raw)
         backend = get_backend(args.backend)
         otf = OTF.from_file(args.otf) if args.otf else OTF.from_setup(setup)
-        first = raw.read_set(0)
-        offset = args.offset
+        maps_preset = getattr(args, "camera_maps", None)
+        if maps_preset and args.offset is not None:
+            raise ConfigurationError("--camera-maps holds each pixel's offset: leave --offset out")
+        to_electrons = electrons_from_maps(maps_preset, raw.frame_shape) if maps_preset else None
+
+        def converted(frames: Any) -> Any:
+            """A raw set as reconstructed: photo-electrons when camera maps are given."""
+            return to_electrons(frames) if to_electrons is not None else frames
+
+        first_adu = raw.read_set(0)
+        first = converted(first_adu)
+        offset = 0.0 if to_electrons else args.offset
         if offset is not None and float(first.max()) <= offset:
             raise DataFormatError(
                 f"no signal above the offset: the brightest value is {first.max():g} ADU but "
@@ -265,7 +282,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             dtype=raw.dtype,
             pixel_format=camera_pixel_format(raw.metadata),
         )
-        clipped.update(first)
+        clipped.update(first_adu)
 
         nsr_scales = [rec.nsr_scale]  # the MMSE regulariser following the light, per set
 
@@ -276,7 +293,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 else:
                     frames = raw.read_set(i)
                     clipped.update(frames)
-                    yield backend.to_numpy(rec(frames))
+                    yield backend.to_numpy(rec(converted(frames)))
                     nsr_scales.append(rec.nsr_scale)
                 if raw.n_sets > 1:
                     log.info("set %d/%d", i + 1, raw.n_sets)
@@ -293,6 +310,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             "first_set_frame_gains": [round(float(g), 4) for g in rec.frame_gains(first)],
             # hot and dead camera pixels, repaired from their neighbours in every set
             "defect_pixels": defects.summary(),
+            # per-pixel offset and gain applied: the image is in photo-electrons
+            "camera_maps": str(maps_preset) if maps_preset else None,
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]
@@ -328,7 +347,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             write_ome_tiff(
                 widefield_path,
                 (
-                    backend.to_numpy(rec.widefield(first if i == 0 else raw.read_set(i)))
+                    backend.to_numpy(rec.widefield(first if i == 0 else converted(raw.read_set(i))))
                     for i in range(raw.n_sets)
                 ),
                 pixel_size_nm=setup.pixel_size_nm,
@@ -417,6 +436,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             ("--filter hifi", args.filter != "wiener"),
             ("--notch", args.notch),
             ("--widefield", args.widefield),
+            ("--camera-maps (use scope batch --preset)", args.camera_maps),
             ("--diagnostics", args.diagnostics),
         )
         if given
