@@ -956,6 +956,9 @@ class SIMReconstructor:
         is ``(noise / noise_ref) / (level / level_ref) ** 2``; its nearest power of
         :data:`NSR_STEP` scales the noise model's regulariser.
         """
+        model = self.noise_model
+        if model is None or (model.signal_level_adu is None and not self._fill_reference):
+            return  # a model made by hand: used as it is
         xp = self.backend.xp
         n_px = self._grid[0] * self._grid[1]
         level = float(_to_np(z[0, 0].real)) / (n_px * dc)
@@ -965,13 +968,9 @@ class SIMReconstructor:
             corner = z.view(xp.float32)[rows, 2 * cols.start : 2 * cols.stop]  # (re, im) pairs
             power = float(_to_np(xp.einsum("ij,ij->", corner, corner))) / (corner.size / 2)
             noise = power / (n_px * row_power)
-        model = self.noise_model
-        if model is None:
-            return
-        if model.signal_level_adu is None:
-            if self._fill_reference:  # the set this reconstructor measured the model on
-                self.noise_model = replace(model, signal_level_adu=level, frame_noise_adu2=noise)
-                self._fill_reference = False
+        if model.signal_level_adu is None:  # the set this reconstructor measured the model on
+            self.noise_model = replace(model, signal_level_adu=level, frame_noise_adu2=noise)
+            self._fill_reference = False
             return
         ref_level, ref_noise = model.signal_level_adu, model.frame_noise_adu2
         if not (level > 0 and ref_level > 0):
