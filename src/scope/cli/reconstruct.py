@@ -190,7 +190,6 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.io.raw import open_raw
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
-    from scope.sim.defects import find_defect_pixels, no_defects
     from scope.sim.diagnostics import (
         carrier_report,
         estimate_resolution,
@@ -200,6 +199,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
+    from scope.sim.pipeline import defects_to_repair
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
@@ -228,11 +228,15 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             )
         if float(first.max()) <= float(first.min()):
             raise DataFormatError("the first SIM set is constant: there is no image to reconstruct")
-        defects = (
-            no_defects(raw.frame_shape)
-            if getattr(args, "keep_defects", False)
-            else find_defect_pixels(backend.to_numpy(first), setup, otf=otf)
+        settings = ReconstructionSettings(
+            wiener=args.wiener,
+            notch_strength=args.notch,
+            filter=args.filter,
+            offset_adu=offset,
+            equalize_frames=EQUALIZE_MODES[args.equalize],
+            repair_defects=not getattr(args, "keep_defects", False),
         )
+        defects = defects_to_repair(first, setup, settings, otf, backend)
         if args.params:
             params = SIMParameters.from_json(Path(args.params))
             if params.n_angles != args.angles or params.n_phases != args.phases:
@@ -252,14 +256,6 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 defects=defects,
             )
         log.info("pattern parameters:\n%s", carrier_report(params))
-        settings = ReconstructionSettings(
-            wiener=args.wiener,
-            notch_strength=args.notch,
-            filter=args.filter,
-            offset_adu=offset,
-            equalize_frames=EQUALIZE_MODES[args.equalize],
-            repair_defects=not getattr(args, "keep_defects", False),
-        )
         rec = SIMReconstructor(
             setup,
             params,

@@ -521,64 +521,49 @@ class LiveSession:
         grid in the SIM image); the noise model and the camera defects are kept."""
         self._reestimate.set()
 
-    def _estimate_again(self, frames: np.ndarray) -> None:
+    def _ensure_reconstructor(self, frames: np.ndarray) -> Any:
+        """The session's cached operator: built on the first window (parameters estimated
+        there, or the nominal pattern), built again with the pattern estimated anew when asked
+        (:meth:`reestimate`) or every ``reestimate_every_s``, keeping the noise model and the
+        camera defects."""
         from scope.sim.estimate import estimate_parameters
+        from scope.sim.pipeline import defects_to_repair
         from scope.sim.reconstruct import SIMReconstructor
 
         old = self.reconstructor
-        params = estimate_parameters(
-            frames,
-            self.setup,
-            n_angles=self.config.n_angles,
-            n_phases=self.config.n_phases,
-            prior=self.params,  # a search window around the pattern as it was
-            defects=old.defect_pixels,
-        )
-        moved = [
-            float(np.angle(np.exp(1j * (b.phases_rad[0] - a.phases_rad[0]))))
-            for a, b in zip(self.params.angles, params.angles, strict=True)
-        ]
-        log.info("pattern estimated again: phases moved by %s rad", [round(m, 2) for m in moved])
-        self.params = params
-        self.reconstructor = SIMReconstructor(
-            self.setup,
-            params,
-            shape=frames.shape[-2:],
-            settings=self.settings,
-            backend=self.backend,
-            noise_model=old.noise_model,
-            defect_pixels=old.defect_pixels,
-        )
-        self._estimated_at = time.monotonic()
-        with self._lock:
-            self._snap.stats.pattern_estimates += 1
-
-    def _ensure_reconstructor(self, frames: np.ndarray) -> Any:
-        if self.reconstructor is not None:
+        if old is not None:
             due = self.reestimate_every_s is not None and (
                 time.monotonic() - self._estimated_at >= self.reestimate_every_s
             )
-            if self._reestimate.is_set() or due:
-                self._reestimate.clear()
-                self._estimate_again(frames)
-            return self.reconstructor
-        from scope.sim.reconstruct import SIMReconstructor
-
-        if self.params is None:
-            if self.estimate:
-                from scope.sim.estimate import estimate_parameters
-
-                self.params = estimate_parameters(
-                    frames,
-                    self.setup,
-                    n_angles=self.config.n_angles,
-                    n_phases=self.config.n_phases,
-                    prior=self.nominal,
-                )
-                with self._lock:
-                    self._snap.stats.pattern_estimates += 1
-            else:
-                self.params = self.nominal
+            if not (self._reestimate.is_set() or due):
+                return old
+            self._reestimate.clear()
+        defects = (
+            old.defect_pixels
+            if old is not None
+            else defects_to_repair(frames, self.setup, self.settings)
+        )
+        if old is not None or (self.params is None and self.estimate):
+            params = estimate_parameters(
+                frames,
+                self.setup,
+                n_angles=self.config.n_angles,
+                n_phases=self.config.n_phases,
+                # a search window around the pattern as it was (the nominal one at first)
+                prior=self.params if old is not None else self.nominal,
+                defects=defects,
+            )
+            if old is not None:
+                moved = [
+                    round(float(np.angle(np.exp(1j * (b.phases_rad[0] - a.phases_rad[0])))), 2)
+                    for a, b in zip(self.params.angles, params.angles, strict=True)
+                ]
+                log.info("pattern estimated again: phases moved by %s rad", moved)
+            self.params = params
+            with self._lock:
+                self._snap.stats.pattern_estimates += 1
+        elif self.params is None:
+            self.params = self.nominal
         self._estimated_at = time.monotonic()
         self.reconstructor = SIMReconstructor(
             self.setup,
@@ -586,6 +571,8 @@ class LiveSession:
             shape=frames.shape[-2:],
             settings=self.settings,
             backend=self.backend,
+            noise_model=old.noise_model if old is not None else None,
+            defect_pixels=defects,
         )
         return self.reconstructor
 

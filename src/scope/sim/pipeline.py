@@ -134,9 +134,7 @@ class SetReconstructor:
         return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
 
     def _find_defects(self, frames: Any) -> DefectPixels:
-        if not (self.settings or ReconstructionSettings()).repair_defects:
-            return no_defects(tuple(frames.shape[-2:]))
-        return find_defect_pixels(self.backend.to_numpy(frames), self.setup, otf=self.otf)
+        return defects_to_repair(frames, self.setup, self.settings, self.otf, self.backend)
 
     def widefield(self, frames: Any) -> np.ndarray:
         """The widefield image of one set (mean of its frames, offset removed as for SIM)."""
@@ -144,6 +142,22 @@ class SetReconstructor:
             self(frames)
         assert self.reconstructor is not None
         return np.asarray(self.backend.to_numpy(self.reconstructor.widefield(frames)), np.float32)
+
+
+def defects_to_repair(
+    frames: Any,
+    setup: OpticalSetup,
+    settings: ReconstructionSettings | None = None,
+    otf: OTF | None = None,
+    backend: Backend | None = None,
+) -> DefectPixels:
+    """The hot and dead camera pixels of one set that a pipeline repairs (none when
+    ``settings.repair_defects`` is off), found once and handed to both the estimation and the
+    reconstruction (:func:`scope.sim.defects.find_defect_pixels`)."""
+    if not (settings or ReconstructionSettings()).repair_defects:
+        return no_defects(tuple(frames.shape[-2:]))
+    host = backend.to_numpy(frames) if backend is not None else np.asarray(frames)
+    return find_defect_pixels(host, setup, otf=otf)
 
 
 def reconstruct_stack(
