@@ -405,9 +405,9 @@ class AcquisitionEngine:
         shape = cam.frame_shape
         fmt = cam.pixel_format
         dtype = getattr(fmt, "dtype", np.dtype(np.uint16))
-        from scope.sim.saturation import full_scale_adu  # (scope.sim is slow to import)
+        from scope.sim.saturation import camera_full_scale  # (scope.sim is slow to import)
 
-        self._full_scale = full_scale_adu(dtype, str(fmt))
+        self._full_scale = camera_full_scale(fmt)
         meta = {
             "acquisition": asdict(cfg),
             "sequence": cfg.sequence,

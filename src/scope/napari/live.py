@@ -451,10 +451,9 @@ class LiveSession:
             self.camera = camera
             if cfg.roi is not None:
                 camera.roi = cfg.roi
-            from scope.sim.saturation import full_scale_adu
+            from scope.sim.saturation import camera_full_scale
 
-            fmt = camera.pixel_format
-            self._full_scale = full_scale_adu(getattr(fmt, "dtype", np.uint16), str(fmt))
+            self._full_scale = camera_full_scale(camera.pixel_format)
             acq = AcquisitionConfig(
                 n_sets=self.n_sets,
                 n_angles=cfg.n_angles,

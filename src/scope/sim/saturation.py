@@ -60,6 +60,13 @@ def full_scale_adu(dtype: Any, pixel_format: str | None = None) -> float | None:
     return None
 
 
+def camera_full_scale(pixel_format: Any) -> float | None:
+    """The full scale of a camera's current pixel format (a
+    :class:`~scope.devices.camera.PixelFormat`, or its name; 16-bit words when the format does
+    not say its type)."""
+    return full_scale_adu(getattr(pixel_format, "dtype", np.uint16), str(pixel_format))
+
+
 def camera_pixel_format(metadata: dict[str, Any]) -> str | None:
     """The pixel format a ``scope acquire`` run recorded (``RawStack.metadata``), if any."""
     run = metadata.get("acquisition")
