@@ -133,6 +133,7 @@ class _Reconstruction:
         the channel's noise model over re-estimations (one filter for the whole series,
         following its brightness) and one operator in memory."""
         from scope.sim.pipeline import SetReconstructor
+        from scope.sim.tiles import TILE_PX
 
         rec = self._channels.get(key[0])
         if rec is None:
@@ -144,13 +145,22 @@ class _Reconstruction:
                 settings=self.settings,
                 otf=self.otf,
                 backend=self.backend,
+                tiles=self.options.tiles or "auto",
+                tile_px=self.options.tile_px or TILE_PX,
             )
         new_epoch = key not in self.params
         sim = rec(raw, reestimate=new_epoch)
         if new_epoch:
             params = rec.reconstructor.params
             self.params[key] = params
-            self.epochs.append({**where, **params.to_dict()})
+            epoch = {**where, **params.to_dict()}
+            if rec.tiled is not None:  # the frame was reconstructed in tiles
+                epoch["tiles"] = {
+                    "count": len(rec.tiled.grid),
+                    "tile_px": rec.tiled.grid.tile_px,
+                    "max_drift_rad": round(rec.tiled.max_drift_rad, 3),
+                }
+            self.epochs.append(epoch)
             log.debug("parameters for %s: %s", where, params.to_dict())
         return sim
 

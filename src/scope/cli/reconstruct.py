@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
+    from scope.cli.batch import add_tile_flags
+
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct raw SIM stacks into 2x super-resolved images",
@@ -77,6 +79,7 @@ def register(sub: Any) -> None:
         help="leave hot and dead camera pixels as they are (default: found from the optics' "
         "band limit and replaced by their neighbours' mean in every set)",
     )
+    add_tile_flags(p, default_mode="auto")
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
@@ -202,6 +205,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.sim.pipeline import defects_to_repair
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
+    from scope.sim.tiles import TILE_PX, TiledReconstructor, plan_tiles
 
     n_frames = args.angles * args.phases
     t0 = time.perf_counter()
@@ -256,15 +260,37 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 defects=defects,
             )
         log.info("pattern parameters:\n%s", carrier_report(params))
-        rec = SIMReconstructor(
-            setup,
-            params,
-            shape=raw.frame_shape,
-            settings=settings,
-            backend=backend,
-            otf=otf,
-            defect_pixels=defects,
-        )
+        tile_mode = getattr(args, "tiles", None) or "auto"
+        if args.params and tile_mode == "on":
+            raise ConfigurationError(
+                "--tiles on estimates each tile's pattern: leave out --params to use it"
+            )
+        tiled = None
+        if not args.params:
+            tiled = plan_tiles(
+                first,
+                setup,
+                params,
+                mode=tile_mode,
+                tile_px=getattr(args, "tile_size", None) or TILE_PX,
+                otf=otf,
+                backend=backend,
+                defects=defects,
+            )
+        if tiled is not None:
+            rec = TiledReconstructor(
+                setup, tiled, settings=settings, backend=backend, otf=otf, defect_pixels=defects
+            )
+        else:
+            rec = SIMReconstructor(
+                setup,
+                params,
+                shape=raw.frame_shape,
+                settings=settings,
+                backend=backend,
+                otf=otf,
+                defect_pixels=defects,
+            )
         lead_axes = "".join(a if a in "TCZ" else "T" for a in raw.lead_axes)
         if len(set(lead_axes)) != len(lead_axes):
             lead_axes = "TCZ"[: len(lead_axes)] if len(lead_axes) <= 3 else None
@@ -308,11 +334,17 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             "defect_pixels": defects.summary(),
             # per-pixel offset and gain applied: the image is in photo-electrons
             "camera_maps": str(maps_preset) if maps_preset else None,
+            # reconstructed in tiles, each with its own pattern (params.json has them)
+            "tiles": None
+            if tiled is None
+            else {"count": len(tiled.grid), "max_drift_rad": round(tiled.max_drift_rad, 3)},
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]
         params_path = out.with_name(out.name.split(".")[0] + ".params.json")
         doc = params.to_dict()
+        if tiled is not None:
+            doc["tiles"] = tiled.summary()
 
         def write_params() -> None:
             if clipped.summary() is not None:  # complete once every set has been read
@@ -456,6 +488,8 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--wiener", args.wiener),
         ("--equalize", args.equalize),
         ("--saturation-adu", args.saturation_adu),
+        ("--tiles", args.tiles),
+        ("--tile-size", args.tile_size),
         ("--prior-angles", args.prior_angles),
         ("--prior-period", args.prior_period),
     ):

@@ -33,15 +33,30 @@ def pattern_image(
     *,
     modulation: float | None = None,
     origin_px: float = 0.0,
+    distortion: float = 0.0,
 ) -> np.ndarray:
     """Illumination ``1 + m cos(2 pi k.r + phi)`` sampled at pixel centres.
 
     ``origin_px`` is the pixel coordinate of the origin (0 for the camera grid; 0.5 on the 2x
     grid, where camera pixel (0, 0)'s centre lies between sample pixels 0 and 1).
+
+    ``distortion`` bends the pattern as imperfect illumination optics do: radial (barrel < 0,
+    pincushion > 0) about the field's centre, ``r -> c + (r - c)(1 + d |r - c|^2 / R^2)`` with
+    ``R`` the half-diagonal of the field, so a point in a corner moves outward by the fraction
+    ``d`` of its distance from the centre (0.01: 1 %). The pattern is then no longer one wave
+    vector: its period and angle change across the field (see :mod:`scope.sim.tiles`).
     """
     m = angle.modulation if modulation is None else modulation
     kx, ky = angle.k_per_um
     y, x = pixel_coordinates_um(shape, pixel_size_um, origin_px=origin_px)
+    if distortion:
+        ny, nx = shape
+        # the field's centre and half-diagonal (the same on the camera and the 2x grid)
+        cy = ((ny - 1) / 2 - origin_px) * pixel_size_um
+        cx = ((nx - 1) / 2 - origin_px) * pixel_size_um
+        r2 = (ny * pixel_size_um) ** 2 / 4 + (nx * pixel_size_um) ** 2 / 4
+        stretch = 1 + distortion * ((y - cy) ** 2 + (x - cx) ** 2) / r2
+        y, x = cy + (y - cy) * stretch, cx + (x - cx) * stretch
     return 1.0 + m * np.cos(2 * np.pi * (kx * x + ky * y) + phase_rad)
 
 
@@ -109,8 +124,16 @@ class SIMForwardModel:
         big[cy : cy + ny, cx : cx + nx] = np.fft.fftshift(np.fft.fft2(frame))
         return np.fft.ifft2(np.fft.ifftshift(big) * np.conj(self._transfer)).real
 
-    def frame(self, angle: AngleParameters, phase_rad: float, modulation: float | None = None):
-        """Noiseless camera frame (relative units: a uniform sample of 1 gives 1)."""
+    def frame(
+        self,
+        angle: AngleParameters,
+        phase_rad: float,
+        modulation: float | None = None,
+        *,
+        distortion: float = 0.0,
+    ):
+        """Noiseless camera frame (relative units: a uniform sample of 1 gives 1); the pattern
+        bent by ``distortion`` as in :func:`pattern_image`."""
         pat = pattern_image(
             angle,
             phase_rad,
@@ -118,6 +141,7 @@ class SIMForwardModel:
             self.setup.pixel_size_um / 2,
             modulation=modulation,
             origin_px=0.5,
+            distortion=distortion,
         )
         return self.camera(self.sample * pat)
 
@@ -125,11 +149,11 @@ class SIMForwardModel:
         """Noiseless widefield camera frame (uniform illumination)."""
         return self.camera(self.sample)
 
-    def frames(self, params: SIMParameters) -> np.ndarray:
+    def frames(self, params: SIMParameters, *, distortion: float = 0.0) -> np.ndarray:
         """All noiseless frames of a SIM set, angle-major, phase fastest."""
-        return np.stack([self.frame(a, ph) for a in params.angles for ph in a.phases_rad]).astype(
-            np.float64
-        )
+        return np.stack(
+            [self.frame(a, ph, distortion=distortion) for a in params.angles for ph in a.phases_rad]
+        ).astype(np.float64)
 
 
 def add_camera_noise(
@@ -162,6 +186,7 @@ def simulate_raw(
     otf: OTF | None = None,
     rng: np.random.Generator | int | None = None,
     noise: bool = True,
+    pattern_distortion: float = 0.0,
 ) -> np.ndarray:
     """Simulate a raw 2D-SIM stack.
 
@@ -182,6 +207,9 @@ def simulate_raw(
         Camera model: ``ADU = gain * (Poisson(signal) + N(0, read_noise)) + offset``.
     noise : bool
         ``False`` returns the expected photo-electrons (with background, no offset).
+    pattern_distortion : float
+        Radial distortion of the illumination pattern at the field's corners (a fraction,
+        see :func:`pattern_image`); ``params`` then hold at the field's centre only.
 
     Returns
     -------
@@ -191,7 +219,7 @@ def simulate_raw(
     if photons_peak <= 0:
         raise ConfigurationError(f"photons_peak must be positive, got {photons_peak}")
     model = SIMForwardModel(ground_truth_2x, setup, otf)
-    frames = model.frames(params)
+    frames = model.frames(params, distortion=pattern_distortion)
     frames = np.clip(frames, 0, None)
     peak = frames.max()
     if peak <= 0:

@@ -54,9 +54,11 @@ Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 39, 16
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -463,6 +465,7 @@ class SIMReconstructor:
             )
         self._buffers: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
+        self._offset_given: float | None = None  # an offset handed to the running call
 
     def _placement_plan(self, block: slice) -> list[tuple[int, int, slice, slice, slice, slice]]:
         """All (kind, angle, dst rows, src rows, dst cols, src cols) landing in rows ``block``.
@@ -741,28 +744,37 @@ class SIMReconstructor:
         return frames
 
     def camera_offset(self, raw: Any) -> float:
-        """The camera offset subtracted from this set: ``settings.offset_adu``, or when that is
-        not set :func:`estimate_camera_offset`."""
+        """The camera offset subtracted from this set: the one handed to the call, else
+        ``settings.offset_adu``, else :func:`estimate_camera_offset`."""
+        if self._offset_given is not None:
+            return self._offset_given
         if self.settings.offset_adu is not None:
             return float(self.settings.offset_adu)
         return estimate_camera_offset(raw, self.backend.xp)
 
-    def widefield(self, raw: Any) -> Any:
-        """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
+    def widefield(self, raw: Any, *, offset_adu: float | None = None) -> Any:
+        """Widefield image (mean of all frames, offset subtracted), camera grid, float32.
+
+        ``offset_adu`` as for :meth:`__call__`."""
         xp = self.backend.xp
         frames = self._check(raw, pad=False)
-        image = (frames.mean(axis=0) - self.camera_offset(frames)).astype(xp.float32)
+        offset = self.camera_offset(frames) if offset_adu is None else float(offset_adu)
+        image = (frames.mean(axis=0) - offset).astype(xp.float32)
         return self._find_defects(frames).repaired(image, xp)
 
-    def __call__(self, raw: Any) -> Any:
+    def __call__(self, raw: Any, *, offset_adu: float | None = None) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
+
+        ``offset_adu`` is this set's camera offset when the caller knows it better than the
+        set does (a tile of a larger frame takes the whole frame's, so that neighbouring tiles
+        agree); default: ``settings.offset_adu`` or estimated on the set.
 
         The result stays on the backend's device (cupy array on a GPU). Calls from several
         threads are serialised (the operator reuses its work buffers).
         """
         frames = self._check(raw, as_float32=False)
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
-        with self._lock, self.backend.single_threaded_blas():
+        with self._lock, self.backend.single_threaded_blas(), self._offset(offset_adu):
             self._find_defects(frames)  # on the first set (a given noise model or Wiener
             # parameter leaves the filter ready before any set is seen)
             if not self._filter_ready:
@@ -774,6 +786,15 @@ class SIMReconstructor:
                     self._equalize = self._detect_flicker(repaired)
                 self._prepare_filter()
             return self._reconstruct(frames)
+
+    @contextlib.contextmanager
+    def _offset(self, offset_adu: float | None) -> Iterator[None]:
+        """The offset handed to one call, read by :meth:`camera_offset` while it runs."""
+        self._offset_given = None if offset_adu is None else float(offset_adu)
+        try:
+            yield
+        finally:
+            self._offset_given = None
 
     def _find_defects(self, frames: Any) -> DefectPixels:
         """The defect pixels (found on ``frames``, a set on the device, the first time)."""
