@@ -76,6 +76,18 @@ def sim_layer_geometry(raw_layer_scale: Any, ndim_out: int) -> tuple[tuple, tupl
     return scale, translate
 
 
+def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> Any:
+    """The cached operator for a layer's sets: in tiles, each with its own pattern, when the
+    pattern drifts across the field (:func:`scope.sim.tiles.plan_tiles`), else one piece."""
+    from scope.sim.reconstruct import SIMReconstructor
+    from scope.sim.tiles import TiledReconstructor, plan_tiles
+
+    tiled = plan_tiles(frames, setup, params, mode="auto")
+    if tiled is not None:
+        return TiledReconstructor(setup, tiled, settings=settings)
+    return SIMReconstructor(setup, params, shape=frames.shape[-2:], settings=settings)
+
+
 def _lead_axes(raw_layer: Any, n: int) -> str:
     """Letters of the ``n`` leading axes of a SIM result (from the raw layer's axes)."""
     lead = str(raw_layer.metadata.get("axes", ""))[:-3]
@@ -350,14 +362,13 @@ class ReconstructionWidget(QWidget):
         def work() -> tuple:
             from scope.sim.diagnostics import modulation_map, spectrum_with_carriers
             from scope.sim.estimate import estimate_parameters
-            from scope.sim.reconstruct import SIMReconstructor
 
             clipped = SaturationCounter(dtype=dtype, pixel_format=pixel_format)
             clipped.update(frames)
 
             params = estimate_parameters(frames, setup, n_angles=n_a, n_phases=n_p, prior=prior)
             spec, marks = spectrum_with_carriers(frames, setup, params)
-            rec = SIMReconstructor(setup, params, shape=frames.shape[-2:], settings=settings)
+            rec = _operator(frames, setup, params, settings)
             preview = rec.backend.to_numpy(rec(frames))
             mcnr = modulation_map(frames, setup, params, offset_adu=rec.camera_offset(frames)).mcnr
             return params, spec, marks, rec, preview, mcnr, clipped
@@ -383,6 +394,13 @@ class ReconstructionWidget(QWidget):
             if rec.equalizes_frames
             else ""
         )
+        tiled = getattr(rec, "tiled", None)
+        if tiled is not None:
+            note += (
+                f"; the pattern drifts across the field by up to {tiled.max_drift_rad:.1f} rad "
+                f"(distorting illumination optics): reconstructed in {len(tiled.grid)} tiles "
+                "of its own pattern each"
+            )
         if defects is not None and len(defects):
             note += (
                 f"; {len(defects)} camera pixels hot or dead, repaired from their neighbours "
@@ -530,21 +548,22 @@ class ReconstructionWidget(QWidget):
         n_sets = int(np.prod(lead_shape)) if lead_shape else 1
         self.progress.setValue(0)
         self.status.setText(f"reconstructing {n_sets} sets …")
-        noise_model = self.reconstructor.noise_model if self.reconstructor is not None else None
+        base = self.reconstructor if params is not None else None
 
         def read(idx: tuple) -> np.ndarray:  # one set at a time (lazy layers stay lazy)
             return np.asarray(data[idx] if idx else data[...], np.float32)
 
         def work():
             from scope.sim.estimate import estimate_parameters
-            from scope.sim.reconstruct import SIMReconstructor
 
             indices = list(np.ndindex(*lead_shape)) if lead_shape else [()]
             first = read(indices[0])
-            p = params or estimate_parameters(first, setup, n_angles=n_a, n_phases=n_p)
-            rec = SIMReconstructor(
-                setup, p, shape=first.shape[-2:], settings=settings, noise_model=noise_model
-            )
+            if base is not None and base.shape == first.shape[-2:]:
+                # the estimated patterns (per tile), noise models and defects, new settings
+                p, rec = params, base.with_settings(**dataclasses.asdict(settings))
+            else:
+                p = estimate_parameters(first, setup, n_angles=n_a, n_phases=n_p)
+                rec = _operator(first, setup, p, settings)
             out = np.empty((*lead_shape, *rec.output_shape), np.float32)
             for i, idx in enumerate(indices):
                 frames = first if i == 0 else read(idx)
