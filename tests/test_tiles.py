@@ -257,8 +257,16 @@ def test_cli_reconstructs_in_tiles_and_records_them(field, tmp_path):
     assert code != 0  # each tile's pattern needs estimating
 
 
-def test_batch_reconstructs_in_tiles_and_reports_them(field):
+def test_batch_reconstructs_in_tiles_and_reports_them(field, tmp_path):
+    from scope.batch.config import load_preset
     from scope.batch.job import _Reconstruction
+
+    preset = tmp_path / "p.toml"
+    preset.write_text('[reconstruction]\ntiles = "off"\ntile_px = 128\n')
+    assert load_preset(preset)[0].tiles == "off" and load_preset(preset)[0].tile_px == 128
+    preset.write_text('[reconstruction]\ntiles = "sometimes"\n')
+    with pytest.raises(ConfigurationError, match="tiles"):
+        load_preset(preset)
 
     options = BatchOptions(na=1.2, wavelength_nm=525, pixel_size_nm=65, tile_px=256)
     engine = _Reconstruction(SETUP, options)

@@ -98,7 +98,7 @@ class BatchOptions(BaseModel):
     tiles: Literal["auto", "on", "off"] | None = Field(
         default=None,
         description="reconstruct large frames in tiles, each with its own pattern (auto: when "
-        "the pattern drifts across the field by more than 0.3 rad)",
+        "the pattern drifts across the field by more than 0.2 rad)",
     )
     tile_px: int | None = Field(default=None, ge=64, description="tile side, camera pixels")
     camera_maps: str | None = Field(

@@ -91,7 +91,7 @@ def add_tile_flags(p: argparse.ArgumentParser, default_mode: str | None) -> None
         choices=("auto", "on", "off"),  # scope.sim.tiles.TILE_MODES
         default=default_mode,
         help="reconstruct large frames in overlapping tiles, each with its own pattern: auto "
-        "(default) when the pattern drifts across the field by more than 0.3 rad (distorting "
+        "(default) when the pattern drifts across the field by more than 0.2 rad (distorting "
         "illumination optics), on, off",
     )
     p.add_argument(
