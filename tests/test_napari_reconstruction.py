@@ -376,7 +376,7 @@ def test_reconstruction_widget_reconstructs_a_bent_pattern_in_tiles(
     widget.pixel_size.setValue(65.0)
     widget.estimate_button.click()
     qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=60_000)
-    assert "reconstructed in 9 tiles" in widget.status.text()
+    assert "reconstructed in 25 tiles" in widget.status.text()
     widget.reconstruct_stack()
     qtbot.waitUntil(lambda: "bent SIM" in viewer.layers and not widget.busy, timeout=60_000)
     image = np.asarray(viewer.layers["bent SIM"].data)[0]

@@ -144,6 +144,10 @@ class SimulatedCamera(Camera):
         ``hot_pixel_electrons`` per 10 ms exposure on top of its light, the same pixels in
         every frame (seeded). :attr:`hot_pixel_map` holds their mean dark electrons.
     hot_pixel_electrons : float
+    pattern_distortion : float
+        Radial distortion of the projected patterns at the sensor's corners, a fraction (as
+        a projector's or a relay's lens gives, see :func:`scope.sim.forward.pattern_image`):
+        ``params`` then describe the pattern at the centre of the sensor only.
     faults : FaultInjection, optional
     pattern_source : callable, optional
         Returns the pattern index shown right now (used when a trigger does not say).
@@ -175,6 +179,7 @@ class SimulatedCamera(Camera):
         light_flicker: float = 0.0,
         hot_pixels: float = 0.0,
         hot_pixel_electrons: float = 500.0,
+        pattern_distortion: float = 0.0,
         faults: FaultInjection | None = None,
         pattern_source: Any = None,
         readout_ms: float = 0.2,
@@ -205,6 +210,11 @@ class SimulatedCamera(Camera):
         n_hot = round(hot_pixels * self._shape[0] * self._shape[1])
         where = hot_rng.choice(self.hot_pixel_map.size, n_hot, replace=False)
         self.hot_pixel_map.flat[where] = hot_rng.exponential(hot_pixel_electrons, n_hot)
+        if not abs(pattern_distortion) < 0.2:
+            raise ConfigurationError(
+                f"pattern_distortion must be a fraction within +-0.2, got {pattern_distortion}"
+            )
+        self.pattern_distortion = float(pattern_distortion)
         self.faults = faults or FaultInjection()
         self.pattern_source = pattern_source
         self.readout_ms = float(readout_ms)
@@ -258,7 +268,13 @@ class SimulatedCamera(Camera):
         model = SIMForwardModel(self._sample_2x, self._setup)
         frames = [
             render_pattern_frame(
-                self._sample_2x, a, k, self._setup, photons_per_unit=1.0, model=model
+                self._sample_2x,
+                a,
+                k,
+                self._setup,
+                photons_per_unit=1.0,
+                model=model,
+                distortion=self.pattern_distortion,
             )
             for a in self._params.angles
             for k in range(a.n_phases)

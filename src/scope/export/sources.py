@@ -400,8 +400,8 @@ def reconstruct_raw_source(
         from scope.sim.pipeline import SetReconstructor
 
         setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
-        rec = SetReconstructor(
-            setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend)
+        rec = SetReconstructor(  # tiles as scope reconstruct (a pattern bent across the field)
+            setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend), tiles="auto"
         )
         sets = _ReconstructedSets(stack, rec)
         weakref.finalize(sets, _close_all, stack)  # once neither SIM nor widefield is in use

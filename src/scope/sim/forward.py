@@ -244,14 +244,17 @@ def render_pattern_frame(
     *,
     photons_per_unit: float = 400.0,
     model: SIMForwardModel | None = None,
+    distortion: float = 0.0,
 ) -> np.ndarray:
     """One noiseless frame in expected photo-electrons (no background, no noise).
 
     ``photons_per_unit`` converts the model's relative units (a uniform sample of 1 under a
     uniform illumination of 1 gives 1). Pass a cached ``model`` when rendering many frames.
+    ``distortion`` bends the pattern (:func:`pattern_image`).
     """
     model = model or SIMForwardModel(ground_truth_2x, setup)
-    return np.clip(model.frame(angle, angle.phases_rad[phase_index]), 0, None) * photons_per_unit
+    frame = model.frame(angle, angle.phases_rad[phase_index], distortion=distortion)
+    return np.clip(frame, 0, None) * photons_per_unit
 
 
 def random_phase_errors(
