@@ -39,7 +39,7 @@ from scope.sim.tiles import (
 from sim_cases import MARGIN, OFFSET, SETUP, ideal_target
 
 SIZE = 512
-DISTORTION = 0.01  # a corner point moves outward by 1 % of its distance from the centre
+DISTORTION = 0.01  # the pattern displaced by 1 % of the distance from the centre in a corner
 CONTRACT = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
 
 
@@ -240,8 +240,14 @@ def test_cli_reconstructs_in_tiles_and_records_them(field, tmp_path):
     src = tmp_path / "bent.tif"
     tifffile.imwrite(src, field["bent"].astype(np.uint16))
     out = tmp_path / "bent.sim.tif"
-    assert main(["reconstruct", str(src), "-o", str(out), *CONTRACT]) == 0
+    assert main(["reconstruct", str(src), "-o", str(out), *CONTRACT, "--diagnostics"]) == 0
     doc = json.loads((tmp_path / "bent.params.json").read_text())
+    # the map of the pattern across the field: one panel of 5 x 5 tiles per orientation
+    from PIL import Image
+
+    with Image.open(tmp_path / "bent.pattern-map.png") as png:
+        assert png.width > 2.5 * png.height and png.height > 5 * 24
+    assert doc["resolution_nm"]["sim"] < 0.7 * doc["resolution_nm"]["widefield"]
     assert len(doc["angles"]) == 3  # the contract: the whole frame's pattern
     tiles = doc["tiles"]
     assert tiles["tile_px"] == 128 and len(tiles["tiles"]) == 25

@@ -199,6 +199,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         modulation_map,
         modulation_png,
         spectrum_png,
+        tile_pattern_png,
     )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
@@ -392,11 +393,12 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         if args.diagnostics:
             png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
             spectrum_png(png, first, setup, params)
-            # the settings (and offset) of the reconstruction itself
+            # the images written (in tiles too), with the reconstruction's own settings
             res = estimate_resolution(
                 first,
                 setup,
                 params,
+                images=(first_sim, backend.to_numpy(rec.widefield(first))),
                 offset_adu=rec.camera_offset(first),
                 settings=settings,
                 otf=otf,
@@ -414,6 +416,13 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             doc["modulation_contrast"] = mmap.summary()
             write_params()
             print(f"spectrum: {png}")
+            if tiled is not None:  # where and how far the illumination optics bend the pattern
+                tiles_png = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
+                tile_pattern_png(tiles_png, tiled)
+                print(
+                    f"pattern across the field ({len(tiled.grid)} tiles, drifting up to "
+                    f"{tiled.max_drift_rad:.1f} rad from the whole frame's): {tiles_png}"
+                )
             summary = mmap.summary()
             print(
                 f"modulation contrast-to-noise: median {summary['median_mcnr']:.1f}, "

@@ -37,6 +37,7 @@ from scope.sim.metrics import (
 )
 from scope.sim.params import SIMParameters
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
+from scope.sim.tiles import TiledParameters
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def estimate_resolution(
     otf: OTF | None = None,
     seed: int = 0,
     method: str = "decorrelation",
+    images: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ResolutionEstimate:
     """Resolution of widefield and SIM from one raw set, with no ground truth.
 
@@ -75,18 +77,26 @@ def estimate_resolution(
     splitting needs photon counts: with a wrong gain the halves share noise and the FRC
     overstates the resolution). Without a gain, it is measured from the data itself: the noise
     beyond the OTF cutoff against the mean signal (:func:`estimate_gain`).
+
+    ``images`` (decorrelation only): the set's SIM and widefield images as the caller made them
+    (e.g. in tiles, :mod:`scope.sim.tiles`), measured instead of a reconstruction with
+    ``params``.
     """
     frames = np.asarray(raw, np.float64)
     if method == "decorrelation":
-        rec = SIMReconstructor(
-            setup,
-            params,
-            shape=frames.shape[-2:],
-            settings=settings or ReconstructionSettings(offset_adu=offset_adu),
-            otf=otf,
-        )
-        sim = rec.backend.to_numpy(rec(frames))
-        wf = rec.backend.to_numpy(rec.widefield(frames))
+        if images is None:
+            rec = SIMReconstructor(
+                setup,
+                params,
+                shape=frames.shape[-2:],
+                settings=settings or ReconstructionSettings(offset_adu=offset_adu),
+                otf=otf,
+            )
+            images = (
+                rec.backend.to_numpy(rec(frames)),
+                rec.backend.to_numpy(rec.widefield(frames)),
+            )
+        sim, wf = (np.asarray(image, np.float64) for image in images)
         margin = max(4, min(frames.shape[-2:]) // 16)
         return ResolutionEstimate(
             widefield_nm=setup.pixel_size_nm
@@ -373,3 +383,59 @@ def carrier_report(params: SIMParameters) -> str:
             f"modulation {a.modulation:.2f}  carrier peak/noise {conf}  ({a.source})"
         )
     return "\n".join(lines)
+
+
+def tile_pattern_png(path: Any, tiled: TiledParameters) -> None:
+    """Save a map of the pattern across the field, one panel per orientation: each tile's
+    cell coloured by how far its pattern's phase drifts from the whole frame's (0 to pi rad)
+    and labelled with its local period's difference from the whole frame's (%). A picture of
+    the illumination optics' distortion (:mod:`scope.sim.tiles`); grey cells: too little
+    structure to estimate (the whole frame's pattern used)."""
+    from PIL import Image, ImageDraw
+
+    from scope.export.colormaps import apply_colormap
+    from scope.export.text import get_font
+
+    grid = tiled.grid
+    n_rows, n_cols = len(grid.row_starts), len(grid.col_starts)
+    cell = max(24, min(72, 480 // max(n_rows, n_cols)))
+    pad, title_h, bar_h = 8, 20, 12
+    font, small = get_font(13), get_font(max(9, cell // 5))
+    n_angles = tiled.global_params.n_angles
+    width = n_angles * (n_cols * cell + pad) + pad
+    height = title_h + n_rows * cell + 2 * pad + bar_h + 18
+    canvas = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    colours = apply_colormap(np.clip(tiled.drift_rad / math.pi, 0, 1).astype(np.float32), "inferno")
+    for a, g in enumerate(tiled.global_params.angles):
+        x0 = pad + a * (n_cols * cell + pad)
+        draw.text(
+            (x0, 2), f"{g.angle_deg:.1f}°, {g.period_nm:.1f} nm", fill=(230, 230, 230), font=font
+        )
+        for i in range(len(grid)):
+            r, c = divmod(i, n_cols)
+            box = (
+                x0 + c * cell,
+                title_h + r * cell,
+                x0 + (c + 1) * cell - 1,
+                title_h + (r + 1) * cell - 1,
+            )
+            if not tiled.estimated[i]:
+                draw.rectangle(box, fill=(70, 70, 70))
+                continue
+            draw.rectangle(box, fill=tuple(int(v) for v in colours[i, a]))
+            local = tiled.tiles[i].angles[a].period_nm
+            text = f"{100 * (local / g.period_nm - 1):+.1f}%"
+            shade = (0, 0, 0) if tiled.drift_rad[i, a] > 0.6 * math.pi else (235, 235, 235)
+            draw.text((box[0] + 3, box[1] + cell // 2 - 6), text, fill=shade, font=small)
+    ramp = np.linspace(0, 1, width - 2 * pad, dtype=np.float32)[None, :].repeat(bar_h, 0)
+    by = title_h + n_rows * cell + pad
+    canvas.paste(Image.fromarray(apply_colormap(ramp, "inferno")), (pad, by))
+    draw.text(
+        (pad, by + bar_h + 3),
+        "phase drift from the whole frame's pattern: 0 … π rad   "
+        "(labels: local period vs the frame's)",
+        fill=(230, 230, 230),
+        font=get_font(11),
+    )
+    canvas.save(path)

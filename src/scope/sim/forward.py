@@ -40,10 +40,12 @@ def pattern_image(
     ``origin_px`` is the pixel coordinate of the origin (0 for the camera grid; 0.5 on the 2x
     grid, where camera pixel (0, 0)'s centre lies between sample pixels 0 and 1).
 
-    ``distortion`` bends the pattern as imperfect illumination optics do: radial (barrel < 0,
-    pincushion > 0) about the field's centre, ``r -> c + (r - c)(1 + d |r - c|^2 / R^2)`` with
-    ``R`` the half-diagonal of the field, so a point in a corner moves outward by the fraction
-    ``d`` of its distance from the centre (0.01: 1 %). The pattern is then no longer one wave
+    ``distortion`` bends the pattern as imperfect illumination optics do, radially about the
+    field's centre ``c``: the pattern at ``r`` is the straight pattern at
+    ``c + (r - c)(1 + d |r - c|^2 / R^2)``, ``R`` the half-diagonal of the field, so in the
+    corners it is displaced by the fraction ``d`` of the distance from the centre (0.01: 1 %).
+    ``d > 0`` squeezes the pattern towards the corners (its period there shorter by 1-3 d,
+    tangentially and radially), ``d < 0`` stretches it. The pattern is then no longer one wave
     vector: its period and angle change across the field (see :mod:`scope.sim.tiles`).
     """
     m = angle.modulation if modulation is None else modulation
