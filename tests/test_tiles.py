@@ -34,7 +34,6 @@ from scope.sim.tiles import (
     estimate_tiled_parameters,
     pattern_drift_rad,
     plan_tiles,
-    referred_to,
 )
 from sim_cases import MARGIN, OFFSET, SETUP, ideal_target
 
@@ -106,7 +105,8 @@ def test_tile_grid_covers_the_frame_with_weights_summing_to_one():
 def test_drift_of_the_same_pattern_is_zero_whichever_way_it_is_described():
     truth = _truth()
     origin = (192, 320)
-    tile = referred_to(truth, origin, SETUP.pixel_size_um)
+    dx = SETUP.pixel_size_um
+    tile = truth.seen_from((origin[0] * dx, origin[1] * dx))
     drift = pattern_drift_rad(truth, tile, origin, (256, 256), SETUP.pixel_size_um)
     np.testing.assert_allclose(drift, 0.0, atol=1e-9)
     flipped = SIMParameters(

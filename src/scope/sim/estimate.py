@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -385,16 +385,11 @@ def _estimate_parameters(
                 be,
             )
         )
-    if crop_origin != (0, 0):
-        y0 = crop_origin[0] * setup.pixel_size_um
-        x0 = crop_origin[1] * setup.pixel_size_um
-        moved = []
-        for a in angles:
-            kx, ky = a.k_per_um
-            shift = 2 * math.pi * (kx * x0 + ky * y0)  # phase at the crop's origin vs (0, 0)
-            moved.append(replace(a, phases_rad=tuple(p - shift for p in a.phases_rad)))
-        angles = moved
-    return SIMParameters(tuple(angles), notes={"noise_power": noise})
+    params = SIMParameters(tuple(angles), notes={"noise_power": noise})
+    if crop_origin != (0, 0):  # phases at the crop's origin -> at the frame's pixel (0, 0)
+        dx = setup.pixel_size_um
+        params = params.seen_from((-crop_origin[0] * dx, -crop_origin[1] * dx))
+    return params
 
 
 def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[float, float]:

@@ -134,6 +134,17 @@ class SIMParameters:
             )
         )
 
+    def seen_from(self, origin_um: tuple[float, float]) -> SIMParameters:
+        """The same patterns with the phases referred to the point ``origin_um`` = (y, x), in µm
+        from the current origin (pixel (0, 0)): what a crop or tile starting there sees."""
+        y0, x0 = origin_um
+        angles = []
+        for a in self.angles:
+            kx, ky = a.k_per_um
+            shift = 2 * math.pi * (kx * x0 + ky * y0)
+            angles.append(replace(a, phases_rad=tuple(p + shift for p in a.phases_rad)))
+        return replace(self, angles=tuple(angles))
+
     def with_angle(self, index: int, **changes: Any) -> SIMParameters:
         """A copy with angle ``index`` changed."""
         angles = list(self.angles)

@@ -6,8 +6,8 @@ relay of stock achromats, a tilted pattern plane): the local period and angle dr
 field, and the phase that a single global pattern predicts falls behind the true one by
 ``2 pi k . (D(r) - r)`` for a distortion ``D``. The error grows with the distance from where
 the pattern was estimated (the centre of the field, see ``EstimationSettings.max_size``): on a
-1024-pixel field, a radial distortion of 1 % at the corners puts the pattern 3-4 rad out of
-phase there, and the SIM image shows each filament twice.
+1024-pixel field, a radial distortion of 1 % at the corners displaces the pattern there by
+nearly two periods, and the SIM image shows each filament twice.
 
 Here the frame is cut into overlapping square tiles (:class:`TileGrid`); each tile's pattern is
 estimated on the tile alone, with the global estimate as the search window
@@ -21,10 +21,13 @@ neighbouring tiles agree.
 
 References
 ----------
-Piecewise (tile-wise) parameter estimation for spatially varying SIM patterns is common
-practice for large fields, e.g. Lal, Shan & Xi, "Structured illumination microscopy image
-reconstruction algorithm", IEEE J. Sel. Top. Quantum Electron. 22, 6803414 (2016), and the
-field-dependent pattern calibration of Brown et al., Biomed. Opt. Express 12, 3700 (2021).
+Patterns distorted by aberrations and their effect on SIM: Yeh, Tian & Waller, "Structured
+illumination microscopy with unknown patterns and a statistical prior", Biomed. Opt. Express 8,
+695 (2017), which instead estimates the patterns pixel by pixel. Parameter precision needed per
+region: Lahrberg et al., "Accurate estimation of the illumination pattern's orientation and
+wavelength in sinusoidal structured illumination microscopy", Appl. Opt. 57, 1019 (2018).
+Here the pattern is taken as locally straight (piecewise-constant parameters), which keeps each
+tile's reconstruction the fast linear one.
 """
 
 from __future__ import annotations
@@ -175,23 +178,28 @@ def _axis_weights(starts: tuple[int, ...], size: int, n: int, up: int) -> list[n
     ]
 
 
-def referred_to(params: SIMParameters, origin_px: tuple[int, int], pixel_um: float):
-    """``params`` (phases at pixel (0, 0) of a frame) with the phases referred to pixel
-    ``origin_px`` of that frame instead (the same pattern, seen from a tile)."""
-    y0, x0 = origin_px[0] * pixel_um, origin_px[1] * pixel_um
-    angles = []
-    for a in params.angles:
-        kx, ky = a.k_per_um
-        shift = 2 * math.pi * (kx * x0 + ky * y0)
-        angles.append(replace(a, phases_rad=tuple(p + shift for p in a.phases_rad)))
-    return SIMParameters(tuple(angles))
+def _global_seen_from(
+    params: SIMParameters, origin_px: tuple[int, int], pixel_um: float
+) -> SIMParameters:
+    """The whole frame's pattern as a tile starting at ``origin_px`` sees it."""
+    return SIMParameters(params.angles).seen_from(
+        (origin_px[0] * pixel_um, origin_px[1] * pixel_um)
+    )
 
 
-def _phase_at(a: AngleParameters, y_um: float, x_um: float) -> np.ndarray:
-    """The pattern's phase of each frame at a point, described by +k (the sign convention of
-    the global pattern is applied by the caller)."""
-    kx, ky = a.k_per_um
-    return np.asarray(a.phases_rad) + 2 * math.pi * (kx * x_um + ky * y_um)
+def _phase_gap(a: AngleParameters, at_a: tuple[float, float], b: AngleParameters, at_b) -> float:
+    """|phase of ``a`` at ``at_a`` - phase of ``b`` at ``at_b``| (rad, 0..pi; points (y, x) in
+    µm from each one's own origin), averaged over the phase steps; the two descriptions of a
+    pattern (``k`` and ``-k`` with negated phases) are reconciled."""
+
+    def phase(p: AngleParameters, at: tuple[float, float]) -> np.ndarray:
+        kx, ky = p.k_per_um
+        return np.asarray(p.phases_rad) + 2 * math.pi * (kx * at[1] + ky * at[0])
+
+    pa, pb = phase(a, at_a), phase(b, at_b)
+    if abs((a.angle_deg - b.angle_deg + 180.0) % 360.0 - 180.0) > 90.0:
+        pb = -pb  # the same pattern described by -k
+    return abs(float(np.angle(np.mean(np.exp(1j * (pa - pb))))))
 
 
 def pattern_drift_rad(
@@ -207,16 +215,14 @@ def pattern_drift_rad(
     tile's own estimate and the global pattern continued to that point; the two descriptions of
     a pattern (``k`` and ``-k`` with negated phases) are reconciled.
     """
-    cy, cx = (tile_shape[0] - 1) / 2 * pixel_um, (tile_shape[1] - 1) / 2 * pixel_um
-    gy, gx = origin_px[0] * pixel_um + cy, origin_px[1] * pixel_um + cx
-    out = []
-    for g, t in zip(global_params.angles, tile_params.angles, strict=True):
-        local = _phase_at(t, cy, cx)
-        if abs((t.angle_deg - g.angle_deg + 180.0) % 360.0 - 180.0) > 90.0:
-            local = -local  # the tile found -k: the same pattern with negated phases
-        diff = np.angle(np.mean(np.exp(1j * (local - _phase_at(g, gy, gx)))))
-        out.append(abs(float(diff)))
-    return np.asarray(out)
+    centre = ((tile_shape[0] - 1) / 2 * pixel_um, (tile_shape[1] - 1) / 2 * pixel_um)
+    in_frame = (origin_px[0] * pixel_um + centre[0], origin_px[1] * pixel_um + centre[1])
+    return np.asarray(
+        [
+            _phase_gap(t, centre, g, in_frame)
+            for g, t in zip(global_params.angles, tile_params.angles, strict=True)
+        ]
+    )
 
 
 def continuation_miss_rad(tiled: TiledParameters) -> float:
@@ -236,13 +242,10 @@ def continuation_miss_rad(tiled: TiledParameters) -> float:
             if j is None or not (tiled.estimated[i] and tiled.estimated[j]):
                 continue
             y1, x1 = grid.origins[j]
-            cy, cx = (y1 + (ty - 1) / 2) * dx, (x1 + (tx - 1) / 2) * dx
+            own = ((ty - 1) / 2 * dx, (tx - 1) / 2 * dx)  # the neighbour's centre, from it
+            continued = ((y1 - y0) * dx + own[0], (x1 - x0) * dx + own[1])  # from this tile
             for a, b in zip(tiled.tiles[i].angles, tiled.tiles[j].angles, strict=True):
-                own = _phase_at(b, cy - y1 * dx, cx - x1 * dx)
-                if abs((a.angle_deg - b.angle_deg + 180.0) % 360.0 - 180.0) > 90.0:
-                    own = -own
-                continued = _phase_at(a, cy - y0 * dx, cx - x0 * dx)
-                worst = max(worst, abs(float(np.angle(np.mean(np.exp(1j * (continued - own)))))))
+                worst = max(worst, _phase_gap(a, continued, b, own))
     return worst
 
 
@@ -368,7 +371,7 @@ def _estimate_tile(
             return SIMParameters(p.angles), True
     except ReconstructionError:
         pass
-    return referred_to(global_params, grid.origins[index], setup.pixel_size_um), False
+    return _global_seen_from(global_params, grid.origins[index], setup.pixel_size_um), False
 
 
 def estimate_tiled_parameters(
@@ -409,7 +412,7 @@ def estimate_tiled_parameters(
         if i in wanted:
             p, ok = _estimate_tile(frames, setup, global_params, grid, i, otf, settings, be)
         else:
-            p, ok = referred_to(global_params, origin, pixel_um), False
+            p, ok = _global_seen_from(global_params, origin, pixel_um), False
         tiles.append(p)
         estimated.append(ok)
         drifts.append(pattern_drift_rad(global_params, p, origin, grid.tile_shape, pixel_um))
