@@ -101,6 +101,9 @@ class LiveConfig:
     marker : bool
         Simulated camera only: write the ground-truth pattern index and pulse count into the
         top-left corner of each frame (for tests).
+    pattern_distortion : float
+        Simulated camera only: bend its projected patterns as distorting illumination optics
+        do (:class:`scope.devices.simulated_camera.SimulatedCamera`).
     """
 
     camera: str = "sim"
@@ -120,6 +123,7 @@ class LiveConfig:
     sample: str = "mixed"
     photons_peak: float = 300.0
     marker: bool = False
+    pattern_distortion: float = 0.0
 
     @property
     def n_angles(self) -> int:
@@ -164,6 +168,11 @@ class LiveStats:
     defect_pixels: int | None = None
     #: times the pattern parameters were estimated in this session
     pattern_estimates: int = 0
+    #: how far the pattern in the field's corner tiles drifts from the one reconstructed with
+    #: (rad; None: not measured, a field of one tile or the nominal pattern). Over
+    #: ``scope.sim.tiles.DRIFT_TOLERANCE_RAD`` the illumination optics bend the pattern: the live
+    #: image is sharp in the centre only (files are reconstructed in tiles)
+    pattern_drift_rad: float | None = None
     reconstruction_ms: float = 0.0
     state: str = "idle"
     message: str = ""
@@ -204,7 +213,11 @@ def open_devices(config: LiveConfig, setup: Any, params: Any) -> tuple[Any, Any,
             params=params,
             setup=setup,
             sample_kind=config.sample,
-            camera_options={"marker": config.marker, "photons_peak": config.photons_peak},
+            camera_options={
+                "marker": config.marker,
+                "photons_peak": config.photons_peak,
+                "pattern_distortion": config.pattern_distortion,
+            },
         )
         m.connect()
         return m, m.camera, m.controller
@@ -559,8 +572,10 @@ class LiveSession:
                 ]
                 log.info("pattern estimated again: phases moved by %s rad", moved)
             self.params = params
+            drift = self._corner_drift(frames, params, defects)
             with self._lock:
                 self._snap.stats.pattern_estimates += 1
+                self._snap.stats.pattern_drift_rad = drift
         elif self.params is None:
             self.params = self.nominal
         self._estimated_at = time.monotonic()
@@ -574,6 +589,24 @@ class LiveSession:
             defect_pixels=defects,
         )
         return self.reconstructor
+
+    def _corner_drift(self, frames: np.ndarray, params: Any, defects: Any) -> float | None:
+        """The corner tiles' pattern drift (:func:`scope.sim.tiles.corner_drift`), said once
+        when the pattern bends across the field; None for a field of one tile."""
+        from scope.sim.tiles import DRIFT_TOLERANCE_RAD, TileGrid, corner_drift
+
+        grid = TileGrid.covering(frames.shape[-2:])
+        if len(grid) == 1:
+            return None
+        drift = corner_drift(frames, self.setup, params, grid, defects=defects).max_drift_rad
+        if drift > DRIFT_TOLERANCE_RAD:
+            log.warning(
+                "the pattern drifts by %.1f rad towards the corners of the field (the "
+                "illumination optics bend it): the live SIM image is sharp in the centre only; "
+                "scope reconstruct and scope batch reconstruct recordings in tiles",
+                drift,
+            )
+        return drift
 
     def _process(self) -> None:
         n = self.config.frames_per_set

@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 from scope.errors import ScopeError
 from scope.napari._controls import spin_box
 from scope.napari.live import LiveConfig, LiveSession
+from scope.sim.tiles import DRIFT_TOLERANCE_RAD
 
 if TYPE_CHECKING:
     import napari
@@ -505,6 +506,12 @@ class LiveImagingWidget(QWidget):
         # values at the camera's full scale: bright structures clipped (lower the exposure)
         clipped = "—" if st.clipped_fraction is None else f"{100 * st.clipped_fraction:.2g} %"
         defects = "—" if st.defect_pixels is None else str(st.defect_pixels)  # repaired
+        bends = ""
+        if st.pattern_drift_rad is not None and st.pattern_drift_rad > DRIFT_TOLERANCE_RAD:
+            bends = (
+                f"\npattern drifts {st.pattern_drift_rad:.1f} rad towards the corners: sharp in "
+                "the centre only (recordings are reconstructed in tiles)"
+            )
         self.stats_label.setText(
             f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
             f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
@@ -514,7 +521,7 @@ class LiveImagingWidget(QWidget):
             f"{st.skipped_windows} · camera defects {defects}\n"
             f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped "
             f"{clipped}\n"
-            f"modulation per angle: {mod}"
+            f"modulation per angle: {mod}{bends}"
         )
         if st.state in ("running", "error"):
             self.status.setText(f"{st.state}: {st.message}")

@@ -430,6 +430,21 @@ def estimate_tiled_parameters(
     return result
 
 
+def corner_drift(
+    raw: Any,
+    setup: OpticalSetup,
+    global_params: SIMParameters,
+    grid: TileGrid,
+    **kwargs: Any,
+) -> TiledParameters:
+    """The four corner tiles' patterns (the others keep the global one): where distortion and
+    an error of the global period add up most. ``max_drift_rad`` of the result says whether
+    one pattern fits the whole field. ``kwargs`` as for :func:`estimate_tiled_parameters`."""
+    n_rows, n_cols = len(grid.row_starts), len(grid.col_starts)
+    corners = sorted({0, n_cols - 1, (n_rows - 1) * n_cols, n_rows * n_cols - 1})
+    return estimate_tiled_parameters(raw, setup, global_params, grid, only=corners, **kwargs)
+
+
 def plan_tiles(
     raw: Any,
     setup: OpticalSetup,
@@ -460,9 +475,7 @@ def plan_tiles(
         return None
     kwargs = {"otf": otf, "settings": settings, "backend": backend, "defects": defects}
     if mode == "auto":
-        n_rows, n_cols = len(grid.row_starts), len(grid.col_starts)
-        corners = sorted({0, n_cols - 1, (n_rows - 1) * n_cols, n_rows * n_cols - 1})
-        probe = estimate_tiled_parameters(raw, setup, global_params, grid, only=corners, **kwargs)
+        probe = corner_drift(raw, setup, global_params, grid, **kwargs)
         if probe.max_drift_rad <= DRIFT_TOLERANCE_RAD:
             log.debug(
                 "the pattern holds across the field (corner tiles within %.2f rad): one "
