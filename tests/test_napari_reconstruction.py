@@ -348,13 +348,11 @@ def test_reconstruction_widget_says_when_values_are_clipped(make_napari_viewer, 
     assert "(4095 ADU)" in text
 
 
-def test_reconstruction_widget_reconstructs_a_bent_pattern_in_tiles(
-    make_napari_viewer, qtbot, tmp_path
-):
+def test_reconstruction_widget_maps_a_bent_pattern(make_napari_viewer, qtbot, tmp_path):
     """A 512-pixel field whose pattern the illumination optics bend by 1 % at the corners:
-    the widget's estimate says it goes to tiles, its preview and its stack are the tiled
-    reconstruction (error against the ideal-SIM target as the pipeline's, not the 0.19 of one
-    pattern for the field)."""
+    the widget's estimate says it maps the pattern, its preview and its stack take the map out
+    (error against the ideal-SIM target as the pipeline's, not the 0.19 of one pattern for the
+    field)."""
     from scope.napari.reconstruction_widget import ReconstructionWidget
     from scope.sim import metrics
     from scope.sim.forward import simulate_raw
@@ -376,7 +374,7 @@ def test_reconstruction_widget_reconstructs_a_bent_pattern_in_tiles(
     widget.pixel_size.setValue(65.0)
     widget.estimate_button.click()
     qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=60_000)
-    assert "reconstructed in 25 tiles" in widget.status.text()
+    assert "its phase is mapped from 25 tiles" in widget.status.text()
     widget.reconstruct_stack()
     qtbot.waitUntil(lambda: "bent SIM" in viewer.layers and not widget.busy, timeout=60_000)
     image = np.asarray(viewer.layers["bent SIM"].data)[0]

@@ -12,7 +12,7 @@ A preset has up to three tables::
                       # otf_path (a measured OTF, relative to the preset)
     [pattern]         # n_angles, n_phases, angles_deg and period_nm (priors for estimation)
     [reconstruction]  # offset_adu, wiener, reestimate_every, backend, equalize, saturation_adu,
-                      # repair_defects, tiles, tile_px
+                      # repair_defects, pattern_map
 
 Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left to their tools;
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
@@ -51,8 +51,7 @@ RECON_KEYS = (
     "equalize",
     "saturation_adu",
     "repair_defects",
-    "tiles",
-    "tile_px",
+    "pattern_map",
 )
 
 
@@ -95,12 +94,11 @@ class BatchOptions(BaseModel):
         default=None,
         description="replace hot and dead camera pixels by their neighbours' mean (default on)",
     )
-    tiles: Literal["auto", "on", "off"] | None = Field(
+    pattern_map: Literal["auto", "on", "off"] | None = Field(
         default=None,
-        description="reconstruct large frames in tiles, each with its own pattern (auto: when "
-        "the pattern drifts across the field by more than 0.2 rad)",
+        description="map a pattern bent across the field and take its phase out (auto: when "
+        "a corner of the field drifts by more than 0.2 rad)",
     )
-    tile_px: int | None = Field(default=None, ge=64, description="tile side, camera pixels")
     camera_maps: str | None = Field(
         default=None,
         description="a preset whose [calibration.camera] holds per-pixel offset and gain maps "

@@ -133,7 +133,6 @@ class _Reconstruction:
         the channel's noise model over re-estimations (one filter for the whole series,
         following its brightness) and one operator in memory."""
         from scope.sim.pipeline import SetReconstructor
-        from scope.sim.tiles import TILE_PX
 
         rec = self._channels.get(key[0])
         if rec is None:
@@ -145,8 +144,7 @@ class _Reconstruction:
                 settings=self.settings,
                 otf=self.otf,
                 backend=self.backend,
-                tiles=self.options.tiles or "auto",
-                tile_px=self.options.tile_px or TILE_PX,
+                pattern_map=self.options.pattern_map or "auto",
             )
         new_epoch = key not in self.params
         sim = rec(raw, reestimate=new_epoch)
@@ -154,11 +152,11 @@ class _Reconstruction:
             params = rec.reconstructor.params
             self.params[key] = params
             epoch = {**where, **params.to_dict()}
-            if rec.tiled is not None:  # the frame was reconstructed in tiles
-                epoch["tiles"] = {
-                    "count": len(rec.tiled.grid),
-                    "tile_px": rec.tiled.grid.tile_px,
-                    "max_drift_rad": round(rec.tiled.max_drift_rad, 3),
+            if rec.pattern_map is not None:  # a pattern bent across the field, mapped
+                epoch["pattern_map"] = {
+                    "tiles": int(rec.pattern_map.tiled.estimated.sum()),
+                    "max_drift_rad": round(rec.pattern_map.max_drift_rad, 3),
+                    "fit_residual_rad": round(float(rec.pattern_map.residual_rad.max()), 3),
                 }
             self.epochs.append(epoch)
             log.debug("parameters for %s: %s", where, params.to_dict())

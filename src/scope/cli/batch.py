@@ -77,25 +77,22 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         help="leave hot and dead camera pixels as they are (default: found from the optics' "
         "band limit and replaced by their neighbours' mean)",
     )
-    add_tile_flags(p, default_mode=None)
+    add_pattern_map_flag(p, default_mode=None)
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
 
 
-def add_tile_flags(p: argparse.ArgumentParser, default_mode: str | None) -> None:
-    """``--tiles`` and ``--tile-size``, shared with ``scope reconstruct``."""
+def add_pattern_map_flag(p: argparse.ArgumentParser, default_mode: str | None) -> None:
+    """``--pattern-map``, shared with ``scope reconstruct``."""
     p.add_argument(
-        "--tiles",
-        choices=("auto", "on", "off"),  # scope.sim.tiles.TILE_MODES
+        "--pattern-map",
+        choices=("auto", "on", "off"),  # scope.sim.pattern_map.MAP_MODES
         default=default_mode,
-        help="reconstruct large frames in overlapping tiles, each with its own pattern: auto "
-        "(default) when the pattern drifts across the field by more than 0.2 rad (distorting "
-        "illumination optics), on, off",
-    )
-    p.add_argument(
-        "--tile-size", type=int, metavar="PX", help="tile side, camera pixels (default 256)"
+        help="map a pattern that the illumination optics bend across a large field (measured "
+        "in tiles) and take its phase out pixel by pixel: auto (default) when a corner of the "
+        "field drifts by more than 0.2 rad, on, off",
     )
 
 
@@ -117,8 +114,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "equalize": args.equalize,
         "saturation_adu": args.saturation_adu,
         "repair_defects": False if getattr(args, "keep_defects", False) else None,
-        "tiles": getattr(args, "tiles", None),
-        "tile_px": getattr(args, "tile_size", None),
+        "pattern_map": getattr(args, "pattern_map", None),
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
         "otf_path": str(Path(args.otf).resolve()) if args.otf else None,

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from scope.cli.batch import add_tile_flags
+    from scope.cli.batch import add_pattern_map_flag
 
     p = sub.add_parser(
         "reconstruct",
@@ -79,7 +79,7 @@ def register(sub: Any) -> None:
         help="leave hot and dead camera pixels as they are (default: found from the optics' "
         "band limit and replaced by their neighbours' mean in every set)",
     )
-    add_tile_flags(p, default_mode="auto")
+    add_pattern_map_flag(p, default_mode="auto")
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
@@ -203,10 +203,10 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
+    from scope.sim.pattern_map import plan_pattern_map
     from scope.sim.pipeline import defects_to_repair
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
-    from scope.sim.tiles import TILE_PX, TiledReconstructor, plan_tiles
 
     n_frames = args.angles * args.phases
     t0 = time.perf_counter()
@@ -261,37 +261,28 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 defects=defects,
             )
         log.info("pattern parameters:\n%s", carrier_report(params))
-        tile_mode = getattr(args, "tiles", None) or "auto"
-        if args.params and tile_mode == "on":
+        map_mode = getattr(args, "pattern_map", None) or "auto"
+        if args.params and map_mode == "on":
             raise ConfigurationError(
-                "--tiles on estimates each tile's pattern: leave out --params to use it"
+                "--pattern-map on estimates the pattern in tiles: leave out --params to use it"
             )
-        tiled = None
+        pattern_map = None
         if not args.params:
-            tiled = plan_tiles(
-                first,
-                setup,
-                params,
-                mode=tile_mode,
-                tile_px=getattr(args, "tile_size", None) or TILE_PX,
-                otf=otf,
-                backend=backend,
-                defects=defects,
+            pattern_map = plan_pattern_map(
+                first, setup, params, mode=map_mode, otf=otf, backend=backend, defects=defects
             )
-        if tiled is not None:
-            rec = TiledReconstructor(
-                setup, tiled, settings=settings, backend=backend, otf=otf, defect_pixels=defects
-            )
-        else:
-            rec = SIMReconstructor(
-                setup,
-                params,
-                shape=raw.frame_shape,
-                settings=settings,
-                backend=backend,
-                otf=otf,
-                defect_pixels=defects,
-            )
+        rec = SIMReconstructor(
+            setup,
+            params,
+            shape=raw.frame_shape,
+            settings=settings,
+            backend=backend,
+            otf=otf,
+            defect_pixels=defects,
+            phase_maps=None
+            if pattern_map is None
+            else pattern_map.maps(raw.frame_shape, setup.pixel_size_um),
+        )
         lead_axes = "".join(a if a in "TCZ" else "T" for a in raw.lead_axes)
         if len(set(lead_axes)) != len(lead_axes):
             lead_axes = "TCZ"[: len(lead_axes)] if len(lead_axes) <= 3 else None
@@ -335,17 +326,20 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             "defect_pixels": defects.summary(),
             # per-pixel offset and gain applied: the image is in photo-electrons
             "camera_maps": str(maps_preset) if maps_preset else None,
-            # reconstructed in tiles, each with its own pattern (params.json has them)
-            "tiles": None
-            if tiled is None
-            else {"count": len(tiled.grid), "max_drift_rad": round(tiled.max_drift_rad, 3)},
+            # a pattern bent across the field, its phase mapped (params.json has the map)
+            "pattern_map": None
+            if pattern_map is None
+            else {
+                "max_drift_rad": round(pattern_map.max_drift_rad, 3),
+                "fit_residual_rad": round(float(pattern_map.residual_rad.max()), 3),
+            },
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]
         params_path = out.with_name(out.name.split(".")[0] + ".params.json")
         doc = params.to_dict()
-        if tiled is not None:
-            doc["tiles"] = tiled.summary()
+        if pattern_map is not None:
+            doc["pattern_map"] = pattern_map.summary()
 
         def write_params() -> None:
             if clipped.summary() is not None:  # complete once every set has been read
@@ -393,7 +387,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         if args.diagnostics:
             png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
             spectrum_png(png, first, setup, params)
-            # the images written (in tiles too), with the reconstruction's own settings
+            # the images written, with the reconstruction's own settings
             res = estimate_resolution(
                 first,
                 setup,
@@ -416,12 +410,12 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             doc["modulation_contrast"] = mmap.summary()
             write_params()
             print(f"spectrum: {png}")
-            if tiled is not None:  # where and how far the illumination optics bend the pattern
-                tiles_png = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
-                tile_pattern_png(tiles_png, tiled)
+            if pattern_map is not None:  # where and how far the optics bend the pattern
+                map_png = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
+                tile_pattern_png(map_png, pattern_map.tiled)
                 print(
-                    f"pattern across the field ({len(tiled.grid)} tiles, drifting up to "
-                    f"{tiled.max_drift_rad:.1f} rad from the whole frame's): {tiles_png}"
+                    f"pattern across the field ({len(pattern_map.tiled.grid)} tiles, drifting "
+                    f"up to {pattern_map.max_drift_rad:.1f} rad from the whole frame's): {map_png}"
                 )
             summary = mmap.summary()
             print(
@@ -497,8 +491,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--wiener", args.wiener),
         ("--equalize", args.equalize),
         ("--saturation-adu", args.saturation_adu),
-        ("--tiles", args.tiles),
-        ("--tile-size", args.tile_size),
+        ("--pattern-map", args.pattern_map),
         ("--prior-angles", args.prior_angles),
         ("--prior-period", args.prior_period),
     ):

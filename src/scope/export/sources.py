@@ -400,8 +400,12 @@ def reconstruct_raw_source(
         from scope.sim.pipeline import SetReconstructor
 
         setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
-        rec = SetReconstructor(  # tiles as scope reconstruct (a pattern bent across the field)
-            setup, n_angles=n_angles, n_phases=n_phases, backend=get_backend(backend), tiles="auto"
+        rec = SetReconstructor(  # a pattern bent across the field mapped, as scope reconstruct
+            setup,
+            n_angles=n_angles,
+            n_phases=n_phases,
+            backend=get_backend(backend),
+            pattern_map="auto",
         )
         sets = _ReconstructedSets(stack, rec)
         weakref.finalize(sets, _close_all, stack)  # once neither SIM nor widefield is in use

@@ -168,11 +168,13 @@ class LiveStats:
     defect_pixels: int | None = None
     #: times the pattern parameters were estimated in this session
     pattern_estimates: int = 0
-    #: how far the pattern in the field's corner tiles drifts from the one reconstructed with
-    #: (rad; None: not measured, a field of one tile or the nominal pattern). Over
-    #: ``scope.sim.tiles.DRIFT_TOLERANCE_RAD`` the illumination optics bend the pattern: the live
-    #: image is sharp in the centre only (files are reconstructed in tiles)
+    #: how far the pattern in the field's corner tiles drifts from the one estimated for the
+    #: whole field (rad; None: not measured, a field of one tile or the nominal pattern). Over
+    #: ``scope.sim.pattern_map.DRIFT_TOLERANCE_RAD`` the illumination optics bend the pattern
+    #: and its phase is mapped across the field (:attr:`pattern_mapped`)
     pattern_drift_rad: float | None = None
+    #: whether the reconstruction takes a phase map of the pattern out (a bent pattern)
+    pattern_mapped: bool = False
     reconstruction_ms: float = 0.0
     state: str = "idle"
     message: str = ""
@@ -555,6 +557,7 @@ class LiveSession:
             if old is not None
             else defects_to_repair(frames, self.setup, self.settings)
         )
+        maps = None  # the pattern's phase map, when the illumination optics bend it
         if old is not None or (self.params is None and self.estimate):
             params = estimate_parameters(
                 frames,
@@ -572,10 +575,11 @@ class LiveSession:
                 ]
                 log.info("pattern estimated again: phases moved by %s rad", moved)
             self.params = params
-            drift = self._corner_drift(frames, params, defects)
+            drift, maps = self._phase_map(frames, params, defects)
             with self._lock:
                 self._snap.stats.pattern_estimates += 1
                 self._snap.stats.pattern_drift_rad = drift
+                self._snap.stats.pattern_mapped = maps is not None
         elif self.params is None:
             self.params = self.nominal
         self._estimated_at = time.monotonic()
@@ -587,26 +591,34 @@ class LiveSession:
             backend=self.backend,
             noise_model=old.noise_model if old is not None else None,
             defect_pixels=defects,
+            phase_maps=maps,
         )
         return self.reconstructor
 
-    def _corner_drift(self, frames: np.ndarray, params: Any, defects: Any) -> float | None:
-        """The corner tiles' pattern drift (:func:`scope.sim.tiles.corner_drift`), said once
-        when the pattern bends across the field; None for a field of one tile."""
-        from scope.sim.tiles import DRIFT_TOLERANCE_RAD, TileGrid, corner_drift
+    def _phase_map(
+        self, frames: np.ndarray, params: Any, defects: Any
+    ) -> tuple[float | None, np.ndarray | None]:
+        """The corner tiles' pattern drift (:func:`scope.sim.pattern_map.corner_drift`; None
+        for a field of one tile) and, when the illumination optics bend the pattern, its phase
+        map for the reconstruction (:func:`scope.sim.pattern_map.plan_pattern_map`: a second
+        or a few once per estimate, nothing per image)."""
+        from scope.sim.pattern_map import (
+            DRIFT_TOLERANCE_RAD,
+            TileGrid,
+            corner_drift,
+            plan_pattern_map,
+        )
 
         grid = TileGrid.covering(frames.shape[-2:])
         if len(grid) == 1:
-            return None
+            return None, None
         drift = corner_drift(frames, self.setup, params, grid, defects=defects).max_drift_rad
-        if drift > DRIFT_TOLERANCE_RAD:
-            log.warning(
-                "the pattern drifts by %.1f rad towards the corners of the field (the "
-                "illumination optics bend it): the live SIM image is sharp in the centre only; "
-                "scope reconstruct and scope batch reconstruct recordings in tiles",
-                drift,
-            )
-        return drift
+        if drift <= DRIFT_TOLERANCE_RAD:
+            return drift, None
+        pattern_map = plan_pattern_map(frames, self.setup, params, mode="on", defects=defects)
+        if pattern_map is None:
+            return drift, None
+        return drift, pattern_map.maps(frames.shape[-2:], self.setup.pixel_size_um)
 
     def _process(self) -> None:
         n = self.config.frames_per_set

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 from scope.errors import ScopeError
 from scope.napari._controls import spin_box
 from scope.napari.live import LiveConfig, LiveSession
-from scope.sim.tiles import DRIFT_TOLERANCE_RAD
+from scope.sim.pattern_map import DRIFT_TOLERANCE_RAD
 
 if TYPE_CHECKING:
     import napari
@@ -508,9 +508,10 @@ class LiveImagingWidget(QWidget):
         defects = "—" if st.defect_pixels is None else str(st.defect_pixels)  # repaired
         bends = ""
         if st.pattern_drift_rad is not None and st.pattern_drift_rad > DRIFT_TOLERANCE_RAD:
-            bends = (
-                f"\npattern drifts {st.pattern_drift_rad:.1f} rad towards the corners: sharp in "
-                "the centre only (recordings are reconstructed in tiles)"
+            bends = f"\npattern drifts {st.pattern_drift_rad:.1f} rad towards the corners: " + (
+                "its phase is mapped and taken out"
+                if st.pattern_mapped
+                else "sharp in the centre only"
             )
         self.stats_label.setText(
             f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "

@@ -76,16 +76,19 @@ def sim_layer_geometry(raw_layer_scale: Any, ndim_out: int) -> tuple[tuple, tupl
     return scale, translate
 
 
-def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> Any:
-    """The cached operator for a layer's sets: in tiles, each with its own pattern, when the
-    pattern drifts across the field (:func:`scope.sim.tiles.plan_tiles`), else one piece."""
+def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> tuple[Any, Any]:
+    """The cached operator for a layer's sets, with the pattern's phase map when the
+    illumination optics bend it across the field (:func:`scope.sim.pattern_map.
+    plan_pattern_map`), and that map (None when one pattern fits the field)."""
+    from scope.sim.pattern_map import plan_pattern_map
     from scope.sim.reconstruct import SIMReconstructor
-    from scope.sim.tiles import TiledReconstructor, plan_tiles
 
-    tiled = plan_tiles(frames, setup, params, mode="auto")
-    if tiled is not None:
-        return TiledReconstructor(setup, tiled, settings=settings)
-    return SIMReconstructor(setup, params, shape=frames.shape[-2:], settings=settings)
+    pattern_map = plan_pattern_map(frames, setup, params, mode="auto")
+    maps = None if pattern_map is None else pattern_map.maps(frames.shape[-2:], setup.pixel_size_um)
+    rec = SIMReconstructor(
+        setup, params, shape=frames.shape[-2:], settings=settings, phase_maps=maps
+    )
+    return rec, pattern_map
 
 
 def _lead_axes(raw_layer: Any, n: int) -> str:
@@ -368,10 +371,10 @@ class ReconstructionWidget(QWidget):
 
             params = estimate_parameters(frames, setup, n_angles=n_a, n_phases=n_p, prior=prior)
             spec, marks = spectrum_with_carriers(frames, setup, params)
-            rec = _operator(frames, setup, params, settings)
+            rec, pattern_map = _operator(frames, setup, params, settings)
             preview = rec.backend.to_numpy(rec(frames))
             mcnr = modulation_map(frames, setup, params, offset_adu=rec.camera_offset(frames)).mcnr
-            return params, spec, marks, rec, preview, mcnr, clipped
+            return params, spec, marks, rec, preview, mcnr, clipped, pattern_map
 
         settings = self.settings()
         return self._run(work, self._estimated)
@@ -379,7 +382,7 @@ class ReconstructionWidget(QWidget):
     def _estimated(self, result: tuple) -> None:
         from scope.sim.diagnostics import carrier_report
 
-        params, spec, marks, rec, preview, mcnr, clipped = result
+        params, spec, marks, rec, preview, mcnr, clipped, pattern_map = result
         self.params, self.reconstructor = params, rec
         self.report.setText(carrier_report(params))
         self._show_spectrum(spec, marks)
@@ -394,12 +397,11 @@ class ReconstructionWidget(QWidget):
             if rec.equalizes_frames
             else ""
         )
-        tiled = getattr(rec, "tiled", None)
-        if tiled is not None:
+        if pattern_map is not None:
             note += (
-                f"; the pattern drifts across the field by up to {tiled.max_drift_rad:.1f} rad "
-                f"(distorting illumination optics): reconstructed in {len(tiled.grid)} tiles "
-                "of its own pattern each"
+                f"; the pattern drifts across the field by up to {pattern_map.max_drift_rad:.1f} "
+                "rad (illumination optics bend it): its phase is mapped from "
+                f"{int(pattern_map.tiled.estimated.sum())} tiles and taken out pixel by pixel"
             )
         if defects is not None and len(defects):
             note += (
@@ -563,7 +565,7 @@ class ReconstructionWidget(QWidget):
                 p, rec = params, base.with_settings(**dataclasses.asdict(settings))
             else:
                 p = estimate_parameters(first, setup, n_angles=n_a, n_phases=n_p)
-                rec = _operator(first, setup, p, settings)
+                rec, _ = _operator(first, setup, p, settings)
             out = np.empty((*lead_shape, *rec.output_shape), np.float32)
             for i, idx in enumerate(indices):
                 frames = first if i == 0 else read(idx)

@@ -36,8 +36,8 @@ from scope.sim.metrics import (
     split_photons,
 )
 from scope.sim.params import SIMParameters
+from scope.sim.pattern_map import TiledParameters
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
-from scope.sim.tiles import TiledParameters
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def estimate_resolution(
     beyond the OTF cutoff against the mean signal (:func:`estimate_gain`).
 
     ``images`` (decorrelation only): the set's SIM and widefield images as the caller made them
-    (e.g. in tiles, :mod:`scope.sim.tiles`), measured instead of a reconstruction with
-    ``params``.
+    (e.g. with a phase map, :mod:`scope.sim.pattern_map`), measured instead of a
+    reconstruction with ``params`` alone.
     """
     frames = np.asarray(raw, np.float64)
     if method == "decorrelation":
@@ -389,7 +389,7 @@ def tile_pattern_png(path: Any, tiled: TiledParameters) -> None:
     """Save a map of the pattern across the field, one panel per orientation: each tile's
     cell coloured by how far its pattern's phase drifts from the whole frame's (0 to pi rad)
     and labelled with its local period's difference from the whole frame's (%). A picture of
-    the illumination optics' distortion (:mod:`scope.sim.tiles`); grey cells: too little
+    the illumination optics' distortion (:mod:`scope.sim.pattern_map`); grey cells: too little
     structure to estimate (the whole frame's pattern used)."""
     from PIL import Image, ImageDraw
 

@@ -46,7 +46,7 @@ def pattern_image(
     corners it is displaced by the fraction ``d`` of the distance from the centre (0.01: 1 %).
     ``d > 0`` squeezes the pattern towards the corners (its period there shorter by 1-3 d,
     tangentially and radially), ``d < 0`` stretches it. The pattern is then no longer one wave
-    vector: its period and angle change across the field (see :mod:`scope.sim.tiles`).
+    vector: its period and angle change across the field (see :mod:`scope.sim.pattern_map`).
     """
     m = angle.modulation if modulation is None else modulation
     kx, ky = angle.k_per_um

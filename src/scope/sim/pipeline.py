@@ -14,14 +14,8 @@ from scope.optics import OTF, OpticalSetup
 from scope.sim.defects import DefectPixels, find_defect_pixels, no_defects
 from scope.sim.estimate import EstimationSettings, estimate_parameters
 from scope.sim.params import SIMParameters
+from scope.sim.pattern_map import MAP_MODES, PhaseMap, plan_pattern_map
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
-from scope.sim.tiles import (
-    TILE_MODES,
-    TILE_PX,
-    TiledParameters,
-    TiledReconstructor,
-    plan_tiles,
-)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +53,7 @@ class SetReconstructor:
     The pattern parameters are estimated on the first set handed to it (unless given) and the
     noise model of the MMSE filter is measured on that set and kept, even when the parameters
     are estimated again, so a time series gets one consistent filter (rescaled to each set's
-    noise-to-signal ratio as the sample bleaches: ``ReconstructionSettings.follow_brightness``;
-    in tiles, each tile measures its own on the set the tiles are built on).
+    noise-to-signal ratio as the sample bleaches: ``ReconstructionSettings.follow_brightness``).
     Sets can come in any order (a video exporter reads them as it renders): each set's image
     depends on that set and the first one, not on the order.
 
@@ -72,12 +65,11 @@ class SetReconstructor:
         Known parameters (no estimation).
     prior, settings, estimation, otf, backend
         As for :func:`reconstruct_stack`.
-    tiles : {"off", "auto", "on"}
-        Reconstruct large frames in overlapping tiles, each with its own pattern, when the
-        pattern drifts across the field (``"auto"``) or always (``"on"``); see
-        :func:`scope.sim.tiles.plan_tiles`. Needs estimated parameters (not ``params``).
-    tile_px : int
-        Tile side, camera pixels.
+    pattern_map : {"off", "auto", "on"}
+        Map the pattern's phase across large frames (measured in tiles) and take it out pixel
+        by pixel, when the illumination optics bend the pattern (``"auto"``) or always
+        (``"on"``); see :func:`scope.sim.pattern_map.plan_pattern_map`. Needs estimated
+        parameters (not ``params``).
     """
 
     def __init__(
@@ -92,12 +84,13 @@ class SetReconstructor:
         estimation: EstimationSettings | None = None,
         otf: OTF | None = None,
         backend: Backend | str | None = None,
-        tiles: str = "off",
-        tile_px: int = TILE_PX,
+        pattern_map: str = "off",
     ) -> None:
-        if tiles not in TILE_MODES:
-            raise ConfigurationError(f"tiles must be one of {', '.join(TILE_MODES)}, got {tiles!r}")
-        self.tiles, self.tile_px = tiles, tile_px
+        if pattern_map not in MAP_MODES:
+            raise ConfigurationError(
+                f"pattern_map must be one of {', '.join(MAP_MODES)}, got {pattern_map!r}"
+            )
+        self.pattern_map_mode = pattern_map
         self.setup = setup
         self.n_angles, self.n_phases = n_angles, n_phases
         self.n_frames = n_angles * n_phases
@@ -106,9 +99,9 @@ class SetReconstructor:
         self.backend = get_backend(backend)
         #: parameters used for the first set reconstructed
         self.params: SIMParameters | None = None
-        self.reconstructor: SIMReconstructor | TiledReconstructor | None = None
-        #: the tiles' patterns when the frame is reconstructed in tiles (else None)
-        self.tiled: TiledParameters | None = None
+        self.reconstructor: SIMReconstructor | None = None
+        #: the pattern's phase map when the illumination optics bend it (else None)
+        self.pattern_map: PhaseMap | None = None
         #: hot and dead camera pixels, found once on the first set and repaired in every set
         #: (for the estimation and the reconstruction alike)
         self.defects: DefectPixels | None = None
@@ -141,40 +134,32 @@ class SetReconstructor:
                 defects=self.defects,
             )
             same_field = rec is not None and rec.shape == frames.shape[-2:]
-            self.tiled = None
+            self.pattern_map = None
             if self.given is None:
-                self.tiled = plan_tiles(
+                self.pattern_map = plan_pattern_map(
                     frames,
                     self.setup,
                     p,
-                    mode=self.tiles,
-                    tile_px=self.tile_px,
+                    mode=self.pattern_map_mode,
                     otf=self.otf,
                     settings=self.estimation,
                     backend=self.backend,
                     defects=self.defects,
                 )
-            if self.tiled is not None:  # each tile measures its own noise model
-                rec = self.reconstructor = TiledReconstructor(
-                    self.setup,
-                    self.tiled,
-                    settings=self.settings,
-                    backend=self.backend,
-                    otf=self.otf,
-                    defect_pixels=self.defects,
-                )
-            else:
-                noise_model = getattr(rec, "noise_model", None) if same_field else None
-                rec = self.reconstructor = SIMReconstructor(
-                    self.setup,
-                    p,
-                    shape=frames.shape[-2:],
-                    settings=self.settings,
-                    backend=self.backend,
-                    otf=self.otf,
-                    noise_model=noise_model,
-                    defect_pixels=self.defects,
-                )
+            maps = None
+            if self.pattern_map is not None:
+                maps = self.pattern_map.maps(frames.shape[-2:], self.setup.pixel_size_um)
+            rec = self.reconstructor = SIMReconstructor(
+                self.setup,
+                p,
+                shape=frames.shape[-2:],
+                settings=self.settings,
+                backend=self.backend,
+                otf=self.otf,
+                noise_model=rec.noise_model if same_field else None,
+                defect_pixels=self.defects,
+                phase_maps=maps,
+            )
             self.params = self.params or p
         return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
 
@@ -218,16 +203,16 @@ def reconstruct_stack(
     otf: OTF | None = None,
     backend: Backend | str | None = None,
     estimate_every: int | None = None,
-    tiles: str = "off",
-    tile_px: int = TILE_PX,
+    pattern_map: str = "off",
 ) -> tuple[np.ndarray, SIMParameters]:
     """Reconstruct every SIM set of ``raw`` (``(..., n_angles*n_phases, Y, X)``).
 
     Parameters are estimated on the first set (unless given) and reused — re-estimated every
     ``estimate_every`` sets when set — with one cached :class:`SIMReconstructor`, whose
     noise model is also measured once, so a time series gets one consistent filter, following
-    the sample's brightness (see :class:`SetReconstructor`). ``tiles`` and ``tile_px``: large
-    frames in tiles, each with its own pattern (:func:`scope.sim.tiles.plan_tiles`).
+    the sample's brightness (see :class:`SetReconstructor`). ``pattern_map``: map a pattern
+    that the illumination optics bend across the field (:func:`scope.sim.pattern_map.
+    plan_pattern_map`).
 
     Returns
     -------
@@ -251,8 +236,7 @@ def reconstruct_stack(
         estimation=estimation,
         otf=otf,
         backend=backend,
-        tiles=tiles,
-        tile_px=tile_px,
+        pattern_map=pattern_map,
     )
     for i, frames in enumerate(sets):
         out[i] = rec(frames, reestimate=bool(estimate_every and i % estimate_every == 0))

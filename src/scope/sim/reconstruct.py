@@ -54,11 +54,9 @@ Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 39, 16
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -276,6 +274,12 @@ class SIMReconstructor:
         first set reconstructed and kept (a time series gets one filter, rescaled only as its
         brightness changes: ``ReconstructionSettings.follow_brightness``). A model made by
         hand is used as it is for every set.
+    phase_maps : ndarray (n_angles, Y, X), optional
+        How far each orientation's pattern departs in phase from the straight pattern of
+        ``params`` at every camera pixel (radians): a pattern bent by the illumination optics
+        (:mod:`scope.sim.pattern_map`). Each +1 order is demodulated by it together with its
+        sub-pixel shift ramp, so the reconstruction costs what it costs without (the phase
+        varies slowly against the PSF, so it can be taken out after the blur).
 
     Examples
     --------
@@ -300,6 +304,7 @@ class SIMReconstructor:
         otf: OTF | None = None,
         noise_model: NoiseModel | None = None,
         defect_pixels: DefectPixels | None = None,
+        phase_maps: Any = None,
     ) -> None:
         self.setup = setup
         self.params = params
@@ -333,6 +338,15 @@ class SIMReconstructor:
                 f"{self.shape}"
             )
         self._defects_on_grid: DefectPixels | None = None
+        self.phase_maps = None
+        if phase_maps is not None:
+            maps = np.asarray(phase_maps, np.float32)
+            if maps.shape != (params.n_angles, *self.shape):
+                raise DataFormatError(
+                    f"phase maps must be shaped (angles, Y, X) = {(params.n_angles, *self.shape)}, "
+                    f"got {maps.shape}"
+                )
+            self.phase_maps = maps
         self._prepare_data_independent()
         self._filter_ready = False
         if noise_model is not None or self.settings.wiener is not None:
@@ -409,6 +423,14 @@ class SIMReconstructor:
             # the +1 order holds S(k - p): shift it by -p; the fractional part as a ramp here,
             # the integer part when the spectrum is placed on the 2x grid (separable ramp)
             ramp = plane_wave((fx, fy), y, x, xp)
+            if self.phase_maps is not None:  # a bent pattern: its phase taken out as well
+                a = len(self._shifts)
+                bend = np.pad(
+                    self.phase_maps[a],
+                    ((0, self._grid[0] - self.shape[0]), (0, self._grid[1] - self.shape[1])),
+                    mode="edge",
+                )
+                ramp = ramp * xp.exp(-1j * xp.asarray(bend))
             self._shifts.append(((iy, ix), ramp.astype(xp.complex64)))
         # output convention: output pixel (i, j) covers the quarter of camera pixel
         # (i // 2, j // 2), so its centre lies a quarter camera pixel before the zero-padded
@@ -465,7 +487,6 @@ class SIMReconstructor:
             )
         self._buffers: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
-        self._offset_given: float | None = None  # an offset handed to the running call
 
     def _placement_plan(self, block: slice) -> list[tuple[int, int, slice, slice, slice, slice]]:
         """All (kind, angle, dst rows, src rows, dst cols, src cols) landing in rows ``block``.
@@ -744,37 +765,28 @@ class SIMReconstructor:
         return frames
 
     def camera_offset(self, raw: Any) -> float:
-        """The camera offset subtracted from this set: the one handed to the call, else
-        ``settings.offset_adu``, else :func:`estimate_camera_offset`."""
-        if self._offset_given is not None:
-            return self._offset_given
+        """The camera offset subtracted from this set: ``settings.offset_adu``, or when that is
+        not set :func:`estimate_camera_offset`."""
         if self.settings.offset_adu is not None:
             return float(self.settings.offset_adu)
         return estimate_camera_offset(raw, self.backend.xp)
 
-    def widefield(self, raw: Any, *, offset_adu: float | None = None) -> Any:
-        """Widefield image (mean of all frames, offset subtracted), camera grid, float32.
-
-        ``offset_adu`` as for :meth:`__call__`."""
+    def widefield(self, raw: Any) -> Any:
+        """Widefield image (mean of all frames, offset subtracted), camera grid, float32."""
         xp = self.backend.xp
         frames = self._check(raw, pad=False)
-        offset = self.camera_offset(frames) if offset_adu is None else float(offset_adu)
-        image = (frames.mean(axis=0) - offset).astype(xp.float32)
+        image = (frames.mean(axis=0) - self.camera_offset(frames)).astype(xp.float32)
         return self._find_defects(frames).repaired(image, xp)
 
-    def __call__(self, raw: Any, *, offset_adu: float | None = None) -> Any:
+    def __call__(self, raw: Any) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
-
-        ``offset_adu`` is this set's camera offset when the caller knows it better than the
-        set does (a tile of a larger frame takes the whole frame's, so that neighbouring tiles
-        agree); default: ``settings.offset_adu`` or estimated on the set.
 
         The result stays on the backend's device (cupy array on a GPU). Calls from several
         threads are serialised (the operator reuses its work buffers).
         """
         frames = self._check(raw, as_float32=False)
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
-        with self._lock, self.backend.single_threaded_blas(), self._offset(offset_adu):
+        with self._lock, self.backend.single_threaded_blas():
             self._find_defects(frames)  # on the first set (a given noise model or Wiener
             # parameter leaves the filter ready before any set is seen)
             if not self._filter_ready:
@@ -786,15 +798,6 @@ class SIMReconstructor:
                     self._equalize = self._detect_flicker(repaired)
                 self._prepare_filter()
             return self._reconstruct(frames)
-
-    @contextlib.contextmanager
-    def _offset(self, offset_adu: float | None) -> Iterator[None]:
-        """The offset handed to one call, read by :meth:`camera_offset` while it runs."""
-        self._offset_given = None if offset_adu is None else float(offset_adu)
-        try:
-            yield
-        finally:
-            self._offset_given = None
 
     def _find_defects(self, frames: Any) -> DefectPixels:
         """The defect pixels (found on ``frames``, a set on the device, the first time)."""
@@ -1028,4 +1031,5 @@ class SIMReconstructor:
             otf=self.otf,
             noise_model=self.noise_model,
             defect_pixels=self.defect_pixels,
+            phase_maps=self.phase_maps,
         )
