@@ -24,6 +24,7 @@ from scope.sim.forward import random_phase_errors, simulate_raw
 from scope.sim.params import AngleParameters, SIMParameters
 from scope.sim.pattern_map import (
     DRIFT_TOLERANCE_RAD,
+    PhaseMap,
     TileGrid,
     estimate_tiled_parameters,
     fit_phase_map,
@@ -194,9 +195,19 @@ def test_the_phase_map_follows_the_distortion(field):
     )
     assert miss[inside].max() < 0.25, miss[inside].max()
     assert np.abs(np.angle(np.exp(1j * truth)))[inside].max() > 3.0  # one pattern: out by pi
-    doc = phase_map.summary()
+    doc = json.loads(json.dumps(phase_map.summary()))  # as a .params.json holds it
     assert len(doc["coefficients_rad"]) == 3 and len(doc["coefficients_rad"][0]) == 10
     assert len(doc["tiles"]) == 25
+    reread = PhaseMap.from_summary(doc, 3)
+    np.testing.assert_allclose(
+        reread.maps(raw.shape[-2:], SETUP.pixel_size_um),
+        phase_map.maps(raw.shape[-2:], SETUP.pixel_size_um),
+        atol=1e-4,
+    )
+    with pytest.raises(DataFormatError, match="expected"):
+        PhaseMap.from_summary(doc, 2)
+    with pytest.raises(DataFormatError, match="not a phase map"):
+        PhaseMap.from_summary({"degree": 3}, 3)
 
 
 def test_auto_maps_a_bent_pattern_and_restores_the_image(field, caplog):
@@ -285,9 +296,21 @@ def test_cli_maps_a_bent_pattern_and_records_it(field, tmp_path):
     assert main(["reconstruct", str(src), "-o", str(off), *CONTRACT, "--pattern-map", "off"]) == 0
     assert "pattern_map" not in json.loads((tmp_path / "off.params.json").read_text())
     assert _error(tifffile.imread(off), field["target"]) > 0.16
-    params = tmp_path / "bent.params.json"
-    with_params = [*CONTRACT, "--params", str(params), "--pattern-map", "on"]
-    assert main(["reconstruct", str(src), "-o", str(off), *with_params]) != 0
+    # the parameters with their map, read back: the same image without estimating anything
+    again = tmp_path / "again.sim.tif"
+    params = [*CONTRACT, "--params", str(tmp_path / "bent.params.json")]
+    assert main(["reconstruct", str(src), "-o", str(again), *params]) == 0
+    np.testing.assert_allclose(
+        tifffile.imread(again),
+        tifffile.imread(out),
+        rtol=1e-4,
+        atol=1e-4 * float(np.abs(tifffile.imread(out)).max()),
+    )
+    reread = json.loads((tmp_path / "again.params.json").read_text())["pattern_map"]
+    assert reread["coefficients_rad"] == phase_map["coefficients_rad"]
+    # without the map: as one pattern; and --pattern-map on cannot measure one from --params
+    plain = [*CONTRACT, "--params", str(tmp_path / "off.params.json")]
+    assert main(["reconstruct", str(src), "-o", str(again), *plain, "--pattern-map", "on"]) != 0
 
 
 def test_batch_maps_a_bent_pattern_and_reports_it(field, tmp_path):

@@ -203,7 +203,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     )
     from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
-    from scope.sim.pattern_map import plan_pattern_map
+    from scope.sim.pattern_map import PhaseMap, plan_pattern_map
     from scope.sim.pipeline import defects_to_repair
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
@@ -262,12 +262,17 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             )
         log.info("pattern parameters:\n%s", carrier_report(params))
         map_mode = getattr(args, "pattern_map", None) or "auto"
-        if args.params and map_mode == "on":
-            raise ConfigurationError(
-                "--pattern-map on estimates the pattern in tiles: leave out --params to use it"
-            )
         pattern_map = None
-        if not args.params:
+        if args.params:  # the map that came with the parameters, unless switched off
+            stored = json.loads(Path(args.params).read_text()).get("pattern_map")
+            if stored is not None and map_mode != "off":
+                pattern_map = PhaseMap.from_summary(stored, params.n_angles)
+            elif map_mode == "on":
+                raise ConfigurationError(
+                    f"--pattern-map on: {args.params} holds no pattern map, and one is measured "
+                    "only with the parameters (leave out --params)"
+                )
+        else:
             pattern_map = plan_pattern_map(
                 first, setup, params, mode=map_mode, otf=otf, backend=backend, defects=defects
             )
@@ -410,7 +415,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             doc["modulation_contrast"] = mmap.summary()
             write_params()
             print(f"spectrum: {png}")
-            if pattern_map is not None:  # where and how far the optics bend the pattern
+            if pattern_map is not None and pattern_map.tiled is not None:  # where the optics
+                # bend the pattern, and how far
                 map_png = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
                 tile_pattern_png(map_png, pattern_map.tiled)
                 print(

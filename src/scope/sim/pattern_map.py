@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from scope.backend import Backend, get_backend
-from scope.errors import ConfigurationError, ReconstructionError
+from scope.errors import ConfigurationError, DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup
 from scope.sim.defects import DefectPixels
 from scope.sim.estimate import EstimationSettings, estimate_parameters
@@ -397,8 +397,10 @@ class PhaseMap:
     residual_rad : ndarray (n_angles,)
         The largest misfit at a tile's centre (wrapped): how well a smooth map describes the
         tiles (the tiles' own estimates are good to about 0.05-0.1 rad).
-    tiled : TiledParameters
-        The tiles it was fitted to.
+    max_drift_rad : float
+        The tiles' largest drift from the global pattern (wrapped, 0..pi).
+    tiled : TiledParameters or None
+        The tiles it was fitted to (None for a map read back from a ``.params.json``).
     """
 
     degree: int
@@ -406,7 +408,40 @@ class PhaseMap:
     scale_um: float
     coefficients: np.ndarray
     residual_rad: np.ndarray
-    tiled: TiledParameters
+    max_drift_rad: float
+    tiled: TiledParameters | None = None
+
+    @classmethod
+    def from_summary(cls, doc: dict[str, Any], n_angles: int) -> PhaseMap:
+        """The map that :meth:`summary` wrote (``"pattern_map"`` of a ``.params.json``), for
+        the ``n_angles`` orientations of its parameters.
+
+        Raises
+        ------
+        DataFormatError
+            The entry is not such a map, or is one for another number of orientations.
+        """
+        try:
+            degree = int(doc["degree"])
+            coefficients = np.asarray(doc["coefficients_rad"], float)
+            phase_map = cls(
+                degree,
+                (float(doc["centre_um"][0]), float(doc["centre_um"][1])),
+                float(doc["scale_um"]),
+                coefficients,
+                np.asarray(doc.get("fit_residual_rad", [np.nan] * len(coefficients)), float),
+                float(doc.get("max_drift_rad", np.nan)),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise DataFormatError(
+                f"the pattern_map entry is not a phase map written by scope ({err!r})"
+            ) from None
+        if coefficients.shape != (n_angles, len(_terms(degree))):
+            raise DataFormatError(
+                f"the pattern_map holds {coefficients.shape} coefficients; expected "
+                f"({n_angles}, {len(_terms(degree))}) for {n_angles} angles of degree {degree}"
+            )
+        return phase_map
 
     @property
     def terms(self) -> list[tuple[int, int]]:
@@ -429,21 +464,18 @@ class PhaseMap:
         y, x = np.broadcast_arrays(np.asarray(y_um, float), np.asarray(x_um, float))
         return (x - cx) / self.scale_um, (y - cy) / self.scale_um
 
-    @property
-    def max_drift_rad(self) -> float:
-        """The tiles' largest drift from the global pattern (wrapped, 0..pi)."""
-        return self.tiled.max_drift_rad
-
     def summary(self) -> dict[str, Any]:
-        """For ``.params.json``: the polynomial, its fit and the tiles it was fitted to."""
+        """For ``.params.json``: the polynomial, its fit and the tiles it was fitted to
+        (read back by :meth:`from_summary`)."""
         return {
             "degree": self.degree,
-            "centre_um": [round(v, 4) for v in self.centre_um],
-            "scale_um": round(self.scale_um, 4),
+            "centre_um": [round(v, 6) for v in self.centre_um],
+            "scale_um": round(self.scale_um, 6),
             "terms_uv": [list(t) for t in self.terms],
-            "coefficients_rad": [[round(float(c), 5) for c in row] for row in self.coefficients],
+            "coefficients_rad": [[round(float(c), 6) for c in row] for row in self.coefficients],
             "fit_residual_rad": [round(float(r), 4) for r in self.residual_rad],
-            **self.tiled.summary(),
+            "max_drift_rad": round(self.max_drift_rad, 4),
+            **(self.tiled.summary() if self.tiled is not None else {}),
         }
 
 
@@ -521,7 +553,15 @@ def fit_phase_map(tiled: TiledParameters, degree: int = MAP_DEGREE) -> PhaseMap:
         misfit = np.angle(np.exp(1j * (basis @ coef - unwrapped)))
         coefficients.append(coef)
         residuals.append(float(np.abs(misfit).max()))
-    return PhaseMap(degree, centre, scale, np.array(coefficients), np.array(residuals), tiled)
+    return PhaseMap(
+        degree,
+        centre,
+        scale,
+        np.array(coefficients),
+        np.array(residuals),
+        tiled.max_drift_rad,
+        tiled,
+    )
 
 
 def plan_pattern_map(
