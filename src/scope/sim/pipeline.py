@@ -65,9 +65,9 @@ class SetReconstructor:
         Known parameters (no estimation).
     prior, settings, estimation, otf, backend
         As for :func:`reconstruct_stack`.
-    pattern_map : {"off", "auto", "on"}
+    pattern_map : {"auto", "on", "off"}
         Map the pattern's phase across large frames (measured in tiles) and take it out pixel
-        by pixel, when the illumination optics bend the pattern (``"auto"``) or always
+        by pixel, when the illumination optics bend the pattern (``"auto"``, default) or always
         (``"on"``); see :func:`scope.sim.pattern_map.plan_pattern_map`. Needs estimated
         parameters (not ``params``).
     """
@@ -84,7 +84,7 @@ class SetReconstructor:
         estimation: EstimationSettings | None = None,
         otf: OTF | None = None,
         backend: Backend | str | None = None,
-        pattern_map: str = "off",
+        pattern_map: str = "auto",
     ) -> None:
         if pattern_map not in MAP_MODES:
             raise ConfigurationError(
@@ -203,7 +203,7 @@ def reconstruct_stack(
     otf: OTF | None = None,
     backend: Backend | str | None = None,
     estimate_every: int | None = None,
-    pattern_map: str = "off",
+    pattern_map: str = "auto",
 ) -> tuple[np.ndarray, SIMParameters]:
     """Reconstruct every SIM set of ``raw`` (``(..., n_angles*n_phases, Y, X)``).
 
