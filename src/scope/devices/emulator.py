@@ -214,6 +214,10 @@ class SimulatedHardware:
             if self.trigger and self.trigger_log:
                 self.trigger_log[-1].light_mask |= self.light
 
+    def exposure_edges_pending(self) -> bool:
+        """Whether camera exposure edges wait for the firmware."""
+        return bool(self._edges)
+
     def read_exposure_edges(self) -> list[tuple[bool, int]]:
         out = []
         while self._edges:
@@ -453,6 +457,20 @@ class ControllerEmulator:
                 self.dropped_bytes += len(view)
                 return
             view = view[n:]
+
+    def settle(self, timeout_s: float = 0.05) -> bool:
+        """Wait until the board has handled every camera exposure edge sent to it (as real
+        firmware does within microseconds; this thread may lag behind under load). Returns
+        False when it did not within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:  # a poll in progress finishes first
+                if not self.hardware.exposure_edges_pending():
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            self.hardware.wake()
+            time.sleep(0.0002)
 
     def _serve(self) -> None:
         try:

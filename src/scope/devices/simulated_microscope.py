@@ -105,7 +105,12 @@ class SimulatedMicroscope:
 
     def _pattern_now(self) -> int:
         emu = self.controller.emulator
-        return max(int(emu.hardware.pattern), 0) if emu is not None else 0
+        if emu is None:
+            return 0
+        # a real board switches within microseconds of the camera's exposure edge; the
+        # emulator's thread may lag behind under load, so let it catch up first
+        emu.settle()
+        return max(int(emu.hardware.pattern), 0)
 
     def _on_trigger(self, pulse: int, pattern: int, t_start_s: float, exposure_s: float) -> None:
         # the board's trigger output -> the camera's trigger input
