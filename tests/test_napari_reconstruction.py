@@ -327,21 +327,29 @@ def test_reader_leaves_photos_and_single_images_to_other_readers(tmp_path):
     assert napari_get_reader(path) is not None
 
 
-def test_reconstruction_widget_says_when_values_are_clipped(make_napari_viewer, qtbot):
-    """12-bit camera values in a 16-bit layer, 1 % of them at 4095: the status line says so."""
+def _estimated(make_napari_viewer, qtbot, frames, name: str, *, timeout_ms: int = 30_000):
+    """A viewer with ``frames`` as a raw layer (NA 1.2, 525 nm, 65 nm pixels) and a
+    reconstruction widget that has estimated its parameters: (viewer, widget)."""
     from scope.napari.reconstruction_widget import ReconstructionWidget
-    from sim_cases import bright_set
 
-    frames, unclipped = bright_set(4, 12)
     viewer = make_napari_viewer()
     meta = {"scope_kind": "raw", "n_angles": 3, "n_phases": 3, "pixel_size_nm": 65.0}
-    viewer.add_image(frames, name="bright raw", metadata=meta)
+    viewer.add_image(frames, name=name, metadata=meta)
     widget = ReconstructionWidget(viewer)
     widget.na.setValue(1.2)
     widget.wavelength.setValue(525.0)
     widget.pixel_size.setValue(65.0)
     widget.estimate_button.click()
-    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=timeout_ms)
+    return viewer, widget
+
+
+def test_reconstruction_widget_says_when_values_are_clipped(make_napari_viewer, qtbot):
+    """12-bit camera values in a 16-bit layer, 1 % of them at 4095: the status line says so."""
+    from sim_cases import bright_set
+
+    frames, unclipped = bright_set(4, 12)
+    _, widget = _estimated(make_napari_viewer, qtbot, frames, "bright raw")
     share = np.count_nonzero(unclipped >= 4095) / unclipped.size
     text = widget.status.text()
     assert f"{100 * share:.2g} % of this set's values sit at the camera's full scale" in text
@@ -353,7 +361,6 @@ def test_reconstruction_widget_maps_a_bent_pattern(make_napari_viewer, qtbot, tm
     the widget's estimate says it maps the pattern, its preview and its stack take the map out
     (error against the ideal-SIM target as the pipeline's, not the 0.19 of one pattern for the
     field)."""
-    from scope.napari.reconstruction_widget import ReconstructionWidget
     from scope.sim import metrics
     from scope.sim.forward import simulate_raw
     from scope.sim.params import SIMParameters
@@ -365,15 +372,9 @@ def test_reconstruction_widget_maps_a_bent_pattern(make_napari_viewer, qtbot, tm
     raw = simulate_raw(
         gt, truth, SETUP, background_photons=30, offset_adu=OFFSET, rng=1, pattern_distortion=0.01
     )
-    viewer = make_napari_viewer()
-    meta = {"scope_kind": "raw", "n_angles": 3, "n_phases": 3, "pixel_size_nm": 65.0}
-    viewer.add_image(raw[None].astype(np.uint16), name="bent raw", metadata=meta)
-    widget = ReconstructionWidget(viewer)
-    widget.na.setValue(1.2)
-    widget.wavelength.setValue(525.0)
-    widget.pixel_size.setValue(65.0)
-    widget.estimate_button.click()
-    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=60_000)
+    viewer, widget = _estimated(
+        make_napari_viewer, qtbot, raw[None].astype(np.uint16), "bent raw", timeout_ms=60_000
+    )
     assert "its phase is mapped from 25 tiles" in widget.status.text()
     widget.reconstruct_stack()
     qtbot.waitUntil(lambda: "bent SIM" in viewer.layers and not widget.busy, timeout=60_000)

@@ -602,18 +602,10 @@ class LiveSession:
         for a field of one tile) and, when the illumination optics bend the pattern, its phase
         map for the reconstruction (:func:`scope.sim.pattern_map.plan_pattern_map`: a second
         or a few once per estimate, nothing per image)."""
-        from scope.sim.pattern_map import (
-            DRIFT_TOLERANCE_RAD,
-            TileGrid,
-            corner_drift,
-            plan_pattern_map,
-        )
+        from scope.sim.pattern_map import DRIFT_TOLERANCE_RAD, corner_drift, plan_pattern_map
 
-        grid = TileGrid.covering(frames.shape[-2:])
-        if len(grid) == 1:
-            return None, None
-        drift = corner_drift(frames, self.setup, params, grid, defects=defects).max_drift_rad
-        if drift <= DRIFT_TOLERANCE_RAD:
+        drift = corner_drift(frames, self.setup, params, defects=defects)
+        if drift is None or drift <= DRIFT_TOLERANCE_RAD:
             return drift, None
         pattern_map = plan_pattern_map(frames, self.setup, params, mode="on", defects=defects)
         if pattern_map is None:

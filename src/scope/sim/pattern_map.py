@@ -364,18 +364,19 @@ def estimate_tiled_parameters(
 
 
 def corner_drift(
-    raw: Any,
-    setup: OpticalSetup,
-    global_params: SIMParameters,
-    grid: TileGrid,
-    **kwargs: Any,
-) -> TiledParameters:
-    """The four corner tiles' patterns (the others keep the global one): where distortion and
-    an error of the global period add up most. ``max_drift_rad`` of the result says whether
-    one pattern fits the whole field. ``kwargs`` as for :func:`estimate_tiled_parameters`."""
+    raw: Any, setup: OpticalSetup, global_params: SIMParameters, **kwargs: Any
+) -> float | None:
+    """How far the pattern of the four corner tiles (:data:`TILE_PX`), where distortion and an
+    error of the global period add up most, drifts from the global pattern (rad, the largest;
+    over :data:`DRIFT_TOLERANCE_RAD` one pattern does not fit the field). None for a frame of
+    one such tile. ``kwargs`` as for :func:`estimate_tiled_parameters`."""
+    grid = TileGrid.covering(tuple(np.shape(raw)[-2:]), TILE_PX, OVERLAP_PX)
+    if len(grid) == 1:
+        return None
     n_rows, n_cols = len(grid.row_starts), len(grid.col_starts)
     corners = sorted({0, n_cols - 1, (n_rows - 1) * n_cols, n_rows * n_cols - 1})
-    return estimate_tiled_parameters(raw, setup, global_params, grid, only=corners, **kwargs)
+    probe = estimate_tiled_parameters(raw, setup, global_params, grid, only=corners, **kwargs)
+    return probe.max_drift_rad
 
 
 @dataclass(frozen=True)
@@ -594,16 +595,9 @@ def plan_pattern_map(
         return None  # too small a field to map (and to need it)
     kwargs = {"otf": otf, "settings": settings, "backend": backend, "defects": defects}
     if mode == "auto":
-        corners = TileGrid.covering(shape, TILE_PX, OVERLAP_PX)
-        if len(corners) == 1:
-            return None
-        probe = corner_drift(raw, setup, global_params, corners, **kwargs)
-        if probe.max_drift_rad <= DRIFT_TOLERANCE_RAD:
-            log.debug(
-                "the pattern holds across the field (corner tiles within %.2f rad): one "
-                "pattern for the whole frame",
-                probe.max_drift_rad,
-            )
+        drift = corner_drift(raw, setup, global_params, **kwargs)
+        if drift is None or drift <= DRIFT_TOLERANCE_RAD:
+            log.debug("the pattern holds across the field (corner drift %s rad)", drift)
             return None
     tiled = estimate_tiled_parameters(raw, setup, global_params, grid, **kwargs)
     try:
