@@ -166,12 +166,12 @@ def main() -> None:
             add(f"  same, threshold {threshold} instead of 1/7", gain)
         add("true parameters", evaluate(case, case.truth)[1])
         for factor in (0.5, 2.0, 4.0):
-            scaled = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, None, factor)
+            scaled = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, scale=factor)
             add(f"signal model x{factor:g}", evaluate(case, params, noise_model=scaled)[1])
         per_pixel, radial = oracle_spectra(case, base, rec.output_shape)
-        given = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, radial)
+        given = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, table=radial)
         add("true radial spectrum", evaluate(case, params, noise_model=given)[1])
-        given = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, per_pixel)
+        given = GivenSpectrum(model.noise_power, model.amplitude, model.exponent, table=per_pixel)
         add("true spectrum per pixel (oracle)", evaluate(case, params, noise_model=given)[1])
         add("NRMSE against the ideal-SIM target (default)", evaluate(case, params)[0])
         if args.richardson_lucy:
