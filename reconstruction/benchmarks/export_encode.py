@@ -45,6 +45,11 @@ def main() -> None:
     from scope.sim.samples import make_sample
 
     preset = get_preset("reel")
+    if not preset.min_duration_s <= args.seconds <= preset.max_duration_s:
+        ap.error(
+            f"--seconds must be between {preset.min_duration_s:g} and {preset.max_duration_s:g} "
+            "(the reel preset's clip length: a shorter series is slowed or looped)"
+        )
     n = round(args.seconds * preset.fps)
     x264 = args.x264_preset or X264_PRESET
     wide = make_sample((256, 256 + n), "mixed", seed=1)
