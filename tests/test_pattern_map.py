@@ -93,6 +93,18 @@ def test_tile_grid_covers_the_frame():
                 steps = [b - a for a, b in itertools.pairwise(starts)]
                 assert all(step <= tile_px - overlap_px for step in steps)
     assert len(TileGrid.covering((300, 257))) == 1  # a side within a tile + overlap: one tile
+    # capped: the budget build's full sensor sampled by 6 x 6 tiles from edge to edge
+    grid = TileGrid.covering((1200, 1920), 128, 16, max_per_side=6)
+    assert (len(grid.row_starts), len(grid.col_starts)) == (6, 6)
+    for starts, n in ((grid.row_starts, 1200), (grid.col_starts, 1920)):
+        assert starts[0] == 0 and starts[-1] == n - 128
+        steps = [b - a for a, b in itertools.pairwise(starts)]
+        assert max(steps) - min(steps) <= 1  # evenly spread
+    assert TileGrid.covering((512, 512), 128, 16, max_per_side=6) == TileGrid.covering(
+        (512, 512), 128, 16
+    )  # a field that needs fewer tiles is covered as before
+    with pytest.raises(ConfigurationError, match="max_per_side"):
+        TileGrid.covering((512, 512), max_per_side=1)
     with pytest.raises(ConfigurationError, match="at least 64"):
         TileGrid.covering((512, 512), tile_px=32)
     with pytest.raises(ConfigurationError, match="overlap"):

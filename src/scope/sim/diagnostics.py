@@ -390,7 +390,9 @@ def tile_pattern_png(path: Any, tiled: TiledParameters) -> None:
     cell coloured by how far its pattern's phase drifts from the whole frame's (0 to pi rad)
     and labelled with its local period's difference from the whole frame's (%). A picture of
     the illumination optics' distortion (:mod:`scope.sim.pattern_map`); grey cells: too little
-    structure to estimate (the whole frame's pattern used)."""
+    structure to estimate (the whole frame's pattern used). The cells keep the field's
+    aspect (a large field is sampled by tiles with gaps between them: each cell stands for its
+    tile's share of the field)."""
     from PIL import Image, ImageDraw
 
     from scope.export.colormaps import apply_colormap
@@ -398,27 +400,29 @@ def tile_pattern_png(path: Any, tiled: TiledParameters) -> None:
 
     grid = tiled.grid
     n_rows, n_cols = len(grid.row_starts), len(grid.col_starts)
-    cell = max(24, min(72, 480 // max(n_rows, n_cols)))
+    scale = min(480, 72 * max(n_rows, n_cols)) / max(grid.shape)  # panel pixels per camera pixel
+    cell_h = max(24, round(grid.shape[0] * scale / n_rows))
+    cell_w = max(24, round(grid.shape[1] * scale / n_cols))
     pad, title_h, bar_h = 8, 20, 12
-    font, small = get_font(13), get_font(max(9, cell // 5))
+    font, small = get_font(13), get_font(max(9, min(cell_w, 2 * cell_h) // 5))
     n_angles = tiled.global_params.n_angles
-    width = n_angles * (n_cols * cell + pad) + pad
-    height = title_h + n_rows * cell + 2 * pad + bar_h + 18
+    width = n_angles * (n_cols * cell_w + pad) + pad
+    height = title_h + n_rows * cell_h + 2 * pad + bar_h + 18
     canvas = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     colours = apply_colormap(np.clip(tiled.drift_rad / math.pi, 0, 1).astype(np.float32), "inferno")
     for a, g in enumerate(tiled.global_params.angles):
-        x0 = pad + a * (n_cols * cell + pad)
+        x0 = pad + a * (n_cols * cell_w + pad)
         draw.text(
             (x0, 2), f"{g.angle_deg:.1f}°, {g.period_nm:.1f} nm", fill=(230, 230, 230), font=font
         )
         for i in range(len(grid)):
             r, c = divmod(i, n_cols)
             box = (
-                x0 + c * cell,
-                title_h + r * cell,
-                x0 + (c + 1) * cell - 1,
-                title_h + (r + 1) * cell - 1,
+                x0 + c * cell_w,
+                title_h + r * cell_h,
+                x0 + (c + 1) * cell_w - 1,
+                title_h + (r + 1) * cell_h - 1,
             )
             if not tiled.estimated[i]:
                 draw.rectangle(box, fill=(70, 70, 70))
@@ -427,9 +431,9 @@ def tile_pattern_png(path: Any, tiled: TiledParameters) -> None:
             local = tiled.tiles[i].angles[a].period_nm
             text = f"{100 * (local / g.period_nm - 1):+.1f}%"
             shade = (0, 0, 0) if tiled.drift_rad[i, a] > 0.6 * math.pi else (235, 235, 235)
-            draw.text((box[0] + 3, box[1] + cell // 2 - 6), text, fill=shade, font=small)
+            draw.text((box[0] + 3, box[1] + cell_h // 2 - 6), text, fill=shade, font=small)
     ramp = np.linspace(0, 1, width - 2 * pad, dtype=np.float32)[None, :].repeat(bar_h, 0)
-    by = title_h + n_rows * cell + pad
+    by = title_h + n_rows * cell_h + pad
     canvas.paste(Image.fromarray(apply_colormap(ramp, "inferno")), (pad, by))
     draw.text(
         (pad, by + bar_h + 3),

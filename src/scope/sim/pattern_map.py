@@ -67,6 +67,13 @@ OVERLAP_PX = 64
 MAP_TILE_PX = 128
 MAP_OVERLAP_PX = 16
 
+#: at most this many map tiles along a side: a larger field is sampled by tiles with gaps
+#: between them (the cubic map needs the field's shape, not every pixel). Measured on 1024 and
+#: 1200 x 1920 fields bent by 0-2 %, at 400 and 60 photons: the same images from 36 tiles as
+#: from 81 or 187 (within 0.001 of the simulation's own map), the map in 1.5 instead of 2.4 s
+#: (1024) and 2.2 instead of 6.3 s (1200 x 1920) on 2 cores (RESULTS.md, pattern_distortion.py)
+MAP_MAX_TILES_PER_SIDE = 6
+
 #: a corner tile whose pattern phase differs from the global pattern's by more than this (at
 #: its centre, any angle) makes ``mode="auto"`` map the pattern (a phase error of 0.2 rad raises
 #: the error of the acceptance case against the ideal-SIM target from 0.104 to 0.116)
@@ -81,10 +88,12 @@ MAP_MODES = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Overlapping tiles covering a frame.
+    """Tiles spread evenly over a frame, overlapping or (capped in number) sampling it.
 
     Tiles are ``tile_px`` square (or the whole side where it is at most ``tile_px +
-    overlap_px``) and spread evenly so that neighbours overlap by at least ``overlap_px``.
+    overlap_px``) and spread evenly so that neighbours overlap by at least ``overlap_px``;
+    with ``max_per_side``, at most that many along an axis, spread evenly from edge to edge
+    with gaps between them where more would be needed to cover it.
 
     Attributes
     ----------
@@ -103,9 +112,14 @@ class TileGrid:
 
     @classmethod
     def covering(
-        cls, shape: tuple[int, int], tile_px: int = TILE_PX, overlap_px: int = OVERLAP_PX
+        cls,
+        shape: tuple[int, int],
+        tile_px: int = TILE_PX,
+        overlap_px: int = OVERLAP_PX,
+        max_per_side: int | None = None,
     ) -> TileGrid:
-        """The grid of ``tile_px`` tiles overlapping by at least ``overlap_px`` over ``shape``."""
+        """The grid of ``tile_px`` tiles overlapping by at least ``overlap_px`` over ``shape``
+        (at most ``max_per_side`` along an axis: then they sample it, with gaps)."""
         if tile_px < 64:
             raise ConfigurationError(
                 f"tiles must be at least 64 camera pixels wide to hold enough pattern periods "
@@ -117,10 +131,14 @@ class TileGrid:
                 f"{overlap_px}"
             )
 
+        if max_per_side is not None and max_per_side < 2:
+            raise ConfigurationError(f"max_per_side must be at least 2, got {max_per_side}")
+
         def starts(n: int) -> tuple[int, ...]:
             if n <= tile_px + overlap_px:  # one tile, the whole side
                 return (0,)
             count = math.ceil((n - overlap_px) / (tile_px - overlap_px))
+            count = min(count, max_per_side or count)
             return tuple(round(i * (n - tile_px) / (count - 1)) for i in range(count))
 
         shape = (int(shape[0]), int(shape[1]))
@@ -583,14 +601,15 @@ def plan_pattern_map(
     ``"auto"``: when a corner tile (where distortion and an error of the global period add up
     most) drifts from the global pattern by more than :data:`DRIFT_TOLERANCE_RAD`; a frame that
     needs no map costs four tile estimations. The map is fitted to tiles of
-    :data:`MAP_TILE_PX` (:func:`fit_phase_map`).
+    :data:`MAP_TILE_PX`, at most :data:`MAP_MAX_TILES_PER_SIDE` along a side
+    (:func:`fit_phase_map`).
     """
     if mode not in MAP_MODES:
         raise ConfigurationError(f"pattern_map must be one of {', '.join(MAP_MODES)}, got {mode!r}")
     if mode == "off":
         return None
     shape = tuple(np.shape(raw)[-2:])
-    grid = TileGrid.covering(shape, MAP_TILE_PX, MAP_OVERLAP_PX)
+    grid = TileGrid.covering(shape, MAP_TILE_PX, MAP_OVERLAP_PX, MAP_MAX_TILES_PER_SIDE)
     if len(grid) < 4:
         return None  # too small a field to map (and to need it)
     kwargs = {"otf": otf, "settings": settings, "backend": backend, "defects": defects}
