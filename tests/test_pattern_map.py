@@ -286,11 +286,15 @@ def test_dark_tiles_are_left_out_of_the_map(caplog):
     assert np.isfinite(phase_map.coefficients).all() and phase_map.residual_rad.max() < 0.2
 
 
-def test_cli_maps_a_bent_pattern_and_records_it(field, tmp_path):
+def test_cli_maps_a_bent_pattern_and_records_it(field, tmp_path, capsys):
     src = tmp_path / "bent.tif"
     tifffile.imwrite(src, field["bent"].astype(np.uint16))
     out = tmp_path / "bent.sim.tif"
     assert main(["reconstruct", str(src), "-o", str(out), *CONTRACT, "--diagnostics"]) == 0
+    said = capsys.readouterr().out
+    # each diagnostic names its own file
+    assert "drifting up to" in said and f"{tmp_path / 'bent.pattern-map.png'}" in said
+    assert f"(map: {tmp_path / 'bent.modulation.png'})" in said
     doc = json.loads((tmp_path / "bent.params.json").read_text())
     assert len(doc["angles"]) == 3  # the contract: the whole frame's pattern
     phase_map = doc["pattern_map"]

@@ -410,24 +410,25 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             mmap = modulation_map(
                 first, setup, params, offset_adu=rec.camera_offset(first), otf=otf
             )
-            map_png = out.with_name(out.name.split(".")[0] + ".modulation.png")
-            modulation_png(map_png, mmap)
+            modulation_path = out.with_name(out.name.split(".")[0] + ".modulation.png")
+            modulation_png(modulation_path, mmap)
             doc["modulation_contrast"] = mmap.summary()
             write_params()
             print(f"spectrum: {png}")
             if pattern_map is not None and pattern_map.tiled is not None:  # where the optics
                 # bend the pattern, and how far
-                map_png = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
-                tile_pattern_png(map_png, pattern_map.tiled)
+                pattern_path = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
+                tile_pattern_png(pattern_path, pattern_map.tiled)
                 print(
                     f"pattern across the field ({len(pattern_map.tiled.grid)} tiles, drifting "
-                    f"up to {pattern_map.max_drift_rad:.1f} rad from the whole frame's): {map_png}"
+                    f"up to {pattern_map.max_drift_rad:.1f} rad from the whole frame's): "
+                    f"{pattern_path}"
                 )
             summary = mmap.summary()
             print(
                 f"modulation contrast-to-noise: median {summary['median_mcnr']:.1f}, "
                 f"{100 * summary['fraction_mcnr_3_or_more']:.0f} % of pixels at 3 or more "
-                f"(map: {map_png})"
+                f"(map: {modulation_path})"
             )
             beyond = [
                 i
