@@ -12,13 +12,14 @@ nearly two periods, and the SIM image shows each filament twice.
 The departure is measured in tiles (:class:`TileGrid`: overlapping, or on a large field an
 even sample of at most 6 x 6): each tile's pattern is estimated on the tile alone, with the
 global estimate as the search window (:func:`estimate_tiled_parameters`); tiles with too
-little structure to estimate on are left out. :func:`pattern_drift_rad` says how far a tile's pattern lies from the global one (the
-phase at the tile's centre); the four corner tiles decide whether the field needs a map at all
-(:func:`corner_drift`). The tiles' phases, unwrapped with the help of their wave vectors, are
-fitted by a smooth polynomial over the field (:func:`fit_phase_map`, cubic: radial lens
-distortion makes exactly a cubic phase error), and the reconstruction takes that phase out of
-each +1 order pixel by pixel, at no cost per image
-(``SIMReconstructor(phase_maps=...)``): one piece, no seams, as fast as a straight pattern.
+little structure to estimate on are left out. :func:`pattern_drift_rad` says how far a tile's
+pattern lies from the global one (the phase at the tile's centre); the four corner tiles
+decide whether the field needs a map at all (:func:`corner_drift`). The tiles' phases,
+unwrapped with the help of their wave vectors, are fitted by a smooth polynomial over the
+field (:func:`fit_phase_map`, cubic: radial lens distortion makes exactly a cubic phase
+error), and the reconstruction takes that phase out of each +1 order pixel by pixel, at no
+cost per image (``SIMReconstructor(phase_maps=...)``): one piece, no seams, as fast as a
+straight pattern.
 
 References
 ----------
