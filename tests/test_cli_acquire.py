@@ -69,6 +69,23 @@ def test_acquire_on_the_simulated_microscope(tmp_path):
     assert meta["optical_setup"]["na"] == 1.2
 
 
+def test_acquire_through_a_region_of_interest(tmp_path):
+    """`--roi X Y WIDTH HEIGHT`: the frames are that part of the sensor, and the run says where
+    it sat (for camera maps of the whole sensor); an ROI off the sensor is refused."""
+    out = tmp_path / "roi.zarr"
+    timing = ["--exposure-ms", "2", "--dark-ms", "1", "--shape", "64", "96"]
+    roi = ["--roi", "32", "16", "48", "32"]
+    proc = _scope("acquire", "--sets", "1", "-o", str(out), *timing, *roi)
+    assert proc.returncode == 0, proc.stderr
+    frames, _, meta = read_acquisition(out)
+    assert frames.shape == (9, 32, 48)
+    assert meta["camera"]["roi"] == [32, 16, 48, 32] and meta["camera"]["sensor_shape"] == [64, 96]
+    bad = tmp_path / "bad.zarr"
+    proc = _scope("acquire", "--sets", "1", "-o", str(bad), *timing, "--roi", "64", "0", "48", "32")
+    assert proc.returncode == 2
+    assert "does not fit the 96x64 sensor" in proc.stderr
+
+
 def test_acquire_refuses_a_real_camera_without_its_controller(tmp_path):
     proc = _scope("acquire", "--camera", "genicam", "--sets", "1", "-o", str(tmp_path / "x.zarr"))
     assert proc.returncode == 2

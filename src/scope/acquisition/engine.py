@@ -46,7 +46,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -413,7 +413,15 @@ class AcquisitionEngine:
             "sequence": cfg.sequence,
             "optical_setup": self.setup,
             "sim_parameters": _params_dict(self.params),
-            "camera": {"name": cam.name, "kind": cam.kind, "pixel_format": str(fmt)},
+            "camera": {
+                "name": cam.name,
+                "kind": cam.kind,
+                "pixel_format": str(fmt),
+                # where the frames sit on the sensor (x, y, width, height): per-pixel camera
+                # maps measured on the whole sensor are cut to it
+                "roi": list(astuple(cam.roi)),
+                "sensor_shape": list(cam.sensor_shape),
+            },
             "controller": asdict(ctrl.info) if getattr(ctrl, "info", None) else {},
         }
         px = getattr(self.setup, "pixel_size_nm", None)

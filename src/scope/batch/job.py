@@ -288,7 +288,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
         setup = optical_setup(options, source=src.name)
         to_electrons = (
-            electrons_from_maps(options.camera_maps, stack.frame_shape)
+            electrons_from_maps(options.camera_maps, stack.frame_shape, stack.sensor_origin)
             if options.camera_maps
             else None
         )

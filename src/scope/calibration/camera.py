@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -461,12 +462,13 @@ def load_camera_calibration(
 
 
 def electrons_from_maps(
-    preset: str | Path, frame_shape: Sequence[int]
+    preset: str | Path, frame_shape: Sequence[int], origin: tuple[int, int] | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Raw ADU frames -> photo-electrons with the per-pixel maps saved in ``preset``.
 
-    The maps must cover frames of ``frame_shape`` exactly (a raw file does not say where a
-    smaller region of interest sat on the sensor).
+    The maps cover frames of ``frame_shape`` exactly, or, given ``origin`` (the frames' first
+    pixel on the sensor, row and column: a ``scope acquire`` run records its region of
+    interest, see ``RawStack.sensor_origin``), the part of them under the frames.
     """
     _, maps = load_camera_calibration(preset)
     if maps is None:
@@ -474,13 +476,26 @@ def electrons_from_maps(
             f"{Path(preset).name} holds no camera maps: measure them with scope calibrate "
             "camera --maps"
         )
-    if tuple(maps.shape) != tuple(frame_shape):
+    ny, nx = (int(n) for n in frame_shape)
+    if tuple(maps.shape) == (ny, nx) and origin in (None, (0, 0)):
+        return maps.to_electrons
+    my, mx = maps.shape
+    if origin is None:
         raise ConfigurationError(
-            f"the camera maps in {Path(preset).name} are {maps.shape[0]}x{maps.shape[1]} "
-            f"pixels, the frames {frame_shape[0]}x{frame_shape[1]}: measure the maps with the "
-            "same sensor region (scope calibrate camera --maps)"
+            f"the camera maps in {Path(preset).name} are {my}x{mx} pixels, the frames "
+            f"{ny}x{nx}, and the file does not say where they sat on the sensor: record with "
+            "scope acquire (it keeps the region of interest) or measure the maps with the same "
+            "sensor region (scope calibrate camera --maps)"
         )
-    return maps.to_electrons
+    y0, x0 = origin
+    if y0 < 0 or x0 < 0 or y0 + ny > my or x0 + nx > mx:
+        raise ConfigurationError(
+            f"frames of {ny}x{nx} at row {y0}, column {x0} of the sensor do not fit inside the "
+            f"{my}x{mx} camera maps in {Path(preset).name}: measure the maps on the whole "
+            "sensor (scope calibrate camera --maps)"
+        )
+    log.info("camera maps cut to the frames' region of the sensor (row %d, column %d)", y0, x0)
+    return partial(to_electrons, calibration=maps, origin=(y0, x0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,15 @@ def register(subparsers: Any) -> None:
         metavar=("Y", "X"),
         help="simulated camera size (default 128 128)",
     )
+    p.add_argument(
+        "--roi",
+        type=int,
+        nargs=4,
+        default=None,
+        metavar=("X", "Y", "WIDTH", "HEIGHT"),
+        help="region of interest on the sensor, pixels (default: the whole sensor); the run "
+        "records it, so camera maps measured on the whole sensor are cut to it",
+    )
     p.add_argument("--sample", default="mixed", choices=("filaments", "beads", "mixed", "siemens"))
     p.add_argument("--drop-prob", type=float, default=0.0, help="simulated: dropped frames")
     p.add_argument("--extra-prob", type=float, default=0.0, help="simulated: extra frames")
@@ -161,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     )
     hw, camera, controller = _open_hardware(args, setup, params)
     try:
+        if args.roi is not None:
+            camera.roi = tuple(args.roi)
         engine = AcquisitionEngine(
             camera,
             controller,

@@ -217,7 +217,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         maps_preset = getattr(args, "camera_maps", None)
         if maps_preset and args.offset is not None:
             raise ConfigurationError("--camera-maps holds each pixel's offset: leave --offset out")
-        to_electrons = electrons_from_maps(maps_preset, raw.frame_shape) if maps_preset else None
+        to_electrons = (
+            electrons_from_maps(maps_preset, raw.frame_shape, raw.sensor_origin)
+            if maps_preset
+            else None
+        )
 
         def converted(frames: Any) -> Any:
             """A raw set as reconstructed: photo-electrons when camera maps are given."""

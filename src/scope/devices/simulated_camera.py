@@ -144,6 +144,11 @@ class SimulatedCamera(Camera):
         ``hot_pixel_electrons`` per 10 ms exposure on top of its light, the same pixels in
         every frame (seeded). :attr:`hot_pixel_map` holds their mean dark electrons.
     hot_pixel_electrons : float
+    pixel_maps : SCMOSMaps, optional
+        Each sensor pixel's own offset (ADU) and gain (ADU per electron, times the gain
+        setting), as an sCMOS-like sensor has (``scope.calibration.camera.SCMOSMaps`` of the
+        sensor's shape; its variance map is not used: the read noise is ``read_noise_e``).
+        Default: ``offset_adu`` and the gain setting for every pixel.
     pattern_distortion : float
         Radial distortion of the projected patterns at the sensor's corners, a fraction (as
         a projector's or a relay's lens gives, see :func:`scope.sim.forward.pattern_image`):
@@ -179,6 +184,7 @@ class SimulatedCamera(Camera):
         light_flicker: float = 0.0,
         hot_pixels: float = 0.0,
         hot_pixel_electrons: float = 500.0,
+        pixel_maps: Any = None,
         pattern_distortion: float = 0.0,
         faults: FaultInjection | None = None,
         pattern_source: Any = None,
@@ -210,6 +216,12 @@ class SimulatedCamera(Camera):
         n_hot = round(hot_pixels * self._shape[0] * self._shape[1])
         where = hot_rng.choice(self.hot_pixel_map.size, n_hot, replace=False)
         self.hot_pixel_map.flat[where] = hot_rng.exponential(hot_pixel_electrons, n_hot)
+        if pixel_maps is not None and tuple(pixel_maps.shape) != self._shape:
+            raise ConfigurationError(
+                f"pixel_maps are {pixel_maps.shape}, the sensor {self._shape}: give maps of the "
+                "whole sensor"
+            )
+        self.pixel_maps = pixel_maps
         if not abs(pattern_distortion) < 0.2:
             raise ConfigurationError(
                 f"pattern_distortion must be a fraction within +-0.2, got {pattern_distortion}"
@@ -300,9 +312,13 @@ class SimulatedCamera(Camera):
         # dark current of hot pixels: no light, so no flicker (shot noise below)
         photons = photons + self.hot_pixel_map * (self._exposure_ms / 10.0)
         bits = {"Mono8": 8, "Mono12": 12, "Mono16": 16}[self._format]
+        offset, gain = self.offset_adu, self._gain
+        if self.pixel_maps is not None:  # an sCMOS-like sensor: each pixel its own
+            offset = self.pixel_maps.offset_adu
+            gain = self.pixel_maps.gain_adu_per_e * self._gain
         adu = add_camera_noise(
-            photons, read_noise_e=self.read_noise_e, offset_adu=self.offset_adu,
-            gain_adu_per_e=self._gain, rng=rng, bit_depth=bits,
+            photons, read_noise_e=self.read_noise_e, offset_adu=offset,
+            gain_adu_per_e=gain, rng=rng, bit_depth=bits,
         )  # fmt: skip
         return adu.astype(np.uint8 if bits == 8 else np.uint16)
 

@@ -170,6 +170,29 @@ class RawStack:
         return self.shape[-2], self.shape[-1]
 
     @property
+    def sensor_origin(self) -> tuple[int, int] | None:
+        """Where the frames' first pixel sat on the sensor (row, column), for a ``scope
+        acquire`` run that recorded its camera's region of interest; None where the file does
+        not say (then per-pixel camera maps must be the frames' own size)."""
+        acquisition = self.metadata.get("acquisition")
+        camera = acquisition.get("camera") if isinstance(acquisition, dict) else None
+        roi = camera.get("roi") if isinstance(camera, dict) else None
+        if not (isinstance(roi, list | tuple) and len(roi) == 4):
+            return None
+        x, y, width, height = (int(v) for v in roi)
+        if (height, width) != self.frame_shape:
+            log.warning(
+                "%s: the recorded region of interest (%dx%d) is not the frames' size %s; "
+                "its position is not used",
+                self.path,
+                width,
+                height,
+                self.frame_shape,
+            )
+            return None
+        return (y, x)
+
+    @property
     def set_nbytes(self) -> int:
         """Bytes of one SIM set in the file's dtype."""
         return math.prod(self.shape[-3:]) * self.dtype.itemsize

@@ -162,12 +162,13 @@ def add_camera_noise(
     expected_photons: np.ndarray,
     *,
     read_noise_e: float = 1.5,
-    offset_adu: float = 100.0,
-    gain_adu_per_e: float = 1.0,
+    offset_adu: float | np.ndarray = 100.0,
+    gain_adu_per_e: float | np.ndarray = 1.0,
     rng: np.random.Generator | int | None = None,
     bit_depth: int = 16,
 ) -> np.ndarray:
-    """Poisson shot noise, Gaussian read noise, gain, offset, rounding and clipping to ADU."""
+    """Poisson shot noise, Gaussian read noise, gain, offset, rounding and clipping to ADU
+    (offset and gain: one for the sensor, or one per pixel)."""
     rng = np.random.default_rng(rng)
     electrons = rng.poisson(np.clip(expected_photons, 0, None)).astype(np.float64)
     electrons += rng.normal(0.0, read_noise_e, electrons.shape)
