@@ -87,6 +87,22 @@ def test_preset_and_precedence():
     assert setup.na == 1.4
 
 
+def test_wavelength_per_channel():
+    """A list of emission wavelengths gives each channel's optics; one value serves all; a list
+    of the wrong length or a wavelength out of range is refused."""
+    from pydantic import ValidationError
+
+    options = BatchOptions(na=1.2, pixel_size_nm=65.0, wavelength_nm=[525.0, 600.0])
+    setups = [optical_setup(options, channel=c, n_channels=2) for c in range(2)]
+    assert [s.wavelength_nm for s in setups] == [525.0, 600.0]
+    single = BatchOptions(na=1.2, pixel_size_nm=65.0, wavelength_nm=525.0)
+    assert optical_setup(single, channel=1, n_channels=2).wavelength_nm == 525.0
+    with pytest.raises(ConfigurationError, match="2 emission wavelengths for 3 channel"):
+        optical_setup(options, source="x.tif", channel=0, n_channels=3)
+    with pytest.raises(ValidationError, match="outside 200-2000 nm"):
+        BatchOptions(wavelength_nm=[525.0, 60.0])
+
+
 def test_frame_equalisation_option_reaches_the_reconstructor(tmp_path):
     """``--equalize`` / ``[reconstruction] equalize``: auto (the reconstructor decides), on or
     off; anything else is refused with the choices."""

@@ -167,6 +167,29 @@ def test_time_lapse_tiff_is_lazy_and_grouped(tmp_path):
     np.testing.assert_array_equal(stack.read_set(2), raw[2].astype(np.float32))
 
 
+def test_ome_tiff_channels_and_their_wavelengths(tmp_path):
+    """A time-lapse of two colours (T, C, 9, Y, X): each channel's emission wavelength from the
+    OME Channel elements (units converted), and which channel each SIM set belongs to (C
+    order); a file of one channel has no per-channel list."""
+    raw = _raw((3, 2, 9, 32, 32))
+    path = tmp_path / "two.ome.tif"
+    channels = {"EmissionWavelength": [525.0, 0.6], "EmissionWavelengthUnit": ["nm", "µm"]}
+    tifffile.imwrite(path, raw, ome=True, metadata={"axes": "TCQYX", "Channel": channels})
+    with open_raw(path, n_frames_per_set=9) as stack:
+        assert stack.axes == "TCPYX" and stack.n_channels == 2
+        assert stack.channel_wavelengths_nm == (525.0, 600.0) and stack.wavelength_nm == 525.0
+        assert [stack.channel_of_set(i) for i in range(6)] == [0, 1, 0, 1, 0, 1]
+        assert stack.first_set_of_channel(1) == 1
+        np.testing.assert_array_equal(stack.read_set(3), raw[1, 1].astype(np.float32))
+    one = tmp_path / "one.ome.tif"
+    channels = {"EmissionWavelength": [525.0]}
+    tifffile.imwrite(one, raw[:, 0], ome=True, metadata={"axes": "TQYX", "Channel": channels})
+    with open_raw(one, n_frames_per_set=9) as stack:
+        assert stack.n_channels == 1 and stack.channel_wavelengths_nm is None
+        assert stack.wavelength_nm == 525.0 and stack.first_set_of_channel(0) == 0
+        assert stack.channel_of_set(2) == 0
+
+
 def test_compressed_ome_tiff_reads_page_by_page(tmp_path):
     raw = _raw((3, 9, 32, 32))
     path = tmp_path / "lapse.ome.tif"

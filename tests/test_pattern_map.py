@@ -340,12 +340,12 @@ def test_batch_maps_a_bent_pattern_and_reports_it(field, tmp_path):
     with pytest.raises(ConfigurationError, match="pattern_map"):
         load_preset(preset)
     options = BatchOptions(na=1.2, wavelength_nm=525, pixel_size_nm=65)
-    engine = _Reconstruction(SETUP, options)
+    engine = _Reconstruction([SETUP], options)
     image = engine((0, 0), field["bent"], {"t": 0})
     assert _error(image, field["target"]) < 0.125
     assert engine.epochs[0]["pattern_map"]["tiles"] == 25
     assert engine.epochs[0]["pattern_map"]["max_drift_rad"] > DRIFT_TOLERANCE_RAD
-    engine = _Reconstruction(SETUP, options.model_copy(update={"pattern_map": "off"}))
+    engine = _Reconstruction([SETUP], options.model_copy(update={"pattern_map": "off"}))
     engine((0, 0), field["bent"], {"t": 0})
     assert "pattern_map" not in engine.epochs[0]
 

@@ -27,7 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scope.errors import ConfigurationError
 from scope.resources import repository_folder
@@ -64,7 +64,10 @@ class BatchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     na: float | None = Field(default=None, gt=0, le=1.7)
-    wavelength_nm: float | None = Field(default=None, gt=200, lt=2000)
+    wavelength_nm: float | list[float] | None = Field(
+        default=None,
+        description="emission wavelength, nm; a list gives each channel's (a file with a C axis)",
+    )
     pixel_size_nm: float | None = Field(default=None, gt=1, lt=10000)
     immersion_index: float | None = Field(default=None, ge=1.0, le=2.0)
     otf_damping: float | None = Field(default=None, gt=0, le=1.0)
@@ -104,6 +107,17 @@ class BatchOptions(BaseModel):
         description="a preset whose [calibration.camera] holds per-pixel offset and gain maps "
         "(scope calibrate camera --maps): raw ADU become photo-electrons pixel by pixel",
     )
+
+    @field_validator("wavelength_nm")
+    @classmethod
+    def _emission_in_range(cls, value: float | list[float] | None) -> Any:
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("wavelength_nm: an empty list; give one wavelength per channel")
+        for v in values:
+            if not 200 < v < 2000:
+                raise ValueError(f"emission wavelength {v} nm is outside 200-2000 nm")
+        return value
 
 
 class OutputOptions(BaseModel):
@@ -190,8 +204,12 @@ def merge_options(
     return BatchOptions(**merged), sources
 
 
-def optical_setup(options: BatchOptions, *, source: str = "") -> Any:
-    """The :class:`~scope.optics.OpticalSetup` for merged options, or a clear error."""
+def optical_setup(
+    options: BatchOptions, *, source: str = "", channel: int = 0, n_channels: int = 1
+) -> Any:
+    """The :class:`~scope.optics.OpticalSetup` of channel ``channel`` (of ``n_channels``) for
+    merged options, or a clear error. A list of wavelengths gives each channel's; one value
+    serves every channel."""
     from scope.optics import OpticalSetup
 
     missing = [k for k in ("na", "wavelength_nm", "pixel_size_nm") if getattr(options, k) is None]
@@ -202,6 +220,13 @@ def optical_setup(options: BatchOptions, *, source: str = "") -> Any:
             f"give {flags} or a --preset"
         )
     kwargs = {k: getattr(options, k) for k in OPTICS_KEYS if getattr(options, k) is not None}
+    if isinstance(options.wavelength_nm, list):
+        if len(options.wavelength_nm) != n_channels:
+            raise ConfigurationError(
+                f"{source}: {len(options.wavelength_nm)} emission wavelengths for "
+                f"{n_channels} channel(s); give one, or one per channel"
+            )
+        kwargs["wavelength_nm"] = options.wavelength_nm[channel]
     try:
         return OpticalSetup(**kwargs)
     except ValidationError as err:

@@ -105,17 +105,18 @@ def _reconstruction_settings(options: BatchOptions) -> Any:
 
 class _Reconstruction:
     """Per-file reconstruction state: parameters per (channel, epoch), one cached operator per
-    channel."""
+    channel, each channel with its own optics (``setups``, one per channel: its emission
+    wavelength)."""
 
     def __init__(
         self,
-        setup: Any,
+        setups: list[Any],
         options: BatchOptions,
         fft_workers: int | None = None,
     ) -> None:
         from scope.backend import get_backend
 
-        self.setup = setup
+        self.setups = setups
         self.options = options
         self.n_angles = options.n_angles or DEFAULT_N_ANGLES
         self.n_phases = options.n_phases or DEFAULT_N_PHASES
@@ -137,7 +138,7 @@ class _Reconstruction:
         rec = self._channels.get(key[0])
         if rec is None:
             rec = self._channels[key[0]] = SetReconstructor(
-                self.setup,
+                self.setups[key[0]],
                 n_angles=self.n_angles,
                 n_phases=self.n_phases,
                 prior=self.prior,
@@ -279,14 +280,33 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
     with open_raw(src, n_frames_per_set=n_angles * n_phases) as stack:
         file_values = {
             "pixel_size_nm": stack.pixel_size_nm,
-            "wavelength_nm": stack.wavelength_nm,
+            "wavelength_nm": list(stack.channel_wavelengths_nm)
+            if stack.channel_wavelengths_nm is not None
+            else stack.wavelength_nm,
             "na": stack.na,
         }
         options, sources = merge_options(
             flags, preset, file_values, preset_name=job.preset_name or "preset"
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
-        setup = optical_setup(options, source=src.name)
+        if (
+            stack.channel_wavelengths_nm is not None
+            and not isinstance(options.wavelength_nm, list)
+            and len(set(stack.channel_wavelengths_nm)) > 1
+        ):
+            log.warning(
+                "%s: its channels emit at %s nm, but the %s's %g nm is used for all of them "
+                "(give --wavelength with one value per channel)",
+                src.name,
+                ", ".join(f"{w:g}" for w in stack.channel_wavelengths_nm),
+                sources.get("wavelength_nm", "flag"),
+                options.wavelength_nm,
+            )
+        setups = [
+            optical_setup(options, source=src.name, channel=c, n_channels=stack.n_channels)
+            for c in range(stack.n_channels)
+        ]
+        setup = setups[0]
         to_electrons = (
             electrons_from_maps(options.camera_maps, stack.frame_shape, stack.sensor_origin)
             if options.camera_maps
@@ -295,7 +315,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         if to_electrons is not None:  # the frames are in photo-electrons: no offset left
             options = options.model_copy(update={"offset_adu": 0.0})
             sources["offset_adu"] = "camera maps"
-        engine = _Reconstruction(setup, options, job.fft_workers)
+        engine = _Reconstruction(setups, options, job.fft_workers)
         lead_axes = stack.lead_axes
         # outputs put the leading axes in OME order, time, channel, z (OME-NGFF requires it;
         # an ImageJ hyperstack comes as T, Z, C): sets are read in the output's order
@@ -345,6 +365,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             "optics": setup.model_dump(),
             "sources": sources,
             "options": options.model_dump(exclude_none=True),
+            "channel_wavelengths_nm": [s.wavelength_nm for s in setups],
             "preset": job.preset_name,
             "reestimate_every": every,
             "parameters": engine.params[key0].to_dict(),

@@ -54,7 +54,12 @@ def register(subparsers: Any) -> None:
 def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     """Optics/pattern flags shared with ``scope reconstruct`` (all optional here)."""
     p.add_argument("--na", type=float, help="detection numerical aperture")
-    p.add_argument("--wavelength", type=float, help="emission wavelength, nm")
+    p.add_argument(
+        "--wavelength",
+        type=float,
+        nargs="+",
+        help="emission wavelength, nm (one per channel for files with several)",
+    )
     p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
     p.add_argument("--offset", type=float, help="camera offset, ADU")
     p.add_argument("--angles", type=int, help="pattern angles (default 3)")
@@ -105,7 +110,11 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     values = {
         "na": args.na,
-        "wavelength_nm": args.wavelength,
+        "wavelength_nm": None
+        if not args.wavelength
+        else args.wavelength[0]
+        if len(args.wavelength) == 1
+        else list(args.wavelength),
         "pixel_size_nm": args.pixel_size,
         "offset_adu": args.offset,
         "n_angles": args.angles,

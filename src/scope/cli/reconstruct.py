@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,12 @@ def register(sub: Any) -> None:
     p.add_argument("raw", nargs="+", help="raw stack (TIFF/OME-TIFF/MRC/OME-Zarr), or several")
     p.add_argument("-o", "--output", required=True, help="output .tif (a folder for several)")
     p.add_argument("--na", type=float, help="detection numerical aperture")
-    p.add_argument("--wavelength", type=float, help="emission wavelength, nm")
+    p.add_argument(
+        "--wavelength",
+        type=float,
+        nargs="+",
+        help="emission wavelength, nm (one per channel for a file with several)",
+    )
     p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
     p.add_argument("--immersion", type=float, default=1.515, help="immersion index (1.515)")
     p.add_argument("--offset", type=float, default=None, help="camera offset, ADU")
@@ -98,7 +104,88 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _setup(args: argparse.Namespace, raw: Any) -> Any:
+@dataclass
+class _Channel:
+    """One channel of the file as reconstructed: its first set, optics, pattern and operator."""
+
+    first_index: int  # the channel's first SIM set (C-order index over the leading axes)
+    first_adu: Any
+    setup: Any
+    otf: Any
+    defects: Any
+    params: Any
+    pattern_map: Any
+    rec: Any
+    first_sim: Any
+    first_nsr_scale: float
+
+
+def _channel_wavelength(args: argparse.Namespace, raw: Any, channel: int) -> float | None:
+    """Channel ``channel``'s emission wavelength: ``--wavelength`` (one value for every
+    channel, or one per channel), else the file's own (each channel's, where it states them)."""
+    from scope.errors import ConfigurationError
+
+    given = args.wavelength
+    if given:
+        if len(given) == 1:
+            stated = raw.channel_wavelengths_nm
+            if channel == 0 and stated is not None and len(set(stated)) > 1:
+                log.warning(
+                    "%s: its channels emit at %s nm, but --wavelength %g is used for all of "
+                    "them (give one value per channel)",
+                    Path(raw.path).name,
+                    ", ".join(f"{w:g}" for w in stated),
+                    given[0],
+                )
+            return given[0]
+        if len(given) != raw.n_channels:
+            raise ConfigurationError(
+                f"--wavelength takes one emission wavelength, or one per channel; "
+                f"{Path(raw.path).name} has {raw.n_channels} channel(s), got {len(given)} values"
+            )
+        return given[channel]
+    if raw.channel_wavelengths_nm is not None:
+        return raw.channel_wavelengths_nm[channel]
+    if raw.n_channels > 1:
+        log.warning(
+            "%s: %d channels but one emission wavelength (%s nm) for all: give each channel's "
+            "with --wavelength NM NM ...",
+            Path(raw.path).name,
+            raw.n_channels,
+            raw.wavelength_nm,
+        )
+    return raw.wavelength_nm
+
+
+def _read_params(path: str, n_channels: int, name: str) -> dict[str, Any]:
+    """A ``.params.json`` for ``--params``, checked against the file's channels."""
+    from scope.errors import ConfigurationError, DataFormatError
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise DataFormatError(f"cannot read --params {path}: {err.strerror}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataFormatError(
+            f"--params {path} is not JSON ({err}); expected a .params.json written by scope "
+            "reconstruct"
+        ) from err
+    if not isinstance(doc, dict):
+        raise DataFormatError(f"--params {path} holds no parameters; expected {{'angles': ...}}")
+    channels = doc.get("channels")
+    if n_channels > 1 and channels is None:
+        raise ConfigurationError(
+            f"{path} holds one channel's pattern, {name} has {n_channels} channels: give the "
+            ".params.json written for a file with these channels"
+        )
+    if channels is not None and n_channels > 1 and len(channels) != n_channels:
+        raise ConfigurationError(
+            f"{path} holds {len(channels)} channels' patterns, {name} has {n_channels} channels"
+        )
+    return doc
+
+
+def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> Any:
     from pydantic import ValidationError
 
     from scope.errors import ConfigurationError
@@ -106,7 +193,7 @@ def _setup(args: argparse.Namespace, raw: Any) -> Any:
 
     values = {
         "na": args.na if args.na is not None else raw.na,
-        "wavelength_nm": args.wavelength if args.wavelength is not None else raw.wavelength_nm,
+        "wavelength_nm": wavelength_nm,
         "pixel_size_nm": args.pixel_size if args.pixel_size is not None else raw.pixel_size_nm,
     }
     missing = [
@@ -211,9 +298,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     n_frames = args.angles * args.phases
     t0 = time.perf_counter()
     with open_raw(src, n_frames_per_set=n_frames) as raw:
-        setup = _setup(args, raw)
         backend = get_backend(args.backend)
-        otf = OTF.from_file(args.otf) if args.otf else OTF.from_setup(setup)
         maps_preset = getattr(args, "camera_maps", None)
         if maps_preset and args.offset is not None:
             raise ConfigurationError("--camera-maps holds each pixel's offset: leave --offset out")
@@ -235,8 +320,6 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 f"no signal above the offset: the brightest value is {first.max():g} ADU but "
                 f"--offset is {offset:g}; check --offset"
             )
-        if float(first.max()) <= float(first.min()):
-            raise DataFormatError("the first SIM set is constant: there is no image to reconstruct")
         settings = ReconstructionSettings(
             wiener=args.wiener,
             notch_strength=args.notch,
@@ -245,52 +328,94 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             equalize_frames=EQUALIZE_MODES[args.equalize],
             repair_defects=not getattr(args, "keep_defects", False),
         )
-        defects = defects_to_repair(first, setup, settings, otf, backend)
-        if args.params:
-            params = SIMParameters.from_json(Path(args.params))
-            if params.n_angles != args.angles or params.n_phases != args.phases:
-                raise DataFormatError(
-                    f"{args.params} describes {params.n_angles}x{params.n_phases} frames, the "
-                    f"data {args.angles}x{args.phases}"
-                )
-        else:
-            params = estimate_parameters(
-                first,
-                setup,
-                n_angles=args.angles,
-                n_phases=args.phases,
-                prior=prior if prior is not None else _prior(args),
-                otf=otf,
-                backend=backend,
-                defects=defects,
-            )
-        log.info("pattern parameters:\n%s", carrier_report(params))
+        stored = _read_params(args.params, raw.n_channels, src.name) if args.params else None
         map_mode = getattr(args, "pattern_map", None) or "auto"
-        pattern_map = None
-        if args.params:  # the map that came with the parameters, unless switched off
-            stored = json.loads(Path(args.params).read_text()).get("pattern_map")
-            if stored is not None and map_mode != "off":
-                pattern_map = PhaseMap.from_summary(stored, params.n_angles)
-            elif map_mode == "on":
-                raise ConfigurationError(
-                    f"--pattern-map on: {args.params} holds no pattern map, and one is measured "
-                    "only with the parameters (leave out --params)"
+
+        def prepare(channel: int) -> _Channel:
+            """One channel's optics, pattern (estimated on its first set, or read back),
+            pattern map and cached operator, with that first set reconstructed."""
+            index = raw.first_set_of_channel(channel)
+            frames_adu = first_adu if index == 0 else raw.read_set(index)
+            frames = first if index == 0 else converted(frames_adu)
+            if float(frames.max()) <= float(frames.min()):
+                raise DataFormatError(
+                    "the first SIM set is constant: there is no image to reconstruct"
+                    + (f" (channel {channel})" if raw.n_channels > 1 else "")
                 )
-        else:
-            pattern_map = plan_pattern_map(
-                first, setup, params, mode=map_mode, otf=otf, backend=backend, defects=defects
+            setup = _setup(args, raw, _channel_wavelength(args, raw, channel))
+            otf = OTF.from_file(args.otf) if args.otf else OTF.from_setup(setup)
+            defects = defects_to_repair(frames, setup, settings, otf, backend)
+            doc = None
+            if stored is not None:
+                doc = stored["channels"][channel] if raw.n_channels > 1 else stored
+                params = SIMParameters.from_dict(doc)
+                if params.n_angles != args.angles or params.n_phases != args.phases:
+                    raise DataFormatError(
+                        f"{args.params} describes {params.n_angles}x{params.n_phases} frames, "
+                        f"the data {args.angles}x{args.phases}"
+                    )
+            else:
+                params = estimate_parameters(
+                    frames,
+                    setup,
+                    n_angles=args.angles,
+                    n_phases=args.phases,
+                    prior=prior if prior is not None else _prior(args),
+                    otf=otf,
+                    backend=backend,
+                    defects=defects,
+                )
+            name = f"channel {channel} ({setup.wavelength_nm:g} nm) " if raw.n_channels > 1 else ""
+            log.info("%spattern parameters:\n%s", name, carrier_report(params))
+            pattern_map = None
+            if doc is not None:  # the map that came with the parameters, unless switched off
+                if doc.get("pattern_map") is not None and map_mode != "off":
+                    pattern_map = PhaseMap.from_summary(doc["pattern_map"], params.n_angles)
+                elif map_mode == "on":
+                    raise ConfigurationError(
+                        f"--pattern-map on: {args.params} holds no pattern map, and one is "
+                        "measured only with the parameters (leave out --params)"
+                    )
+            else:
+                pattern_map = plan_pattern_map(
+                    frames, setup, params, mode=map_mode, otf=otf, backend=backend, defects=defects
+                )
+            rec = SIMReconstructor(
+                setup,
+                params,
+                shape=raw.frame_shape,
+                settings=settings,
+                backend=backend,
+                otf=otf,
+                defect_pixels=defects,
+                phase_maps=None
+                if pattern_map is None
+                else pattern_map.maps(raw.frame_shape, setup.pixel_size_um),
             )
-        rec = SIMReconstructor(
-            setup,
-            params,
-            shape=raw.frame_shape,
-            settings=settings,
-            backend=backend,
-            otf=otf,
-            defect_pixels=defects,
-            phase_maps=None
-            if pattern_map is None
-            else pattern_map.maps(raw.frame_shape, setup.pixel_size_um),
+            sim = backend.to_numpy(rec(frames))  # fixes the filter (and frame equalisation)
+            return _Channel(
+                index,
+                frames_adu,
+                setup,
+                otf,
+                defects,
+                params,
+                pattern_map,
+                rec,
+                sim,
+                rec.nsr_scale,
+            )
+
+        channels = [prepare(c) for c in range(raw.n_channels)]
+        # the first channel's is the file's (the contract's parameters, the diagnostics)
+        c0 = channels[0]
+        setup, otf, defects, params, pattern_map, rec = (
+            c0.setup,
+            c0.otf,
+            c0.defects,
+            c0.params,
+            c0.pattern_map,
+            c0.rec,
         )
         lead_axes = "".join(a if a in "TCZ" else "T" for a in raw.lead_axes)
         if len(set(lead_axes)) != len(lead_axes):
@@ -299,25 +424,27 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             raise DataFormatError(f"too many leading axes in {src.name}: {raw.axes}")
         shape = (*raw.lead_shape, *rec.output_shape)
 
-        first_sim = backend.to_numpy(rec(first))  # fixes the filter (and frame equalisation)
+        first_sim = c0.first_sim
         clipped = SaturationCounter(
             getattr(args, "saturation_adu", None),
             dtype=raw.dtype,
             pixel_format=camera_pixel_format(raw.metadata),
         )
-        clipped.update(first_adu)
-
-        nsr_scales = [rec.nsr_scale]  # the MMSE regulariser following the light, per set
+        # the MMSE regulariser following the light, per set (in the order written)
+        nsr_scales: list[float] = []
 
         def planes():
             for i in range(raw.n_sets):
-                if i == 0:
-                    yield first_sim
+                ch = channels[raw.channel_of_set(i)]
+                if i == ch.first_index:
+                    clipped.update(ch.first_adu)
+                    yield ch.first_sim
+                    nsr_scales.append(ch.first_nsr_scale)
                 else:
                     frames = raw.read_set(i)
                     clipped.update(frames)
-                    yield backend.to_numpy(rec(converted(frames)))
-                    nsr_scales.append(rec.nsr_scale)
+                    yield backend.to_numpy(ch.rec(converted(frames)))
+                    nsr_scales.append(ch.rec.nsr_scale)
                 if raw.n_sets > 1:
                     log.info("set %d/%d", i + 1, raw.n_sets)
 
@@ -349,6 +476,16 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         doc = params.to_dict()
         if pattern_map is not None:
             doc["pattern_map"] = pattern_map.summary()
+        if raw.n_channels > 1:  # each channel its own optics and pattern (the first's above)
+            doc["channels"] = []
+            metadata["channels"] = []
+            for c, ch in enumerate(channels):
+                entry = {"channel": c, "wavelength_nm": ch.setup.wavelength_nm}
+                metadata["channels"].append({**entry, "sim_parameters": ch.params.to_dict()})
+                entry |= ch.params.to_dict()
+                if ch.pattern_map is not None:
+                    entry["pattern_map"] = ch.pattern_map.summary()
+                doc["channels"].append(entry)
 
         def write_params() -> None:
             if clipped.summary() is not None:  # complete once every set has been read
@@ -379,7 +516,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             write_ome_tiff(
                 widefield_path,
                 (
-                    backend.to_numpy(rec.widefield(first if i == 0 else converted(raw.read_set(i))))
+                    backend.to_numpy(
+                        channels[raw.channel_of_set(i)].rec.widefield(
+                            first if i == 0 else converted(raw.read_set(i))
+                        )
+                    )
                     for i in range(raw.n_sets)
                 ),
                 pixel_size_nm=setup.pixel_size_nm,
@@ -458,9 +599,10 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     )
     if widefield_path is not None:
         print(f"widefield: {widefield_path}")
-    if (
-        any(math.isnan(a.confidence) or a.source != "estimated" for a in params.angles)
-        and not args.params
+    if not args.params and any(
+        math.isnan(a.confidence) or a.source != "estimated"
+        for ch in channels
+        for a in ch.params.angles
     ):
         print("note: some angles fell back to the prior pattern (see the log)")
     return 0
@@ -506,7 +648,9 @@ def _run_batch(args: argparse.Namespace) -> int:
         ("--prior-angles", args.prior_angles),
         ("--prior-period", args.prior_period),
     ):
-        if value is not None:
+        if isinstance(value, list):  # --wavelength: one value per channel
+            argv += [flag, *(str(v) for v in value)]
+        elif value is not None:
             argv += [flag, str(value)]
     if args.keep_defects:
         argv.append("--keep-defects")

@@ -299,9 +299,9 @@ class _ReconstructedSets:
     open until both lazy arrays built on it are garbage-collected.
     """
 
-    def __init__(self, stack: Any, rec: Any) -> None:
+    def __init__(self, stack: Any, recs: list[Any]) -> None:
         self.stack = stack
-        self.rec = rec
+        self.recs = recs  # one per channel
         self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -311,7 +311,8 @@ class _ReconstructedSets:
                 self.cache.move_to_end(flat)
                 return self.cache[flat]
             frames = self.stack.read_set(flat)
-            item = (self.rec(frames), self.rec.widefield(frames))
+            rec = self.recs[self.stack.channel_of_set(flat)]
+            item = (rec(frames), rec.widefield(frames))
             self.cache[flat] = item
             per_set = item[0].nbytes + item[1].nbytes
             while len(self.cache) > 1 and len(self.cache) * per_set > RECONSTRUCTED_CACHE_BYTES:
@@ -355,16 +356,18 @@ def reconstruct_raw_source(
     """A raw SIM run as a clip source: SIM and widefield, reconstructed set by set while the
     clip renders (a long run never has to fit in memory).
 
-    The pattern parameters are estimated on the first set (here, so that a run that cannot be
-    reconstructed fails before anything is rendered) and kept for the whole run, with one
-    filter (:class:`scope.sim.pipeline.SetReconstructor`).
+    The pattern parameters are estimated on the first set of each channel (here, so that a run
+    that cannot be reconstructed fails before anything is rendered) and kept for the whole run,
+    with one filter per channel (:class:`scope.sim.pipeline.SetReconstructor`); each channel
+    has its own emission wavelength where the file states them.
 
     Parameters
     ----------
     path : path
         Raw stack ``(..., angles*phases, Y, X)`` (TIFF/OME-TIFF, MRC, OME-Zarr, acquisitions).
     na, wavelength_nm, pixel_size_nm : float, optional
-        Optical setup; default to what the file states. Required where it states nothing.
+        Optical setup; default to what the file states (each channel's wavelength). Required
+        where it states nothing; a wavelength given serves every channel.
     n_angles, n_phases : int
         SIM pattern layout (angle-major, phase fastest).
     frame_interval_s : float, optional
@@ -381,13 +384,18 @@ def reconstruct_raw_source(
     stack = open_raw(path, n_frames_per_set=n)
     try:
         na = na or stack.na
-        wavelength_nm = wavelength_nm or stack.wavelength_nm
+        # each channel's emission wavelength: the one given, else the file's (per channel)
+        wavelengths = (
+            [wavelength_nm] * stack.n_channels
+            if wavelength_nm
+            else list(stack.channel_wavelengths_nm or [stack.wavelength_nm] * stack.n_channels)
+        )
         pixel_size_nm = pixel_size_nm or stack.pixel_size_nm
         missing = [
             name
             for name, value in (
                 ("--na", na),
-                ("--wavelength", wavelength_nm),
+                ("--wavelength", wavelengths[0]),
                 ("--pixel-size", pixel_size_nm),
             )
             if not value
@@ -399,18 +407,22 @@ def reconstruct_raw_source(
             )
         from scope.sim.pipeline import SetReconstructor
 
-        setup = OpticalSetup(na=na, wavelength_nm=wavelength_nm, pixel_size_nm=pixel_size_nm)
-        rec = SetReconstructor(  # a pattern bent across the field mapped, as scope reconstruct
-            setup,
-            n_angles=n_angles,
-            n_phases=n_phases,
-            backend=get_backend(backend),
-            pattern_map="auto",
-        )
-        sets = _ReconstructedSets(stack, rec)
+        recs = [  # each channel its own optics and pattern; a bent pattern mapped, as scope
+            # reconstruct does
+            SetReconstructor(
+                OpticalSetup(na=na, wavelength_nm=wavelength, pixel_size_nm=pixel_size_nm),
+                n_angles=n_angles,
+                n_phases=n_phases,
+                backend=get_backend(backend),
+                pattern_map="auto",
+            )
+            for wavelength in wavelengths
+        ]
+        sets = _ReconstructedSets(stack, recs)
         weakref.finalize(sets, _close_all, stack)  # once neither SIM nor widefield is in use
         log.info("reconstructing %d SIM set(s) of %s as the clip renders", stack.n_sets, path.name)
-        sets.get(0)  # parameters estimated now: a failure stops the export before rendering
+        for c in range(stack.n_channels):  # parameters estimated now: a failure stops the
+            sets.get(stack.first_set_of_channel(c))  # export before rendering
         ny, nx = stack.frame_shape
         sim = _lazy_sets(sets, 0, (2 * ny, 2 * nx))
         widefield = _lazy_sets(sets, 1, (ny, nx))

@@ -131,7 +131,11 @@ class RawStack:
     path : Path
         The file (or Zarr store) read.
     pixel_size_nm, wavelength_nm, na : float or None
-        Camera pixel size at the sample, emission wavelength and NA where the file states them.
+        Camera pixel size at the sample, emission wavelength and NA where the file states them
+        (``wavelength_nm``: the first channel's).
+    channel_wavelengths_nm : tuple of float, optional
+        Each channel's emission wavelength, where the file states one for every channel of its
+        ``C`` axis (an OME-TIFF's ``Channel`` elements).
     metadata : dict
         Everything else worth keeping (format, original axes, acquisition details).
     """
@@ -144,6 +148,7 @@ class RawStack:
     pixel_size_nm: float | None = None
     wavelength_nm: float | None = None
     na: float | None = None
+    channel_wavelengths_nm: tuple[float, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     _closer: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -168,6 +173,25 @@ class RawStack:
     @property
     def frame_shape(self) -> tuple[int, int]:
         return self.shape[-2], self.shape[-1]
+
+    @property
+    def n_channels(self) -> int:
+        """Length of the ``C`` axis (1 without one)."""
+        return self.lead_shape[self.lead_axes.index("C")] if "C" in self.lead_axes else 1
+
+    def channel_of_set(self, index: int) -> int:
+        """The channel of SIM set ``index`` (sets counted over the leading axes, C order)."""
+        if "C" not in self.lead_axes:
+            return 0
+        return int(np.unravel_index(index, self.lead_shape)[self.lead_axes.index("C")])
+
+    def first_set_of_channel(self, channel: int) -> int:
+        """The index of channel ``channel``'s first SIM set (every other axis at 0)."""
+        if "C" not in self.lead_axes:
+            return 0
+        where = [0] * len(self.lead_shape)
+        where[self.lead_axes.index("C")] = channel
+        return int(np.ravel_multi_index(where, self.lead_shape))
 
     @property
     def sensor_origin(self) -> tuple[int, int] | None:
@@ -443,9 +467,10 @@ def unit_to_nm(value: float, unit: str | None, default: str = "µm") -> float:
     return float(value) * _NM_PER_UNIT[key]
 
 
-def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
-    """Pixel size, emission wavelength and NA from OME, shaped-JSON or ImageJ metadata."""
-    out: dict[str, float | None] = {"pixel_size_nm": None, "wavelength_nm": None, "na": None}
+def _tiff_physical(tif: Any, page: Any) -> dict[str, Any]:
+    """Pixel size, emission wavelength (each channel's too) and NA from OME, shaped-JSON or
+    ImageJ metadata."""
+    out: dict[str, Any] = {"pixel_size_nm": None, "wavelength_nm": None, "na": None}
     try:
         if tif.is_ome and tif.ome_metadata:
             import tifffile
@@ -458,12 +483,17 @@ def _tiff_physical(tif: Any, page: Any) -> dict[str, float | None]:
                 out["pixel_size_nm"] = unit_to_nm(
                     pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
                 )
-            channel = pixels.get("Channel", {})
-            channel = channel[0] if isinstance(channel, list) else channel
-            if isinstance(channel, dict) and "EmissionWavelength" in channel:
-                out["wavelength_nm"] = unit_to_nm(
-                    channel["EmissionWavelength"], channel.get("EmissionWavelengthUnit"), "nm"
-                )
+            channels = pixels.get("Channel", {})
+            channels = channels if isinstance(channels, list) else [channels]
+            emission = [
+                unit_to_nm(c["EmissionWavelength"], c.get("EmissionWavelengthUnit"), "nm")
+                if isinstance(c, dict) and "EmissionWavelength" in c
+                else None
+                for c in channels
+            ]
+            out["wavelength_nm"] = emission[0] if emission else None
+            if len(emission) > 1 and None not in emission:
+                out["channel_wavelengths_nm"] = tuple(emission)
             instrument = ome.get("Instrument", {})
             objective = instrument.get("Objective", {}) if isinstance(instrument, dict) else {}
             if isinstance(objective, dict) and "LensNA" in objective:
@@ -557,6 +587,16 @@ def _tiff_stack(
     nbytes = n_frames * shape[-2] * shape[-1] * dtype.itemsize
 
     physical = _tiff_physical(tif, keyframe)
+    waves = physical.get("channel_wavelengths_nm")
+    n_channels = lead_shape[lead_axes.index("C")] if "C" in lead_axes else 1
+    if waves is not None and len(waves) != n_channels:
+        log.warning(
+            "%s: %d channel wavelengths for %d channels; only the first is used",
+            path,
+            len(waves),
+            n_channels,
+        )
+        physical["channel_wavelengths_nm"] = None
     meta: dict[str, Any] = {"format": "ome-tiff" if tif.is_ome else "tiff", "file_axes": axes}
     offset = series.dataoffset
     if offset is not None:
