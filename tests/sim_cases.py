@@ -10,6 +10,7 @@ a dimmer exposure of the same sample dims its background too).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -196,3 +197,47 @@ def with_camera_defects(raw: np.ndarray, seed: int, n_hot: int = 65, n_dead: int
     flat[:, hot] += amplitude.astype(np.float32)
     flat[:, dead] = OFFSET
     return out, set(hot.tolist()), set(dead.tolist())
+
+
+TWO_COLOURS = ((525.0, 12.0), (600.0, 17.0))  # emission wavelength, first pattern angle
+
+
+def make_two_colour_file(folder: Path) -> dict:
+    """An OME-TIFF (C, 9, Y, X) of two colours in ``folder``: each channel its own emission
+    wavelength (stated in the OME Channel elements), sample and pattern (angles 5° apart, the
+    period scaled with the wavelength, own phases), as two lasers through one grating give.
+    Also each channel alone as a TIFF (``alone``), its truth and ideal-SIM target."""
+    import tifffile
+
+    raws, truths, targets, alone = [], [], [], []
+    for c, (wavelength, angle) in enumerate(TWO_COLOURS):
+        setup = OpticalSetup(na=1.2, wavelength_nm=wavelength, pixel_size_nm=65)
+        nominal = SIMParameters.equidistant(
+            [angle, angle + 60, angle + 120],
+            period_nm=1000 / (0.85 * setup.cutoff_per_um),
+            modulation=0.8,
+            phase_offset_rad=1.0 + c,
+        )
+        truth = random_phase_errors(nominal, 0.15, np.random.default_rng(c))
+        gt = make_sample((512, 512), "mixed", seed=10 + c)
+        raw = simulate_raw(
+            gt, truth, setup, photons_peak=400, background_photons=BACKGROUND * 400, rng=c
+        ).astype(np.uint16)
+        raws.append(raw)
+        truths.append(truth)
+        targets.append(ideal_target(gt, truth))
+        alone.append(folder / f"channel{c}.tif")
+        tifffile.imwrite(alone[-1], raw)
+    path = folder / "two.ome.tif"
+    metadata = {
+        "axes": "CQYX",
+        "PhysicalSizeX": 0.065,
+        "PhysicalSizeY": 0.065,
+        "Channel": {
+            "Name": ["green", "red"],
+            "EmissionWavelength": [w for w, _ in TWO_COLOURS],
+            "EmissionWavelengthUnit": ["nm", "nm"],
+        },
+    }
+    tifffile.imwrite(path, np.stack(raws), ome=True, metadata=metadata)
+    return {"path": path, "truths": truths, "targets": targets, "alone": alone}

@@ -199,54 +199,11 @@ def test_a_bleaching_series_records_how_the_filter_followed(tmp_path):
     assert 4 <= scale["max"] == scale["last"] <= 12
 
 
-CHANNELS = ((525.0, 12.0), (600.0, 17.0))  # emission wavelength, first pattern angle
-
-
 @pytest.fixture(scope="module")
 def two_channel_file(tmp_path_factory):
-    """An OME-TIFF (C, 9, Y, X) of two colours: each channel its own emission wavelength
-    (stated in the OME Channel elements), sample and pattern (angles 5° apart, the period
-    scaled with the wavelength, own phases), as two lasers through one grating give. Also each
-    channel alone as a TIFF, its truth and ideal-SIM target."""
-    from scope.optics import OpticalSetup
-    from scope.sim.forward import random_phase_errors, simulate_raw
-    from scope.sim.params import SIMParameters
-    from scope.sim.samples import make_sample
-    from sim_cases import BACKGROUND, ideal_target
+    from sim_cases import make_two_colour_file
 
-    folder = tmp_path_factory.mktemp("two-channels")
-    raws, truths, targets, alone = [], [], [], []
-    for c, (wavelength, angle) in enumerate(CHANNELS):
-        setup = OpticalSetup(na=1.2, wavelength_nm=wavelength, pixel_size_nm=65)
-        nominal = SIMParameters.equidistant(
-            [angle, angle + 60, angle + 120],
-            period_nm=1000 / (0.85 * setup.cutoff_per_um),
-            modulation=0.8,
-            phase_offset_rad=1.0 + c,
-        )
-        truth = random_phase_errors(nominal, 0.15, np.random.default_rng(c))
-        gt = make_sample((512, 512), "mixed", seed=10 + c)
-        raw = simulate_raw(
-            gt, truth, setup, photons_peak=400, background_photons=BACKGROUND * 400, rng=c
-        ).astype(np.uint16)
-        raws.append(raw)
-        truths.append(truth)
-        targets.append(ideal_target(gt, truth))
-        alone.append(folder / f"channel{c}.tif")
-        tifffile.imwrite(alone[-1], raw)
-    path = folder / "two.ome.tif"
-    metadata = {
-        "axes": "CQYX",
-        "PhysicalSizeX": 0.065,
-        "PhysicalSizeY": 0.065,
-        "Channel": {
-            "Name": ["green", "red"],
-            "EmissionWavelength": [w for w, _ in CHANNELS],
-            "EmissionWavelengthUnit": ["nm", "nm"],
-        },
-    }
-    tifffile.imwrite(path, np.stack(raws), ome=True, metadata=metadata)
-    return {"path": path, "truths": truths, "targets": targets, "alone": alone}
+    return make_two_colour_file(tmp_path_factory.mktemp("two-channels"))
 
 
 def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path, caplog):
@@ -257,7 +214,7 @@ def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path,
     ideal-SIM target): 0.101 and 0.109; the second channel with the first's pattern and
     wavelength, as before, 0.397."""
     from scope.sim import metrics
-    from sim_cases import MARGIN, angle_error_deg
+    from sim_cases import MARGIN, TWO_COLOURS, angle_error_deg
 
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     out = tmp_path / "two.tif"
@@ -267,7 +224,7 @@ def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path,
     assert sim.shape == (2, 512, 512) and meta["axes"] == "CYX" and pixel_nm == 32.5
     doc = json.loads((tmp_path / "two.params.json").read_text())
     assert doc["angles"] == doc["channels"][0]["angles"]
-    for c, (wavelength, _) in enumerate(CHANNELS):
+    for c, (wavelength, _) in enumerate(TWO_COLOURS):
         entry = doc["channels"][c]
         assert entry["channel"] == c and entry["wavelength_nm"] == wavelength
         for found, true in zip(entry["angles"], two_channel_file["truths"][c].angles, strict=True):
@@ -375,3 +332,31 @@ def test_video_export_of_a_raw_file_gives_each_channel_its_pattern(two_channel_f
     np.testing.assert_allclose(second, np.asarray(alone.frames[0, 0]), atol=1e-4 * second.max())
     error = metrics.normalized_rms_error(second[crop], two_channel_file["targets"][1][crop])
     assert error < 0.12, error
+
+
+def test_a_channel_too_sparse_for_its_pattern_borrows_the_first(tmp_path, caplog):
+    """A second channel of a few beads shows no clear carrier blind: it is estimated again
+    with the first channel's pattern as the prior (said in the log) instead of failing."""
+    from scope.optics import OpticalSetup
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+    from scope.sim.samples import make_sample
+    from sim_cases import angle_error_deg
+
+    setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
+    truth = SIMParameters.equidistant([5, 65, 125], period_nm=260, modulation=0.8)
+    raw = np.stack(
+        [
+            simulate_raw(make_sample((128, 128), kind, seed=1), truth, setup, rng=c)
+            for c, kind in enumerate(("filaments", "beads"))
+        ]
+    ).astype(np.uint16)
+    path = tmp_path / "sparse.ome.tif"
+    tifffile.imwrite(path, raw, ome=True, metadata={"axes": "CQYX"})
+    out = tmp_path / "sparse.tif"
+    with caplog.at_level("WARNING"):
+        assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT]) == 0
+    assert "estimated again with another channel's pattern as the prior" in caplog.text
+    doc = json.loads((tmp_path / "sparse.params.json").read_text())
+    for found, true in zip(doc["channels"][1]["angles"], truth.angles, strict=True):
+        assert angle_error_deg(found["angle_deg"], true.angle_deg) < 0.5

@@ -239,8 +239,10 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
 
 def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):
     """A raw run becomes a clip source that reconstructs each set when it is read: the same
-    images as reconstructing the whole run, time and channels mapped from the file's axes,
-    at most a cache's worth of sets kept, and the file closed once the source is dropped."""
+    images as reconstructing each channel's series (the sparse second channel, too weak to
+    show its pattern blind, with the first channel's as its prior), time and channels mapped
+    from the file's axes, at most a cache's worth of sets kept, and the file closed once the
+    source is dropped."""
     from scope.export import sources
     from scope.io.raw import LazyFrames, RawStack
     from scope.optics import OpticalSetup
@@ -262,7 +264,11 @@ def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):
     ).astype(np.uint16)
     path = tmp_path / "raw.ome.tif"
     tifffile.imwrite(path, raw, ome=True, metadata={"axes": "TCZYX"})
-    expected, _ = reconstruct_stack(raw.astype(np.float32), setup, backend="numpy")
+    first, params = reconstruct_stack(raw[:, 0].astype(np.float32), setup, backend="numpy")
+    second, _ = reconstruct_stack(
+        raw[:, 1].astype(np.float32), setup, prior=params, backend="numpy"
+    )
+    expected = np.stack([first, second], axis=1)
     calls = []
     reconstruct_set = SetReconstructor.__call__
     monkeypatch.setattr(
@@ -294,7 +300,7 @@ def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):
     for _ in range(2):
         for t in range(3):
             np.testing.assert_allclose(small.frames[t], expected[t], rtol=1e-5, atol=1e-3)
-    assert len(calls) == 1 + 5 + 6  # the first set at opening, then every set not kept
+    assert len(calls) == 2 + 12  # each channel's first set at opening, then every set not kept
     closed = []
     monkeypatch.setattr(RawStack, "close", lambda self: closed.append(self.path))
     del src, small

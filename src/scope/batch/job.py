@@ -146,6 +146,8 @@ class _Reconstruction:
                 otf=self.otf,
                 backend=self.backend,
                 pattern_map=self.options.pattern_map or "auto",
+                # a channel too dim to show its own pattern: the first channel's as the prior
+                fallback_prior=self._channels[0].params if 0 in self._channels else None,
             )
         new_epoch = key not in self.params
         sim = rec(raw, reestimate=new_epoch)

@@ -288,10 +288,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         spectrum_png,
         tile_pattern_png,
     )
-    from scope.sim.estimate import estimate_parameters
     from scope.sim.params import SIMParameters
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
-    from scope.sim.pipeline import defects_to_repair
+    from scope.sim.pipeline import defects_to_repair, estimate_with_fallback
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
@@ -354,13 +353,14 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                         f"{args.params} describes {params.n_angles}x{params.n_phases} frames, "
                         f"the data {args.angles}x{args.phases}"
                     )
-            else:
-                params = estimate_parameters(
+            else:  # a channel too dim to show its own pattern: the first's as its prior
+                params = estimate_with_fallback(
                     frames,
                     setup,
+                    prior=prior if prior is not None else _prior(args),
+                    fallback_prior=channels[0].params if channels else None,
                     n_angles=args.angles,
                     n_phases=args.phases,
-                    prior=prior if prior is not None else _prior(args),
                     otf=otf,
                     backend=backend,
                     defects=defects,
@@ -406,7 +406,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 rec.nsr_scale,
             )
 
-        channels = [prepare(c) for c in range(raw.n_channels)]
+        channels: list[_Channel] = []
+        for c in range(raw.n_channels):
+            channels.append(prepare(c))
         # the first channel's is the file's (the contract's parameters, the diagnostics)
         c0 = channels[0]
         setup, otf, defects, params, pattern_map, rec = (

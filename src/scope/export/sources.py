@@ -423,6 +423,9 @@ def reconstruct_raw_source(
         log.info("reconstructing %d SIM set(s) of %s as the clip renders", stack.n_sets, path.name)
         for c in range(stack.n_channels):  # parameters estimated now: a failure stops the
             sets.get(stack.first_set_of_channel(c))  # export before rendering
+            if c == 0:  # a channel too dim to show its pattern: the first's as its prior
+                for rec in recs[1:]:
+                    rec.fallback_prior = recs[0].params
         ny, nx = stack.frame_shape
         sim = _lazy_sets(sets, 0, (2 * ny, 2 * nx))
         widefield = _lazy_sets(sets, 1, (ny, nx))

@@ -185,6 +185,26 @@ class RawStack:
             return 0
         return int(np.unravel_index(index, self.lead_shape)[self.lead_axes.index("C")])
 
+    def channel_data(self, channel: int) -> Any:
+        """The frames of one channel, shaped like ``data`` without its ``C`` axis, as lazy as
+        ``data`` (a file without one: ``data`` itself)."""
+        if "C" not in self.lead_axes:
+            return self.data
+        axis = self.lead_axes.index("C")
+        if isinstance(self.data, np.ndarray):
+            return np.take(self.data, channel, axis=axis)
+        full = self.shape[:-2]  # the leading axes and P
+        sub = full[:axis] + full[axis + 1 :]
+        read_all = self.data
+
+        def read_frames(indices: Sequence[int]) -> np.ndarray:
+            where = np.unravel_index(np.asarray(indices, np.int64), sub)
+            index = (*where[:axis], np.full(len(indices), channel), *where[axis:])
+            flat = np.ravel_multi_index(index, full)
+            return read_all._read_frames([int(i) for i in flat])
+
+        return LazyFrames(read_frames, (*sub, *self.shape[-2:]), self.dtype)
+
     def first_set_of_channel(self, channel: int) -> int:
         """The index of channel ``channel``'s first SIM set (every other axis at 0)."""
         if "C" not in self.lead_axes:

@@ -77,7 +77,10 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     out: list[LayerData] = []
     for p in paths:
         p = Path(p)
-        out.append(read_sim_result(p) if is_sim_result(p) else read_raw(p))
+        if is_sim_result(p):
+            out.append(read_sim_result(p))
+        else:
+            out.extend(read_raw(p))
     return out
 
 
@@ -130,8 +133,10 @@ def _scales(pixel_size_nm: float | None, ndim: int) -> tuple[float, ...]:
     return (1.0,) * (ndim - 2) + (px_um, px_um)
 
 
-def read_raw(path: Path) -> LayerData:
-    """A raw SIM stack as an image layer (lazy above :data:`IN_MEMORY_BYTES`)."""
+def read_raw(path: Path) -> list[LayerData]:
+    """A raw SIM stack as an image layer (lazy above :data:`IN_MEMORY_BYTES`); a stack of
+    several colours as one layer per channel (napari's way), each with its own emission
+    wavelength, so that each is reconstructed with its own pattern and optics."""
     from scope.io.raw import open_raw
 
     n_frames_per_set = None
@@ -172,17 +177,34 @@ def read_raw(path: Path) -> LayerData:
     }
     if stack.pixel_size_nm is None:
         log.warning("%s states no pixel size: scale 1 µm per pixel; set it in the widget", path)
-    kwargs = {
-        "name": f"{path.name} raw",
-        "scale": _scales(stack.pixel_size_nm, len(stack.shape)),
-        "metadata": metadata,
-        "axis_labels": tuple(
-            {"T": "t", "Z": "z", "C": "c", "P": "angle·phase", "Y": "y", "X": "x"}[a]
-            for a in stack.axes
-        ),
-        "colormap": "gray",
-    }
-    return data, kwargs, "image"
+
+    def layer(data: Any, axes: str, name: str, metadata: dict[str, Any]) -> LayerData:
+        kwargs = {
+            "name": name,
+            "scale": _scales(stack.pixel_size_nm, len(axes)),
+            "metadata": metadata,
+            "axis_labels": tuple(
+                {"T": "t", "Z": "z", "C": "c", "P": "angle·phase", "Y": "y", "X": "x"}[a]
+                for a in axes
+            ),
+            "colormap": "gray",
+        }
+        return data, kwargs, "image"
+
+    if stack.n_channels == 1:
+        return [layer(data, stack.axes, f"{path.name} raw", metadata)]
+    axes = stack.axes.replace("C", "")
+    waves = stack.channel_wavelengths_nm or (stack.wavelength_nm,) * stack.n_channels
+    layers = []
+    for c, wavelength in enumerate(waves):
+        if isinstance(data, np.ndarray):  # read whole: cut out the channel
+            frames = np.take(data, c, axis=stack.axes.index("C"))
+        else:
+            frames = stack.channel_data(c)
+        channel_meta = {**metadata, "axes": axes, "channel": c, "wavelength_nm": wavelength}
+        name = f"{path.name} c{c}" + (f" ({wavelength:g} nm)" if wavelength else "") + " raw"
+        layers.append(layer(frames, axes, name, channel_meta))
+    return layers
 
 
 def read_sim_result(path: Path) -> LayerData:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from scope.backend import Backend, get_backend
-from scope.errors import ConfigurationError, DataFormatError
+from scope.errors import ConfigurationError, DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup
 from scope.sim.defects import DefectPixels, find_defect_pixels, no_defects
 from scope.sim.estimate import EstimationSettings, estimate_parameters
@@ -47,6 +47,26 @@ def check_raw(raw: Any, n_frames: int) -> np.ndarray:
     return arr
 
 
+def estimate_with_fallback(
+    frames: Any,
+    setup: OpticalSetup,
+    *,
+    prior: SIMParameters | None,
+    fallback_prior: SIMParameters | None,
+    **kwargs: Any,
+) -> SIMParameters:
+    """:func:`~scope.sim.estimate.estimate_parameters` with ``prior``; without one, blind and,
+    where the carrier is too weak to find blind, again with ``fallback_prior`` as the prior
+    (another channel's pattern, for a channel too dim or too sparse to show its own)."""
+    try:
+        return estimate_parameters(frames, setup, prior=prior, **kwargs)
+    except ReconstructionError as err:
+        if prior is not None or fallback_prior is None:
+            raise
+        log.warning("%s; estimated again with another channel's pattern as the prior", err)
+        return estimate_parameters(frames, setup, prior=fallback_prior, **kwargs)
+
+
 class SetReconstructor:
     """Reconstructs SIM sets one at a time with one cached operator.
 
@@ -70,6 +90,11 @@ class SetReconstructor:
         by pixel, when the illumination optics bend the pattern (``"auto"``, default) or always
         (``"on"``); see :func:`scope.sim.pattern_map.plan_pattern_map`. Needs estimated
         parameters (not ``params``).
+    fallback_prior : SIMParameters, optional
+        Where a set's carrier is too weak to find without a prior (and ``prior`` is None), the
+        pattern is estimated again with these as the prior (search window and fallback):
+        another channel's pattern, for a channel too dim or too sparse to show its own. Can be
+        set once that channel is estimated.
     """
 
     def __init__(
@@ -85,6 +110,7 @@ class SetReconstructor:
         otf: OTF | None = None,
         backend: Backend | str | None = None,
         pattern_map: str = "auto",
+        fallback_prior: SIMParameters | None = None,
     ) -> None:
         if pattern_map not in MAP_MODES:
             raise ConfigurationError(
@@ -96,6 +122,7 @@ class SetReconstructor:
         self.n_frames = n_angles * n_phases
         self.given = params
         self.prior, self.settings, self.estimation, self.otf = prior, settings, estimation, otf
+        self.fallback_prior = fallback_prior
         self.backend = get_backend(backend)
         #: parameters used for the first set reconstructed
         self.params: SIMParameters | None = None
@@ -122,17 +149,7 @@ class SetReconstructor:
         if rec is None or (reestimate and self.given is None) or rec.shape != frames.shape[-2:]:
             if self.defects is None or self.defects.shape != tuple(frames.shape[-2:]):
                 self.defects = self._find_defects(frames)
-            p = self.given or estimate_parameters(
-                frames,
-                self.setup,
-                n_angles=self.n_angles,
-                n_phases=self.n_phases,
-                prior=self.prior,
-                otf=self.otf,
-                settings=self.estimation,
-                backend=self.backend,
-                defects=self.defects,
-            )
+            p = self.given or self._estimate(frames)
             same_field = rec is not None and rec.shape == frames.shape[-2:]
             self.pattern_map = None
             if self.given is None:
@@ -162,6 +179,20 @@ class SetReconstructor:
             )
             self.params = self.params or p
         return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
+
+    def _estimate(self, frames: Any) -> SIMParameters:
+        return estimate_with_fallback(
+            frames,
+            self.setup,
+            prior=self.prior,
+            fallback_prior=self.fallback_prior,
+            n_angles=self.n_angles,
+            n_phases=self.n_phases,
+            otf=self.otf,
+            settings=self.estimation,
+            backend=self.backend,
+            defects=self.defects,
+        )
 
     def _find_defects(self, frames: Any) -> DefectPixels:
         return defects_to_repair(frames, self.setup, self.settings, self.otf, self.backend)
