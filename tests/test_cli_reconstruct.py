@@ -222,6 +222,9 @@ def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path,
     assert main(["reconstruct", str(two_channel_file["path"]), "-o", str(out), *optics]) == 0
     sim, pixel_nm, meta = read_image(out)
     assert sim.shape == (2, 512, 512) and meta["axes"] == "CYX" and pixel_nm == 32.5
+    with tifffile.TiffFile(out) as tif:  # each channel's wavelength for other readers too
+        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["Channel"]
+        assert [c["EmissionWavelength"] for c in ome] == [525.0, 600.0]
     doc = json.loads((tmp_path / "two.params.json").read_text())
     assert doc["angles"] == doc["channels"][0]["angles"]
     for c, (wavelength, _) in enumerate(TWO_COLOURS):
@@ -291,7 +294,11 @@ def test_batch_gives_each_channel_its_wavelength(two_channel_file, tmp_path):
     report = json.loads((out / "batch-report.json").read_text())
     (entry,) = report["files"]
     assert entry["sources"]["wavelength_nm"] == "file"
-    batch = tifffile.imread(next(out.glob("*.tif")))
+    batch_file = next(out.glob("*.tif"))
+    batch = tifffile.imread(batch_file)
+    with tifffile.TiffFile(batch_file) as tif:
+        ome = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["Channel"]
+        assert [c["EmissionWavelength"] for c in ome] == [525.0, 600.0]
     one = tmp_path / "one.tif"
     assert main(["reconstruct", str(two_channel_file["path"]), "-o", str(one), *optics]) == 0
     single = tifffile.imread(one)

@@ -420,6 +420,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 before_commit=lambda: _write_params(
                     job, engine, params_provenance, resolution, contrast, clipped
                 ),
+                channel_wavelengths_nm=[s.wavelength_nm for s in setups]
+                if stack.n_channels > 1
+                else None,
             )
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())

@@ -511,6 +511,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             metadata=metadata,
             shape=shape,
             before_commit=write_params,
+            channel_wavelengths_nm=[ch.setup.wavelength_nm for ch in channels]
+            if raw.n_channels > 1
+            else None,
         )
         widefield_path = None
         if getattr(args, "widefield", False):  # a second pass: sets are read again

@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +82,14 @@ def _check_axes(image_shape: tuple[int, ...], axes: str) -> str:
 # OME-TIFF
 
 
-def _ome_tiff_metadata(pixel_size_nm: float, axes: str, metadata: dict[str, Any] | None) -> dict:
+def _ome_tiff_metadata(
+    pixel_size_nm: float,
+    axes: str,
+    metadata: dict[str, Any] | None,
+    channel_wavelengths_nm: Sequence[float] | None = None,
+) -> dict:
     size_um = float(pixel_size_nm) / 1000.0
-    return {
+    out = {
         "axes": axes,
         "PhysicalSizeX": size_um,
         "PhysicalSizeXUnit": "µm",
@@ -93,6 +98,12 @@ def _ome_tiff_metadata(pixel_size_nm: float, axes: str, metadata: dict[str, Any]
         "Name": "scope SIM reconstruction",
         "Description": json.dumps(metadata or {}, default=_json_default),
     }
+    if channel_wavelengths_nm:  # OME Channel elements: each channel's emission wavelength
+        out["Channel"] = {
+            "EmissionWavelength": [float(w) for w in channel_wavelengths_nm],
+            "EmissionWavelengthUnit": ["nm"] * len(channel_wavelengths_nm),
+        }
+    return out
 
 
 def write_ome_tiff(
@@ -104,6 +115,7 @@ def write_ome_tiff(
     metadata: dict[str, Any] | None = None,
     shape: tuple[int, ...] | None = None,
     before_commit: Callable[[], None] | None = None,
+    channel_wavelengths_nm: Sequence[float] | None = None,
 ) -> Path:
     """Write a float32 OME-TIFF, atomically.
 
@@ -125,6 +137,9 @@ def write_ome_tiff(
     before_commit : callable, optional
         Called once the file is complete, just before it is renamed into place (e.g. to write
         a side-car that must exist whenever the output does).
+    channel_wavelengths_nm : sequence of float, optional
+        Each channel's emission wavelength (one per index of the ``C`` axis), written into the
+        OME ``Channel`` elements.
 
     Returns
     -------
@@ -144,6 +159,13 @@ def write_ome_tiff(
             raise DataFormatError("streaming OME-TIFF writes need the full shape")
         data = (np.ascontiguousarray(p, dtype=np.float32) for p in image)
     axes = _check_axes(tuple(shape), axes)
+    if channel_wavelengths_nm is not None and (
+        "C" not in axes or shape[axes.index("C")] != len(channel_wavelengths_nm)
+    ):
+        raise DataFormatError(
+            f"{len(channel_wavelengths_nm)} channel wavelengths for axes {axes} {tuple(shape)}: "
+            "give one per index of the C axis"
+        )
     tmp = temporary_path(path)
     try:
         with tifffile.TiffWriter(tmp, bigtiff=math.prod(shape) * 4 > 2**31, ome=True) as tw:
@@ -152,7 +174,7 @@ def write_ome_tiff(
                 shape=None if isinstance(data, np.ndarray) else shape,
                 dtype=np.float32,
                 photometric="minisblack",
-                metadata=_ome_tiff_metadata(pixel_size_nm, axes, metadata),
+                metadata=_ome_tiff_metadata(pixel_size_nm, axes, metadata, channel_wavelengths_nm),
             )
         if before_commit is not None:
             before_commit()
