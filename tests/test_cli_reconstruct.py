@@ -219,7 +219,8 @@ def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path,
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     out = tmp_path / "two.tif"
     optics = ["--na", "1.2", "--offset", str(OFFSET)]
-    assert main(["reconstruct", str(two_channel_file["path"]), "-o", str(out), *optics]) == 0
+    args = ["reconstruct", str(two_channel_file["path"]), "-o", str(out), *optics]
+    assert main([*args, "--diagnostics"]) == 0
     sim, pixel_nm, meta = read_image(out)
     assert sim.shape == (2, 512, 512) and meta["axes"] == "CYX" and pixel_nm == 32.5
     with tifffile.TiffFile(out) as tif:  # each channel's wavelength for other readers too
@@ -227,9 +228,17 @@ def test_each_channel_its_own_wavelength_and_pattern(two_channel_file, tmp_path,
         assert [c["EmissionWavelength"] for c in ome] == [525.0, 600.0]
     doc = json.loads((tmp_path / "two.params.json").read_text())
     assert doc["angles"] == doc["channels"][0]["angles"]
+    resolution = [ch["resolution_nm"]["widefield"] for ch in doc["channels"]]
+    assert resolution[1] > resolution[0]
+    assert doc["resolution_nm"] == doc["channels"][0]["resolution_nm"]
     for c, (wavelength, _) in enumerate(TWO_COLOURS):
         entry = doc["channels"][c]
         assert entry["channel"] == c and entry["wavelength_nm"] == wavelength
+        # each channel's diagnostics: its own files, its resolution (the longer wavelength's
+        # widefield the coarser)
+        for kind in ("spectrum", "modulation"):
+            assert (tmp_path / f"two{'.c1' if c else ''}.{kind}.png").stat().st_size > 1000
+        assert entry["resolution_nm"]["sim"] < 0.7 * entry["resolution_nm"]["widefield"]
         for found, true in zip(entry["angles"], two_channel_file["truths"][c].angles, strict=True):
             assert angle_error_deg(found["angle_deg"], true.angle_deg) < 0.1
             assert abs(found["period_nm"] / true.period_nm - 1) < 0.002

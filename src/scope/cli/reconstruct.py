@@ -110,6 +110,7 @@ class _Channel:
 
     first_index: int  # the channel's first SIM set (C-order index over the leading axes)
     first_adu: Any
+    first: Any  # the same as reconstructed (photo-electrons with camera maps)
     setup: Any
     otf: Any
     defects: Any
@@ -280,14 +281,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.io.raw import open_raw
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
-    from scope.sim.diagnostics import (
-        carrier_report,
-        estimate_resolution,
-        modulation_map,
-        modulation_png,
-        spectrum_png,
-        tile_pattern_png,
-    )
+    from scope.sim.diagnostics import carrier_report
     from scope.sim.params import SIMParameters
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
     from scope.sim.pipeline import defects_to_repair, estimate_with_fallback
@@ -396,6 +390,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             return _Channel(
                 index,
                 frames_adu,
+                frames,
                 setup,
                 otf,
                 defects,
@@ -426,7 +421,6 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             raise DataFormatError(f"too many leading axes in {src.name}: {raw.axes}")
         shape = (*raw.lead_shape, *rec.output_shape)
 
-        first_sim = c0.first_sim
         clipped = SaturationCounter(
             getattr(args, "saturation_adu", None),
             dtype=raw.dtype,
@@ -540,61 +534,15 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 shape=(*raw.lead_shape, *raw.frame_shape),
             )
         if args.diagnostics:
-            png = out.with_name(out.name.split(".")[0] + ".spectrum.png")
-            spectrum_png(png, first, setup, params)
-            # the images written, with the reconstruction's own settings
-            res = estimate_resolution(
-                first,
-                setup,
-                params,
-                images=(first_sim, backend.to_numpy(rec.widefield(first))),
-                offset_adu=rec.camera_offset(first),
-                settings=settings,
-                otf=otf,
-            )
-            doc["resolution_nm"] = {
-                "widefield": res.widefield_nm,
-                "sim": res.sim_nm,
-                "method": res.method,
-            }
-            mmap = modulation_map(
-                first, setup, params, offset_adu=rec.camera_offset(first), otf=otf
-            )
-            modulation_path = out.with_name(out.name.split(".")[0] + ".modulation.png")
-            modulation_png(modulation_path, mmap)
-            doc["modulation_contrast"] = mmap.summary()
+            stem = out.name.split(".")[0]
+            for c, ch in enumerate(channels):
+                # the first channel's files and figures at the top; every channel's beside
+                tag = f".c{c}" if c else ""
+                said = f"channel {c} ({ch.setup.wavelength_nm:g} nm) " if raw.n_channels > 1 else ""
+                entries = [doc] if c == 0 else []
+                entries += [doc["channels"][c]] if raw.n_channels > 1 else []
+                _diagnose(ch, out.with_name(stem + tag), said, entries, settings, backend)
             write_params()
-            print(f"spectrum: {png}")
-            if pattern_map is not None and pattern_map.tiled is not None:  # where the optics
-                # bend the pattern, and how far
-                pattern_path = out.with_name(out.name.split(".")[0] + ".pattern-map.png")
-                tile_pattern_png(pattern_path, pattern_map.tiled)
-                print(
-                    f"pattern across the field ({len(pattern_map.tiled.grid)} tiles, drifting "
-                    f"up to {pattern_map.max_drift_rad:.1f} rad from the whole frame's): "
-                    f"{pattern_path}"
-                )
-            summary = mmap.summary()
-            print(
-                f"modulation contrast-to-noise: median {summary['median_mcnr']:.1f}, "
-                f"{100 * summary['fraction_mcnr_3_or_more']:.0f} % of pixels at 3 or more "
-                f"(map: {modulation_path})"
-            )
-            beyond = [
-                i
-                for i, a in enumerate(params.angles)
-                if math.hypot(*a.k_per_um) >= otf.cutoff_per_um
-            ]
-            if beyond:
-                print(
-                    f"note: the pattern of angle(s) {beyond} lies beyond the detection cutoff; "
-                    "it is not visible in the raw frames themselves, so the map reads the "
-                    "noise floor (0.9) there whatever the pattern's quality"
-                )
-            print(
-                f"resolution ({res.method}): widefield {res.widefield_nm:.0f} nm, "
-                f"SIM {res.sim_nm:.0f} nm"
-            )
     dt = time.perf_counter() - t0
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())
@@ -611,6 +559,79 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     ):
         print("note: some angles fell back to the prior pattern (see the log)")
     return 0
+
+
+def _diagnose(
+    ch: _Channel,
+    base: Path,
+    said: str,
+    entries: list[dict[str, Any]],
+    settings: Any,
+    backend: Any,
+) -> None:
+    """One channel's diagnostics: the spectrum with its carriers (``base.spectrum.png``), the
+    pattern's modulation contrast-to-noise (``base.modulation.png``), a bent pattern's tiles
+    (``base.pattern-map.png``) and a resolution estimate; their figures go into ``entries``
+    (the ``.params.json`` sections of this channel)."""
+    from scope.sim.diagnostics import (
+        estimate_resolution,
+        modulation_map,
+        modulation_png,
+        spectrum_png,
+        tile_pattern_png,
+    )
+
+    first, setup, params, otf, rec = ch.first, ch.setup, ch.params, ch.otf, ch.rec
+    png = base.with_name(base.name + ".spectrum.png")
+    spectrum_png(png, first, setup, params)
+    # the images written, with the reconstruction's own settings
+    res = estimate_resolution(
+        first,
+        setup,
+        params,
+        images=(ch.first_sim, backend.to_numpy(rec.widefield(first))),
+        offset_adu=rec.camera_offset(first),
+        settings=settings,
+        otf=otf,
+    )
+    mmap = modulation_map(first, setup, params, offset_adu=rec.camera_offset(first), otf=otf)
+    modulation_path = base.with_name(base.name + ".modulation.png")
+    modulation_png(modulation_path, mmap)
+    for entry in entries:
+        entry["resolution_nm"] = {
+            "widefield": res.widefield_nm,
+            "sim": res.sim_nm,
+            "method": res.method,
+        }
+        entry["modulation_contrast"] = mmap.summary()
+    print(f"{said}spectrum: {png}")
+    tiled = ch.pattern_map.tiled if ch.pattern_map is not None else None
+    if tiled is not None:  # where the optics bend the pattern, and how far
+        pattern_path = base.with_name(base.name + ".pattern-map.png")
+        tile_pattern_png(pattern_path, tiled)
+        print(
+            f"{said}pattern across the field ({len(tiled.grid)} tiles, drifting up to "
+            f"{ch.pattern_map.max_drift_rad:.1f} rad from the whole frame's): {pattern_path}"
+        )
+    summary = mmap.summary()
+    print(
+        f"{said}modulation contrast-to-noise: median {summary['median_mcnr']:.1f}, "
+        f"{100 * summary['fraction_mcnr_3_or_more']:.0f} % of pixels at 3 or more "
+        f"(map: {modulation_path})"
+    )
+    beyond = [
+        i for i, a in enumerate(params.angles) if math.hypot(*a.k_per_um) >= otf.cutoff_per_um
+    ]
+    if beyond:
+        print(
+            f"{said}note: the pattern of angle(s) {beyond} lies beyond the detection cutoff; "
+            "it is not visible in the raw frames themselves, so the map reads the noise floor "
+            "(0.9) there whatever the pattern's quality"
+        )
+    print(
+        f"{said}resolution ({res.method}): widefield {res.widefield_nm:.0f} nm, "
+        f"SIM {res.sim_nm:.0f} nm"
+    )
 
 
 def _run_batch(args: argparse.Namespace) -> int:
