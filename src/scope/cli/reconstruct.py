@@ -323,6 +323,14 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         )
         stored = _read_params(args.params, raw.n_channels, src.name) if args.params else None
         map_mode = getattr(args, "pattern_map", None) or "auto"
+        if args.otf and raw.n_channels > 1:
+            log.warning(
+                "--otf %s serves all %d channels of %s: a measured OTF belongs to one emission "
+                "wavelength (reconstruct the channels as separate files to give each its own)",
+                args.otf,
+                raw.n_channels,
+                src.name,
+            )
 
         def prepare(channel: int) -> _Channel:
             """One channel's optics, pattern (estimated on its first set, or read back),
