@@ -399,8 +399,12 @@ if no_prior.returncode != 0:  # refused: one line that says what to do
 # - **Frame order** different from angle-major, phase fastest? Reorder the frames first
 #   (`raw[order]`) — a wrong order shows up as carriers that are not found or phases that do not
 #   step.
-# - **Several time points, z or channels**: `scope.sim.pipeline.reconstruct_stack` estimates
-#   once and reuses the parameters for the whole stack; `scope batch` does whole folders
+# - **Several time points or z**: `scope.sim.pipeline.reconstruct_stack` estimates once and
+#   reuses the parameters for the whole stack; `scope batch` does whole folders
 #   (`batch_on_dask.py`).
+# - **Several colours** (a `C` axis): each channel has its own pattern and emission wavelength.
+#   `scope reconstruct` and `scope batch` estimate each channel on its own first set, with the
+#   wavelengths from the file's OME `Channel` elements or `--wavelength 525 600`; in Python,
+#   reconstruct each channel's stack on its own, each with its own `OpticalSetup`.
 # - **Check the spectrum** whenever a result looks wrong: the carriers must sit on clear peaks,
 #   inside or near the blue cutoff circle.

@@ -243,7 +243,8 @@ def reconstruct_stack(
     noise model is also measured once, so a time series gets one consistent filter, following
     the sample's brightness (see :class:`SetReconstructor`). ``pattern_map``: map a pattern
     that the illumination optics bend across the field (:func:`scope.sim.pattern_map.
-    plan_pattern_map`).
+    plan_pattern_map`). One pattern and one setup for every set: give each colour of a
+    multi-channel stack its own call (``scope reconstruct`` and ``scope batch`` do).
 
     Returns
     -------
