@@ -303,6 +303,14 @@ def test_batch_gives_each_channel_its_wavelength(two_channel_file, tmp_path):
     report = json.loads((out / "batch-report.json").read_text())
     (entry,) = report["files"]
     assert entry["sources"]["wavelength_nm"] == "file"
+    # each channel's figures: its wavelength, its own pattern (12° / 17°), its resolution
+    channels = entry["channels"]
+    assert [c["wavelength_nm"] for c in channels] == [525.0, 600.0]
+    firsts = [min(a["angle_deg"] % 60 for a in c["angles"]) for c in channels]
+    np.testing.assert_allclose(firsts, [12.0, 17.0], atol=0.1)
+    assert all(c["resolution"]["sim_nm"] < 0.7 * c["resolution"]["widefield_nm"] for c in channels)
+    params_doc = json.loads(next(out.glob("*.params.json")).read_text())
+    assert params_doc["channels"] == channels
     batch_file = next(out.glob("*.tif"))
     batch = tifffile.imread(batch_file)
     with tifffile.TiffFile(batch_file) as tif:

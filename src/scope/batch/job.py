@@ -373,6 +373,33 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             "parameters": engine.params[key0].to_dict(),
         }
 
+        per_channel: list[dict[str, Any]] = []  # several colours: each one's figures
+
+        def summarise_channels() -> list[dict[str, Any]]:
+            """Each channel's wavelength, first pattern, resolution and modulation (once every
+            set is written: every channel's pattern is known by then)."""
+            if stack.n_channels == 1 or per_channel:
+                return per_channel
+            for c, channel_setup in enumerate(setups):
+                params = engine.params[(c, 0)]
+                if c == 0:
+                    res, con = resolution, contrast
+                else:
+                    raw_c = stack.read_set(stack.first_set_of_channel(c))
+                    raw_c = to_electrons(raw_c) if to_electrons else raw_c
+                    res = resolution_estimate(raw_c, channel_setup, params, options, engine.otf)
+                    con = modulation_summary(raw_c, channel_setup, params, options, engine.otf)
+                per_channel.append(
+                    {
+                        "channel": c,
+                        "wavelength_nm": channel_setup.wavelength_nm,
+                        "angles": params.to_dict()["angles"],
+                        "resolution": res,
+                        "modulation_contrast": con,
+                    }
+                )
+            return per_channel
+
         def planes():
             for out_flat in range(stack.n_sets):
                 flat, out_index = input_flat(out_flat)
@@ -403,7 +430,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     writer.write(index, sim)
                 provenance["parameter_epochs"] = engine.epochs
                 writer.update_metadata(provenance)
-                _write_params(job, engine, provenance, resolution, contrast, clipped)
+                _write_params(
+                    job, engine, provenance, resolution, contrast, clipped, summarise_channels()
+                )
                 writer.commit()
             except BaseException:
                 writer.abort()
@@ -418,7 +447,13 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 metadata=provenance,
                 shape=out_shape,
                 before_commit=lambda: _write_params(
-                    job, engine, params_provenance, resolution, contrast, clipped
+                    job,
+                    engine,
+                    params_provenance,
+                    resolution,
+                    contrast,
+                    clipped,
+                    summarise_channels(),
                 ),
                 channel_wavelengths_nm=[s.wavelength_nm for s in setups]
                 if stack.n_channels > 1
@@ -439,6 +474,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
         "defect_pixels": engine.defect_pixels(),
+        **({"channels": per_channel} if per_channel else {}),
     }
 
 
@@ -449,8 +485,10 @@ def _write_params(
     resolution: Any,
     contrast: Any,
     clipped: SaturationCounter,
+    channels: list[dict[str, Any]],
 ) -> None:
-    """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs."""
+    """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs
+    (and, for several colours, each channel's pattern, resolution and modulation)."""
     first = engine.epochs[0]
     doc = {
         "angles": first["angles"],
@@ -465,4 +503,6 @@ def _write_params(
         "defect_pixels": engine.defect_pixels(),
         "parameter_epochs": engine.epochs,
     }
+    if channels:
+        doc["channels"] = channels
     _write_json_atomic(Path(job.params_path), doc)
