@@ -416,3 +416,18 @@ def test_a_two_colour_file_opens_as_a_layer_per_channel(make_napari_viewer, qtbo
     crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     error = metrics.normalized_rms_error(image[crop], two["targets"][1][crop])
     assert error < 0.12, error
+    # the command line's two-colour result opens as a composite: a layer per colour
+    from scope.cli import main
+
+    out = tmp_path / "two.sim.ome.tif"
+    assert main(["-q", "reconstruct", str(two["path"]), "-o", str(out), "--na", "1.2"]) == 0
+    sims = viewer.open(str(out), plugin="scope-sim")
+    assert [layer.name for layer in sims] == [
+        "two.sim.ome.tif c0 (525 nm)",
+        "two.sim.ome.tif c1 (600 nm)",
+    ]
+    assert [layer.colormap.name for layer in sims] == ["green", "red"]
+    assert all(layer.blending == "additive" and layer.data.shape == (512, 512) for layer in sims)
+    assert [layer.metadata["wavelength_nm"] for layer in sims] == [525.0, 600.0]
+    angles = sims[1].metadata["sim_parameters"]["angles"]
+    assert abs(min(a["angle_deg"] % 60 for a in angles) - 17.0) < 0.1

@@ -77,10 +77,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     out: list[LayerData] = []
     for p in paths:
         p = Path(p)
-        if is_sim_result(p):
-            out.append(read_sim_result(p))
-        else:
-            out.extend(read_raw(p))
+        out.extend(read_sim_result(p) if is_sim_result(p) else read_raw(p))
     return out
 
 
@@ -207,8 +204,20 @@ def read_raw(path: Path) -> list[LayerData]:
     return layers
 
 
-def read_sim_result(path: Path) -> LayerData:
-    """A reconstructed SIM image on the 2x grid, positioned to overlay its raw stack."""
+def _colormap_for(wavelength_nm: float | None) -> str:
+    """A napari colormap that looks like the emission colour (for composites of channels)."""
+    if not wavelength_nm:
+        return "gray"
+    for upper, name in ((490, "cyan"), (560, "green"), (590, "yellow"), (640, "red")):
+        if wavelength_nm < upper:
+            return name
+    return "magenta"  # far red
+
+
+def read_sim_result(path: Path) -> list[LayerData]:
+    """A reconstructed SIM image on the 2x grid, positioned to overlay its raw stack; one of
+    several colours as one layer per channel, each coloured by its emission wavelength and
+    blended additively (a composite)."""
     from scope.io.writers import read_image
 
     image, pixel_size_nm, meta = read_image(path)
@@ -238,4 +247,27 @@ def read_sim_result(path: Path) -> LayerData:
         "metadata": metadata,
         "colormap": "magma",
     }
-    return image, kwargs, "image"
+    if "C" not in axes or image.shape[axes.index("C")] == 1:
+        return [(image, kwargs, "image")]
+    axis = axes.index("C")
+    channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
+    waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
+    layers = []
+    for c in range(image.shape[axis]):
+        wavelength = waves[c] if c < len(waves) else None
+        channel_meta = {**metadata, "axes": axes.replace("C", ""), "channel": c}
+        channel_meta["wavelength_nm"] = wavelength or metadata["wavelength_nm"]
+        if c < len(channels) and channels[c].get("sim_parameters"):
+            channel_meta["sim_parameters"] = channels[c]["sim_parameters"]
+        nm = f" ({wavelength:g} nm)" if wavelength else ""
+        layer_kwargs = {
+            **kwargs,
+            "name": f"{path.name} c{c}{nm}",
+            "scale": tuple(s for i, s in enumerate(scale) if i != axis),
+            "translate": tuple(t for i, t in enumerate(translate) if i != axis),
+            "metadata": channel_meta,
+            "colormap": _colormap_for(wavelength),
+            "blending": "additive",
+        }
+        layers.append((np.take(image, c, axis=axis), layer_kwargs, "image"))
+    return layers
