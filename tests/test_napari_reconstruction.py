@@ -431,3 +431,14 @@ def test_a_two_colour_file_opens_as_a_layer_per_channel(make_napari_viewer, qtbo
     assert [layer.metadata["wavelength_nm"] for layer in sims] == [525.0, 600.0]
     angles = sims[1].metadata["sim_parameters"]["angles"]
     assert abs(min(a["angle_deg"] % 60 for a in angles) - 17.0) < 0.1
+    # and `scope batch`'s (OME-Zarr, its default): a SIM result too, not a raw stack
+    folder = tmp_path / "batch"
+    assert main(["-q", "batch", str(two["path"]), "-o", str(folder), "--na", "1.2"]) == 0
+    batch = viewer.open(str(folder / "two.sim.zarr"), plugin="scope-sim")
+    assert [layer.name for layer in batch] == [
+        "two.sim.zarr c0 (525 nm)",
+        "two.sim.zarr c1 (600 nm)",
+    ]
+    np.testing.assert_allclose(batch[1].data, sims[1].data, atol=1e-4 * float(sims[1].data.max()))
+    angles = batch[1].metadata["sim_parameters"]["angles"]
+    assert abs(min(a["angle_deg"] % 60 for a in angles) - 17.0) < 0.1

@@ -114,14 +114,22 @@ def _tiff_description(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _says_sim(meta: dict[str, Any] | None) -> bool:
+    """Metadata of a reconstructed image: napari's writer and ``scope reconstruct`` store
+    ``sim_parameters``, ``scope batch`` its provenance with ``parameters``."""
+    if not meta:
+        return False
+    return meta.get("scope_kind") == "sim" or "sim_parameters" in meta or "parameters" in meta
+
+
 def is_sim_result(path: Path) -> bool:
-    """True for a reconstructed image (not a raw stack): its metadata says so."""
+    """True for a reconstructed image (not a raw stack): its metadata says so (a ``scope
+    acquire`` run, which states its nominal pattern too, has a ``layout``)."""
     if path.is_dir():
         attrs = _zarr_scope_attrs(path)
-        return bool(attrs) and "layout" not in attrs and "sim_parameters" in attrs
+        return _says_sim(attrs) and "layout" not in (attrs or {})
     if path.suffix.lower() in (".tif", ".tiff"):
-        desc = _tiff_description(path)
-        return bool(desc) and (desc.get("scope_kind") == "sim" or "sim_parameters" in desc)
+        return _says_sim(_tiff_description(path))
     return False
 
 
@@ -235,7 +243,7 @@ def read_sim_result(path: Path) -> list[LayerData]:
         "camera_pixel_size_nm": 2 * px_nm if px_nm else None,
         "wavelength_nm": optics.get("wavelength_nm"),
         "na": optics.get("na"),
-        "sim_parameters": meta.get("sim_parameters"),
+        "sim_parameters": meta.get("sim_parameters") or meta.get("parameters"),
         "source_path": str(path),
         "axes": axes,
         "file": meta,
@@ -259,6 +267,10 @@ def read_sim_result(path: Path) -> list[LayerData]:
         channel_meta["wavelength_nm"] = wavelength or metadata["wavelength_nm"]
         if c < len(channels) and channels[c].get("sim_parameters"):
             channel_meta["sim_parameters"] = channels[c]["sim_parameters"]
+        else:  # scope batch: each channel's first parameter epoch
+            epochs = [e for e in meta.get("parameter_epochs") or [] if e.get("channel") == c]
+            if epochs:
+                channel_meta["sim_parameters"] = {"angles": epochs[0]["angles"]}
         nm = f" ({wavelength:g} nm)" if wavelength else ""
         layer_kwargs = {
             **kwargs,
