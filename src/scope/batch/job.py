@@ -291,19 +291,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             flags, preset, file_values, preset_name=job.preset_name or "preset"
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
-        if (
-            stack.channel_wavelengths_nm is not None
-            and not isinstance(options.wavelength_nm, list)
-            and len(set(stack.channel_wavelengths_nm)) > 1
-        ):
-            log.warning(
-                "%s: its channels emit at %s nm, but the %s's %g nm is used for all of them "
-                "(give --wavelength with one value per channel)",
-                src.name,
-                ", ".join(f"{w:g}" for w in stack.channel_wavelengths_nm),
-                sources.get("wavelength_nm", "flag"),
-                options.wavelength_nm,
-            )
+        if isinstance(options.wavelength_nm, float):  # one for all channels
+            source = sources.get("wavelength_nm", "flag")
+            stack.warn_one_wavelength(f"the {source}'s {options.wavelength_nm:g} nm")
         setups = [
             optical_setup(options, source=src.name, channel=c, n_channels=stack.n_channels)
             for c in range(stack.n_channels)

@@ -129,15 +129,8 @@ def _channel_wavelength(args: argparse.Namespace, raw: Any, channel: int) -> flo
     given = args.wavelength
     if given:
         if len(given) == 1:
-            stated = raw.channel_wavelengths_nm
-            if channel == 0 and stated is not None and len(set(stated)) > 1:
-                log.warning(
-                    "%s: its channels emit at %s nm, but --wavelength %g is used for all of "
-                    "them (give one value per channel)",
-                    Path(raw.path).name,
-                    ", ".join(f"{w:g}" for w in stated),
-                    given[0],
-                )
+            if channel == 0:
+                raw.warn_one_wavelength(f"--wavelength {given[0]:g}")
             return given[0]
         if len(given) != raw.n_channels:
             raise ConfigurationError(
@@ -145,9 +138,7 @@ def _channel_wavelength(args: argparse.Namespace, raw: Any, channel: int) -> flo
                 f"{Path(raw.path).name} has {raw.n_channels} channel(s), got {len(given)} values"
             )
         return given[channel]
-    if raw.channel_wavelengths_nm is not None:
-        return raw.channel_wavelengths_nm[channel]
-    if raw.n_channels > 1:
+    if raw.n_channels > 1 and raw.channel_wavelengths_nm is None:
         log.warning(
             "%s: %d channels but one emission wavelength (%s nm) for all: give each channel's "
             "with --wavelength NM NM ...",
@@ -155,7 +146,7 @@ def _channel_wavelength(args: argparse.Namespace, raw: Any, channel: int) -> flo
             raw.n_channels,
             raw.wavelength_nm,
         )
-    return raw.wavelength_nm
+    return raw.channel_wavelength_nm(channel)
 
 
 def _read_params(path: str, n_channels: int, name: str) -> dict[str, Any]:

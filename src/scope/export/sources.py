@@ -385,11 +385,11 @@ def reconstruct_raw_source(
     try:
         na = na or stack.na
         # each channel's emission wavelength: the one given, else the file's (per channel)
-        wavelengths = (
-            [wavelength_nm] * stack.n_channels
-            if wavelength_nm
-            else list(stack.channel_wavelengths_nm or [stack.wavelength_nm] * stack.n_channels)
-        )
+        if wavelength_nm:
+            stack.warn_one_wavelength(f"{wavelength_nm:g} nm")
+        wavelengths = [
+            wavelength_nm or stack.channel_wavelength_nm(c) for c in range(stack.n_channels)
+        ]
         pixel_size_nm = pixel_size_nm or stack.pixel_size_nm
         missing = [
             name

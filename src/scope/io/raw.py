@@ -185,6 +185,26 @@ class RawStack:
             return 0
         return int(np.unravel_index(index, self.lead_shape)[self.lead_axes.index("C")])
 
+    def channel_wavelength_nm(self, channel: int) -> float | None:
+        """Channel ``channel``'s emission wavelength as the file states it: its own where the
+        file states one per channel, else the file's one wavelength (None: none stated)."""
+        if self.channel_wavelengths_nm is not None:
+            return self.channel_wavelengths_nm[channel]
+        return self.wavelength_nm
+
+    def warn_one_wavelength(self, given: str) -> None:
+        """Say so when one wavelength (``given``, e.g. ``"--wavelength 525"``) is to serve
+        channels that the file says emit at different wavelengths."""
+        stated = self.channel_wavelengths_nm
+        if stated is not None and len(set(stated)) > 1:
+            log.warning(
+                "%s: its channels emit at %s nm, but %s is used for all of them (give one "
+                "wavelength per channel)",
+                self.path.name,
+                ", ".join(f"{w:g}" for w in stated),
+                given,
+            )
+
     def channel_data(self, channel: int) -> Any:
         """The frames of one channel, shaped like ``data`` without its ``C`` axis, as lazy as
         ``data`` (a file without one: ``data`` itself)."""

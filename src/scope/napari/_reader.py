@@ -199,9 +199,9 @@ def read_raw(path: Path) -> list[LayerData]:
     if stack.n_channels == 1:
         return [layer(data, stack.axes, f"{path.name} raw", metadata)]
     axes = stack.axes.replace("C", "")
-    waves = stack.channel_wavelengths_nm or (stack.wavelength_nm,) * stack.n_channels
     layers = []
-    for c, wavelength in enumerate(waves):
+    for c in range(stack.n_channels):
+        wavelength = stack.channel_wavelength_nm(c)
         if isinstance(data, np.ndarray):  # read whole: cut out the channel
             frames = np.take(data, c, axis=stack.axes.index("C"))
         else:
