@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 import tifffile
 
 from scope.acquisition.writer import read_acquisition
@@ -32,6 +33,41 @@ def test_acquired_run_reads_back_and_reconstructs(tmp_path):
     assert np.isfinite(sim).all() and sim.std() > 0
     doc = json.loads((tmp_path / "sim.params.json").read_text())
     assert all(a["source"] == "estimated" for a in doc["angles"])
+
+
+def test_a_run_with_five_phases_is_split_as_it_states(tmp_path, capsys):
+    """A run acquired with 3 angles x 5 phases reconstructs through ``scope reconstruct``,
+    ``scope batch`` and the video exporter without --angles/--phases (they used to split it
+    into sets of 3 x 3 and fail); a contrary --phases says what the run states."""
+    from scope.errors import DataFormatError
+    from scope.export.sources import reconstruct_raw_source
+
+    run = tmp_path / "run.zarr"
+    assert main(["-q", "acquire", "--sets", "2", "--phases", "5", "-o", str(run)]) == 0
+    out = tmp_path / "sim.tif"
+    assert main(["-q", "reconstruct", str(run), "-o", str(out)]) == 0
+    assert tifffile.imread(out).shape == (2, 256, 256)
+    doc = json.loads((tmp_path / "sim.params.json").read_text())
+    assert len(doc["angles"]) == 3
+    for angle in doc["angles"]:
+        steps = np.diff(np.unwrap(angle["phases_rad"]))
+        assert len(angle["phases_rad"]) == 5
+        np.testing.assert_allclose(steps, 2 * np.pi / 5, atol=0.2)  # 128 px: noisy steps
+    assert main(["-q", "batch", str(run), "-o", str(tmp_path / "b"), "--workers", "0"]) == 0
+    batch_doc = json.loads((tmp_path / "b" / "run.params.json").read_text())
+    for a, b in zip(doc["angles"], batch_doc["angles"], strict=True):
+        assert abs(a["angle_deg"] - b["angle_deg"]) < 1e-6
+        np.testing.assert_allclose(a["phases_rad"], b["phases_rad"], atol=1e-6)
+    source = reconstruct_raw_source(run, backend="numpy")
+    assert source.frames.shape[0] == 2 and source.frames.shape[-1] == 256
+    capsys.readouterr()
+    assert main(["reconstruct", str(run), "-o", str(tmp_path / "x.tif"), "--phases", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "states 3 x 5" in err and "set of 9 frames" in err
+    with open_raw(run) as raw:
+        assert raw.pattern_shape == (3, 5)
+    with pytest.raises(DataFormatError, match="states 3 x 5"):
+        open_raw(run, n_frames_per_set=9)
 
 
 def _acquire(

@@ -492,7 +492,7 @@ def complete_sets(
         ):
             log.warning(
                 "set %d has %d valid frames, expected one per pattern (%d): skipped",
-                s,
+                int(s),
                 len(order),
                 n_frames_per_set,
             )

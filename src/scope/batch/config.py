@@ -204,6 +204,17 @@ def merge_options(
     return BatchOptions(**merged), sources
 
 
+def given_pattern(
+    flags: BatchOptions, preset: BatchOptions | None
+) -> tuple[int | None, int | None]:
+    """``(n_angles, n_phases)`` as the flags, else the preset, give them; None where neither
+    does (then the file's own, else 3: :func:`scope.io.raw.open_sim_stack`)."""
+    return (
+        flags.n_angles or (preset.n_angles if preset else None),
+        flags.n_phases or (preset.n_phases if preset else None),
+    )
+
+
 def optical_setup(
     options: BatchOptions, *, source: str = "", channel: int = 0, n_channels: int = 1
 ) -> Any:

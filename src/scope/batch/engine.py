@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scope.batch.config import BatchOptions, OutputOptions
+from scope.batch.config import BatchOptions, OutputOptions, given_pattern
 from scope.batch.discovery import discover_inputs, output_stems
 from scope.batch.job import FileJob, process_file, software_version
 from scope.batch.report import BatchReport
@@ -128,12 +128,13 @@ def _skipped_entry(src: Path, out: Path, params: Path) -> dict[str, Any]:
     return entry
 
 
-def _count_sets(src: Path, n_frames: int) -> tuple[int, int]:
+def _count_sets(src: Path, pattern: tuple[int | None, int | None]) -> tuple[int, int]:
     """(SIM sets, bytes) from the header only; (1, 0) when unreadable (the worker reports it)."""
-    from scope.io.raw import open_raw
+    from scope.io.raw import open_sim_stack
 
     try:
-        with open_raw(src, n_frames_per_set=n_frames) as stack:
+        stack, _, _ = open_sim_stack(src, n_angles=pattern[0], n_phases=pattern[1])
+        with stack:
             return stack.n_sets, stack.n_sets * stack.set_nbytes
     except ScopeError:
         return 1, 0
@@ -256,9 +257,7 @@ def run_batch(
         remove_stale_partials(outdir)
         sources = discover_inputs(inputs, recursive=recursive, exclude=[outdir])
         stems = output_stems(sources)
-        n_frames = (flags.n_angles or (preset.n_angles if preset else None) or 3) * (
-            flags.n_phases or (preset.n_phases if preset else None) or 3
-        )
+        pattern = given_pattern(flags, preset)
         jobs: list[FileJob] = []
         sizes: dict[str, tuple[int, int]] = {}
         for src in sources:
@@ -277,7 +276,7 @@ def run_batch(
                     output_options=output.model_dump(),
                 )
             )
-            sizes[str(src)] = _count_sets(src, n_frames)
+            sizes[str(src)] = _count_sets(src, pattern)
         if report.files:
             log.info("%d outputs already complete: skipped", len(report.files))
         if on_plan is not None:

@@ -23,16 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scope.batch.config import BatchOptions, OutputOptions, merge_options, optical_setup
+from scope.batch.config import (
+    BatchOptions,
+    OutputOptions,
+    given_pattern,
+    merge_options,
+    optical_setup,
+)
 from scope.errors import ScopeError
+from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES
 
 if TYPE_CHECKING:
     from scope.sim.saturation import SaturationCounter
 
 log = logging.getLogger(__name__)
-
-DEFAULT_N_ANGLES = 3
-DEFAULT_N_PHASES = 3
 
 
 @dataclass(frozen=True)
@@ -268,18 +272,18 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
 
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from scope.calibration.camera import electrons_from_maps
-    from scope.io.raw import open_raw
+    from scope.io.raw import open_sim_stack
     from scope.io.writers import OmeZarrWriter, write_ome_tiff
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
     preset = BatchOptions(**job.preset) if job.preset is not None else None
     out_opts = OutputOptions(**job.output_options)
-    n_angles = flags.n_angles or (preset.n_angles if preset else None) or DEFAULT_N_ANGLES
-    n_phases = flags.n_phases or (preset.n_phases if preset else None) or DEFAULT_N_PHASES
+    given_angles, given_phases = given_pattern(flags, preset)
     src = Path(job.input)
     out = Path(job.output)
-    with open_raw(src, n_frames_per_set=n_angles * n_phases) as stack:
+    stack, n_angles, n_phases = open_sim_stack(src, n_angles=given_angles, n_phases=given_phases)
+    with stack:
         file_values = {
             "pixel_size_nm": stack.pixel_size_nm,
             "wavelength_nm": list(stack.channel_wavelengths_nm)

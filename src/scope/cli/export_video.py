@@ -98,8 +98,12 @@ def register(subparsers: Any) -> None:
     )
     raw.add_argument("--na", type=float, help="detection NA")
     raw.add_argument("--wavelength", type=float, metavar="NM", help="emission wavelength, nm")
-    raw.add_argument("--angles", type=int, default=3, help="pattern angles (default 3)")
-    raw.add_argument("--phases", type=int, default=3, help="phases per angle (default 3)")
+    raw.add_argument(
+        "--angles", type=int, help="pattern angles (default: as the run states, else 3)"
+    )
+    raw.add_argument(
+        "--phases", type=int, help="phases per angle (default: as the run states, else 3)"
+    )
     raw.add_argument("--backend", default="auto", help="numpy, cupy or auto")
     p.set_defaults(func=run)
 
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         source = read_image_source(args.input)
         if args.pixel_size:
             source.pixel_size_nm = args.pixel_size
-        n_set = args.angles * args.phases
+        n_set = (args.angles or 3) * (args.phases or 3)
         if source.frames.shape[0] % n_set == 0 and source.timestamps_s is None:
             log.info("if %s is a raw SIM run, add --raw to reconstruct it", args.input.name)
     channel_cmaps = args.channel_colormaps.split(",") if args.channel_colormaps else None

@@ -46,8 +46,12 @@ def register(sub: Any) -> None:
     p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
     p.add_argument("--immersion", type=float, default=1.515, help="immersion index (1.515)")
     p.add_argument("--offset", type=float, default=None, help="camera offset, ADU")
-    p.add_argument("--angles", type=int, default=3, help="pattern orientations (3)")
-    p.add_argument("--phases", type=int, default=3, help="phase steps per orientation (3)")
+    p.add_argument(
+        "--angles", type=int, help="pattern orientations (default: as the run states, else 3)"
+    )
+    p.add_argument(
+        "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
+    )
     p.add_argument("--backend", default=None, choices=["auto", "numpy", "cupy"])
     p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
     p.add_argument(
@@ -245,10 +249,6 @@ def run(args: argparse.Namespace) -> int:
         or any(c in args.raw[0] for c in "*?[")
     ):
         return _run_batch(args)
-    if args.angles < 2 or args.phases < 3:
-        raise ConfigurationError(
-            f"SIM needs at least 2 angles and 3 phases, got {args.angles} x {args.phases}"
-        )
     src = Path(args.raw[0])
     out = Path(args.output)
     if out.suffix.lower() not in (".tif", ".tiff"):
@@ -269,7 +269,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.backend import get_backend
     from scope.calibration.camera import electrons_from_maps
     from scope.errors import ConfigurationError, DataFormatError
-    from scope.io.raw import open_raw
+    from scope.io.raw import open_sim_stack
     from scope.io.writers import write_ome_tiff
     from scope.optics import OTF
     from scope.sim.diagnostics import carrier_report
@@ -279,9 +279,20 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
-    n_frames = args.angles * args.phases
+    if (args.angles or 2) < 2 or (args.phases or 3) < 3:
+        raise ConfigurationError(
+            f"SIM needs at least 2 angles and 3 phases, got --angles {args.angles} --phases "
+            f"{args.phases}"
+        )
     t0 = time.perf_counter()
-    with open_raw(src, n_frames_per_set=n_frames) as raw:
+    raw, n_angles, n_phases = open_sim_stack(src, n_angles=args.angles, n_phases=args.phases)
+    if n_angles < 2:
+        raw.close()
+        raise ConfigurationError(
+            f"{src.name} was recorded with {n_angles} pattern angle: SIM needs at least 2"
+        )
+    args = argparse.Namespace(**{**vars(args), "angles": n_angles, "phases": n_phases})
+    with raw:
         backend = get_backend(args.backend)
         maps_preset = getattr(args, "camera_maps", None)
         if maps_preset and args.offset is not None:

@@ -348,8 +348,8 @@ def reconstruct_raw_source(
     na: float | None = None,
     wavelength_nm: float | None = None,
     pixel_size_nm: float | None = None,
-    n_angles: int = 3,
-    n_phases: int = 3,
+    n_angles: int | None = None,
+    n_phases: int | None = None,
     frame_interval_s: float | None = None,
     backend: str = "auto",
 ) -> ClipSource:
@@ -368,20 +368,21 @@ def reconstruct_raw_source(
     na, wavelength_nm, pixel_size_nm : float, optional
         Optical setup; default to what the file states (each channel's wavelength). Required
         where it states nothing; a wavelength given serves every channel.
-    n_angles, n_phases : int
-        SIM pattern layout (angle-major, phase fastest).
+    n_angles, n_phases : int, optional
+        SIM pattern layout (angle-major, phase fastest); default as the run states it, else
+        3 x 3.
     frame_interval_s : float, optional
         Time between SIM sets when the file does not record it.
     backend : str
         Array backend for the reconstruction (``numpy``, ``cupy``, ``auto``).
     """
     from scope.backend import get_backend
-    from scope.io.raw import open_raw
+    from scope.io.raw import open_sim_stack
     from scope.optics import OpticalSetup
 
     path = Path(path)
+    stack, n_angles, n_phases = open_sim_stack(path, n_angles=n_angles, n_phases=n_phases)
     n = n_angles * n_phases
-    stack = open_raw(path, n_frames_per_set=n)
     try:
         na = na or stack.na
         # each channel's emission wavelength: the one given, else the file's (per channel)

@@ -136,6 +136,9 @@ class RawStack:
     channel_wavelengths_nm : tuple of float, optional
         Each channel's emission wavelength, where the file states one for every channel of its
         ``C`` axis (an OME-TIFF's ``Channel`` elements).
+    pattern_shape : tuple of int, optional
+        ``(angles, phases)`` where the file states them (a run of ``scope acquire`` records its
+        pattern sequence); see :func:`open_sim_stack`.
     metadata : dict
         Everything else worth keeping (format, original axes, acquisition details).
     """
@@ -149,6 +152,7 @@ class RawStack:
     wavelength_nm: float | None = None
     na: float | None = None
     channel_wavelengths_nm: tuple[float, ...] | None = None
+    pattern_shape: tuple[int, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     _closer: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -962,6 +966,47 @@ def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawSta
     )
 
 
+#: the pattern sequence assumed where neither the user nor the file says otherwise
+DEFAULT_N_ANGLES = 3
+DEFAULT_N_PHASES = 3
+
+
+def open_sim_stack(
+    path: str | Path, *, n_angles: int | None = None, n_phases: int | None = None
+) -> tuple[RawStack, int, int]:
+    """Open a raw file split into SIM sets of ``n_angles x n_phases`` frames.
+
+    What is given wins; what is not comes from the file where it states it (a run of
+    ``scope acquire`` records its pattern sequence, e.g. 3 angles x 5 phases), else
+    3 x 3.
+
+    Returns
+    -------
+    stack : RawStack
+        As :func:`open_raw` with ``n_frames_per_set = n_angles * n_phases``.
+    n_angles, n_phases : int
+        The pattern sequence the sets were split by.
+    """
+    if n_angles and n_phases:
+        return open_raw(path, n_frames_per_set=n_angles * n_phases), n_angles, n_phases
+    stated = _stated_pattern_shape(Path(path))
+    n_angles = n_angles or (stated[0] if stated else DEFAULT_N_ANGLES)
+    n_phases = n_phases or (stated[1] if stated else DEFAULT_N_PHASES)
+    return open_raw(path, n_frames_per_set=n_angles * n_phases), n_angles, n_phases
+
+
+def _stated_pattern_shape(path: Path) -> tuple[int, int] | None:
+    """``(angles, phases)`` as the file states them, read from its header (None: not stated
+    or not readable here; :func:`open_raw` then says what is wrong)."""
+    if not (path.is_dir() or path.with_name(path.name + ".frames.jsonl").is_file()):
+        return None  # only acquisition runs state their pattern sequence
+    try:
+        with open_raw(path) as stack:
+            return stack.pattern_shape
+    except DataFormatError:
+        return None
+
+
 def _acquisition_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
     """The reader for runs written by ``scope acquire`` (arrival-order layout), else None."""
     meta = _zarr_json(path)
@@ -1059,12 +1104,13 @@ def _acquisition_stack(
     n_frames_per_set: int | None,
 ) -> RawStack:
     """Only verified, complete SIM sets of a run, frames in pattern order, read lazily."""
-    if n_frames_per_set is None:
-        # the engine records its configuration (n_angles, n_phases) under "acquisition"
-        conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
-        n_a = meta.get("n_angles") or conf.get("n_angles")
-        n_p = meta.get("n_phases") or conf.get("n_phases")
-        n_frames_per_set = int(n_a) * int(n_p) if n_a and n_p else None
+    # the engine records its configuration (n_angles, n_phases) under "acquisition"
+    conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
+    n_a = meta.get("n_angles") or conf.get("n_angles")
+    n_p = meta.get("n_phases") or conf.get("n_phases")
+    stated = (int(n_a), int(n_p)) if n_a and n_p else None
+    if n_frames_per_set is None and stated is not None:
+        n_frames_per_set = stated[0] * stated[1]
     if n_frames_per_set is None:
         raise _fail(path, "acquisition does not state angles x phases; give --angles/--phases")
     n = int(n_frames_per_set)
@@ -1072,10 +1118,11 @@ def _acquisition_stack(
 
     sets, set_numbers = complete_sets(table, n)
     if not sets:
+        said = f": the run states {stated[0]} x {stated[1]}" if stated else ""
         raise _fail(
             path,
             f"acquisition holds no complete, verified set of {n} frames (state "
-            f"{meta.get('state', '?')}); check --angles/--phases or the run's frame table",
+            f"{meta.get('state', '?')}){said}; check --angles/--phases or the run's frame table",
         )
     index = np.stack(sets).astype(np.int64)
     ny, nx = (int(v) for v in frame_shape)
@@ -1100,6 +1147,7 @@ def _acquisition_stack(
         pixel_size_nm=_find_number(meta, "pixel_size_nm"),
         wavelength_nm=_find_number(meta, "wavelength_nm"),
         na=_find_number(meta, "na"),
+        pattern_shape=stated,
         metadata={
             "format": "scope-acquisition",
             "state": meta.get("state"),

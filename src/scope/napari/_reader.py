@@ -144,21 +144,13 @@ def read_raw(path: Path) -> list[LayerData]:
     wavelength, so that each is reconstructed with its own pattern and optics."""
     from scope.io.raw import open_raw
 
-    n_frames_per_set = None
-    attrs = _zarr_scope_attrs(path) if path.is_dir() else None
-    acq_cfg = (attrs or {}).get("acquisition") or {}
-    if acq_cfg.get("n_angles") and acq_cfg.get("n_phases"):
-        # a run of the acquisition engine states its set size under "acquisition"
-        n_frames_per_set = int(acq_cfg["n_angles"]) * int(acq_cfg["n_phases"])
-    stack = open_raw(path, n_frames_per_set=n_frames_per_set)
+    stack = open_raw(path)  # sets as the file's axes give them, or as the run states them
     nbytes = int(np.prod(stack.shape)) * stack.dtype.itemsize
     data: Any = np.asarray(stack.data[...]) if nbytes <= IN_MEMORY_BYTES else stack.data
     if nbytes <= IN_MEMORY_BYTES:
         stack.close()
     meta = stack.metadata.get("acquisition") or {}
-    acq = meta.get("acquisition") or {}
-    n_angles = acq.get("n_angles")
-    n_phases = acq.get("n_phases")
+    n_angles, n_phases = stack.pattern_shape or (None, None)
     if n_angles is None and stack.n_frames_per_set == 9:
         n_angles, n_phases = 3, 3
     offset = None
