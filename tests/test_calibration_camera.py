@@ -225,8 +225,9 @@ def test_batch_refuses_camera_maps_of_another_size(tmp_path):
 
 def test_reconstruct_applies_camera_maps(tmp_path):
     """`scope reconstruct --camera-maps PRESET`: the one-file command converts with the same
-    maps as the batch (same image as `scope batch --preset`), and refuses an --offset beside
-    them."""
+    maps as the batch (same image as `scope batch --preset` and `scope batch --camera-maps`,
+    and as `scope reconstruct` given several files, which hands them to the batch), and both
+    commands refuse an --offset beside them."""
     from scope.calibration.camera import SCMOSMaps
     from scope.cli import main
     from sim_cases import make_case
@@ -252,6 +253,27 @@ def test_reconstruct_applies_camera_maps(tmp_path):
     one = tifffile.imread(out)
     batch = tifffile.imread(next(batch_out.glob("*.tif")))
     assert np.abs(one - batch).max() <= 1e-4 * np.abs(one).max()
+    flag_out = tmp_path / "flag"
+    args = ["batch", str(src), "-o", str(flag_out), *optics, "--camera-maps", str(preset)]
+    assert main([*args, "--workers", "0", "--format", "tiff"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(next(flag_out.glob("*.tif"))), batch)
+    twin = tmp_path / "scmos2.tif"
+    twin.write_bytes(src.read_bytes())
+    several = tmp_path / "several"
+    args = ["reconstruct", str(src), str(twin), "-o", str(several), *optics]
+    assert main([*args, "--camera-maps", str(preset), "--immersion", "1.515"]) == 0
+    results = sorted(several.glob("*.zarr"))
+    assert len(results) == 2
+    for result in results:
+        from scope.io.writers import read_image
+
+        image, _, _ = read_image(result)
+        assert np.abs(image - batch).max() <= 1e-4 * np.abs(batch).max(), result.name
+    args = ["batch", str(src), "-o", str(tmp_path / "no"), *optics, "--camera-maps", str(preset)]
+    assert main([*args, "--offset", "100"]) == 2
+    # every shared flag reaches the batch: NA 1.2 in air is refused (--immersion was dropped)
+    args = ["reconstruct", str(src), str(twin), "-o", str(tmp_path / "air"), *optics]
+    assert main([*args, "--immersion", "1.0"]) == 2
     code = main(
         [
             "reconstruct",

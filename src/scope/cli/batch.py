@@ -16,6 +16,8 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import add_parameter_flags
+
     p = subparsers.add_parser(
         "batch",
         help="reconstruct many raw files (folders, globs) locally or on a Dask cluster",
@@ -37,7 +39,7 @@ def register(subparsers: Any) -> None:
         default="127.0.0.1",
         help="interface of the local Dask cluster (default loopback only)",
     )
-    add_parameter_flags(p)
+    add_parameter_flags(p)  # shared with scope reconstruct
     p.add_argument(
         "--reestimate-every",
         type=int,
@@ -51,54 +53,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def add_parameter_flags(p: argparse.ArgumentParser) -> None:
-    """Optics/pattern flags shared with ``scope reconstruct`` (all optional here)."""
-    p.add_argument("--na", type=float, help="detection numerical aperture")
-    p.add_argument(
-        "--wavelength",
-        type=float,
-        nargs="+",
-        help="emission wavelength, nm (one per channel for files with several)",
-    )
-    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
-    p.add_argument("--offset", type=float, help="camera offset, ADU")
-    p.add_argument("--angles", type=int, help="pattern angles (default 3)")
-    p.add_argument("--phases", type=int, help="phase steps per angle (default 3)")
-    p.add_argument("--wiener", type=float, help="Wiener parameter")
-    p.add_argument(
-        "--equalize",
-        choices=("auto", "on", "off"),
-        help="scale frames lit unequally to equal brightness (default auto: when they differ "
-        "by more than 2%%)",
-    )
-    p.add_argument(
-        "--saturation-adu",
-        type=float,
-        help="the camera's full scale, ADU (default: from the pixel format or the data type)",
-    )
-    p.add_argument(
-        "--keep-defects",
-        action="store_true",
-        help="leave hot and dead camera pixels as they are (default: found from the optics' "
-        "band limit and replaced by their neighbours' mean)",
-    )
-    add_pattern_map_flag(p, default_mode=None)
-    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
-    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
-    p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
-    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
-
-
-def add_pattern_map_flag(p: argparse.ArgumentParser, default_mode: str | None) -> None:
-    """``--pattern-map``, shared with ``scope reconstruct``."""
-    p.add_argument(
-        "--pattern-map",
-        choices=("auto", "on", "off"),  # scope.sim.pattern_map.MAP_MODES
-        default=default_mode,
-        help="map a pattern that the illumination optics bend across a large field (measured "
-        "in tiles) and take its phase out pixel by pixel: auto (default) when a corner of the "
-        "field drifts by more than 0.2 rad, on, off",
-    )
+def _preset_path(name: str | None) -> str | None:
+    """A preset named on the command line, as an absolute path where it is a file here (the
+    workers of a cluster may start elsewhere)."""
+    if name is None:
+        return None
+    return str(Path(name).resolve()) if Path(name).is_file() else name
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -116,19 +76,23 @@ def options_from_args(args: argparse.Namespace) -> Any:
         if len(args.wavelength) == 1
         else list(args.wavelength),
         "pixel_size_nm": args.pixel_size,
+        "immersion_index": args.immersion,
         "offset_adu": args.offset,
         "n_angles": args.angles,
         "n_phases": args.phases,
         "wiener": args.wiener,
         "equalize": args.equalize,
         "saturation_adu": args.saturation_adu,
-        "repair_defects": False if getattr(args, "keep_defects", False) else None,
-        "pattern_map": getattr(args, "pattern_map", None),
+        "repair_defects": False if args.keep_defects else None,
+        "pattern_map": args.pattern_map,
+        "camera_maps": _preset_path(args.camera_maps),
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
         "otf_path": str(Path(args.otf).resolve()) if args.otf else None,
         "period_nm": args.prior_period,
     }
+    if args.camera_maps and args.offset is not None:
+        raise ConfigurationError("--camera-maps holds each pixel's offset: leave --offset out")
     if (args.prior_angles is None) != (args.prior_period is None):
         raise ConfigurationError("priors need both --prior-angles and --prior-period")
     if args.prior_angles:

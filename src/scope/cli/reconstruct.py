@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from scope.cli.batch import add_pattern_map_flag
+    from scope.cli.parameter_flags import add_parameter_flags
 
     p = sub.add_parser(
         "reconstruct",
@@ -36,63 +36,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("raw", nargs="+", help="raw stack (TIFF/OME-TIFF/MRC/OME-Zarr), or several")
     p.add_argument("-o", "--output", required=True, help="output .tif (a folder for several)")
-    p.add_argument("--na", type=float, help="detection numerical aperture")
-    p.add_argument(
-        "--wavelength",
-        type=float,
-        nargs="+",
-        help="emission wavelength, nm (one per channel for a file with several)",
-    )
-    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
-    p.add_argument("--immersion", type=float, default=1.515, help="immersion index (1.515)")
-    p.add_argument("--offset", type=float, default=None, help="camera offset, ADU")
-    p.add_argument(
-        "--angles", type=int, help="pattern orientations (default: as the run states, else 3)"
-    )
-    p.add_argument(
-        "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
-    )
-    p.add_argument("--backend", default=None, choices=["auto", "numpy", "cupy"])
-    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
-    p.add_argument(
-        "--wiener",
-        type=float,
-        default=None,
-        help="classic constant Wiener parameter (default: adaptive, from the data's noise)",
-    )
+    add_parameter_flags(p)
     p.add_argument("--notch", type=float, default=0.0, help="zero-order notch strength 0..1")
     p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
-    p.add_argument(
-        "--equalize",
-        choices=["auto", "on", "off"],  # EQUALIZE_MODES
-        default="auto",
-        help="scale frames lit unequally (flicker, bleaching, angles) to equal brightness: "
-        "auto when they differ by more than 2%% (default), on, off",
-    )
-    p.add_argument(
-        "--saturation-adu",
-        type=float,
-        default=None,
-        help="the camera's full scale, ADU: values there are counted as clipped (default: from "
-        "the camera's pixel format or the data type; values piling up at 1023/4095/16383 in "
-        "16-bit data)",
-    )
-    p.add_argument(
-        "--camera-maps",
-        metavar="PRESET",
-        help="a preset holding per-pixel camera maps (scope calibrate camera --maps): every "
-        "frame becomes photo-electrons pixel by pixel first (no --offset then)",
-    )
-    p.add_argument(
-        "--keep-defects",
-        action="store_true",
-        help="leave hot and dead camera pixels as they are (default: found from the optics' "
-        "band limit and replaced by their neighbours' mean in every set)",
-    )
-    add_pattern_map_flag(p, default_mode="auto")
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
-    p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
-    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
     p.add_argument(
         "--widefield",
         action="store_true",
@@ -184,6 +131,7 @@ def _read_params(path: str, n_channels: int, name: str) -> dict[str, Any]:
 def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> Any:
     from pydantic import ValidationError
 
+    from scope.cli.parameter_flags import DEFAULT_IMMERSION
     from scope.errors import ConfigurationError
     from scope.optics import OpticalSetup, check_setup
 
@@ -203,7 +151,7 @@ def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> A
             "(--na NA --wavelength NM --pixel-size NM)"
         )
     try:
-        setup = OpticalSetup(immersion_index=args.immersion, **values)
+        setup = OpticalSetup(immersion_index=args.immersion or DEFAULT_IMMERSION, **values)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigurationError(
@@ -294,7 +242,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     args = argparse.Namespace(**{**vars(args), "angles": n_angles, "phases": n_phases})
     with raw:
         backend = get_backend(args.backend)
-        maps_preset = getattr(args, "camera_maps", None)
+        maps_preset = args.camera_maps
         if maps_preset and args.offset is not None:
             raise ConfigurationError("--camera-maps holds each pixel's offset: leave --offset out")
         to_electrons = (
@@ -320,8 +268,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             notch_strength=args.notch,
             filter=args.filter,
             offset_adu=offset,
-            equalize_frames=EQUALIZE_MODES[args.equalize],
-            repair_defects=not getattr(args, "keep_defects", False),
+            equalize_frames=EQUALIZE_MODES[args.equalize or "auto"],
+            repair_defects=not args.keep_defects,
         )
         stored = _read_params(args.params, raw.n_channels, src.name) if args.params else None
         map_mode = getattr(args, "pattern_map", None) or "auto"
@@ -647,6 +595,7 @@ def _diagnose(
 def _run_batch(args: argparse.Namespace) -> int:
     """Several inputs: hand over to the batch engine (``scope batch``)."""
     from scope.cli import batch as batch_cli
+    from scope.cli.parameter_flags import parameter_dests
     from scope.errors import ConfigurationError
 
     one_file_only = [
@@ -656,7 +605,6 @@ def _run_batch(args: argparse.Namespace) -> int:
             ("--filter hifi", args.filter != "wiener"),
             ("--notch", args.notch),
             ("--widefield", args.widefield),
-            ("--camera-maps (use scope batch --preset)", args.camera_maps),
             ("--diagnostics", args.diagnostics),
         )
         if given
@@ -667,31 +615,10 @@ def _run_batch(args: argparse.Namespace) -> int:
             "engine (`scope batch`, which reports resolution and modulation contrast for every "
             "file): reconstruct the files one at a time to use them"
         )
-    argv = [*args.raw, "-o", args.output]
-    for flag, value in (
-        ("--na", args.na),
-        ("--wavelength", args.wavelength),
-        ("--pixel-size", args.pixel_size),
-        ("--offset", args.offset),
-        ("--angles", args.angles),
-        ("--phases", args.phases),
-        ("--backend", args.backend),
-        ("--otf", args.otf),
-        ("--wiener", args.wiener),
-        ("--equalize", args.equalize),
-        ("--saturation-adu", args.saturation_adu),
-        ("--pattern-map", args.pattern_map),
-        ("--prior-angles", args.prior_angles),
-        ("--prior-period", args.prior_period),
-    ):
-        if isinstance(value, list):  # --wavelength: one value per channel
-            argv += [flag, *(str(v) for v in value)]
-        elif value is not None:
-            argv += [flag, str(value)]
-    if args.keep_defects:
-        argv.append("--keep-defects")
     parser = argparse.ArgumentParser(prog="scope batch")
     sub = parser.add_subparsers()
     batch_cli.register(sub)
-    bargs = parser.parse_args(["batch", *argv])
+    bargs = parser.parse_args(["batch", *args.raw, "-o", args.output])
+    for dest in parameter_dests():  # the shared flags, as given (None: not given)
+        setattr(bargs, dest, getattr(args, dest))
     return bargs.func(bargs)

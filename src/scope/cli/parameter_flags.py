@@ -1,0 +1,85 @@
+"""The optics, pattern and camera flags that ``scope reconstruct`` and ``scope batch`` share.
+
+Every flag defaults to None (not given): ``scope batch`` then takes the value from the preset
+or the file, ``scope reconstruct`` from the file or its own default (3 x 3 frames, immersion
+1.515, equalisation and the pattern map on ``auto``). ``scope reconstruct`` given several files
+hands these flags over to the batch engine as they are (:func:`parameter_dests`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: immersion index where neither a flag nor a preset gives one (oil)
+DEFAULT_IMMERSION = 1.515
+
+
+def add_parameter_flags(p: argparse.ArgumentParser) -> None:
+    """Add the shared flags to ``p`` (all optional, default None)."""
+    p.add_argument("--na", type=float, help="detection numerical aperture")
+    p.add_argument(
+        "--wavelength",
+        type=float,
+        nargs="+",
+        help="emission wavelength, nm (one per channel for files with several)",
+    )
+    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
+    p.add_argument(
+        "--immersion", type=float, help=f"immersion refractive index (default {DEFAULT_IMMERSION})"
+    )
+    p.add_argument("--offset", type=float, help="camera offset, ADU")
+    p.add_argument(
+        "--angles", type=int, help="pattern orientations (default: as the run states, else 3)"
+    )
+    p.add_argument(
+        "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
+    )
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
+    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
+    p.add_argument(
+        "--wiener",
+        type=float,
+        help="classic constant Wiener parameter (default: adaptive, from the data's noise)",
+    )
+    p.add_argument(
+        "--equalize",
+        choices=("auto", "on", "off"),  # scope.sim.reconstruct.EQUALIZE_MODES
+        help="scale frames lit unequally (flicker, bleaching, angles) to equal brightness: "
+        "auto when they differ by more than 2%% (default), on, off",
+    )
+    p.add_argument(
+        "--saturation-adu",
+        type=float,
+        help="the camera's full scale, ADU: values there are counted as clipped (default: from "
+        "the camera's pixel format or the data type; values piling up at 1023/4095/16383 in "
+        "16-bit data)",
+    )
+    p.add_argument(
+        "--camera-maps",
+        metavar="PRESET",
+        help="a preset holding per-pixel camera maps (scope calibrate camera --maps): every "
+        "frame becomes photo-electrons pixel by pixel first (no --offset then)",
+    )
+    p.add_argument(
+        "--keep-defects",
+        action="store_true",
+        default=None,
+        help="leave hot and dead camera pixels as they are (default: found from the optics' "
+        "band limit and replaced by their neighbours' mean)",
+    )
+    p.add_argument(
+        "--pattern-map",
+        choices=("auto", "on", "off"),  # scope.sim.pattern_map.MAP_MODES
+        help="map a pattern that the illumination optics bend across a large field (measured "
+        "in tiles) and take its phase out pixel by pixel: auto (default) when a corner of the "
+        "field drifts by more than 0.2 rad, on, off",
+    )
+    p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
+    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
+
+
+def parameter_dests() -> list[str]:
+    """The argparse names (``args.<dest>``) of the shared flags."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_parameter_flags(p)
+    return [a.dest for a in p._actions]
