@@ -104,6 +104,50 @@ def test_ome_zarr_round_trip_ngff(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["sim.zarr"]
 
 
+def test_ome_zarr_states_each_channels_label_colour_and_window(tmp_path):
+    """NGFF ``omero`` rendering metadata: a label and colour per channel from its emission
+    wavelength (white for a single channel), and a display window whose start and end are the
+    0.1-99.9 percentiles of the data (a few hot pixels do not set it) within its min and max."""
+    rng = np.random.default_rng(4)
+    image = rng.normal(100.0, 10.0, (2, 2, 256, 256)).astype(np.float32)  # T, C
+    image[:, 1] += 400.0  # the second colour brighter
+    image[1, 0, 8, 8] = 1e5  # one hot pixel (on the subsampled grid)
+    out = write_ome_zarr(
+        tmp_path / "two.zarr",
+        image,
+        pixel_size_nm=32.5,
+        axes="TCYX",
+        channel_wavelengths_nm=[525.0, 600.0],
+    )
+    omero = zarr.open_group(str(out), mode="r").attrs["ome"]["omero"]
+    assert [c["label"] for c in omero["channels"]] == ["525 nm", "600 nm"]
+    assert [c["color"] for c in omero["channels"]] == ["00FF00", "FF0000"]
+    assert omero["rdefs"]["model"] == "color"
+    for c, channel in enumerate(omero["channels"]):
+        window = channel["window"]
+        data = image[:, c]
+        assert window["min"] == pytest.approx(data.min()) and window["max"] == pytest.approx(
+            data.max()
+        )
+        # +-3.1 sigma of the noise around each channel's level, far below the hot pixel
+        level = 100.0 + 400.0 * c
+        assert level - 40 < window["start"] < level - 20 and level + 20 < window["end"] < level + 40
+    _, _, meta = read_image(out)
+    assert meta["omero"]["channels"][1]["label"] == "600 nm"
+    one = write_ome_zarr(tmp_path / "one.zarr", image[:, 0], pixel_size_nm=32.5, axes="TYX")
+    omero = zarr.open_group(str(one), mode="r").attrs["ome"]["omero"]
+    assert [c["color"] for c in omero["channels"]] == ["FFFFFF"]
+    assert omero["rdefs"]["model"] == "greyscale"
+    with pytest.raises(DataFormatError, match="one per index of the C axis"):
+        write_ome_zarr(
+            tmp_path / "bad.zarr",
+            image,
+            pixel_size_nm=32.5,
+            axes="TCYX",
+            channel_wavelengths_nm=[525.0],
+        )
+
+
 def test_multiscale_levels_for_big_images():
     assert auto_multiscale_levels((128, 128)) == 1
     assert auto_multiscale_levels((1024, 1024)) == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 # software OpenGL (Xvfb): render in the GUI thread, not in llvmpipe's spinning workers, which
 # would starve the live acquisition on 2 cores (see reconstruction/benchmarks/RESULTS.md)
@@ -440,5 +441,16 @@ def test_a_two_colour_file_opens_as_a_layer_per_channel(make_napari_viewer, qtbo
         "two.sim.zarr c1 (600 nm)",
     ]
     np.testing.assert_allclose(batch[1].data, sims[1].data, atol=1e-4 * float(sims[1].data.max()))
+    # its OME-Zarr names and colours each channel and sets its display window (NGFF omero),
+    # which the reader takes as the layer's contrast
+    omero = zarr.open_group(str(folder / "two.sim.zarr"), mode="r").attrs["ome"]["omero"]
+    assert [c["label"] for c in omero["channels"]] == ["525 nm", "600 nm"]
+    assert [c["color"] for c in omero["channels"]] == ["00FF00", "FF0000"]
+    for layer, channel in zip(batch, omero["channels"], strict=True):
+        window = channel["window"]
+        low, high = np.percentile(np.asarray(layer.data), [0.1, 99.9])
+        assert abs(window["start"] - low) < 0.05 * (high - low), (window, low, high)
+        assert abs(window["end"] - high) < 0.05 * (high - low), (window, low, high)
+        assert tuple(layer.contrast_limits) == pytest.approx((window["start"], window["end"]))
     angles = batch[1].metadata["sim_parameters"]["angles"]
     assert abs(min(a["angle_deg"] % 60 for a in angles) - 17.0) < 0.1

@@ -236,3 +236,18 @@ def check_setup(setup: OpticalSetup) -> None:
             f"(Nyquist {setup.nyquist_per_um:.2f} /µm < cutoff {setup.cutoff_per_um:.2f} /µm): "
             "check --pixel-size (it is the camera pixel divided by the magnification)"
         )
+
+
+#: (upper emission wavelength bound, nm; colour name): how an emission band looks on screen
+_EMISSION_COLOURS = ((490, "cyan"), (560, "green"), (590, "yellow"), (640, "red"))
+
+
+def emission_colour(wavelength_nm: float | None) -> str:
+    """The display colour of an emission wavelength: ``cyan``, ``green``, ``yellow``, ``red``,
+    ``magenta`` (far red), or ``gray`` where it is not known (for composites of channels)."""
+    if not wavelength_nm:
+        return "gray"
+    for upper, name in _EMISSION_COLOURS:
+        if wavelength_nm < upper:
+            return name
+    return "magenta"

@@ -418,6 +418,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 axes=out_axes,
                 metadata=provenance,
                 multiscale_levels=out_opts.multiscale_levels,
+                channel_wavelengths_nm=[s.wavelength_nm for s in setups],
             )
             try:
                 for index, sim in planes():

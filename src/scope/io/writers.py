@@ -29,9 +29,19 @@ from typing import Any
 import numpy as np
 
 from scope.errors import DataFormatError
+from scope.optics import emission_colour
 
 log = logging.getLogger(__name__)
 
+#: NGFF omero colours (RRGGBB) of the display colours of :func:`scope.optics.emission_colour`
+_OMERO_COLOURS = {
+    "cyan": "00FFFF",
+    "green": "00FF00",
+    "yellow": "FFFF00",
+    "red": "FF0000",
+    "magenta": "FF00FF",
+    "gray": "FFFFFF",
+}
 _NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
@@ -230,6 +240,17 @@ class OmeZarrWriter:
         SIM parameters and provenance, stored under the group attribute ``"scope"``.
     multiscale_levels : int, optional
         Number of resolution levels (default: :func:`auto_multiscale_levels`).
+    channel_wavelengths_nm : sequence of float, optional
+        Each channel's emission wavelength (one per index of the ``C`` axis): the channel's
+        label and display colour in the NGFF ``omero`` metadata.
+
+    Notes
+    -----
+    The ``omero`` metadata (NGFF's rendering settings, read by napari-ome-zarr, Fiji/MoBIE
+    and OMERO) give every channel a label, a colour (by emission wavelength where several
+    channels are given; white for one) and a display window: the data's range (``min``,
+    ``max``) and the 0.1-99.9 percentiles (``start``, ``end``) of every plane written, read
+    on a 4x subsampled grid, so a few hot pixels do not set the contrast.
     """
 
     def __init__(
@@ -243,6 +264,7 @@ class OmeZarrWriter:
         chunks_time: int = 1,
         multiscale_levels: int | None = None,
         tmp_path: str | Path | None = None,
+        channel_wavelengths_nm: Sequence[float] | None = None,
     ) -> None:
         import zarr
 
@@ -251,6 +273,16 @@ class OmeZarrWriter:
         self.axes = _check_axes(self.shape, axes)
         if not (pixel_size_nm and pixel_size_nm > 0 and math.isfinite(pixel_size_nm)):
             raise DataFormatError(f"pixel size must be positive, got {pixel_size_nm} nm")
+        self._c_axis = self.axes.index("C") if "C" in self.axes else None
+        n_channels = 1 if self._c_axis is None else self.shape[self._c_axis]
+        if channel_wavelengths_nm is not None and len(channel_wavelengths_nm) != n_channels:
+            raise DataFormatError(
+                f"{len(channel_wavelengths_nm)} channel wavelengths for axes {self.axes} "
+                f"{self.shape}: give one per index of the C axis"
+            )
+        self.channel_wavelengths_nm = channel_wavelengths_nm
+        # per channel: min, max, lowest 0.1 and highest 99.9 percentile of the planes written
+        self._windows = np.tile([np.inf, -np.inf, np.inf, -np.inf], (n_channels, 1))
         levels = multiscale_levels or auto_multiscale_levels(self.shape[-2:])
         self.tmp = Path(tmp_path) if tmp_path else temporary_path(self.path)
         n_lead = len(self.shape) - 2
@@ -298,6 +330,7 @@ class OmeZarrWriter:
         """Write the image at one leading index (e.g. a time point), all levels."""
         idx = (index,) if isinstance(index, int) else tuple(index)
         level = np.asarray(plane, dtype=np.float32)
+        self._update_window(0 if self._c_axis is None else idx[self._c_axis], level)
         for k, arr in enumerate(self.arrays):
             if k:
                 level = downsample2(level)
@@ -306,7 +339,50 @@ class OmeZarrWriter:
     def update_metadata(self, metadata: dict[str, Any]) -> None:
         self.group.attrs["scope"] = json.loads(json.dumps(metadata, default=_json_default))
 
+    def _update_window(self, channel: int, plane: np.ndarray) -> None:
+        finite = np.isfinite(plane)
+        if not finite.any():
+            return
+        sample = plane[::4, ::4][finite[::4, ::4]]
+        lo, hi = np.percentile(sample, [0.1, 99.9]) if sample.size else (np.inf, -np.inf)
+        w = self._windows[channel]
+        mn, mx = float(plane[finite].min()), float(plane[finite].max())
+        w[:] = min(w[0], mn), max(w[1], mx), min(w[2], lo), max(w[3], hi)
+
+    def _omero(self) -> dict[str, Any]:
+        """NGFF ``omero`` rendering metadata: each channel's label, colour and window."""
+        waves = self.channel_wavelengths_nm
+        several = len(self._windows) > 1
+        channels = []
+        for c, (mn, mx, start, end) in enumerate(self._windows):
+            if not np.isfinite(mn):  # nothing written to this channel
+                mn = mx = start = end = 0.0
+            wavelength = float(waves[c]) if waves is not None else None
+            channels.append(
+                {
+                    "label": f"{wavelength:g} nm" if wavelength else f"channel {c}",
+                    "color": _OMERO_COLOURS[emission_colour(wavelength)] if several else "FFFFFF",
+                    "window": {
+                        "min": float(mn),
+                        "max": float(mx),
+                        "start": float(start),
+                        "end": float(max(end, start)),
+                    },
+                    "active": True,
+                    "coefficient": 1.0,
+                    "family": "linear",
+                    "inverted": False,
+                }
+            )
+        return {
+            "channels": channels,
+            "rdefs": {"model": "color" if several else "greyscale", "defaultT": 0, "defaultZ": 0},
+        }
+
     def commit(self) -> Path:
+        ome = dict(self.group.attrs["ome"])
+        ome["omero"] = self._omero()
+        self.group.attrs["ome"] = ome
         commit_path(self.tmp, self.path)
         return self.path
 
@@ -323,6 +399,7 @@ def write_ome_zarr(
     metadata: dict[str, Any] | None = None,
     chunks_time: int = 1,
     multiscale_levels: int | None = None,
+    channel_wavelengths_nm: Sequence[float] | None = None,
 ) -> Path:
     """Write an image as an OME-Zarr (NGFF 0.5, Zarr v3) store, atomically.
 
@@ -342,6 +419,8 @@ def write_ome_zarr(
         Leading indices per chunk.
     multiscale_levels : int, optional
         Resolution levels (2x mean binning each); default by image size.
+    channel_wavelengths_nm : sequence of float, optional
+        Each channel's emission wavelength (its label and colour; see :class:`OmeZarrWriter`).
     """
     image = np.asarray(image)
     writer = OmeZarrWriter(
@@ -352,6 +431,7 @@ def write_ome_zarr(
         metadata=metadata,
         chunks_time=chunks_time,
         multiscale_levels=multiscale_levels,
+        channel_wavelengths_nm=channel_wavelengths_nm,
     )
     try:
         for idx in np.ndindex(*image.shape[:-2]):
@@ -426,6 +506,8 @@ def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, di
     meta = dict(attrs.get("scope", {}))
     meta["axes"] = "".join(names).upper()
     meta["levels"] = len(ms["datasets"])
+    if isinstance(ome.get("omero"), dict):
+        meta["omero"] = ome["omero"]
     return image, pixel_size_nm, meta
 
 

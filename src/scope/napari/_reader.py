@@ -204,21 +204,12 @@ def read_raw(path: Path) -> list[LayerData]:
     return layers
 
 
-def _colormap_for(wavelength_nm: float | None) -> str:
-    """A napari colormap that looks like the emission colour (for composites of channels)."""
-    if not wavelength_nm:
-        return "gray"
-    for upper, name in ((490, "cyan"), (560, "green"), (590, "yellow"), (640, "red")):
-        if wavelength_nm < upper:
-            return name
-    return "magenta"  # far red
-
-
 def read_sim_result(path: Path) -> list[LayerData]:
     """A reconstructed SIM image on the 2x grid, positioned to overlay its raw stack; one of
     several colours as one layer per channel, each coloured by its emission wavelength and
     blended additively (a composite)."""
     from scope.io.writers import read_image
+    from scope.optics import emission_colour
 
     image, pixel_size_nm, meta = read_image(path)
     image = np.asarray(image, np.float32)
@@ -247,8 +238,18 @@ def read_sim_result(path: Path) -> list[LayerData]:
         "metadata": metadata,
         "colormap": "magma",
     }
+    omero = meta.get("omero") or {}
+    windows = [ch.get("window") or {} for ch in omero.get("channels") or []]
+
+    def contrast(c: int) -> dict[str, Any]:
+        """The display window the file states for channel ``c`` (OME-Zarr ``omero``)."""
+        w = windows[c] if c < len(windows) else {}
+        if isinstance(w.get("start"), int | float) and w.get("end", w["start"]) > w["start"]:
+            return {"contrast_limits": (float(w["start"]), float(w["end"]))}
+        return {}
+
     if "C" not in axes or image.shape[axes.index("C")] == 1:
-        return [(image, kwargs, "image")]
+        return [(image, {**kwargs, **contrast(0)}, "image")]
     axis = axes.index("C")
     channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
     waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
@@ -270,8 +271,9 @@ def read_sim_result(path: Path) -> list[LayerData]:
             "scale": tuple(s for i, s in enumerate(scale) if i != axis),
             "translate": tuple(t for i, t in enumerate(translate) if i != axis),
             "metadata": channel_meta,
-            "colormap": _colormap_for(wavelength),
+            "colormap": emission_colour(wavelength),  # as it looks
             "blending": "additive",
+            **contrast(c),
         }
         layers.append((np.take(image, c, axis=axis), layer_kwargs, "image"))
     return layers

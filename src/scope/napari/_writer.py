@@ -86,6 +86,10 @@ def write_ome_zarr_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str
     image, px, axes, stored = layer_to_file_args(data, meta)
     if not path.lower().endswith(".zarr"):
         path = path + ".zarr"
-    write_ome_zarr(path, image, pixel_size_nm=px, axes=axes, metadata=stored)
+    wavelength = stored.get("wavelength_nm")  # the layer's one channel: its label
+    waves = [wavelength] if "C" not in axes and isinstance(wavelength, int | float) else None
+    write_ome_zarr(
+        path, image, pixel_size_nm=px, axes=axes, metadata=stored, channel_wavelengths_nm=waves
+    )
     log.info("wrote %s (%s, %.2f nm pixels)", path, image.shape, px)
     return [path]
