@@ -343,6 +343,11 @@ def test_wrong_frame_count_refused(tmp_path):
     tifffile.imwrite(path, _raw((8, 32, 32)))
     msg = _refused_cheaply(path, "holds 8 frames, not a multiple of 9", n_frames_per_set=9)
     assert "--angles/--phases" in msg
+    # frames stored last, like the colours of a picture: say so
+    last = tmp_path / "frames_last.tif"
+    tifffile.imwrite(last, np.moveaxis(_raw((9, 40, 40)), 0, -1).copy())
+    msg = _refused_cheaply(last, "holds 40 frames, not a multiple of 9", n_frames_per_set=9)
+    assert "looks like (Y, X, frames): store the frames first" in msg
     stack = open_raw(path, n_frames_per_set=8)  # the same file is fine as 2 angles x 4 phases
     assert stack.shape == (8, 32, 32)
 

@@ -362,8 +362,10 @@ def _assign_axes(
     lead: Sequence[int],
     lead_letters: str,
     n_frames_per_set: int | None,
+    frame_shape: Sequence[int] = (),
 ) -> tuple[tuple[int, ...], str]:
-    """Shape and axes ``(lead..., P)`` for the leading dimensions of a stack of frames."""
+    """Shape and axes ``(lead..., P)`` for the leading dimensions of a stack of frames
+    (``frame_shape``, the last two axes, only for a helpful refusal)."""
     lead = tuple(int(s) for s in lead)
     total = math.prod(lead)
     if not lead:
@@ -376,10 +378,14 @@ def _assign_axes(
             kept = (total // n,) if total > n else ()
             lead_letters = "T" * len(kept)
         else:
+            hint = "check --angles/--phases or whether the file is complete"
+            if len(frame_shape) == 2 and int(frame_shape[-1]) % n == 0 and frame_shape[-1] < 64:
+                hint = (  # (Y, X, frames): stored like the colours of a picture
+                    f"its {total} x {frame_shape[0]} x {frame_shape[1]} layout looks like "
+                    f"(Y, X, frames): store the frames first, as (frames, Y, X)"
+                )
             raise _fail(
-                path,
-                f"holds {total} frames, not a multiple of {n} (angles x phases); check "
-                "--angles/--phases or whether the file is complete",
+                path, f"holds {total} frames, not a multiple of {n} (angles x phases); {hint}"
             )
         shape = (*kept, n)
         letters = _lead_letters(lead_letters[: len(kept)], len(kept))
@@ -626,7 +632,7 @@ def _tiff_stack(
     dtype = _check_dtype(path, dtype)
     if len(shape) < 3:
         raise _fail(path, f"holds one {shape} image; expected a stack of angles x phases frames")
-    lead_shape, lead_axes = _assign_axes(path, shape[:-2], axes[:-2], n_frames_per_set)
+    lead_shape, lead_axes = _assign_axes(path, shape[:-2], axes[:-2], n_frames_per_set, shape[-2:])
     full_shape = (*lead_shape, *shape[-2:])
     nbytes = n_frames * shape[-2] * shape[-1] * dtype.itemsize
 
@@ -882,7 +888,7 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
     letters = ""
     if axes_names:
         letters = "".join(n[0].upper() for n in axes_names[:-2])
-    lead_shape, lead_axes = _assign_axes(path, shape[:-2], letters, n_frames_per_set)
+    lead_shape, lead_axes = _assign_axes(path, shape[:-2], letters, n_frames_per_set, shape[-2:])
     full_shape = (*lead_shape, *shape[-2:])
     if full_shape == shape:
         data: Any = arr
