@@ -103,6 +103,17 @@ def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir, tmp_path):
         str(data_dir / "bsim-hela-mitochondria" / "raw_images.tif"), plugin="scope-sim"
     )
     assert tif.data.shape == (9, 120, 120)
+    # a flat time series (27 frames, no axes stated) opens as 3 sets of 3 x 3, as scope
+    # reconstruct reads it, so the widget reconstructs it frame by frame; 15 frames stay one set
+    frames = series.reshape(18, 32, 32)
+    tifffile.imwrite(tmp_path / "flat.tif", frames[:15])
+    tifffile.imwrite(tmp_path / "flat27.tif", np.concatenate([frames, frames])[:27])
+    (flat,) = viewer.open(str(tmp_path / "flat27.tif"), plugin="scope-sim")
+    assert flat.data.shape == (3, 9, 32, 32) and flat.metadata["axes"] == "TPYX"
+    assert (flat.metadata["n_angles"], flat.metadata["n_phases"]) == (3, 3)
+    np.testing.assert_array_equal(flat.data[1, 0], series[1, 0])  # frame 9 starts set 1
+    (fifteen,) = viewer.open(str(tmp_path / "flat.tif"), plugin="scope-sim")
+    assert fifteen.data.shape == (15, 32, 32) and fifteen.metadata["n_angles"] is None
 
 
 def test_sample_data_open_from_the_menu(make_napari_viewer):

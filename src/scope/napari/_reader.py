@@ -142,17 +142,22 @@ def read_raw(path: Path) -> list[LayerData]:
     """A raw SIM stack as an image layer (lazy above :data:`IN_MEMORY_BYTES`); a stack of
     several colours as one layer per channel (napari's way), each with its own emission
     wavelength, so that each is reconstructed with its own pattern and optics."""
-    from scope.io.raw import open_raw
+    from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES, open_raw
 
     stack = open_raw(path)  # sets as the file's axes give them, or as the run states them
+    n_angles, n_phases = stack.pattern_shape or (None, None)
+    n_default = DEFAULT_N_ANGLES * DEFAULT_N_PHASES
+    if n_angles is None:
+        if stack.n_frames_per_set != n_default and stack.n_frames_per_set % n_default == 0:
+            stack.close()  # a flat time series: sets of 3 x 3 frames, as scope reconstruct reads it
+            stack = open_raw(path, n_frames_per_set=n_default)
+        if stack.n_frames_per_set == n_default:
+            n_angles, n_phases = DEFAULT_N_ANGLES, DEFAULT_N_PHASES
     nbytes = int(np.prod(stack.shape)) * stack.dtype.itemsize
     data: Any = np.asarray(stack.data[...]) if nbytes <= IN_MEMORY_BYTES else stack.data
     if nbytes <= IN_MEMORY_BYTES:
         stack.close()
     meta = stack.metadata.get("acquisition") or {}
-    n_angles, n_phases = stack.pattern_shape or (None, None)
-    if n_angles is None and stack.n_frames_per_set == 9:
-        n_angles, n_phases = 3, 3
     offset = None
     with_offset = meta.get("camera") or {}
     if isinstance(with_offset, dict):
