@@ -199,7 +199,7 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert not list(tmp_path.glob("*.mp4"))
 
 
-def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
+def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys, monkeypatch):
     from scope.optics import OpticalSetup
     from scope.sim.forward import simulate_raw
     from scope.sim.params import SIMParameters
@@ -232,9 +232,39 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys):
     )
     assert rc == 0
     assert "reel wipe" in capsys.readouterr().out
-    p = probe(out)
+    p = probe(out, keep=(10, 60))
     assert (p["width"], p["height"]) == (1080, 1920)
     assert p["n_frames"] == 90  # 2 s of sets stretched to the 3 s minimum
+    # the same run reconstructed first (scope reconstruct --widefield) makes the same clip:
+    # the widefield image beside the result is found for a comparison layout, or given
+    monkeypatch.setattr(scope.cli, "COMMANDS", ("export-video", "reconstruct"))
+    sim = tmp_path / "raw.sim.tif"
+    optics = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
+    rc = main(["-q", "reconstruct", str(path), "-o", str(sim), *optics, "--widefield"])
+    assert rc == 0 and (tmp_path / "raw.widefield.tif").is_file()
+    for extra in ([], ["--widefield", str(tmp_path / "raw.widefield.tif")]):
+        again = tmp_path / "again.mp4"
+        args = ["export-video", str(sim), "--layout", "wipe", "--interval", "1", "-o", str(again)]
+        assert main([*args, *extra]) == 0
+        q = probe(again, keep=(10, 60))
+        for i in (10, 60):  # the wipe's widefield half and SIM half
+            np.testing.assert_array_equal(q["frames"][i], p["frames"][i])
+    assert (
+        main(
+            [
+                "export-video",
+                str(sim),
+                "--layout",
+                "wipe",
+                "-o",
+                str(again),
+                "--widefield",
+                str(path),
+            ]
+        )
+        == 2
+    )
+    assert "expected the widefield image of the same series" in capsys.readouterr().err
 
 
 def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):

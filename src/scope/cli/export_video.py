@@ -86,6 +86,14 @@ def register(subparsers: Any) -> None:
         metavar="NM",
         help="pixel size at the sample in nm (camera pixel for --raw; overrides the file)",
     )
+    p.add_argument(
+        "--widefield",
+        type=Path,
+        metavar="FILE",
+        help="the widefield image of a reconstructed INPUT, for the side-by-side and wipe "
+        "layouts (default for those: <name>.widefield.tif beside INPUT, as scope reconstruct "
+        "--widefield writes it)",
+    )
     p.add_argument("--no-scale-bar", action="store_true", help="no scale bar")
     p.add_argument("--no-timestamp", action="store_true", help="no timestamp")
     p.add_argument("--gamma", type=float, default=1.0, help="display gamma (default 1)")
@@ -134,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
             f"--preset {preset} writes {expected_suffix} files, but the output is "
             f"{args.output.name}; name it *{expected_suffix}"
         )
-    if args.raw or _is_acquisition(args.input):
+    raw_input = args.raw or _is_acquisition(args.input)
+    if raw_input and args.widefield:
+        raise ConfigurationError(
+            "--widefield is for a reconstructed INPUT; a raw run gives its own widefield image"
+        )
+    if raw_input:
         source = reconstruct_raw_source(
             args.input,
             na=args.na,
@@ -152,6 +165,21 @@ def run(args: argparse.Namespace) -> int:
         n_set = (args.angles or 3) * (args.phases or 3)
         if source.frames.shape[0] % n_set == 0 and source.timestamps_s is None:
             log.info("if %s is a raw SIM run, add --raw to reconstruct it", args.input.name)
+        widefield = args.widefield
+        beside = args.input.with_name(args.input.name.split(".")[0] + ".widefield.tif")
+        if widefield is None and args.layout in ("side-by-side", "wipe") and beside.is_file():
+            widefield = beside
+            log.info("widefield image: %s (beside %s)", beside.name, args.input.name)
+        if widefield is not None:
+            wf = read_image_source(widefield)
+            if wf.frames.shape[:2] != source.frames.shape[:2]:
+                raise ConfigurationError(
+                    f"{widefield.name} holds {wf.frames.shape[0]} frame(s) of "
+                    f"{wf.frames.shape[1]} channel(s), {args.input.name} "
+                    f"{source.frames.shape[0]} of {source.frames.shape[1]}: expected the "
+                    "widefield image of the same series"
+                )
+            source.widefield, source.widefield_pixel_size_nm = wf.frames, wf.pixel_size_nm
     channel_cmaps = args.channel_colormaps.split(",") if args.channel_colormaps else None
     style = RenderStyle(
         colormap=args.colormap,

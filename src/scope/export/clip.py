@@ -142,8 +142,9 @@ def build_renderer(
         raise ConfigurationError(f"unknown layout {layout!r}; expected auto or one of {LAYOUTS}")
     if layout in ("side-by-side", "wipe") and wf is None:
         raise ConfigurationError(
-            f"layout {layout!r} compares widefield with SIM: pass the widefield image too "
-            "(widefield=..., or a raw SIM run on the command line)"
+            f"layout {layout!r} compares widefield with SIM: give the widefield image too "
+            "(widefield= in Python; on the command line --widefield FILE, as scope reconstruct "
+            "--widefield writes it, or the raw run with --raw)"
         )
     if layout == "overlay" and sim.shape[1] < 2:
         raise ConfigurationError(
