@@ -62,6 +62,56 @@ def test_discovery_of_files_folders_and_globs(tmp_path):
         discover_inputs([str(data / "*.czi")])
 
 
+def test_scopes_own_results_are_not_taken_for_raw_stacks(tmp_path, capsys, caplog):
+    """A folder holding raw stacks beside their results (scope reconstruct's SIM image and
+    --widefield image, scope batch's OME-Zarr, a layer saved from napari) gives only the raw
+    stacks to the batch, saying what it left out; a result named on its own is refused with
+    that said (it used to fail as 'not a multiple of 9 frames')."""
+    from scope.cli import main
+    from scope.io.writers import scope_output_kind, write_ome_zarr
+    from scope.napari._writer import write_ome_tiff_layer
+    from sim_cases import make_case
+
+    data = tmp_path / "data"
+    data.mkdir()
+    tifffile.imwrite(data / "cell.tif", make_case(0, size=128).raw.astype(np.uint16))
+    optics = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
+    sim = data / "cell.sim.ome.tif"
+    assert (
+        main(["-q", "reconstruct", str(data / "cell.tif"), "-o", str(sim), *optics, "--widefield"])
+        == 0
+    )
+    assert main(["-q", "batch", str(data / "cell.tif"), "-o", str(data / "out"), *optics]) == 0
+    batch_zarr = data / "cell.sim.zarr"
+    (data / "out" / "cell.sim.zarr").rename(batch_zarr)
+    image = tifffile.imread(sim)
+    write_ome_tiff_layer(
+        str(data / "saved.ome.tif"),
+        image,
+        {"metadata": {"pixel_size_nm": 32.5}, "scale": (0.0325, 0.0325)},
+    )
+    write_ome_zarr(data / "plain.zarr", image, pixel_size_nm=32.5, axes="YX")  # no scope metadata
+    kinds = {p.name: scope_output_kind(p) for p in sorted(data.iterdir()) if p.name != "out"}
+    assert kinds == {
+        "cell.params.json": None,
+        "cell.sim.ome.tif": "SIM result",
+        "cell.sim.zarr": "SIM result",
+        "cell.tif": None,
+        "cell.widefield.tif": "widefield image",
+        "plain.zarr": None,
+        "saved.ome.tif": "SIM result",
+    }
+    caplog.set_level("WARNING")
+    found = discover_inputs([data], exclude=[data / "out"])
+    assert [p.name for p in found] == ["cell.tif", "plain.zarr"]
+    assert "left out 4 image(s) that scope wrote" in caplog.text
+    capsys.readouterr()
+    assert main(["reconstruct", str(sim), "-o", str(tmp_path / "again.tif"), *optics]) == 2
+    assert "is a SIM result that scope wrote, not a raw stack" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="only scope's own results"):
+        discover_inputs([data / "cell.widefield.tif"])
+
+
 def test_output_stems_are_distinct(tmp_path):
     paths = [tmp_path / "x" / "cell.tif", tmp_path / "y" / "cell.tif", tmp_path / "y" / "b.ome.tif"]
     stems = output_stems(paths)

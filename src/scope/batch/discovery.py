@@ -55,8 +55,11 @@ def discover_inputs(
     ConfigurationError
         An input that names nothing, or nothing found at all.
     """
+    from scope.io.writers import scope_output_kind
+
     excluded = [p.resolve() for p in exclude]
     found: dict[Path, None] = {}
+    ours: list[str] = []  # scope's own results among the inputs: not raw data
     for item in inputs:
         text = str(item)
         if any(ch in text for ch in "*?["):
@@ -78,11 +81,22 @@ def discover_inputs(
             resolved = path.resolve()
             if any(resolved.is_relative_to(e) for e in excluded):
                 continue
+            kind = scope_output_kind(path)
+            if kind is not None:
+                ours.append(f"{path.name} ({kind})")
+                continue
             found.setdefault(resolved, None)
+    if ours:
+        log.warning(
+            "left out %d image(s) that scope wrote, not raw stacks: %s",
+            len(ours),
+            ", ".join(ours[:5]) + (" ..." if len(ours) > 5 else ""),
+        )
     if not found:
+        said = f" (only scope's own results: {', '.join(ours[:3])})" if ours else ""
         raise ConfigurationError(
-            f"no raw inputs found in {', '.join(map(str, inputs))}; expected TIFF/OME-TIFF, MRC "
-            "files or OME-Zarr folders"
+            f"no raw inputs found in {', '.join(map(str, inputs))}{said}; expected TIFF/OME-TIFF, "
+            "MRC files or OME-Zarr folders of raw SIM frames"
         )
     return sorted(found)
 

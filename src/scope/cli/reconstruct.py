@@ -203,6 +203,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"the output must be a .tif/.ome.tif file, got {out.name}")
     if not src.exists():
         raise DataFormatError(f"{src} does not exist")
+    from scope.io.writers import scope_output_kind
+
+    kind = scope_output_kind(src)
+    if kind is not None:
+        raise DataFormatError(
+            f"{src.name} is a {kind} that scope wrote, not a raw stack: give the raw frames "
+            "it was reconstructed from"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     return reconstruct_file(src, out, args)
 

@@ -511,6 +511,61 @@ def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, di
     return image, pixel_size_nm, meta
 
 
+def _zarr_scope_attrs(path: Path) -> dict[str, Any] | None:
+    meta_path = path / "zarr.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        attrs = json.loads(meta_path.read_text()).get("attributes") or {}
+    except (OSError, ValueError):
+        return None
+    scope = attrs.get("scope")
+    return scope if isinstance(scope, dict) else None
+
+
+def _tiff_description(path: Path) -> dict[str, Any] | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_ome:
+                return None
+            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
+    except Exception:  # not a TIFF, or not one we can read: not ours either
+        return None
+    img = ome.get("Image")
+    img = img[0] if isinstance(img, list) else img
+    desc = (img or {}).get("Description")
+    if isinstance(desc, str) and desc.startswith("{"):
+        try:
+            doc = json.loads(desc)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+    return None
+
+
+def scope_output_kind(path: str | Path) -> str | None:
+    """What scope wrote ``path`` as, by the metadata it stored: ``"SIM result"`` (``scope
+    reconstruct``, ``scope batch``, the napari writer), ``"widefield image"`` (``scope
+    reconstruct --widefield``), or None for anything else — raw stacks, runs of ``scope
+    acquire`` (which state their nominal pattern too) and other software's files."""
+    path = Path(path)
+    if path.is_dir():
+        meta = _zarr_scope_attrs(path)
+    elif path.suffix.lower() in (".tif", ".tiff", ".btf"):
+        meta = _tiff_description(path)
+    else:
+        return None
+    if not meta or "layout" in meta:  # a run of scope acquire states its layout
+        return None
+    if str(meta.get("image", "")).startswith("widefield"):
+        return "widefield image"
+    if meta.get("scope_kind") == "sim" or "sim_parameters" in meta or "parameters" in meta:
+        return "SIM result"
+    return None
+
+
 def iter_planes(image: np.ndarray) -> Iterator[np.ndarray]:
     """The 2D planes of an image in C order (for streaming writers)."""
     for idx in np.ndindex(*image.shape[:-2]):

@@ -11,7 +11,6 @@ pixel ``(i // 2, j // 2)``). What the file states about the optics and the patte
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -81,56 +80,11 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     return out
 
 
-def _zarr_scope_attrs(path: Path) -> dict[str, Any] | None:
-    meta_path = path / "zarr.json"
-    if not meta_path.exists():
-        return None
-    try:
-        attrs = json.loads(meta_path.read_text()).get("attributes") or {}
-    except ValueError:
-        return None
-    scope = attrs.get("scope")
-    return scope if isinstance(scope, dict) else None
-
-
-def _tiff_description(path: Path) -> dict[str, Any] | None:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.is_ome:
-                return None
-            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]
-    except Exception:
-        return None
-    img = ome.get("Image")
-    img = img[0] if isinstance(img, list) else img
-    desc = (img or {}).get("Description")
-    if isinstance(desc, str) and desc.startswith("{"):
-        try:
-            return json.loads(desc)
-        except ValueError:
-            return None
-    return None
-
-
-def _says_sim(meta: dict[str, Any] | None) -> bool:
-    """Metadata of a reconstructed image: napari's writer and ``scope reconstruct`` store
-    ``sim_parameters``, ``scope batch`` its provenance with ``parameters``."""
-    if not meta:
-        return False
-    return meta.get("scope_kind") == "sim" or "sim_parameters" in meta or "parameters" in meta
-
-
 def is_sim_result(path: Path) -> bool:
-    """True for a reconstructed image (not a raw stack): its metadata says so (a ``scope
-    acquire`` run, which states its nominal pattern too, has a ``layout``)."""
-    if path.is_dir():
-        attrs = _zarr_scope_attrs(path)
-        return _says_sim(attrs) and "layout" not in (attrs or {})
-    if path.suffix.lower() in (".tif", ".tiff"):
-        return _says_sim(_tiff_description(path))
-    return False
+    """True for a reconstructed image (not a raw stack): its metadata says so."""
+    from scope.io.writers import scope_output_kind
+
+    return scope_output_kind(path) == "SIM result"
 
 
 def _scales(pixel_size_nm: float | None, ndim: int) -> tuple[float, ...]:
