@@ -396,6 +396,42 @@ def test_reconstruction_widget_maps_a_bent_pattern(make_napari_viewer, qtbot, tm
     assert error < 0.13, error
 
 
+def test_a_widefield_image_opens_on_the_camera_grid(make_napari_viewer, tmp_path):
+    """The widefield image of `scope reconstruct --widefield` opens as an image on the camera
+    grid (it used to open as a raw stack of 1 x 3 frames), overlaying the SIM result, and is
+    not offered to the reconstruction widget as a raw stack."""
+    import tifffile
+
+    from scope.cli import main
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+    from sim_cases import make_case
+
+    raw = np.stack([make_case(s, size=64).raw for s in (0, 1)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cell.tif", raw)
+    optics = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65", "--prior-angles"]
+    out = tmp_path / "cell.sim.tif"
+    args = ["-q", "reconstruct", str(tmp_path / "cell.tif"), "-o", str(out), *optics]
+    assert main([*args, "12,72,132", "--prior-period", "257", "--widefield"]) == 0
+    viewer = make_napari_viewer()
+    (wf,) = viewer.open(str(tmp_path / "cell.widefield.tif"), plugin="scope-sim")
+    (sim,) = viewer.open(str(out), plugin="scope-sim")
+    assert wf.metadata["scope_kind"] == "widefield" and wf.data.shape == (2, 64, 64)
+    np.testing.assert_allclose(wf.scale[-2:], (0.065, 0.065))
+    np.testing.assert_allclose(sim.scale[-2:], (0.0325, 0.0325))
+    # both cover the same field: from the first camera pixel's edge to the last one's
+
+    def edges(layer):
+        return layer.extent.world[:, -1] + np.array([-0.5, 0.5]) * layer.scale[-1]
+
+    np.testing.assert_allclose(edges(wf), [-0.0325, 4.1275], atol=1e-9)
+    np.testing.assert_allclose(edges(sim), edges(wf), atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(wf.data), tifffile.imread(tmp_path / "cell.widefield.tif")
+    )
+    widget = ReconstructionWidget(viewer)
+    assert wf not in widget._raw_layers() and sim not in widget._raw_layers()
+
+
 def test_a_two_colour_file_opens_as_a_layer_per_channel(make_napari_viewer, qtbot, tmp_path):
     """A raw OME-TIFF of two colours opens as two layers, each with its own emission wavelength;
     the widget takes the selected channel's wavelength and estimates that channel's own

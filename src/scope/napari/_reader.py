@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: layer-metadata keys shared by the reader, the widgets and the writer
 META_KEYS = (
-    "scope_kind",  # "raw" or "sim"
+    "scope_kind",  # "raw", "sim" or "widefield"
     "pixel_size_nm",  # of this layer's pixels
     "camera_pixel_size_nm",
     "wavelength_nm",
@@ -67,17 +67,52 @@ def _tiff_is_ours(path: Path) -> bool:
             frames = len(series.shape) >= 3 and not rgb
     except Exception:
         return False
-    return frames or is_sim_result(path)
+    from scope.io.writers import scope_output_kind
+
+    return frames or scope_output_kind(path) is not None
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
     """Layer data tuples for each path (see the module docstring)."""
+    from scope.io.writers import scope_output_kind
+
     paths = [path] if isinstance(path, str | Path) else list(path)
     out: list[LayerData] = []
     for p in paths:
         p = Path(p)
-        out.extend(read_sim_result(p) if is_sim_result(p) else read_raw(p))
+        kind = scope_output_kind(p)
+        if kind == "SIM result":
+            out.extend(read_sim_result(p))
+        elif kind == "widefield image":
+            out.append(read_widefield(p))
+        else:
+            out.extend(read_raw(p))
     return out
+
+
+def read_widefield(path: Path) -> LayerData:
+    """A widefield image of ``scope reconstruct --widefield`` on the camera grid (it overlays
+    the raw stack and, at half its pixel size, the SIM result)."""
+    from scope.io.writers import read_image
+
+    image, pixel_size_nm, meta = read_image(path)
+    optics = meta.get("optics") or {}
+    metadata = {
+        "scope_kind": "widefield",
+        "pixel_size_nm": pixel_size_nm,
+        "wavelength_nm": optics.get("wavelength_nm"),
+        "na": optics.get("na"),
+        "source_path": str(path),
+        "axes": meta.get("axes"),
+        "file": meta,
+    }
+    kwargs = {
+        "name": path.name,
+        "scale": _scales(pixel_size_nm, image.ndim),
+        "metadata": metadata,
+        "colormap": "gray",
+    }
+    return np.asarray(image, np.float32), kwargs, "image"
 
 
 def is_sim_result(path: Path) -> bool:

@@ -218,7 +218,7 @@ class ReconstructionWidget(QWidget):
             if isinstance(layer, Image)
             and layer.ndim >= 3
             and not layer.rgb
-            and layer.metadata.get("scope_kind") != "sim"
+            and layer.metadata.get("scope_kind") not in ("sim", "widefield")
             and layer.name not in (PREVIEW_LAYER, SPECTRUM_LAYER)
         ]
 
