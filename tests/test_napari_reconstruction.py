@@ -246,9 +246,20 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
         settings=expected_settings,
         noise_model=widget.reconstructor.noise_model,
     )
+    wf = viewer.layers["B-SIM HeLa mitochondria widefield"]  # to compare, under the SIM
+    assert viewer.layers.index(wf) == viewer.layers.index(out) - 1
+    assert wf.data.shape == (2, 120, 120) and wf.metadata["scope_kind"] == "widefield"
+    np.testing.assert_allclose(wf.scale, (1, 0.065, 0.065))
+    from scope.napari.export_widget import ExportVideoWidget
+
+    export = ExportVideoWidget(viewer)  # ready for the wipe: SIM and its widefield
+    assert export.sim_layer.currentText() == out.name
+    assert export.widefield_layer.currentText() == wf.name
     for t in range(2):
         exp_t = offline(stack[t])
         assert np.abs(out.data[t] - exp_t).max() <= 1e-4 * np.abs(exp_t).max()
+        wf_t = offline.widefield(stack[t])
+        assert np.abs(wf.data[t] - wf_t).max() <= 1e-4 * np.abs(wf_t).max()
     # the flipped copy is the flipped image: the estimate was not redone per set
     est = estimate_parameters(data, setup, prior=None)
     assert est.n_angles == 3

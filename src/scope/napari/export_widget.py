@@ -213,6 +213,8 @@ class ExportVideoWidget(QWidget):
             return "", _NONE
 
         def is_widefield(layer: Any) -> bool:
+            if layer.metadata.get("scope_kind") == "widefield":  # the reader's, the widget's
+                return True
             name = layer.name.lower()
             return "wide" in name or name.startswith("wf") or name.endswith("wf")
 

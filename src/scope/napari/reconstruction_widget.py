@@ -189,6 +189,15 @@ class ReconstructionWidget(QWidget):
 
         self.reconstruct_button = QPushButton("Reconstruct stack")
         self.reconstruct_button.clicked.connect(self.reconstruct_stack)
+        self.with_widefield = QCheckBox("and its widefield image")
+        self.with_widefield.setChecked(True)
+        self.with_widefield.setToolTip(
+            "also a widefield layer (each set's mean, offset subtracted, camera grid) to "
+            "compare with, and for the export's side-by-side and wipe"
+        )
+        stack_row = QHBoxLayout()
+        stack_row.addWidget(self.reconstruct_button, 1)
+        stack_row.addWidget(self.with_widefield)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.status = QLabel("")
@@ -199,7 +208,7 @@ class ReconstructionWidget(QWidget):
         layout.addWidget(self.estimate_button)
         layout.addWidget(self.report)
         layout.addWidget(controls_box)
-        layout.addWidget(self.reconstruct_button)
+        layout.addLayout(stack_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -551,6 +560,7 @@ class ReconstructionWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"reconstructing {n_sets} sets …")
         base = self.reconstructor if params is not None else None
+        with_widefield = self.with_widefield.isChecked()
 
         def read(idx: tuple) -> np.ndarray:  # one set at a time (lazy layers stay lazy)
             return np.asarray(data[idx] if idx else data[...], np.float32)
@@ -567,16 +577,19 @@ class ReconstructionWidget(QWidget):
                 p = estimate_parameters(first, setup, n_angles=n_a, n_phases=n_p)
                 rec, _ = _operator(first, setup, p, settings)
             out = np.empty((*lead_shape, *rec.output_shape), np.float32)
+            wf = np.empty((*lead_shape, *first.shape[-2:]), np.float32) if with_widefield else None
             for i, idx in enumerate(indices):
                 frames = first if i == 0 else read(idx)
                 out[idx] = rec.backend.to_numpy(rec(frames))
+                if wf is not None:
+                    wf[idx] = rec.backend.to_numpy(rec.widefield(frames))
                 yield 100.0 * (i + 1) / n_sets
-            return out, p, rec
+            return out, wf, p, rec
 
         return self._run(work, lambda r: self._stack_done(r, layer, setup, settings), progress=True)
 
     def _stack_done(self, result: tuple, raw_layer: Any, setup: Any, settings: Any) -> None:
-        image, params, _rec = result
+        image, widefield, params, _rec = result
         self.params = params
         scale, translate = sim_layer_geometry(raw_layer.scale, image.ndim)
         meta = {
@@ -599,6 +612,30 @@ class ReconstructionWidget(QWidget):
             image, name=name, scale=scale, translate=translate, colormap="magma", metadata=meta
         )
         out.contrast_limits = tuple(float(v) for v in np.percentile(image, [0.5, 99.9]))
+        if widefield is not None:  # on the camera grid, under the SIM layer
+            wf_name = f"{raw_layer.name.removesuffix(' raw')} widefield"
+            if wf_name in self.viewer.layers:
+                self.viewer.layers.remove(wf_name)
+            wf_meta = {
+                **meta,
+                "scope_kind": "widefield",
+                "pixel_size_nm": setup.pixel_size_nm,
+                "image": "widefield: mean of each SIM set's frames, camera offset subtracted",
+            }
+            del wf_meta["sim_parameters"], wf_meta["settings"]
+            wf_layer = self.viewer.add_image(
+                widefield,
+                name=wf_name,
+                scale=(*scale[:-2], 2 * scale[-2], 2 * scale[-1]),
+                colormap="gray",
+                metadata=wf_meta,
+            )
+            wf_layer.contrast_limits = tuple(
+                float(v) for v in np.percentile(widefield, [0.5, 99.9])
+            )
+            layers = self.viewer.layers  # under the SIM layer: hide SIM to compare
+            layers.move(layers.index(wf_layer), layers.index(out))
+            layers.selection.active = out
         self.last_result = image
         self.progress.setValue(100)
         self.status.setText(
