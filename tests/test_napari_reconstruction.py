@@ -306,6 +306,29 @@ def test_scope_view_docks_the_widgets_and_opens_the_file(make_napari_viewer, dat
     _screenshot(viewer, "napari_scope_view.png", tmp_path)
 
 
+def test_scope_view_without_a_screen_says_so():
+    """On a machine with no display (ssh without -X, a server), `scope view` says why it
+    cannot open napari in one line instead of Qt aborting with a page of plugin messages."""
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "scope", "view"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no screen to open napari on" in done.stderr and "xvfb-run" in done.stderr
+    assert "platform plugin" not in done.stderr
+
+
 def test_export_widget_is_registered_and_previews_a_sim_layer(make_napari_viewer, qtbot, tmp_path):
     pytest.importorskip("av")
     from scope.napari._sample_data import simulated_raw

@@ -129,10 +129,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if want_view:
         try:
-            from scope.napari.launch import open_viewer
+            from scope.napari.launch import open_viewer, screen_missing
         except ImportError as err:
             print(f"(napari view not available: {err})")
         else:
-            open_viewer(files["raw"], live=True)
+            why = screen_missing()
+            if why is None:
+                open_viewer(files["raw"], live=True)
+            else:
+                print(f"(napari view not available: {why})")
     del np
     return 0

@@ -33,10 +33,13 @@ def run(args: argparse.Namespace) -> int:
     if args.file is not None and not args.file.exists():
         raise ConfigurationError(f"{args.file} does not exist: give a raw SIM stack or result")
     try:
-        from scope.napari.launch import open_viewer
+        from scope.napari.launch import open_viewer, screen_missing
     except ImportError as err:
         raise ConfigurationError(
             f"napari is not installed ({err}): pip install 'scope-sim[napari]'"
         ) from err
+    why = screen_missing()
+    if why is not None:  # Qt would abort with a page of plugin messages
+        raise ConfigurationError(why)
     open_viewer(args.file, live=args.live)
     return 0

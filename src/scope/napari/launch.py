@@ -10,6 +10,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def screen_missing() -> str | None:
+    """Why napari cannot open a window here (None: it can): on Linux a window needs an X or
+    Wayland display (or an explicit Qt platform such as ``offscreen``)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    if any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        return None
+    return (
+        "no screen to open napari on (neither DISPLAY nor WAYLAND_DISPLAY is set): run it on "
+        "the computer's desktop, or over ssh -X, or under xvfb-run for a virtual screen"
+    )
+
+
 def make_viewer(
     path: str | Path | None = None, *, live: bool = False, viewer: Any = None
 ) -> tuple[Any, dict[str, Any]]:
