@@ -67,6 +67,13 @@ def test_acquire_on_the_simulated_microscope(tmp_path):
     assert (table["valid"] == 1).all()
     np.testing.assert_array_equal(table["pattern"], np.tile(np.arange(9), 4))
     assert meta["optical_setup"]["na"] == 1.2
+    # -q: only errors on stderr (no progress), the result line still on stdout
+    quiet = _scope(
+        "-q", "acquire", "--sets", "2", "-o", str(tmp_path / "q.zarr"), "--shape", "64", "64",
+        "--exposure-ms", "2", "--dark-ms", "1",
+    )  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert "2 valid / 0 invalid sets" in quiet.stdout
 
 
 def test_acquire_through_a_region_of_interest(tmp_path):

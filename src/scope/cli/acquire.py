@@ -181,10 +181,12 @@ def run(args: argparse.Namespace) -> int:
             params=params,
             overwrite=args.overwrite,
         )
-        progress = _Progress(engine, args.sets)
-        engine.add_callback(progress)
+        progress = None if getattr(args, "quiet", False) else _Progress(engine, args.sets)
+        if progress is not None:  # -q: only errors
+            engine.add_callback(progress)
         summary = engine.run()
-        progress.finish()
+        if progress is not None:
+            progress.finish()
     finally:
         hw.close()
     s = summary
