@@ -71,7 +71,10 @@ class BatchOptions(BaseModel):
     pixel_size_nm: float | None = Field(default=None, gt=1, lt=10000)
     immersion_index: float | None = Field(default=None, ge=1.0, le=2.0)
     otf_damping: float | None = Field(default=None, gt=0, le=1.0)
-    otf_path: str | None = Field(default=None, description="measured OTF file (TIFF or MRC)")
+    otf_path: str | list[str] | None = Field(
+        default=None,
+        description="measured OTF file (TIFF or MRC); a list gives each channel's",
+    )
     n_angles: int | None = Field(default=None, ge=2, le=12)
     n_phases: int | None = Field(default=None, ge=3, le=12)
     angles_deg: list[float] | None = None
@@ -168,8 +171,13 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
                 f"some of {list(keys)}"
             )
         flat.update(section)
-    if flat.get("otf_path") and not Path(flat["otf_path"]).is_absolute():
-        flat["otf_path"] = str((path.parent / flat["otf_path"]).resolve())  # beside the preset
+    if flat.get("otf_path"):  # relative paths: beside the preset
+        given = flat["otf_path"]
+        paths = [
+            str((path.parent / p).resolve())
+            for p in (given if isinstance(given, list) else [given])
+        ]
+        flat["otf_path"] = paths if isinstance(given, list) else paths[0]
     camera = doc.get("calibration", {}).get("camera", {})
     if "maps" in camera:  # per-pixel maps (sCMOS) written by the camera calibration
         flat["camera_maps"] = str(path.resolve())
@@ -213,6 +221,22 @@ def given_pattern(
         flags.n_angles or (preset.n_angles if preset else None),
         flags.n_phases or (preset.n_phases if preset else None),
     )
+
+
+def channel_otf_path(
+    options: BatchOptions, *, source: str = "", channel: int = 0, n_channels: int = 1
+) -> str | None:
+    """The measured OTF of channel ``channel`` (of ``n_channels``): one file serves every
+    channel, a list gives each channel's; None: the setup's ideal OTF."""
+    given = options.otf_path
+    if not isinstance(given, list):
+        return given
+    if len(given) != n_channels:
+        raise ConfigurationError(
+            f"{source + ': ' if source else ''}{len(given)} measured OTFs for {n_channels} "
+            "channel(s); give one, or one per channel"
+        )
+    return given[channel]
 
 
 def optical_setup(

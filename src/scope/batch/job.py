@@ -26,6 +26,7 @@ import numpy as np
 from scope.batch.config import (
     BatchOptions,
     OutputOptions,
+    channel_otf_path,
     given_pattern,
     merge_options,
     optical_setup,
@@ -82,13 +83,15 @@ def _prior(options: BatchOptions, n_phases: int) -> Any:
     )
 
 
-def load_otf(options: BatchOptions) -> Any:
-    """The measured OTF named in the options, or None (the ideal OTF of the setup)."""
-    if not options.otf_path:
+def load_otf(options: BatchOptions, channel: int = 0, n_channels: int = 1) -> Any:
+    """Channel ``channel``'s measured OTF named in the options, or None (the ideal OTF of the
+    setup)."""
+    path = channel_otf_path(options, channel=channel, n_channels=n_channels)
+    if not path:
         return None
     from scope.optics import OTF
 
-    return OTF.from_file(options.otf_path)
+    return OTF.from_file(path)
 
 
 def _reconstruction_settings(options: BatchOptions) -> Any:
@@ -127,7 +130,7 @@ class _Reconstruction:
         self.backend = get_backend(options.backend or "auto", workers=fft_workers)
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
-        self.otf = load_otf(options)
+        self.otfs = [load_otf(options, c, len(setups)) for c in range(len(setups))]
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
@@ -147,7 +150,7 @@ class _Reconstruction:
                 n_phases=self.n_phases,
                 prior=self.prior,
                 settings=self.settings,
-                otf=self.otf,
+                otf=self.otfs[key[0]],
                 backend=self.backend,
                 pattern_map=self.options.pattern_map or "auto",
                 # a channel too dim to show its own pattern: the first channel's as the prior
@@ -303,6 +306,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             for c in range(stack.n_channels)
         ]
         setup = setups[0]
+        channel_otf_path(options, source=src.name, n_channels=stack.n_channels)  # one, or each
         to_electrons = (
             electrons_from_maps(options.camera_maps, stack.frame_shape, stack.sensor_origin)
             if options.camera_maps
@@ -349,8 +353,12 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         first_raw = to_electrons(first_adu) if to_electrons else first_adu
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
-        resolution = resolution_estimate(first_raw, setup, engine.params[key0], options, engine.otf)
-        contrast = modulation_summary(first_raw, setup, engine.params[key0], options, engine.otf)
+        resolution = resolution_estimate(
+            first_raw, setup, engine.params[key0], options, engine.otfs[0]
+        )
+        contrast = modulation_summary(
+            first_raw, setup, engine.params[key0], options, engine.otfs[0]
+        )
         provenance: dict[str, Any] = {
             "software": software_version(),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -381,8 +389,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 else:
                     raw_c = stack.read_set(stack.first_set_of_channel(c))
                     raw_c = to_electrons(raw_c) if to_electrons else raw_c
-                    res = resolution_estimate(raw_c, channel_setup, params, options, engine.otf)
-                    con = modulation_summary(raw_c, channel_setup, params, options, engine.otf)
+                    res = resolution_estimate(raw_c, channel_setup, params, options, engine.otfs[c])
+                    con = modulation_summary(raw_c, channel_setup, params, options, engine.otfs[c])
                 per_channel.append(
                     {
                         "channel": c,

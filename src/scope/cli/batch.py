@@ -88,7 +88,11 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "camera_maps": _preset_path(args.camera_maps),
         "backend": args.backend,
         "reestimate_every": getattr(args, "reestimate_every", None),
-        "otf_path": str(Path(args.otf).resolve()) if args.otf else None,
+        "otf_path": None
+        if not args.otf
+        else str(Path(args.otf[0]).resolve())
+        if len(args.otf) == 1
+        else [str(Path(f).resolve()) for f in args.otf],
         "period_nm": args.prior_period,
     }
     if args.camera_maps and args.offset is not None:

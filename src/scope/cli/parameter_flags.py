@@ -35,7 +35,13 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
     )
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
-    p.add_argument("--otf", help="measured OTF (TIFF or MRC: radial profile or 2D)")
+    p.add_argument(
+        "--otf",
+        nargs="+",
+        metavar="FILE",
+        help="measured OTF (TIFF or MRC: radial profile or 2D); one per channel for files with "
+        "several (a measured OTF belongs to one emission wavelength)",
+    )
     p.add_argument(
         "--wiener",
         type=float,

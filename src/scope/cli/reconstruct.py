@@ -281,11 +281,17 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         )
         stored = _read_params(args.params, raw.n_channels, src.name) if args.params else None
         map_mode = getattr(args, "pattern_map", None) or "auto"
-        if args.otf and raw.n_channels > 1:
+        otf_files = args.otf or []
+        if len(otf_files) > 1 and len(otf_files) != raw.n_channels:
+            raise ConfigurationError(
+                f"--otf takes one measured OTF, or one per channel; {src.name} has "
+                f"{raw.n_channels} channel(s), got {len(otf_files)} files"
+            )
+        if len(otf_files) == 1 and raw.n_channels > 1:
             log.warning(
                 "--otf %s serves all %d channels of %s: a measured OTF belongs to one emission "
-                "wavelength (reconstruct the channels as separate files to give each its own)",
-                args.otf,
+                "wavelength (give each channel's: --otf A.tif B.tif ...)",
+                otf_files[0],
                 raw.n_channels,
                 src.name,
             )
@@ -302,7 +308,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     + (f" (channel {channel})" if raw.n_channels > 1 else "")
                 )
             setup = _setup(args, raw, _channel_wavelength(args, raw, channel))
-            otf = OTF.from_file(args.otf) if args.otf else OTF.from_setup(setup)
+            otf_file = otf_files[channel if len(otf_files) > 1 else 0] if otf_files else None
+            otf = OTF.from_file(otf_file) if otf_file else OTF.from_setup(setup)
             defects = defects_to_repair(frames, setup, settings, otf, backend)
             doc = None
             if stored is not None:
@@ -442,7 +449,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             doc["channels"] = []
             metadata["channels"] = []
             for c, ch in enumerate(channels):
-                entry = {"channel": c, "wavelength_nm": ch.setup.wavelength_nm}
+                entry = {
+                    "channel": c,
+                    "wavelength_nm": ch.setup.wavelength_nm,
+                    "otf": ch.otf.source,
+                }
                 metadata["channels"].append({**entry, "sim_parameters": ch.params.to_dict()})
                 entry |= ch.params.to_dict()
                 if ch.pattern_map is not None:
