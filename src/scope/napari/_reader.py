@@ -115,13 +115,6 @@ def read_widefield(path: Path) -> LayerData:
     return np.asarray(image, np.float32), kwargs, "image"
 
 
-def is_sim_result(path: Path) -> bool:
-    """True for a reconstructed image (not a raw stack): its metadata says so."""
-    from scope.io.writers import scope_output_kind
-
-    return scope_output_kind(path) == "SIM result"
-
-
 def _scales(pixel_size_nm: float | None, ndim: int) -> tuple[float, ...]:
     px_um = (pixel_size_nm or 1000.0) / 1000.0
     return (1.0,) * (ndim - 2) + (px_um, px_um)
