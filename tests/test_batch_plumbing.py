@@ -82,6 +82,7 @@ def test_scopes_own_results_are_not_taken_for_raw_stacks(tmp_path, capsys, caplo
         == 0
     )
     assert main(["-q", "batch", str(data / "cell.tif"), "-o", str(data / "out"), *optics]) == 0
+    assert "files" not in capsys.readouterr().err  # -q: no progress bar either
     batch_zarr = data / "cell.sim.zarr"
     (data / "out" / "cell.sim.zarr").rename(batch_zarr)
     image = tifffile.imread(sim)
@@ -110,6 +111,9 @@ def test_scopes_own_results_are_not_taken_for_raw_stacks(tmp_path, capsys, caplo
     assert "is a SIM result that scope wrote, not a raw stack" in capsys.readouterr().err
     with pytest.raises(ConfigurationError, match="only scope's own results"):
         discover_inputs([data / "cell.widefield.tif"])
+    # the output folder given as the input folder: said so (its files are never inputs)
+    with pytest.raises(ConfigurationError, match="the inputs lie in the output folder"):
+        discover_inputs([data], exclude=[data])
 
 
 def test_output_stems_are_distinct(tmp_path):

@@ -120,6 +120,24 @@ def test_unreadable_and_nan_files(tmp_path, capsys):
     assert "NaN" in err
 
 
+def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):
+    """-o naming the raw file itself, or a --widefield image that would land on it, is refused
+    before anything is written: the output used to replace the raw data."""
+    path = tmp_path / "cell.tif"
+    tifffile.imwrite(path, raw_file[1].raw.astype(np.uint16))
+    before = path.read_bytes()
+    for out in (path, tmp_path / "." / "cell.tif"):
+        assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT]) == 2
+        assert "would overwrite the raw file cell.tif" in capsys.readouterr().err
+    raw = tmp_path / "x.widefield.tif"  # a raw file named like a widefield image
+    raw.write_bytes(before)
+    args = ["reconstruct", str(raw), "-o", str(tmp_path / "x.sim.tif"), *CONTRACT]
+    assert main([*args, "--widefield"]) == 2
+    assert "would overwrite the raw file x.widefield.tif" in capsys.readouterr().err
+    assert path.read_bytes() == before and raw.read_bytes() == before
+    assert main(["-q", *args]) == 0  # without --widefield nothing lands on it
+
+
 def test_demo_writes_images_and_says_where(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "128", "--no-view"]) == 0
     out = capsys.readouterr().out

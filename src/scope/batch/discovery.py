@@ -60,6 +60,7 @@ def discover_inputs(
     excluded = [p.resolve() for p in exclude]
     found: dict[Path, None] = {}
     ours: list[str] = []  # scope's own results among the inputs: not raw data
+    in_output: list[str] = []  # inputs inside the output folder: never taken
     for item in inputs:
         text = str(item)
         if any(ch in text for ch in "*?["):
@@ -80,6 +81,7 @@ def discover_inputs(
         for path in paths:
             resolved = path.resolve()
             if any(resolved.is_relative_to(e) for e in excluded):
+                in_output.append(path.name)
                 continue
             kind = scope_output_kind(path)
             if kind is not None:
@@ -91,6 +93,11 @@ def discover_inputs(
             "left out %d image(s) that scope wrote, not raw stacks: %s",
             len(ours),
             ", ".join(ours[:5]) + (" ..." if len(ours) > 5 else ""),
+        )
+    if not found and (in_output or any(Path(str(i)).resolve() in excluded for i in inputs)):
+        raise ConfigurationError(
+            f"the inputs lie in the output folder ({', '.join(map(str, exclude))}), whose files "
+            "are never taken as inputs: write the outputs elsewhere (e.g. -o INPUT/sim)"
         )
     if not found:
         said = f" (only scope's own results: {', '.join(ours[:3])})" if ours else ""

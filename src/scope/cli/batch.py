@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     bar: list[ProgressBar] = []
 
     def on_plan(n_files: int, n_sets: int) -> None:
-        if not args.no_progress and n_files:
+        if not args.no_progress and not getattr(args, "quiet", False) and n_files:
             bar.append(ProgressBar(n_files, n_sets, sys.stderr))
 
     def progress(**kw: int) -> None:

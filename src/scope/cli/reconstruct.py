@@ -211,6 +211,14 @@ def run(args: argparse.Namespace) -> int:
             f"{src.name} is a {kind} that scope wrote, not a raw stack: give the raw frames "
             "it was reconstructed from"
         )
+    written = [out, out.with_name(out.name.split(".")[0] + ".params.json")]
+    if args.widefield:
+        written.append(out.with_name(out.name.split(".")[0] + ".widefield.tif"))
+    if any(w.resolve() == src.resolve() for w in written):  # it would replace the raw data
+        raise ConfigurationError(
+            f"-o {out} would overwrite the raw file {src.name}: name the output otherwise "
+            f"(e.g. -o {src.name.split('.')[0]}.sim.ome.tif)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     return reconstruct_file(src, out, args)
 
