@@ -74,6 +74,14 @@ def test_acquire_on_the_simulated_microscope(tmp_path):
     )  # fmt: skip
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert "2 valid / 0 invalid sets" in quiet.stdout
+    # the same name again: refused in one line before anything starts, the first run intact
+    again = _scope("acquire", "--sets", "1", "-o", str(out), "--shape", "64", "64")
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"scope acquire: error: {out} exists (an earlier run?): choose another name, or "
+        "--overwrite to replace it"
+    ]
+    assert read_acquisition(out)[0].shape == (36, 64, 64)
 
 
 def test_acquire_through_a_region_of_interest(tmp_path):

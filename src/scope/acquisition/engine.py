@@ -840,6 +840,8 @@ class AcquisitionEngine:
             log.info("acquired %d frames, %d valid / %d invalid sets -> %s",
                      self.summary.frames_written, self.summary.sets_valid,
                      self.summary.sets_invalid, self.output)  # fmt: skip
+        elif self.writer is None:  # it stopped before the run's file was opened
+            log.error("acquisition aborted before anything was written: %s", reason)
         else:
             log.error("acquisition aborted: %s; %d frames are in %s", reason,
                       self.summary.frames_written, self.output)  # fmt: skip

@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sets < 0:
         raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
+    if args.output.exists() and not args.overwrite:  # before the light and camera start
+        raise ConfigurationError(
+            f"{args.output} exists (an earlier run?): choose another name, or --overwrite to "
+            "replace it"
+        )
     setup = OpticalSetup(na=args.na, wavelength_nm=args.wavelength, pixel_size_nm=args.pixel_size)
     params = _params(args)
     cfg = AcquisitionConfig(
