@@ -111,6 +111,20 @@ def test_scopes_own_results_are_not_taken_for_raw_stacks(tmp_path, capsys, caplo
     assert "is a SIM result that scope wrote, not a raw stack" in capsys.readouterr().err
     with pytest.raises(ConfigurationError, match="only scope's own results"):
         discover_inputs([data / "cell.widefield.tif"])
+    # scope batch --widefield: the same widefield images as scope reconstruct --widefield; an
+    # output without them is not complete for a run that asks for them
+    tiffs = tmp_path / "tiffs"
+    args = ["-q", "batch", str(data / "cell.tif"), "-o", str(tiffs), *optics, "--format", "tiff"]
+    assert main(args) == 0 and not (tiffs / "cell.widefield.ome.tif").exists()
+    assert main([*args, "--widefield"]) == 0
+    wide = tiffs / "cell.widefield.ome.tif"
+    assert scope_output_kind(wide) == "widefield image"
+    np.testing.assert_allclose(
+        tifffile.imread(wide), tifffile.imread(data / "cell.widefield.tif"), rtol=1e-6
+    )
+    report = json.loads((tiffs / "batch-report.json").read_text())
+    assert report["files"][0]["status"] == "done"
+    assert report["files"][0]["widefield_output"] == str(wide)
     # the output folder given as the input folder: said so (its files are never inputs)
     with pytest.raises(ConfigurationError, match="the inputs lie in the output folder"):
         discover_inputs([data], exclude=[data])

@@ -265,6 +265,19 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys, monkeypatch)
         == 2
     )
     assert "expected the widefield image of the same series" in capsys.readouterr().err
+    # and by scope batch --widefield (OME-Zarr, the batch's default): found beside it too
+    monkeypatch.setattr(scope.cli, "COMMANDS", ("export-video", "batch"))
+    out = tmp_path / "batch"
+    assert (
+        main(["-q", "batch", str(path), "-o", str(out), *optics, "--widefield", "--workers", "0"])
+        == 0
+    )
+    assert (out / "raw.widefield.zarr").is_dir()
+    args = ["export-video", str(out / "raw.sim.zarr"), "--layout", "wipe", "--interval", "1"]
+    assert main([*args, "-o", str(again)]) == 0
+    q = probe(again, keep=(10, 60))
+    for i in (10, 60):
+        np.testing.assert_array_equal(q["frames"][i], p["frames"][i])
 
 
 def test_raw_run_source_reconstructs_set_by_set(tmp_path, monkeypatch):

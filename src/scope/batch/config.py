@@ -131,6 +131,10 @@ class OutputOptions(BaseModel):
     format: Literal["zarr", "tiff"] = "zarr"
     multiscale_levels: int | None = Field(default=None, ge=1, le=8)
     overwrite: bool = False
+    widefield: bool = Field(
+        default=False,
+        description="also write each set's widefield image (camera grid) beside the SIM result",
+    )
 
 
 def find_preset(name: str | Path) -> Path:

@@ -37,7 +37,7 @@ from typing import Any
 
 from scope.batch.config import BatchOptions, OutputOptions, given_pattern
 from scope.batch.discovery import discover_inputs, output_stems
-from scope.batch.job import FileJob, process_file, software_version
+from scope.batch.job import FileJob, process_file, software_version, widefield_path
 from scope.batch.report import BatchReport
 from scope.errors import ConfigurationError, ScopeError
 
@@ -262,7 +262,8 @@ def run_batch(
         sizes: dict[str, tuple[int, int]] = {}
         for src in sources:
             out, params = output_paths(outdir, stems[src], output.format)
-            if out.exists() and not output.overwrite:
+            complete = out.exists() and (not output.widefield or widefield_path(out).exists())
+            if complete and not output.overwrite:
                 report.files.append(_skipped_entry(src, out, params))
                 continue
             jobs.append(

@@ -94,6 +94,16 @@ def load_otf(options: BatchOptions, channel: int = 0, n_channels: int = 1) -> An
     return OTF.from_file(path)
 
 
+def widefield_path(sim_output: Path) -> Path:
+    """Where the widefield images of a SIM result go: ``cell.sim.zarr`` ->
+    ``cell.widefield.zarr``, ``cell.sim.ome.tif`` -> ``cell.widefield.ome.tif``."""
+    name = sim_output.name
+    for suffix in (".sim.zarr", ".sim.ome.tif"):
+        if name.endswith(suffix):
+            return sim_output.with_name(name[: -len(suffix)] + suffix.replace(".sim", ".widefield"))
+    raise ValueError(f"not a SIM result's name: {name}")
+
+
 def _reconstruction_settings(options: BatchOptions) -> Any:
     """The reconstructor's settings carrying the options given (wiener, offset, frame
     equalisation, camera defect repair); the rest keep their defaults."""
@@ -134,6 +144,12 @@ class _Reconstruction:
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
+
+    def widefield(self, channel: int, raw: np.ndarray) -> np.ndarray:
+        """The widefield image of one set of ``channel`` (its camera offset and defects), on
+        the camera grid; the channel's first set has been reconstructed."""
+        rec = self._channels[channel].reconstructor
+        return np.asarray(self.backend.to_numpy(rec.widefield(raw)), np.float32)
 
     def __call__(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> np.ndarray:
         """Reconstruct one set of channel ``key[0]``; a new ``key`` (a new epoch) estimates the
@@ -276,7 +292,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from scope.calibration.camera import electrons_from_maps
     from scope.io.raw import open_sim_stack
-    from scope.io.writers import OmeZarrWriter, write_ome_tiff
+    from scope.io.writers import WIDEFIELD_DESCRIPTION, OmeZarrWriter, write_ome_tiff
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
@@ -418,6 +434,57 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 if progress is not None:
                     progress(out_flat + 1)
 
+        def write_widefield() -> None:
+            """Each set's widefield image beside the SIM result (a second pass: the sets are
+            read again), written whole before the SIM result is put in place."""
+            wf_out = widefield_path(out)
+            wf_shape = (*out_lead_shape, *stack.frame_shape)
+            meta = {
+                "software": provenance["software"],
+                "input": provenance["input"],
+                "image": WIDEFIELD_DESCRIPTION,
+                "optics": setup.model_dump(),
+            }
+
+            def wf_planes():
+                for out_flat in range(stack.n_sets):
+                    flat, out_index = input_flat(out_flat)
+                    frames = stack.read_set(flat)
+                    frames = to_electrons(frames) if to_electrons is not None else frames
+                    (channel, _), _ = key_of(stack.set_index(flat))
+                    yield out_index, engine.widefield(channel, frames)
+
+            if out_opts.format == "zarr":
+                wf_writer = OmeZarrWriter(
+                    wf_out,
+                    wf_shape,
+                    pixel_size_nm=setup.pixel_size_nm,
+                    axes=out_axes,
+                    metadata=meta,
+                    multiscale_levels=out_opts.multiscale_levels,
+                    channel_wavelengths_nm=[s.wavelength_nm for s in setups],
+                )
+                try:
+                    for index, plane in wf_planes():
+                        wf_writer.write(index, plane)
+                    wf_writer.commit()
+                except BaseException:
+                    wf_writer.abort()
+                    raise
+            else:
+                write_ome_tiff(
+                    wf_out,
+                    (plane for _, plane in wf_planes()),
+                    pixel_size_nm=setup.pixel_size_nm,
+                    axes=out_axes,
+                    metadata=meta,
+                    shape=wf_shape,
+                    channel_wavelengths_nm=[s.wavelength_nm for s in setups]
+                    if stack.n_channels > 1
+                    else None,
+                )
+            log.info("%s: widefield images in %s", src.name, wf_out.name)
+
         if out_opts.format == "zarr":
             writer = OmeZarrWriter(
                 out,
@@ -436,6 +503,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 _write_params(
                     job, engine, provenance, resolution, contrast, clipped, summarise_channels()
                 )
+                if out_opts.widefield:
+                    write_widefield()
                 writer.commit()
             except BaseException:
                 writer.abort()
@@ -449,14 +518,17 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 axes=out_axes,
                 metadata=provenance,
                 shape=out_shape,
-                before_commit=lambda: _write_params(
-                    job,
-                    engine,
-                    params_provenance,
-                    resolution,
-                    contrast,
-                    clipped,
-                    summarise_channels(),
+                before_commit=lambda: (
+                    _write_params(
+                        job,
+                        engine,
+                        params_provenance,
+                        resolution,
+                        contrast,
+                        clipped,
+                        summarise_channels(),
+                    ),
+                    write_widefield() if out_opts.widefield else None,
                 ),
                 channel_wavelengths_nm=[s.wavelength_nm for s in setups]
                 if stack.n_channels > 1
@@ -477,6 +549,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
         "defect_pixels": engine.defect_pixels(),
+        **({"widefield_output": str(widefield_path(out))} if out_opts.widefield else {}),
         **({"channels": per_channel} if per_channel else {}),
     }
 

@@ -137,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
             preset=preset,
             preset_name=preset_name,
             output=OutputOptions(
-                format=args.format, multiscale_levels=args.levels, overwrite=args.overwrite
+                format=args.format,
+                multiscale_levels=args.levels,
+                overwrite=args.overwrite,
+                widefield=bool(args.widefield),
             ),
             scheduler=args.scheduler,
             n_workers=args.workers,

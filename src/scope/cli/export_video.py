@@ -91,8 +91,8 @@ def register(subparsers: Any) -> None:
         type=Path,
         metavar="FILE",
         help="the widefield image of a reconstructed INPUT, for the side-by-side and wipe "
-        "layouts (default for those: <name>.widefield.tif beside INPUT, as scope reconstruct "
-        "--widefield writes it)",
+        "layouts (default for those: <name>.widefield.* beside INPUT, as scope reconstruct "
+        "--widefield and scope batch --widefield write it)",
     )
     p.add_argument("--no-scale-bar", action="store_true", help="no scale bar")
     p.add_argument("--no-timestamp", action="store_true", help="no timestamp")
@@ -166,10 +166,15 @@ def run(args: argparse.Namespace) -> int:
         if source.frames.shape[0] % n_set == 0 and source.timestamps_s is None:
             log.info("if %s is a raw SIM run, add --raw to reconstruct it", args.input.name)
         widefield = args.widefield
-        beside = args.input.with_name(args.input.name.split(".")[0] + ".widefield.tif")
-        if widefield is None and args.layout in ("side-by-side", "wipe") and beside.is_file():
-            widefield = beside
-            log.info("widefield image: %s (beside %s)", beside.name, args.input.name)
+        stem = args.input.name.split(".")[0]  # scope reconstruct's and scope batch's names
+        beside = [
+            args.input.with_name(stem + suffix)
+            for suffix in (".widefield.tif", ".widefield.ome.tif", ".widefield.zarr")
+        ]
+        found = [p for p in beside if p.exists()]
+        if widefield is None and args.layout in ("side-by-side", "wipe") and found:
+            widefield = found[0]
+            log.info("widefield image: %s (beside %s)", widefield.name, args.input.name)
         if widefield is not None:
             wf = read_image_source(widefield)
             if wf.frames.shape[:2] != source.frames.shape[:2]:

@@ -82,6 +82,14 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
     p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
+    p.add_argument(
+        "--widefield",
+        action="store_true",
+        default=None,
+        help="also write the widefield image of each set (mean of its frames, offset "
+        "subtracted; camera pixels) beside the SIM result as <name>.widefield.tif (scope "
+        "batch: .widefield.zarr or .widefield.ome.tif)",
+    )
 
 
 def parameter_dests() -> list[str]:

@@ -41,12 +41,6 @@ def register(sub: Any) -> None:
     p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument(
-        "--widefield",
-        action="store_true",
-        help="also write the widefield image of each set (mean of its frames, offset "
-        "subtracted; camera pixels) beside OUT as <name>.widefield.tif",
-    )
-    p.add_argument(
         "--diagnostics",
         action="store_true",
         help="also write the spectrum with the carriers and a map of the pattern's modulation "
@@ -234,7 +228,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.calibration.camera import electrons_from_maps
     from scope.errors import ConfigurationError, DataFormatError
     from scope.io.raw import open_sim_stack
-    from scope.io.writers import write_ome_tiff
+    from scope.io.writers import WIDEFIELD_DESCRIPTION, write_ome_tiff
     from scope.optics import OTF
     from scope.sim.diagnostics import carrier_report
     from scope.sim.params import SIMParameters
@@ -495,7 +489,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             else None,
         )
         widefield_path = None
-        if getattr(args, "widefield", False):  # a second pass: sets are read again
+        if args.widefield:  # a second pass: sets are read again
             widefield_path = out.with_name(out.name.split(".")[0] + ".widefield.tif")
             write_ome_tiff(
                 widefield_path,
@@ -512,7 +506,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 metadata={
                     "software": f"scope {__version__}",
                     "input": str(src),
-                    "image": "widefield: mean of each SIM set's frames, camera offset subtracted",
+                    "image": WIDEFIELD_DESCRIPTION,
                     "optics": setup.model_dump(),
                     "offset_adu": offset,  # None: each set's own (its darkest values)
                 },
@@ -631,7 +625,6 @@ def _run_batch(args: argparse.Namespace) -> int:
             ("--params", args.params),
             ("--filter hifi", args.filter != "wiener"),
             ("--notch", args.notch),
-            ("--widefield", args.widefield),
             ("--diagnostics", args.diagnostics),
         )
         if given

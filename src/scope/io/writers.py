@@ -42,6 +42,8 @@ _OMERO_COLOURS = {
     "magenta": "FF00FF",
     "gray": "FFFFFF",
 }
+#: what a widefield image written beside a SIM result says it is (``"image"`` in its metadata)
+WIDEFIELD_DESCRIPTION = "widefield: mean of each SIM set's frames, camera offset subtracted"
 _NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
@@ -559,7 +561,7 @@ def scope_output_kind(path: str | Path) -> str | None:
         return None
     if not meta or "layout" in meta:  # a run of scope acquire states its layout
         return None
-    if str(meta.get("image", "")).startswith("widefield"):
+    if meta.get("image") == WIDEFIELD_DESCRIPTION:
         return "widefield image"
     if meta.get("scope_kind") == "sim" or "sim_parameters" in meta or "parameters" in meta:
         return "SIM result"

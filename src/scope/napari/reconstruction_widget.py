@@ -613,6 +613,8 @@ class ReconstructionWidget(QWidget):
         )
         out.contrast_limits = tuple(float(v) for v in np.percentile(image, [0.5, 99.9]))
         if widefield is not None:  # on the camera grid, under the SIM layer
+            from scope.io.writers import WIDEFIELD_DESCRIPTION
+
             wf_name = f"{raw_layer.name.removesuffix(' raw')} widefield"
             if wf_name in self.viewer.layers:
                 self.viewer.layers.remove(wf_name)
@@ -620,7 +622,7 @@ class ReconstructionWidget(QWidget):
                 **meta,
                 "scope_kind": "widefield",
                 "pixel_size_nm": setup.pixel_size_nm,
-                "image": "widefield: mean of each SIM set's frames, camera offset subtracted",
+                "image": WIDEFIELD_DESCRIPTION,
             }
             del wf_meta["sim_parameters"], wf_meta["settings"]
             wf_layer = self.viewer.add_image(
