@@ -194,12 +194,12 @@ def test_several_inputs_go_to_the_batch_engine(raw_file, tmp_path):
     assert report["counts"]["done"] == 2
     # flags that only make sense for one file are refused, not ignored
     code = subprocess.run(
-        [sys.executable, "-m", "scope", *args, "--widefield", "--notch", "0.5"],
+        [sys.executable, "-m", "scope", *args, "--diagnostics", "--notch", "0.5"],
         capture_output=True,
         text=True,
     )
     assert code.returncode != 0
-    assert "--notch, --widefield: for one input file" in code.stderr
+    assert "--notch, --diagnostics: for one input file" in code.stderr
 
 
 def test_a_bleaching_series_records_how_the_filter_followed(tmp_path):
