@@ -311,6 +311,24 @@ def test_channel_wavelengths_given_or_refused(two_channel_file, tmp_path, capsys
     assert "holds one channel's pattern, two.ome.tif has 2 channels" in capsys.readouterr().err
 
 
+def test_an_imagej_hyperstack_of_two_colours(two_channel_file, tmp_path):
+    """The two-colour file saved from Fiji (a hyperstack: the 9 frames in Z, before the
+    channels) gives the same images as the OME-TIFF: it used to be read frame by frame in file
+    order, each 'set' mixing the two colours."""
+    data = tifffile.imread(two_channel_file["path"])  # C, 9, Y, X
+    hyper = tmp_path / "two_fiji.tif"
+    tifffile.imwrite(hyper, np.moveaxis(data, 0, 1), imagej=True, metadata={"axes": "ZCYX"})
+    optics = ["--na", "1.2", "--pixel-size", "65", "--offset", str(OFFSET)]
+    optics += ["--wavelength", "525", "600"]
+    results = []
+    for src in (two_channel_file["path"], hyper):
+        out = tmp_path / f"{src.name.split('.')[0]}.sim.tif"
+        assert main(["-q", "reconstruct", str(src), "-o", str(out), *optics]) == 0
+        results.append(tifffile.imread(out))
+    assert results[1].shape == (2, 512, 512)
+    np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-5 * results[0].max())
+
+
 def test_batch_gives_each_channel_its_wavelength(two_channel_file, tmp_path):
     """`scope batch` on the two-colour file: each channel's optics from the file's channels,
     the same images as `scope reconstruct`."""

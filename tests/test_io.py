@@ -266,6 +266,36 @@ def test_ome_zarr_raw_input(tmp_path):
     np.testing.assert_array_equal(stack.read_set(2), raw[2].astype(np.float32))
 
 
+def test_frames_on_another_axis_are_taken_as_the_set(tmp_path):
+    """An ImageJ hyperstack keeps a set's frames in Z, before its channels (ZCYX): the frames
+    are the axis of their number wherever it is (it was read in file order, mixing the
+    channels frame by frame), for plain and compressed TIFF pages and for Zarr."""
+    raw = _raw((2, 9, 2, 32, 32))  # T, Z = the 9 frames, C
+    expected = np.moveaxis(raw, 1, 2)  # T, C, P
+    paths = {
+        "imagej": (tmp_path / "hyper.tif", {"imagej": True, "metadata": {"axes": "TZCYX"}}),
+        "compressed": (
+            tmp_path / "packed.ome.tif",
+            {"ome": True, "metadata": {"axes": "TZCYX"}, "compression": "zlib"},
+        ),
+    }
+    for path, kwargs in paths.values():
+        tifffile.imwrite(path, raw, **kwargs)
+    zarr_path = write_ome_zarr(
+        tmp_path / "hyper.zarr", raw.astype(np.float32), pixel_size_nm=65, axes="TZCYX"
+    )
+    for path in [p for p, _ in paths.values()] + [zarr_path]:
+        stack = open_raw(path, n_frames_per_set=9)
+        assert (stack.shape, stack.axes, stack.n_channels) == ((2, 2, 9, 32, 32), "TCPYX", 2)
+        np.testing.assert_array_equal(np.asarray(stack.data[...]), expected, err_msg=path.name)
+        np.testing.assert_array_equal(stack.read_set(3), expected[1, 1].astype(np.float32))
+    # a frame count matching no single axis: still a flat time series in file order
+    tifffile.imwrite(tmp_path / "flat.tif", raw.reshape(36, 32, 32))
+    flat = open_raw(tmp_path / "flat.tif", n_frames_per_set=9)
+    assert flat.shape == (4, 9, 32, 32)
+    np.testing.assert_array_equal(flat.read_set(1), raw.reshape(4, 9, 32, 32)[1])
+
+
 # --------------------------------------------------------------------------------- hostile input
 
 

@@ -114,6 +114,13 @@ def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir, tmp_path):
     np.testing.assert_array_equal(flat.data[1, 0], series[1, 0])  # frame 9 starts set 1
     (fifteen,) = viewer.open(str(tmp_path / "flat.tif"), plugin="scope-sim")
     assert fifteen.data.shape == (15, 32, 32) and fifteen.metadata["n_angles"] is None
+    # a hyperstack from Fiji: the 9 frames in Z, before 2 channels -> a layer per channel
+    tifffile.imwrite(
+        tmp_path / "fiji.tif", np.moveaxis(series, 0, 1), imagej=True, metadata={"axes": "ZCYX"}
+    )
+    c0, c1 = viewer.open(str(tmp_path / "fiji.tif"), plugin="scope-sim")
+    assert c0.data.shape == c1.data.shape == (9, 32, 32)
+    np.testing.assert_array_equal(np.asarray(c1.data), series[1])
 
 
 def test_sample_data_open_from_the_menu(make_napari_viewer):

@@ -363,17 +363,30 @@ def _assign_axes(
     lead_letters: str,
     n_frames_per_set: int | None,
     frame_shape: Sequence[int] = (),
-) -> tuple[tuple[int, ...], str]:
-    """Shape and axes ``(lead..., P)`` for the leading dimensions of a stack of frames
-    (``frame_shape``, the last two axes, only for a helpful refusal)."""
+) -> tuple[tuple[int, ...], str, tuple[int, ...]]:
+    """Shape and axes ``(lead..., P)`` for the leading dimensions of a stack of frames, and
+    the order of the file's leading axes they take (``frame_shape``, the last two axes, only
+    for a helpful refusal).
+
+    The frames of a set are the last leading axis; else the one other axis of their number (an
+    ImageJ hyperstack keeps them in Z, before its channels: ``ZCYX`` becomes ``CPYX``); else
+    the frames are taken in file order, a flat time series.
+    """
     lead = tuple(int(s) for s in lead)
     total = math.prod(lead)
+    order = tuple(range(len(lead)))
     if not lead:
         raise _fail(path, "holds a single 2D frame; expected a stack of angles x phases frames")
     if n_frames_per_set is not None:
         n = int(n_frames_per_set)
         if lead[-1] == n and len(lead) > 1:
             kept = lead[:-1]
+        elif len(lead) > 1 and lead.count(n) == 1:  # the frames on another axis: moved last
+            i = lead.index(n)
+            order = (*(j for j in order if j != i), i)
+            kept = tuple(lead[j] for j in order[:-1])
+            if len(lead_letters) == len(lead):
+                lead_letters = "".join(lead_letters[j] for j in order)
         elif total % n == 0:
             kept = (total // n,) if total > n else ()
             lead_letters = "T" * len(kept)
@@ -389,9 +402,26 @@ def _assign_axes(
             )
         shape = (*kept, n)
         letters = _lead_letters(lead_letters[: len(kept)], len(kept))
-        return shape, letters + "P"
+        return shape, letters + "P", order
     shape = lead
-    return shape, _lead_letters(lead_letters[: len(lead) - 1], len(lead) - 1) + "P"
+    return shape, _lead_letters(lead_letters[: len(lead) - 1], len(lead) - 1) + "P", order
+
+
+def _in_file_order(
+    read_frames: Callable[[Sequence[int]], np.ndarray],
+    file_lead: Sequence[int],
+    order: Sequence[int],
+) -> Callable[[Sequence[int]], np.ndarray]:
+    """``read_frames`` (by flat index in the file) as read by flat index over the file's
+    leading axes taken in ``order``."""
+    if tuple(order) == tuple(range(len(order))):
+        return read_frames
+    in_file = np.arange(math.prod(file_lead)).reshape(tuple(file_lead)).transpose(order).ravel()
+
+    def read(indices: Sequence[int]) -> np.ndarray:
+        return read_frames([int(in_file[i]) for i in indices])
+
+    return read
 
 
 def _lead_letters(letters: str, n: int) -> str:
@@ -632,7 +662,9 @@ def _tiff_stack(
     dtype = _check_dtype(path, dtype)
     if len(shape) < 3:
         raise _fail(path, f"holds one {shape} image; expected a stack of angles x phases frames")
-    lead_shape, lead_axes = _assign_axes(path, shape[:-2], axes[:-2], n_frames_per_set, shape[-2:])
+    lead_shape, lead_axes, order = _assign_axes(
+        path, shape[:-2], axes[:-2], n_frames_per_set, shape[-2:]
+    )
     full_shape = (*lead_shape, *shape[-2:])
     nbytes = n_frames * shape[-2] * shape[-1] * dtype.itemsize
 
@@ -659,9 +691,8 @@ def _tiff_stack(
             )
         tif.close()
         file_dtype = dtype.newbyteorder(tif.byteorder)
-        data: Any = LazyFrames(
-            _ContiguousReader(path, offset, file_dtype, shape[-2:]), full_shape, dtype
-        )
+        contiguous = _ContiguousReader(path, offset, file_dtype, shape[-2:])
+        data: Any = LazyFrames(_in_file_order(contiguous, shape[:-2], order), full_shape, dtype)
         closer = None
     else:
         pages = series.pages
@@ -683,7 +714,7 @@ def _tiff_stack(
                     raise _fail(path, f"TIFF strip/tile of {largest} bytes exceeds the limit")
         tif.close()
         reader = _TiffPageReader(path)
-        data = LazyFrames(reader, full_shape, dtype)
+        data = LazyFrames(_in_file_order(reader, shape[:-2], order), full_shape, dtype)
         closer = reader.close
     return RawStack(
         data=data,
@@ -744,7 +775,7 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
             f"MRC file is truncated: its header promises {nz} x {ny} x {nx} {dtype} values "
             f"({offset + nbytes} bytes) but the file has {size} bytes — copy it again",
         )
-    lead_shape, lead_axes = _assign_axes(path, (nz,), "Z", n_frames_per_set)
+    lead_shape, lead_axes, _ = _assign_axes(path, (nz,), "Z", n_frames_per_set)
     full_shape = (*lead_shape, ny, nx)
     data = LazyFrames(_ContiguousReader(path, offset, dtype, (ny, nx)), full_shape, dtype)
     return RawStack(
@@ -888,12 +919,13 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
     letters = ""
     if axes_names:
         letters = "".join(n[0].upper() for n in axes_names[:-2])
-    lead_shape, lead_axes = _assign_axes(path, shape[:-2], letters, n_frames_per_set, shape[-2:])
+    lead_shape, lead_axes, order = _assign_axes(
+        path, shape[:-2], letters, n_frames_per_set, shape[-2:]
+    )
     full_shape = (*lead_shape, *shape[-2:])
-    if full_shape == shape:
+    if full_shape == shape and order == tuple(range(len(order))):
         data: Any = arr
     else:
-        flat_lead = n_frames
 
         def read_frames(indices: Sequence[int]) -> np.ndarray:
             out = np.empty((len(indices), *shape[-2:]), dtype=dtype)
@@ -901,8 +933,8 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
                 out[k] = arr[np.unravel_index(i, shape[:-2])]
             return out
 
-        assert flat_lead == math.prod(full_shape[:-2])
-        data = LazyFrames(read_frames, full_shape, dtype)
+        assert n_frames == math.prod(full_shape[:-2])
+        data = LazyFrames(_in_file_order(read_frames, shape[:-2], order), full_shape, dtype)
     return RawStack(
         data=data,
         shape=full_shape,

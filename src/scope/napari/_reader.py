@@ -129,12 +129,18 @@ def read_raw(path: Path) -> list[LayerData]:
     stack = open_raw(path)  # sets as the file's axes give them, or as the run states them
     n_angles, n_phases = stack.pattern_shape or (None, None)
     n_default = DEFAULT_N_ANGLES * DEFAULT_N_PHASES
-    if n_angles is None:
-        if stack.n_frames_per_set != n_default and stack.n_frames_per_set % n_default == 0:
-            stack.close()  # a flat time series: sets of 3 x 3 frames, as scope reconstruct reads it
-            stack = open_raw(path, n_frames_per_set=n_default)
-        if stack.n_frames_per_set == n_default:
-            n_angles, n_phases = DEFAULT_N_ANGLES, DEFAULT_N_PHASES
+    lead = stack.shape[:-2]
+    # a flat time series, or the frames on another axis (a hyperstack's Z): sets of 3 x 3
+    # frames, as scope reconstruct reads them
+    if (
+        n_angles is None
+        and lead[-1] != n_default
+        and (lead[-1] % n_default == 0 or n_default in lead)
+    ):
+        stack.close()
+        stack = open_raw(path, n_frames_per_set=n_default)
+    if n_angles is None and stack.n_frames_per_set == n_default:
+        n_angles, n_phases = DEFAULT_N_ANGLES, DEFAULT_N_PHASES
     nbytes = int(np.prod(stack.shape)) * stack.dtype.itemsize
     data: Any = np.asarray(stack.data[...]) if nbytes <= IN_MEMORY_BYTES else stack.data
     if nbytes <= IN_MEMORY_BYTES:
