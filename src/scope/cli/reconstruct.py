@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,6 +405,12 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         # the MMSE regulariser following the light, per set (in the order written)
         nsr_scales: list[float] = []
 
+        bar = None
+        if raw.n_sets > 1 and not getattr(args, "quiet", False):
+            from scope.batch.progress import ProgressBar
+
+            bar = ProgressBar(1, raw.n_sets, sys.stderr)
+
         def planes():
             for i in range(raw.n_sets):
                 ch = channels[raw.channel_of_set(i)]
@@ -416,8 +423,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     clipped.update(frames)
                     yield backend.to_numpy(ch.rec(converted(frames)))
                     nsr_scales.append(ch.rec.nsr_scale)
-                if raw.n_sets > 1:
-                    log.info("set %d/%d", i + 1, raw.n_sets)
+                log.debug("set %d/%d", i + 1, raw.n_sets)
+                if bar is not None:
+                    bar.update(units=1, files=int(i + 1 == raw.n_sets))
+                    if i + 1 == raw.n_sets:
+                        bar.close()
 
         metadata = {
             "software": f"scope {__version__}",
