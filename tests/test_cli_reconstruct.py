@@ -138,6 +138,39 @@ def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):
     assert main(["-q", *args]) == 0  # without --widefield nothing lands on it
 
 
+def test_frames_stored_phase_major(raw_file, tmp_path, capsys):
+    """A set stored phase-major (a0p0 a1p0 a2p0 a0p1 ...): read as scope's order it cannot be
+    separated, and the refusal names --frame-order; with it, scope reconstruct and scope batch
+    (flag or preset) give the image of the same data stored angle-major."""
+    path, _ = raw_file
+    data = tifffile.imread(path)  # (T, 9, Y, X), angle-major
+    t, _, ny, nx = data.shape
+    pm = tmp_path / "pm.tif"
+    tifffile.imwrite(pm, data.reshape(t, 3, 3, ny, nx).transpose(0, 2, 1, 3, 4).reshape(data.shape))
+    common = [*CONTRACT, "--offset", str(OFFSET)]
+    expected = tmp_path / "am.tif"
+    assert main(["-q", "reconstruct", str(path), "-o", str(expected), *common]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", str(pm), "-o", str(tmp_path / "x.tif"), *common]) == 2
+    assert "--frame-order phase-major" in capsys.readouterr().err
+    got = tmp_path / "pm.sim.tif"
+    args = ["-q", "reconstruct", str(pm), "-o", str(got), *common, "--frame-order", "phase-major"]
+    assert main(args) == 0
+    np.testing.assert_array_equal(tifffile.imread(got), tifffile.imread(expected))
+    preset = tmp_path / "pm.toml"
+    preset.write_text('[pattern]\nframe_order = "phase-major"\n')
+    for extra in (["--frame-order", "phase-major"], ["--preset", str(preset)]):
+        out = tmp_path / f"batch{len(extra[1])}"
+        args = ["-q", "batch", str(pm), "-o", str(out), *common, "--format", "tiff", *extra]
+        assert main([*args, "--workers", "0"]) == 0
+        np.testing.assert_allclose(
+            tifffile.imread(next(out.glob("*.sim.ome.tif"))),
+            tifffile.imread(expected),
+            rtol=0,
+            atol=1e-5 * float(np.abs(tifffile.imread(expected)).max()),
+        )
+
+
 def test_demo_writes_images_and_says_where(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "128", "--no-view"]) == 0
     out = capsys.readouterr().out

@@ -296,6 +296,25 @@ def test_frames_on_another_axis_are_taken_as_the_set(tmp_path):
     np.testing.assert_array_equal(flat.read_set(1), raw.reshape(4, 9, 32, 32)[1])
 
 
+def test_sets_stored_phase_major_are_read_in_scopes_order(tmp_path):
+    """A file holding each set phase-major (all angles at one phase, then the next) is read
+    angle-major, phase fastest, with frame_order="phase-major": here 2 angles x 4 phases."""
+    from scope.io.raw import frames_in_file, open_sim_stack
+
+    raw = _raw((3, 8, 16, 16))  # T, P in scope's order: angle a, phase p at a * 4 + p
+    in_file = raw.reshape(3, 2, 4, 16, 16).transpose(0, 2, 1, 3, 4).reshape(3, 8, 16, 16)
+    tifffile.imwrite(tmp_path / "pm.tif", in_file)
+    stack, n_angles, n_phases = open_sim_stack(
+        tmp_path / "pm.tif", n_angles=2, n_phases=4, frame_order="phase-major"
+    )
+    assert (n_angles, n_phases, stack.shape) == (2, 4, (3, 8, 16, 16))
+    np.testing.assert_array_equal(np.asarray(stack.data[...]), raw)
+    np.testing.assert_array_equal(stack.read_set(2), raw[2].astype(np.float32))
+    np.testing.assert_array_equal(in_file[1][frames_in_file(2, 4, "phase-major")], raw[1])
+    with pytest.raises(DataFormatError, match="expected one of"):
+        open_sim_stack(tmp_path / "pm.tif", frame_order="angle-fastest")
+
+
 # --------------------------------------------------------------------------------- hostile input
 
 

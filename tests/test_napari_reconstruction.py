@@ -473,6 +473,30 @@ def test_a_widefield_image_opens_on_the_camera_grid(make_napari_viewer, tmp_path
     assert wf not in widget._raw_layers() and sim not in widget._raw_layers()
 
 
+def test_the_widget_takes_a_layer_stored_phase_major(make_napari_viewer, qtbot):
+    """Frame order *phase-major*: a layer holding each set all angles at one phase, then the
+    next, gives the pattern and image of the same frames in scope's order; changing the order
+    forgets the parameters found."""
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+    from scope.sim.estimate import estimate_parameters
+    from sim_cases import SETUP, make_case
+
+    raw = make_case(1, size=128).raw.astype(np.float32)
+    stored = raw.reshape(3, 3, 128, 128).transpose(1, 0, 2, 3).reshape(raw.shape)
+    viewer = make_napari_viewer()
+    viewer.add_image(stored, name="pm", metadata={"pixel_size_nm": 65.0, "na": 1.2})
+    widget = ReconstructionWidget(viewer)
+    widget.frame_order.setCurrentText("phase-major")
+    widget.estimate_button.click()
+    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=30_000)
+    expected = estimate_parameters(raw, SETUP)
+    for got, want in zip(widget.params.angles, expected.angles, strict=True):
+        assert abs(got.angle_deg - want.angle_deg) < 1e-6
+        np.testing.assert_allclose(got.phases_rad, want.phases_rad, atol=1e-6)
+    widget.frame_order.setCurrentText("angle-major")
+    assert widget.params is None and "no parameters yet" in widget.report.text()
+
+
 def test_a_two_colour_file_opens_as_a_layer_per_channel(make_napari_viewer, qtbot, tmp_path):
     """A raw OME-TIFF of two colours opens as two layers, each with its own emission wavelength;
     the widget takes the selected channel's wavelength and estimates that channel's own

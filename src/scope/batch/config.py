@@ -42,7 +42,7 @@ def preset_dirs() -> tuple[Path, ...]:
 OPTICS_KEYS = ("na", "wavelength_nm", "pixel_size_nm", "immersion_index", "otf_damping")
 #: optics keys that are not fields of OpticalSetup
 EXTRA_OPTICS_KEYS = ("otf_path",)
-PATTERN_KEYS = ("n_angles", "n_phases", "angles_deg", "period_nm")
+PATTERN_KEYS = ("n_angles", "n_phases", "frame_order", "angles_deg", "period_nm")
 RECON_KEYS = (
     "offset_adu",
     "wiener",
@@ -77,6 +77,10 @@ class BatchOptions(BaseModel):
     )
     n_angles: int | None = Field(default=None, ge=2, le=12)
     n_phases: int | None = Field(default=None, ge=3, le=12)
+    frame_order: Literal["angle-major", "phase-major"] | None = Field(
+        default=None,
+        description="how each set's frames lie in the file (default angle-major, phase fastest)",
+    )
     angles_deg: list[float] | None = None
     period_nm: float | list[float] | None = None
     offset_adu: float | None = None
@@ -216,15 +220,14 @@ def merge_options(
     return BatchOptions(**merged), sources
 
 
-def given_pattern(
-    flags: BatchOptions, preset: BatchOptions | None
-) -> tuple[int | None, int | None]:
-    """``(n_angles, n_phases)`` as the flags, else the preset, give them; None where neither
-    does (then the file's own, else 3: :func:`scope.io.raw.open_sim_stack`)."""
-    return (
-        flags.n_angles or (preset.n_angles if preset else None),
-        flags.n_phases or (preset.n_phases if preset else None),
-    )
+def given_pattern(flags: BatchOptions, preset: BatchOptions | None) -> dict[str, Any]:
+    """``n_angles``, ``n_phases`` and ``frame_order`` as the flags, else the preset, give
+    them; None where neither does (then the file's own, else 3 x 3, angle-major): the keyword
+    arguments of :func:`scope.io.raw.open_sim_stack`."""
+    return {
+        key: getattr(flags, key) or (getattr(preset, key) if preset else None)
+        for key in ("n_angles", "n_phases", "frame_order")
+    }
 
 
 def channel_otf_path(

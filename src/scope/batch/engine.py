@@ -128,12 +128,12 @@ def _skipped_entry(src: Path, out: Path, params: Path) -> dict[str, Any]:
     return entry
 
 
-def _count_sets(src: Path, pattern: tuple[int | None, int | None]) -> tuple[int, int]:
+def _count_sets(src: Path, pattern: dict[str, Any]) -> tuple[int, int]:
     """(SIM sets, bytes) from the header only; (1, 0) when unreadable (the worker reports it)."""
     from scope.io.raw import open_sim_stack
 
     try:
-        stack, _, _ = open_sim_stack(src, n_angles=pattern[0], n_phases=pattern[1])
+        stack, _, _ = open_sim_stack(src, **pattern)
         with stack:
             return stack.n_sets, stack.n_sets * stack.set_nbytes
     except ScopeError:

@@ -298,10 +298,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
     flags = BatchOptions(**job.flags)
     preset = BatchOptions(**job.preset) if job.preset is not None else None
     out_opts = OutputOptions(**job.output_options)
-    given_angles, given_phases = given_pattern(flags, preset)
     src = Path(job.input)
     out = Path(job.output)
-    stack, n_angles, n_phases = open_sim_stack(src, n_angles=given_angles, n_phases=given_phases)
+    stack, n_angles, n_phases = open_sim_stack(src, **given_pattern(flags, preset))
     with stack:
         file_values = {
             "pixel_size_nm": stack.pixel_size_nm,

@@ -80,6 +80,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "offset_adu": args.offset,
         "n_angles": args.angles,
         "n_phases": args.phases,
+        "frame_order": args.frame_order,
         "wiener": args.wiener,
         "equalize": args.equalize,
         "saturation_adu": args.saturation_adu,

@@ -112,6 +112,11 @@ def register(subparsers: Any) -> None:
     raw.add_argument(
         "--phases", type=int, help="phases per angle (default: as the run states, else 3)"
     )
+    raw.add_argument(
+        "--frame-order",
+        choices=("angle-major", "phase-major"),
+        help="how each set's frames lie: angle-major, phase fastest (default) or phase-major",
+    )
     raw.add_argument("--backend", default="auto", help="numpy, cupy or auto")
     p.set_defaults(func=run)
 
@@ -155,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size_nm=args.pixel_size,
             n_angles=args.angles,
             n_phases=args.phases,
+            frame_order=args.frame_order,
             frame_interval_s=args.interval,
             backend=args.backend,
         )

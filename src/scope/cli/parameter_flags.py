@@ -34,6 +34,12 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
     )
+    p.add_argument(
+        "--frame-order",
+        choices=("angle-major", "phase-major"),  # scope.io.raw.FRAME_ORDERS
+        help="how each set's frames lie in the file: angle-major, phase fastest (a0p0 a0p1 "
+        "a0p2 a1p0 ..., the default) or phase-major, angle fastest (a0p0 a1p0 a2p0 a0p1 ...)",
+    )
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument(
         "--otf",

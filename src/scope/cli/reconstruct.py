@@ -244,7 +244,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             f"{args.phases}"
         )
     t0 = time.perf_counter()
-    raw, n_angles, n_phases = open_sim_stack(src, n_angles=args.angles, n_phases=args.phases)
+    raw, n_angles, n_phases = open_sim_stack(
+        src, n_angles=args.angles, n_phases=args.phases, frame_order=args.frame_order
+    )
     if n_angles < 2:
         raw.close()
         raise ConfigurationError(

@@ -350,6 +350,7 @@ def reconstruct_raw_source(
     pixel_size_nm: float | None = None,
     n_angles: int | None = None,
     n_phases: int | None = None,
+    frame_order: str | None = None,
     frame_interval_s: float | None = None,
     backend: str = "auto",
 ) -> ClipSource:
@@ -369,8 +370,10 @@ def reconstruct_raw_source(
         Optical setup; default to what the file states (each channel's wavelength). Required
         where it states nothing; a wavelength given serves every channel.
     n_angles, n_phases : int, optional
-        SIM pattern layout (angle-major, phase fastest); default as the run states it, else
-        3 x 3.
+        SIM pattern layout; default as the run states it, else 3 x 3.
+    frame_order : str, optional
+        ``"phase-major"`` for a file holding each set's frames angle fastest (default
+        angle-major, phase fastest).
     frame_interval_s : float, optional
         Time between SIM sets when the file does not record it.
     backend : str
@@ -381,7 +384,9 @@ def reconstruct_raw_source(
     from scope.optics import OpticalSetup
 
     path = Path(path)
-    stack, n_angles, n_phases = open_sim_stack(path, n_angles=n_angles, n_phases=n_phases)
+    stack, n_angles, n_phases = open_sim_stack(
+        path, n_angles=n_angles, n_phases=n_phases, frame_order=frame_order
+    )
     n = n_angles * n_phases
     try:
         na = na or stack.na

@@ -25,7 +25,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +310,30 @@ class RawStack:
         """Yield SIM sets one by one (memory: one set at a time)."""
         for flat in range(start, self.n_sets if stop is None else stop):
             yield self.read_set(flat)
+
+    def in_pattern_order(self, n_angles: int, n_phases: int) -> RawStack:
+        """This stack seen angle-major (phase fastest) when the file holds each set
+        phase-major: all angles at the first phase, then at the next (``a0p0 a1p0 a2p0 a0p1
+        ...``). Frames are read from this stack's data as they are asked for."""
+        n = self.n_frames_per_set
+        if n != n_angles * n_phases:
+            raise DataFormatError(
+                f"{self.path.name}: sets of {n} frames, not {n_angles} angles x {n_phases} phases"
+            )
+        in_file = frames_in_file(n_angles, n_phases, "phase-major")
+        lead = self.shape[:-2]
+        source = self.data
+
+        def read(indices: Sequence[int]) -> np.ndarray:
+            frames = []
+            for i in indices:
+                s, k = divmod(int(i), n)
+                frames.append(np.asarray(source[np.unravel_index(s * n + int(in_file[k]), lead)]))
+            return np.stack(frames) if frames else np.empty((0, *self.shape[-2:]), self.dtype)
+
+        reordered = replace(self, data=LazyFrames(read, self.shape, self.dtype))
+        reordered.metadata = {**self.metadata, "frame_order": "phase-major"}
+        return reordered
 
     def close(self) -> None:
         if self._closer is not None:
@@ -1007,16 +1031,36 @@ def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawSta
 #: the pattern sequence assumed where neither the user nor the file says otherwise
 DEFAULT_N_ANGLES = 3
 DEFAULT_N_PHASES = 3
+#: how a set's frames can lie in a file: angle-major, phase fastest (scope's own, the default),
+#: or phase-major, angle fastest
+FRAME_ORDERS = ("angle-major", "phase-major")
+
+
+def frames_in_file(n_angles: int, n_phases: int, frame_order: str | None) -> np.ndarray:
+    """Where the frames of a set lie in the file, in scope's order (angle-major, phase
+    fastest): ``frames_in_set[frames_in_file(...)]`` is the set as scope reads it."""
+    n = n_angles * n_phases
+    if frame_order in (None, "angle-major"):
+        return np.arange(n)
+    if frame_order == "phase-major":  # file index p * n_angles + a for (angle a, phase p)
+        return np.arange(n).reshape(n_phases, n_angles).T.ravel()
+    raise DataFormatError(f"frame order {frame_order!r}: expected one of {FRAME_ORDERS}")
 
 
 def open_sim_stack(
-    path: str | Path, *, n_angles: int | None = None, n_phases: int | None = None
+    path: str | Path,
+    *,
+    n_angles: int | None = None,
+    n_phases: int | None = None,
+    frame_order: str | None = None,
 ) -> tuple[RawStack, int, int]:
     """Open a raw file split into SIM sets of ``n_angles x n_phases`` frames.
 
     What is given wins; what is not comes from the file where it states it (a run of
     ``scope acquire`` records its pattern sequence, e.g. 3 angles x 5 phases), else
-    3 x 3.
+    3 x 3. ``frame_order="phase-major"`` reads a file whose sets hold all angles at one phase,
+    then at the next (:meth:`RawStack.in_pattern_order`); the default is angle-major, phase
+    fastest (:data:`FRAME_ORDERS`).
 
     Returns
     -------
@@ -1025,12 +1069,15 @@ def open_sim_stack(
     n_angles, n_phases : int
         The pattern sequence the sets were split by.
     """
-    if n_angles and n_phases:
-        return open_raw(path, n_frames_per_set=n_angles * n_phases), n_angles, n_phases
-    stated = _stated_pattern_shape(Path(path))
-    n_angles = n_angles or (stated[0] if stated else DEFAULT_N_ANGLES)
-    n_phases = n_phases or (stated[1] if stated else DEFAULT_N_PHASES)
-    return open_raw(path, n_frames_per_set=n_angles * n_phases), n_angles, n_phases
+    frames_in_file(1, 3, frame_order)  # a known order, or a clear refusal
+    if not (n_angles and n_phases):
+        stated = _stated_pattern_shape(Path(path))
+        n_angles = n_angles or (stated[0] if stated else DEFAULT_N_ANGLES)
+        n_phases = n_phases or (stated[1] if stated else DEFAULT_N_PHASES)
+    stack = open_raw(path, n_frames_per_set=n_angles * n_phases)
+    if frame_order == "phase-major":
+        stack = stack.in_pattern_order(n_angles, n_phases)
+    return stack, n_angles, n_phases
 
 
 def _stated_pattern_shape(path: Path) -> tuple[int, int] | None:

@@ -130,6 +130,12 @@ class ReconstructionWidget(QWidget):
         self.n_phases = QSpinBox()
         self.n_phases.setRange(3, 9)
         self.n_phases.setValue(3)
+        self.frame_order = QComboBox()
+        self.frame_order.addItems(["angle-major", "phase-major"])  # scope.io.raw.FRAME_ORDERS
+        self.frame_order.setToolTip(
+            "how each set's frames lie in the layer: angle-major, phase fastest (a0p0 a0p1 a0p2 "
+            "a1p0 ...) or phase-major, angle fastest (a0p0 a1p0 a2p0 a0p1 ...)"
+        )
         self.offset = spin_box(-1.0, 65535.0, -1.0, 1.0, 1, " ADU")
         self.offset.setSpecialValueText("auto")
         self.offset.setToolTip("camera offset (auto: a low percentile of the first frame)")
@@ -141,6 +147,8 @@ class ReconstructionWidget(QWidget):
         optics.addRow("Immersion index", self.immersion)
         optics.addRow("Angles", self.n_angles)
         optics.addRow("Phases", self.n_phases)
+        optics.addRow("Frame order", self.frame_order)
+        self.frame_order.currentIndexChanged.connect(self._forget_parameters)
         optics.addRow("Camera offset", self.offset)
         optics_box = QGroupBox("Data and optics")
         optics_box.setLayout(optics)
@@ -267,6 +275,10 @@ class ReconstructionWidget(QWidget):
         if m.get("n_phases"):
             self.n_phases.setValue(int(m["n_phases"]))
         self.offset.setValue(float(m["offset_adu"]) if m.get("offset_adu") is not None else -1.0)
+        self._forget_parameters()
+
+    def _forget_parameters(self, *_: Any) -> None:
+        """Another layer or frame order: the parameters found belong to the old one."""
         self.params = None
         self.reconstructor = None
         self.report.setText("no parameters yet: Estimate parameters")
@@ -311,6 +323,14 @@ class ReconstructionWidget(QWidget):
     def _frames_per_set(self) -> int:
         return self.n_angles.value() * self.n_phases.value()
 
+    def _in_scope_order(self) -> np.ndarray:
+        """Indices that put a set's frames (as the layer holds them) in scope's order."""
+        from scope.io.raw import frames_in_file
+
+        return frames_in_file(
+            self.n_angles.value(), self.n_phases.value(), self.frame_order.currentText()
+        )
+
     def current_set(self) -> np.ndarray:
         """The set shown by the viewer's sliders (first set for a single set)."""
         layer = self.layer
@@ -328,7 +348,7 @@ class ReconstructionWidget(QWidget):
                 f"the set has {frames.shape[0]} frames, expected {self._frames_per_set()} "
                 "(angles x phases)"
             )
-        return frames
+        return frames[self._in_scope_order()]
 
     # -- workers ---------------------------------------------------------------------------------
     def _run(self, fn: Any, on_done: Any, *args: Any, progress: bool = False) -> Any:
@@ -562,8 +582,10 @@ class ReconstructionWidget(QWidget):
         base = self.reconstructor if params is not None else None
         with_widefield = self.with_widefield.isChecked()
 
+        order = self._in_scope_order()
+
         def read(idx: tuple) -> np.ndarray:  # one set at a time (lazy layers stay lazy)
-            return np.asarray(data[idx] if idx else data[...], np.float32)
+            return np.asarray(data[idx] if idx else data[...], np.float32)[order]
 
         def work():
             from scope.sim.estimate import estimate_parameters

@@ -171,7 +171,9 @@ def separation_matrix(phases_rad: Any) -> np.ndarray:
     if not np.isfinite(cond) or cond > 1e3:
         raise ReconstructionError(
             f"phase steps {np.round(ph, 3).tolist()} rad cannot separate the orders (matrix "
-            f"condition {cond:.3g}): the phases of one angle must be distinct, ideally 2π/N apart"
+            f"condition {cond:.3g}): the phases of one angle must be distinct, ideally 2π/N "
+            "apart; nearly equal phases come from frames in another order (a file holding each "
+            "set phase-major, all angles at one phase then the next: --frame-order phase-major)"
         )
     return np.linalg.pinv(m)
 
