@@ -171,6 +171,30 @@ def test_frames_stored_phase_major(raw_file, tmp_path, capsys):
         )
 
 
+def test_a_run_of_five_phases_read_as_three_is_refused(tmp_path, capsys):
+    """45 frames of 3 angles x 5 phases split as 3 x 3 (no --phases 5, nothing in the file to
+    say so) used to reconstruct without complaint into 5 images of nonsense: two of the sets'
+    'angles' then show one orientation, which the estimator refuses, naming --phases."""
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+    from scope.sim.samples import make_sample
+    from sim_cases import SETUP
+
+    params = SIMParameters.equidistant([12, 72, 132], period_nm=257, n_phases=5)
+    raw = simulate_raw(make_sample((256, 256), "mixed", seed=3), params, SETUP, rng=1)
+    path = tmp_path / "fifteen.tif"
+    tifffile.imwrite(path, np.concatenate([raw] * 3).astype(np.uint16))  # 45 frames, flat
+    out = tmp_path / "x.tif"
+    assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT]) == 2
+    err = capsys.readouterr().err
+    assert "show one and the same pattern orientation" in err and "--phases" in err
+    assert not out.exists()
+    assert main(["-q", "reconstruct", str(path), "-o", str(out), *CONTRACT, "--phases", "5"]) == 0
+    doc = json.loads((tmp_path / "x.params.json").read_text())
+    found = sorted(a["angle_deg"] % 180 for a in doc["angles"])
+    np.testing.assert_allclose(found, [12, 72, 132], atol=0.1)
+
+
 def test_demo_writes_images_and_says_where(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "128", "--no-view"]) == 0
     out = capsys.readouterr().out

@@ -35,6 +35,7 @@ Opt. Lett. 33, 156 (2008).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -385,11 +386,32 @@ def _estimate_parameters(
                 be,
             )
         )
+    _check_distinct_orientations(angles)
     params = SIMParameters(tuple(angles), notes={"noise_power": noise})
     if crop_origin != (0, 0):  # phases at the crop's origin -> at the frame's pixel (0, 0)
         dx = setup.pixel_size_um
         params = params.seen_from((-crop_origin[0] * dx, -crop_origin[1] * dx))
     return params
+
+
+#: two estimated carriers closer in orientation than this are one pattern orientation, degrees
+SAME_ORIENTATION_DEG = 1.0
+
+
+def _check_distinct_orientations(angles: list[AngleParameters]) -> None:
+    """Refuse carriers of two angles that share one orientation: one pattern orientation cannot
+    give two angles' carriers, so the frames were grouped otherwise than they were recorded
+    (a 3 x 5 run read as 3 x 3, frames in another order)."""
+    found = [(i, a.angle_deg % 180.0) for i, a in enumerate(angles) if a.source == "estimated"]
+    for (i, ai), (j, aj) in itertools.combinations(found, 2):
+        d = abs(ai - aj)
+        if min(d, 180.0 - d) < SAME_ORIENTATION_DEG:
+            raise ReconstructionError(
+                f"angles {i} and {j} show one and the same pattern orientation ({ai:.1f}°, "
+                f"{aj:.1f}°): the frames are not grouped as they were recorded — check the "
+                "angles x phases (--angles/--phases: a 3 x 5 run read as 3 x 3 looks like "
+                "this) and the frame order (--frame-order)"
+            )
 
 
 def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[float, float]:
