@@ -24,6 +24,8 @@ _LAYOUTS = ("auto", "sim", "overlay", "side-by-side", "wipe")
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import add_pattern_sequence_flags
+
     p = subparsers.add_parser(
         "export-video",
         help="make a clip for social media (MP4 for Reels/TikTok/Shorts/feeds, GIF for chats)",
@@ -106,17 +108,7 @@ def register(subparsers: Any) -> None:
     )
     raw.add_argument("--na", type=float, help="detection NA")
     raw.add_argument("--wavelength", type=float, metavar="NM", help="emission wavelength, nm")
-    raw.add_argument(
-        "--angles", type=int, help="pattern angles (default: as the run states, else 3)"
-    )
-    raw.add_argument(
-        "--phases", type=int, help="phases per angle (default: as the run states, else 3)"
-    )
-    raw.add_argument(
-        "--frame-order",
-        choices=("angle-major", "phase-major"),
-        help="how each set's frames lie: angle-major, phase fastest (default) or phase-major",
-    )
+    add_pattern_sequence_flags(raw)
     raw.add_argument("--backend", default="auto", help="numpy, cupy or auto")
     p.set_defaults(func=run)
 

@@ -28,18 +28,7 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         "--immersion", type=float, help=f"immersion refractive index (default {DEFAULT_IMMERSION})"
     )
     p.add_argument("--offset", type=float, help="camera offset, ADU")
-    p.add_argument(
-        "--angles", type=int, help="pattern orientations (default: as the run states, else 3)"
-    )
-    p.add_argument(
-        "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
-    )
-    p.add_argument(
-        "--frame-order",
-        choices=("angle-major", "phase-major"),  # scope.io.raw.FRAME_ORDERS
-        help="how each set's frames lie in the file: angle-major, phase fastest (a0p0 a0p1 "
-        "a0p2 a1p0 ..., the default) or phase-major, angle fastest (a0p0 a1p0 a2p0 a0p1 ...)",
-    )
+    add_pattern_sequence_flags(p)
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument(
         "--otf",
@@ -95,6 +84,23 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         help="also write the widefield image of each set (mean of its frames, offset "
         "subtracted; camera pixels) beside the SIM result as <name>.widefield.tif (scope "
         "batch: .widefield.zarr or .widefield.ome.tif)",
+    )
+
+
+def add_pattern_sequence_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--angles``, ``--phases`` and ``--frame-order``: how a file's frames make SIM sets
+    (also the video exporter's, for raw runs)."""
+    p.add_argument(
+        "--angles", type=int, help="pattern orientations (default: as the run states, else 3)"
+    )
+    p.add_argument(
+        "--phases", type=int, help="phase steps per angle (default: as the run states, else 3)"
+    )
+    p.add_argument(
+        "--frame-order",
+        choices=("angle-major", "phase-major"),  # scope.io.raw.FRAME_ORDERS
+        help="how each set's frames lie in the file: angle-major, phase fastest (a0p0 a0p1 "
+        "a0p2 a1p0 ..., the default) or phase-major, angle fastest (a0p0 a1p0 a2p0 a0p1 ...)",
     )
 
 
