@@ -82,6 +82,28 @@ def test_calibrate_pattern_takes_optics_from_the_hardware_preset(tmp_path, capsy
     assert table["period_nm"] == pytest.approx([262.0] * 3, rel=5e-4)
 
 
+def test_calibrate_pattern_from_a_run_of_scope_acquire(tmp_path, capsys):
+    """A maker's calibration run as scope acquire writes it (OME-Zarr, 3 angles x 5 phases):
+    read with its own pattern sequence and optics, every set used (it could only read TIFF
+    files of 3 x 3 frames)."""
+    from scope.cli import main
+
+    run = tmp_path / "calib.zarr"
+    acquire = ["-q", "acquire", "--sets", "2", "--phases", "5", "-o", str(run)]
+    assert main([*acquire, "--shape", "128", "128", "--sample", "mixed"]) == 0
+    preset = tmp_path / "new.toml"
+    assert _run(["pattern", str(run), "--sample", "structured", "--preset", str(preset)]) == 0
+    with preset.open("rb") as fh:
+        table = tomllib.load(fh)["calibration"]["pattern"]
+    for nominal, found in zip((0.0, 60.0, 120.0), table["angles_deg"], strict=True):
+        off = (found - nominal) % 180
+        assert min(off, 180 - off) < 0.2, table["angles_deg"]
+    assert table["period_nm"] == pytest.approx([260.0] * 3, rel=5e-3)  # the run's 65 nm pixels
+    steps = np.abs(np.asarray(table["phase_steps_rad"]))
+    assert steps.shape == (3, 4)
+    assert np.abs(np.minimum(steps, 2 * np.pi - steps) - 2 * np.pi / 5).max() < 0.3
+
+
 def test_calibrate_without_optics_is_a_clear_error(tmp_path):
     from scope.errors import ConfigurationError
 

@@ -22,6 +22,8 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import add_pattern_sequence_flags
+
     p = subparsers.add_parser(
         "calibrate",
         help="calibrate the camera, the pattern or the OTF into a setup preset",
@@ -42,10 +44,14 @@ def register(subparsers: Any) -> None:
     cam.add_argument("--saturation-adu", type=float, help="levels reaching this are dropped")
 
     pat = sub.add_parser("pattern", help="pattern angles, periods and phase steps")
-    pat.add_argument("raw", nargs="+", help="raw SIM set(s), TIFF (n_angles*n_phases, Y, X)")
+    pat.add_argument(
+        "raw",
+        nargs="+",
+        help="raw SIM sets: TIFF/OME-TIFF, MRC, OME-Zarr or a scope acquire run (every set of "
+        "every file is used)",
+    )
     pat.add_argument("--sample", choices=["uniform", "structured"], default="uniform")
-    pat.add_argument("--angles", type=int, default=3)
-    pat.add_argument("--phases", type=int, default=3)
+    add_pattern_sequence_flags(pat)
 
     otf = sub.add_parser("otf", help="measured OTF from bead images")
     otf.add_argument("images", help="TIFF of sparse beads (Y, X) or (n, Y, X), summed")
@@ -75,7 +81,41 @@ def _read(path: str) -> Any:
         raise DataFormatError(f"cannot read {p} as TIFF: {err}") from err
 
 
-def _optics(args: argparse.Namespace, preset: dict[str, Any]) -> Any:
+def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, float]]:
+    """Every SIM set of the raw files (any format scope reads; a run's own pattern sequence),
+    their angles x phases, and the optics the first file states."""
+    import numpy as np
+
+    from scope.errors import DataFormatError
+    from scope.io.raw import open_sim_stack
+
+    sets, shapes, stated = [], set(), {}
+    for path in args.raw:
+        stack, n_angles, n_phases = open_sim_stack(
+            path, n_angles=args.angles, n_phases=args.phases, frame_order=args.frame_order
+        )
+        with stack:
+            sets += [stack.read_set(i) for i in range(stack.n_sets)]
+            shapes.add((n_angles, n_phases, stack.frame_shape))
+            for key, value in (
+                ("na", stack.na),
+                ("wavelength_nm", stack.wavelength_nm),
+                ("pixel_size_nm", stack.pixel_size_nm),
+            ):
+                if value is not None:
+                    stated.setdefault(key, value)
+    if len(shapes) > 1:
+        raise DataFormatError(
+            f"the raw files differ in angles x phases or frame size ({sorted(shapes)}): "
+            "calibrate from runs of one pattern sequence and camera region"
+        )
+    n_angles, n_phases, _ = shapes.pop()
+    return np.stack(sets), n_angles, n_phases, stated
+
+
+def _optics(
+    args: argparse.Namespace, preset: dict[str, Any], stated: dict[str, float] | None = None
+) -> Any:
     from scope.errors import ConfigurationError
     from scope.optics import OpticalSetup
 
@@ -110,6 +150,8 @@ def _optics(args: argparse.Namespace, preset: dict[str, Any]) -> Any:
     ):
         if getattr(args, flag, None) is not None:
             values[key] = getattr(args, flag)
+    for key, value in (stated or {}).items():  # what the raw file states, last
+        values.setdefault(key, value)
     missing = {"na", "wavelength_nm", "pixel_size_nm"} - values.keys()
     if missing:
         raise ConfigurationError(
@@ -126,7 +168,6 @@ def _offset(args: argparse.Namespace, preset: dict[str, Any]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from scope.calibration.preset import read_preset
 
@@ -154,13 +195,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.what == "pattern":
         from scope.calibration.pattern import calibrate_pattern, save_pattern_calibration
 
-        setup = _optics(args, preset)
-        raw = np.stack([_read(r) for r in args.raw])
+        raw, n_angles, n_phases, stated = _read_sets(args)
+        setup = _optics(args, preset, stated)
         cal = calibrate_pattern(
             raw,
             setup,
-            n_angles=args.angles,
-            n_phases=args.phases,
+            n_angles=n_angles,
+            n_phases=n_phases,
             sample=args.sample,
             offset_adu=_offset(args, preset),
         )
