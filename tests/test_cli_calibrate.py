@@ -55,6 +55,20 @@ def test_calibrate_camera_writes_gain_and_maps(tmp_path, capsys):
     assert table["read_noise_e"] == pytest.approx(2.2, rel=0.10)
     assert (tmp_path / table["maps"]["gain"]).exists()
     assert doc["camera"]["pixel_pitch_um"] == 3.0  # the hardware tables are kept
+    # the same frames as OME-Zarr stores (a camera's recording, not only TIFF): same result
+    from scope.io.writers import write_ome_zarr
+
+    stores = []
+    for path in [tmp_path / "dark.tif", *map(Path, flats)]:
+        frames = tifffile.imread(path).astype(np.float32)
+        stores.append(
+            str(write_ome_zarr(path.with_suffix(".zarr"), frames, pixel_size_nm=60, axes="TYX"))
+        )
+    again = tmp_path / "again.toml"
+    assert _run(["camera", "--dark", stores[0], "--flat", *stores[1:], "--preset", str(again)]) == 0
+    with again.open("rb") as fh:
+        zarr_table = tomllib.load(fh)["calibration"]["camera"]
+    assert zarr_table["gain_e_per_adu"] == pytest.approx(table["gain_e_per_adu"], rel=1e-6)
 
 
 def test_calibrate_pattern_takes_optics_from_the_hardware_preset(tmp_path, capsys):

@@ -33,12 +33,16 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     cam = sub.add_parser("camera", help="offset, gain, read noise (photon transfer)")
-    cam.add_argument("--dark", required=True, help="TIFF stack of dark frames (n, Y, X)")
+    cam.add_argument(
+        "--dark",
+        required=True,
+        help="dark frames (n, Y, X): TIFF, OME-Zarr, MRC or a scope acquire run",
+    )
     cam.add_argument(
         "--flat",
         required=True,
         nargs="+",
-        help="TIFF stacks of a uniform light field, one per level",
+        help="frames of a uniform light field, one file per level (as --dark)",
     )
     cam.add_argument("--maps", action="store_true", help="also per-pixel sCMOS maps")
     cam.add_argument("--saturation-adu", type=float, help="levels reaching this are dropped")
@@ -54,7 +58,7 @@ def register(subparsers: Any) -> None:
     add_pattern_sequence_flags(pat)
 
     otf = sub.add_parser("otf", help="measured OTF from bead images")
-    otf.add_argument("images", help="TIFF of sparse beads (Y, X) or (n, Y, X), summed")
+    otf.add_argument("images", help="sparse beads (Y, X) or (n, Y, X), summed: TIFF, OME-Zarr, MRC")
     otf.add_argument("--bead-diameter-nm", type=float, default=100.0)
 
     for q in (cam, pat, otf):
@@ -68,13 +72,20 @@ def register(subparsers: Any) -> None:
 
 
 def _read(path: str) -> Any:
+    """The frames of a TIFF as stored, or of any other file scope reads (an OME-Zarr, a scope
+    acquire run, MRC) as ``(n, Y, X)``."""
+    import numpy as np
     import tifffile
 
     from scope.errors import DataFormatError
+    from scope.io.raw import open_raw
 
     p = Path(path)
     if not p.exists():
         raise DataFormatError(f"{p} does not exist")
+    if p.is_dir() or p.suffix.lower() not in (".tif", ".tiff"):
+        with open_raw(p) as stack:
+            return np.asarray(stack.data[...]).reshape(-1, *stack.frame_shape)
     try:
         return tifffile.imread(p)
     except Exception as err:  # tifffile raises several types for a bad file
