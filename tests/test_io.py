@@ -294,6 +294,13 @@ def test_frames_on_another_axis_are_taken_as_the_set(tmp_path):
     flat = open_raw(tmp_path / "flat.tif", n_frames_per_set=9)
     assert flat.shape == (4, 9, 32, 32)
     np.testing.assert_array_equal(flat.read_set(1), raw.reshape(4, 9, 32, 32)[1])
+    # nine along T but phases along Z after it (3 time points x 3 angles, 3 phases): only an
+    # axis followed by channels is taken for the frames, so this stays in file order
+    t9 = raw.reshape(2, 9, 2, 32, 32)[0].reshape(9, 2, 32, 32)[:, :2]
+    tifffile.imwrite(tmp_path / "t9.tif", t9, imagej=True, metadata={"axes": "TZYX"})
+    t9_stack = open_raw(tmp_path / "t9.tif", n_frames_per_set=9)
+    assert t9_stack.shape == (2, 9, 32, 32)
+    np.testing.assert_array_equal(t9_stack.read_set(1), t9.reshape(2, 9, 32, 32)[1])
 
 
 def test_sets_stored_phase_major_are_read_in_scopes_order(tmp_path):

@@ -392,9 +392,9 @@ def _assign_axes(
     the order of the file's leading axes they take (``frame_shape``, the last two axes, only
     for a helpful refusal).
 
-    The frames of a set are the last leading axis; else the one other axis of their number (an
-    ImageJ hyperstack keeps them in Z, before its channels: ``ZCYX`` becomes ``CPYX``); else
-    the frames are taken in file order, a flat time series.
+    The frames of a set are the last leading axis; else the one axis of their number that
+    only channel axes follow (an ImageJ hyperstack keeps them in Z, before its channels:
+    ``ZCYX`` becomes ``CPYX``); else the frames are taken in file order, a flat time series.
     """
     lead = tuple(int(s) for s in lead)
     total = math.prod(lead)
@@ -405,12 +405,11 @@ def _assign_axes(
         n = int(n_frames_per_set)
         if lead[-1] == n and len(lead) > 1:
             kept = lead[:-1]
-        elif len(lead) > 1 and lead.count(n) == 1:  # the frames on another axis: moved last
+        elif _frames_before_channels(lead, lead_letters, n):  # moved last
             i = lead.index(n)
             order = (*(j for j in order if j != i), i)
             kept = tuple(lead[j] for j in order[:-1])
-            if len(lead_letters) == len(lead):
-                lead_letters = "".join(lead_letters[j] for j in order)
+            lead_letters = "".join(lead_letters[j] for j in order)
         elif total % n == 0:
             kept = (total // n,) if total > n else ()
             lead_letters = "T" * len(kept)
@@ -429,6 +428,14 @@ def _assign_axes(
         return shape, letters + "P", order
     shape = lead
     return shape, _lead_letters(lead_letters[: len(lead) - 1], len(lead) - 1) + "P", order
+
+
+def _frames_before_channels(lead: tuple[int, ...], letters: str, n: int) -> bool:
+    """True where the one axis of ``n`` frames is followed only by channel axes (``C``)."""
+    if len(lead) < 2 or lead.count(n) != 1 or len(letters) != len(lead):
+        return False
+    after = letters[lead.index(n) + 1 :].upper()
+    return bool(after) and set(after) <= {"C"}
 
 
 def _in_file_order(
