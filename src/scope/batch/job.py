@@ -292,7 +292,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
     from scope.calibration.camera import electrons_from_maps
     from scope.io.raw import open_sim_stack
-    from scope.io.writers import WIDEFIELD_DESCRIPTION, OmeZarrWriter, write_ome_tiff
+    from scope.io.writers import WIDEFIELD_DESCRIPTION, write_planes
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
@@ -321,6 +321,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             for c in range(stack.n_channels)
         ]
         setup = setups[0]
+        wavelengths = [s.wavelength_nm for s in setups]
         channel_otf_path(options, source=src.name, n_channels=stack.n_channels)  # one, or each
         to_electrons = (
             electrons_from_maps(options.camera_maps, stack.frame_shape, stack.sensor_origin)
@@ -437,7 +438,6 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             """Each set's widefield image beside the SIM result (a second pass: the sets are
             read again), written whole before the SIM result is put in place."""
             wf_out = widefield_path(out)
-            wf_shape = (*out_lead_shape, *stack.frame_shape)
             meta = {
                 "software": provenance["software"],
                 "input": provenance["input"],
@@ -453,86 +453,39 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     (channel, _), _ = key_of(stack.set_index(flat))
                     yield out_index, engine.widefield(channel, frames)
 
-            if out_opts.format == "zarr":
-                wf_writer = OmeZarrWriter(
-                    wf_out,
-                    wf_shape,
-                    pixel_size_nm=setup.pixel_size_nm,
-                    axes=out_axes,
-                    metadata=meta,
-                    multiscale_levels=out_opts.multiscale_levels,
-                    channel_wavelengths_nm=[s.wavelength_nm for s in setups],
-                )
-                try:
-                    for index, plane in wf_planes():
-                        wf_writer.write(index, plane)
-                    wf_writer.commit()
-                except BaseException:
-                    wf_writer.abort()
-                    raise
-            else:
-                write_ome_tiff(
-                    wf_out,
-                    (plane for _, plane in wf_planes()),
-                    pixel_size_nm=setup.pixel_size_nm,
-                    axes=out_axes,
-                    metadata=meta,
-                    shape=wf_shape,
-                    channel_wavelengths_nm=[s.wavelength_nm for s in setups]
-                    if stack.n_channels > 1
-                    else None,
-                )
+            write_planes(
+                wf_out,
+                wf_planes(),
+                fmt=out_opts.format,
+                shape=(*out_lead_shape, *stack.frame_shape),
+                pixel_size_nm=setup.pixel_size_nm,
+                axes=out_axes,
+                metadata=meta,
+                multiscale_levels=out_opts.multiscale_levels,
+                channel_wavelengths_nm=wavelengths,
+            )
             log.info("%s: widefield images in %s", src.name, wf_out.name)
 
-        if out_opts.format == "zarr":
-            writer = OmeZarrWriter(
-                out,
-                out_shape,
-                pixel_size_nm=setup.pixel_size_nm / 2,
-                axes=out_axes,
-                metadata=provenance,
-                multiscale_levels=out_opts.multiscale_levels,
-                channel_wavelengths_nm=[s.wavelength_nm for s in setups],
+        def before_commit() -> None:  # the side-cars exist whenever the SIM result does
+            _write_params(
+                job, engine, provenance, resolution, contrast, clipped, summarise_channels()
             )
-            try:
-                for index, sim in planes():
-                    writer.write(index, sim)
-                provenance["parameter_epochs"] = engine.epochs
-                writer.update_metadata(provenance)
-                _write_params(
-                    job, engine, provenance, resolution, contrast, clipped, summarise_channels()
-                )
-                if out_opts.widefield:
-                    write_widefield()
-                writer.commit()
-            except BaseException:
-                writer.abort()
-                raise
-        else:
-            params_provenance = provenance.copy()
-            write_ome_tiff(
-                out,
-                (sim for _, sim in planes()),
-                pixel_size_nm=setup.pixel_size_nm / 2,
-                axes=out_axes,
-                metadata=provenance,
-                shape=out_shape,
-                before_commit=lambda: (
-                    _write_params(
-                        job,
-                        engine,
-                        params_provenance,
-                        resolution,
-                        contrast,
-                        clipped,
-                        summarise_channels(),
-                    ),
-                    write_widefield() if out_opts.widefield else None,
-                ),
-                channel_wavelengths_nm=[s.wavelength_nm for s in setups]
-                if stack.n_channels > 1
-                else None,
-            )
+            if out_opts.widefield:
+                write_widefield()
+
+        write_planes(
+            out,
+            planes(),
+            fmt=out_opts.format,
+            shape=out_shape,
+            pixel_size_nm=setup.pixel_size_nm / 2,
+            axes=out_axes,
+            metadata=provenance,
+            multiscale_levels=out_opts.multiscale_levels,
+            channel_wavelengths_nm=wavelengths,
+            final_metadata=lambda: {**provenance, "parameter_epochs": engine.epochs},
+            before_commit=before_commit,
+        )
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())
     return {

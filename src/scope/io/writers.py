@@ -444,6 +444,70 @@ def write_ome_zarr(
         raise
 
 
+def write_planes(
+    path: str | Path,
+    planes: Iterable[tuple[tuple[int, ...], np.ndarray]],
+    *,
+    fmt: str,
+    shape: tuple[int, ...],
+    pixel_size_nm: float,
+    axes: str,
+    metadata: dict[str, Any],
+    multiscale_levels: int | None = None,
+    channel_wavelengths_nm: Sequence[float] | None = None,
+    final_metadata: Callable[[], dict[str, Any]] | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> Path:
+    """Stream an image, plane by plane in C order, into an OME-Zarr (``fmt="zarr"``) or an
+    OME-TIFF (``"tiff"``), atomically.
+
+    Parameters
+    ----------
+    planes : iterable of (index, plane)
+        Each leading index (C order) with its 2D plane.
+    channel_wavelengths_nm : sequence of float, optional
+        One per index of the ``C`` axis (a single channel's labels an OME-Zarr only).
+    final_metadata : callable, optional
+        OME-Zarr: the metadata once every plane is written (it replaces ``metadata``; an
+        OME-TIFF keeps what it was started with).
+    before_commit : callable, optional
+        Called once the image is complete, before it is put in place (side-cars).
+    """
+    if fmt == "zarr":
+        writer = OmeZarrWriter(
+            path,
+            shape,
+            pixel_size_nm=pixel_size_nm,
+            axes=axes,
+            metadata=metadata,
+            multiscale_levels=multiscale_levels,
+            channel_wavelengths_nm=channel_wavelengths_nm,
+        )
+        try:
+            for index, plane in planes:
+                writer.write(index, plane)
+            if final_metadata is not None:
+                writer.update_metadata(final_metadata())
+            if before_commit is not None:
+                before_commit()
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    if fmt != "tiff":
+        raise DataFormatError(f"unknown output format {fmt!r}: expected zarr or tiff")
+    return write_ome_tiff(
+        path,
+        (plane for _, plane in planes),
+        pixel_size_nm=pixel_size_nm,
+        axes=axes,
+        metadata=metadata,
+        shape=shape,
+        before_commit=before_commit,
+        channel_wavelengths_nm=channel_wavelengths_nm if "C" in axes.upper() else None,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # reading back
 
