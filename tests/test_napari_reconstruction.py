@@ -471,6 +471,15 @@ def test_a_widefield_image_opens_on_the_camera_grid(make_napari_viewer, tmp_path
     )
     widget = ReconstructionWidget(viewer)
     assert wf not in widget._raw_layers() and sim not in widget._raw_layers()
+    # scope batch's (OME-Zarr): the same image, with the display window its omero states
+    batch = ["-q", "batch", str(tmp_path / "cell.tif"), "-o", str(tmp_path / "b"), *optics]
+    assert main([*batch, "12,72,132", "--prior-period", "257", "--widefield"]) == 0
+    store = tmp_path / "b" / "cell.widefield.zarr"
+    (wf_zarr,) = viewer.open(str(store), plugin="scope-sim")
+    assert wf_zarr.metadata["scope_kind"] == "widefield"
+    np.testing.assert_allclose(np.asarray(wf_zarr.data), np.asarray(wf.data), rtol=1e-6)
+    window = zarr.open_group(str(store), mode="r").attrs["ome"]["omero"]["channels"][0]["window"]
+    assert tuple(wf_zarr.contrast_limits) == pytest.approx((window["start"], window["end"]))
 
 
 def test_the_widget_takes_a_layer_stored_phase_major(make_napari_viewer, qtbot):

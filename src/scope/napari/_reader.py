@@ -90,6 +90,17 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     return out
 
 
+def _stated_contrast(meta: dict[str, Any], channel: int) -> dict[str, Any]:
+    """``contrast_limits`` from the display window a file states for ``channel`` (OME-Zarr
+    ``omero``, as scope writes it), else nothing (napari's own)."""
+    channels = (meta.get("omero") or {}).get("channels") or []
+    w = (channels[channel].get("window") or {}) if channel < len(channels) else {}
+    start, end = w.get("start"), w.get("end")
+    if isinstance(start, int | float) and isinstance(end, int | float) and end > start:
+        return {"contrast_limits": (float(start), float(end))}
+    return {}
+
+
 def read_widefield(path: Path) -> LayerData:
     """A widefield image of ``scope reconstruct --widefield`` on the camera grid (it overlays
     the raw stack and, at half its pixel size, the SIM result)."""
@@ -111,6 +122,7 @@ def read_widefield(path: Path) -> LayerData:
         "scale": _scales(pixel_size_nm, image.ndim),
         "metadata": metadata,
         "colormap": "gray",
+        **_stated_contrast(meta, 0),
     }
     return np.asarray(image, np.float32), kwargs, "image"
 
@@ -231,18 +243,9 @@ def read_sim_result(path: Path) -> list[LayerData]:
         "metadata": metadata,
         "colormap": "magma",
     }
-    omero = meta.get("omero") or {}
-    windows = [ch.get("window") or {} for ch in omero.get("channels") or []]
-
-    def contrast(c: int) -> dict[str, Any]:
-        """The display window the file states for channel ``c`` (OME-Zarr ``omero``)."""
-        w = windows[c] if c < len(windows) else {}
-        if isinstance(w.get("start"), int | float) and w.get("end", w["start"]) > w["start"]:
-            return {"contrast_limits": (float(w["start"]), float(w["end"]))}
-        return {}
 
     if "C" not in axes or image.shape[axes.index("C")] == 1:
-        return [(image, {**kwargs, **contrast(0)}, "image")]
+        return [(image, {**kwargs, **_stated_contrast(meta, 0)}, "image")]
     axis = axes.index("C")
     channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
     waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
@@ -266,7 +269,7 @@ def read_sim_result(path: Path) -> list[LayerData]:
             "metadata": channel_meta,
             "colormap": emission_colour(wavelength),  # as it looks
             "blending": "additive",
-            **contrast(c),
+            **_stated_contrast(meta, c),
         }
         layers.append((np.take(image, c, axis=axis), layer_kwargs, "image"))
     return layers
