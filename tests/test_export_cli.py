@@ -71,6 +71,21 @@ def test_readers_take_pixel_size_times_and_channels_from_metadata(tmp_path):
     assert read_image_source(screen).pixel_size_nm is None
 
 
+def test_channels_are_named_by_their_emission_wavelength(tmp_path):
+    """A multi-colour result of scope (OME-TIFF with Channel emission wavelengths, OME-Zarr with
+    omero labels) is labelled "525 nm", "600 nm" in the clip instead of ch1, ch2."""
+    from scope.io.writers import write_ome_tiff, write_ome_zarr
+
+    image = np.random.default_rng(1).random((2, 2, 32, 32)).astype(np.float32)  # T, C
+    common = {"pixel_size_nm": 32.5, "axes": "TCYX", "channel_wavelengths_nm": [525.0, 600.0]}
+    tif = write_ome_tiff(tmp_path / "two.ome.tif", image, **common)
+    store = write_ome_zarr(tmp_path / "two.zarr", image, **common)
+    for path in (tif, store):
+        source = read_image_source(path)
+        assert source.channel_names == ["525 nm", "600 nm"], path.name
+        assert source.frames.shape == (2, 2, 32, 32)
+
+
 def test_cli_series_to_square_mp4(tmp_path, capsys):
     data = (_series(4) * 1000).astype(np.uint16)
     path = tmp_path / "series.ome.tif"

@@ -189,6 +189,14 @@ def _tiff_pixel_size_nm(tif: Any) -> float | None:
     return size if size <= MAX_PLAUSIBLE_PIXEL_NM else None
 
 
+def _wavelength_label(channel: dict[str, Any]) -> str:
+    """``"525 nm"`` for an OME Channel that states its emission wavelength (in nm), else ""."""
+    wavelength = channel.get("EmissionWavelength")
+    if isinstance(wavelength, int | float) and channel.get("EmissionWavelengthUnit", "nm") == "nm":
+        return f"{wavelength:g} nm"
+    return ""
+
+
 def read_tiff(path: Path) -> ClipSource:
     """An image or series from a TIFF/OME-TIFF file (see the module notes)."""
     import tifffile
@@ -222,7 +230,7 @@ def read_tiff(path: Path) -> ClipSource:
                     times = _ome_times(pixels, frames.shape[0])
                 channels = pixels.get("Channel")
                 channels = channels if isinstance(channels, list) else [channels or {}]
-                got = [str(c.get("Name", "")) for c in channels]
+                got = [str(c.get("Name", "")) or _wavelength_label(c) for c in channels]
                 if len(got) == frames.shape[1] and all(got):
                     names = got
             else:
@@ -248,12 +256,15 @@ def read_zarr(path: Path) -> ClipSource:
             f"{path} is not an OME-Zarr image (expected NGFF multiscales metadata): {err}"
         ) from err
     axes = str(meta.get("axes", "YX"))[-image.ndim :]
+    labels = [str(c.get("label", "")) for c in (meta.get("omero") or {}).get("channels") or []]
+    n_channels = image.shape[axes.index("C")] if "C" in axes else 1
+    names = labels if n_channels > 1 and len(labels) == n_channels and all(labels) else None
     if math.prod(image.shape) * 4 > LAZY_BYTES:
         log.info("%s: %d MB as float32, read one frame at a time", path.name,
                  math.prod(image.shape) * 4 // 10**6)  # fmt: skip
-        return ClipSource(lazy_tcyx(image, axes), pixel_size_nm)
+        return ClipSource(lazy_tcyx(image, axes), pixel_size_nm, channel_names=names)
     frames, _ = _to_tcyx(np.asarray(image), axes)
-    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm)
+    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm, channel_names=names)
 
 
 def read_image_source(path: str | Path) -> ClipSource:
