@@ -90,15 +90,23 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     return out
 
 
-def _stated_contrast(meta: dict[str, Any], channel: int) -> dict[str, Any]:
-    """``contrast_limits`` from the display window a file states for ``channel`` (OME-Zarr
-    ``omero``, as scope writes it), else nothing (napari's own)."""
+def _contrast(meta: dict[str, Any], channel: int, image: np.ndarray) -> dict[str, Any]:
+    """``contrast_limits`` of a result: the display window the file states for ``channel``
+    (OME-Zarr ``omero``, as scope writes it), else the 0.5-99.9 percentiles of ``image`` (the
+    channel's data), as the reconstruction widget sets them, so that a few bright pixels or a
+    ringing edge do not set the contrast (napari's own: the full range)."""
     channels = (meta.get("omero") or {}).get("channels") or []
     w = (channels[channel].get("window") or {}) if channel < len(channels) else {}
     start, end = w.get("start"), w.get("end")
-    if isinstance(start, int | float) and isinstance(end, int | float) and end > start:
-        return {"contrast_limits": (float(start), float(end))}
-    return {}
+    if not (isinstance(start, int | float) and isinstance(end, int | float) and end > start):
+        sample = np.asarray(image)[..., ::2, ::2]
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return {}
+        start, end = (float(v) for v in np.percentile(sample, [0.5, 99.9]))
+        if not end > start:
+            return {}
+    return {"contrast_limits": (float(start), float(end))}
 
 
 def read_widefield(path: Path) -> LayerData:
@@ -122,7 +130,7 @@ def read_widefield(path: Path) -> LayerData:
         "scale": _scales(pixel_size_nm, image.ndim),
         "metadata": metadata,
         "colormap": "gray",
-        **_stated_contrast(meta, 0),
+        **_contrast(meta, 0, image),
     }
     return np.asarray(image, np.float32), kwargs, "image"
 
@@ -245,7 +253,7 @@ def read_sim_result(path: Path) -> list[LayerData]:
     }
 
     if "C" not in axes or image.shape[axes.index("C")] == 1:
-        return [(image, {**kwargs, **_stated_contrast(meta, 0)}, "image")]
+        return [(image, {**kwargs, **_contrast(meta, 0, image)}, "image")]
     axis = axes.index("C")
     channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
     waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
@@ -269,7 +277,7 @@ def read_sim_result(path: Path) -> list[LayerData]:
             "metadata": channel_meta,
             "colormap": emission_colour(wavelength),  # as it looks
             "blending": "additive",
-            **_stated_contrast(meta, c),
+            **_contrast(meta, c, np.take(image, c, axis=axis)),
         }
         layers.append((np.take(image, c, axis=axis), layer_kwargs, "image"))
     return layers
