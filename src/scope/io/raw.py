@@ -1077,24 +1077,30 @@ def open_sim_stack(
         The pattern sequence the sets were split by.
     """
     frames_in_file(1, 3, frame_order)  # a known order, or a clear refusal
+    stack = None
     if not (n_angles and n_phases):
-        stated = _stated_pattern_shape(Path(path))
+        stack = _run_in_its_own_sequence(Path(path))
+        stated = stack.pattern_shape if stack is not None else None
         n_angles = n_angles or (stated[0] if stated else DEFAULT_N_ANGLES)
         n_phases = n_phases or (stated[1] if stated else DEFAULT_N_PHASES)
-    stack = open_raw(path, n_frames_per_set=n_angles * n_phases)
+        if stack is not None and stated != (n_angles, n_phases):  # overridden: split again
+            stack.close()
+            stack = None
+    if stack is None:
+        stack = open_raw(path, n_frames_per_set=n_angles * n_phases)
     if frame_order == "phase-major":
         stack = stack.in_pattern_order(n_angles, n_phases)
     return stack, n_angles, n_phases
 
 
-def _stated_pattern_shape(path: Path) -> tuple[int, int] | None:
-    """``(angles, phases)`` as the file states them, read from its header (None: not stated
-    or not readable here; :func:`open_raw` then says what is wrong)."""
+def _run_in_its_own_sequence(path: Path) -> RawStack | None:
+    """A ``scope acquire`` run opened as its own pattern sequence splits it (its
+    ``pattern_shape``); None for other files, or where the run cannot be read so (then
+    :func:`open_raw` says what is wrong)."""
     if not (path.is_dir() or path.with_name(path.name + ".frames.jsonl").is_file()):
         return None  # only acquisition runs state their pattern sequence
     try:
-        with open_raw(path) as stack:
-            return stack.pattern_shape
+        return open_raw(path)
     except DataFormatError:
         return None
 
