@@ -177,6 +177,12 @@ def _prior(args: argparse.Namespace) -> Any:
     return SIMParameters.equidistant(angles, period_nm=args.prior_period, n_phases=args.phases)
 
 
+def beside(out: Path, suffix: str) -> Path:
+    """A file written beside the output ``OUT``: its name up to the first dot plus ``suffix``
+    (``sim.ome.tif`` -> ``sim.params.json``, ``sim.widefield.tif``)."""
+    return out.with_name(out.name.split(".")[0] + suffix)
+
+
 def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError, DataFormatError
 
@@ -206,9 +212,9 @@ def run(args: argparse.Namespace) -> int:
             f"{src.name} is a {kind} that scope wrote, not a raw stack: give the raw frames "
             "it was reconstructed from"
         )
-    written = [out, out.with_name(out.name.split(".")[0] + ".params.json")]
+    written = [out, beside(out, ".params.json")]
     if args.widefield:
-        written.append(out.with_name(out.name.split(".")[0] + ".widefield.tif"))
+        written.append(beside(out, ".widefield.tif"))
     if any(w.resolve() == src.resolve() for w in written):  # it would replace the raw data
         raise ConfigurationError(
             f"-o {out} would overwrite the raw file {src.name}: name the output otherwise "
@@ -455,7 +461,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         }
         if "sets" in raw.metadata:  # an acquisition: which of its sets each plane is
             metadata["sets"] = raw.metadata["sets"]
-        params_path = out.with_name(out.name.split(".")[0] + ".params.json")
+        params_path = beside(out, ".params.json")
         doc = params.to_dict()
         if pattern_map is not None:
             doc["pattern_map"] = pattern_map.summary()
@@ -502,7 +508,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         )
         widefield_path = None
         if args.widefield:  # a second pass: sets are read again
-            widefield_path = out.with_name(out.name.split(".")[0] + ".widefield.tif")
+            widefield_path = beside(out, ".widefield.tif")
             write_ome_tiff(
                 widefield_path,
                 (
