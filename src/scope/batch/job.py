@@ -83,15 +83,19 @@ def _prior(options: BatchOptions, n_phases: int) -> Any:
     )
 
 
-def load_otf(options: BatchOptions, channel: int = 0, n_channels: int = 1) -> Any:
-    """Channel ``channel``'s measured OTF named in the options, or None (the ideal OTF of the
-    setup)."""
-    path = channel_otf_path(options, channel=channel, n_channels=n_channels)
-    if not path:
-        return None
+def load_otfs(options: BatchOptions, n_channels: int) -> list[Any]:
+    """Each channel's measured OTF named in the options (a file serving several channels is
+    read once), or None for a channel without one (the ideal OTF of its setup)."""
     from scope.optics import OTF
 
-    return OTF.from_file(path)
+    loaded: dict[str, Any] = {}
+    otfs = []
+    for c in range(n_channels):
+        path = channel_otf_path(options, channel=c, n_channels=n_channels)
+        if path and path not in loaded:
+            loaded[path] = OTF.from_file(path)
+        otfs.append(loaded[path] if path else None)
+    return otfs
 
 
 def widefield_path(sim_output: Path) -> Path:
@@ -140,7 +144,7 @@ class _Reconstruction:
         self.backend = get_backend(options.backend or "auto", workers=fft_workers)
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
-        self.otfs = [load_otf(options, c, len(setups)) for c in range(len(setups))]
+        self.otfs = load_otfs(options, len(setups))
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
