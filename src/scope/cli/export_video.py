@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,13 @@ def run(args: argparse.Namespace) -> int:
         if source.frames.shape[0] % n_set == 0 and source.timestamps_s is None:
             log.info("if %s is a raw SIM run, add --raw to reconstruct it", args.input.name)
         widefield = args.widefield
-        stem = args.input.name.split(".")[0]  # scope reconstruct's and scope batch's names
-        beside = [
-            args.input.with_name(stem + suffix)
-            for suffix in (".widefield.tif", ".widefield.ome.tif", ".widefield.zarr")
-        ]
-        found = [p for p in beside if p.exists()]
+        from scope.batch.job import widefield_path
+        from scope.cli.reconstruct import beside
+
+        candidates = [beside(args.input, ".widefield.tif")]  # scope reconstruct's name
+        with contextlib.suppress(ValueError):  # scope batch's, for its result names
+            candidates.append(widefield_path(args.input))
+        found = [p for p in candidates if p.exists()]
         if widefield is None and args.layout in ("side-by-side", "wipe") and found:
             widefield = found[0]
             log.info("widefield image: %s (beside %s)", widefield.name, args.input.name)
