@@ -272,9 +272,9 @@ assert doc["resolution_nm"]["sim"] < doc["resolution_nm"]["widefield"]
 #
 # Nine frames of 256 x 256 from the rDL-SIM paper (Qiao et al., Nat. Biotechnol. 2022), at low
 # signal, with a pattern of about 181 nm — just beyond what the objective resolves in
-# widefield (`λ / 2NA` ≈ 202 nm). The MRC header gives the pixel size (62.6 nm); the optics are
-# NA 1.3 and emission about 525 nm. The authors measured their OTF; that file sits beside the
-# data and replaces the ideal OTF.
+# widefield (`λ / 2NA` ≈ 202 nm). The file's header (Priism/DeltaVision MRC) gives the pixel
+# size (62.6 nm) and the emission wavelength (525 nm); the objective's NA is 1.3. The authors
+# measured their OTF; that file sits beside the data and replaces the ideal OTF.
 #
 # First, blind estimation: either it finds the carriers, or it refuses **and says why**, instead
 # of reconstructing garbage.
@@ -282,9 +282,12 @@ assert doc["resolution_nm"]["sim"] < doc["resolution_nm"]["widefield"]
 # %%
 mt_dir = data / "rdl-tirf-microtubules"
 mt = open_raw(mt_dir / "MT.mrc", n_frames_per_set=9)
-print(f"{mt.path.name}: {mt.shape} ({mt.axes}), {mt.dtype}, pixel {mt.pixel_size_nm:.1f} nm")
+print(
+    f"{mt.path.name}: {mt.shape} ({mt.axes}), {mt.dtype}, pixel {mt.pixel_size_nm:.1f} nm, "
+    f"emission {mt.wavelength_nm:g} nm"
+)
 raw_mt = mt.read_set(0)
-setup_mt = OpticalSetup(na=1.3, wavelength_nm=525, pixel_size_nm=mt.pixel_size_nm)
+setup_mt = OpticalSetup(na=1.3, wavelength_nm=mt.wavelength_nm, pixel_size_nm=mt.pixel_size_nm)
 otf = OTF.from_file(mt_dir / "TIRF488_cam1_0_z30_OTF2d.mrc")
 print(f"measured OTF cutoff {otf.cutoff_per_um:.2f} /µm (ideal 2NA/λ {setup_mt.cutoff_per_um:.2f})")
 assert abs(mt.pixel_size_nm - 62.6) < 0.1
@@ -355,16 +358,17 @@ assert res_mt.sim_nm > 0.9 * sim_limit  # no finer than the optics allow
 
 # %% [markdown]
 # On the command line the priors are two flags (a preset TOML can hold them too, see
-# `docs/batch.md`):
+# `docs/batch.md`); the pixel size and the wavelength come from the file's header:
 #
 # ```bash
-# scope reconstruct MT.mrc -o mt_sim.ome.tif --na 1.3 --wavelength 525 \
+# scope reconstruct MT.mrc -o mt_sim.ome.tif --na 1.3 \
 #     --otf TIRF488_cam1_0_z30_OTF2d.mrc --prior-angles 84.80,144.80,204.80 --prior-period 181
 # ```
 
 # %%
 base = [sys.executable, "-m", "scope", "reconstruct", str(mt_dir / "MT.mrc")]
-optics = ["--na", "1.3", "--wavelength", "525", "--otf", str(mt_dir / otf.source.split("/")[-1])]
+# the pixel size and the wavelength: from the file's header
+optics = ["--na", "1.3", "--otf", str(mt_dir / otf.source.split("/")[-1])]
 no_prior = subprocess.run(
     [*base, "-o", str(workdir / "cli" / "mt_blind.ome.tif"), *optics],
     capture_output=True,

@@ -386,6 +386,33 @@ def test_an_imagej_hyperstack_of_two_colours(two_channel_file, tmp_path):
     np.testing.assert_allclose(results[1], results[0], rtol=0, atol=1e-5 * results[0].max())
 
 
+def test_a_deltavision_file_of_two_colours(two_channel_file, tmp_path):
+    """The two-colour file as an OMX/DeltaVision microscope writes it (channels interleaved
+    frame by frame, WZT; written by the ``mrc`` package): each channel's wavelength and the
+    pixel size from its header, the same images as the OME-TIFF with those given."""
+    import mrc
+
+    data = tifffile.imread(two_channel_file["path"])  # C, 9, Y, X
+    dv = tmp_path / "two.dv"
+    meta = {"wave0": 525, "wave1": 600, "dxy": 0.065}
+    mrc.save(np.ascontiguousarray(np.moveaxis(data, 0, 1)), str(dv), zAxisOrder="zw", metadata=meta)
+    optics = ["--na", "1.2", "--offset", str(OFFSET)]
+    out = tmp_path / "dv.tif"
+    assert main(["-q", "reconstruct", str(dv), "-o", str(out), *optics]) == 0
+    doc = json.loads((tmp_path / "dv.params.json").read_text())
+    assert [ch["wavelength_nm"] for ch in doc["channels"]] == [525.0, 600.0]
+    ref = tmp_path / "ome.tif"
+    given = ["--pixel-size", "65", "--wavelength", "525", "600"]
+    assert (
+        main(["-q", "reconstruct", str(two_channel_file["path"]), "-o", str(ref), *optics, *given])
+        == 0
+    )
+    sim, pixel_nm, _ = read_image(out)
+    assert pixel_nm == pytest.approx(32.5, rel=1e-6)
+    expected = tifffile.imread(ref)  # (the header's pixel size is a float32: 64.9999976 nm)
+    np.testing.assert_allclose(sim, expected, rtol=0, atol=1e-4 * expected.max())
+
+
 def test_batch_gives_each_channel_its_wavelength(two_channel_file, tmp_path):
     """`scope batch` on the two-colour file: each channel's optics from the file's channels,
     the same images as `scope reconstruct`."""

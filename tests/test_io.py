@@ -189,6 +189,79 @@ def test_real_mrc_uint16(data_dir):
         with mrcfile.open(path, permissive=True) as m:
             expected = np.asarray(m.data, dtype=np.float32)
     np.testing.assert_array_equal(stack.read_set(0), expected)
+    # a Priism/DeltaVision header: its emission wavelength (525 nm, as in the data README)
+    assert stack.wavelength_nm == 525.0
+    assert stack.metadata["deltavision_image_sequence"] == "ZTW"
+
+
+def _dv_file(path, sections, *, n_times, n_channels, sequence, waves=(525, 600)):
+    """A DeltaVision file of ``sections`` (in file order) written by the ``mrc`` package, its
+    interleaving then stated in the header (NumTimes at byte 180, ImgSequence at 182,
+    NumWaves and the wavelengths from 196)."""
+    import mrc
+
+    mrc.save(sections, str(path), zAxisOrder="z", metadata={"dxy": 0.065})
+    with open(path, "r+b") as fh:
+        fh.seek(180)
+        fh.write(struct.pack("<2h", n_times, sequence))
+        fh.seek(196)
+        fh.write(struct.pack("<6h", n_channels, *waves, *(0,) * (5 - len(waves))))
+
+
+@pytest.mark.parametrize("sequence", [0, 1, 2])
+def test_deltavision_interleaving_read_as_the_mrc_package_reads_it(tmp_path, sequence):
+    """2 time points x 2 channels x 18 planes (two sets of 9 each) in each of DeltaVision's
+    three section orders (ZTW, WZT, ZWT): every set holds the frames the independent reader of
+    the ``mrc`` package puts at that time point and channel, and each channel its wavelength.
+    Read flat, as before, a "set" of the WZT file mixed the two colours frame by frame."""
+    sections = _raw((2 * 2 * 18, 8, 6))
+    path = tmp_path / f"seq{sequence}.dv"
+    _dv_file(path, sections, n_times=2, n_channels=2, sequence=sequence)
+    expected = _read_by_mrc_package(path)  # (T, C, Z, Y, X)
+    stack = open_raw(path, n_frames_per_set=9)
+    assert stack.axes == "TZCPYX" and stack.shape == (2, 2, 2, 9, 8, 6)
+    assert stack.channel_wavelengths_nm == (525.0, 600.0)
+    assert stack.pixel_size_nm == pytest.approx(65.0, rel=1e-6)
+    for t, z, c in np.ndindex(2, 2, 2):
+        np.testing.assert_array_equal(stack.data[t, z, c], expected[t, c, 9 * z : 9 * z + 9])
+    # one time point: the second set of each channel is the next time point
+    _dv_file(path, sections[:36], n_times=1, n_channels=2, sequence=sequence)
+    expected = _read_by_mrc_package(path)
+    stack = open_raw(path, n_frames_per_set=9)
+    assert stack.axes == "TCPYX" and stack.shape == (2, 2, 9, 8, 6)
+    for t, c in np.ndindex(2, 2):
+        np.testing.assert_array_equal(stack.data[t, c], expected[0, c, 9 * t : 9 * t + 9])
+
+
+def _read_by_mrc_package(path):
+    """The sections of a DeltaVision file as the ``mrc`` package reads them, as (T, C, Z, Y, X)."""
+    import mrc
+
+    theirs = mrc.DVFile(str(path))
+    try:
+        data = theirs.asarray(squeeze=False)
+        return np.moveaxis(data, [theirs.axes.index(a) for a in "TCZ"], [0, 1, 2])
+    finally:
+        theirs.close()
+
+
+def test_deltavision_header_that_does_not_fit_is_read_flat_or_refused(tmp_path, caplog):
+    """A header whose counts do not divide its sections is said and read in file order; planes
+    per channel that are not whole sets are refused naming the header's counts; a file without
+    a pixel calibration (Priism's default of 1 µm) states no pixel size."""
+    import mrc
+
+    path = tmp_path / "odd.dv"
+    _dv_file(path, _raw((27, 8, 6)), n_times=2, n_channels=1, sequence=0)
+    with caplog.at_level("WARNING"):
+        stack = open_raw(path, n_frames_per_set=9)
+    assert "does not fit its 27 sections; reading the sections in file order" in caplog.text
+    assert stack.shape == (3, 9, 8, 6)
+    _dv_file(path, _raw((20, 8, 6)), n_times=1, n_channels=2, sequence=1)
+    with pytest.raises(DataFormatError, match=r"10 planes per time point and channel .* 1 x 2"):
+        open_raw(path, n_frames_per_set=9)
+    mrc.save(_raw((9, 8, 6)), str(path), zAxisOrder="z")
+    assert open_raw(path, n_frames_per_set=9).pixel_size_nm is None
 
 
 # --------------------------------------------------------------------------------- layouts

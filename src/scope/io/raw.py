@@ -15,6 +15,9 @@ References
 OME-TIFF: https://ome-model.readthedocs.io/en/stable/ome-tiff/specification.html
 OME-Zarr (NGFF) 0.4/0.5: https://ngff.openmicroscopy.org/
 MRC2014: Cheng et al., J. Struct. Biol. 192, 146 (2015).
+DeltaVision / Priism (the MRC variant of OMX and DeltaVision microscopes): the header fields
+``NumTimes``, ``ImgSequence``, ``NumWaves`` and the wavelengths, as documented with the IVE
+library (UCSF Priism) and read by Bio-Formats' DeltavisionReader.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import math
 import os
+import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -765,11 +769,91 @@ def _tiff_stack(
 
 def _mrc_pixel_size_nm(voxel: float) -> float | None:
     """MRC voxel size to nm: Priism-era SIM files store µm, MRC2014 stores Å."""
-    if not (voxel > 0 and math.isfinite(voxel)):
-        return None
+    if not (voxel > 0 and math.isfinite(voxel)) or voxel == 1.0:
+        return None  # 1.0: a Priism/DeltaVision writer's uncalibrated default, not a pixel size
     if voxel < 5.0:  # no camera pixel at the sample is 5 Å; values this small are µm
         return voxel * 1e3
     return voxel * 0.1
+
+
+#: the DeltaVision/Priism marker in bytes 96-97 of an MRC header, by byte order
+_DV_ID = {b"\xa0\xc0": "<", b"\xc0\xa0": ">"}
+#: a DeltaVision file's sections in file order, slowest axis first, by its ``ImgSequence``
+#: field (0: ZTW, 1: WZT, 2: ZWT, named fastest first; W is the channel)
+_DV_SECTION_ORDER = {0: "CTZ", 1: "TZC", 2: "TCZ"}
+_DV_SEQUENCE_NAMES = {0: "ZTW", 1: "WZT", 2: "ZWT"}
+
+
+@dataclass(frozen=True)
+class _DVLayout:
+    """How a DeltaVision file interleaves its sections: times, channels (waves), planes."""
+
+    n_times: int
+    n_channels: int
+    sequence: int
+    wavelengths_nm: tuple[float, ...]  # one per channel; 0 where the header states none
+
+    @property
+    def order(self) -> str:
+        return _DV_SECTION_ORDER[self.sequence]
+
+
+def _dv_layout(path: Path, n_sections: int) -> _DVLayout | None:
+    """The interleaving a DeltaVision/Priism header states (None: a plain MRC file, or a
+    DeltaVision header whose counts do not fit its sections, which is then read flat)."""
+    with open(path, "rb") as fh:
+        head = fh.read(224)
+    order = _DV_ID.get(head[96:98]) if len(head) == 224 else None
+    if order is None:
+        return None
+    n_times, sequence = struct.unpack_from(order + "2h", head, 180)
+    n_channels, *waves = struct.unpack_from(order + "6h", head, 196)
+    n_times, n_channels = max(int(n_times), 1), max(int(n_channels), 1)
+    if sequence not in _DV_SECTION_ORDER or n_channels > 5 or n_sections % (n_times * n_channels):
+        log.warning(
+            "%s: DeltaVision header with %d time points x %d channels (image sequence %d) does "
+            "not fit its %d sections; reading the sections in file order",
+            path.name,
+            n_times,
+            n_channels,
+            sequence,
+            n_sections,
+        )
+        return None
+    return _DVLayout(
+        n_times, n_channels, int(sequence), tuple(float(w) for w in waves[:n_channels])
+    )
+
+
+def _dv_axes(
+    path: Path, dv: _DVLayout, n_sections: int, n_frames_per_set: int | None
+) -> tuple[tuple[int, ...], str, tuple[int, ...], tuple[int, ...]]:
+    """Shape and axes ``(T, Z, C, P)`` (those longer than 1, and ``P``) of a DeltaVision
+    file's frames, with the file's leading shape and the order of its axes they take (for
+    :func:`_in_file_order`).
+
+    The planes of each time point and channel hold the SIM frames (an OMX 2D-SIM set: angle-
+    major, phase fastest); more planes than one set are further sets, along Z where the file
+    also has time points, else along T.
+    """
+    planes = n_sections // (dv.n_times * dv.n_channels)
+    n = planes if n_frames_per_set is None else int(n_frames_per_set)
+    if planes % n:
+        raise _fail(
+            path,
+            f"holds {planes} planes per time point and channel (DeltaVision header: "
+            f"{dv.n_times} x {dv.n_channels}), not a multiple of {n} (angles x phases); check "
+            "--angles/--phases",
+        )
+    # the file's axes, slowest first, with each channel's planes split into sets (S) of frames
+    file_axes = dv.order.replace("Z", "SP")
+    sizes = {"T": dv.n_times, "C": dv.n_channels, "S": planes // n, "P": n}
+    file_lead = tuple(sizes[a] for a in file_axes)
+    order = tuple(file_axes.index(a) for a in "TSCP")
+    set_letter = "Z" if dv.n_times > 1 else "T"
+    kept = [(a, sizes[a]) for a in "TSC" if sizes[a] > 1]
+    letters = "".join(set_letter if a == "S" else a for a, _ in kept) + "P"
+    return (*(size for _, size in kept), n), letters, file_lead, order
 
 
 def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
@@ -806,9 +890,19 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
             f"MRC file is truncated: its header promises {nz} x {ny} x {nx} {dtype} values "
             f"({offset + nbytes} bytes) but the file has {size} bytes — copy it again",
         )
-    lead_shape, lead_axes, _ = _assign_axes(path, (nz,), "Z", n_frames_per_set)
+    read = _ContiguousReader(path, offset, dtype, (ny, nx))
+    meta: dict[str, Any] = {"format": "mrc", "mrc_mode": mode, "voxel_size_header": voxel}
+    dv = _dv_layout(path, nz)
+    wavelengths: tuple[float, ...] = ()
+    if dv is None:
+        lead_shape, lead_axes, _ = _assign_axes(path, (nz,), "Z", n_frames_per_set)
+    else:
+        lead_shape, lead_axes, file_lead, order = _dv_axes(path, dv, nz, n_frames_per_set)
+        read = _in_file_order(read, file_lead, order)
+        meta["deltavision_image_sequence"] = _DV_SEQUENCE_NAMES[dv.sequence]
+        wavelengths = dv.wavelengths_nm
     full_shape = (*lead_shape, ny, nx)
-    data = LazyFrames(_ContiguousReader(path, offset, dtype, (ny, nx)), full_shape, dtype)
+    data = LazyFrames(read, full_shape, dtype)
     return RawStack(
         data=data,
         shape=full_shape,
@@ -816,7 +910,12 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
         axes=lead_axes + "YX",
         path=path,
         pixel_size_nm=_mrc_pixel_size_nm(voxel),
-        metadata={"format": "mrc", "mrc_mode": mode, "voxel_size_header": voxel},
+        # a DeltaVision header's wavelengths (Priism: the emission of each channel)
+        wavelength_nm=wavelengths[0] if wavelengths and wavelengths[0] > 0 else None,
+        channel_wavelengths_nm=wavelengths
+        if len(wavelengths) > 1 and min(wavelengths) > 0
+        else None,
+        metadata=meta,
     )
 
 
