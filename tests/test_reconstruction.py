@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import tifffile
 
 from scope.backend import get_backend
 from scope.errors import ConfigurationError, DataFormatError
+from scope.optics import OpticalSetup
 from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
 from scope.sim.forward import simulate_raw
@@ -67,10 +69,12 @@ def test_resolution_gain_at_60_photons(results):
 def test_edges_keep_their_content(seed):
     """A field of view whose opposite edges differ (as on a camera) reconstructs to its edges.
 
-    The zero order is split into a periodic and a smooth part instead of being tapered, and the
-    ±1 orders likewise, so the border keeps its brightness and detail. Measured (NRMSE against
-    the ideal-SIM target): full frame 0.124-0.127, border strip 0.221-0.243, interior
-    0.102-0.110; tapering all orders towards the mean: 0.29-0.33, 0.67-0.70, the same interior.
+    The zero order is split into a periodic and a smooth part instead of being tapered (the
+    smooth part added back in real space), and the ±1 orders likewise, so the border keeps its
+    brightness and detail. Measured (NRMSE against the ideal-SIM target): full frame
+    0.108-0.113, border strip 0.144-0.152, interior 0.102-0.110 (the smooth part filtered in
+    Fourier space, as before: 0.124-0.127, 0.221-0.243, the same interior; tapering all orders
+    towards the mean: 0.29-0.33, 0.67-0.70).
     """
     case, target = make_cropped_case(seed)
     rec = SIMReconstructor(
@@ -80,10 +84,10 @@ def test_edges_keep_their_content(seed):
     border = np.ones(sim.shape, bool)
     border[16:-16, 16:-16] = False
     inner = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
-    assert metrics.normalized_rms_error(sim, target) <= 0.2
-    assert metrics.normalized_rms_error(sim[border], target[border]) <= 0.45
+    assert metrics.normalized_rms_error(sim, target) <= 0.13
+    assert metrics.normalized_rms_error(sim[border], target[border]) <= 0.2
     assert metrics.normalized_rms_error(sim[inner], target[inner]) <= 0.15
-    assert _axes_to_neighbours(sim) < 1.2  # no cross of edge artefacts in the spectrum
+    _check_no_cross_of_edge_artefacts(sim, target)
 
 
 def _axes_to_neighbours(image: np.ndarray) -> float:
@@ -95,14 +99,35 @@ def _axes_to_neighbours(image: np.ndarray) -> float:
     return float(on_axes / beside)
 
 
-def test_a_bright_structure_cut_by_the_edge_does_not_ring():
-    """A bright cell body cut by the field's left edge: no ringing line, no faded edge.
+def _check_no_cross_of_edge_artefacts(sim: np.ndarray, target: np.ndarray) -> None:
+    """No ringing lines along the edges: the periodic part of the image (Moisan's split, which
+    takes off the jumps between opposite edges that the field of view really has) shows no
+    cross in its spectrum, and the image's own cross is the target's (its edges as they are)."""
+    from scope.sim.spectral import SmoothComponent
 
-    Measured: edge columns / column 20 = 0.69, 0.80, 0.89, 0.95, 0.99 (target 1.00-1.01;
-    the first camera pixel blends with the opposite edge in any FFT method), NRMSE 0.105 full
-    frame and 0.220 in the border strip, axes 2.3x their neighbours (the cell body's own
-    spectrum). Reconstructing the zero order without the periodic-plus-smooth split overshoots
-    to 1.17 two pixels in and puts a cross in the spectrum (axes 4.7x their neighbours).
+    periodic = SmoothComponent(sim.shape).split(sim.astype(np.float64))[0]
+    assert _axes_to_neighbours(periodic) < 1.2
+    assert _axes_to_neighbours(sim) < 1.1 * _axes_to_neighbours(target)
+
+
+def _fitted(sim: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``sim`` after the least-squares gain and offset onto ``target`` (as the NRMSE takes it)."""
+    design = np.stack([sim.ravel(), np.ones(sim.size)], axis=1)
+    gain, offset = np.linalg.lstsq(design, target.ravel(), rcond=None)[0]
+    return gain * sim + offset
+
+
+def test_a_bright_structure_cut_by_the_edge_does_not_ring_or_wrap():
+    """A bright cell body cut by the field's left edge: no ringing line, no faded edge, and no
+    ghost of it on the opposite edge.
+
+    Measured: left edge columns / column 20 = 1.001, 1.005, 1.005, 1.002, 0.999 (target
+    1.00-1.01); the last six columns over the target's (after the gain/offset fit) 0.95-1.04;
+    NRMSE 0.055 full frame, 0.051 in the border strip. With the zero order's smooth part
+    filtered in Fourier space, as before: 0.69-0.99 at the left edge, the right edge rising to
+    3.3x the target (the cell body wrapped round; seen on real data as a ghost at 10-50 % of a
+    structure's brightness), NRMSE 0.105 and 0.220. Without the periodic-plus-smooth split the
+    zero order overshoots to 1.17 two pixels in and puts a cross in the spectrum.
     """
     case, target = make_cropped_case(3, bright_edge=True)
     rec = SIMReconstructor(
@@ -110,13 +135,15 @@ def test_a_bright_structure_cut_by_the_edge_does_not_ring():
     )
     sim = rec(case.raw)
     profile = sim[:, :8].mean(axis=0) / sim[:, 20].mean()
-    assert profile.max() < 1.05
-    assert profile[3:].min() > 0.9
+    assert profile.max() < 1.03
+    assert profile.min() > 0.97
+    opposite = _fitted(sim, target)[:, -6:].mean(axis=0) / target[:, -6:].mean(axis=0)
+    assert np.all(np.abs(opposite - 1) < 0.1), opposite
     border = np.ones(sim.shape, bool)
     border[16:-16, 16:-16] = False
-    assert metrics.normalized_rms_error(sim, target) <= 0.15
-    assert metrics.normalized_rms_error(sim[border], target[border]) <= 0.3
-    assert _axes_to_neighbours(sim) < 3.0
+    assert metrics.normalized_rms_error(sim, target) <= 0.08
+    assert metrics.normalized_rms_error(sim[border], target[border]) <= 0.08
+    _check_no_cross_of_edge_artefacts(sim, target)
 
 
 @pytest.mark.parametrize(
@@ -439,3 +466,23 @@ def test_filter_follows_from_a_dark_start_and_a_given_model_stays():
     fixed(bright.raw)
     fixed(dim.raw)
     assert fixed.nsr_scale == 1.0 and fixed.noise_model == handmade
+
+
+def test_real_structure_cut_by_the_edge_leaves_no_ghost_on_the_other(data_dir):
+    """B-SIM cristae: a mitochondrion cut by the left edge (about 700 ADU there). Measured on
+    its ten brightest rows, the SIM image's last three columns over the widefield image's
+    there: 2-4 % of the left edge's brightness (the smooth part filtered in Fourier space, as
+    before: 367 against 37 ADU in the last column, a ghost at half the structure's brightness)."""
+    raw = tifffile.imread(data_dir / "bsim-mitochondria-cristae" / "raw_images.tif")
+    setup = OpticalSetup(na=1.3, wavelength_nm=569, pixel_size_nm=65)
+    params = estimate_parameters(raw - 100, setup)
+    rec = SIMReconstructor(
+        setup, params, shape=raw.shape[-2:], settings=ReconstructionSettings(offset_adu=100)
+    )
+    sim = rec(raw)
+    widefield = metrics.upsample2x(rec.widefield(raw))
+    left = sim[:, :4].mean(axis=1)
+    rows = np.argsort(left)[-10:]
+    excess = sim[rows, -3:].mean(axis=1) - widefield[rows, -3:].mean(axis=1)
+    assert left[rows].min() > 600
+    assert np.all(excess / left[rows] < 0.08), excess / left[rows]

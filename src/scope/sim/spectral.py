@@ -148,6 +148,33 @@ class SmoothComponent:
         return image - s, s
 
 
+def add_upsampled_2x(out: Any, padded: Any, rows: slice, xp: Any = np, chunk: int = 32) -> None:
+    """Add an image, linearly interpolated onto the 2x grid, to rows ``2 * rows`` of ``out``.
+
+    ``padded`` is the camera-grid image with one edge-replicated pixel around it (``pad(s, 1,
+    mode="edge")``); ``out`` is ``(2Y, 2X)``, output pixel ``(2i + a, 2j + b)`` centred a
+    quarter of a camera pixel before (``a, b = 0``) or after (``1``) the centre of camera pixel
+    ``(i, j)``: weights 3/4 for that pixel and 1/4 for its neighbour on that side, in each
+    direction. Real space, so nothing wraps from one edge to the other; ``rows`` lets
+    :meth:`Backend.run_blocks` split the work, done ``chunk`` rows at a time (in cache).
+    """
+    n = padded.shape[1] - 2
+    out3 = out.reshape(out.shape[0] // 2, 2, out.shape[1])
+    for r0 in range(rows.start, rows.stop, chunk):
+        r1 = min(r0 + chunk, rows.stop)
+        band = padded[r0 : r1 + 2]  # the chunk's rows and one on either side
+        along_x = xp.empty((r1 - r0 + 2, n, 2), xp.float32)
+        middle = 0.75 * band[:, 1:-1]
+        xp.add(middle, 0.25 * band[:, :-2], out=along_x[..., 0])
+        xp.add(middle, 0.25 * band[:, 2:], out=along_x[..., 1])
+        along_x = along_x.reshape(r1 - r0 + 2, 2 * n)
+        centre = 0.75 * along_x[1:-1]
+        out3[r0:r1, 0] += centre
+        out3[r0:r1, 0] += 0.25 * along_x[:-2]
+        out3[r0:r1, 1] += centre
+        out3[r0:r1, 1] += 0.25 * along_x[2:]
+
+
 def default_taper_px(shape: tuple[int, int]) -> int:
     """Taper width used by default: 1/16 of the smaller side, between 4 and 32 pixels."""
     return int(np.clip(min(shape) // 16, 4, 32))
