@@ -228,6 +228,46 @@ def _carrier_search_mask(shape, setup, otf, settings, prior_angle, xp) -> Any:
     return mask
 
 
+def _say_if_clear_carrier_outside_window(
+    corr: Any,
+    annulus: Any,
+    background: float,
+    settings: EstimationSettings,
+    dk: tuple[float, float],
+    prior: AngleParameters,
+    index: int,
+    xp: Any,
+) -> None:
+    """Warn when the whole search annulus holds a clear carrier that the prior's window left
+    out: the priors then describe another pattern (a stale preset or calibration, a wrong
+    magnification) and the pattern used in their place is not the one in the data."""
+    ny, nx = corr.shape
+    masked = xp.where(annulus, corr, 0)
+    py, px = np.unravel_index(int(_to_np(xp.argmax(masked))), (ny, nx))
+    confidence = float(_to_np(masked[py, px])) / max(background, 1e-30)
+    if confidence < settings.min_confidence:
+        return
+    fy = py if py < ny / 2 else py - ny
+    fx = px if px < nx / 2 else px - nx
+    k = (fx * dk[1], fy * dk[0])
+    angle = math.degrees(math.atan2(k[1], k[0]))
+    angle += 180.0 * round((prior.angle_deg - angle) / 180.0)  # the prior's sign of the vector
+    log.warning(
+        "angle %d: the data hold a clear carrier (peak-to-noise %.1f) at about %.1f° / %.0f nm, "
+        "outside the window around the prior pattern (%.1f° ± %g°, %.1f nm ± %g %%): the priors "
+        "do not describe this data's pattern (a stale preset or calibration, another "
+        "magnification?). Correct them, or leave them out to use the carrier found",
+        index,
+        confidence,
+        angle,
+        1000.0 / math.hypot(*k),
+        prior.angle_deg,
+        settings.angle_tolerance_deg,
+        prior.period_nm,
+        100 * settings.period_tolerance,
+    )
+
+
 def estimate_parameters(
     raw: Any,
     setup: OpticalSetup,
@@ -545,6 +585,9 @@ def _estimate_angle(
                 "or a preset) to reconstruct with it"
             )
         log.warning("%s: using the prior pattern instead", why)
+        _say_if_clear_carrier_outside_window(
+            corr, annulus, background, settings, dk, prior, index, xp
+        )
         kp = prior.k_per_um
         # the prior's sign is ambiguous: take the sign whose correlation is larger
         cands = [kp, (-kp[0], -kp[1])]
