@@ -415,3 +415,180 @@ def test_nan_mid_file_fails_that_file_without_leaving_output(tmp_path):
             "batch-report.json",
             "batch-report.txt",
         ]
+
+
+# --- the user sweep on real B-SIM / rDL-SIM data (resume, priors, calibrated pattern, no signal) --
+
+HELA_PRESET = "bsim-hela-660nm"
+
+
+def _run_in_process(inputs, out, *, preset=HELA_PRESET, **flags):
+    options, name = load_preset(preset)
+    return run_batch(
+        inputs,
+        out,
+        preset=options,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy", **flags),
+        n_workers=0,
+    )
+
+
+def test_resume_redoes_outputs_without_valid_params_and_keeps_those_of_other_settings(
+    data_dir, tmp_path
+):
+    """An output whose .params.json is missing or damaged is incomplete: redone, its
+    .params.json written again. An output made with another emission wavelength is neither
+    redone nor taken silently: ``outdated``, the difference named, exit status non-zero, the
+    files untouched; --overwrite makes it with the new wavelength."""
+    from scope.batch.report import EXIT_ALL_FAILED, EXIT_OK
+
+    raw = tmp_path / "a.tif"
+    raw.write_bytes((data_dir / "bsim-hela-mitochondria" / "raw_images.tif").read_bytes())
+    out = tmp_path / "bo"
+    params = out / "a.params.json"
+    first = _run_in_process([raw], out)
+    assert first.files[0]["status"] == "done", first.files[0]
+    angles = json.loads(params.read_text())["angles"]
+    # the HeLa patterns (patterns.tif fit: 120.72 / 58.18 / 2.29 deg, 357.7 / 357.0 / 332.9 nm)
+    periods = sorted(a["period_nm"] for a in angles)
+    assert periods == pytest.approx([332.9, 357.0, 357.7], rel=0.01)
+
+    for damage in (params.unlink, lambda: params.write_text("garbage {")):
+        damage()
+        again = _run_in_process([raw], out)
+        assert again.files[0]["status"] == "done", again.files[0]
+        assert json.loads(params.read_text())["angles"] == angles  # written again, readable
+
+    same = _run_in_process([raw], out)
+    assert same.files[0]["status"] == "skipped"
+    assert same.exit_status == EXIT_OK
+
+    zarr_json = out / "a.sim.zarr" / "zarr.json"
+    stamps = (zarr_json.stat().st_mtime_ns, params.stat().st_mtime_ns)
+    other = _run_in_process([raw], out, wavelength_nm=569.0)
+    entry = other.files[0]
+    assert entry["status"] == "outdated"
+    assert entry["differences"] == ["wavelength_nm 660 -> 569"]
+    assert "--overwrite redoes it" in entry["note"]
+    assert other.exit_status == EXIT_ALL_FAILED
+    assert (zarr_json.stat().st_mtime_ns, params.stat().st_mtime_ns) == stamps
+    table = (out / "batch-report.txt").read_text()
+    assert "a.tif: a.sim.zarr was made with other settings (wavelength_nm 660 -> 569)" in table
+    assert json.loads((out / "batch-report.json").read_text())["counts"]["outdated"] == 1
+
+    options, name = load_preset(HELA_PRESET)
+    redone = run_batch(
+        [raw],
+        out,
+        preset=options,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy", wavelength_nm=569.0),
+        output=OutputOptions(overwrite=True),
+        n_workers=0,
+    )
+    assert redone.files[0]["status"] == "done"
+    assert json.loads(params.read_text())["optics"]["wavelength_nm"] == 569.0
+    assert _run_in_process([raw], out, wavelength_nm=569.0).files[0]["status"] == "skipped"
+
+
+def test_angles_from_priors_are_reported_and_kept_on_resume(data_dir, tmp_path, caplog):
+    """The rDL TIRF microtubules with the HeLa preset: no carrier is found, all three angles
+    are the preset's priors. The report says so (``prior-only``, ``3/3``) with a warning; a
+    resumed run's ``skipped`` row keeps the count and the share of clipped values."""
+    mt = data_dir / "rdl-tirf-microtubules" / "MT.mrc"
+    out = tmp_path / "bmt"
+    caplog.set_level("WARNING")
+    report = _run_in_process([mt], out)
+    entry = report.files[0]
+    assert entry["status"] == "prior-only"
+    assert entry["angles_from_prior"] == {"count": 3, "of": 3}
+    assert report.exit_status == 0  # written: the result is there, flagged
+    preset, _ = load_preset(HELA_PRESET)
+    got = [a["angle_deg"] % 180 for a in entry["parameters"]["angles"]]
+    assert got == pytest.approx([a % 180 for a in preset.angles_deg], abs=0.01)
+    assert "MT.mrc: 3 of 3 pattern angles were not found in the data" in caplog.text
+    doc = json.loads((out / "batch-report.json").read_text())
+    assert doc["counts"]["prior-only"] == 1 and doc["counts"]["done"] == 0
+    assert doc["files"][0]["angles_from_prior"] == {"count": 3, "of": 3}
+    table = (out / "batch-report.txt").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("MT.mrc"))
+    assert row.split()[1] == "prior-only" and " 3/3 " in row
+    assert "1 with the prior pattern only" in table
+    fraction = entry["saturation"]["fraction"]
+    assert 0 < fraction < 1e-5  # a few uint16 values at full scale
+
+    resumed = _run_in_process([mt], out)
+    skipped = resumed.files[0]
+    assert skipped["status"] == "skipped"
+    assert skipped["angles_from_prior"] == {"count": 3, "of": 3}
+    assert skipped["saturation"]["fraction"] == fraction
+    assert skipped["n_sets"] == 1
+    row = next(
+        line for line in (out / "batch-report.txt").read_text().splitlines() if "MT.mrc" in line
+    )
+    assert f"{100 * fraction:.2g} %" in row and " 3/3 " in row
+
+
+def test_a_calibrated_pattern_in_the_preset_is_the_prior(data_dir, tmp_path, caplog):
+    """``scope calibrate pattern`` writes [calibration.pattern]; ``scope batch --preset`` then
+    takes it as the prior instead of [pattern]'s stale nominal values: on the cristae data every
+    angle is found (with the stale HeLa priors only one is) and matches the data set's fitted
+    patterns (120.49 / 57.96 / 1.47 deg, 318.9 / 320.9 / 305.8 nm)."""
+    from scope.batch.config import find_preset
+    from scope.cli import main
+
+    cristae = data_dir / "bsim-mitochondria-cristae" / "raw_images.tif"
+    preset = tmp_path / "my.toml"
+    preset.write_text(find_preset(HELA_PRESET).read_text())
+    optics = ["--na", "1.3", "--wavelength", "569", "--pixel-size", "65"]
+    calibrate = ["calibrate", "pattern", str(cristae), "--sample", "structured"]
+    assert main([*calibrate, "--preset", str(preset), *optics, "--offset-adu", "100"]) == 0
+    caplog.set_level("INFO")
+    options, name = load_preset(preset)
+    report = run_batch(
+        [cristae],
+        tmp_path / "bcal",
+        preset=options,
+        preset_name=name,
+        flags=BatchOptions(backend="numpy", wavelength_nm=569.0),
+        n_workers=0,
+    )
+    entry = report.files[0]
+    assert entry["status"] == "done", entry
+    params = json.loads((tmp_path / "bcal" / "raw_images.params.json").read_text())
+    assert [a["source"] for a in params["angles"]] == ["estimated"] * 3
+    assert entry["angles_from_prior"] == {"count": 0, "of": 3}
+    assert params["sources"]["angles_deg"] == "preset:my [calibration.pattern]"
+    assert "pattern priors from [calibration.pattern]" in caplog.text
+    truth = {120.49: 318.9, 57.96: 320.9, 1.47: 305.8}
+    for a in params["angles"]:
+        nearest = min(truth, key=lambda t: abs((a["angle_deg"] - t + 90) % 180 - 90))
+        assert abs((a["angle_deg"] - nearest + 90) % 180 - 90) < 0.5
+        assert a["period_nm"] == pytest.approx(truth[nearest], rel=0.01)
+
+    stale_report = _run_in_process([cristae], tmp_path / "bstale", wavelength_nm=569.0)
+    assert stale_report.files[0]["angles_from_prior"] == {"count": 2, "of": 3}
+
+
+def test_a_file_without_signal_is_a_clean_error(tmp_path):
+    """An all-zero file: the same sentence as ``scope reconstruct``, no traceback, no output."""
+    zeros = tmp_path / "zeros.tif"
+    tifffile.imwrite(zeros, np.zeros((9, 120, 120), np.float32))
+    optics = {"na": 1.3, "wavelength_nm": 660.0, "pixel_size_nm": 65.0}
+    for offset, expected in (
+        (
+            100.0,
+            "no signal above the offset: the brightest value is 0 ADU but the offset (--offset) "
+            "is 100; check the offset and that the camera recorded light",
+        ),
+        (None, "the first SIM set is constant (every value 0): there is no image to reconstruct"),
+    ):
+        out = tmp_path / f"bz{offset}"
+        report = run_batch(
+            [zeros], out, flags=BatchOptions(backend="numpy", offset_adu=offset, **optics)
+        )
+        entry = report.files[0]
+        assert (entry["status"], entry["error"]) == ("error", expected)
+        assert f"zeros.tif: {expected}" in (out / "batch-report.txt").read_text()
+        assert sorted(p.name for p in out.iterdir()) == ["batch-report.json", "batch-report.txt"]

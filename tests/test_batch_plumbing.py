@@ -217,11 +217,19 @@ def test_report_table_and_exit_status(tmp_path):
     assert "a.tif  done" in table
     assert "10.0 70.0" in table
     assert "230/130" in table
-    assert "c.tif: c.tif: holds 8 frames" in table
+    assert "c.tif: holds 8 frames" in table
+    assert "c.tif: c.tif" not in table  # the file is named once
     assert "1 done, 1 already complete, 1 failed" in table
     report.write(tmp_path)
     doc = json.loads((tmp_path / "batch-report.json").read_text())
-    assert doc["counts"] == {"done": 1, "skipped": 1, "error": 1, "interrupted": 0}
+    assert doc["counts"] == {
+        "done": 1,
+        "prior-only": 0,
+        "skipped": 1,
+        "outdated": 0,
+        "error": 1,
+        "interrupted": 0,
+    }
     assert doc["exit_status"] == 3
     report.files = report.files[2:]
     assert report.exit_status == EXIT_ALL_FAILED
@@ -296,3 +304,104 @@ def test_bad_files_reported_on_a_real_local_cluster(tmp_path):
         "batch-report.json",
         "batch-report.txt",
     ]
+
+
+CRISTAE = ("bsim-mitochondria-cristae", "raw_images.tif")
+
+
+def test_unreadable_otf_and_impossible_optics_are_said_plainly(data_dir, tmp_path):
+    """An --otf file that is not a TIFF is named as the unreadable one (not the raw file, not
+    as an "unexpected TiffFileError"); an NA above the immersion index gives the optics
+    model's own sentence, the raw file named once in the table."""
+    raw = data_dir.joinpath(*CRISTAE)
+    not_tiff = tmp_path / "otf.tif"
+    not_tiff.write_text("a measured OTF? no: text\n")
+    optics = {"wavelength_nm": 569.0, "pixel_size_nm": 65.0, "offset_adu": 100.0}
+    report = run_batch(
+        [raw],
+        tmp_path / "b5",
+        flags=BatchOptions(na=1.3, otf_path=str(not_tiff), **optics),
+        n_workers=0,
+    )
+    error = report.files[0]["error"]
+    assert str(not_tiff) in error and "OTF" in error
+    assert "unexpected" not in error
+    assert "raw_images.tif" not in error  # the raw file is fine
+    report = run_batch([raw], tmp_path / "b5b", flags=BatchOptions(na=1.6, **optics), n_workers=0)
+    expected = (
+        "raw_images.tif: inconsistent optics: NA 1.6 exceeds the immersion index 1.515: check "
+        "the objective's NA and the immersion medium"
+    )
+    assert report.files[0]["error"] == expected
+    table = (tmp_path / "b5b" / "batch-report.txt").read_text()
+    assert table.splitlines()[-3] == expected
+
+
+def _calibrated_preset(path, n_angles: int = 3) -> None:
+    """A preset with nominal [pattern] priors and a [calibration.pattern] table as ``scope
+    calibrate pattern`` writes it (structured sample: no observed modulation)."""
+    from scope.calibration.pattern import PatternCalibration
+    from scope.calibration.preset import update_calibration
+    from scope.sim.params import SIMParameters
+
+    path.write_text(
+        "[optics]\nna = 1.3\nwavelength_nm = 569.0\npixel_size_nm = 65.0\n"
+        f"[pattern]\nn_angles = {n_angles}\nn_phases = 3\n"
+        "angles_deg = [120.72, 58.18, 2.29]\nperiod_nm = [357.7, 357.0, 332.9]\n"
+    )
+    params = SIMParameters.equidistant([120.4, 58.2, 1.2], period_nm=[320.8, 319.5, 303.3])
+    nan3 = (float("nan"),) * 3
+    calibration = PatternCalibration(
+        params, ((2.1, 2.1),) * 3, nan3, (0.0,) * 3, (0.0,) * 3, 1, "structured"
+    )
+    update_calibration(path, "pattern", calibration.to_toml())
+
+
+def test_calibrated_pattern_wins_over_the_nominal_pattern(tmp_path, caplog):
+    """Pattern priors: --prior-angles/--prior-period > [calibration.pattern] > [pattern]; the
+    sources say which table; a calibration of another number of angles is refused."""
+    preset_path = tmp_path / "my.toml"
+    _calibrated_preset(preset_path)
+    caplog.set_level("INFO")
+    preset, name = load_preset(preset_path)
+    assert preset.angles_deg == pytest.approx([120.4, 58.2, 1.2])
+    assert preset.period_nm == pytest.approx([320.8, 319.5, 303.3])
+    assert "instead of [pattern]'s nominal angles_deg" in caplog.text
+    merged, sources = merge_options(BatchOptions(), preset, {}, preset_name=name)
+    assert merged.angles_deg == pytest.approx([120.4, 58.2, 1.2])
+    assert sources["angles_deg"] == "preset:my [calibration.pattern]"
+    flags = BatchOptions(angles_deg=[10.0, 70.0, 130.0], period_nm=300.0)
+    merged, sources = merge_options(flags, preset, {}, preset_name=name)
+    assert (merged.angles_deg, merged.period_nm) == ([10.0, 70.0, 130.0], 300.0)
+    assert sources["angles_deg"] == sources["period_nm"] == "flag"
+    assert merged.prior_table is None
+    nominal, _ = load_preset("bsim-hela-660nm")
+    assert nominal.prior_table == "pattern"
+    assert nominal.angles_deg == [120.72, 58.18, 2.29]
+    _calibrated_preset(preset_path, n_angles=2)
+    with pytest.raises(ConfigurationError, match=r"holds 3 angles but \[pattern\] says n_angles"):
+        load_preset(preset_path)
+
+
+def test_preset_comments_name_only_commands_that_take_a_preset():
+    """A preset's "Used by ..." sentence names commands a user can hand the preset to."""
+    import argparse
+    import re
+
+    from scope.batch.config import preset_dirs
+    from scope.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    presets = sorted({p for d in preset_dirs() if d.is_dir() for p in d.glob("*.toml")})
+    assert presets
+    for path in presets:
+        comments = " ".join(
+            line.lstrip("# ").strip() for line in path.read_text().splitlines() if line[:1] == "#"
+        )
+        used_by = re.search(r"Used by (.*?)(?:\.\s|\.$)", comments)
+        if used_by is None:
+            continue
+        for command in re.findall(r"`scope ([\w-]+)", used_by.group(1)):
+            options = commands.choices[command]._option_string_actions
+            assert "--preset" in options, f"{path.name}: `scope {command}` takes no --preset"

@@ -124,3 +124,25 @@ def test_calibrate_without_optics_is_a_clear_error(tmp_path):
     tifffile.imwrite(tmp_path / "x.tif", np.zeros((9, 64, 64), np.float32))
     with pytest.raises(ConfigurationError, match="--na"):
         _run(["pattern", str(tmp_path / "x.tif"), "--preset", str(tmp_path / "new.toml")])
+
+
+def test_calibrate_pattern_writes_no_nan_into_the_preset(tmp_path, data_dir):
+    """Beads / a structured sample show no bare pattern, so its observed modulation cannot be
+    measured: the preset says so (``not_measured``) instead of holding ``nan`` (which TOML
+    readers refuse or take as a number); the calibration reads back with it unknown."""
+    from scope.calibration.pattern import load_pattern_calibration
+
+    cristae = data_dir / "bsim-mitochondria-cristae" / "raw_images.tif"
+    preset = tmp_path / "my.toml"
+    optics = ["--na", "1.3", "--wavelength", "569", "--pixel-size", "65", "--offset-adu", "100"]
+    argv = ["pattern", str(cristae), "--sample", "structured", "--preset", str(preset), *optics]
+    assert _run(argv) == 0
+    text = preset.read_text()
+    assert "nan" not in text.lower()
+    table = tomllib.loads(text)["calibration"]["pattern"]
+    assert table["not_measured"] == ["modulation_observed"]
+    assert "modulation_observed" not in table
+    assert all(0 < m < 1 for m in table["modulation"])
+    back = load_pattern_calibration(preset)
+    assert np.isnan(back.modulation_observed).all() and len(back.modulation_observed) == 3
+    assert back.params.angles[2].period_nm == pytest.approx(table["period_nm"][2])

@@ -18,10 +18,16 @@ Other tables (``[camera]``, ``[objective]`` of a hardware preset ...) are left t
 ``[calibration.camera].offset_adu`` from ``scope calibrate`` is used when
 ``[reconstruction].offset_adu`` is absent; per-pixel maps there (``scope calibrate camera
 --maps``) convert every frame into photo-electrons instead (offset and gain pixel by pixel).
+
+Pattern priors (search window and fallback of the estimation) come from, first that gives them:
+``--prior-angles``/``--prior-period``, the preset's ``[calibration.pattern]`` (measured on this
+microscope by ``scope calibrate pattern``), the preset's ``[pattern]`` ``angles_deg`` and
+``period_nm`` (nominal, from the design).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import tomllib
 from pathlib import Path
@@ -31,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scope.errors import ConfigurationError
 from scope.resources import repository_folder
+
+log = logging.getLogger(__name__)
 
 
 def preset_dirs() -> tuple[Path, ...]:
@@ -114,6 +122,11 @@ class BatchOptions(BaseModel):
         description="a preset whose [calibration.camera] holds per-pixel offset and gain maps "
         "(scope calibrate camera --maps): raw ADU become photo-electrons pixel by pixel",
     )
+    prior_table: Literal["pattern", "calibration.pattern"] | None = Field(
+        default=None,
+        description="the preset table that angles_deg and period_nm (the pattern priors) were "
+        "read from: the nominal [pattern] or the measured [calibration.pattern]",
+    )
 
     @field_validator("wavelength_nm")
     @classmethod
@@ -186,6 +199,7 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
             for p in (given if isinstance(given, list) else [given])
         ]
         flat["otf_path"] = paths if isinstance(given, list) else paths[0]
+    flat.update(_pattern_priors(doc, path))
     camera = doc.get("calibration", {}).get("camera", {})
     if "maps" in camera:  # per-pixel maps (sCMOS) written by the camera calibration
         flat["camera_maps"] = str(path.resolve())
@@ -194,7 +208,59 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
     try:
         return BatchOptions(**flat), path.stem
     except ValidationError as err:
+        raise ConfigurationError(f"preset {path.name}: {validation_message(err)}") from err
+
+
+def validation_message(err: ValidationError) -> str:
+    """A pydantic error as one plain sentence: each problem's field and message, without the
+    model's name, the input echoed back or the documentation link."""
+    parts = []
+    for e in err.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(x) for x in e.get("loc", ()))
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def _pattern_priors(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The pattern priors of a preset: ``[calibration.pattern]`` (measured by ``scope
+    calibrate pattern``) when there is one, else ``[pattern]``'s nominal ``angles_deg`` and
+    ``period_nm``; ``prior_table`` says which. Empty when neither gives them."""
+    nominal = doc.get("pattern", {})
+    table = doc.get("calibration", {}).get("pattern")
+    if not table:
+        if nominal.get("angles_deg") and nominal.get("period_nm"):
+            return {"prior_table": "pattern"}
+        return {}
+    from scope.calibration.pattern import PatternCalibration
+    from scope.errors import ScopeError
+
+    try:
+        calibrated = PatternCalibration.from_toml(table).params
+    except ScopeError as err:
         raise ConfigurationError(f"preset {path.name}: {err}") from err
+    stated = nominal.get("n_angles")
+    if stated is not None and stated != calibrated.n_angles:
+        raise ConfigurationError(
+            f"preset {path.name}: [calibration.pattern] holds {calibrated.n_angles} angles but "
+            f"[pattern] says n_angles = {stated}; re-run `scope calibrate pattern` on this "
+            "microscope's pattern, or correct [pattern]"
+        )
+    angles = [a.angle_deg for a in calibrated.angles]
+    periods = [a.period_nm for a in calibrated.angles]
+    log.info(
+        "preset %s: pattern priors from [calibration.pattern] (%s, %s set(s)): angles %s deg, "
+        "periods %s nm%s",
+        path.name,
+        table.get("method", "calibrated"),
+        table.get("n_sets", "?"),
+        ", ".join(f"{a:.2f}" for a in angles),
+        ", ".join(f"{p:.1f}" for p in periods),
+        " (instead of [pattern]'s nominal angles_deg and period_nm)"
+        if nominal.get("angles_deg")
+        else "",
+    )
+    return {"angles_deg": angles, "period_nm": periods, "prior_table": "calibration.pattern"}
 
 
 def merge_options(
@@ -217,6 +283,13 @@ def merge_options(
                 merged[key] = value
                 sources[key] = label
                 break
+    table = merged.pop("prior_table", None)
+    sources.pop("prior_table", None)
+    if table and sources.get("angles_deg", "").startswith("preset:"):
+        merged["prior_table"] = table  # the priors came from the preset: say which table
+        for key in ("angles_deg", "period_nm"):
+            if sources.get(key, "").startswith("preset:"):
+                sources[key] += f" [{table}]"
     return BatchOptions(**merged), sources
 
 
@@ -272,4 +345,6 @@ def optical_setup(
     try:
         return OpticalSetup(**kwargs)
     except ValidationError as err:
-        raise ConfigurationError(f"{source}: inconsistent optics ({err})") from err
+        raise ConfigurationError(
+            f"{source}: inconsistent optics: {validation_message(err)}"
+        ) from err

@@ -12,9 +12,11 @@ Execution
 
 Robustness
 ----------
-An output is complete exactly when its final name exists: every writer writes under a hidden
-temporary name and renames at the end, after the ``.params.json`` is in place. Re-running skips
-complete outputs; stale temporaries are removed under an output-folder lock. A bad input is
+An output is complete when its final name exists and its ``.params.json`` is readable (every
+writer writes under a hidden temporary name and renames at the end, after the ``.params.json``
+is in place); see :mod:`scope.batch.resume`. Re-running skips complete outputs, redoes
+incomplete ones and reports (keeps) outputs made with other settings as ``outdated``; stale
+temporaries are removed under an output-folder lock. A bad input is
 an ``error`` line in the report; the other files go on. Ctrl-C cancels what is running and
 leaves every completed output intact.
 """
@@ -39,6 +41,7 @@ from scope.batch.config import BatchOptions, OutputOptions, given_pattern
 from scope.batch.discovery import discover_inputs, output_stems
 from scope.batch.job import FileJob, process_file, software_version, widefield_path
 from scope.batch.report import BatchReport
+from scope.batch.resume import examine_output, existing_entry
 from scope.errors import ConfigurationError, ScopeError
 
 log = logging.getLogger(__name__)
@@ -105,27 +108,6 @@ def remove_stale_partials(outdir: Path) -> int:
     if n:
         log.info("removed %d unfinished outputs of an earlier run", n)
     return n
-
-
-def _skipped_entry(src: Path, out: Path, params: Path) -> dict[str, Any]:
-    import json
-
-    entry: dict[str, Any] = {
-        "input": str(src),
-        "output": str(out),
-        "params": str(params),
-        "status": "skipped",
-        "error": None,
-        "seconds": 0.0,
-    }
-    try:
-        doc = json.loads(params.read_text())
-        entry["parameters"] = {"angles": doc.get("angles", [])}
-        entry["resolution"] = doc.get("resolution")
-        entry["modulation_contrast"] = doc.get("modulation_contrast")
-    except (OSError, ValueError):
-        pass
-    return entry
 
 
 def _count_sets(src: Path, pattern: dict[str, Any]) -> tuple[int, int]:
@@ -262,9 +244,9 @@ def run_batch(
         sizes: dict[str, tuple[int, int]] = {}
         for src in sources:
             out, params = output_paths(outdir, stems[src], output.format)
-            complete = out.exists() and (not output.widefield or widefield_path(out).exists())
-            if complete and not output.overwrite:
-                report.files.append(_skipped_entry(src, out, params))
+            if not output.overwrite and _keep_existing(
+                src, out, params, report, flags, preset, output
+            ):
                 continue
             jobs.append(
                 FileJob(
@@ -278,8 +260,8 @@ def run_batch(
                 )
             )
             sizes[str(src)] = _count_sets(src, pattern)
-        if report.files:
-            log.info("%d outputs already complete: skipped", len(report.files))
+        if report.count("skipped"):
+            log.info("%d outputs already complete: skipped", report.count("skipped"))
         if on_plan is not None:
             on_plan(len(jobs), sum(s for s, _ in sizes.values()))
         try:
@@ -292,7 +274,7 @@ def run_batch(
                 if job.input in done:
                     continue
                 if Path(job.output).exists():  # finished while the interrupt was handled
-                    entry = _skipped_entry(Path(job.input), Path(job.output), Path(job.params_path))
+                    entry = existing_entry(Path(job.input), Path(job.output), Path(job.params_path))
                     report.files.append({**entry, "status": "done", "seconds": None})
                 else:
                     report.files.append(
@@ -311,6 +293,51 @@ def run_batch(
     return report
 
 
+def _keep_existing(
+    src: Path,
+    out: Path,
+    params: Path,
+    report: BatchReport,
+    flags: BatchOptions,
+    preset: BatchOptions | None,
+    output: OutputOptions,
+) -> bool:
+    """Whether the output already at ``out`` stays (its report line is added): complete and
+    made with these settings (``skipped``), or made with other settings (``outdated``, kept
+    and said so). False: it is missing or incomplete and must be (re)done."""
+    found = examine_output(
+        out,
+        params,
+        flags=flags,
+        preset=preset,
+        widefield=widefield_path(out) if output.widefield else None,
+    )
+    if found.action == "redo":
+        if out.exists():
+            log.warning("%s: %s: redoing it", src.name, found.reason)
+        return False
+    entry = existing_entry(src, out, params, found.record)
+    if found.action == "outdated":
+        log.warning("%s: %s", src.name, found.reason)
+        entry.update(status="outdated", note=found.reason, differences=found.differences)
+    report.files.append(entry)
+    return True
+
+
+def _warn_about_priors(result: dict[str, Any]) -> None:
+    """A warning for a file whose pattern came, in part or whole, from the priors."""
+    used = result.get("angles_from_prior") or {}
+    if used.get("count"):
+        log.warning(
+            "%s: %d of %d pattern angles were not found in the data and came from the priors "
+            "(the preset's or --prior-angles): the result is only as right as they are; check "
+            "the pattern, focus and the preset's optics",
+            Path(result["input"]).name,
+            used["count"],
+            used["of"],
+        )
+
+
 def _execute(
     jobs: list[FileJob],
     sizes: dict[str, tuple[int, int]],
@@ -322,6 +349,7 @@ def _execute(
     progress: Callable[..., None] | None,
 ) -> None:
     def record(result: dict[str, Any]) -> None:
+        _warn_about_priors(result)
         report.files.append(result)
         if progress is not None:
             failed = result["status"] == "error"
@@ -343,6 +371,7 @@ def _execute(
             if progress is not None:
                 # per-set progress was already counted: only the file (and a failure) remain
                 progress(files=1, failed=int(result["status"] == "error"))
+            _warn_about_priors(result)
             report.files.append(result)
         return
 

@@ -31,7 +31,7 @@ from scope.batch.config import (
     merge_options,
     optical_setup,
 )
-from scope.errors import ScopeError
+from scope.errors import DataFormatError, ScopeError
 from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES
 
 if TYPE_CHECKING:
@@ -93,9 +93,61 @@ def load_otfs(options: BatchOptions, n_channels: int) -> list[Any]:
     for c in range(n_channels):
         path = channel_otf_path(options, channel=c, n_channels=n_channels)
         if path and path not in loaded:
-            loaded[path] = OTF.from_file(path)
+            loaded[path] = _read_otf(OTF, path)
         otfs.append(loaded[path] if path else None)
     return otfs
+
+
+def _read_otf(otf_class: Any, path: str) -> Any:
+    """The measured OTF in ``path``; a file that cannot be read is a :class:`DataFormatError`
+    naming the OTF file (not the raw file being reconstructed)."""
+    try:
+        return otf_class.from_file(path)
+    except ScopeError:
+        raise
+    except (OSError, ValueError) as err:  # tifffile's TiffFileError is a ValueError
+        raise DataFormatError(
+            f"the measured OTF {path} (--otf or the preset's otf_path) is unreadable: "
+            f"{type(err).__name__}: {err}; expected a TIFF or MRC file holding a radial OTF "
+            "profile or a centred 2D OTF image"
+        ) from err
+
+
+def _offset_origin(source: str | None) -> str:
+    """Where an offset came from, as a user would name it (``sources`` label)."""
+    if source == "flag":
+        return "--offset"
+    if source and source.startswith("preset:"):
+        return f"the preset {source.removeprefix('preset:')}"
+    return source or "the options"
+
+
+def check_signal(
+    frames: np.ndarray, offset_adu: float | None, *, offset_source: str | None = None
+) -> None:
+    """Refuse a SIM set with nothing to reconstruct, before any estimation.
+
+    The same checks as ``scope reconstruct`` (:func:`scope.cli.reconstruct.reconstruct_file`):
+    no value above the camera offset, or a constant set.
+
+    Raises
+    ------
+    DataFormatError
+        The set holds no signal; the message says what was found and what to check.
+    """
+    brightest = float(np.max(frames))
+    if offset_adu is not None and brightest <= offset_adu:
+        unit = "e-" if offset_source == "camera maps" else "ADU"
+        raise DataFormatError(
+            f"no signal above the offset: the brightest value is {brightest:g} {unit} but the "
+            f"offset ({_offset_origin(offset_source)}) is {offset_adu:g}; check the offset "
+            "and that the camera recorded light"
+        )
+    if brightest <= float(np.min(frames)):
+        raise DataFormatError(
+            f"the first SIM set is constant (every value {brightest:g}): there is no image to "
+            "reconstruct"
+        )
 
 
 def widefield_path(sim_output: Path) -> Path:
@@ -134,11 +186,14 @@ class _Reconstruction:
         setups: list[Any],
         options: BatchOptions,
         fft_workers: int | None = None,
+        *,
+        offset_source: str | None = None,
     ) -> None:
         from scope.backend import get_backend
 
         self.setups = setups
         self.options = options
+        self.offset_source = offset_source
         self.n_angles = options.n_angles or DEFAULT_N_ANGLES
         self.n_phases = options.n_phases or DEFAULT_N_PHASES
         self.backend = get_backend(options.backend or "auto", workers=fft_workers)
@@ -163,7 +218,12 @@ class _Reconstruction:
         from scope.sim.pipeline import SetReconstructor
 
         rec = self._channels.get(key[0])
-        if rec is None:
+        if rec is None:  # a channel's first set: nothing to estimate from without signal
+            try:
+                check_signal(raw, self.options.offset_adu, offset_source=self.offset_source)
+            except DataFormatError as err:
+                many = len(self.setups) > 1
+                raise DataFormatError(f"{err} (channel {key[0]})" if many else str(err)) from None
             rec = self._channels[key[0]] = SetReconstructor(
                 self.setups[key[0]],
                 n_angles=self.n_angles,
@@ -265,8 +325,11 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     Returns
     -------
     dict
-        ``input``, ``output``, ``status`` (``"done"`` or ``"error"``), ``error``, ``n_sets``,
-        ``axes``, ``parameters``, ``optics``, ``sources``, ``resolution``, ``modulation_contrast``,
+        ``input``, ``output``, ``status`` (``"done"``, ``"prior-only"`` — written, but no
+        pattern angle was found in the data: all came from the priors — or ``"error"``),
+        ``error``, ``n_sets``, ``axes``, ``parameters``, ``angles_from_prior`` (``{"count",
+        "of"}`` over every channel and parameter epoch), ``optics``, ``sources``, ``resolution``,
+        ``modulation_contrast``,
         ``saturation`` (values at the camera's full scale, or None), ``defect_pixels`` (per
         channel, the camera pixels repaired), ``seconds``, ``host``.
     """
@@ -282,7 +345,7 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
     }
     try:
         result.update(_reconstruct_file(job, progress))
-        result["status"] = "done"
+        result["status"] = status_of(result["angles_from_prior"])
     except ScopeError as err:
         result["error"] = str(err).splitlines()[0]
         log.error("%s: %s", Path(job.input).name, result["error"])
@@ -291,6 +354,21 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
         log.error("%s failed:\n%s", job.input, traceback.format_exc())
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
+
+
+def angles_from_prior(epochs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many pattern angles, over every channel and parameter epoch, were not found in the
+    data but taken from the priors (``source`` other than ``"estimated"``)."""
+    sources = [a.get("source") for e in epochs for a in e.get("angles", [])]
+    return {"count": sum(s != "estimated" for s in sources), "of": len(sources)}
+
+
+def status_of(from_prior: dict[str, int] | None) -> str:
+    """``"prior-only"`` when every angle came from the priors (the result is only as right as
+    they are), else ``"done"``."""
+    if from_prior and from_prior["of"] and from_prior["count"] == from_prior["of"]:
+        return "prior-only"
+    return "done"
 
 
 def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> dict[str, Any]:
@@ -335,7 +413,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         if to_electrons is not None:  # the frames are in photo-electrons: no offset left
             options = options.model_copy(update={"offset_adu": 0.0})
             sources["offset_adu"] = "camera maps"
-        engine = _Reconstruction(setups, options, job.fft_workers)
+        engine = _Reconstruction(
+            setups, options, job.fft_workers, offset_source=sources.get("offset_adu")
+        )
         lead_axes = stack.lead_axes
         # outputs put the leading axes in OME order, time, channel, z (OME-NGFF requires it;
         # an ImageJ hyperstack comes as T, Z, C): sets are read in the output's order
@@ -385,6 +465,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             "input": str(src.resolve()),
             "input_format": stack.metadata.get("format"),
             "input_shape": list(stack.shape),
+            "n_sets": stack.n_sets,
             "input_axes": stack.axes,
             "optics": setup.model_dump(),
             "sources": sources,
@@ -498,6 +579,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "output_axes": out_axes,
         "shape": list(stack.shape),
         "parameters": engine.params[key0].to_dict(),
+        "angles_from_prior": angles_from_prior(engine.epochs),
         "n_parameter_sets": len(engine.epochs),
         "optics": setup.model_dump(),
         "sources": sources,
@@ -527,7 +609,10 @@ def _write_params(
         "software": provenance["software"],
         "input": provenance["input"],
         "output": job.output,
+        "n_sets": provenance["n_sets"],
         "optics": provenance["optics"],
+        "options": provenance["options"],
+        "preset": provenance["preset"],
         "sources": provenance["sources"],
         "resolution": resolution,
         "modulation_contrast": contrast,

@@ -13,6 +13,11 @@ EXIT_ALL_FAILED = 2
 EXIT_PARTIAL_FAILURE = 3
 EXIT_INTERRUPTED = 130
 
+#: every status a file can have, in the order the report counts them
+STATUSES = ("done", "prior-only", "skipped", "outdated", "error", "interrupted")
+#: statuses of files not done as asked: the exit status says so
+NOT_DONE = ("error", "outdated")
+
 REPORT_JSON = "batch-report.json"
 REPORT_TEXT = "batch-report.txt"
 
@@ -24,8 +29,10 @@ class BatchReport:
     Attributes
     ----------
     files : list of dict
-        One entry per input: ``input``, ``output``, ``status`` (``done``, ``skipped`` — output
-        already complete —, ``error`` or ``interrupted``), ``error``, ``parameters``,
+        One entry per input: ``input``, ``output``, ``status`` (``done``; ``prior-only`` —
+        written, but every pattern angle came from the priors —; ``skipped`` — output already
+        complete —; ``outdated`` — an output made with other settings, kept —; ``error`` or
+        ``interrupted``), ``error``, ``note``, ``parameters``, ``angles_from_prior``,
         ``resolution``, ``seconds`` ...
     """
 
@@ -45,10 +52,11 @@ class BatchReport:
 
     @property
     def exit_status(self) -> int:
-        """0: all done or skipped; 3: some failed; 2: all failed; 130: interrupted."""
+        """0: all done or skipped; 3: some failed (or outdated); 2: all failed (or outdated);
+        130: interrupted."""
         if self.interrupted:
             return EXIT_INTERRUPTED
-        failed = self.count("error")
+        failed = sum(self.count(s) for s in NOT_DONE)
         if not failed:
             return EXIT_OK
         return EXIT_ALL_FAILED if failed == len(self.files) else EXIT_PARTIAL_FAILURE
@@ -63,7 +71,7 @@ class BatchReport:
             "started_utc": self.started_utc,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
-            "counts": {s: self.count(s) for s in ("done", "skipped", "error", "interrupted")},
+            "counts": {s: self.count(s) for s in STATUSES},
             "exit_status": self.exit_status,
             "files": self.files,
         }
@@ -79,6 +87,7 @@ class BatchReport:
                 "period (nm)",
                 "res. WF/SIM (nm)",
                 "MCNR",
+                "prior",
                 "clipped",
                 "s",
             )
@@ -91,6 +100,7 @@ class BatchReport:
             res = f.get("resolution") or {}
             mcnr = (f.get("modulation_contrast") or {}).get("median_mcnr")
             clipped = (f.get("saturation") or {}).get("fraction")
+            prior = f.get("angles_from_prior") or {}
             rows.append(
                 (
                     shown,
@@ -104,6 +114,7 @@ class BatchReport:
                         else "-"
                     ),
                     f"{mcnr:.1f}" if mcnr is not None else "-",
+                    f"{prior['count']}/{prior['of']}" if prior.get("of") else "-",
                     f"{100 * clipped:.2g} %" if clipped is not None else "-",
                     f"{f.get('seconds', 0):.1f}" if f.get("seconds") is not None else "",
                 )
@@ -111,18 +122,29 @@ class BatchReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        errors = [f for f in self.files if f.get("error")]
-        if errors:
+        said = [(f, f.get("error") or f.get("note")) for f in self.files]
+        said = [(Path(f["input"]).name, text) for f, text in said if text]
+        if said:
             lines.append("")
-            lines.extend(f"{Path(f['input']).name}: {f['error']}" for f in errors)
-        c = self.to_dict()["counts"]
+            lines.extend(_named(name, text) for name, text in said)
         lines.append("")
-        lines.append(
-            f"{c['done']} done, {c['skipped']} already complete, {c['error']} failed"
-            + (f", {c['interrupted']} interrupted" if c["interrupted"] else "")
-            + f" in {self.seconds:.1f} s on {self.scheduler} ({self.n_workers} workers)"
-        )
+        lines.append(self._totals())
         return "\n".join(lines)
+
+    def _totals(self) -> str:
+        """The last line of the table: how many files of each status, time, where."""
+        c = self.to_dict()["counts"]
+        parts = [f"{c['done']} done"]
+        if c["prior-only"]:
+            parts.append(f"{c['prior-only']} with the prior pattern only (no carrier found)")
+        parts.append(f"{c['skipped']} already complete")
+        if c["outdated"]:
+            parts.append(f"{c['outdated']} made with other settings (kept)")
+        parts.append(f"{c['error']} failed")
+        if c["interrupted"]:
+            parts.append(f"{c['interrupted']} interrupted")
+        where = f" in {self.seconds:.1f} s on {self.scheduler} ({self.n_workers} workers)"
+        return ", ".join(parts) + where
 
     def write(self, outdir: Path) -> tuple[Path, Path]:
         """Write ``batch-report.json`` and ``batch-report.txt`` into ``outdir`` (atomically)."""
@@ -139,3 +161,8 @@ class BatchReport:
     @staticmethod
     def read(outdir: Path) -> dict[str, Any]:
         return json.loads((outdir / REPORT_JSON).read_text())
+
+
+def _named(name: str, text: str) -> str:
+    """``name: text``, without naming the file twice when the text already starts with it."""
+    return text if text.startswith(f"{name}: ") else f"{name}: {text}"

@@ -47,6 +47,10 @@ from scope.sim.params import AngleParameters, SIMParameters
 log = logging.getLogger(__name__)
 
 
+#: figures of a pattern calibration that may be left out of a preset as not measured
+_MEASURED_FIGURES = ("modulation", "modulation_observed", "angle_std_deg", "period_std_nm")
+
+
 @dataclass(frozen=True)
 class PatternCalibration:
     """Calibrated pattern of a microscope.
@@ -77,8 +81,11 @@ class PatternCalibration:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> dict[str, Any]:
+        """The ``[calibration.pattern]`` table. TOML has no NaN a reader can take: a figure
+        that could not be measured for every angle (the observed modulation of a structured
+        sample, which shows no bare pattern) is left out and named in ``not_measured``."""
         a = self.params.angles
-        return {
+        table: dict[str, Any] = {
             "method": self.method,
             "n_sets": self.n_sets,
             "n_angles": len(a),
@@ -87,15 +94,30 @@ class PatternCalibration:
             "period_nm": [x.period_nm for x in a],
             "phases_rad": [list(x.phases_rad) for x in a],
             "phase_steps_rad": [list(s) for s in self.phase_steps_rad],
-            "modulation": [x.modulation for x in a],
-            "modulation_observed": list(self.modulation_observed),
-            "angle_std_deg": list(self.angle_std_deg),
-            "period_std_nm": list(self.period_std_nm),
         }
+        not_measured = []
+        for key, values in (
+            ("modulation", [x.modulation for x in a]),
+            ("modulation_observed", list(self.modulation_observed)),
+            ("angle_std_deg", list(self.angle_std_deg)),
+            ("period_std_nm", list(self.period_std_nm)),
+        ):
+            if all(math.isfinite(v) for v in values):
+                table[key] = values
+            else:
+                not_measured.append(key)
+        if not_measured:
+            table["not_measured"] = not_measured
+            log.info("pattern calibration: %s could not be measured: not written", not_measured)
+        return table
 
     @classmethod
     def from_toml(cls, t: dict[str, Any]) -> PatternCalibration:
+        """Read a ``[calibration.pattern]`` table back; figures left out as not measured (see
+        :meth:`to_toml`) become NaN."""
         try:
+            unknown = [float("nan")] * len(t["angles_deg"])
+            t = {k: t.get(k, unknown) for k in _MEASURED_FIGURES} | dict(t)
             angles = tuple(
                 AngleParameters(
                     angle_deg=float(ang),
