@@ -246,9 +246,13 @@ def test_several_inputs_go_to_the_batch_engine(raw_file, tmp_path):
     second.write_bytes(path.read_bytes())
     out = tmp_path / "out"
     args = ["reconstruct", str(path), str(second), "-o", str(out), *CONTRACT]
-    assert main([*args, "--offset", str(OFFSET)]) == 0
+    assert main([*args, "--offset", str(OFFSET), "--widefield"]) == 0
     report = json.loads((out / "batch-report.json").read_text())
     assert report["counts"]["done"] == 2
+    # --widefield goes with them (the README said it was refused): each file's widefield image
+    for name in ("raw", "second"):
+        wf, pixel_nm, _ = read_image(out / f"{name}.widefield.zarr")
+        assert wf.shape == (2, 128, 128) and pixel_nm == pytest.approx(65)
     # flags that only make sense for one file are refused, not ignored
     code = subprocess.run(
         [sys.executable, "-m", "scope", *args, "--diagnostics", "--notch", "0.5"],

@@ -307,6 +307,69 @@ def test_ome_tiff_channels_and_their_wavelengths(tmp_path):
         assert stack.channel_of_set(2) == 0
 
 
+def test_pixels_that_are_not_square_are_not_taken_for_square(tmp_path):
+    """OME-TIFF, ImageJ TIFF and MRC stating X and Y pixel sizes 65 and 80 nm: no pixel size
+    (X used to be taken for both), both sizes kept; sizes within 1 % are one square pixel."""
+    import mrcfile
+
+    raw = _raw((9, 32, 32))
+    ome = tmp_path / "an.ome.tif"
+    tifffile.imwrite(ome, raw, ome=True, metadata={"PhysicalSizeX": 0.065, "PhysicalSizeY": 0.08})
+    imagej = tmp_path / "an_ij.tif"
+    tifffile.imwrite(
+        imagej, raw, imagej=True, resolution=(1 / 0.065, 1 / 0.08), metadata={"unit": "um"}
+    )
+    mrc = tmp_path / "an.mrc"
+    with mrcfile.new(mrc) as m:
+        m.set_data(raw)
+        m.voxel_size = (0.065, 0.08, 0.1)  # x, y, z in µm (Priism)
+    for path in (ome, imagej, mrc):
+        with open_raw(path, n_frames_per_set=9) as stack:
+            assert stack.pixel_size_nm is None, path.name
+            np.testing.assert_allclose(stack.pixel_size_xy_nm, (65.0, 80.0), rtol=1e-6)
+    near = tmp_path / "near.ome.tif"
+    tifffile.imwrite(
+        near, raw, ome=True, metadata={"PhysicalSizeX": 0.065, "PhysicalSizeY": 0.0655}
+    )
+    with open_raw(near, n_frames_per_set=9) as stack:
+        assert stack.pixel_size_nm == pytest.approx(65.0) and stack.pixel_size_xy_nm is None
+
+
+def test_only_the_first_of_several_tiff_series_is_read_and_said_so(tmp_path, caplog):
+    """An OME-TIFF written as two series (two writes): the first is read, and a warning names
+    how many the file holds (the second used to be ignored silently)."""
+    first, second = _raw((9, 32, 32), seed=1), _raw((9, 16, 32), seed=2)
+    path = tmp_path / "two_series.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(first, metadata={"axes": "ZYX"})
+        tif.write(second, metadata={"axes": "ZYX"})
+    with caplog.at_level("WARNING"), open_raw(path, n_frames_per_set=9) as stack:
+        assert stack.shape == (9, 32, 32) and stack.metadata["n_series"] == 2
+        np.testing.assert_array_equal(stack.read_set(0), first.astype(np.float32))
+    assert (
+        "two_series.ome.tif holds 2 image series; only the first (9 x 32 x 32, axes ZYX) is "
+        "read: save each series as its own file to reconstruct the others"
+    ) in caplog.text
+    caplog.clear()
+    one = tmp_path / "one.ome.tif"
+    tifffile.imwrite(one, first, ome=True)
+    with caplog.at_level("WARNING"), open_raw(one, n_frames_per_set=9) as stack:
+        assert "n_series" not in stack.metadata
+    assert "image series" not in caplog.text
+
+
+def test_an_output_folder_is_made_and_checked_before_any_work(tmp_path):
+    from scope.errors import ConfigurationError
+    from scope.io.writers import prepare_output_folder
+
+    assert prepare_output_folder(tmp_path / "a" / "b" / "sim.tif") == tmp_path / "a" / "b"
+    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []
+    afile = tmp_path / "afile.tif"
+    afile.write_bytes(b"")
+    with pytest.raises(ConfigurationError, match=f"its folder {afile} is a file, not a folder"):
+        prepare_output_folder(afile / "sub" / "sim.tif")
+
+
 def test_compressed_ome_tiff_reads_page_by_page(tmp_path):
     raw = _raw((3, 9, 32, 32))
     path = tmp_path / "lapse.ome.tif"

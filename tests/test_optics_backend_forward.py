@@ -60,6 +60,57 @@ def test_measured_otf_from_tiff_image_and_mrc_profile(tmp_path, data_dir):
     assert radial_average(img)[0] == pytest.approx(1.0)
 
 
+def test_unreadable_otf_files_are_refused_naming_them(tmp_path):
+    """Any caller of OTF.from_file gets scope's DataFormatError naming the file and the formats
+    expected (a text file named .tif used to raise tifffile's TiffFileError)."""
+    fake_tif, fake_mrc = tmp_path / "fake.tif", tmp_path / "fake.mrc"
+    fake_tif.write_text("hi\n")
+    fake_mrc.write_bytes(b"\0" * 100)
+    for path, why in ((fake_tif, "not a readable TIFF"), (fake_mrc, "not a readable MRC")):
+        with pytest.raises(DataFormatError) as err:
+            OTF.from_file(path)
+        assert f"cannot read the OTF file {path}" in str(err.value) and why in str(err.value)
+        assert "expected a measured OTF as a TIFF (.tif/.tiff) or MRC (.mrc/.otf) file" in str(
+            err.value
+        )
+    with pytest.raises(DataFormatError, match="is a folder: expected a measured OTF"):
+        OTF.from_file(tmp_path)
+
+
+def test_a_measured_otf_is_checked_against_the_optics(data_dir, caplog):
+    """The rDL-SIM TIRF OTF ends at 5.80 /µm: for NA 1.3 at 660 nm (3.94 /µm) it is warned
+    about with both figures; an ideal OTF, and a measured one of the same optics, are not."""
+    from scope.optics import check_measured_otf
+
+    mt = OTF.from_file(data_dir / "rdl-tirf-microtubules" / "TIRF488_cam1_0_z30_OTF2d.mrc")
+    red = OpticalSetup(na=1.3, wavelength_nm=660, pixel_size_nm=65)
+    with caplog.at_level("WARNING"):
+        assert check_measured_otf(OTF.from_setup(red), red) is None
+        dk = red.cutoff_per_um / 200
+        same = OTF.from_radial_profile(OTF.from_setup(red)(np.arange(256) * dk), dk)
+        assert abs(check_measured_otf(same, red)) < 0.02
+        assert caplog.text == ""
+        assert check_measured_otf(mt, red) == pytest.approx(5.803 / 3.939 - 1, abs=0.002)
+    assert (
+        "measured OTF TIRF488_cam1_0_z30_OTF2d.mrc: its cutoff 5.80 /µm differs by +47 % from "
+        "2 NA / λ = 3.94 /µm (NA 1.3, 660 nm)"
+    ) in caplog.text
+
+
+def test_an_undersampling_pixel_size_from_a_file_names_it():
+    coarse = OpticalSetup(na=1.3, wavelength_nm=660, pixel_size_nm=650)
+    with pytest.raises(ConfigurationError, match="check --pixel-size"):
+        check_setup(coarse)
+    with pytest.raises(ConfigurationError) as err:
+        check_setup(coarse, pixel_size_from="x.mrc's header (voxel size 0.65)")
+    message = str(err.value)
+    assert message.startswith("pixel size 650 nm, stated by x.mrc's header (voxel size 0.65), ")
+    assert message.endswith(
+        "give --pixel-size NM (the camera pixel divided by the "
+        "magnification) to override the file's value"
+    )
+
+
 def test_backend_choice(monkeypatch):
     assert get_backend("numpy").name == "numpy"
     monkeypatch.setenv("SCOPE_BACKEND", "numpy")

@@ -171,21 +171,25 @@ class OTF:
         from scope.io.mrc import read_mrc
 
         path = Path(path)
-        if not path.exists():
-            raise DataFormatError(f"OTF file {path} does not exist")
+        if not path.is_file():
+            raise DataFormatError(
+                f"OTF file {path} {'is a folder' if path.is_dir() else 'does not exist'}: "
+                f"expected {_OTF_FORMATS}"
+            )
         suffix = path.suffix.lower()
         if suffix in (".mrc", ".otf", ".dv"):
-            data, voxel = read_mrc(path)
+            try:
+                data, voxel = read_mrc(path)
+            except DataFormatError as err:
+                raise DataFormatError(
+                    f"cannot read the OTF file {path} ({err}); expected {_OTF_FORMATS}"
+                ) from err
             if dk_per_um is None and voxel and voxel > 0:
                 dk_per_um = float(voxel)
         elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
+            data = _read_otf_tiff(path)
         else:
-            raise DataFormatError(
-                f"cannot read an OTF from {path.name}: expected a .tif/.tiff or .mrc file"
-            )
+            raise DataFormatError(f"cannot read an OTF from {path.name}: expected {_OTF_FORMATS}")
         arr = np.abs(np.squeeze(np.asarray(data)))
         if arr.ndim == 2 and min(arr.shape) > 1:
             arr = radial_average(arr)
@@ -204,6 +208,25 @@ class OTF:
             return ideal_otf(k_per_um, self.cutoff_per_um, damping=self.damping, xp=xp)
         grid = xp.asarray(np.arange(self.profile.size) * self.dk_per_um)
         return xp.interp(xp.abs(k_per_um), grid, xp.asarray(self.profile), right=0.0)
+
+
+#: what :meth:`OTF.from_file` reads, for its messages
+_OTF_FORMATS = (
+    "a measured OTF as a TIFF (.tif/.tiff) or MRC (.mrc/.otf) file: a radial profile or a "
+    "centred 2D OTF image"
+)
+
+
+def _read_otf_tiff(path: Path) -> np.ndarray:
+    """The pixels of a TIFF holding a measured OTF, or a :class:`DataFormatError` naming it."""
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except Exception as err:  # tifffile raises TiffFileError, ValueError, OSError ...
+        raise DataFormatError(
+            f"cannot read the OTF file {path}: not a readable TIFF ({err}); expected {_OTF_FORMATS}"
+        ) from err
 
 
 def radial_average(image: np.ndarray) -> np.ndarray:
@@ -228,14 +251,80 @@ def pixel_transfer(kx_per_um: Any, ky_per_um: Any, pixel_size_um: float, xp: Any
     return xp.sinc(kx_per_um * pixel_size_um) * xp.sinc(ky_per_um * pixel_size_um)
 
 
-def check_setup(setup: OpticalSetup) -> None:
-    """Warn about setups that under-sample the OTF (information lost before any SIM)."""
+def check_setup(setup: OpticalSetup, *, pixel_size_from: str | None = None) -> None:
+    """Refuse setups that under-sample the OTF (information lost before any SIM).
+
+    Parameters
+    ----------
+    setup : OpticalSetup
+    pixel_size_from : str, optional
+        Where the pixel size came from when nobody gave it (e.g. ``"raw.mrc's header (voxel
+        size 0.65)"``): the message then names it and says how to override it.
+
+    Raises
+    ------
+    ConfigurationError
+        The camera's Nyquist frequency lies below the detection cutoff 2 NA / λ.
+    """
     if setup.nyquist_per_um < setup.cutoff_per_um:
+        what = f"pixel size {setup.pixel_size_nm:g} nm"
+        fix = "check --pixel-size (it is the camera pixel divided by the magnification)"
+        if pixel_size_from:
+            what += f", stated by {pixel_size_from},"
+            fix = (
+                "give --pixel-size NM (the camera pixel divided by the magnification) to "
+                "override the file's value"
+            )
         raise ConfigurationError(
-            f"pixel size {setup.pixel_size_nm} nm under-samples the detection OTF "
-            f"(Nyquist {setup.nyquist_per_um:.2f} /µm < cutoff {setup.cutoff_per_um:.2f} /µm): "
-            "check --pixel-size (it is the camera pixel divided by the magnification)"
+            f"{what} under-samples the detection OTF (Nyquist {setup.nyquist_per_um:.2f} /µm < "
+            f"cutoff {setup.cutoff_per_um:.2f} /µm): {fix}"
         )
+
+
+#: a measured OTF whose cutoff differs from 2 NA / λ by more than this share is questioned
+OTF_CUTOFF_TOLERANCE = 0.2
+
+
+def check_measured_otf(
+    otf: OTF, setup: OpticalSetup, *, tolerance: float = OTF_CUTOFF_TOLERANCE
+) -> float | None:
+    """Warn when a measured OTF does not belong to ``setup``'s optics.
+
+    A measured OTF reaches the detection cutoff 2 NA / λ of the objective and emission
+    wavelength it was measured with; one that ends far from ``setup``'s cutoff was measured on
+    another microscope, at another wavelength, or with another frequency step, and would weight
+    the orders wrongly.
+
+    Parameters
+    ----------
+    otf : OTF
+        The OTF to check (an ideal one, from the setup, is not checked).
+    setup : OpticalSetup
+    tolerance : float
+        Relative difference of the cutoffs tolerated without a warning.
+
+    Returns
+    -------
+    float or None
+        The relative difference ``measured / expected - 1`` (None for an ideal OTF).
+    """
+    if otf.profile is None:
+        return None
+    expected = setup.cutoff_per_um
+    difference = otf.cutoff_per_um / expected - 1.0
+    if abs(difference) > tolerance:
+        log.warning(
+            "measured OTF %s: its cutoff %.2f /µm differs by %+.0f %% from 2 NA / λ = %.2f /µm "
+            "(NA %g, %g nm): it was measured on other optics, at another emission wavelength or "
+            "with another frequency step; check the OTF file, the NA and the wavelength",
+            Path(otf.source).name,
+            otf.cutoff_per_um,
+            100 * difference,
+            expected,
+            setup.na,
+            setup.wavelength_nm,
+        )
+    return difference
 
 
 #: (upper emission wavelength bound, nm; colour name): how an emission band looks on screen

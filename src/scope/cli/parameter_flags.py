@@ -9,25 +9,46 @@ hands these flags over to the batch engine as they are (:func:`parameter_dests`)
 from __future__ import annotations
 
 import argparse
+import math
 
 #: immersion index where neither a flag nor a preset gives one (oil)
 DEFAULT_IMMERSION = 1.515
 
 
+def finite_number(text: str) -> float:
+    """An argparse ``type``: a finite number (``float`` alone takes ``nan`` and ``inf``, which
+    then fail later with a misleading range message).
+
+    Examples
+    --------
+    >>> finite_number("1.3")
+    1.3
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a finite value")
+    return value
+
+
 def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     """Add the shared flags to ``p`` (all optional, default None)."""
-    p.add_argument("--na", type=float, help="detection numerical aperture")
+    p.add_argument("--na", type=finite_number, help="detection numerical aperture")
     p.add_argument(
         "--wavelength",
-        type=float,
+        type=finite_number,
         nargs="+",
         help="emission wavelength, nm (one per channel for files with several)",
     )
-    p.add_argument("--pixel-size", type=float, help="camera pixel size at the sample, nm")
+    p.add_argument("--pixel-size", type=finite_number, help="camera pixel size at the sample, nm")
     p.add_argument(
-        "--immersion", type=float, help=f"immersion refractive index (default {DEFAULT_IMMERSION})"
+        "--immersion",
+        type=finite_number,
+        help=f"immersion refractive index (default {DEFAULT_IMMERSION})",
     )
-    p.add_argument("--offset", type=float, help="camera offset, ADU")
+    p.add_argument("--offset", type=finite_number, help="camera offset, ADU")
     add_pattern_sequence_flags(p)
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), help="array backend")
     p.add_argument(
@@ -39,7 +60,7 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--wiener",
-        type=float,
+        type=finite_number,
         help="classic constant Wiener parameter (default: adaptive, from the data's noise)",
     )
     p.add_argument(
@@ -50,7 +71,7 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--saturation-adu",
-        type=float,
+        type=finite_number,
         help="the camera's full scale, ADU: values there are counted as clipped (default: from "
         "the camera's pixel format or the data type; values piling up at 1023/4095/16383 in "
         "16-bit data)",
@@ -76,7 +97,7 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         "field drifts by more than 0.2 rad, on, off",
     )
     p.add_argument("--prior-angles", help="nominal pattern angles, degrees, comma separated")
-    p.add_argument("--prior-period", type=float, help="nominal pattern period, nm")
+    p.add_argument("--prior-period", type=finite_number, help="nominal pattern period, nm")
     p.add_argument(
         "--widefield",
         action="store_true",

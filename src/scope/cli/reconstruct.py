@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from scope.cli.parameter_flags import add_parameter_flags
+    from scope.cli.parameter_flags import add_parameter_flags, finite_number
 
     p = sub.add_parser(
         "reconstruct",
@@ -38,7 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("raw", nargs="+", help="raw stack (TIFF/OME-TIFF/MRC/OME-Zarr), or several")
     p.add_argument("-o", "--output", required=True, help="output .tif (a folder for several)")
     add_parameter_flags(p)
-    p.add_argument("--notch", type=float, default=0.0, help="zero-order notch strength 0..1")
+    p.add_argument(
+        "--notch", type=finite_number, default=0.0, help="zero-order notch strength 0..1"
+    )
     p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
     p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
     p.add_argument(
@@ -123,37 +125,140 @@ def _read_params(path: str, n_channels: int, name: str) -> dict[str, Any]:
     return doc
 
 
+#: each optics value a file may state: (what it is, its unit, the flag that gives it)
+_OPTICS_VALUES = {
+    "na": ("the numerical aperture", "", "--na NA"),
+    "wavelength_nm": ("the emission wavelength", " nm", "--wavelength NM"),
+    "pixel_size_nm": ("the pixel size", " nm", "--pixel-size NM"),
+}
+
+
+def _stated_by(raw: Any) -> str:
+    """Where a value the file states comes from, for messages (``"x.mrc's header"``)."""
+    name = Path(raw.path).name
+    if raw.metadata.get("format") == "mrc":
+        voxel = raw.metadata.get("voxel_size_header")
+        return f"{name}'s header" + (f" (voxel size {voxel:g})" if voxel else "")
+    return f"{name}'s metadata"
+
+
 def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> Any:
+    """The optics of one channel: the flags given, else what the file states; refused in one
+    line that names what is missing or wrong, and where a wrong value came from."""
     from pydantic import ValidationError
 
     from scope.cli.parameter_flags import DEFAULT_IMMERSION
     from scope.errors import ConfigurationError
     from scope.optics import OpticalSetup, check_setup
 
+    given = {"na": args.na, "wavelength_nm": args.wavelength, "pixel_size_nm": args.pixel_size}
+    from_file = {k for k, v in given.items() if v is None or v == []}
     values = {
         "na": args.na if args.na is not None else raw.na,
         "wavelength_nm": wavelength_nm,
         "pixel_size_nm": args.pixel_size if args.pixel_size is not None else raw.pixel_size_nm,
     }
-    missing = [
-        f"--{k.split('_')[0].replace('pixel', 'pixel-size')}"
-        for k, v in values.items()
-        if v is None
-    ]
+    missing = [k for k, v in values.items() if v is None]
     if missing:
         raise ConfigurationError(
-            f"{Path(raw.path).name} does not state {', '.join(missing)}: give them as flags "
-            "(--na NA --wavelength NM --pixel-size NM)"
+            f"{Path(raw.path).name} does not state "
+            f"{' or '.join(_OPTICS_VALUES[k][0] for k in missing)}: give "
+            f"{' '.join(_OPTICS_VALUES[k][2] for k in missing)}"
         )
     try:
         setup = OpticalSetup(immersion_index=args.immersion or DEFAULT_IMMERSION, **values)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigurationError(
-            f"invalid optics: {first['loc'][0]}={first.get('input')!r}: {first['msg']}"
-        ) from None
-    check_setup(setup)
+        raise ConfigurationError(_invalid_optics(err, from_file, raw, args)) from None
+    check_setup(setup, pixel_size_from=_stated_by(raw) if "pixel_size_nm" in from_file else None)
     return setup
+
+
+def _invalid_optics(err: Any, from_file: set[str], raw: Any, args: argparse.Namespace) -> str:
+    """One line for the first complaint of :class:`~scope.optics.OpticalSetup` about its
+    values, naming the file where the value came from it (and the flag that overrides it)."""
+    first = err.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:  # a check of several values (the NA above the immersion index)
+        hint = "; --immersion N sets the immersion index" if args.immersion is None else ""
+        return f"invalid optics: {message}{hint}"
+    key, value = first["loc"][0], first.get("input")
+    if key in from_file and key in _OPTICS_VALUES:
+        what, unit, flag = _OPTICS_VALUES[key]
+        return (
+            f"{what} {value:g}{unit}, stated by {_stated_by(raw)}, is invalid ({message}): "
+            f"give {flag} to override the file's value"
+        )
+    return f"invalid optics: {key}={value!r}: {message}"
+
+
+def _check_square_pixels(args: argparse.Namespace, raw: Any) -> None:
+    """Refuse a file that states pixels that are not square (the reconstruction's grid is
+    square), unless ``--pixel-size`` overrides the file's sizes (then say so)."""
+    from scope.errors import ConfigurationError
+
+    if raw.pixel_size_xy_nm is None:
+        return
+    x, y = raw.pixel_size_xy_nm
+    stated = f"{_stated_by(raw)} states pixels of {x:g} x {y:g} nm (X x Y)"
+    if args.pixel_size is None:
+        raise ConfigurationError(
+            f"{stated}, not square: the reconstruction needs square pixels; resample the frames "
+            "to square pixels first, or give --pixel-size NM if the file's sizes are wrong"
+        )
+    log.warning(
+        "%s, not square: --pixel-size %g is used for both (the reconstruction assumes square "
+        "pixels)",
+        stated,
+        args.pixel_size,
+    )
+
+
+def _given_params(doc: dict[str, Any]) -> Any:
+    """The pattern parameters of a ``--params`` file, each angle's source ``"given"`` (this
+    run estimates nothing; the log and the ``.params.json`` say so)."""
+    from dataclasses import replace
+
+    from scope.sim.params import SIMParameters
+
+    params = SIMParameters.from_dict(doc)
+    return replace(params, angles=tuple(replace(a, source="given") for a in params.angles))
+
+
+class _OTFs:
+    """The measured OTFs of ``--otf`` (one for every channel, or one per channel), each file
+    read once, checked against the optics of each channel it serves."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = files
+        self._loaded: dict[str, Any] = {}
+
+    def for_channel(self, channel: int, setup: Any, first_setup: Any | None) -> Any:
+        """Channel ``channel``'s OTF: its measured one (warning where it does not fit the
+        optics, or where one OTF serves channels of other wavelengths), else the ideal one."""
+        from scope.optics import OTF, check_measured_otf
+
+        if not self.files:
+            return OTF.from_setup(setup)
+        path = self.files[channel if len(self.files) > 1 else 0]
+        if path not in self._loaded:
+            self._loaded[path] = OTF.from_file(path)
+        otf = self._loaded[path]
+        check_measured_otf(otf, setup)
+        shared = len(self.files) == 1 and channel > 0 and first_setup is not None
+        if shared and setup.wavelength_nm != first_setup.wavelength_nm:
+            log.warning(
+                "--otf %s serves channel %d (%g nm) as well as channel 0 (%g nm), but a measured "
+                "OTF belongs to one emission wavelength: its cutoff is %.2f /µm, channel %d's "
+                "2 NA / λ %.2f /µm; give each channel its own: --otf A.mrc B.mrc ...",
+                Path(path).name,
+                channel,
+                setup.wavelength_nm,
+                first_setup.wavelength_nm,
+                otf.cutoff_per_um,
+                channel,
+                setup.cutoff_per_um,
+            )
+        return otf
 
 
 def _prior(args: argparse.Namespace) -> Any:
@@ -204,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"the output must be a .tif/.ome.tif file, got {out.name}")
     if not src.exists():
         raise DataFormatError(f"{src} does not exist")
-    from scope.io.writers import scope_output_kind
+    from scope.io.writers import prepare_output_folder, scope_output_kind
 
     kind = scope_output_kind(src)
     if kind is not None:
@@ -220,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             f"-o {out} would overwrite the raw file {src.name}: name the output otherwise "
             f"(e.g. -o {src.name.split('.')[0]}.sim.ome.tif)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)
     return reconstruct_file(src, out, args)
 
 
@@ -236,11 +341,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.errors import ConfigurationError, DataFormatError
     from scope.io.raw import open_sim_stack
     from scope.io.writers import WIDEFIELD_DESCRIPTION, write_ome_tiff
-    from scope.optics import OTF
     from scope.sim.diagnostics import carrier_report
-    from scope.sim.params import SIMParameters
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
-    from scope.sim.pipeline import defects_to_repair, estimate_with_fallback
+    from scope.sim.pipeline import check_camera_offset, defects_to_repair, estimate_with_fallback
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
@@ -274,14 +377,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             """A raw set as reconstructed: photo-electrons when camera maps are given."""
             return to_electrons(frames) if to_electrons is not None else frames
 
+        _check_square_pixels(args, raw)
         first_adu = raw.read_set(0)
         first = converted(first_adu)
         offset = 0.0 if to_electrons else args.offset
-        if offset is not None and float(first.max()) <= offset:
-            raise DataFormatError(
-                f"no signal above the offset: the brightest value is {first.max():g} ADU but "
-                f"--offset is {offset:g}; check --offset"
-            )
+        offset_given_as = "--camera-maps' per-pixel offset" if to_electrons else "--offset"
         settings = ReconstructionSettings(
             wiener=args.wiener,
             notch_strength=args.notch,
@@ -298,14 +398,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 f"--otf takes one measured OTF, or one per channel; {src.name} has "
                 f"{raw.n_channels} channel(s), got {len(otf_files)} files"
             )
-        if len(otf_files) == 1 and raw.n_channels > 1:
-            log.warning(
-                "--otf %s serves all %d channels of %s: a measured OTF belongs to one emission "
-                "wavelength (give each channel's: --otf A.tif B.tif ...)",
-                otf_files[0],
-                raw.n_channels,
-                src.name,
-            )
+        otfs = _OTFs(otf_files)
 
         def prepare(channel: int) -> _Channel:
             """One channel's optics, pattern (estimated on its first set, or read back),
@@ -313,19 +406,19 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             index = raw.first_set_of_channel(channel)
             frames_adu = first_adu if index == 0 else raw.read_set(index)
             frames = first if index == 0 else converted(frames_adu)
+            check_camera_offset(frames, offset, given_as=offset_given_as)
             if float(frames.max()) <= float(frames.min()):
                 raise DataFormatError(
                     "the first SIM set is constant: there is no image to reconstruct"
                     + (f" (channel {channel})" if raw.n_channels > 1 else "")
                 )
             setup = _setup(args, raw, _channel_wavelength(args, raw, channel))
-            otf_file = otf_files[channel if len(otf_files) > 1 else 0] if otf_files else None
-            otf = OTF.from_file(otf_file) if otf_file else OTF.from_setup(setup)
+            otf = otfs.for_channel(channel, setup, channels[0].setup if channels else None)
             defects = defects_to_repair(frames, setup, settings, otf, backend)
             doc = None
             if stored is not None:
                 doc = stored["channels"][channel] if raw.n_channels > 1 else stored
-                params = SIMParameters.from_dict(doc)
+                params = _given_params(doc)
                 if params.n_angles != args.angles or params.n_phases != args.phases:
                     raise DataFormatError(
                         f"{args.params} describes {params.n_angles}x{params.n_phases} frames, "

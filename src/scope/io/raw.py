@@ -61,6 +61,9 @@ SUPPORTED_DTYPES = tuple(
     )
 )
 
+#: X and Y pixel sizes differing by more than this share are not square
+SQUARE_PIXEL_TOLERANCE = 0.01
+
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 _MRC_SUFFIXES = (".mrc", ".dv", ".st", ".map")
 _LEAD_LETTERS = "TZC"
@@ -68,6 +71,17 @@ _LEAD_LETTERS = "TZC"
 
 def _fail(path: Path, message: str) -> DataFormatError:
     return DataFormatError(f"{path.name}: {message}")
+
+
+def _pixel_sizes(x_nm: float | None, y_nm: float | None) -> dict[str, Any]:
+    """``pixel_size_nm`` (and ``pixel_size_xy_nm``) of a :class:`RawStack` from the X and Y
+    sizes a file states: X where they agree within :data:`SQUARE_PIXEL_TOLERANCE` (or Y is not
+    stated), else None with both kept in ``pixel_size_xy_nm``."""
+    if x_nm is None or y_nm is None or not (x_nm and math.isfinite(x_nm) and math.isfinite(y_nm)):
+        return {"pixel_size_nm": x_nm}
+    if abs(abs(y_nm) / abs(x_nm) - 1.0) <= SQUARE_PIXEL_TOLERANCE:
+        return {"pixel_size_nm": x_nm}
+    return {"pixel_size_nm": None, "pixel_size_xy_nm": (float(x_nm), float(y_nm))}
 
 
 class LazyFrames:
@@ -136,10 +150,15 @@ class RawStack:
         The file (or Zarr store) read.
     pixel_size_nm, wavelength_nm, na : float or None
         Camera pixel size at the sample, emission wavelength and NA where the file states them
-        (``wavelength_nm``: the first channel's).
+        (``wavelength_nm``: the first channel's). ``pixel_size_nm`` is None where the file
+        states pixels that are not square (``pixel_size_xy_nm``).
     channel_wavelengths_nm : tuple of float, optional
         Each channel's emission wavelength, where the file states one for every channel of its
         ``C`` axis (an OME-TIFF's ``Channel`` elements).
+    pixel_size_xy_nm : tuple of float, optional
+        ``(X, Y)`` pixel sizes at the sample where the file states sizes that differ by more
+        than :data:`SQUARE_PIXEL_TOLERANCE` (a SIM reconstruction assumes square pixels, so
+        ``pixel_size_nm`` is then None).
     pattern_shape : tuple of int, optional
         ``(angles, phases)`` where the file states them (a run of ``scope acquire`` records its
         pattern sequence); see :func:`open_sim_stack`.
@@ -156,6 +175,7 @@ class RawStack:
     wavelength_nm: float | None = None
     na: float | None = None
     channel_wavelengths_nm: tuple[float, ...] | None = None
+    pixel_size_xy_nm: tuple[float, float] | None = None
     pattern_shape: tuple[int, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     _closer: Callable[[], None] | None = field(default=None, repr=False)
@@ -595,9 +615,13 @@ def _tiff_physical(tif: Any, page: Any) -> dict[str, Any]:
             image = image[0] if isinstance(image, list) else image
             pixels = image.get("Pixels", {})
             if "PhysicalSizeX" in pixels:
-                out["pixel_size_nm"] = unit_to_nm(
-                    pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit")
+                x = unit_to_nm(pixels["PhysicalSizeX"], pixels.get("PhysicalSizeXUnit"))
+                y = (
+                    unit_to_nm(pixels["PhysicalSizeY"], pixels.get("PhysicalSizeYUnit"))
+                    if "PhysicalSizeY" in pixels
+                    else None
                 )
+                out.update(_pixel_sizes(x, y))
             channels = pixels.get("Channel", {})
             channels = channels if isinstance(channels, list) else [channels]
             emission = [
@@ -626,10 +650,21 @@ def _tiff_physical(tif: Any, page: Any) -> dict[str, Any]:
                 px_per_unit = num / den if den else 0
                 # ImageJ writes 1 pixel per unit when nobody calibrated the image: unknown
                 if px_per_unit > 0 and not math.isclose(px_per_unit, 1.0):
-                    out["pixel_size_nm"] = unit_to_nm(1.0 / px_per_unit, ij.get("unit"))
+                    x = unit_to_nm(1.0 / px_per_unit, ij.get("unit"))
+                    out.update(_pixel_sizes(x, _imagej_y_nm(page, ij)))
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
         log.warning("%s: ignoring unreadable physical metadata (%s)", tif.filename, err)
     return out
+
+
+def _imagej_y_nm(page: Any, ij: dict[str, Any]) -> float | None:
+    """The Y pixel size of an ImageJ TIFF (its ``YResolution``), nm; None where not stated."""
+    yres = page.tags.get("YResolution")
+    if yres is None:
+        return None
+    num, den = yres.value
+    px_per_unit = num / den if den else 0
+    return unit_to_nm(1.0 / px_per_unit, ij.get("unit")) if px_per_unit > 0 else None
 
 
 def _update_from_json(out: dict[str, float | None], meta: Any) -> None:
@@ -671,6 +706,7 @@ def _tiff_stack(
             raise _fail(path, "TIFF holds no image series")
         series = tif.series[0]
         shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+        n_series = len(tif.series)
         keyframe = series.keyframe
     except DataFormatError:
         raise
@@ -715,6 +751,16 @@ def _tiff_stack(
         )
         physical["channel_wavelengths_nm"] = None
     meta: dict[str, Any] = {"format": "ome-tiff" if tif.is_ome else "tiff", "file_axes": axes}
+    if n_series > 1:
+        meta["n_series"] = n_series
+        log.warning(
+            "%s holds %d image series; only the first (%s, axes %s) is read: save each series "
+            "as its own file to reconstruct the others",
+            path.name,
+            n_series,
+            " x ".join(map(str, series.shape)),
+            series.axes,
+        )
     offset = series.dataoffset
     if offset is not None:
         # contiguous, uncompressed pixels: read at computed offsets, after checking the size
@@ -867,8 +913,9 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
                 nz, ny, nx = int(h.nz), int(h.ny), int(h.nx)
                 mode = int(h.mode)
                 ext_bytes = int(h.nsymbt)
-                mx = int(h.mx) or nx
+                mx, my = int(h.mx) or nx, int(h.my) or ny
                 voxel = float(h.cella.x) / mx if mx else 0.0
+                voxel_y = float(h.cella.y) / my if my else 0.0
                 try:
                     dtype = mrcfile.utils.data_dtype_from_header(h)
                 except ValueError as err:
@@ -909,7 +956,7 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
         dtype=dtype.newbyteorder("="),
         axes=lead_axes + "YX",
         path=path,
-        pixel_size_nm=_mrc_pixel_size_nm(voxel),
+        **_pixel_sizes(_mrc_pixel_size_nm(voxel), _mrc_pixel_size_nm(voxel_y)),
         # a DeltaVision header's wavelengths (Priism: the emission of each channel)
         wavelength_nm=wavelengths[0] if wavelengths and wavelengths[0] > 0 else None,
         channel_wavelengths_nm=wavelengths
@@ -968,6 +1015,7 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
     array_path = ""
     axes_names: list[str] | None = None
     pixel_size_nm: float | None = None
+    pixel_size_y_nm: float | None = None
     extra: dict[str, Any] = {"format": "ome-zarr"}
     if meta.get("node_type") == "group":
         ome = attrs.get("ome", attrs)
@@ -995,8 +1043,11 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
                     scale = t["scale"][axes_names.index("x")]
                     try:
                         pixel_size_nm = unit_to_nm(scale, units.get("x"), "µm")
+                        if "y" in axes_names:
+                            scale_y = t["scale"][axes_names.index("y")]
+                            pixel_size_y_nm = unit_to_nm(scale_y, units.get("y"), "µm")
                     except ValueError:
-                        pixel_size_nm = None
+                        pixel_size_nm = pixel_size_y_nm = None
         else:
             children = sorted(p.name for p in path.iterdir() if p.is_dir())
             arrays = [
@@ -1071,8 +1122,8 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
         dtype=dtype,
         axes=lead_axes + "YX",
         path=path,
-        pixel_size_nm=pixel_size_nm,
         metadata=extra,
+        **_pixel_sizes(pixel_size_nm, pixel_size_y_nm),
     )
 
 

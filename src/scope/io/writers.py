@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from scope.errors import DataFormatError
+from scope.errors import ConfigurationError, DataFormatError
 from scope.optics import emission_colour
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,48 @@ _NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x"
 def temporary_path(path: Path) -> Path:
     """A unique hidden name beside ``path`` for writing before the final rename."""
     return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def prepare_output_folder(path: str | Path) -> Path:
+    """Create the folder that is to hold the output ``path`` and check that it can be written,
+    before any work is done; return the folder.
+
+    Raises
+    ------
+    ConfigurationError
+        The folder, or one above it, is a file; it cannot be created; or no file can be
+        created in it (permissions, a read-only or virtual file system such as ``/proc``).
+
+    Examples
+    --------
+    >>> prepare_output_folder(tmp / "results" / "sim.ome.tif")  # doctest: +SKIP
+    PosixPath('.../results')
+    """
+    path = Path(path)
+    folder = path.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigurationError(
+            f"cannot write {path}: its folder {existing} is a file, not a folder; name an "
+            "output in a folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigurationError(
+            f"cannot create the output folder {folder} ({err.strerror}): choose an output in "
+            "a folder you can write to"
+        ) from err
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".scope-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigurationError(
+            f"the output folder {folder} cannot be written (creating a file there fails: "
+            f"{err.strerror}): choose an output in a folder you can write to"
+        ) from err
+    return folder
 
 
 def _remove(path: Path) -> None:
