@@ -580,7 +580,7 @@ def test_a_file_without_signal_is_a_clean_error(tmp_path):
         (
             100.0,
             "no signal above the offset: the brightest value is 0 ADU but the offset (--offset) "
-            "is 100; check the offset and that the camera recorded light",
+            "is 100; check the offset (--offset) and that the camera recorded light",
         ),
         (None, "the first SIM set is constant (every value 0): there is no image to reconstruct"),
     ):

@@ -405,3 +405,22 @@ def test_preset_comments_name_only_commands_that_take_a_preset():
         for command in re.findall(r"`scope ([\w-]+)", used_by.group(1)):
             options = commands.choices[command]._option_string_actions
             assert "--preset" in options, f"{path.name}: `scope {command}` takes no --preset"
+
+
+def test_pixels_that_are_not_square_are_refused_unless_given(data_dir, tmp_path):
+    """A file stating 65 x 80 nm pixels: refused in one line (the reconstruction's grid is
+    square), as by `scope reconstruct`; --pixel-size overrides the file's sizes."""
+    frames = tifffile.imread(data_dir.joinpath(*CRISTAE))
+    path = tmp_path / "aniso.ome.tif"
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.065, "PhysicalSizeY": 0.080}
+    tifffile.imwrite(path, frames, ome=True, metadata=meta)
+    optics = {"na": 1.3, "wavelength_nm": 569.0, "offset_adu": 100.0}
+    report = run_batch([path], tmp_path / "b", flags=BatchOptions(**optics), n_workers=0)
+    assert report.files[0]["error"] == (
+        "aniso.ome.tif: its metadata states pixels of 65 x 80 nm (X x Y), not square: the "
+        "reconstruction needs square pixels; resample the frames first, or give --pixel-size NM "
+        "if the file's sizes are wrong"
+    )
+    given = BatchOptions(pixel_size_nm=65.0, **optics)
+    report = run_batch([path], tmp_path / "c", flags=given, n_workers=0)
+    assert report.files[0]["status"] == "done"

@@ -78,6 +78,12 @@ def test_no_carrier_without_prior_says_why():
         estimate_parameters(flat, SETUP)
 
 
+def test_frames_without_signal_are_a_clear_error():
+    """All-zero frames: no carrier and no candidate, said so (it was a ZeroDivisionError)."""
+    with pytest.raises(ReconstructionError, match=r"no candidate at all \(the orders hold no"):
+        estimate_parameters(np.zeros((9, 64, 64), np.float32), SETUP)
+
+
 def test_weak_carrier_falls_back_to_prior_with_warning(caplog):
     rng = np.random.default_rng(0)
     flat = rng.poisson(50, (9, 64, 64)).astype(np.float32)

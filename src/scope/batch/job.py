@@ -31,7 +31,7 @@ from scope.batch.config import (
     merge_options,
     optical_setup,
 )
-from scope.errors import DataFormatError, ScopeError
+from scope.errors import ConfigurationError, DataFormatError, ScopeError
 from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES
 
 if TYPE_CHECKING:
@@ -93,24 +93,9 @@ def load_otfs(options: BatchOptions, n_channels: int) -> list[Any]:
     for c in range(n_channels):
         path = channel_otf_path(options, channel=c, n_channels=n_channels)
         if path and path not in loaded:
-            loaded[path] = _read_otf(OTF, path)
+            loaded[path] = OTF.from_file(path)  # unreadable: an error naming the file
         otfs.append(loaded[path] if path else None)
     return otfs
-
-
-def _read_otf(otf_class: Any, path: str) -> Any:
-    """The measured OTF in ``path``; a file that cannot be read is a :class:`DataFormatError`
-    naming the OTF file (not the raw file being reconstructed)."""
-    try:
-        return otf_class.from_file(path)
-    except ScopeError:
-        raise
-    except (OSError, ValueError) as err:  # tifffile's TiffFileError is a ValueError
-        raise DataFormatError(
-            f"the measured OTF {path} (--otf or the preset's otf_path) is unreadable: "
-            f"{type(err).__name__}: {err}; expected a TIFF or MRC file holding a radial OTF "
-            "profile or a centred 2D OTF image"
-        ) from err
 
 
 def _offset_origin(source: str | None) -> str:
@@ -120,34 +105,6 @@ def _offset_origin(source: str | None) -> str:
     if source and source.startswith("preset:"):
         return f"the preset {source.removeprefix('preset:')}"
     return source or "the options"
-
-
-def check_signal(
-    frames: np.ndarray, offset_adu: float | None, *, offset_source: str | None = None
-) -> None:
-    """Refuse a SIM set with nothing to reconstruct, before any estimation.
-
-    The same checks as ``scope reconstruct`` (:func:`scope.cli.reconstruct.reconstruct_file`):
-    no value above the camera offset, or a constant set.
-
-    Raises
-    ------
-    DataFormatError
-        The set holds no signal; the message says what was found and what to check.
-    """
-    brightest = float(np.max(frames))
-    if offset_adu is not None and brightest <= offset_adu:
-        unit = "e-" if offset_source == "camera maps" else "ADU"
-        raise DataFormatError(
-            f"no signal above the offset: the brightest value is {brightest:g} {unit} but the "
-            f"offset ({_offset_origin(offset_source)}) is {offset_adu:g}; check the offset "
-            "and that the camera recorded light"
-        )
-    if brightest <= float(np.min(frames)):
-        raise DataFormatError(
-            f"the first SIM set is constant (every value {brightest:g}): there is no image to "
-            "reconstruct"
-        )
 
 
 def widefield_path(sim_output: Path) -> Path:
@@ -190,6 +147,7 @@ class _Reconstruction:
         offset_source: str | None = None,
     ) -> None:
         from scope.backend import get_backend
+        from scope.optics import check_measured_otf
 
         self.setups = setups
         self.options = options
@@ -200,6 +158,9 @@ class _Reconstruction:
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
         self.otfs = load_otfs(options, len(setups))
+        for otf, setup in zip(self.otfs, setups, strict=True):
+            if otf is not None:
+                check_measured_otf(otf, setup)  # warns when it belongs to other optics
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
@@ -215,12 +176,18 @@ class _Reconstruction:
         parameters again. One :class:`~scope.sim.pipeline.SetReconstructor` per channel keeps
         the channel's noise model over re-estimations (one filter for the whole series,
         following its brightness) and one operator in memory."""
-        from scope.sim.pipeline import SetReconstructor
+        from scope.sim.pipeline import SetReconstructor, check_signal
 
         rec = self._channels.get(key[0])
         if rec is None:  # a channel's first set: nothing to estimate from without signal
             try:
-                check_signal(raw, self.options.offset_adu, offset_source=self.offset_source)
+                unit = "e-" if self.offset_source == "camera maps" else "ADU"
+                check_signal(
+                    raw,
+                    self.options.offset_adu,
+                    given_as=f"the offset ({_offset_origin(self.offset_source)})",
+                    unit=unit,
+                )
             except DataFormatError as err:
                 many = len(self.setups) > 1
                 raise DataFormatError(f"{err} (channel {key[0]})" if many else str(err)) from None
@@ -395,6 +362,13 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             flags, preset, file_values, preset_name=job.preset_name or "preset"
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
+        if options.pixel_size_nm is None and stack.pixel_size_xy_nm is not None:
+            x, y = stack.pixel_size_xy_nm
+            raise ConfigurationError(
+                f"{src.name}: its metadata states pixels of {x:g} x {y:g} nm (X x Y), not "
+                "square: the reconstruction needs square pixels; resample the frames first, or "
+                "give --pixel-size NM if the file's sizes are wrong"
+            )
         if isinstance(options.wavelength_nm, float):  # one for all channels
             source = sources.get("wavelength_nm", "flag")
             stack.warn_one_wavelength(f"the {source}'s {options.wavelength_nm:g} nm")

@@ -343,7 +343,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.io.writers import WIDEFIELD_DESCRIPTION, write_ome_tiff
     from scope.sim.diagnostics import carrier_report
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
-    from scope.sim.pipeline import check_camera_offset, defects_to_repair, estimate_with_fallback
+    from scope.sim.pipeline import check_signal, defects_to_repair, estimate_with_fallback
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
@@ -406,12 +406,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             index = raw.first_set_of_channel(channel)
             frames_adu = first_adu if index == 0 else raw.read_set(index)
             frames = first if index == 0 else converted(frames_adu)
-            check_camera_offset(frames, offset, given_as=offset_given_as)
-            if float(frames.max()) <= float(frames.min()):
-                raise DataFormatError(
-                    "the first SIM set is constant: there is no image to reconstruct"
-                    + (f" (channel {channel})" if raw.n_channels > 1 else "")
-                )
+            try:
+                check_signal(frames, offset, given_as=offset_given_as)
+            except DataFormatError as err:
+                many = raw.n_channels > 1
+                raise DataFormatError(f"{err} (channel {channel})" if many else str(err)) from None
             setup = _setup(args, raw, _channel_wavelength(args, raw, channel))
             otf = otfs.for_channel(channel, setup, channels[0].setup if channels else None)
             defects = defects_to_repair(frames, setup, settings, otf, backend)

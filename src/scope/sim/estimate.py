@@ -572,11 +572,16 @@ def _estimate_angle(
     kmag = math.hypot(*k_coarse)
     source = "estimated"
     if confidence < settings.min_confidence:
+        candidate = (
+            f"best candidate {1000 / kmag:.1f} nm at "
+            f"{math.degrees(math.atan2(k_coarse[1], k_coarse[0])):.1f}° vs the detection cutoff "
+            f"period {1000 / otf.cutoff_per_um:.1f} nm"
+            if kmag > 0
+            else "no candidate at all (the orders hold no signal)"
+        )
         why = (
             f"angle {index}: no clear pattern carrier (peak-to-noise {confidence:.1f} < "
-            f"{settings.min_confidence}); best candidate {1000 / kmag:.1f} nm at "
-            f"{math.degrees(math.atan2(k_coarse[1], k_coarse[0])):.1f}° vs the detection cutoff "
-            f"period {1000 / otf.cutoff_per_um:.1f} nm. The modulation is too weak, the signal "
+            f"{settings.min_confidence}); {candidate}. The modulation is too weak, the signal "
             "too low, or the carrier lies at or beyond the detection cutoff"
         )
         if prior is None:

@@ -54,7 +54,11 @@ OFFSET_ABOVE_DATA_FRACTION = 0.5
 
 
 def check_camera_offset(
-    frames: Any, offset_adu: float | None, *, given_as: str = "the camera offset"
+    frames: Any,
+    offset_adu: float | None,
+    *,
+    given_as: str = "the camera offset",
+    unit: str = "ADU",
 ) -> float:
     """Check a camera offset against the raw values of one set before reconstructing.
 
@@ -72,6 +76,8 @@ def check_camera_offset(
         The offset to be subtracted (None: each set's own estimate, nothing to check).
     given_as : str
         How the offset was given, for the messages (``"--offset"``, a widget's field ...).
+    unit : str
+        The values' unit, for the messages (``"e-"`` for frames converted by camera maps).
 
     Returns
     -------
@@ -95,23 +101,53 @@ def check_camera_offset(
     brightest = float(values.max())
     if brightest <= offset_adu:
         raise DataFormatError(
-            f"no signal above the offset: the brightest value is {brightest:g} ADU but "
-            f"{given_as} is {offset_adu:g}; check {given_as}"
+            f"no signal above the offset: the brightest value is {brightest:g} {unit} but "
+            f"{given_as} is {offset_adu:g}; check {given_as} and that the camera recorded light"
         )
     below = float(np.count_nonzero(values < offset_adu)) / values.size
     if below > OFFSET_ABOVE_DATA_FRACTION:
         low = float(np.percentile(values, 0.5))
         log.warning(
-            "%.0f %% of the raw values lie below %s %g ADU (the data's 0.5th percentile: %g "
-            "ADU), so the background turns negative and the image is meaningless: a camera "
-            "offset lies at or below the darkest background; check %s (about %g ADU or less "
+            "%.0f %% of the raw values lie below %s %g %s (the data's 0.5th percentile: %g "
+            "%s), so the background turns negative and the image is meaningless: a camera "
+            "offset lies at or below the darkest background; check %s (about %g %s or less "
             "here), or leave it out to have it estimated from each set's darkest values",
             100 * below,
             given_as,
             offset_adu,
+            unit,
             low,
+            unit,
             given_as,
             low,
+            unit,
+        )
+    return below
+
+
+def check_signal(
+    frames: Any,
+    offset_adu: float | None,
+    *,
+    given_as: str = "the camera offset",
+    unit: str = "ADU",
+) -> float:
+    """Refuse a SIM set with nothing to reconstruct, before any estimation: the offset checks
+    of :func:`check_camera_offset`, and a constant set. Returns the share of the values below
+    the offset.
+
+    Raises
+    ------
+    DataFormatError
+        No value above the offset, or every value the same; the message says what was found.
+    """
+    below = check_camera_offset(frames, offset_adu, given_as=given_as, unit=unit)
+    values = np.asarray(frames)
+    brightest = float(values.max())
+    if brightest <= float(values.min()):
+        raise DataFormatError(
+            f"the first SIM set is constant (every value {brightest:g}): there is no image to "
+            "reconstruct"
         )
     return below
 
