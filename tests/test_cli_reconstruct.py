@@ -249,6 +249,8 @@ def test_several_inputs_go_to_the_batch_engine(raw_file, tmp_path):
     assert main([*args, "--offset", str(OFFSET), "--widefield"]) == 0
     report = json.loads((out / "batch-report.json").read_text())
     assert report["counts"]["done"] == 2
+    # two small files: reconstructed in-process (a local cluster took 8 s to start for them)
+    assert report["scheduler"] == "in-process"
     # --widefield goes with them (the README said it was refused): each file's widefield image
     for name in ("raw", "second"):
         wf, pixel_nm, _ = read_image(out / f"{name}.widefield.zarr")
@@ -261,6 +263,15 @@ def test_several_inputs_go_to_the_batch_engine(raw_file, tmp_path):
     )
     assert code.returncode != 0
     assert "--notch, --diagnostics: for one input file" in code.stderr
+    # -q: the report's table, no progress bar
+    quiet = ["-q", "reconstruct", str(path), str(second), "-o", str(tmp_path / "q"), *CONTRACT]
+    code = subprocess.run(
+        [sys.executable, "-m", "scope", *quiet, "--offset", str(OFFSET)],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode == 0, code.stderr
+    assert "files" not in code.stderr and "2 done" in code.stdout
 
 
 def test_a_bleaching_series_records_how_the_filter_followed(tmp_path):

@@ -143,7 +143,10 @@ class BatchReport:
         parts.append(f"{c['error']} failed")
         if c["interrupted"]:
             parts.append(f"{c['interrupted']} interrupted")
-        where = f" in {self.seconds:.1f} s on {self.scheduler} ({self.n_workers} workers)"
+        workers = f"{self.n_workers} worker{'s' if self.n_workers != 1 else ''}"
+        where = f" in {self.seconds:.1f} s " + (
+            "in-process" if self.scheduler == "in-process" else f"on {self.scheduler} ({workers})"
+        )
         return ", ".join(parts) + where
 
     def write(self, outdir: Path) -> tuple[Path, Path]:

@@ -751,4 +751,5 @@ def _run_batch(args: argparse.Namespace) -> int:
     bargs = parser.parse_args(["batch", *args.raw, "-o", args.output])
     for dest in parameter_dests():  # the shared flags, as given (None: not given)
         setattr(bargs, dest, getattr(args, dest))
+    bargs.quiet = getattr(args, "quiet", False)  # `scope -q reconstruct A B`: no progress bar
     return bargs.func(bargs)
