@@ -562,3 +562,22 @@ def test_a_channel_too_sparse_for_its_pattern_borrows_the_first(tmp_path, caplog
     doc = json.loads((tmp_path / "sparse.params.json").read_text())
     for found, true in zip(doc["channels"][1]["angles"], truth.angles, strict=True):
         assert angle_error_deg(found["angle_deg"], true.angle_deg) < 0.5
+
+
+def test_outputs_that_differ_after_a_dot_keep_their_own_files(raw_file, tmp_path):
+    """cell.t1.sim.tif and cell.t2.sim.tif: each its own .params.json and widefield image (both
+    were cell.params.json, cell.widefield.tif: the second run replaced the first's)."""
+    path, _ = raw_file
+    for tag in ("t1", "t2"):
+        out = tmp_path / f"cell.{tag}.sim.tif"
+        args = ["-q", "reconstruct", str(path), "-o", str(out), *CONTRACT, "--widefield"]
+        assert main([*args, "--offset", str(OFFSET)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "cell.t1.params.json",
+        "cell.t1.sim.tif",
+        "cell.t1.widefield.tif",
+        "cell.t2.params.json",
+        "cell.t2.sim.tif",
+        "cell.t2.widefield.tif",
+    ]

@@ -659,3 +659,25 @@ def test_absurd_zarr_shape_refused_before_allocation(tmp_path):
     meta["chunk_grid"]["configuration"]["chunk_shape"] = [1, 200_000, 200_000]
     meta_file.write_text(json.dumps(meta))
     _refused_cheaply(path, "header claims frames of 200000 x 200000 pixels", n_frames_per_set=9)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("cell.t1.sim.ome.tif", "cell.t1"),
+        ("cell.t2.sim.tif", "cell.t2"),
+        ("day.1.zarr", "day.1"),
+        ("x.tif", "x"),
+        ("x.ome.tif", "x"),
+        ("sim.ome.tif", "sim"),
+        ("CELL.SIM.OME.TIF", "CELL"),
+        ("notes.v2", "notes.v2"),
+    ],
+)
+def test_output_base_keeps_every_dot_but_the_image_suffix_and_sim_tag(name, base):
+    """The files beside an output share its base: two outputs that differ only after a dot
+    (cell.t1 / cell.t2, runs day.1 / day.2) no longer share one .params.json (the base was the
+    name up to its first dot)."""
+    from scope.io.writers import output_base
+
+    assert output_base(name) == base

@@ -283,9 +283,12 @@ def _prior(args: argparse.Namespace) -> Any:
 
 
 def beside(out: Path, suffix: str) -> Path:
-    """A file written beside the output ``OUT``: its name up to the first dot plus ``suffix``
-    (``sim.ome.tif`` -> ``sim.params.json``, ``sim.widefield.tif``)."""
-    return out.with_name(out.name.split(".")[0] + suffix)
+    """A file written beside the output ``OUT``: its base name (:func:`scope.io.writers.
+    output_base`) plus ``suffix`` (``cell.sim.ome.tif`` -> ``cell.params.json``,
+    ``cell.widefield.tif``; ``cell.t1.sim.tif`` -> ``cell.t1.params.json``)."""
+    from scope.io.writers import output_base
+
+    return Path(out).with_name(output_base(out) + suffix)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,6 +48,26 @@ WIDEFIELD_DESCRIPTION = "widefield: mean of each SIM set's frames, camera offset
 _NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
+#: image file suffixes taken off a name to find its base (longest first)
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.zarr", ".ome.tif", ".tiff", ".zarr", ".tif", ".mrc", ".dv")
+
+
+def output_base(path: str | Path) -> str:
+    """The name the files written beside an image share: its name without the image suffix
+    and without a ``.sim`` tag (``cell.t1.sim.ome.tif`` -> ``cell.t1``, ``day.2.zarr`` ->
+    ``day.2``). Other dots are part of the name: two outputs that differ only after a dot
+    (``cell.t1`` / ``cell.t2``) keep their own ``.params.json`` and widefield images."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if name.lower().endswith(".sim") and len(name) > 4:
+        name = name[:-4]
+    return name
+
+
 def temporary_path(path: Path) -> Path:
     """A unique hidden name beside ``path`` for writing before the final rename."""
     return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
