@@ -581,3 +581,36 @@ def test_outputs_that_differ_after_a_dot_keep_their_own_files(raw_file, tmp_path
         "cell.t2.sim.tif",
         "cell.t2.widefield.tif",
     ]
+
+
+def test_a_run_s_set_times_travel_into_the_results(tmp_path):
+    """A `scope acquire` run states when each frame was taken: the SIM and widefield results of
+    `scope reconstruct` and `scope batch` (OME-TIFF TimeIncrement, the NGFF t scale in seconds)
+    carry the time from one set to the next, the median of the run's set start times (the
+    exporter's timestamps and speed labels read them; the results had none)."""
+    from scope.acquisition.writer import read_acquisition
+    from scope.io.raw import open_sim_stack
+
+    run = tmp_path / "run.zarr"
+    assert main(["-q", "acquire", "--sets", "3", "-o", str(run)]) == 0
+    _, table, _ = read_acquisition(run)
+    starts = [table["timestamp_ns"][table["set"] == s].min() for s in np.unique(table["set"])]
+    expected = float(np.median(np.diff(starts))) * 1e-9
+    stack, _, _ = open_sim_stack(run)
+    with stack:
+        assert stack.time_increment_s == pytest.approx(expected, rel=1e-9)
+    assert expected > 0
+    out = tmp_path / "run.sim.ome.tif"
+    assert main(["-q", "reconstruct", str(run), "-o", str(out), "--widefield"]) == 0
+    for path in (out, tmp_path / "run.widefield.tif"):
+        with tifffile.TiffFile(path) as tif:
+            pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+        assert pixels["TimeIncrement"] == pytest.approx(expected, rel=1e-6)
+        assert pixels["TimeIncrementUnit"] == "s"
+    batch = tmp_path / "batch"
+    assert main(["-q", "batch", str(run), "-o", str(batch), "--workers", "0"]) == 0
+    attrs = json.loads((batch / "run.sim.zarr" / "zarr.json").read_text())["attributes"]
+    ms = attrs["ome"]["multiscales"][0]
+    assert ms["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
+    scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale[0] == pytest.approx(expected, rel=1e-9)

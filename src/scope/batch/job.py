@@ -522,6 +522,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                 metadata=meta,
                 multiscale_levels=out_opts.multiscale_levels,
                 channel_wavelengths_nm=wavelengths,
+                time_increment_s=stack.time_increment_s,
             )
             log.info("%s: widefield images in %s", src.name, wf_out.name)
 
@@ -544,6 +545,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             channel_wavelengths_nm=wavelengths,
             final_metadata=lambda: {**provenance, "parameter_epochs": engine.epochs},
             before_commit=before_commit,
+            time_increment_s=stack.time_increment_s,
         )
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())

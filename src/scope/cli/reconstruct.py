@@ -600,6 +600,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             channel_wavelengths_nm=[ch.setup.wavelength_nm for ch in channels]
             if raw.n_channels > 1
             else None,
+            time_increment_s=raw.time_increment_s,
         )
         widefield_path = None
         if args.widefield:  # a second pass: sets are read again
@@ -623,6 +624,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     "optics": setup.model_dump(),
                     "offset_adu": offset,  # None: each set's own (its darkest values)
                 },
+                time_increment_s=raw.time_increment_s,
                 shape=(*raw.lead_shape, *raw.frame_shape),
             )
         if args.diagnostics:

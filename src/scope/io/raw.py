@@ -162,6 +162,9 @@ class RawStack:
     pattern_shape : tuple of int, optional
         ``(angles, phases)`` where the file states them (a run of ``scope acquire`` records its
         pattern sequence); see :func:`open_sim_stack`.
+    set_times_s : tuple of float, optional
+        When each SIM set along ``T`` started, in seconds from the first (a ``scope acquire``
+        run: from its frames' timestamps); see :attr:`time_increment_s`.
     metadata : dict
         Everything else worth keeping (format, original axes, acquisition details).
     """
@@ -177,6 +180,7 @@ class RawStack:
     channel_wavelengths_nm: tuple[float, ...] | None = None
     pixel_size_xy_nm: tuple[float, float] | None = None
     pattern_shape: tuple[int, int] | None = None
+    set_times_s: tuple[float, ...] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     _closer: Callable[[], None] | None = field(default=None, repr=False)
 
@@ -192,6 +196,17 @@ class RawStack:
     @property
     def n_frames_per_set(self) -> int:
         return self.shape[-3]
+
+    @property
+    def time_increment_s(self) -> float | None:
+        """The time from one SIM set to the next (the median of :attr:`set_times_s`), for the
+        outputs' OME ``TimeIncrement`` and NGFF time scale; None where the file states no
+        times or holds one set."""
+        times = self.set_times_s
+        if times is None or len(times) < 2 or "T" not in self.lead_axes:
+            return None
+        step = float(np.median(np.diff(times)))
+        return step if step > 0 else None
 
     @property
     def n_sets(self) -> int:
@@ -1374,6 +1389,8 @@ def _acquisition_stack(
         )
     index = np.stack(sets).astype(np.int64)
     ny, nx = (int(v) for v in frame_shape)
+    starts = np.asarray(table["timestamp_ns"], dtype=np.float64)[index].min(axis=1)
+    set_times = tuple(float(t) for t in (starts - starts[0]) * 1e-9)
 
     def read_frames(indices: Sequence[int]) -> np.ndarray:
         out = np.empty((len(indices), ny, nx), dtype=dtype)
@@ -1396,6 +1413,7 @@ def _acquisition_stack(
         wavelength_nm=_find_number(meta, "wavelength_nm"),
         na=_find_number(meta, "na"),
         pattern_shape=stated,
+        set_times_s=set_times,
         metadata={
             "format": "scope-acquisition",
             "state": meta.get("state"),

@@ -162,6 +162,7 @@ def _ome_tiff_metadata(
     axes: str,
     metadata: dict[str, Any] | None,
     channel_wavelengths_nm: Sequence[float] | None = None,
+    time_increment_s: float | None = None,
 ) -> dict:
     size_um = float(pixel_size_nm) / 1000.0
     out = {
@@ -178,6 +179,9 @@ def _ome_tiff_metadata(
             "EmissionWavelength": [float(w) for w in channel_wavelengths_nm],
             "EmissionWavelengthUnit": ["nm"] * len(channel_wavelengths_nm),
         }
+    if time_increment_s is not None and "T" in axes:
+        out["TimeIncrement"] = float(time_increment_s)
+        out["TimeIncrementUnit"] = "s"
     return out
 
 
@@ -191,6 +195,7 @@ def write_ome_tiff(
     shape: tuple[int, ...] | None = None,
     before_commit: Callable[[], None] | None = None,
     channel_wavelengths_nm: Sequence[float] | None = None,
+    time_increment_s: float | None = None,
 ) -> Path:
     """Write a float32 OME-TIFF, atomically.
 
@@ -215,6 +220,8 @@ def write_ome_tiff(
     channel_wavelengths_nm : sequence of float, optional
         Each channel's emission wavelength (one per index of the ``C`` axis), written into the
         OME ``Channel`` elements.
+    time_increment_s : float, optional
+        Time from one index of the ``T`` axis to the next (OME ``TimeIncrement``, seconds).
 
     Returns
     -------
@@ -249,7 +256,9 @@ def write_ome_tiff(
                 shape=None if isinstance(data, np.ndarray) else shape,
                 dtype=np.float32,
                 photometric="minisblack",
-                metadata=_ome_tiff_metadata(pixel_size_nm, axes, metadata, channel_wavelengths_nm),
+                metadata=_ome_tiff_metadata(
+                    pixel_size_nm, axes, metadata, channel_wavelengths_nm, time_increment_s
+                ),
             )
         if before_commit is not None:
             before_commit()
@@ -308,6 +317,8 @@ class OmeZarrWriter:
     channel_wavelengths_nm : sequence of float, optional
         Each channel's emission wavelength (one per index of the ``C`` axis): the channel's
         label and display colour in the NGFF ``omero`` metadata.
+    time_increment_s : float, optional
+        Time from one index of the ``T`` axis to the next: the ``t`` axis's scale, in seconds.
 
     Notes
     -----
@@ -330,6 +341,7 @@ class OmeZarrWriter:
         multiscale_levels: int | None = None,
         tmp_path: str | Path | None = None,
         channel_wavelengths_nm: Sequence[float] | None = None,
+        time_increment_s: float | None = None,
     ) -> None:
         import zarr
 
@@ -366,7 +378,10 @@ class OmeZarrWriter:
                     str(level), shape=lshape, chunks=chunks, dtype="float32", fill_value=np.nan
                 )
             )
-            scale = [1.0] * n_lead + [size_um * f, size_um * f]
+            scale = [
+                float(time_increment_s) if a == "T" and time_increment_s else 1.0
+                for a in self.axes[:n_lead]
+            ] + [size_um * f, size_um * f]
             datasets.append(
                 {
                     "path": str(level),
@@ -378,6 +393,8 @@ class OmeZarrWriter:
             entry: dict[str, Any] = {"name": a, "type": _NGFF_AXIS_TYPES[a]}
             if _NGFF_AXIS_TYPES[a] == "space":
                 entry["unit"] = "micrometer"
+            elif a == "t" and time_increment_s:
+                entry["unit"] = "second"
             axes_meta.append(entry)
         self.group.attrs.update(
             {
@@ -465,6 +482,7 @@ def write_ome_zarr(
     chunks_time: int = 1,
     multiscale_levels: int | None = None,
     channel_wavelengths_nm: Sequence[float] | None = None,
+    time_increment_s: float | None = None,
 ) -> Path:
     """Write an image as an OME-Zarr (NGFF 0.5, Zarr v3) store, atomically.
 
@@ -486,6 +504,8 @@ def write_ome_zarr(
         Resolution levels (2x mean binning each); default by image size.
     channel_wavelengths_nm : sequence of float, optional
         Each channel's emission wavelength (its label and colour; see :class:`OmeZarrWriter`).
+    time_increment_s : float, optional
+        Time from one index of the ``T`` axis to the next, seconds.
     """
     image = np.asarray(image)
     writer = OmeZarrWriter(
@@ -497,6 +517,7 @@ def write_ome_zarr(
         chunks_time=chunks_time,
         multiscale_levels=multiscale_levels,
         channel_wavelengths_nm=channel_wavelengths_nm,
+        time_increment_s=time_increment_s,
     )
     try:
         for idx in np.ndindex(*image.shape[:-2]):
@@ -520,6 +541,7 @@ def write_planes(
     channel_wavelengths_nm: Sequence[float] | None = None,
     final_metadata: Callable[[], dict[str, Any]] | None = None,
     before_commit: Callable[[], None] | None = None,
+    time_increment_s: float | None = None,
 ) -> Path:
     """Stream an image, plane by plane in C order, into an OME-Zarr (``fmt="zarr"``) or an
     OME-TIFF (``"tiff"``), atomically.
@@ -535,6 +557,9 @@ def write_planes(
         OME-TIFF keeps what it was started with).
     before_commit : callable, optional
         Called once the image is complete, before it is put in place (side-cars).
+    time_increment_s : float, optional
+        Time from one index of the ``T`` axis to the next, seconds (OME ``TimeIncrement``, the
+        NGFF ``t`` scale).
     """
     if fmt == "zarr":
         writer = OmeZarrWriter(
@@ -545,6 +570,7 @@ def write_planes(
             metadata=metadata,
             multiscale_levels=multiscale_levels,
             channel_wavelengths_nm=channel_wavelengths_nm,
+            time_increment_s=time_increment_s,
         )
         try:
             for index, plane in planes:
@@ -568,6 +594,7 @@ def write_planes(
         shape=shape,
         before_commit=before_commit,
         channel_wavelengths_nm=channel_wavelengths_nm if "C" in axes.upper() else None,
+        time_increment_s=time_increment_s,
     )
 
 
