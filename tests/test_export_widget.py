@@ -113,3 +113,86 @@ def test_widget_reports_problems_and_follows_layers(viewer_with_layers, qtbot):
     widget.close()
     viewer.add_image(np.zeros((8, 8)), name="late")
     assert widget.sim_layer.count() == 0  # disconnected after close
+
+
+def test_a_new_sim_or_widefield_layer_takes_over_from_a_raw_choice(make_napari_viewer):
+    """Before a reconstruction only the raw stack is there and becomes the choice; the SIM and
+    widefield layers the reconstruction adds are then picked up (the widget used to keep
+    exporting the raw stack); a result the user picked stays picked."""
+    from scope.napari.export_widget import ExportVideoWidget
+
+    viewer = make_napari_viewer()
+    raw = np.random.default_rng(0).random((9, 64, 64)).astype(np.float32)
+    viewer.add_image(raw, name="cell raw", metadata={"scope_kind": "raw"})
+    widget = ExportVideoWidget(viewer)
+    assert widget.sim_layer.currentText() == "cell raw"
+    assert widget.widefield_layer.currentText() == "(none)"
+    wf = viewer.add_image(raw.mean(0), name="cell widefield", metadata={"scope_kind": "widefield"})
+    sim = viewer.add_image(np.ones((128, 128)), name="cell SIM", metadata={"scope_kind": "sim"})
+    assert widget.sim_layer.currentText() == sim.name
+    assert widget.widefield_layer.currentText() == wf.name
+    viewer.add_image(np.ones((128, 128)), name="other SIM", metadata={"scope_kind": "sim"})
+    assert widget.sim_layer.currentText() == sim.name  # a result chosen stays chosen
+
+
+def test_export_problems_are_told_once_in_the_widgets_words(viewer_with_layers, qtbot, tmp_path):
+    """Wipe without a widefield layer and overlay of one channel name the widget's choices,
+    not Python's arguments or the command line's flags; a missing output folder is named; an
+    error in the export worker shows once (it used to be raised again in the GUI thread)."""
+    from scope.napari.export_widget import ExportVideoWidget
+
+    viewer, _, _ = viewer_with_layers
+    widget = ExportVideoWidget(viewer)
+    widget.layout_box.setCurrentText("wipe")
+    widget.widefield_layer.setCurrentText("(none)")
+    assert widget.preview() is None
+    text = widget.status.text()
+    assert "pick a layer in Widefield" in text
+    assert "widefield=" not in text and "--" not in text
+    widget.layout_box.setCurrentText("overlay")
+    viewer.layers["widefield"].visible = False
+    assert widget.preview() is None
+    assert "show the other channels as visible layers" in widget.status.text()
+    assert "channel_axis" not in widget.status.text()
+
+    widget.layout_box.setCurrentText("side-by-side")
+    widget.widefield_layer.setCurrentText("widefield")
+    missing = tmp_path / "no such folder" / "clip.mp4"
+    widget.output.setText(str(missing))
+    failures: list[str] = []
+    widget.failed.connect(failures.append)
+    assert widget.export() is None
+    assert widget.status.text() == (
+        f"Cannot export: the folder {missing.parent} does not exist: choose an existing "
+        "folder in Output"
+    )
+
+    viewer.layers["widefield"].data = viewer.layers["widefield"].data[:2]  # 2 frames, SIM 3
+    widget.output.setText(str(tmp_path / "clip.mp4"))
+    with qtbot.capture_exceptions() as raised:
+        with qtbot.waitSignal(widget.failed, timeout=60_000):
+            widget.export()
+        qtbot.wait(50)
+    assert raised == []
+    assert widget.status.text().startswith("Export failed: widefield has 2 frames")
+    assert failures[-1] == widget.status.text().removeprefix("Export failed: ")
+    assert widget.export_button.isEnabled()
+
+
+def test_a_clip_named_avi_is_written_as_mp4_and_says_so(viewer_with_layers, qtbot, tmp_path):
+    """The presets write MP4 (or GIF): `clip.avi` becomes `clip.mp4`, and the status says so
+    (it used to write MP4 under the .avi name without a word)."""
+    from scope.napari.export_widget import ExportVideoWidget
+
+    viewer, _, _ = viewer_with_layers
+    widget = ExportVideoWidget(viewer)
+    widget.preset.setCurrentText("square")
+    widget.layout_box.setCurrentText("sim")
+    widget.output.setText(str(tmp_path / "clip.avi"))
+    with qtbot.waitSignal(widget.exported, timeout=120_000) as blocker:
+        widget.export()
+    assert blocker.args == [str(tmp_path / "clip.mp4")]
+    assert not (tmp_path / "clip.avi").exists()
+    p = probe(tmp_path / "clip.mp4")
+    assert (p["width"], p["height"]) == (1080, 1080)
+    assert "writes MP4, not .avi: saved as clip.mp4" in widget.status.text()

@@ -207,6 +207,35 @@ def test_live_shows_raw_and_widefield_without_reconstructing(make_napari_viewer,
         time.sleep(0.05)
     assert _new_threads(baseline) == set()
     assert not session.output.parent.exists()  # the scratch run is removed
+    # the widefield snapshot saved with the plugin's writer reopens as a widefield image (it
+    # was tagged "raw" and the reader refused it), on the same µm grid
+    from napari import save_layers
+
+    assert str(wf.units[-1]) == "micrometer" and str(raw.units[-1]) == "micrometer"
+    (path,) = save_layers(str(tmp_path / "live_wf.ome.tif"), [wf], plugin="scope-sim")
+    (back,) = viewer.open(path, plugin="scope-sim")
+    assert back.metadata["scope_kind"] == "widefield"
+    np.testing.assert_allclose(np.asarray(back.data), np.asarray(wf.data), rtol=1e-6)
+    np.testing.assert_allclose(back.scale, (0.065, 0.065))
+    assert back.metadata["na"] == pytest.approx(1.2)
+
+
+def test_a_field_too_small_for_the_pattern_is_refused(make_napari_viewer):
+    """An 8 x 8 ROI cannot hold enough of a 260 nm pattern to find it: Live SIM says the field
+    is too small and how large it must be (the estimate used to say the period lies outside
+    what the pixels can sample); plain Live still starts."""
+    from scope.napari.live_widget import LiveImagingWidget
+
+    viewer = make_napari_viewer()
+    widget = LiveImagingWidget(viewer)
+    widget.sensor.setValue(64)
+    widget.roi.setText("0, 0, 8, 8")
+    assert widget.start("sim") is None
+    text = widget.status.text()
+    assert text.startswith("cannot start: the field of 8 x 8 pixels is too small")
+    assert "at least 8 periods across, 32 x 32 pixels of 65 nm" in text
+    assert "make the ROI larger" in text
+    assert widget.live_button.isEnabled()
 
 
 def test_closing_the_viewer_stops_a_running_session(make_napari_viewer, qtbot, tmp_path):

@@ -69,8 +69,10 @@ def test_reader_round_trips_a_recorded_run(make_napari_viewer, recorded_run):
     layer = layers[0]
     frames, table, _meta = read_acquisition(path)
     sets, _ids = valid_sets(frames, table, 9)
-    np.testing.assert_array_equal(np.asarray(layer.data), sets)  # every verified set, in order
-    assert layer.data.shape == (summary.sets_valid, 9, 64, 64)
+    # every verified set, in order; the frames first, so t lines up with the SIM's t
+    np.testing.assert_array_equal(np.asarray(layer.data), np.moveaxis(sets, 1, 0))
+    assert layer.data.shape == (9, summary.sets_valid, 64, 64)
+    assert layer.axis_labels == ("angle·phase", "t", "y", "x")
     np.testing.assert_allclose(layer.scale, (1, 1, 0.08, 0.08))
     md = layer.metadata
     assert md["pixel_size_nm"] == pytest.approx(80)
@@ -93,9 +95,9 @@ def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir, tmp_path):
         metadata={"axes": "TZYX", "PhysicalSizeX": 0.08, "PhysicalSizeY": 0.08},
     )
     (ome,) = viewer.open(str(tmp_path / "raw.ome.tif"), plugin="scope-sim")
-    np.testing.assert_array_equal(np.asarray(ome.data), series)
+    np.testing.assert_array_equal(np.asarray(ome.data), np.moveaxis(series, 1, 0))
     np.testing.assert_allclose(ome.scale, (1, 1, 0.08, 0.08))
-    assert ome.metadata["axes"] == "TPYX" and ome.metadata["pixel_size_nm"] == pytest.approx(80)
+    assert ome.metadata["axes"] == "PTYX" and ome.metadata["pixel_size_nm"] == pytest.approx(80)
     (mrc,) = viewer.open(str(data_dir / "rdl-tirf-microtubules" / "MT.mrc"), plugin="scope-sim")
     assert mrc.data.shape == (9, 256, 256)
     assert mrc.scale[-1] == pytest.approx(0.0626, rel=1e-3)  # 62.6 nm from the MRC header
@@ -109,9 +111,9 @@ def test_reader_opens_tiff_and_mrc(make_napari_viewer, data_dir, tmp_path):
     tifffile.imwrite(tmp_path / "flat.tif", frames[:15])
     tifffile.imwrite(tmp_path / "flat27.tif", np.concatenate([frames, frames])[:27])
     (flat,) = viewer.open(str(tmp_path / "flat27.tif"), plugin="scope-sim")
-    assert flat.data.shape == (3, 9, 32, 32) and flat.metadata["axes"] == "TPYX"
+    assert flat.data.shape == (9, 3, 32, 32) and flat.metadata["axes"] == "PTYX"
     assert (flat.metadata["n_angles"], flat.metadata["n_phases"]) == (3, 3)
-    np.testing.assert_array_equal(flat.data[1, 0], series[1, 0])  # frame 9 starts set 1
+    np.testing.assert_array_equal(flat.data[0, 1], series[1, 0])  # frame 9 starts set 1
     (fifteen,) = viewer.open(str(tmp_path / "flat.tif"), plugin="scope-sim")
     assert fifteen.data.shape == (15, 32, 32) and fifteen.metadata["n_angles"] is None
     # a hyperstack from Fiji: the 9 frames in Z, before 2 channels -> a layer per channel
@@ -165,7 +167,11 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
     ((data, kwargs, _),) = bsim_hela_mitochondria()
     stack = np.stack([data, data[:, ::-1, :]])  # a 2-point "time series"
     kwargs["metadata"] = dict(kwargs["metadata"], axes="TPYX")
-    kwargs.update(scale=(1, 1, 0.065, 0.065), axis_labels=("t", "angle·phase", "y", "x"))
+    kwargs.update(
+        scale=(1, 1, 0.065, 0.065),
+        axis_labels=("t", "angle·phase", "y", "x"),
+        units=("pixel", "pixel", "µm", "µm"),
+    )
     raw = viewer.add_image(stack, **kwargs)
     widget = ReconstructionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="SIM reconstruction")

@@ -1,12 +1,14 @@
 """napari reader: raw SIM stacks (OME-TIFF/TIFF, MRC, OME-Zarr incl. ``scope acquire`` runs)
 and SIM results (OME-TIFF/OME-Zarr written by ``scope reconstruct`` or this plugin).
 
-Raw stacks open as one image layer shaped ``(lead..., P, Y, X)`` (``P`` = the ``angles x
-phases`` frames of a set, angle-major) with the camera pixel size at the sample as the scale
-(µm); SIM results open on their 2x grid with half that pixel size, translated by a quarter of a
-camera pixel so that they overlay the raw stack (SIM pixel ``(i, j)`` covers a quarter of camera
-pixel ``(i // 2, j // 2)``). What the file states about the optics and the pattern goes into
-``layer.metadata`` (keys of :data:`META_KEYS`), which the reconstruction widget reads.
+Raw stacks open as one image layer shaped ``(P, lead..., Y, X)`` (``P`` = the ``angles x
+phases`` frames of a set, angle-major, first so that the leading axes line up with those of the
+SIM and widefield layers: see :mod:`._layers`) with the camera pixel size at the sample as the
+scale (µm, in the layer's ``units``); SIM results open on their 2x grid with half that pixel
+size, translated by a quarter of a camera pixel so that they overlay the raw stack (SIM pixel
+``(i, j)`` covers a quarter of camera pixel ``(i // 2, j // 2)``). What the file states about
+the optics and the pattern goes into ``layer.metadata`` (keys of :data:`META_KEYS`), which the
+reconstruction widget reads.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from scope.napari._layers import AXIS_LABELS, frames_first, frames_first_axes, um_units
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         if kind == "SIM result":
             out.extend(read_sim_result(p))
         elif kind == "widefield image":
-            out.append(read_widefield(p))
+            out.extend(read_widefield(p))
         else:
             out.extend(read_raw(p))
     return out
@@ -109,35 +113,17 @@ def _contrast(meta: dict[str, Any], channel: int, image: np.ndarray) -> dict[str
     return {"contrast_limits": (float(start), float(end))}
 
 
-def read_widefield(path: Path) -> LayerData:
-    """A widefield image of ``scope reconstruct --widefield`` on the camera grid (it overlays
-    the raw stack and, at half its pixel size, the SIM result)."""
-    from scope.io.writers import read_image
-
-    image, pixel_size_nm, meta = read_image(path)
-    optics = meta.get("optics") or {}
-    metadata = {
-        "scope_kind": "widefield",
-        "pixel_size_nm": pixel_size_nm,
-        "wavelength_nm": optics.get("wavelength_nm"),
-        "na": optics.get("na"),
-        "source_path": str(path),
-        "axes": meta.get("axes"),
-        "file": meta,
-    }
-    kwargs = {
-        "name": path.name,
-        "scale": _scales(pixel_size_nm, image.ndim),
-        "metadata": metadata,
-        "colormap": "gray",
-        **_contrast(meta, 0, image),
-    }
-    return np.asarray(image, np.float32), kwargs, "image"
-
-
 def _scales(pixel_size_nm: float | None, ndim: int) -> tuple[float, ...]:
     px_um = (pixel_size_nm or 1000.0) / 1000.0
     return (1.0,) * (ndim - 2) + (px_um, px_um)
+
+
+def _geometry(pixel_size_nm: float | None, ndim: int) -> dict[str, Any]:
+    """``scale`` and ``units`` of a layer with ``pixel_size_nm`` pixels (µm; one pixel where
+    the file states no pixel size: the reconstruction widget asks for it)."""
+    if not pixel_size_nm:
+        return {"scale": (1.0,) * ndim, "units": ("pixel",) * ndim}
+    return {"scale": _scales(pixel_size_nm, ndim), "units": um_units(ndim)}
 
 
 def read_raw(path: Path) -> list[LayerData]:
@@ -186,20 +172,22 @@ def read_raw(path: Path) -> list[LayerData]:
         "acquisition": meta,
     }
     if stack.pixel_size_nm is None:
-        log.warning("%s states no pixel size: scale 1 µm per pixel; set it in the widget", path)
+        log.warning(
+            "%s states no pixel size: shown in camera pixels; enter the camera pixel size at "
+            "the sample in the SIM reconstruction widget",
+            path,
+        )
 
     def layer(data: Any, axes: str, name: str, metadata: dict[str, Any]) -> LayerData:
+        axes = frames_first_axes(axes)  # the frames first: t, z line up with SIM's
         kwargs = {
             "name": name,
-            "scale": _scales(stack.pixel_size_nm, len(axes)),
-            "metadata": metadata,
-            "axis_labels": tuple(
-                {"T": "t", "Z": "z", "C": "c", "P": "angle·phase", "Y": "y", "X": "x"}[a]
-                for a in axes
-            ),
+            **_geometry(stack.pixel_size_nm, len(axes)),
+            "metadata": {**metadata, "axes": axes},
+            "axis_labels": tuple(AXIS_LABELS[a] for a in axes),
             "colormap": "gray",
         }
-        return data, kwargs, "image"
+        return frames_first(data), kwargs, "image"
 
     if stack.n_channels == 1:
         return [layer(data, stack.axes, f"{path.name} raw", metadata)]
@@ -217,20 +205,107 @@ def read_raw(path: Path) -> list[LayerData]:
     return layers
 
 
+def _result_axes(meta: dict[str, Any], ndim: int) -> str:
+    """The axis letters of a result as read (an OME-TIFF's ``Q`` of one plane dropped)."""
+    axes = str(meta.get("axes", "")).upper()
+    if len(axes) == ndim + 1 and axes.startswith("Q"):
+        axes = axes[1:]
+    return axes
+
+
+def _channel_parameters(meta: dict[str, Any], channel: int) -> dict[str, Any] | None:
+    """Channel ``channel``'s pattern parameters where a result states them (``scope
+    reconstruct``: per channel; ``scope batch``: each channel's first parameter epoch)."""
+    channels = meta.get("channels") or []
+    if channel < len(channels) and channels[channel].get("sim_parameters"):
+        return channels[channel]["sim_parameters"]
+    epochs = [e for e in meta.get("parameter_epochs") or [] if e.get("channel") == channel]
+    return {"angles": epochs[0]["angles"]} if epochs else None
+
+
+def _split_channels(
+    image: Any, meta: dict[str, Any], kwargs: dict[str, Any], *, single_colormap: str
+) -> list[LayerData]:
+    """A result as one layer, or one of several colours as one layer per channel, each
+    coloured by its emission wavelength and blended additively (a composite)."""
+    from scope.optics import emission_colour
+
+    metadata = kwargs["metadata"]
+    axes = metadata["axes"]
+    if "C" not in axes or image.shape[axes.index("C")] == 1:
+        contrast = _contrast(meta, 0, image)
+        return [(image, {**kwargs, "colormap": single_colormap, **contrast}, "image")]
+    axis = axes.index("C")
+    channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
+    waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
+    layers = []
+    for c in range(image.shape[axis]):
+        wavelength = waves[c] if c < len(waves) else None
+        channel_meta = {**metadata, "axes": axes.replace("C", ""), "channel": c}
+        channel_meta["wavelength_nm"] = wavelength or metadata["wavelength_nm"]
+        params = _channel_parameters(meta, c)
+        if params is not None and metadata.get("scope_kind") == "sim":
+            channel_meta["sim_parameters"] = params
+        nm = f" ({wavelength:g} nm)" if wavelength else ""
+        frames = np.take(image, c, axis=axis)
+        layer_kwargs = {
+            **kwargs,
+            "name": f"{kwargs['name']} c{c}{nm}",
+            "metadata": channel_meta,
+            "colormap": emission_colour(wavelength),  # as it looks
+            "blending": "additive",
+            **{k: tuple(v for i, v in enumerate(kwargs[k]) if i != axis) for k in _PER_AXIS},
+            **_contrast(meta, c, frames),
+        }
+        layers.append((frames, layer_kwargs, "image"))
+    return layers
+
+
+#: layer options with one value per axis (a channel layer has the C axis taken out)
+_PER_AXIS = ("scale", "translate", "units")
+
+
+def read_widefield(path: Path) -> list[LayerData]:
+    """A widefield image of ``scope reconstruct --widefield`` on the camera grid (it overlays
+    the raw stack and, at half its pixel size, the SIM result); one of several colours as one
+    layer per channel, as :func:`read_sim_result` opens the SIM result."""
+    from scope.io.writers import read_image
+
+    image, pixel_size_nm, meta = read_image(path)
+    image = np.asarray(image, np.float32)
+    axes = _result_axes(meta, image.ndim)
+    optics = meta.get("optics") or {}
+    metadata = {
+        "scope_kind": "widefield",
+        "pixel_size_nm": pixel_size_nm,
+        "wavelength_nm": optics.get("wavelength_nm"),
+        "na": optics.get("na"),
+        "source_path": str(path),
+        "axes": axes,
+        "file": meta,
+    }
+    geometry = _geometry(pixel_size_nm, image.ndim)
+    kwargs = {
+        "name": path.name,
+        **geometry,
+        "translate": (0.0,) * image.ndim,
+        "metadata": metadata,
+    }
+    return _split_channels(image, meta, kwargs, single_colormap="gray")
+
+
 def read_sim_result(path: Path) -> list[LayerData]:
     """A reconstructed SIM image on the 2x grid, positioned to overlay its raw stack; one of
     several colours as one layer per channel, each coloured by its emission wavelength and
     blended additively (a composite)."""
     from scope.io.writers import read_image
-    from scope.optics import emission_colour
 
     image, pixel_size_nm, meta = read_image(path)
     image = np.asarray(image, np.float32)
-    axes = str(meta.get("axes", "")).upper()
-    if len(axes) == image.ndim + 1 and axes.startswith("Q"):
-        axes = axes[1:]
+    axes = _result_axes(meta, image.ndim)
     px_nm = pixel_size_nm or meta.get("pixel_size_nm")
-    scale = _scales(px_nm, image.ndim)
+    geometry = _geometry(px_nm, image.ndim)
+    scale = geometry["scale"]
     translate = (0.0,) * (image.ndim - 2) + (-scale[-2] / 2, -scale[-1] / 2)
     optics = meta.get("optics") or {}
     metadata = {
@@ -244,40 +319,5 @@ def read_sim_result(path: Path) -> list[LayerData]:
         "axes": axes,
         "file": meta,
     }
-    kwargs = {
-        "name": f"{path.name}",
-        "scale": scale,
-        "translate": translate,
-        "metadata": metadata,
-        "colormap": "magma",
-    }
-
-    if "C" not in axes or image.shape[axes.index("C")] == 1:
-        return [(image, {**kwargs, **_contrast(meta, 0, image)}, "image")]
-    axis = axes.index("C")
-    channels = meta.get("channels") or []  # scope reconstruct: each channel's optics, pattern
-    waves = meta.get("channel_wavelengths_nm") or [c.get("wavelength_nm") for c in channels]
-    layers = []
-    for c in range(image.shape[axis]):
-        wavelength = waves[c] if c < len(waves) else None
-        channel_meta = {**metadata, "axes": axes.replace("C", ""), "channel": c}
-        channel_meta["wavelength_nm"] = wavelength or metadata["wavelength_nm"]
-        if c < len(channels) and channels[c].get("sim_parameters"):
-            channel_meta["sim_parameters"] = channels[c]["sim_parameters"]
-        else:  # scope batch: each channel's first parameter epoch
-            epochs = [e for e in meta.get("parameter_epochs") or [] if e.get("channel") == c]
-            if epochs:
-                channel_meta["sim_parameters"] = {"angles": epochs[0]["angles"]}
-        nm = f" ({wavelength:g} nm)" if wavelength else ""
-        layer_kwargs = {
-            **kwargs,
-            "name": f"{path.name} c{c}{nm}",
-            "scale": tuple(s for i, s in enumerate(scale) if i != axis),
-            "translate": tuple(t for i, t in enumerate(translate) if i != axis),
-            "metadata": channel_meta,
-            "colormap": emission_colour(wavelength),  # as it looks
-            "blending": "additive",
-            **_contrast(meta, c, np.take(image, c, axis=axis)),
-        }
-        layers.append((np.take(image, c, axis=axis), layer_kwargs, "image"))
-    return layers
+    kwargs = {"name": path.name, **geometry, "translate": translate, "metadata": metadata}
+    return _split_channels(image, meta, kwargs, single_colormap="magma")

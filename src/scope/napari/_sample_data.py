@@ -21,6 +21,7 @@ def _layer(data: np.ndarray, name: str, metadata: dict[str, Any]) -> list[tuple]
     kwargs = {
         "name": name,
         "scale": (1.0, px_um, px_um),
+        "units": ("pixel", "µm", "µm"),
         "metadata": metadata,
         "colormap": "gray",
         "axis_labels": ("angle·phase", "y", "x"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,10 +53,12 @@ def layer_to_file_args(data: Any, meta: dict[str, Any]) -> tuple[np.ndarray, flo
         raise DataFormatError(
             "the layer states no pixel size: set layer.metadata['pixel_size_nm'] or its scale"
         )
+    axes = str(lmeta.get("axes") or "")
+    if len(axes) == image.ndim and "P" in axes:  # a raw layer, its frames first (see _layers)
+        image, axes = _frames_as_z(image, axes)
     lead = image.ndim - 2
     if lead > 3:
         raise DataFormatError(f"cannot write a {image.ndim}-D image: at most T, C, Z + Y, X")
-    axes = str(lmeta.get("axes") or "")
     if len(axes) != image.ndim or not set(axes) <= set("TCZYX"):
         axes = "TCZ"[:lead] + "YX"
     stored = {
@@ -65,6 +69,20 @@ def layer_to_file_args(data: Any, meta: dict[str, Any]) -> tuple[np.ndarray, flo
     stored["scope_kind"] = lmeta.get("scope_kind", "sim")
     stored["layer_name"] = meta.get("name")
     return image, float(px), axes, stored
+
+
+def _frames_as_z(image: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """A raw layer's frames (``P``) back in front of ``(Y, X)`` as the ``Z`` of an OME file,
+    where the reader finds them (``(P, T, Y, X)`` -> ``(T, Z, Y, X)``)."""
+    if "Z" in axes:
+        raise DataFormatError(
+            f"a raw layer with axes {axes} (z and the angle·phase frames) cannot be written "
+            "as OME (it has one Z axis): save it with napari's own TIFF writer"
+        )
+    p = axes.index("P")
+    image = np.moveaxis(image, p, -3)
+    axes = axes[:p] + axes[p + 1 : -2] + "Z" + axes[-2:]
+    return image, axes
 
 
 def write_ome_tiff_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -93,3 +111,53 @@ def write_ome_zarr_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str
     )
     log.info("wrote %s (%s, %.2f nm pixels)", path, image.shape, px)
     return [path]
+
+
+def _beside(path: Path, suffix: str, extension: str) -> Path:
+    """``cell.sim.ome.tif`` -> ``cell.widefield.ome.tif``: the base name (:func:`scope.io.
+    writers.output_base`), then ``suffix`` and ``extension``."""
+    from scope.io.writers import output_base
+
+    return path.with_name(output_base(path) + suffix + extension)
+
+
+def _file_names(path: Path, layers: list[tuple[Any, dict, str]], extension: str) -> list[Path]:
+    """Where each layer of a multi-layer save goes: the first SIM layer (else the first layer)
+    to ``path``, a widefield layer beside it as ``NAME.widefield``, every other layer as
+    ``NAME.<layer name>`` (as ``scope reconstruct`` names the widefield image of a result)."""
+    kinds = [(meta.get("metadata") or {}).get("scope_kind") for _, meta, _ in layers]
+    main = kinds.index("sim") if "sim" in kinds else 0
+    widefields = [i for i, k in enumerate(kinds) if k == "widefield" and i != main]
+    names: list[Path] = []
+    for i, (_, meta, _) in enumerate(layers):
+        if i == main:
+            names.append(path)
+        elif i in widefields and len(widefields) == 1:
+            names.append(_beside(path, ".widefield", extension))
+        else:
+            slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(meta.get("name") or i)).strip("_")
+            names.append(_beside(path, f".{slug}", extension))
+    return names
+
+
+def _write_layers(path: str, layers: list[tuple[Any, dict, str]], extension: str) -> list[str]:
+    """Each layer of a multi-layer save with the single-layer writer of ``extension``."""
+    write = write_ome_zarr_layer if extension == ".zarr" else write_ome_tiff_layer
+    target = Path(path)
+    if not target.name.lower().endswith((".tif", ".tiff", ".zarr")):
+        target = target.with_name(target.name + extension)
+    written: list[str] = []
+    for name, (data, meta, _) in zip(_file_names(target, layers, extension), layers, strict=True):
+        written += write(str(name), data, meta)
+    return written
+
+
+def write_ome_tiff_layers(path: str, layers: list[tuple[Any, dict, str]]) -> list[str]:
+    """npe2 multi-layer writer: a SIM layer and its widefield layer (or several) as OME-TIFFs,
+    the SIM one to ``path``, the widefield one beside it (``NAME.widefield.ome.tif``)."""
+    return _write_layers(path, layers, ".ome.tif")
+
+
+def write_ome_zarr_layers(path: str, layers: list[tuple[Any, dict, str]]) -> list[str]:
+    """npe2 multi-layer writer: as :func:`write_ome_tiff_layers`, as OME-Zarr stores."""
+    return _write_layers(path, layers, ".zarr")

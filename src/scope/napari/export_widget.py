@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 from scope.errors import ScopeError
 from scope.export import COLORMAPS, LAYOUTS, PRESETS, build_renderer, export_video
 from scope.export.colormaps import canonical_name
+from scope.napari._messages import in_widget_words
 
 if TYPE_CHECKING:
     import napari
@@ -194,6 +195,9 @@ class ExportVideoWidget(QWidget):
             current_sim, guessed_wf = self._guess_roles(layers)
             if current_wf not in names:
                 current_wf = guessed_wf
+        added = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if added is not None and added.name in names:
+            current_sim, current_wf = self._take_new_result(added, current_sim, current_wf)
         for box, items, keep in (
             (self.sim_layer, names, current_sim),
             (self.widefield_layer, [_NONE, *names], current_wf),
@@ -205,6 +209,21 @@ class ExportVideoWidget(QWidget):
                 box.setCurrentText(keep)
             box.blockSignals(False)
         self._sim_layer_changed(self.sim_layer.currentText())
+
+    def _take_new_result(self, added: Any, sim: str, wf: str) -> tuple[str, str]:
+        """A SIM or widefield layer just added (a reconstruction, a file opened) takes over its
+        role from a raw layer or nothing; a result the user picked stays."""
+
+        def kind(name: str) -> str | None:
+            layer = self._layer(name)
+            return None if layer is None else layer.metadata.get("scope_kind", "other")
+
+        new_kind = added.metadata.get("scope_kind")
+        if new_kind == "sim" and kind(sim) in (None, "raw"):
+            sim = added.name
+        elif new_kind == "widefield" and kind(wf) in (None, "raw"):
+            wf = added.name
+        return sim, wf
 
     def _guess_roles(self, layers: list[Any]) -> tuple[str, str]:
         """SIM: the selected image layer, else the one with the most pixels; widefield: a
@@ -306,7 +325,7 @@ class ExportVideoWidget(QWidget):
             renderer = build_renderer(frames, **kwargs)
             frame = renderer.frame(renderer.n_frames // 2)
         except ScopeError as err:
-            self.status.setText(f"Cannot preview: {err}")
+            self.status.setText(f"Cannot preview: {in_widget_words(str(err))}")
             return None
         self.preview_frame = frame
         h, w = frame.shape[:2]
@@ -321,39 +340,68 @@ class ExportVideoWidget(QWidget):
         )
         return frame
 
+    def output_path(self) -> tuple[Path, str]:
+        """The file to write and a note for the status line: the Output field's path with the
+        preset's container as its extension (MP4, or GIF for the gif preset: a clip named
+        ``.avi`` is written as ``.mp4``, and the note says so); ScopeError when its folder does
+        not exist."""
+        path = Path(self.output.text().strip() or "scope-clip").expanduser()
+        suffix = ".gif" if PRESETS[self.preset.currentText()].container == "gif" else ".mp4"
+        note = ""
+        if path.suffix.lower() != suffix:
+            wanted = path.suffix or "no extension"
+            path = path.with_suffix(suffix)
+            note = (
+                f" (the {self.preset.currentText()} preset writes {suffix[1:].upper()}, not "
+                f"{wanted}: saved as {path.name})"
+            )
+        if not path.parent.is_dir():
+            raise ScopeError(
+                f"the folder {path.parent} does not exist: choose an existing folder in Output"
+            )
+        return path, note
+
     def export(self) -> Any:
         """Write the clip in a background thread; returns the napari worker."""
         from napari.qt.threading import create_worker
 
         try:
             kwargs = self.export_arguments()
+            path, note = self.output_path()
         except ScopeError as err:
-            self.status.setText(f"Cannot export: {err}")
-            self.failed.emit(str(err))
+            message = in_widget_words(str(err))
+            self.status.setText(f"Cannot export: {message}")
+            self.failed.emit(message)
             return None
-        path = Path(self.output.text()).expanduser()
         frames = kwargs.pop("frames")
         self.export_button.setEnabled(False)
-        self.status.setText(f"Exporting {path.name} …")
-        worker = create_worker(export_video, frames, path, **kwargs)
-        worker.returned.connect(self._done)
-        worker.errored.connect(self._error)
+        self.status.setText(f"Exporting {path.name} …{note}")
+        # an error shows once, in the status line (the default raises it again in the GUI)
+        worker = create_worker(export_video, frames, path, _ignore_errors=True, **kwargs)
+        worker.returned.connect(lambda result: self._done(result, note))
+        worker.errored.connect(lambda err: self._error(err, path))
         self._worker = worker
         worker.start()
         return worker
 
-    def _done(self, result: Any) -> None:
+    def _done(self, result: Any, note: str = "") -> None:
         self.export_button.setEnabled(True)
         self.status.setText(
             f"Wrote {result.path} — {result.n_frames} frames, {result.duration_s:.1f} s, "
-            f"{result.size_bytes / 1e6:.1f} MB"
+            f"{result.size_bytes / 1e6:.1f} MB{note}"
         )
         self.exported.emit(str(result.path))
 
-    def _error(self, err: Exception) -> None:
+    def _error(self, err: BaseException, path: Path | None = None) -> None:
+        log.info("export to %s failed", path, exc_info=(type(err), err, err.__traceback__))
         self.export_button.setEnabled(True)
-        self.status.setText(f"Export failed: {err}")
-        self.failed.emit(str(err))
+        if isinstance(err, OSError):
+            where = err.filename or path
+            message = f"cannot write {where}: {err.strerror or err}"
+        else:
+            message = in_widget_words(str(err))
+        self.status.setText(f"Export failed: {message}")
+        self.failed.emit(message)
 
     def closeEvent(self, event: Any) -> None:  # Qt's method name
         self.disconnect_viewer()

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from scope.errors import ScopeError
 from scope.napari._controls import spin_box
+from scope.napari._layers import um_units
 from scope.napari.live import LiveConfig, LiveSession
 from scope.sim.pattern_map import DRIFT_TOLERANCE_RAD
 
@@ -55,6 +56,10 @@ SIM_LAYER = "live SIM"
 MODULATION_LAYER = "live pattern modulation (MCNR)"
 #: default display rate limit: redrawing costs CPU where OpenGL is software-rendered
 DISPLAY_HZ = 10
+#: the fewest pattern periods across the field in which the pattern is estimated (measured on
+#: the simulated microscope, 260 nm pattern, 65 nm pixels: found from 32 pixels = 8 periods,
+#: not at 24; the library then says the period "lies outside what the pixels can sample")
+MIN_PERIODS_ACROSS = 8
 
 
 def _detect_cameras() -> list[str]:
@@ -86,6 +91,34 @@ def _detect_ports() -> list[str]:
     except Exception as err:
         log.debug("no serial ports: %s", err)
     return ports
+
+
+def _live_metadata(name: str) -> dict[str, Any]:
+    """What a live layer is, as the writer stores it and the reader recognises it again
+    (saved with File > Save Selected Layers…, the widefield layer reopens as a widefield
+    image)."""
+    from scope.io.writers import WIDEFIELD_DESCRIPTION
+
+    if name == SIM_LAYER:
+        return {"scope_kind": "sim"}
+    if name == WIDEFIELD_LAYER:
+        return {"scope_kind": "widefield", "image": WIDEFIELD_DESCRIPTION}
+    return {"scope_kind": "raw"}
+
+
+def field_too_small(config: LiveConfig) -> str | None:
+    """Why the camera field is too small to find the pattern in (fewer than
+    :data:`MIN_PERIODS_ACROSS` periods of the pattern across it), or None."""
+    width, height = (config.roi[2], config.roi[3]) if config.roi else config.sensor_shape
+    smallest = int(np.ceil(MIN_PERIODS_ACROSS * config.period_nm / config.pixel_size_nm))
+    if min(width, height) >= smallest:
+        return None
+    return (
+        f"the field of {width} x {height} pixels is too small to find the pattern in: a "
+        f"{config.period_nm:g} nm pattern needs at least {MIN_PERIODS_ACROSS} periods across, "
+        f"{smallest} x {smallest} pixels of {config.pixel_size_nm:g} nm; make the ROI larger "
+        "(or untick estimating parameters to use the nominal pattern)"
+    )
 
 
 class LiveImagingWidget(QWidget):
@@ -328,8 +361,12 @@ class LiveImagingWidget(QWidget):
                 return None
             self._finish()
         try:
+            config = self.config()
+            small = field_too_small(config)
+            if small and mode != "live" and self.estimate.isChecked():
+                raise ScopeError(small)
             session = LiveSession(
-                self.config(),
+                config,
                 mode,  # type: ignore[arg-type]
                 sim_every="frame" if self.sim_every.currentIndex() == 0 else "set",
                 output=self.output.text() if mode == "record" else None,
@@ -423,9 +460,15 @@ class LiveImagingWidget(QWidget):
             self._fixed_contrast.discard(name)
         else:
             layer = self.viewer.add_image(
-                data, name=name, scale=scale, translate=translate, colormap=cmap, visible=visible
+                data,
+                name=name,
+                scale=scale,
+                translate=translate,
+                units=um_units(data.ndim),
+                colormap=cmap,
+                visible=visible,
+                metadata=_live_metadata(name),
             )
-            layer.metadata["scope_kind"] = "sim" if name == SIM_LAYER else "raw"
         if name not in self._fixed_contrast:
             self._fit_contrast(layer, data)
         return layer
@@ -473,8 +516,14 @@ class LiveImagingWidget(QWidget):
             visible = s.mode == "live"
             self._layer(RAW_LAYER, snap.raw, cam, (0.0, 0.0), "gray", visible=visible)
             if snap.widefield is not None:
-                self._layer(
+                wf = self._layer(
                     WIDEFIELD_LAYER, snap.widefield, cam, (0.0, 0.0), "gray", visible=visible
+                )
+                wf.metadata.update(  # what a saved snapshot states (File > Save Layer)
+                    pixel_size_nm=s.config.pixel_size_nm,
+                    optics=s.setup.model_dump(),
+                    na=s.setup.na,
+                    wavelength_nm=s.setup.wavelength_nm,
                 )
         if snap.sim is not None and snap.sim_serial != self._shown_sim:
             self._shown_sim = snap.sim_serial

@@ -1,19 +1,26 @@
 """napari dock widget: interactive SIM reconstruction of a raw stack layer or file.
 
-1. Pick a raw stack layer (``(..., angles*phases, Y, X)``) or *Open file…* (the plugin's reader);
-   the optics fields (NA, emission wavelength, camera pixel size, camera offset) are filled from
-   what the file states (``layer.metadata``) and can be edited.
+1. Pick a raw stack layer (its frames on the axis labelled *angle·phase*: first as the reader
+   opens it, or third from last) or *Open file…* (the plugin's reader; a raw layer added
+   later is selected); the optics fields (NA, emission wavelength, camera pixel size, camera
+   offset) are filled from what the layer states (``layer.metadata``), what it does not state
+   is said in the status line, and every field can be edited (a pixel size entered rescales the
+   raw layer and the layers made from it).
 2. *Estimate parameters* runs :func:`scope.sim.estimate.estimate_parameters` on the current set
    (a worker thread), shows the report (angle, period, modulation, carrier peak/noise per angle)
    and the spectrum of the frames with the carriers marked (:func:`scope.sim.diagnostics.
-   spectrum_with_carriers`) as two layers.
+   spectrum_with_carriers`) as two layers over the raw layer's field.
 3. Wiener (automatic MMSE or a constant), notch and apodisation controls update a *SIM preview*
    of the current set within a fraction of a second: the cached operator is re-derived with
    :meth:`SIMReconstructor.with_settings` (same parameters and noise model), in a worker.
-4. *Reconstruct stack* reconstructs every set (a time series too) into a new layer with the
-   physical scale of the 2x grid — half the camera pixel size, translated by a quarter of a camera
-   pixel, so it overlays the raw layer — and the parameters, optics and settings in its metadata
-   (saved with it by the plugin's OME-TIFF/OME-Zarr writers).
+4. *Reconstruct stack* (*Cancel* while it runs) reconstructs every set (a time series too) into
+   a new layer with the physical scale of the 2x grid — half the camera pixel size, translated
+   by a quarter of a camera pixel, so it overlays the raw layer, its leading axes lined up with
+   the raw layer's — and the parameters, optics and settings in its metadata (saved with it by
+   the plugin's OME-TIFF/OME-Zarr writers).
+
+One job (estimate or stack) runs at a time; what cannot work (an offset above the data, optics
+that cannot be, an error in a worker) is said once in the status line, in the widget's words.
 """
 
 from __future__ import annotations
@@ -39,8 +46,25 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from scope.errors import ScopeError
+from scope.errors import DataFormatError, ScopeError
 from scope.napari._controls import spin_box
+from scope.napari._layers import (
+    adopt_um,
+    camera_pixel_size_nm,
+    frame_axis,
+    lead_axes,
+    sim_layer_geometry,
+)
+from scope.napari._messages import in_widget_words, validation_text
+from scope.napari._result_layers import (
+    add_results,
+    camera_grid,
+    percentile_limits,
+    put_image,
+    put_points,
+    rescale_from,
+    sim_grid,
+)
 from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
 if TYPE_CHECKING:
@@ -59,21 +83,12 @@ EQUALIZE_CHOICES = {
     "always equalise": True,
     "leave as recorded": False,
 }
-
-
-def sim_layer_geometry(raw_layer_scale: Any, ndim_out: int) -> tuple[tuple, tuple]:
-    """(scale, translate) of a SIM layer over a raw layer with ``raw_layer_scale`` (Y, X last).
-
-    SIM pixel ``(i, j)`` covers a quarter of camera pixel ``(i // 2, j // 2)``: half the pixel
-    size, and the centre of SIM pixel 0 sits a quarter of a camera pixel before the centre of
-    camera pixel 0.
-    """
-    dy, dx = float(raw_layer_scale[-2]), float(raw_layer_scale[-1])
-    lead = tuple(float(s) for s in raw_layer_scale[:-3])[-(ndim_out - 2) :] if ndim_out > 2 else ()
-    lead = (1.0,) * (ndim_out - 2 - len(lead)) + lead
-    scale = (*lead, dy / 2, dx / 2)
-    translate = (0.0,) * (ndim_out - 2) + (-dy / 4, -dx / 4)
-    return scale, translate
+#: what the pixel-size field shows while the layer states no pixel size
+PIXEL_SIZE_UNKNOWN = "not stated: enter it"
+#: the optics fields kept per layer (in its metadata) and how the status line names them
+OPTICS_KEYS = {"na": "NA", "wavelength_nm": "emission wavelength"}
+#: re-exported: where the SIM layer goes over its raw layer
+__all__ = ["ReconstructionWidget", "sim_layer_geometry"]
 
 
 def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> tuple[Any, Any]:
@@ -92,11 +107,33 @@ def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> tup
 
 
 def _lead_axes(raw_layer: Any, n: int) -> str:
-    """Letters of the ``n`` leading axes of a SIM result (from the raw layer's axes)."""
-    lead = str(raw_layer.metadata.get("axes", ""))[:-3]
+    """Letters of the ``n`` leading axes of a SIM result (the raw layer's, less its frames)."""
+    axes = str(raw_layer.metadata.get("axes", ""))
+    lead = axes.replace("P", "")[:-2] if len(axes) == raw_layer.ndim else ""
     if len(lead) == n and set(lead) <= set("TCZ"):
         return lead
     return "TCZ"[:n]
+
+
+def offset_problem(frames: np.ndarray, offset_adu: float | None) -> str | None:
+    """Why ``offset_adu`` cannot be the camera offset of ``frames`` (no value above it: the SIM
+    image would be all negative; ``scope reconstruct`` refuses it alike), or None."""
+    try:
+        from scope.sim.pipeline import check_camera_offset
+    except ImportError:  # an older library: its command line's check, here
+        check_camera_offset = None
+    if check_camera_offset is not None:
+        try:
+            check_camera_offset(frames, offset_adu, given_as="Camera offset")
+        except DataFormatError as err:
+            return f"{err} (or set it to auto)"
+        return None
+    if offset_adu is None or float(np.max(frames)) > offset_adu:
+        return None
+    return (
+        f"no signal above the offset: the brightest value is {float(np.max(frames)):g} ADU but "
+        f"Camera offset is {offset_adu:g}; check Camera offset (or set it to auto)"
+    )
 
 
 class ReconstructionWidget(QWidget):
@@ -108,7 +145,10 @@ class ReconstructionWidget(QWidget):
         self.params: Any = None
         self.reconstructor: Any = None
         self._workers: list[Any] = []
+        self._job: str | None = None  # "estimate" or "stack": one at a time
+        self._job_worker: Any = None
         self._preview_pending = False
+        self._loading = False  # fields being filled from a layer (not edited by the user)
         self.last_result: np.ndarray | None = None
 
         self.layer_box = QComboBox()
@@ -121,7 +161,8 @@ class ReconstructionWidget(QWidget):
 
         self.na = spin_box(0.1, 1.7, 1.2, 0.05, 2)
         self.wavelength = spin_box(300.0, 1200.0, 525.0, 5.0, 1, " nm")
-        self.pixel_size = spin_box(1.0, 10000.0, 65.0, 1.0, 2, " nm")
+        self.pixel_size = spin_box(0.0, 10000.0, 65.0, 1.0, 2, " nm")
+        self.pixel_size.setSpecialValueText(PIXEL_SIZE_UNKNOWN)
         self.pixel_size.setToolTip("camera pixel size at the sample")
         self.immersion = spin_box(1.0, 1.6, 1.515, 0.005, 3)
         self.n_angles = QSpinBox()
@@ -152,6 +193,10 @@ class ReconstructionWidget(QWidget):
         optics.addRow("Camera offset", self.offset)
         optics_box = QGroupBox("Data and optics")
         optics_box.setLayout(optics)
+        self.na.valueChanged.connect(lambda v: self._optics_edited("na", v))
+        self.wavelength.valueChanged.connect(lambda v: self._optics_edited("wavelength_nm", v))
+        self.pixel_size.valueChanged.connect(self._pixel_size_edited)
+        self.immersion.valueChanged.connect(lambda v: self._optics_edited("immersion_index", v))
 
         self.estimate_button = QPushButton("Estimate parameters")
         self.estimate_button.clicked.connect(self.estimate)
@@ -196,7 +241,8 @@ class ReconstructionWidget(QWidget):
         self.equalize.currentIndexChanged.connect(lambda *_: self._schedule_preview())
 
         self.reconstruct_button = QPushButton("Reconstruct stack")
-        self.reconstruct_button.clicked.connect(self.reconstruct_stack)
+        self.reconstruct_button.setToolTip("reconstruct every set; click again to cancel")
+        self.reconstruct_button.clicked.connect(self._reconstruct_clicked)
         self.with_widefield = QCheckBox("and its widefield image")
         self.with_widefield.setChecked(True)
         self.with_widefield.setToolTip(
@@ -229,26 +275,34 @@ class ReconstructionWidget(QWidget):
     def _raw_layers(self) -> list[Any]:
         from napari.layers import Image
 
-        return [
-            layer
-            for layer in self.viewer.layers
-            if isinstance(layer, Image)
+        return [layer for layer in self.viewer.layers if self._is_raw(layer, Image)]
+
+    @staticmethod
+    def _is_raw(layer: Any, image_type: type) -> bool:
+        return (
+            isinstance(layer, image_type)
             and layer.ndim >= 3
             and not layer.rgb
             and layer.metadata.get("scope_kind") not in ("sim", "widefield")
             and layer.name not in (PREVIEW_LAYER, SPECTRUM_LAYER)
-        ]
+        )
 
-    def _refresh_layers(self, *_: Any) -> None:
-        current = self.layer_box.currentText()
+    def _refresh_layers(self, event: Any = None) -> None:
+        """Follow the layer list; a raw stack just added (File > Open, a sample, a script) is
+        selected, as it is what the user wants to reconstruct next."""
+        from napari.layers import Image
+
+        old = self.layer_box.currentText()
+        added = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        target = added.name if added is not None and self._is_raw(added, Image) else old
         names = [layer.name for layer in self._raw_layers()]
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
         self.layer_box.addItems(names)
-        if current in names:
-            self.layer_box.setCurrentText(current)
+        if target in names:
+            self.layer_box.setCurrentText(target)
         self.layer_box.blockSignals(False)
-        if current not in names and names:
+        if names and (target != old or old not in names):
             self._layer_changed()
 
     @property
@@ -260,25 +314,75 @@ class ReconstructionWidget(QWidget):
         return None
 
     def _layer_changed(self, *_: Any) -> None:
+        """Fill the fields with what the selected layer states; say which values it does not
+        state (the fields keep the previous values there: check them)."""
         layer = self.layer
         if layer is None:
             return
         m = layer.metadata
-        if m.get("na"):
-            self.na.setValue(float(m["na"]))
-        if m.get("wavelength_nm"):
-            self.wavelength.setValue(float(m["wavelength_nm"]))
-        px = m.get("camera_pixel_size_nm") or m.get("pixel_size_nm")
-        self.pixel_size.setValue(float(px) if px else float(layer.scale[-1]) * 1000.0)
-        if m.get("n_angles"):
-            self.n_angles.setValue(int(m["n_angles"]))
-        if m.get("n_phases"):
-            self.n_phases.setValue(int(m["n_phases"]))
-        self.offset.setValue(float(m["offset_adu"]) if m.get("offset_adu") is not None else -1.0)
+        unstated = []
+        self._loading = True
+        try:
+            for key, box in (("na", self.na), ("wavelength_nm", self.wavelength)):
+                if m.get(key):
+                    box.setValue(float(m[key]))
+                else:
+                    unstated.append(key)
+            if m.get("immersion_index"):
+                self.immersion.setValue(float(m["immersion_index"]))
+            px = camera_pixel_size_nm(layer)
+            self.pixel_size.setValue(px or 0.0)
+            adopt_um(layer, px)
+            if m.get("n_angles"):
+                self.n_angles.setValue(int(m["n_angles"]))
+            if m.get("n_phases"):
+                self.n_phases.setValue(int(m["n_phases"]))
+            offset = m.get("offset_adu")
+            self.offset.setValue(float(offset) if offset is not None else -1.0)
+        finally:
+            self._loading = False
+        self._forget_parameters()
+        self.status.setText(self._unstated_note(layer.name, unstated, px is None))
+
+    def _unstated_note(self, name: str, unstated: list[str], no_pixel_size: bool) -> str:
+        """What the status line says about the values layer ``name`` does not state."""
+        notes = []
+        if no_pixel_size:
+            notes.append(
+                f"{name!r} states no pixel size: enter the camera pixel size at the sample in "
+                "Camera pixel at sample (the layer's scale follows it)"
+            )
+        if unstated:
+            what = " or ".join(OPTICS_KEYS[k] for k in unstated)
+            fields = " and ".join({"na": "NA", "wavelength_nm": "Emission λ"}[k] for k in unstated)
+            notes.append(
+                f"{name!r} states no {what}: {fields} still show the values of before; "
+                "check them before estimating"
+            )
+        return "; ".join(notes)
+
+    def _optics_edited(self, key: str, value: float) -> None:
+        """The user set an optics field: the layer keeps the value (switching back restores
+        it), and parameters estimated with the old optics are forgotten."""
+        if self._loading:
+            return
+        layer = self.layer
+        if layer is not None:
+            layer.metadata[key] = float(value)
+        self._forget_parameters()
+
+    def _pixel_size_edited(self, value: float) -> None:
+        """The camera pixel size set by the user: the raw layer and the layers made from it
+        take the new scale (the scale bar follows)."""
+        if self._loading:
+            return
+        layer = self.layer
+        if layer is not None and value > 0:
+            rescale_from(self.viewer, layer, float(value))
         self._forget_parameters()
 
     def _forget_parameters(self, *_: Any) -> None:
-        """Another layer or frame order: the parameters found belong to the old one."""
+        """Another layer, frame order or optics: the parameters found belong to the old one."""
         self.params = None
         self.reconstructor = None
         self.report.setText("no parameters yet: Estimate parameters")
@@ -299,14 +403,27 @@ class ReconstructionWidget(QWidget):
 
     # -- inputs ----------------------------------------------------------------------------------
     def setup(self) -> Any:
+        """The optics the fields describe (ScopeError, in the fields' words, when they cannot
+        be: a pixel size not given, an NA above the immersion index)."""
+        from pydantic import ValidationError
+
+        from scope.errors import ConfigurationError
         from scope.optics import OpticalSetup
 
-        return OpticalSetup(
-            na=self.na.value(),
-            wavelength_nm=self.wavelength.value(),
-            pixel_size_nm=self.pixel_size.value(),
-            immersion_index=self.immersion.value(),
-        )
+        if self.pixel_size.value() <= 0:
+            raise ConfigurationError(
+                "the camera pixel size at the sample is not known: enter it in Camera pixel "
+                "at sample"
+            )
+        try:
+            return OpticalSetup(
+                na=self.na.value(),
+                wavelength_nm=self.wavelength.value(),
+                pixel_size_nm=self.pixel_size.value(),
+                immersion_index=self.immersion.value(),
+            )
+        except ValidationError as err:
+            raise ConfigurationError(validation_text(err)) from err
 
     def settings(self) -> Any:
         from scope.sim.reconstruct import ReconstructionSettings
@@ -316,9 +433,12 @@ class ReconstructionWidget(QWidget):
             notch_strength=self.notch.value(),
             apodization_cutoff=self.apodization.value(),
             filter=self.filter.currentText(),  # type: ignore[arg-type]
-            offset_adu=None if self.offset.value() < 0 else self.offset.value(),
+            offset_adu=self._offset_adu(),
             equalize_frames=EQUALIZE_CHOICES[self.equalize.currentText()],
         )
+
+    def _offset_adu(self) -> float | None:
+        return None if self.offset.value() < 0 else self.offset.value()
 
     def _frames_per_set(self) -> int:
         return self.n_angles.value() * self.n_phases.value()
@@ -336,33 +456,81 @@ class ReconstructionWidget(QWidget):
         layer = self.layer
         if layer is None:
             raise ScopeError("no raw stack layer selected")
-        n_lead = layer.ndim - 3
         step = self.viewer.dims.current_step
         offset = self.viewer.dims.ndim - layer.ndim
-        index = tuple(
-            int(min(max(step[offset + i], 0), layer.data.shape[i] - 1)) for i in range(n_lead)
-        )
-        frames = np.asarray(layer.data[index] if index else layer.data[...], np.float32)
+        key: list[Any] = [slice(None)] * (layer.ndim - 2)
+        for i in lead_axes(layer):
+            key[i] = int(min(max(step[offset + i], 0), layer.data.shape[i] - 1))
+        frames = np.asarray(layer.data[tuple(key)], np.float32)
         if frames.shape[0] != self._frames_per_set():
             raise ScopeError(
                 f"the set has {frames.shape[0]} frames, expected {self._frames_per_set()} "
-                "(angles x phases)"
+                "(Angles x Phases)"
             )
         return frames[self._in_scope_order()]
 
+    def _checked_inputs(self) -> tuple[np.ndarray, Any] | None:
+        """The current set and the optics, or None with the reason in the status line."""
+        try:
+            frames = self.current_set()
+            setup = self.setup()
+        except ScopeError as err:
+            self.status.setText(str(err))
+            return None
+        problem = offset_problem(frames, self._offset_adu())
+        if problem:
+            self.status.setText(problem)
+            return None
+        return frames, setup
+
     # -- workers ---------------------------------------------------------------------------------
-    def _run(self, fn: Any, on_done: Any, *args: Any, progress: bool = False) -> Any:
+    def _run(
+        self, fn: Any, on_done: Any, *args: Any, progress: bool = False, job: str | None = None
+    ) -> Any:
+        """Run ``fn`` in a worker; ``on_done`` gets its result. An error shows once, in the
+        status line (the worker's default would raise it again in the GUI thread)."""
         from napari.qt.threading import create_worker
 
-        worker = create_worker(fn, *args)
+        worker = create_worker(fn, *args, _ignore_errors=True)
         worker.returned.connect(on_done)
-        worker.errored.connect(lambda err: self.status.setText(f"error: {err}"))
+        worker.errored.connect(self._worker_failed)
         if progress:
             worker.yielded.connect(lambda v: self.progress.setValue(int(v)))
-        worker.finished.connect(lambda: self._workers.remove(worker))
+            worker.aborted.connect(self._stack_cancelled)
+        worker.finished.connect(lambda: self._worker_finished(worker))
         self._workers.append(worker)
+        if job is not None:
+            self._job, self._job_worker = job, worker
+            self._update_buttons()
         worker.start()
         return worker
+
+    def _worker_failed(self, err: BaseException) -> None:
+        log.info("SIM reconstruction widget: %s", err, exc_info=(type(err), err, err.__traceback__))
+        text = str(err) if isinstance(err, ScopeError) else f"{type(err).__name__}: {err}"
+        self.status.setText(f"error: {in_widget_words(text)}")
+
+    def _worker_finished(self, worker: Any) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+        if worker is self._job_worker:
+            self._job, self._job_worker = None, None
+            self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """While estimating, neither button; while reconstructing the stack, its button is
+        *Cancel* and Estimate waits."""
+        self.estimate_button.setEnabled(self._job is None)
+        self.reconstruct_button.setEnabled(self._job != "estimate")
+        self.reconstruct_button.setText("Cancel" if self._job == "stack" else "Reconstruct stack")
+
+    def _job_running(self) -> bool:
+        """True (and the status line says so) while an estimate or a stack runs."""
+        if self._job is None:
+            return False
+        what = "the stack is being reconstructed" if self._job == "stack" else "estimating"
+        self.status.setText(f"{what}: wait for it to finish (or Cancel the stack)")
+        return True
 
     @property
     def busy(self) -> bool:
@@ -371,12 +539,12 @@ class ReconstructionWidget(QWidget):
     # -- estimate --------------------------------------------------------------------------------
     def estimate(self) -> Any:
         """Estimate the pattern parameters on the current set (in a worker)."""
-        try:
-            frames = self.current_set()
-        except ScopeError as err:
-            self.status.setText(str(err))
+        if self._job_running():
             return None
-        setup = self.setup()
+        checked = self._checked_inputs()
+        if checked is None:
+            return None
+        frames, setup = checked
         prior = None
         meta_params = self.layer.metadata.get("sim_parameters")
         if isinstance(meta_params, dict):
@@ -406,7 +574,7 @@ class ReconstructionWidget(QWidget):
             return params, spec, marks, rec, preview, mcnr, clipped, pattern_map
 
         settings = self.settings()
-        return self._run(work, self._estimated)
+        return self._run(work, self._estimated, job="estimate")
 
     def _estimated(self, result: tuple) -> None:
         from scope.sim.diagnostics import carrier_report
@@ -447,81 +615,59 @@ class ReconstructionWidget(QWidget):
             f"parameters estimated{note}; adjust the filter or reconstruct the stack"
         )
 
+    def _derived(self) -> dict[str, Any]:
+        """Metadata tying a layer to the raw layer it was made from (it follows its scale)."""
+        layer = self.layer
+        return {"source_layer": layer.name if layer is not None else None}
+
     def _show_spectrum(self, spec: np.ndarray, marks: list[tuple[float, float]]) -> None:
-        # in its own frequency space: one pixel = 1 / (N * dx) cycles/µm, centred on zero
+        """The spectrum of the frames on the raw layer's own field (zero frequency at its
+        centre pixel), so it never moves the view away from the image; its frequency step is
+        in the layer's metadata."""
         ny, nx = spec.shape
         dx_um = self.pixel_size.value() / 1000.0
-        scale = (1.0 / (ny * dx_um), 1.0 / (nx * dx_um))
-        translate = (-(ny // 2) * scale[0], -(nx // 2) * scale[1])
+        grid = camera_grid(self.layer)
         limits = tuple(float(v) for v in np.percentile(spec, [1, 99.9]))
-        self._put_image(
-            SPECTRUM_LAYER, spec, scale, translate, colormap="inferno", visible=False
-        ).contrast_limits = limits
+        frequency = {
+            "scope_kind": "spectrum",
+            "cycles_per_um_per_pixel": (1.0 / (ny * dx_um), 1.0 / (nx * dx_um)),
+            "zero_frequency_pixel": (ny // 2, nx // 2),
+            **self._derived(),
+        }
+        layer = put_image(
+            self.viewer, SPECTRUM_LAYER, spec, grid, colormap="inferno", visible=False
+        )
+        layer.contrast_limits = limits
+        layer.metadata.update(frequency)
         pts = np.asarray(marks, np.float64).reshape(-1, 2)
-        self._put_points(CARRIERS_LAYER, pts, scale, translate, size=6, border_color="cyan")
+        points = put_points(self.viewer, CARRIERS_LAYER, pts, grid, size=6, border_color="cyan")
+        points.metadata.update(frequency)
 
     def _show_defects(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Circles around the camera pixels repaired as hot or dead, over the raw layer."""
-        layer = self.layer
-        scale = tuple(layer.scale[-2:]) if layer is not None else (1.0, 1.0)
-        translate = tuple(layer.translate[-2:]) if layer is not None else (0.0, 0.0)
         pts = np.stack([rows, cols], axis=1).astype(np.float64).reshape(-1, 2)
-        self._put_points(DEFECTS_LAYER, pts, scale, translate, size=5, border_color="yellow")
-
-    def _put_points(
-        self, name: str, pts: np.ndarray, scale: tuple, translate: tuple, **new_layer: Any
-    ) -> Any:
-        """The points layer ``name`` (hollow circles, hidden when new), updated or added."""
-        if name in self.viewer.layers:
-            points = self.viewer.layers[name]
-            points.data = pts
-            points.scale, points.translate = scale, translate
-            return points
-        points = self.viewer.add_points(
-            pts,
-            name=name,
-            scale=scale,
-            translate=translate,
-            face_color="transparent",
-            border_width=0.15,
-            **new_layer,
+        points = put_points(
+            self.viewer, DEFECTS_LAYER, pts, camera_grid(self.layer), size=5, border_color="yellow"
         )
-        points.visible = False
-        return points
+        points.metadata.update(self._derived())
 
     def _show_modulation(self, mcnr: np.ndarray) -> None:
         """The pattern's modulation contrast-to-noise on the camera grid, over the raw layer
         (hidden at first: where it reads under 3, SIM has little to work with)."""
-        layer = self.layer
-        scale = tuple(layer.scale[-2:]) if layer is not None else (1.0, 1.0)
-        translate = tuple(layer.translate[-2:]) if layer is not None else (0.0, 0.0)
-        ml = self._put_image(
-            MODULATION_LAYER, mcnr, scale, translate, colormap="inferno", visible=False
-        )
+        grid = camera_grid(self.layer)
+        ml = put_image(self.viewer, MODULATION_LAYER, mcnr, grid, colormap="inferno", visible=False)
         ml.contrast_limits = (0.0, max(3.0, float(np.percentile(mcnr, 99))))
-        ml.metadata.update({"scope_kind": "modulation_contrast"})
-
-    def _put_image(
-        self, name: str, data: np.ndarray, scale: tuple, translate: tuple, **new_layer: Any
-    ) -> Any:
-        """The image layer ``name`` showing ``data`` at ``scale``/``translate``: updated when it
-        exists (keeping what the user set: colormap, visibility, contrast), else added with
-        ``new_layer`` options."""
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = data
-            layer.scale, layer.translate = scale, translate
-            return layer
-        return self.viewer.add_image(data, name=name, scale=scale, translate=translate, **new_layer)
+        ml.metadata.update({"scope_kind": "modulation_contrast", **self._derived()})
 
     def _show_preview(self, image: np.ndarray) -> None:
-        layer = self.layer
-        scale, translate = sim_layer_geometry(layer.scale if layer is not None else (1, 1, 1), 2)
         is_new = PREVIEW_LAYER not in self.viewer.layers
-        pl = self._put_image(PREVIEW_LAYER, image, scale, translate, colormap="magma")
+        grid = sim_grid(self.layer, 2)
+        pl = put_image(self.viewer, PREVIEW_LAYER, image, grid, colormap="magma")
         if is_new:
-            pl.contrast_limits = tuple(float(v) for v in np.percentile(image, [0.5, 99.9]))
-        pl.metadata.update({"scope_kind": "sim", "pixel_size_nm": self.pixel_size.value() / 2})
+            pl.contrast_limits = percentile_limits(image)
+        pl.metadata.update(
+            {"scope_kind": "sim", "pixel_size_nm": self.pixel_size.value() / 2, **self._derived()}
+        )
         self.last_result = image
 
     # -- preview ---------------------------------------------------------------------------------
@@ -536,11 +682,10 @@ class ReconstructionWidget(QWidget):
         if self.busy:  # one preview at a time; the newest settings win
             self._preview_pending = True
             return None
-        try:
-            frames = self.current_set()
-        except ScopeError as err:
-            self.status.setText(str(err))
+        checked = self._checked_inputs()
+        if checked is None:
             return None
+        frames, _ = checked
         s = self.settings()
         base = self.reconstructor
 
@@ -558,40 +703,72 @@ class ReconstructionWidget(QWidget):
         return self._run(work, done)
 
     # -- whole stack -----------------------------------------------------------------------------
+    def _reconstruct_clicked(self) -> None:
+        """*Reconstruct stack*, or *Cancel* while the stack runs."""
+        if self._job == "stack":
+            self.cancel()
+        else:
+            self.reconstruct_stack()
+
+    def cancel(self) -> None:
+        """Stop the stack reconstruction after the set it is on (no layer is added)."""
+        if self._job == "stack" and self._job_worker is not None:
+            self._job_worker.quit()
+            self.status.setText("cancelling after this set …")
+
+    def _stack_cancelled(self) -> None:
+        self.status.setText(
+            f"stack reconstruction cancelled at {self.progress.value()} %: no layer made"
+        )
+
     def reconstruct_stack(self) -> Any:
         """Reconstruct every set into a new layer (estimating first when needed)."""
+        if self._job_running():
+            return None
         layer = self.layer
         if layer is None:
             self.status.setText("no raw stack layer selected")
             return None
         data = layer.data
         n = self._frames_per_set()
-        if data.ndim < 3 or data.shape[-3] != n:
+        fa = frame_axis(layer)
+        if data.ndim < 3 or data.shape[fa] != n:
             self.status.setText(
-                f"layer {layer.name!r} has shape {tuple(data.shape)}: expected (…, {n}, Y, X) "
-                "with angles x phases frames on axis -3; check Angles/Phases"
+                f"layer {layer.name!r} has shape {tuple(data.shape)}: expected {n} frames (Angles "
+                f"x Phases) on its angle·phase axis; check Angles and Phases"
             )
             return None
-        setup, settings = self.setup(), self.settings()
+        try:
+            setup = self.setup()
+        except ScopeError as err:
+            self.status.setText(str(err))
+            return None
+        settings = self.settings()
         params = self.params
         n_a, n_p = self.n_angles.value(), self.n_phases.value()
-        lead_shape = tuple(data.shape[:-3])
+        lead = lead_axes(layer)
+        lead_shape = tuple(data.shape[i] for i in lead)
         n_sets = int(np.prod(lead_shape)) if lead_shape else 1
         self.progress.setValue(0)
         self.status.setText(f"reconstructing {n_sets} sets …")
         base = self.reconstructor if params is not None else None
         with_widefield = self.with_widefield.isChecked()
-
         order = self._in_scope_order()
 
         def read(idx: tuple) -> np.ndarray:  # one set at a time (lazy layers stay lazy)
-            return np.asarray(data[idx] if idx else data[...], np.float32)[order]
+            key: list[Any] = [slice(None)] * (data.ndim - 2)
+            for axis, i in zip(lead, idx, strict=True):
+                key[axis] = i
+            return np.asarray(data[tuple(key)], np.float32)[order]
 
         def work():
             from scope.sim.estimate import estimate_parameters
 
             indices = list(np.ndindex(*lead_shape)) if lead_shape else [()]
             first = read(indices[0])
+            problem = offset_problem(first, settings.offset_adu)
+            if problem:
+                raise DataFormatError(problem)
             if base is not None and base.shape == first.shape[-2:]:
                 # the estimated patterns (per tile), noise models and defects, new settings
                 p, rec = params, base.with_settings(**dataclasses.asdict(settings))
@@ -608,12 +785,16 @@ class ReconstructionWidget(QWidget):
                 yield 100.0 * (i + 1) / n_sets
             return out, wf, p, rec
 
-        return self._run(work, lambda r: self._stack_done(r, layer, setup, settings), progress=True)
+        return self._run(
+            work,
+            lambda r: self._stack_done(r, layer, setup, settings),
+            progress=True,
+            job="stack",
+        )
 
     def _stack_done(self, result: tuple, raw_layer: Any, setup: Any, settings: Any) -> None:
         image, widefield, params, _rec = result
         self.params = params
-        scale, translate = sim_layer_geometry(raw_layer.scale, image.ndim)
         meta = {
             "scope_kind": "sim",
             "pixel_size_nm": setup.pixel_size_nm / 2,
@@ -627,42 +808,16 @@ class ReconstructionWidget(QWidget):
             "source_path": raw_layer.metadata.get("source_path"),
             "axes": _lead_axes(raw_layer, image.ndim - 2) + "YX",
         }
-        name = f"{raw_layer.name.removesuffix(' raw')} SIM"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        out = self.viewer.add_image(
-            image, name=name, scale=scale, translate=translate, colormap="magma", metadata=meta
-        )
-        out.contrast_limits = tuple(float(v) for v in np.percentile(image, [0.5, 99.9]))
-        if widefield is not None:  # on the camera grid, under the SIM layer
-            from scope.io.writers import WIDEFIELD_DESCRIPTION
-
-            wf_name = f"{raw_layer.name.removesuffix(' raw')} widefield"
-            if wf_name in self.viewer.layers:
-                self.viewer.layers.remove(wf_name)
-            wf_meta = {
-                **meta,
-                "scope_kind": "widefield",
-                "pixel_size_nm": setup.pixel_size_nm,
-                "image": WIDEFIELD_DESCRIPTION,
-            }
-            del wf_meta["sim_parameters"], wf_meta["settings"]
-            wf_layer = self.viewer.add_image(
-                widefield,
-                name=wf_name,
-                scale=(*scale[:-2], 2 * scale[-2], 2 * scale[-1]),
-                colormap="gray",
-                metadata=wf_meta,
-            )
-            wf_layer.contrast_limits = tuple(
-                float(v) for v in np.percentile(widefield, [0.5, 99.9])
-            )
-            layers = self.viewer.layers  # under the SIM layer: hide SIM to compare
-            layers.move(layers.index(wf_layer), layers.index(out))
-            layers.selection.active = out
+        out, _wf, moved = add_results(self.viewer, raw_layer, image, widefield, meta)
         self.last_result = image
         self.progress.setValue(100)
+        note = (
+            f"; the angle·phase axis of {raw_layer.name!r} now comes first, so the other "
+            "sliders move raw, widefield and SIM together"
+            if moved
+            else ""
+        )
         self.status.setText(
-            f"{name}: {image.shape}, {setup.pixel_size_nm / 2:.2f} nm pixels "
-            "(File > Save Selected Layers… writes OME-TIFF/OME-Zarr)"
+            f"{out.name}: {image.shape}, {setup.pixel_size_nm / 2:.2f} nm pixels "
+            f"(File > Save Selected Layers… writes OME-TIFF/OME-Zarr){note}"
         )
