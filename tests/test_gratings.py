@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,90 @@ def test_geometry_from_a_planning_illuminator_agrees_with_scope_plan():
                 kind="dmd", pixel_pitch_um=7.56, pattern_period_px=6, illumination_lens_focal_mm=150
             )
         )
+
+
+# --- scope patterns: the maker's user sweep ---------------------------------------------------
+
+BUDGET = str(Path(__file__).resolve().parents[1] / "hardware" / "presets" / "budget.toml")
+
+
+def test_identical_or_opposite_angles_are_refused(tmp_path, capsys):
+    """Two gratings of one orientation (equal, or 180 degrees apart, or within 1 degree of that)
+    give no extra direction of resolution: refused, naming the two angles."""
+    from scope.cli import main
+
+    with pytest.raises(ConfigurationError, match=r"0° and 0° are the same orientation"):
+        make_pattern_set([0, 0, 0], 6.0, shape=(8, 8))
+    with pytest.raises(ConfigurationError, match=r"0° and 179\.5° .*0\.5° apart"):
+        make_pattern_set([0, 60, 179.5], 6.0, shape=(8, 8))
+    with pytest.raises(ConfigurationError, match=r"10° and 190°"):
+        make_pattern_set([10, 190], 6.0, shape=(8, 8))
+    assert make_pattern_set([0, 60, 178.9], 6.0, shape=(8, 8)).n_angles == 3  # 1.1° apart
+    unused = tmp_path / "unused"
+    argv = ["-q", "patterns", "--preset", BUDGET, "-o", str(unused), "--angles", "0", "0", "0"]
+    assert main(argv) == 2
+    assert "same orientation" in capsys.readouterr().err
+    assert not unused.exists()
+
+
+def test_scope_patterns_removes_its_own_stale_frames(tmp_path, capsys):
+    """5 phases write pattern_000..014.png; 3 phases into the same folder left 009..014 beside
+    a 9-frame patterns.json, which a maker uploading "in file order" would have taken along.
+    Now the folder holds exactly the files patterns.json lists; other files stay."""
+    import json
+
+    from scope.cli import main
+
+    out = tmp_path / "p"
+    assert main(["-q", "patterns", "--preset", BUDGET, "-o", str(out), "--phases", "5"]) == 0
+    assert len(list(out.glob("pattern_*.png"))) == 15
+    (out / "notes.txt").write_text("mine")
+    (out / "pattern_logo.png").write_bytes(b"not scope's")
+    capsys.readouterr()
+    assert main(["-q", "patterns", "--preset", BUDGET, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "removed 6 pattern files of an earlier run there (pattern_009.png ... pattern_014.png)"
+        in text
+    )
+    doc = json.loads((out / "patterns.json").read_text())
+    assert doc["files"] == [f"pattern_{i:03d}.png" for i in range(9)]
+    assert sorted(p.name for p in out.glob("pattern_*.png")) == sorted(
+        [*doc["files"], "pattern_logo.png"]
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_scope_patterns_says_where_the_device_rotation_comes_from(tmp_path, capsys):
+    """Without a registration calibration the rotation is a default, not 'from the registration
+    calibration'; with [calibration.registration] in the preset its rotation (and measured
+    scale) make the priors."""
+    import json
+    import shutil
+
+    from scope.cli import main
+
+    assert main(["-q", "patterns", "--preset", BUDGET, "-o", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert "device rotation 0°, the default: no registration calibration in the preset" in text
+    assert "from the registration" not in text
+    plain = json.loads((tmp_path / "a" / "patterns.json").read_text())
+    preset = tmp_path / "mine.toml"
+    shutil.copy(BUDGET, preset)
+    with preset.open("a") as fh:  # 7.56 µm device pixels at 0.09 µm: demagnification 84
+        fh.write(
+            "\n[calibration.registration]\nscale_um_per_px = 0.09\nrotation_deg = 12.5\n"
+            "mirror = false\n"
+        )
+    assert main(["-q", "patterns", "--preset", str(preset), "-o", str(tmp_path / "b")]) == 0
+    text = capsys.readouterr().out
+    assert "device rotation 12.5°, from the preset's [calibration.registration]" in text
+    doc = json.loads((tmp_path / "b" / "patterns.json").read_text())
+    assert doc["geometry"]["rotation_deg"] == 12.5
+    assert doc["geometry"]["device_pixel_at_sample_nm"] == pytest.approx(90.0)
+    for a, b in zip(doc["at_sample"]["angles"], plain["at_sample"]["angles"], strict=True):
+        assert _angle_diff(a["angle_deg"], b["angle_deg"] + 12.5, 360) == pytest.approx(0, abs=1e-9)
+    # the flag wins over the calibration, and says so
+    argv = ["-q", "patterns", "--preset", str(preset), "-o", str(tmp_path / "c")]
+    assert main([*argv, "--rotation-deg", "-3"]) == 0
+    assert "device rotation -3°, --rotation-deg" in capsys.readouterr().out

@@ -327,3 +327,61 @@ def test_scope_plan_through_the_main_entry_point(capsys):
     assert figures["cutoff_per_um"] == pytest.approx(5.0)
     assert figures["pattern_period_nm"] == pytest.approx(226.8)
     assert main(["plan", "--preset", str(preset.with_name("missing.toml"))]) == 2
+
+
+def test_a_pattern_that_cannot_give_sim_has_no_sim_resolution(capsys):
+    """Budget build with a 1-pixel grating: 7.56 µm / D = 100 x 150 / 160 = 93.75 gives
+    80.64 nm at the sample, p = 12.401 /µm, beyond fc = 2.5 / 0.52 = 4.808 /µm, and the
+    projector's optics pass no contrast. It printed 'SIM resolution 58.1 nm' (1 / (fc + p),
+    3.6x widefield); now it is not available, with the reason, and null in --json."""
+    from pathlib import Path
+
+    from scope.cli import main
+
+    budget = str(Path(__file__).resolve().parents[1] / "hardware" / "presets" / "budget.toml")
+    assert main(["plan", "--preset", budget, "--pattern-period-px", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "58.1" not in text
+    assert (
+        "SIM resolution             not available: the pattern (12.401/µm) is beyond the " in text
+    )
+    assert "detection cutoff (4.808/µm)" in text
+    assert "the excitation optics pass no pattern contrast (0.000)" in text
+    assert main(["plan", "--preset", budget, "--pattern-period-px", "1", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["sim_resolution_nm"] is None
+    assert figures["pattern_inside_otf"] is False
+    assert "beyond the detection cutoff" in figures["sim_unavailable_reason"]
+    # the preset's own 4-pixel grating: 322.56 nm, p = 3.100 /µm, SIM 1 / (4.808 + 3.100)
+    assert main(["plan", "--preset", budget, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["sim_resolution_nm"] == pytest.approx(1e3 / (2.5 / 0.52 + 1e3 / 322.56))
+    assert figures["sim_unavailable_reason"] is None
+
+
+def test_a_pattern_inside_the_otf_but_without_contrast_gives_no_sim():
+    # NA 0.65 at 520 nm: fc = 2.5 /µm; a 500 nm pattern (2 /µm) is inside. Excited at 700 nm
+    # the excitation cutoff is 1.3 / 0.7 = 1.857 /µm < 2: incoherent projection passes nothing
+    ill = Illuminator(kind="dmd", projected_period_nm=500)
+    plan = plan_setup(
+        CAM_A, OBJ_A, ill, Acquisition(emission_wavelength_nm=520, excitation_wavelength_nm=700)
+    )
+    assert plan.pattern_inside_otf and plan.pattern_contrast == 0.0
+    assert not plan.sim_available and plan.sim_resolution_nm != plan.sim_resolution_nm  # NaN
+    assert plan.sim_unavailable_reason.startswith("the excitation optics pass no pattern contrast")
+    assert plan.to_dict()["sim_resolution_nm"] is None
+    # excited at 488 nm the cutoff is 2.664 /µm: contrast, and SIM 1 / (2.5 + 2) = 222.2 nm
+    ok = plan_setup(
+        CAM_A, OBJ_A, ill, Acquisition(emission_wavelength_nm=520, excitation_wavelength_nm=488)
+    )
+    assert ok.sim_available and ok.sim_resolution_nm == pytest.approx(1e3 / 4.5)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--wavelength", "nan"), ("--na", "inf")])
+def test_a_flag_that_is_not_a_number_is_called_so(tmp_path, flag, value):
+    """`scope plan --wavelength nan` said 'Input should be less than 2000'."""
+    preset = tmp_path / "budget.toml"
+    preset.write_text(PRESET)
+    with pytest.raises(ConfigurationError, match=rf": {value} is not a number") as err:
+        _run_plan(["--preset", str(preset), flag, value])
+    assert "less than" not in str(err.value) and "greater than" not in str(err.value)

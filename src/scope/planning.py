@@ -29,8 +29,9 @@ that radius. Writing ``f = p / fc`` for the pattern frequency as a fraction of t
 The copies only join the central band without a gap when ``p <= fc`` (``f <= 1``): that is what
 "inside the OTF support" means here; it is also needed to estimate the pattern from the data
 (the carrier is found in the overlap). Patterns with ``p > fc`` leave a ring of missing
-frequencies between ``fc`` and ``p - fc``; the plan flags them. In practice the modulation falls
-towards the cutoff, so ``f`` of 0.75-0.9 is the useful range.
+frequencies between ``fc`` and ``p - fc``; the plan flags them and gives no SIM resolution for
+them (nor for a pattern the excitation optics pass with no contrast). In practice the
+modulation falls towards the cutoff, so ``f`` of 0.75-0.9 is the useful range.
 
 Pattern period at the sample: a pixelated device (DMD, LCoS, projector) showing a grating of
 ``period_px`` device pixels (measured perpendicular to the fringes) of pitch ``pitch_um``, imaged
@@ -99,7 +100,7 @@ Mode = Literal["leader", "follower"]
 class Camera(BaseModel):
     """A camera as the data sheet gives it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "camera"
     pixel_pitch_um: float = Field(gt=0, lt=100, description="Sensor pixel pitch, µm")
@@ -135,7 +136,7 @@ class Objective(BaseModel):
     lens actually used (defaults to the design value).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "objective"
     magnification: float = Field(gt=0, le=200)
@@ -194,7 +195,7 @@ class Illuminator(BaseModel):
     ``grating_period_um`` for a printed grating) and ``demagnification`` (device to sample).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "illuminator"
     kind: Literal["dmd", "lcos", "projector", "printed_grating"]
@@ -259,7 +260,7 @@ class Illuminator(BaseModel):
 class Acquisition(BaseModel):
     """How the microscope is run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     emission_wavelength_nm: float = Field(gt=200, lt=2000)
     exposure_ms: float = Field(default=10.0, gt=0)
@@ -392,6 +393,10 @@ def projected_contrast(
     return float(ideal_otf(p, cutoff))
 
 
+#: projected contrast below which a pattern is taken to give no SIM at all (prints as 0.000)
+MIN_PATTERN_CONTRAST = 5e-4
+
+
 @dataclass(frozen=True)
 class FrameTiming:
     """Frame period and rates in one trigger mode."""
@@ -452,7 +457,12 @@ def frame_timing(
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything ``scope plan`` reports about one build."""
+    """Everything ``scope plan`` reports about one build.
+
+    ``sim_resolution_nm`` is NaN when the pattern cannot give SIM — its frequency lies beyond
+    the detection OTF support, or the excitation optics pass no contrast (below
+    :data:`MIN_PATTERN_CONTRAST`) — and ``sim_unavailable_reason`` says which.
+    """
 
     pixel_size_nm: float
     nyquist_pixel_size_nm: float
@@ -470,6 +480,23 @@ class Plan:
     sim_resolution_nm: float
     timing: dict[str, FrameTiming] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    sim_unavailable_reason: str | None = None
+
+    @property
+    def sim_available(self) -> bool:
+        """False when the pattern cannot give SIM (``sim_resolution_nm`` is then NaN and
+        ``sim_unavailable_reason`` says why)."""
+        return self.sim_unavailable_reason is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as plain JSON-ready values; a SIM resolution that is not available is
+        ``None`` (JSON ``null``)."""
+        from dataclasses import asdict
+
+        figures = asdict(self)
+        if not self.sim_available:
+            figures["sim_resolution_nm"] = None
+        return figures
 
 
 def plan_setup(
@@ -520,6 +547,18 @@ def plan_setup(
         warnings.append(
             f"pattern period is {period / px:.2f} camera pixels (< 2): the raw frames alias it"
         )
+    reasons = []
+    if not inside:
+        reasons.append(
+            f"the pattern ({p:.3f}/µm) is beyond the detection cutoff ({fc:.3f}/µm): the "
+            "reconstruction would have a gap and the pattern cannot be estimated from the data"
+        )
+    if contrast is not None and contrast < MIN_PATTERN_CONTRAST:
+        reasons.append(
+            f"the excitation optics pass no pattern contrast ({contrast:.3f}): the sample sees "
+            "no pattern"
+        )
+    unavailable = "; ".join(reasons) or None
     timing = {m: frame_timing(camera, illuminator, acquisition, m) for m in ("leader", "follower")}
     return Plan(
         pixel_size_nm=px,
@@ -535,9 +574,10 @@ def plan_setup(
         pattern_period_px=period / px,
         pattern_contrast=contrast,
         widefield_resolution_nm=widefield_resolution_nm(na, wl),
-        sim_resolution_nm=1e3 / (fc + p),
+        sim_resolution_nm=float("nan") if unavailable else 1e3 / (fc + p),
         timing=timing,
         warnings=tuple(warnings),
+        sim_unavailable_reason=unavailable,
     )
 
 
@@ -561,7 +601,9 @@ def format_plan(plan: Plan) -> str:
         ),
         f"widefield resolution       {plan.widefield_resolution_nm:8.1f} nm (lambda / 2NA)",
         f"SIM resolution             {plan.sim_resolution_nm:8.1f} nm "
-        "(lambda / 2NA / (1 + fraction))",
+        "(lambda / 2NA / (1 + fraction))"
+        if plan.sim_available
+        else f"SIM resolution             not available: {plan.sim_unavailable_reason}",
     ]
     for t in plan.timing.values():
         lines.append(
@@ -593,6 +635,15 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise ConfigurationError(f"preset {path} is not valid TOML: {err}") from err
 
 
+def _problem(table: str, error: Any) -> str:
+    """One pydantic error as ``table.field: what is wrong``; a NaN or infinity is called what it
+    is rather than measured against the field's bounds."""
+    where = f"{table}.{'.'.join(str(x) for x in error['loc'])}"
+    if error["type"] == "finite_number":
+        return f"{where}: {error['input']!r} is not a number (give a finite value)"
+    return f"{where}: {error['msg']}"
+
+
 def parts_from_preset(
     preset: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None
 ) -> tuple[Camera, Objective, Illuminator, Acquisition]:
@@ -611,9 +662,7 @@ def parts_from_preset(
         try:
             built[name] = model(**values)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{name}.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()
-            )
+            problems = "; ".join(_problem(name, e) for e in err.errors())
             raise ConfigurationError(
                 f"the [{name}] settings are incomplete or invalid ({problems}); give them in the "
                 "preset TOML or as flags (see scope plan --help)"

@@ -346,7 +346,7 @@ def calibrate_pattern(
     sample: Literal["uniform", "structured"] = "uniform",
     prior: SIMParameters | None = None,
     otf: OTF | None = None,
-    offset_adu: float = 0.0,
+    offset_adu: float | None = None,
     min_fraction: float = 0.2,
 ) -> PatternCalibration:
     """Calibrate pattern angles, periods, phase steps and modulation.
@@ -363,14 +363,23 @@ def calibrate_pattern(
         fixes the sign of each wave vector.
     otf : OTF, optional
         Detection OTF for the modulation correction (default: ideal from ``setup``).
-    offset_adu : float
-        Camera offset subtracted first (from the camera calibration).
+    offset_adu : float or None
+        Camera offset subtracted first (from the camera calibration; 0 for frames without
+        one). None: unknown. A structured sample's dark background then gives it, as in
+        ``scope reconstruct``: the 0.5th percentile of each set's first frame
+        (:func:`scope.sim.reconstruct.estimate_camera_offset`), with a warning. A uniform slide
+        has no dark area to estimate it from: nothing is subtracted, and a warning says that
+        the modulation reads low (angles, periods and phases do not depend on the offset).
     min_fraction : float
         Lower edge of the carrier search, as a fraction of the detection cutoff.
 
     Returns
     -------
     PatternCalibration
+        Its ``notes["offset_adu"]`` is the offset subtracted (per set when estimated; None when
+        none was), ``notes["offset_source"]`` ``"given"``, ``"estimated"`` or ``"unknown"``.
+        A modulation above 1 (impossible: a structured sample's estimate that the sample's own
+        contrast inflates, or an offset set too high) is saved as 1, with a warning.
     """
     arr = np.asarray(raw, dtype=np.float64)
     n_frames = n_angles * n_phases
@@ -383,7 +392,38 @@ def calibrate_pattern(
         )
     if not np.all(np.isfinite(arr)):
         raise DataFormatError("the raw frames contain NaN or infinite values")
-    arr = arr - offset_adu
+    notes: dict[str, Any] = {}
+    if offset_adu is not None:
+        if not math.isfinite(offset_adu):
+            raise DataFormatError(f"the camera offset must be a number, got {offset_adu}")
+        arr = arr - offset_adu
+        notes.update(offset_adu=float(offset_adu), offset_source="given")
+    elif sample == "structured":
+        from scope.sim.reconstruct import estimate_camera_offset
+
+        offsets = [estimate_camera_offset(s) for s in arr]
+        arr = arr - np.asarray(offsets)[:, None, None, None]
+        notes.update(offset_adu=float(np.mean(offsets)), offset_source="estimated")
+        log.warning(
+            "no camera offset known (no camera calibration, no offset given): estimated from "
+            "the sample's dark background as the 0.5th percentile of each set's first frame, "
+            "%.1f ADU%s, as scope reconstruct does. The modulation depends on it: calibrate the "
+            "camera first (scope calibrate camera --preset ...) or give the offset (--offset-adu)",
+            float(np.mean(offsets)),
+            f" ({min(offsets):.1f}-{max(offsets):.1f} over the sets)"
+            if max(offsets) > min(offsets)
+            else "",
+        )
+    else:
+        notes.update(offset_adu=None, offset_source="unknown")
+        log.warning(
+            "no camera offset known (no camera calibration, no offset given) and a uniform "
+            "slide has no dark area to estimate it from: nothing subtracted, so the modulation "
+            "reads low by the offset's share of the signal (the darkest 0.5 %% of the values "
+            "are at %.1f ADU). Calibrate the camera first (scope calibrate camera --preset ...) "
+            "or give the offset (--offset-adu); angles, periods and phases are not affected",
+            float(np.percentile(arr[0, 0], 0.5)),
+        )
     otf = otf or OTF.from_setup(setup)
     per_set: list[list[tuple[float, float, list[float], float]]] = []
     if sample == "uniform":
@@ -408,12 +448,13 @@ def calibrate_pattern(
             )
     else:
         raise DataFormatError(f"sample must be 'uniform' or 'structured', got {sample!r}")
-    return _combine(per_set, prior, sample)
+    return _combine(per_set, prior, sample, notes)
 
 
-def _combine(per_set, prior, method) -> PatternCalibration:
+def _combine(per_set, prior, method, notes=None) -> PatternCalibration:
     n_angles = len(per_set[0])
     angles, steps, mod_obs, angle_std, period_std = [], [], [], [], []
+    clipped: list[int] = []
     for a in range(n_angles):
         ref = prior.angles[a].angle_deg if prior is not None else None
         ks, phases, mods, obs = [], [], [], []
@@ -434,8 +475,20 @@ def _combine(per_set, prior, method) -> PatternCalibration:
         ph = np.angle(np.mean(np.exp(1j * np.asarray(phases)), axis=0))
         observed = float(np.mean(obs))
         modulation = float(np.mean(mods))
-        if method == "uniform":
-            modulation = min(modulation, 1.0)
+        if modulation > 1.0:
+            log.warning(
+                "pattern angle %d: modulation measured as %.3f, above 1, which no pattern can "
+                "have: saved as 1. %s",
+                a,
+                modulation,
+                "On a structured sample (beads) the estimate is inflated by the sample's own "
+                "contrast; calibrate the modulation on a uniform fluorescent slide (--sample "
+                "uniform). Angles, periods and phases are not affected"
+                if method == "structured"
+                else "Check the camera offset: one set too high inflates the modulation",
+            )
+            clipped.append(a)
+            modulation = 1.0
         angles.append(
             AngleParameters.from_k(
                 float(k[0]),
@@ -461,6 +514,7 @@ def _combine(per_set, prior, method) -> PatternCalibration:
         period_std_nm=tuple(period_std),
         n_sets=len(per_set),
         method=method,
+        notes={**(notes or {}), "modulation_clipped": clipped},
     )
     for i, a in enumerate(cal.params.angles):
         log.info(

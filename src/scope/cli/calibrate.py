@@ -7,18 +7,39 @@ Examples
 ``scope calibrate pattern beads.tif --sample structured --preset my.toml``
 ``scope calibrate otf beads_widefield.tif --bead-diameter-nm 100 --preset my.toml``
 
-Optics (NA, emission wavelength, pixel size at the sample) come from the flags, else the preset's
-``[optics]`` table, else its ``[camera]``/``[objective]``/``[acquisition]`` tables (as ``scope
-plan`` computes them). The camera offset comes from ``--offset-adu``, else the preset's
-``[calibration.camera]``.
+Optics (NA, emission wavelength, pixel size at the sample) come from the flags, else from what
+the raw file records (a ``scope acquire`` run, OME metadata: the values the frames were recorded
+with), else from the preset's ``[optics]`` table, else its ``[camera]``/``[objective]``/
+``[acquisition]`` tables (as ``scope plan`` computes them); a run and a preset that disagree are
+warned about, naming both values. The camera offset comes from ``--offset-adu``, else the
+preset's ``[calibration.camera]``; with neither, ``scope calibrate pattern`` estimates it from a
+structured sample's dark background and warns (a uniform slide has none: nothing is subtracted,
+with a warning that the modulation reads low).
+
+The preset must exist (a copy of ``hardware/presets/budget.toml`` or ``better.toml``) unless
+``--create`` is given; only its ``[calibration.*]`` table is rewritten, comments and all else
+are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: optics flag -> (OpticalSetup field, what it is, unit)
+_OPTICS_FLAGS = (
+    ("na", "na", "NA", ""),
+    ("wavelength", "wavelength_nm", "emission wavelength", " nm"),
+    ("pixel_size", "pixel_size_nm", "pixel size at the sample", " nm"),
+)
+#: relative difference above which a run's and a preset's optics are said to disagree
+_OPTICS_REL_TOL = 5e-3
 
 
 def register(subparsers: Any) -> None:
@@ -62,12 +83,27 @@ def register(subparsers: Any) -> None:
     otf.add_argument("--bead-diameter-nm", type=float, default=100.0)
 
     for q in (cam, pat, otf):
-        q.add_argument("--preset", required=True, help="setup preset TOML to write into")
+        q.add_argument(
+            "--preset",
+            required=True,
+            help="your setup's preset TOML to write into (a copy of hardware/presets/*.toml); "
+            "only its [calibration.*] table changes",
+        )
+        q.add_argument(
+            "--create",
+            action="store_true",
+            help="start a new preset at --preset if there is none (without it a missing preset "
+            "is refused: a mistyped path would start a new file)",
+        )
     for q in (pat, otf):
         q.add_argument("--na", type=float)
         q.add_argument("--wavelength", type=float, help="emission wavelength, nm")
         q.add_argument("--pixel-size", type=float, help="camera pixel at the sample, nm")
-        q.add_argument("--offset-adu", type=float)
+        q.add_argument(
+            "--offset-adu",
+            type=float,
+            help="camera offset, ADU (default: the preset's [calibration.camera] offset_adu)",
+        )
     p.set_defaults(func=run)
 
 
@@ -92,9 +128,10 @@ def _read(path: str) -> Any:
         raise DataFormatError(f"cannot read {p} as TIFF: {err}") from err
 
 
-def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, float]]:
+def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, tuple[float, str]]]:
     """Every SIM set of the raw files (any format scope reads; a run's own pattern sequence),
-    their angles x phases, and the optics the first file states."""
+    their angles x phases, and the optics the files record (value and the file recording it;
+    the first file that records a value gives it)."""
     import numpy as np
 
     from scope.errors import DataFormatError
@@ -114,7 +151,7 @@ def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, float
                 ("pixel_size_nm", stack.pixel_size_nm),
             ):
                 if value is not None:
-                    stated.setdefault(key, value)
+                    stated.setdefault(key, (float(value), Path(path).name))
     if len(shapes) > 1:
         raise DataFormatError(
             f"the raw files differ in angles x phases or frame size ({sorted(shapes)}): "
@@ -124,17 +161,18 @@ def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, float
     return np.stack(sets), n_angles, n_phases, stated
 
 
-def _optics(
-    args: argparse.Namespace, preset: dict[str, Any], stated: dict[str, float] | None = None
-) -> Any:
+def _preset_optics(preset: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The optics the preset gives (its [optics] table, else computed from its hardware tables
+    as scope plan does) and, for each, the preset table it comes from."""
     from scope.errors import ConfigurationError
-    from scope.optics import OpticalSetup
 
     values: dict[str, Any] = {}
+    where: dict[str, str] = {}
     table = preset.get("optics", {})
     for key in ("na", "wavelength_nm", "pixel_size_nm", "immersion_index"):
         if key in table:
             values[key] = table[key]
+            where[key] = "[optics]"
     if not {"na", "wavelength_nm", "pixel_size_nm"} <= values.keys() and "camera" in preset:
         from scope.planning import parts_from_preset, pixel_size_at_sample_nm
 
@@ -143,45 +181,117 @@ def _optics(
         except ConfigurationError:
             pass
         else:
-            values.setdefault("na", objective.na)
-            values.setdefault("wavelength_nm", acquisition.emission_wavelength_nm)
-            values.setdefault(
-                "pixel_size_nm",
-                pixel_size_at_sample_nm(
-                    camera,
-                    objective,
-                    relay_magnification=acquisition.camera_relay_magnification,
+            for key, value, tables in (
+                ("na", objective.na, "[objective]"),
+                ("wavelength_nm", acquisition.emission_wavelength_nm, "[acquisition]"),
+                (
+                    "pixel_size_nm",
+                    pixel_size_at_sample_nm(
+                        camera,
+                        objective,
+                        relay_magnification=acquisition.camera_relay_magnification,
+                    ),
+                    "[camera], [objective], [acquisition]",
                 ),
+                ("immersion_index", objective.immersion_index, "[objective]"),
+            ):
+                if key not in values:
+                    values[key] = value
+                    where[key] = tables
+    return values, where
+
+
+def _optics(
+    args: argparse.Namespace,
+    preset: dict[str, Any],
+    stated: dict[str, tuple[float, str]] | None = None,
+) -> tuple[Any, dict[str, str]]:
+    """The optics of the calibration and where each value came from.
+
+    Precedence: a flag, else what the raw file records (the values the frames were recorded
+    with, as ``scope reconstruct`` takes them), else the preset. A run and a preset that
+    disagree (by more than 0.5 %) are warned about, naming both values, unless a flag settles it.
+    """
+    from scope.errors import ConfigurationError
+    from scope.optics import OpticalSetup
+
+    from_preset, where = _preset_optics(preset)
+    values = dict(from_preset)
+    sources = {key: f"preset {where[key]}" for key in from_preset}
+    for flag, key, what, unit in _OPTICS_FLAGS:
+        flag_value = getattr(args, flag, None)
+        if flag_value is not None:
+            values[key] = flag_value
+            sources[key] = "--" + flag.replace("_", "-")
+            continue
+        if key not in (stated or {}):
+            continue
+        run_value, run_name = stated[key]  # type: ignore[index]
+        if key in from_preset and not math.isclose(
+            run_value, float(from_preset[key]), rel_tol=_OPTICS_REL_TOL
+        ):
+            log.warning(
+                "%s: the run %s records %g%s, the preset %s (%s) says %g%s: using the run's "
+                "%g%s (what its frames were recorded with). If the run's value is wrong (e.g. "
+                "recorded without --%s), give --%s %g; if it is right, correct the preset",
+                what,
+                run_name,
+                run_value,
+                unit,
+                Path(args.preset).name,
+                where[key],
+                float(from_preset[key]),
+                unit,
+                run_value,
+                unit,
+                flag.replace("_", "-"),
+                flag.replace("_", "-"),
+                float(from_preset[key]),
             )
-            values.setdefault("immersion_index", objective.immersion_index)
-    for flag, key in (
-        ("na", "na"),
-        ("wavelength", "wavelength_nm"),
-        ("pixel_size", "pixel_size_nm"),
-    ):
-        if getattr(args, flag, None) is not None:
-            values[key] = getattr(args, flag)
-    for key, value in (stated or {}).items():  # what the raw file states, last
-        values.setdefault(key, value)
+        values[key] = run_value
+        sources[key] = f"run {run_name}"
     missing = {"na", "wavelength_nm", "pixel_size_nm"} - values.keys()
     if missing:
         raise ConfigurationError(
             f"optics incomplete, missing {sorted(missing)}: give --na, --wavelength and "
             "--pixel-size, or an [optics] table in the preset"
         )
-    return OpticalSetup(**values)
+    return OpticalSetup(**values), sources
 
 
-def _offset(args: argparse.Namespace, preset: dict[str, Any]) -> float:
+def _offset(args: argparse.Namespace, preset: dict[str, Any]) -> tuple[float | None, str]:
+    """The camera offset (None: unknown) and where it came from."""
     if args.offset_adu is not None:
-        return float(args.offset_adu)
-    return float(preset.get("calibration", {}).get("camera", {}).get("offset_adu", 0.0))
+        return float(args.offset_adu), "--offset-adu"
+    camera = preset.get("calibration", {}).get("camera", {})
+    if "offset_adu" in camera:
+        return float(camera["offset_adu"]), "the preset's [calibration.camera]"
+    return None, "unknown"
+
+
+def _check_preset(args: argparse.Namespace) -> bool:
+    """Refuse a preset path that does not exist unless --create; True if it is to be created."""
+    from scope.errors import ConfigurationError
+
+    path = Path(args.preset)
+    if path.is_dir():
+        raise ConfigurationError(f"--preset {path} is a folder: give the preset's .toml file")
+    if path.exists():
+        return False
+    if not args.create:
+        raise ConfigurationError(
+            f"preset {path} does not exist: give your setup's preset (a copy of "
+            "hardware/presets/budget.toml or better.toml), or add --create to start a new one "
+            "holding only the calibration"
+        )
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
 
     from scope.calibration.preset import read_preset
 
+    created = _check_preset(args)
     preset = read_preset(args.preset)
     out = sys.stdout
     if args.what == "camera":
@@ -207,16 +317,35 @@ def run(args: argparse.Namespace) -> int:
         from scope.calibration.pattern import calibrate_pattern, save_pattern_calibration
 
         raw, n_angles, n_phases, stated = _read_sets(args)
-        setup = _optics(args, preset, stated)
+        setup, sources = _optics(args, preset, stated)
+        offset, offset_source = _offset(args, preset)
         cal = calibrate_pattern(
             raw,
             setup,
             n_angles=n_angles,
             n_phases=n_phases,
             sample=args.sample,
-            offset_adu=_offset(args, preset),
+            offset_adu=offset,
         )
         save_pattern_calibration(args.preset, cal)
+        out.write(
+            f"optics: NA {setup.na:g} ({sources['na']}), emission {setup.wavelength_nm:g} nm "
+            f"({sources['wavelength_nm']}), pixel at the sample {setup.pixel_size_nm:g} nm "
+            f"({sources['pixel_size_nm']})\n"
+        )
+        used = cal.notes.get("offset_adu")
+        if offset is not None:
+            out.write(f"camera offset: {offset:g} ADU ({offset_source})\n")
+        elif used is not None:
+            out.write(
+                f"camera offset: {used:g} ADU, estimated from the data (no camera calibration "
+                "in the preset, no --offset-adu)\n"
+            )
+        else:
+            out.write(
+                "camera offset: unknown, none subtracted (no camera calibration in the preset, "
+                "no --offset-adu): the modulation reads low\n"
+            )
         for i, a in enumerate(cal.params.angles):
             steps = ", ".join(f"{s:.3f}" for s in cal.phase_steps_rad[i])
             out.write(
@@ -226,17 +355,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         from scope.calibration.otf import measure_otf, save_measured_otf
 
-        setup = _optics(args, preset)
+        setup, _ = _optics(args, preset)
+        offset, _ = _offset(args, preset)
         measured = measure_otf(
             _read(args.images),
             setup.pixel_size_nm,
             bead_diameter_nm=args.bead_diameter_nm,
-            offset_adu=_offset(args, preset),
+            offset_adu=0.0 if offset is None else offset,
         )
         save_measured_otf(args.preset, measured)
         out.write(
             f"OTF from {measured.n_beads} beads: cutoff {measured.cutoff_per_um:.3f} /µm "
             f"(theory 2NA/λ = {setup.cutoff_per_um:.3f} /µm)\n"
         )
-    out.write(f"saved into {args.preset}\n")
+    if created:
+        out.write(f"created the new preset {args.preset} (it holds only the calibration)\n")
+    else:
+        out.write(f"saved into {args.preset} (the rest of the file is unchanged)\n")
     return 0

@@ -7,7 +7,13 @@ device's pixel grid, phase steps, fundamental contrast) and the pattern paramete
 the sample, the priors
 ``scope reconstruct``/``scope batch`` can use. Upload the PNGs to a DMD's memory in this order,
 or copy the folder to the Raspberry Pi that drives a projector
-(``hardware/pattern-display/``).
+(``hardware/pattern-display/``). Pattern files of an earlier run in the same folder
+(``pattern_NNN.png`` beyond this run's frames) are removed, so the folder holds exactly the frames
+``patterns.json`` lists; other files are left alone.
+
+The device's rotation and mirroring in the camera frame come from ``--rotation-deg`` and
+``--mirror``, else from the preset's ``[calibration.registration]`` (with its measured
+demagnification), else no rotation and no mirror (the output says which).
 
 Examples
 --------
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,10 +67,17 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--rotation-deg",
         type=float,
-        default=0.0,
-        help="device x axis in the camera frame (from the registration calibration)",
+        default=None,
+        help="device x axis in the camera frame, degrees (default: the preset's "
+        "[calibration.registration], else 0)",
     )
-    p.add_argument("--mirror", action="store_true", help="the projection mirrors the device")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        default=None,
+        help="the projection mirrors the device (default: the preset's "
+        "[calibration.registration], else no)",
+    )
     p.set_defaults(func=run)
 
 
@@ -120,15 +134,79 @@ def _best_angles(n_angles: int, period_px: float, n_phases: int, kind: str) -> l
     return [best[0] + i * step for i in range(n_angles)]
 
 
+#: the names scope patterns gives its frames (pattern_000.png, ...)
+_FRAME_NAME = re.compile(r"pattern_(\d{3,})\.png")
+
+
+def _frame_name(index: int) -> str:
+    return f"pattern_{index:03d}.png"
+
+
+def _remove_stale_frames(out: Path, keep: set[str]) -> list[str]:
+    """Remove scope's own pattern files (``pattern_NNN.png``) of an earlier run that this run
+    did not write; other files are left alone. Returns the names removed, in order."""
+    stale = sorted(
+        (p for p in out.iterdir() if _FRAME_NAME.fullmatch(p.name) and p.name not in keep),
+        key=lambda p: int(_FRAME_NAME.fullmatch(p.name).group(1)),  # type: ignore[union-attr]
+    )
+    for path in stale:
+        path.unlink()
+    return [p.name for p in stale]
+
+
+def _geometry(args: argparse.Namespace, preset: dict[str, Any], illuminator: Any,
+              objective: Any) -> tuple[Any, str]:  # fmt: skip
+    """The device-to-sample geometry and a phrase saying where its rotation came from."""
+    from scope.errors import ConfigurationError
+    from scope.sim.gratings import ProjectionGeometry
+
+    registration = preset.get("calibration", {}).get("registration")
+    geometry = ProjectionGeometry.from_illuminator(illuminator, objective)
+    if registration is not None:
+        try:
+            scale = float(registration["scale_um_per_px"])
+            rotation = float(registration["rotation_deg"])
+            mirror = bool(registration["mirror"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigurationError(
+                f"the preset's [calibration.registration] is incomplete or malformed ({err!r}): "
+                "fit the registration again, or remove the table and give --rotation-deg"
+            ) from err
+        geometry = ProjectionGeometry(
+            pixel_pitch_um=geometry.pixel_pitch_um,
+            demagnification=geometry.pixel_pitch_um / scale,
+            rotation_deg=rotation,
+            mirror=mirror,
+            two_beam=geometry.two_beam,
+        )
+    rotation = args.rotation_deg if args.rotation_deg is not None else geometry.rotation_deg
+    mirror = args.mirror if args.mirror is not None else geometry.mirror
+    geometry = ProjectionGeometry(
+        pixel_pitch_um=geometry.pixel_pitch_um,
+        demagnification=geometry.demagnification,
+        rotation_deg=rotation,
+        mirror=mirror,
+        two_beam=geometry.two_beam,
+    )
+    if args.rotation_deg is not None:
+        source = "--rotation-deg"
+    elif registration is not None:
+        source = "from the preset's [calibration.registration]"
+    else:
+        source = "the default: no registration calibration in the preset, no --rotation-deg"
+    return geometry, source
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
     from scope.errors import ConfigurationError
     from scope.planning import load_preset, parts_from_preset
-    from scope.sim.gratings import ProjectionGeometry, make_pattern_set
+    from scope.sim.gratings import make_pattern_set
 
-    _, objective, illuminator, acquisition = parts_from_preset(load_preset(args.preset))
+    preset = load_preset(args.preset)
+    _, objective, illuminator, acquisition = parts_from_preset(preset)
     if illuminator.kind == "printed_grating":
         raise ConfigurationError(
             "a printed grating has no pixels to show patterns on: scope patterns is for DMD, "
@@ -143,22 +221,23 @@ def run(args: argparse.Namespace) -> int:
     pattern_set = make_pattern_set(
         angles, period_px, shape=(height, width), n_phases=n_phases, kind=kind
     )
-    geometry = ProjectionGeometry.from_illuminator(
-        illuminator, objective, rotation_deg=args.rotation_deg, mirror=args.mirror
-    )
+    geometry, rotation_source = _geometry(args, preset, illuminator, objective)
     nominal = pattern_set.nominal_parameters(geometry)
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"-o {out} is a file: give a folder for the pattern images")
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for i, frame in enumerate(pattern_set.frames):
-        name = f"pattern_{i:03d}.png"
+        name = _frame_name(i)
         if kind == "binary":  # 1-bit PNG (mirror on / off), what DMD tools take
             image = Image.fromarray(np.ascontiguousarray(frame > 0))
         else:
             image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
         image.save(out / name)
         names.append(name)
+    removed = _remove_stale_frames(out, set(names))
     doc = {
         "device": {"name": illuminator.name, "kind": illuminator.kind, "width_px": width,
                    "height_px": height},
@@ -185,9 +264,14 @@ def run(args: argparse.Namespace) -> int:
           f"{at.angle_deg:7.2f}°, {at.period_nm:.1f} nm\n")  # fmt: skip
     angles_txt = ",".join(f"{a.angle_deg:.2f}" for a in nominal.angles)
     period = float(np.mean([a.period_nm for a in nominal.angles]))
-    w(f"priors at the sample (device rotation {geometry.rotation_deg:g}°, from the registration "
-      f"calibration): --prior-angles {angles_txt} --prior-period {period:.1f}\n")  # fmt: skip
+    mirrored = ", mirrored" if geometry.mirror else ""
+    w(f"priors at the sample (device rotation {geometry.rotation_deg:g}°{mirrored}, "
+      f"{rotation_source}): --prior-angles {angles_txt} --prior-period {period:.1f}\n")  # fmt: skip
     w(f"wrote {len(names)} frames and patterns.json to {out}/\n")
+    if removed:
+        w(f"  removed {len(removed)} pattern files of an earlier run there ({removed[0]}"
+          f"{' ... ' + removed[-1] if len(removed) > 1 else ''}): the folder holds exactly "
+          "the frames patterns.json lists\n")  # fmt: skip
     w("  DMD: upload them in file order; the controller sequence is "
       f"{pattern_set.sequence}\n")  # fmt: skip
     w("  projector: copy the folder to the Raspberry Pi and run "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from typing import Any
 
 # flag destination -> (preset table, field)
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     camera, objective, illuminator, acquisition = parts_from_preset(preset, overrides)
     plan = plan_setup(camera, objective, illuminator, acquisition)
     if args.json:
-        sys.stdout.write(json.dumps(asdict(plan), indent=2) + "\n")
+        sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(
             f"{camera.name} + {objective.name} ({objective.magnification:g}x/{objective.na:g} "

@@ -459,6 +459,38 @@ class PatternSet:
         )
 
 
+#: smallest difference between two grating orientations (mod 180 degrees) a pattern set takes
+MIN_ANGLE_SEPARATION_DEG = 1.0
+
+
+def check_distinct_angles(
+    angles_deg: Sequence[float], *, min_separation_deg: float = MIN_ANGLE_SEPARATION_DEG
+) -> None:
+    """Refuse grating orientations closer than ``min_separation_deg`` (mod 180 degrees).
+
+    A grating at ``a`` and one at ``a + 180`` are the same orientation; two of one orientation
+    give no extra direction of resolution and make the reconstruction's angles ambiguous.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the two angles and how far apart they are.
+    """
+    values = [float(a) for a in angles_deg]
+    for i, a in enumerate(values):
+        if not math.isfinite(a):
+            raise ConfigurationError(f"grating angle must be finite, got {a}")
+        for b in values[i + 1 :]:
+            apart = abs((a - b + 90.0) % 180.0 - 90.0)
+            if apart < min_separation_deg:
+                raise ConfigurationError(
+                    f"grating angles {a:g}° and {b:g}° are the same orientation ({apart:.3g}° "
+                    f"apart, modulo 180°): give distinct angles at least {min_separation_deg:g}° "
+                    f"apart, e.g. {len(values)} equally spaced over 180° "
+                    f"({' '.join(f'{k * 180 / len(values):g}' for k in range(len(values)))})"
+                )
+
+
 def make_pattern_set(
     angles_deg: Sequence[float],
     period_px: float | Sequence[float],
@@ -473,6 +505,9 @@ def make_pattern_set(
 ) -> PatternSet:
     """Quantised gratings for every angle and their phase-step frames.
 
+    Angles closer than 1 degree (modulo 180, :func:`check_distinct_angles`) are refused with a
+    :class:`~scope.errors.ConfigurationError`: they would be one orientation twice.
+
     Examples
     --------
     >>> ps = make_pattern_set([0, 60, 120], 6.0, shape=(64, 64))
@@ -481,6 +516,7 @@ def make_pattern_set(
     """
     if len(angles_deg) < 1:
         raise ConfigurationError("give at least one grating angle")
+    check_distinct_angles(angles_deg)
     periods = (
         [float(period_px)] * len(angles_deg)
         if isinstance(period_px, int | float)
