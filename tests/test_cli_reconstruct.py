@@ -614,3 +614,15 @@ def test_a_run_s_set_times_travel_into_the_results(tmp_path):
     assert ms["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
     scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_widefield_image_of_two_colours_names_its_channels(two_channel_file, tmp_path):
+    """`--widefield` on a two-colour file: the widefield OME-TIFF states each channel's emission
+    wavelength like the SIM result (it stated none: napari showed its channels grey)."""
+    out = tmp_path / "two.tif"
+    args = ["-q", "reconstruct", str(two_channel_file["path"]), "-o", str(out), "--widefield"]
+    assert main([*args, "--na", "1.2", "--offset", str(OFFSET)]) == 0
+    for path in (out, tmp_path / "two.widefield.tif"):
+        with tifffile.TiffFile(path) as tif:
+            ome = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["Channel"]
+        assert [c["EmissionWavelength"] for c in ome] == [525.0, 600.0]

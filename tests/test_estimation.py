@@ -84,6 +84,17 @@ def test_frames_without_signal_are_a_clear_error():
         estimate_parameters(np.zeros((9, 64, 64), np.float32), SETUP)
 
 
+def test_a_field_too_small_for_the_pattern_says_so():
+    """8 x 8 pixels hold two periods of a 260 nm pattern: the refusal names the field's size
+    and what would do (it said the prior period lies outside what the pixels can sample)."""
+    frames = np.random.default_rng(0).random((9, 8, 8)).astype(np.float32) * 100 + 100
+    prior = SIMParameters.equidistant([0, 60, 120], period_nm=260)
+    with pytest.raises(ReconstructionError, match=r"field of 8 x 8 pixels holds only 2.0 periods"):
+        estimate_parameters(frames, SETUP, prior=prior)
+    with pytest.raises(ReconstructionError, match=r"use at least \d+ x \d+ pixels"):
+        estimate_parameters(frames, SETUP)
+
+
 def test_weak_carrier_falls_back_to_prior_with_warning(caplog):
     rng = np.random.default_rng(0)
     flat = rng.poisson(50, (9, 64, 64)).astype(np.float32)

@@ -589,6 +589,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             }
             params_path.write_text(json.dumps(doc, indent=2) + "\n")
 
+        wavelengths = [ch.setup.wavelength_nm for ch in channels] if raw.n_channels > 1 else None
         write_ome_tiff(
             out,
             planes(),
@@ -597,9 +598,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             metadata=metadata,
             shape=shape,
             before_commit=write_params,
-            channel_wavelengths_nm=[ch.setup.wavelength_nm for ch in channels]
-            if raw.n_channels > 1
-            else None,
+            channel_wavelengths_nm=wavelengths,
             time_increment_s=raw.time_increment_s,
         )
         widefield_path = None
@@ -624,6 +623,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     "optics": setup.model_dump(),
                     "offset_adu": offset,  # None: each set's own (its darkest values)
                 },
+                channel_wavelengths_nm=wavelengths,
                 time_increment_s=raw.time_increment_s,
                 shape=(*raw.lead_shape, *raw.frame_shape),
             )

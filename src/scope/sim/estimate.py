@@ -228,6 +228,45 @@ def _carrier_search_mask(shape, setup, otf, settings, prior_angle, xp) -> Any:
     return mask
 
 
+#: fewest pattern periods across a field for the carrier search: the field's frequency grid
+#: must resolve the carrier from its neighbours (a few pixels of spectrum around it)
+MIN_PERIODS_ACROSS = 8
+
+
+def _check_field_holds_the_pattern(
+    shape: tuple[int, int], setup: OpticalSetup, otf: OTF, prior: SIMParameters | None
+) -> None:
+    """Refuse a field too small to find a pattern carrier in: fewer than
+    :data:`MIN_PERIODS_ACROSS` periods of the prior's longest period (without priors, of the
+    period at the detection cutoff, the finest a pattern can have and still be seen)."""
+    if prior is not None:
+        period_nm = max(a.period_nm for a in prior.angles)
+    else:
+        period_nm = 1000.0 / otf.cutoff_per_um
+    across = min(shape) * setup.pixel_size_nm / period_nm
+    if across < MIN_PERIODS_ACROSS:
+        need = math.ceil(MIN_PERIODS_ACROSS * period_nm / setup.pixel_size_nm)
+        raise ReconstructionError(
+            f"the field of {shape[1]} x {shape[0]} pixels holds only {across:.1f} periods of a "
+            f"{period_nm:.0f} nm pattern: too small to find its carrier; use at least "
+            f"{need} x {need} pixels"
+        )
+
+
+def _empty_search_region(index: int, setup: OpticalSetup, prior: AngleParameters | None) -> str:
+    """Why no frequency is left to search (the field's size is checked before)."""
+    if prior is not None:
+        return (
+            f"angle {index}: the carrier search region is empty — the prior period "
+            f"{prior.period_nm:.1f} nm lies outside what {setup.pixel_size_nm:g} nm pixels can "
+            "sample (its frequency must be below the pixels' Nyquist frequency)"
+        )
+    return (
+        f"angle {index}: the carrier search region is empty for {setup.pixel_size_nm:g} nm "
+        "pixels: check the pixel size and the optics"
+    )
+
+
 def _say_if_clear_carrier_outside_window(
     corr: Any,
     annulus: Any,
@@ -352,6 +391,7 @@ def _estimate_parameters(
         raise DataFormatError(
             f"the prior describes {prior.n_angles} angles but the data has {n_angles}"
         )
+    _check_field_holds_the_pattern(tuple(frames.shape[-2:]), setup, otf, prior)
     if settings.repair_defects and defects is not None and len(defects):
         if defects.shape != tuple(frames.shape[-2:]):
             raise DataFormatError(
@@ -550,11 +590,7 @@ def _estimate_angle(
     min_overlap = 3e-3 if prior is None else 1e-4
     mask &= overlap > min_overlap * float(_to_np(overlap.max()))
     if not bool(_to_np(mask.any())):
-        raise ReconstructionError(
-            f"angle {index}: the carrier search region is empty — the prior period "
-            f"{prior.period_nm if prior else float('nan'):.1f} nm lies outside what "
-            f"{setup.pixel_size_nm} nm pixels can sample"
-        )
+        raise ReconstructionError(_empty_search_region(index, setup, prior))
     masked = xp.where(mask, corr, 0)
     peak_flat = int(_to_np(xp.argmax(masked)))
     py, px = np.unravel_index(peak_flat, (ny, nx))
