@@ -260,7 +260,7 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys, monkeypatch)
     for extra in ([], ["--widefield", str(tmp_path / "raw.widefield.tif")]):
         again = tmp_path / "again.mp4"
         args = ["export-video", str(sim), "--layout", "wipe", "--interval", "1", "-o", str(again)]
-        assert main([*args, *extra]) == 0
+        assert main([*args, *extra, "--overwrite"]) == 0
         q = probe(again, keep=(10, 60))
         for i in (10, 60):  # the wipe's widefield half and SIM half
             np.testing.assert_array_equal(q["frames"][i], p["frames"][i])
@@ -275,6 +275,7 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys, monkeypatch)
                 str(again),
                 "--widefield",
                 str(path),
+                "--overwrite",
             ]
         )
         == 2
@@ -289,7 +290,7 @@ def test_cli_raw_run_is_reconstructed_into_a_wipe(tmp_path, capsys, monkeypatch)
     )
     assert (out / "raw.widefield.zarr").is_dir()
     args = ["export-video", str(out / "raw.sim.zarr"), "--layout", "wipe", "--interval", "1"]
-    assert main([*args, "-o", str(again)]) == 0
+    assert main([*args, "-o", str(again), "--overwrite"]) == 0
     q = probe(again, keep=(10, 60))
     for i in (10, 60):
         np.testing.assert_array_equal(q["frames"][i], p["frames"][i])
@@ -377,7 +378,10 @@ def test_ome_zarr_image_is_read_with_its_pixel_size(tmp_path):
     np.testing.assert_allclose(src.frames[:, 0], data, rtol=1e-6)
 
 
-def test_cli_scope_acquire_run_is_recognised_and_timed(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["run.zarr", "run.ome.tif"])
+def test_cli_scope_acquire_run_is_recognised_and_timed(name, tmp_path, capsys):
+    """Both layouts `scope acquire -o` writes are raw runs by themselves (the OME-TIFF one, with
+    its frames journal and metadata beside it, used to play its raw patterned frames as SIM)."""
     from scope.acquisition.writer import AcquisitionWriter, FrameTag
     from scope.optics import OpticalSetup
     from scope.sim.forward import simulate_raw
@@ -386,7 +390,7 @@ def test_cli_scope_acquire_run_is_recognised_and_timed(tmp_path, capsys):
     setup = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
     params = SIMParameters.equidistant([0, 60, 120], period_nm=260)
     truth = make_sample((128, 128), "filaments", seed=8)
-    run = tmp_path / "run.zarr"
+    run = tmp_path / name
     meta = {"n_angles": 3, "n_phases": 3, "na": 1.2, "wavelength_nm": 525.0}
     with AcquisitionWriter(run, (64, 64), "uint16", metadata=meta, pixel_size_nm=65) as w:
         for s in range(2):  # two SIM sets started 2.5 s apart
@@ -419,4 +423,170 @@ def test_cli_scope_acquire_run_is_recognised_and_timed(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "square wipe" in text  # recognised as a raw run: reconstructed, widefield kept
     assert "1.67x speed" in text  # 2 sets x 2.5 s (from the frame timestamps) in 3 s
-    assert probe(out)["n_frames"] == 90
+    p = probe(out, keep=(0,))
+    assert p["n_frames"] == 90
+    # the wipe: starts on the widefield image (64 px grid), ends on SIM (128 px grid), which
+    # holds more detail: its frame differs from the first in the image
+    first, last = p["frames"][0].astype(int), p["last_frame"].astype(int)
+    assert np.abs(first - last)[300:780, 300:780].mean() > 3
+
+
+def _moving_series(n: int = 40) -> np.ndarray:
+    """``n`` frames of 120 x 160 uint16 with a bright blob crossing the field."""
+    yy, xx = np.mgrid[:120, :160]
+    frames = [
+        200 + 3000 * np.exp(-((yy - 60) ** 2 + (xx - 20 - 3 * t) ** 2) / (2 * 6.0**2))
+        for t in range(n)
+    ]
+    return np.array(frames).astype(np.uint16)
+
+
+def test_cli_fast_run_loops_its_frames_with_a_true_speed(tmp_path, capsys):
+    """40 frames 1 ms apart with --short loop: the clip was 90 copies of frame 0 labelled
+    "1.2x speed"; now every loop plays all 40 frames and says 0.03x."""
+    path = tmp_path / "fast.tif"
+    tifffile.imwrite(path, _moving_series(40), photometric="minisblack")
+    out = tmp_path / "fast.mp4"
+    argv = ["export-video", str(path), "-o", str(out), "--interval", "0.001", "--short", "loop"]
+    assert main(argv) == 0
+    assert "reel sim, 120 frames, 4.0 s (looped, 0.03x speed)" in capsys.readouterr().out
+    p = probe(out, keep=(0, 20, 40))
+    assert p["n_frames"] == 120
+    rows = slice(700, 1300)  # the image band of the reel frame
+    moved = np.abs(p["frames"][0][rows].astype(int) - p["frames"][20][rows]).mean()
+    again = np.abs(p["frames"][0][rows].astype(int) - p["frames"][40][rows]).mean()
+    assert moved > 1.0 and moved > 10 * again  # frame 20 moved on; frame 40 starts loop 2
+
+
+def test_cli_plain_stacks_are_time_series_whatever_their_length(tmp_path, capsys):
+    """Plain TIFF stacks (no axis metadata) of 2 to 5 planes are all time series: 3 and 4 planes
+    (which tifffile stores as one RGB page) were read as channels ("ch1 ch2 ch3" overlay).
+    --axes CYX reads them as channels; --layout sim on channels is refused, not ignored."""
+    data = _moving_series(5)
+    for n in (2, 3, 4, 5):
+        # as `tifffile.imwrite(path, stack)` stores them: 3 or 4 planes as one RGB(A) page
+        # with separate planes (its default until now), 2 and 5 as pages
+        rgb = {"photometric": "rgb", "planarconfig": "separate"} if n in (3, 4) else {}
+        tifffile.imwrite(tmp_path / f"plain_{n}.tif", data[:n], **rgb)
+        src = read_image_source(tmp_path / f"plain_{n}.tif")
+        assert src.frames.shape == (n, 1, 120, 160), n
+        np.testing.assert_array_equal(src.frames[:, 0], data[:n])
+    channels = read_image_source(tmp_path / "plain_3.tif", axes="CYX")
+    assert channels.frames.shape == (1, 3, 120, 160)
+    out = tmp_path / "p3.mp4"
+    assert main(["export-video", str(tmp_path / "plain_3.tif"), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reel sim, 90 frames" in text
+    # no frame interval: the summary says so (it used to say "realtime")
+    assert "(slowed from an assumed 10 frames/s: frame interval unknown" in text
+    assert "realtime" not in text
+    tifffile.imwrite(tmp_path / "plain_40.tif", _moving_series(40), photometric="minisblack")
+    assert (
+        main(["export-video", str(tmp_path / "plain_40.tif"), "-o", str(tmp_path / "40.mp4")]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "120 frames, 4.0 s (played at an assumed 10 frames/s: frame interval unknown" in text
+    argv = ["export-video", str(tmp_path / "plain_3.tif"), "--axes", "CYX", "--overwrite"]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert "reel overlay" in capsys.readouterr().out
+    assert main([*argv, "-o", str(out), "--layout", "sim"]) == 2
+    err = capsys.readouterr().err
+    assert "--layout sim shows one channel, but plain_3.tif holds 3 (ch1, ch2, ch3)" in err
+    argv = ["export-video", str(tmp_path / "plain_2.tif"), "-o", str(tmp_path / "o.mp4")]
+    assert main([*argv, "--layout", "overlay"]) == 2
+    err = capsys.readouterr().err
+    assert "--axes CYX" in err and "channel_axis" not in err
+    assert main([*argv, "--axes", "TCYX"]) == 2
+    assert "axes 'TCYX' name 4 axes, but plain_2.tif has 3" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--duration", "nan"),
+        ("--duration", "inf"),
+        ("--interval", "nan"),
+        ("--pixel-size", "0"),
+        ("--pixel-size", "-inf"),
+        ("--gamma", "nan"),
+    ],
+)
+def test_cli_refuses_numbers_that_are_not_finite_and_positive(flag, value, tmp_path, capsys):
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, _moving_series(4), photometric="minisblack")
+    out = tmp_path / "x.mp4"
+    assert main(["export-video", str(path), "-o", str(out), f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one line
+    assert f"{flag} {float(value):g}: expected a finite number above 0" in err
+    assert not out.exists()
+
+
+def test_cli_checks_the_output_path_before_rendering(tmp_path, capsys, monkeypatch):
+    """A missing folder or a folder named like the clip is named at once (it used to render
+    the whole clip, then fail with "Is a directory" and leave .outdir.mp4.part behind); an
+    existing clip is kept unless --overwrite."""
+    import scope.export.sources as sources
+
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, _moving_series(4), photometric="minisblack")
+    reads = []
+    real_read = sources.read_image_source
+
+    def read(*args, **kwargs):
+        reads.append(args)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "read_image_source", read)
+    argv = ["export-video", str(path), "-o"]
+    assert main([*argv, str(tmp_path / "nodir" / "x.mp4")]) == 2
+    assert f"the folder {tmp_path / 'nodir'} does not exist" in capsys.readouterr().err
+    (tmp_path / "outdir.mp4").mkdir()
+    assert main([*argv, str(tmp_path / "outdir.mp4")]) == 2
+    assert f"the output {tmp_path / 'outdir.mp4'} is a folder" in capsys.readouterr().err
+    assert reads == []  # refused before the input was read
+    clip = tmp_path / "clip.mp4"
+    assert main([*argv, str(clip), "--title", "first"]) == 0
+    before = clip.read_bytes()
+    assert main([*argv, str(clip), "--title", "second"]) == 2
+    assert f"{clip} exists: choose another name, or --overwrite" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+    assert main([*argv, str(clip), "--title", "second", "--overwrite"]) == 0
+    assert clip.read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "outdir.mp4", "s.tif"]
+
+
+def test_cli_warns_about_constant_images_and_unused_channel_colormaps(tmp_path, caplog):
+    path = tmp_path / "const.tif"
+    tifffile.imwrite(path, np.full((5, 64, 64), 7, np.uint16))
+    out = tmp_path / "c.mp4"
+    argv = ["export-video", str(path), "-o", str(out), "--channel-colormaps", "cyan,magenta"]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "the image is constant (every value 7)" in caplog.text
+    assert "--channel-colormaps is for images with several channels; const.tif holds one" in (
+        caplog.text
+    )
+    frame = probe(out)["last_frame"]
+    assert frame[700:1300, 100:980].max() <= 16  # all but black: the warning was due
+
+
+def test_cli_refuses_a_widefield_crop(tmp_path, capsys):
+    """The widefield file of a different field of view (a 60 x 60 crop at 65 nm for a
+    240 x 240 SIM image at 32.5 nm) was stretched over the SIM panel; refused, both named."""
+    from scope.io.writers import write_ome_tiff
+
+    sim = make_sample((240, 240), "filaments", seed=5).astype(np.float32)
+    write_ome_tiff(tmp_path / "hela.tif", sim, pixel_size_nm=32.5, axes="YX")
+    wf = sim.reshape(120, 2, 120, 2).mean(axis=(1, 3))
+    write_ome_tiff(tmp_path / "crop.tif", wf[30:90, 30:90].copy(), pixel_size_nm=65.0, axes="YX")
+    out = tmp_path / "w.mp4"
+    argv = ["export-video", str(tmp_path / "hela.tif"), "--layout", "side-by-side", "-o", str(out)]
+    assert main([*argv, "--widefield", str(tmp_path / "crop.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "3.9 x 3.9 µm (60 x 60 px of 65 nm)" in err
+    assert "7.8 x 7.8 µm (240 x 240 px of 32.5 nm)" in err
+    assert not out.exists()
+    write_ome_tiff(tmp_path / "whole.tif", wf, pixel_size_nm=65.0, axes="YX")
+    assert main([*argv, "--widefield", str(tmp_path / "whole.tif")]) == 0

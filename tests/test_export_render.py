@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scope.errors import ConfigurationError
+from scope.errors import ConfigurationError, DataFormatError
 from scope.export import RenderStyle, VideoPreset, build_renderer, get_preset
 from scope.export.colormaps import COLORMAPS, get_lut, srgb_to_oklab
 from scope.export.layouts import ClipRenderer
@@ -255,3 +255,125 @@ def test_timestamps_come_from_per_frame_metadata():
             patch = frame[box[1] : box[1] + sprite.shape[0], box[0] : box[0] + sprite.shape[1]]
             shows = bool(np.array_equal(patch[opaque], sprite[opaque][:, :3]))
             assert shows == (t == times[source]), (i, t)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_time_and_speed_are_stacked_on_a_tall_narrow_image():
+    """A 400 x 100 series on the landscape frame is 270 px wide: "t = 4.0 s" and "real time"
+    side by side overlapped; the speed now goes under the time, both inside the image."""
+    r = build_renderer(
+        np.random.default_rng(0).random((10, 400, 100)).astype(np.float32),
+        preset="landscape",
+        pixel_size_nm=80.0,
+        frame_interval_s=1.0,
+    )
+    box = r.info_boxes[0]
+    time_sprite = text_sprite(format_timestamp(9.0, r.total_s), r.small_font)
+    time_rect = (box[0], box[1], box[0] + time_sprite.shape[1], box[1] + time_sprite.shape[0])
+    speed = r.speed_sprite
+    speed_rect = (speed.x, speed.y, speed.x + speed.width, speed.y + speed.height)
+    assert not _overlap(time_rect, speed_rect), (time_rect, speed_rect)
+    assert speed.y >= time_rect[3]  # under the time
+    image = r.rects[0]
+    assert image[0] <= speed.x and speed_rect[2] <= image[2]  # on the image
+    assert r.row_height == speed_rect[3] - box[1]  # labels go under both
+    # a wide image keeps them on one row
+    wide = build_renderer(np.zeros((10, 100, 400), np.float32) + np.arange(400), preset="landscape",
+                          frame_interval_s=1.0)  # fmt: skip
+    assert wide.speed_sprite.y == wide.info_boxes[0][1]
+
+
+@pytest.mark.parametrize("preset", ["reel", "landscape", "square", "gif"])
+def test_a_thin_strip_gets_its_annotations_above_and_below(preset):
+    """A 40 x 600 strip used to be refused ("no room for annotations ... shorten the
+    title/caption" without any title); the time row now sits above it, the scale bar below,
+    neither on the image, all inside the safe area."""
+    strip = np.random.default_rng(1).random((10, 40, 600)).astype(np.float32)
+    r = build_renderer(strip, preset=preset, pixel_size_nm=80.0, frame_interval_s=1.0,
+                       colormap="grey", credit="me")  # fmt: skip
+    image = r.rects[0]
+    box = r.info_boxes[0]
+    assert box[1] + r.row_height <= image[1]  # time and speed above the image
+    bar = r.bar_sprite(r.bar_length_px(0))
+    assert r.bar_box[3] - bar.shape[0] >= image[3]  # the scale bar below it
+    frame = r.frame(r.n_frames - 1)
+    left, top, right, bottom = get_preset(preset).safe_rect
+    outside = frame.max(axis=-1) > 0
+    outside[image[1] : image[3], image[0] : image[2]] = False  # the image may run under
+    lit_text = outside.sum()
+    outside[top:bottom, left:right] = False
+    assert lit_text > 500 and not outside.any()
+    # with nothing to draw there is nothing to make room for
+    bare = build_renderer(strip, preset=preset, frame_interval_s=1.0, timestamp=False,
+                          speed=False, scale_bar=False)  # fmt: skip
+    assert bare.n_frames > 0
+
+
+def test_no_room_for_annotations_names_the_aspect_ratio():
+    """When even the band around a strip does not fit the safe area, the error says it is the
+    image's shape, not a title that is not there."""
+    cramped = VideoPreset(
+        "cramped", 320, 240, "mp4", 30, 1, 10, 2, 2, 10, 4000, SafeArea(100, 100, 8, 8)
+    )
+    strip = np.random.default_rng(1).random((3, 40, 600)).astype(np.float32)
+    with pytest.raises(ConfigurationError, match=r"600 x 40 px \(aspect ratio 15.0:1\)") as err:
+        build_renderer(strip, preset=cramped, pixel_size_nm=80.0, frame_interval_s=1.0)
+    assert "title" not in str(err.value)
+
+
+def test_characters_the_font_lacks_are_left_out_with_a_warning(caplog):
+    """Emoji and CJK in a title drew empty boxes (DejaVu has neither); they are left out, named
+    in a warning, and the title renders exactly as the text without them."""
+    img = make_sample((128, 128), "filaments", seed=2)
+    common = {"preset": "square", "pixel_size_nm": 40.0, "colormap": "grey"}
+    plain = build_renderer(img, title="Cells", credit="lab", **common)
+    with caplog.at_level("WARNING", logger="scope.export.text"):
+        fancy = build_renderer(img, title="Cells 🔬 細胞", credit="lab 🦠", **common)
+    text = caplog.text
+    assert "🔬 (U+1F52C)" in text and "細 (U+7D30)" in text and "胞 (U+80DE)" in text
+    assert "🦠 (U+1F9A0)" in text and "credit" in text
+    np.testing.assert_array_equal(fancy.frame(0), plain.frame(0))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scope.export.text"):
+        build_renderer(img, title="Zellen: 5 µm × 2 — 10 s", **common)
+    assert caplog.text == ""  # glyphs the font has (or ASCII stand-ins) pass without a word
+
+
+def test_a_constant_image_is_warned_about(caplog):
+    flat = np.full((5, 64, 64), 7, np.uint16)
+    with caplog.at_level("WARNING", logger="scope.export.render"):
+        r = build_renderer(flat, preset="square", frame_interval_s=1.0, colormap="grey")
+    assert "the image is constant (every value 7)" in caplog.text
+    image = r.rects[0]
+    frame = r.frame(0)
+    assert frame[image[1] + 200 : image[3] - 200, image[0] + 200 : image[2] - 200].max() == 0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scope.export.render"):
+        build_renderer(flat + np.arange(64, dtype=np.uint16), preset="square")
+    assert "constant" not in caplog.text
+
+
+def test_widefield_of_another_field_is_refused_naming_both_fields(caplog):
+    """A 60 x 60 crop at 65 nm (3.9 µm) of the widefield was stretched over a 240 x 240 SIM
+    image at 32.5 nm (7.8 µm); now refused. The whole widefield passes; one of another sample
+    with the same field size is warned about."""
+    from scipy.ndimage import gaussian_filter
+
+    sim = make_sample((240, 240), "filaments", seed=5)
+    wf = gaussian_filter(sim, 2.5)[::2, ::2]
+    common = {"layout": "side-by-side", "preset": "landscape", "pixel_size_nm": 32.5}
+    with pytest.raises(DataFormatError) as err:
+        build_renderer(sim, widefield=wf[30:90, 30:90], widefield_pixel_size_nm=65.0, **common)
+    message = str(err.value)
+    assert "3.9 x 3.9 µm (60 x 60 px of 65 nm)" in message
+    assert "7.8 x 7.8 µm (240 x 240 px of 32.5 nm)" in message
+    with caplog.at_level("WARNING", logger="scope.export.clip"):
+        r = build_renderer(sim, widefield=wf, widefield_pixel_size_nm=65.0, **common)
+    assert r.views[0].pixel_size_nm == 65.0 and "unrelated" not in caplog.text
+    other = gaussian_filter(make_sample((240, 240), "beads", seed=9), 2.5)[::2, ::2]
+    with caplog.at_level("WARNING", logger="scope.export.clip"):
+        build_renderer(sim, widefield=other, widefield_pixel_size_nm=65.0, **common)
+    assert "look unrelated" in caplog.text

@@ -104,3 +104,32 @@ def test_timestamp_labels():
     assert format_timestamp(3725, 7200) == "t = 1:02:05"
     assert format_speed(2.5) == "2.5× speed"
     assert format_speed(1234.4) == "1,234× speed"
+
+
+def test_fast_run_loops_every_frame_and_labels_the_slow_down():
+    """40 frames recorded 1 ms apart (0.04 s) looped: a real-time loop would be one video
+    frame (the clip froze on frame 0 while saying "1.2x speed"); each loop now shows every
+    recorded frame once, and the label gives the true slow-down."""
+    plan = plan_timing(40, REEL, frame_interval_s=0.001, short_mode="loop")
+    assert plan.mode == "looped"
+    assert plan.n_frames == 3 * 40  # whole loops of 40 video frames until >= 3 s
+    assert np.array_equal(plan.source_index, np.tile(np.arange(40), 3))
+    assert plan.speed_factor == pytest.approx(0.04 / (40 / 30))
+    assert format_speed(plan.speed_factor) == "0.03× speed"
+    # a fast run too long to loop within the clip (200 frames > 90 video frames) is slowed
+    slowed = plan_timing(200, REEL, frame_interval_s=0.001, short_mode="loop")
+    assert slowed.mode == "slowed"
+    assert slowed.n_frames == 90
+    assert len(np.unique(slowed.source_index)) == 90  # it plays: 90 different frames
+    assert slowed.speed_factor == pytest.approx(0.2 / 3.0)
+    # the time labels of such a run are in milliseconds (not "t = 0.0 s" throughout)
+    assert format_timestamp(0.02, 0.039) == "t = 20.0 ms"
+    assert format_timestamp(0.25, 0.5) == "t = 250 ms"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_non_finite_durations_and_intervals_are_refused(bad):
+    with pytest.raises(ConfigurationError, match="duration must be a positive number"):
+        plan_timing(5, REEL, duration_s=bad)
+    with pytest.raises(ConfigurationError, match="interval must be a positive number"):
+        plan_timing(5, REEL, frame_interval_s=bad)

@@ -227,3 +227,40 @@ def test_presets_are_even_and_unknown_names_are_refused():
         VideoPreset("odd", 1081, 1920, "mp4", 30, 3, 90, 15, 6, 64, 8000, SafeArea(0, 0, 0, 0))
     with pytest.raises(ConfigurationError, match="reel"):
         get_preset("tiktok4k")
+
+
+def test_no_part_file_is_left_when_the_clip_cannot_be_put_in_place(tmp_path):
+    """The output became a folder while the clip was encoded: the error names it and the
+    temporary .part file is removed (it used to stay behind)."""
+    from scope.errors import ScopeError
+
+    preset = VideoPreset("tiny", 64, 64, "mp4", 30, 0.1, 10, 1, 1, 10, 1000, SafeArea(4, 4, 4, 4))
+    out = tmp_path / "clip.mp4"
+    writer = Mp4Writer(out, preset, 0.2)
+    for _ in range(3):
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+    out.mkdir()
+    with pytest.raises(ScopeError, match=r"cannot write .*clip\.mp4.*it is a folder"):
+        writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"] and out.is_dir()
+    with pytest.raises(ScopeError, match="it is a folder"):
+        Mp4Writer(out, preset, 0.2)
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_export_video_checks_the_path_before_rendering(tmp_path, monkeypatch):
+    """From Python too: a folder, a missing folder or (with overwrite=False) an existing file
+    is refused before any frame is rendered; the default still replaces an existing clip."""
+    import scope.export.clip as clip
+
+    rendered = []
+    monkeypatch.setattr(clip, "build_renderer", lambda *a, **k: rendered.append(1))
+    frames = np.zeros((3, 32, 32), np.float32)
+    with pytest.raises(ConfigurationError, match="is a folder"):
+        export_video(frames, tmp_path, preset="square")
+    with pytest.raises(ConfigurationError, match=r"the folder .*nodir does not exist"):
+        export_video(frames, tmp_path / "nodir" / "x.mp4", preset="square")
+    (tmp_path / "old.mp4").write_bytes(b"keep me")
+    with pytest.raises(ConfigurationError, match=r"old\.mp4 exists"):
+        export_video(frames, tmp_path / "old.mp4", preset="square", overwrite=False)
+    assert rendered == [] and (tmp_path / "old.mp4").read_bytes() == b"keep me"

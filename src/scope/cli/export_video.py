@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", type=Path, help="TIFF/OME-TIFF/MRC file or OME-Zarr folder")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 or .gif")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument(
         "--preset",
         choices=_PRESETS,
@@ -97,6 +99,13 @@ def register(subparsers: Any) -> None:
         "layouts (default for those: <name>.widefield.* beside INPUT, as scope reconstruct "
         "--widefield and scope batch --widefield write it)",
     )
+    p.add_argument(
+        "--axes",
+        metavar="LETTERS",
+        help="what the axes of INPUT hold, one letter each, Y and X last: T time, C channel "
+        "(e.g. CYX: the planes of a plain TIFF are channels; TYX: they are time points). "
+        "Default: the file's axis metadata; a plain TIFF stack without any is a time series",
+    )
     p.add_argument("--no-scale-bar", action="store_true", help="no scale bar")
     p.add_argument("--no-timestamp", action="store_true", help="no timestamp")
     p.add_argument("--gamma", type=float, default=1.0, help="display gamma (default 1)")
@@ -114,7 +123,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _is_acquisition(path: Path) -> bool:
+def _is_acquisition_zarr(path: Path) -> bool:
     """A run written by ``scope acquire`` (a Zarr group whose layout names it), by its metadata."""
     import json
 
@@ -128,22 +137,106 @@ def _is_acquisition(path: Path) -> bool:
     return str((attrs.get("scope") or {}).get("layout", "")).startswith("scope-sim-raw/")
 
 
+#: number flags: (name, what the number is); every one must be finite and above 0
+_POSITIVE_FLAGS = (
+    ("duration", "seconds"),
+    ("interval", "seconds"),
+    ("pixel_size", "nm"),
+    ("gamma", "(a display gamma)"),
+    ("na", "(a numerical aperture)"),
+    ("wavelength", "nm"),
+)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """One line for a number flag that is not finite and positive (argparse's ``float`` takes
+    ``nan`` and ``inf``; ``--pixel-size 0`` would be taken as not given)."""
+    from scope.errors import ConfigurationError
+
+    for dest, unit in _POSITIVE_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigurationError(
+                f"{flag} {value:g}: expected a finite number above 0 {unit}".rstrip()
+            )
+
+
+def _is_acquisition(path: Path) -> bool:
+    """A run written by ``scope acquire``: an OME-Zarr group whose layout names it, or an
+    OME-TIFF with the run's frame journal (``<name>.frames.jsonl``) or metadata
+    (``<name>.meta.json``, layout ``scope-sim-raw/...``) beside it."""
+    import json
+
+    if path.is_dir():
+        return _is_acquisition_zarr(path)
+    if path.with_name(path.name + ".frames.jsonl").is_file():
+        return True
+    meta = path.with_name(path.name + ".meta.json")
+    if not meta.is_file() or meta.stat().st_size > 16 * 2**20:
+        return False
+    try:
+        attrs = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    scope_attrs = attrs.get("scope") if isinstance(attrs, dict) else None
+    return isinstance(scope_attrs, dict) and str(scope_attrs.get("layout", "")).startswith(
+        "scope-sim-raw/"
+    )
+
+
+def _summary(result: Any, timed: bool) -> str:
+    """The line printed after writing: what, how long, how fast."""
+    from scope.export.timing import DEFAULT_PLAYBACK_FPS
+
+    if result.speed_factor:
+        timing = f"{result.mode}, {result.speed_factor:.3g}x speed"
+    elif result.mode == "still" or timed:
+        timing = result.mode
+    else:
+        assumed = f"an assumed {DEFAULT_PLAYBACK_FPS:g} frames/s"
+        timing = (
+            f"played at {assumed}" if result.mode == "realtime" else f"{result.mode} from {assumed}"
+        ) + ": frame interval unknown, no time or speed shown; --interval S gives it"
+    return (
+        f"wrote {result.path}: {result.preset} {result.layout}, {result.n_frames} frames, "
+        f"{result.duration_s:.1f} s ({timing}), {result.size_bytes / 1e6:.1f} MB"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError
     from scope.export import RenderStyle, export_video
+    from scope.export.clip import check_output_path
     from scope.export.sources import read_image_source, reconstruct_raw_source
 
+    _check_numbers(args)
     preset = args.preset or ("gif" if args.output.suffix.lower() == ".gif" else "reel")
     expected_suffix = ".gif" if preset == "gif" else ".mp4"
-    if args.output.suffix.lower() != expected_suffix:
+    if args.output.suffix.lower() != expected_suffix and not args.output.is_dir():
         raise ConfigurationError(
             f"--preset {preset} writes {expected_suffix} files, but the output is "
             f"{args.output.name}; name it *{expected_suffix}"
         )
+    try:  # before anything is read or rendered
+        check_output_path(args.output, overwrite=args.overwrite)
+    except ConfigurationError as err:
+        if args.output.exists() and not args.output.is_dir():
+            raise ConfigurationError(
+                f"{args.output} exists: choose another name, or --overwrite to replace it"
+            ) from err
+        raise
+    if args.input.resolve() == args.output.resolve():
+        raise ConfigurationError(f"-o {args.output} is the input file: name the clip otherwise")
     raw_input = args.raw or _is_acquisition(args.input)
     if raw_input and args.widefield:
         raise ConfigurationError(
             "--widefield is for a reconstructed INPUT; a raw run gives its own widefield image"
+        )
+    if raw_input and args.axes:
+        raise ConfigurationError(
+            "--axes is for images and reconstructed series; a raw run's axes come from the "
+            "file (--angles/--phases/--frame-order say how its frames make SIM sets)"
         )
     if raw_input:
         source = reconstruct_raw_source(
@@ -158,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             backend=args.backend,
         )
     else:
-        source = read_image_source(args.input)
+        source = read_image_source(args.input, axes=args.axes)
         if args.pixel_size:
             source.pixel_size_nm = args.pixel_size
         n_set = (args.angles or 3) * (args.phases or 3)
@@ -176,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             widefield = found[0]
             log.info("widefield image: %s (beside %s)", widefield.name, args.input.name)
         if widefield is not None:
-            wf = read_image_source(widefield)
+            wf = read_image_source(widefield, axes=args.axes)
             if wf.frames.shape[:2] != source.frames.shape[:2]:
                 raise ConfigurationError(
                     f"{widefield.name} holds {wf.frames.shape[0]} frame(s) of "
@@ -185,7 +278,42 @@ def run(args: argparse.Namespace) -> int:
                     "widefield image of the same series"
                 )
             source.widefield, source.widefield_pixel_size_nm = wf.frames, wf.pixel_size_nm
+    n_channels = source.frames.shape[1]
+    names = ", ".join(source.channel_names or [f"ch{c + 1}" for c in range(n_channels)])
+    if args.layout == "overlay" and n_channels < 2:
+        raise ConfigurationError(
+            f"--layout overlay adds channels in their colours, but {args.input.name} holds one "
+            f"channel ({source.frames.shape[0]} frame(s)); if its planes are channels, say so "
+            "with --axes CYX (TCYX for time points of channels)"
+        )
+    if args.layout == "sim" and n_channels > 1:
+        raise ConfigurationError(
+            f"--layout sim shows one channel, but {args.input.name} holds {n_channels} "
+            f"({names}); use --layout overlay to show them in their colours (or --axes, if "
+            "these channels are time points)"
+        )
     channel_cmaps = args.channel_colormaps.split(",") if args.channel_colormaps else None
+    if channel_cmaps and n_channels < 2:
+        log.warning(
+            "--channel-colormaps is for images with several channels; %s holds one: its "
+            "colours come from --colormap (%s)",
+            args.input.name,
+            args.colormap,
+        )
+    elif channel_cmaps and len(channel_cmaps) > n_channels:
+        log.warning(
+            "%d --channel-colormaps for %d channels (%s): the last %d are not used",
+            len(channel_cmaps),
+            n_channels,
+            names,
+            len(channel_cmaps) - n_channels,
+        )
+    if n_channels == 1 and source.frames.shape[0] > 1 and source.channel_names is None:
+        log.info(
+            "%s: %d frames read as a time series (--axes CYX reads planes as channels)",
+            args.input.name,
+            source.frames.shape[0],
+        )
     style = RenderStyle(
         colormap=args.colormap,
         channel_colormaps=channel_cmaps,
@@ -211,10 +339,8 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         short_mode=args.short,
         style=style,
+        overwrite=args.overwrite,
     )
-    speed = f", {result.speed_factor:.3g}x speed" if result.speed_factor else ""
-    print(
-        f"wrote {result.path}: {result.preset} {result.layout}, {result.n_frames} frames, "
-        f"{result.duration_s:.1f} s ({result.mode}{speed}), {result.size_bytes / 1e6:.1f} MB"
-    )
+    timed = source.timestamps_s is not None or args.interval is not None
+    print(_summary(result, timed))
     return 0

@@ -89,6 +89,111 @@ def as_tcyx(
     )
 
 
+def _field_text(shape_yx: Sequence[int], pixel_size_nm: float) -> str:
+    ny, nx = (int(v) for v in shape_yx)
+    return (
+        f"{nx * pixel_size_nm / 1000:.3g} x {ny * pixel_size_nm / 1000:.3g} µm "
+        f"({nx} x {ny} px of {pixel_size_nm:.3g} nm)"
+    )
+
+
+def check_same_field(
+    sim_shape_yx: Sequence[int],
+    sim_pixel_size_nm: float,
+    widefield_shape_yx: Sequence[int],
+    widefield_pixel_size_nm: float,
+) -> None:
+    """Refuse a widefield image whose field of view differs from the SIM image's.
+
+    Both fields are measured in nm (pixels times pixel size); they may differ by rounding
+    (1.5 of the larger pixel and 1 % of the field along each axis), not more: a crop, or an
+    image of another field, would be stretched over the SIM image on screen.
+
+    Raises
+    ------
+    DataFormatError
+        Naming both fields of view.
+    """
+    for n_sim, n_wf in zip(sim_shape_yx, widefield_shape_yx):
+        sim_nm, wf_nm = n_sim * sim_pixel_size_nm, n_wf * widefield_pixel_size_nm
+        slack = 1.5 * max(sim_pixel_size_nm, widefield_pixel_size_nm) + 0.01 * max(sim_nm, wf_nm)
+        if abs(sim_nm - wf_nm) > slack:
+            wf_field = _field_text(widefield_shape_yx, widefield_pixel_size_nm)
+            raise DataFormatError(
+                f"the widefield image shows {wf_field}, the SIM image "
+                f"{_field_text(sim_shape_yx, sim_pixel_size_nm)}: expected the "
+                "widefield image of the same field (a crop, or another field, would be "
+                "stretched over the SIM image); give the widefield image the SIM image was "
+                "reconstructed from"
+            )
+
+
+#: below this correlation of the first frames, SIM and widefield look like different fields
+UNRELATED_CORRELATION = 0.3
+
+
+def warn_if_unrelated(sim: np.ndarray, widefield: np.ndarray) -> float | None:
+    """Warn when the first frames of SIM and widefield look unrelated (another sample or field).
+
+    The SIM frame is averaged down to the widefield grid, both are smoothed a little and
+    compared by their correlation coefficient (an image of the same field: above 0.9).
+
+    Returns
+    -------
+    float or None
+        The correlation (None where it cannot be computed: flat or non-finite images).
+    """
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(sim[0], dtype=np.float32)[0]
+    b = np.asarray(widefield[0], dtype=np.float32)[0]
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    small = np.asarray(Image.fromarray(a).resize((b.shape[1], b.shape[0]), Image.Resampling.BOX))
+    a, b = gaussian_filter(small, 1.0).ravel(), gaussian_filter(b, 1.0).ravel()
+    if not (a.std() > 0 and b.std() > 0):
+        return None
+    r = float(np.corrcoef(a, b)[0, 1])
+    if r < UNRELATED_CORRELATION:
+        log.warning(
+            "the widefield and SIM images look unrelated (correlation %.2f of their first "
+            "frames; the same field gives over 0.9): is the widefield image of this field?",
+            r,
+        )
+    return r
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, checked before anything is rendered.
+
+    Raises
+    ------
+    ConfigurationError
+        When ``path`` is a folder, its folder does not exist or cannot be written, or it
+        exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigurationError(
+            f"the output {path} is a folder; expected a file name (e.g. {path / 'clip.mp4'})"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"cannot write {path}: the folder {folder} does not exist; create it or choose "
+            "another output path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"cannot write {path}: the folder {folder} is not writable")
+    if path.exists() and not overwrite:
+        raise ConfigurationError(
+            f"{path} exists: choose another name, or overwrite it (--overwrite on the command "
+            "line, overwrite=True in Python)"
+        )
+    return path
+
+
 def build_renderer(
     frames: np.ndarray,
     *,
@@ -135,6 +240,9 @@ def build_renderer(
             )
         if widefield_pixel_size_nm is None and pixel_size_nm is not None:
             widefield_pixel_size_nm = pixel_size_nm * ratio_x
+        elif widefield_pixel_size_nm is not None and pixel_size_nm is not None:
+            check_same_field(sim.shape[-2:], pixel_size_nm, wf.shape[-2:], widefield_pixel_size_nm)
+        warn_if_unrelated(sim, wf)
 
     if layout == "auto":
         layout = "wipe" if wf is not None else ("overlay" if sim.shape[1] > 1 else "sim")
@@ -149,6 +257,11 @@ def build_renderer(
     if layout == "overlay" and sim.shape[1] < 2:
         raise ConfigurationError(
             "layout 'overlay' needs several channels; pass channel_axis= for multi-channel data"
+        )
+    if layout == "sim" and sim.shape[1] > 1:
+        raise ConfigurationError(
+            f"layout 'sim' shows one channel, but the image has {sim.shape[1]} channels; use "
+            "the 'overlay' layout to show them together (or pass one channel)"
         )
 
     n = sim.shape[0]
@@ -230,9 +343,19 @@ def render_ahead(renderer: ClipRenderer, depth: int = 4) -> Iterator[np.ndarray]
         worker.join()
 
 
-def write_clip(renderer: ClipRenderer, path: str | os.PathLike, **encoder_options: object) -> Path:
-    """Encode every frame of ``renderer`` to ``path`` (MP4 or GIF after the preset)."""
-    path = Path(path)
+def write_clip(
+    renderer: ClipRenderer,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    **encoder_options: object,
+) -> Path:
+    """Encode every frame of ``renderer`` to ``path`` (MP4 or GIF after the preset).
+
+    The path is checked first (:func:`check_output_path`): a folder, a missing folder or, with
+    ``overwrite=False``, an existing file is refused before anything is rendered.
+    """
+    path = check_output_path(path, overwrite=overwrite)
     preset = renderer.preset
     if preset.container == "gif":
         picks = np.unique(np.linspace(0, renderer.n_frames - 1, 6).round().astype(int))
@@ -262,6 +385,7 @@ def export_video(
     short_mode: ShortMode = "slow",
     style: RenderStyle | None = None,
     encoder_options: dict | None = None,
+    overwrite: bool = True,
     **style_options: object,
 ) -> ExportResult:
     """Render and encode a clip for social media.
@@ -305,6 +429,8 @@ def export_video(
     encoder_options : dict, optional
         Passed to :class:`~scope.export.encode.Mp4Writer` (``x264_preset``, ``crf``,
         ``threads``).
+    overwrite : bool
+        Replace an existing ``path`` (default); ``False`` refuses it before rendering.
 
     Returns
     -------
@@ -315,6 +441,7 @@ def export_video(
     >>> export_video(np.random.rand(120, 120), "still.mp4", preset="square",
     ...              pixel_size_nm=30, title="Beads")  # doctest: +SKIP
     """
+    check_output_path(path, overwrite=overwrite)  # before the (long) rendering
     renderer = build_renderer(
         frames,
         preset=preset,
@@ -331,7 +458,7 @@ def export_video(
         style=style,
         **style_options,
     )
-    out = write_clip(renderer, path, **(encoder_options or {}))
+    out = write_clip(renderer, path, overwrite=overwrite, **(encoder_options or {}))
     plan = renderer.plan
     return ExportResult(
         out,

@@ -64,6 +64,18 @@ def _part_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.part")
 
 
+def _replace(tmp: Path, path: Path) -> None:
+    """Move the finished ``tmp`` file to ``path``; on failure remove it and say why."""
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ScopeError(
+            f"cannot write {path}: {err.strerror or err}"
+            + ("; it is a folder, expected a file name" if path.is_dir() else "")
+        ) from err
+
+
 class Mp4Writer:
     """Stream RGB frames into an H.264 MP4 (context manager; the file appears only on success).
 
@@ -104,13 +116,17 @@ class Mp4Writer:
         self.cap_kbps = bitrate_cap_kbps(preset, duration_s)
         self._tmp = _part_path(self.path)
         self.n_written = 0
+        if self.path.is_dir():
+            raise ScopeError(f"cannot write {self.path}: it is a folder; expected a file name")
         try:
             self._container = av.open(
                 str(self._tmp), "w", format="mp4", options={"movflags": "+faststart"}
             )
         except (OSError, av.FFmpegError) as err:
+            self._tmp.unlink(missing_ok=True)
             raise ScopeError(
-                f"cannot create {self.path}: {err}; check that the folder exists and is writable"
+                f"cannot create {self.path}: {getattr(err, 'strerror', None) or err}; check "
+                f"that the folder {self.path.parent} exists and is writable"
             ) from err
         try:
             stream = self._container.add_stream(
@@ -172,7 +188,7 @@ class Mp4Writer:
         except Exception:
             self._abort()
             raise
-        os.replace(self._tmp, self.path)
+        _replace(self._tmp, self.path)
         log.info(
             "wrote %s (%d frames, %.1f MB)",
             self.path,
@@ -328,7 +344,7 @@ def _encode_gif(
             disposal=1,
             optimize=False,
         )
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise

@@ -17,6 +17,9 @@ Geometry: the title and caption sit at the top of the safe area; on tall frames 
 portrait) they get a band of their own above the image, on wide ones they are drawn over it
 (with a dark outline). The timestamp and speed sit in the top corners of the image, the scale
 bar at its bottom right and the credit line at its bottom left — all inside the safe area.
+On a narrow image the speed goes under the timestamp; a thin strip gets the timestamp row just
+above it and the scale bar just below it (on the black around the image), so that any aspect
+ratio can be annotated.
 """
 
 from __future__ import annotations
@@ -38,7 +41,15 @@ from scope.export.render import (
     resample,
     scale_bar_sprite,
 )
-from scope.export.text import Sprite, composite, ellipsize, get_font, text_sprite, wrap
+from scope.export.text import (
+    Sprite,
+    composite,
+    drop_missing_glyphs,
+    ellipsize,
+    get_font,
+    text_sprite,
+    wrap,
+)
 from scope.export.timing import TimingPlan, format_speed, format_timestamp
 
 log = logging.getLogger(__name__)
@@ -47,6 +58,9 @@ LayoutName = Literal["sim", "overlay", "side-by-side", "wipe"]
 LAYOUTS: tuple[str, ...] = ("sim", "overlay", "side-by-side", "wipe")
 #: fraction of a wipe clip held still at each end
 WIPE_HOLD = 0.15
+#: least width for annotations (fraction of the frame's short side): a narrower image gets
+#: them in a band this wide centred on it
+MIN_ANNOTATION_W = 0.25
 
 Rect = tuple[int, int, int, int]
 
@@ -148,15 +162,20 @@ class ClipRenderer:
 
         # title and caption block, centred at the top of the safe area
         lines_sprites = []
+        title = caption = None
         if style.title:
             font = self._font(0.056, bold=True)
+            title = drop_missing_glyphs(style.title, font, what="title")
+        if title:
             lines_sprites.append(
-                text_sprite(wrap(style.title, font, safe_w, max_lines=2), font, align="center")
+                text_sprite(wrap(title, font, safe_w, max_lines=2), font, align="center")
             )
         if style.caption:
             font = self._font(0.036)
+            caption = drop_missing_glyphs(style.caption, font, what="caption")
+        if caption:
             lines_sprites.append(
-                text_sprite(wrap(style.caption, font, safe_w, max_lines=3), font, align="center")
+                text_sprite(wrap(caption, font, safe_w, max_lines=3), font, align="center")
             )
         self.static: list[Sprite] = []
         y = safe[1]
@@ -196,9 +215,27 @@ class ClipRenderer:
         else:
             self.rects = [fit_rect(aspect, content)]
 
-        # where annotations may go: image ∩ safe area, below the title block
+        # where annotations may go: image ∩ safe area, below the title block. An image too
+        # thin to hold the time row and the scale bar (a strip) gets the row just above it and
+        # the bar just below; one too narrow, a band of MIN_ANNOTATION_W centred on it (the
+        # text has an outline: it reads on the black beside the image too)
+        self.small_font = self._font(0.032)
+        self.bar_thickness = max(3, round(self._base * 0.011))
+        row_h = text_sprite("t = 0.0 s", self.small_font).shape[0]
+        bar_h = scale_bar_sprite(
+            10, "10 µm", self.small_font, thickness_px=self.bar_thickness
+        ).shape[0]
+        min_w = round(self._base * MIN_ANNOTATION_W)
+        gap = max(2, self.pad // 3)
+
         def info(rect: Rect) -> Rect:
-            r = _inset(_intersect(rect, safe), self.pad)
+            x0, y0, x1, y1 = _intersect(rect, safe)
+            if x1 - x0 - 2 * self.pad < min_w:
+                cx = (x0 + x1) // 2
+                x0, x1 = cx - min_w // 2 - self.pad, cx + min_w - min_w // 2 + self.pad
+            if y1 - y0 - 2 * self.pad < row_h + bar_h + self.pad:
+                y0, y1 = y0 - row_h - gap - self.pad, y1 + bar_h + gap + self.pad
+            r = _inset(_intersect((x0, y0, x1, y1), safe), self.pad)
             if lines_sprites and r[1] < text_bottom + self.pad:
                 r = (r[0], text_bottom + self.pad, r[2], r[3])
             return r
@@ -211,14 +248,26 @@ class ClipRenderer:
             max(r[3] for r in self.rects),
         )
         self.info_union = info(union)
-        for box in [*self.info_boxes, self.info_union]:
+        sim = self.views[-1]
+        annotated = bool(
+            (style.speed and self.plan.speed_factor is not None and self.plan.mode != "still")
+            or (style.timestamp and self.timestamps_s is not None and self.plan.mode != "still")
+            or (style.scale_bar and sim.pixel_size_nm)
+            or style.credit
+            or any(v.label or v.legend() for v in self.views)
+        )
+        for box in [*self.info_boxes, self.info_union] if annotated else []:
             if box[2] - box[0] < 40 or box[3] - box[1] < 40:
+                ratio = max(x_img, y_img) / min(x_img, y_img)
                 raise ConfigurationError(
-                    f"no room for annotations on the {self.preset.name} frame: the image and "
-                    "the safe area barely overlap; shorten the title/caption"
+                    f"no room for the annotations on the {self.preset.name} frame: the image "
+                    f"is {x_img} x {y_img} px (aspect ratio {ratio:.1f}:1)"
+                    + (" and the title/caption fill the top" if lines_sprites else "")
+                    + "; crop the image nearer to square"
+                    + (", shorten the title/caption" if lines_sprites else "")
+                    + ", choose another preset or leave out the timestamp and scale bar"
                 )
 
-        self.small_font = self._font(0.032)
         row_box = self.info_boxes[0]
         self.row_height = 0
         self.speed_sprite: Sprite | None = None
@@ -231,8 +280,19 @@ class ClipRenderer:
         )
         if self.show_time:
             self.total_s = float(np.nanmax(self.timestamps_s)) if self.timestamps_s.size else 0.0
-            probe = text_sprite(format_timestamp(0.0, self.total_s), self.small_font)
+            probe = max(  # the widest label of the clip
+                (text_sprite(format_timestamp(t, self.total_s), self.small_font)
+                 for t in (0.0, self.total_s)),
+                key=lambda a: a.shape[1],
+            )  # fmt: skip
             self.row_height = max(self.row_height, probe.shape[0])
+            speed = self.speed_sprite
+            if speed is not None and probe.shape[1] + self.pad + speed.width > (
+                row_box[2] - row_box[0]
+            ):  # no room side by side (a narrow image): the speed goes under the time
+                y = row_box[1] + probe.shape[0] + self.pad // 3
+                self.speed_sprite = Sprite(row_box[0], y, speed.rgba)
+                self.row_height = y + speed.height - row_box[1]
 
         # labels per panel (drawn on the panel's own canvas, so a wipe reveals them)
         label_font = self._font(0.036, bold=True)
@@ -244,25 +304,27 @@ class ClipRenderer:
                 if self.row_height and (k == 0 or self.layout == "wipe")
                 else 0
             )
+            # on its own image (a strip's band reaches above it, over the panel before)
+            y0 = max(y0, self.rects[0 if self.layout == "wipe" else k][1] + gap)
             sprites = []
-            if view.label:
-                rgba = text_sprite(view.label, label_font)
+            label = drop_missing_glyphs(view.label, label_font, what="panel label")
+            if label:
+                rgba = text_sprite(label, label_font)
                 x = box[0] if view.label_corner == "left" else box[2] - rgba.shape[1]
                 sprites.append(Sprite(x, y0, rgba))
                 y0 += rgba.shape[0] + self.pad // 3
             x = box[0]
             for name, colour in view.legend():
+                name = drop_missing_glyphs(name, label_font, what="channel name")
                 rgba = text_sprite(name, label_font, fill=colour)
                 sprites.append(Sprite(x, y0, rgba))
                 x += rgba.shape[1] + self.pad
             self.panel_labels.append(sprites)
 
         # scale bar: chosen once (at zoom 1) so its label never changes
-        sim = self.views[-1]
         bar_box = self.info_boxes[-1] if self.layout == "side-by-side" else self.info_union
         self.bar_box = bar_box
         self.scale_bar_nm: float | None = None
-        self.bar_thickness = max(3, round(self._base * 0.011))
         if style.scale_bar and sim.pixel_size_nm:
             nm_per_px = self.display_nm_per_px(0.0, 1.0)
             room_px = style.scale_bar_fraction * (self.rects[-1][2] - self.rects[-1][0])
@@ -278,7 +340,8 @@ class ClipRenderer:
             room = bar_box[2] - bar_box[0]
             if self.scale_bar_nm is not None:
                 room -= self.bar_sprite(self.bar_length_px(0)).shape[1] + self.pad
-            rgba = text_sprite(ellipsize(style.credit, font, max(room, 40)), font)
+            credit = drop_missing_glyphs(style.credit, font, what="credit")
+            rgba = text_sprite(ellipsize(credit, font, max(room, 40)), font)
             box = self.info_union
             self.static.append(Sprite(box[0], box[3] - rgba.shape[0], rgba))
 

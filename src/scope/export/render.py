@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from PIL import Image
 from scope.errors import ConfigurationError, DataFormatError
 from scope.export.colormaps import apply_colormap, canonical_name, get_lut
 from scope.export.text import FontType, text_sprite
+
+log = logging.getLogger(__name__)
 
 #: frames sampled (evenly over the clip) for the contrast of a series read frame by frame
 CONTRAST_FRAMES = 64
@@ -87,6 +90,17 @@ class RenderStyle:
             )
 
 
+def _finite_sample(data: np.ndarray) -> np.ndarray:
+    """At most :data:`MAX_PERCENTILE_SAMPLES` finite values of ``data``, evenly strided."""
+    flat = np.asarray(data).reshape(-1)
+    step = max(1, flat.size // MAX_PERCENTILE_SAMPLES)
+    sample = flat[::step].astype(np.float32, copy=False)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        raise DataFormatError("the image holds no finite values; expected intensities")
+    return sample
+
+
 def contrast_limits(
     data: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.8
 ) -> tuple[float, float]:
@@ -100,12 +114,7 @@ def contrast_limits(
     (low, high) : tuple of float
         ``high > low`` always (a flat image gets a range of 1).
     """
-    flat = np.asarray(data).reshape(-1)
-    step = max(1, flat.size // MAX_PERCENTILE_SAMPLES)
-    sample = flat[::step].astype(np.float32, copy=False)
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        raise DataFormatError("the image holds no finite values; expected intensities")
+    sample = _finite_sample(data)
     low, high = np.percentile(sample, [low_percentile, high_percentile])
     if not high > low:
         high = float(sample.max())
@@ -185,6 +194,16 @@ class View:
             contrast_limits(sample[:, c], style.low_percentile, style.high_percentile)
             for c in range(n_channels)
         ]
+        for c in range(n_channels):
+            values = _finite_sample(sample[:, c])
+            if values.min() == values.max():
+                what = (label or "the image") + (f", channel {c + 1}," if n_channels > 1 else "")
+                log.warning(
+                    "%s is constant (every value %g): the clip shows one flat colour (the "
+                    "colormap's darkest); check that this is the image meant",
+                    what,
+                    float(values[0]),
+                )
         names = list(channel_names or [])
         if n_channels > 1 and len(names) < n_channels:
             names = [f"ch{c + 1}" for c in range(n_channels)]

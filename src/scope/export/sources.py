@@ -1,13 +1,16 @@
 """Files to clip inputs: images, reconstructed series and raw SIM runs.
 
 * **Images and reconstructed series**: TIFF/OME-TIFF (as written by ``scope reconstruct``,
-  Fiji or any OME tool) and OME-Zarr. The physical pixel size comes from the OME
-  ``PhysicalSizeX`` (with its unit), else from ImageJ metadata or the TIFF resolution tags
-  (pixels per cm, or per inch when that gives a microscope-sized pixel). Frame times come from
-  the OME ``Plane/@DeltaT`` of each time point, else ``Pixels/@TimeIncrement`` or ImageJ's
-  ``finterval``. A TIFF series or OME-Zarr image larger than :data:`LAZY_BYTES` (as float32)
-  is read one frame at a time while the clip renders (:func:`lazy_tcyx`), so a long series
-  does not have to fit in memory.
+  Fiji or any OME tool) and OME-Zarr. Axes come from the file's metadata (OME, ImageJ,
+  NGFF); a plain TIFF stack without any is a time series, whatever its number of planes
+  (tifffile stores 3 or 4 planes as one RGB(A) page with separate planes: those are read as
+  time points too). ``axes=`` (``--axes``) says otherwise. The physical pixel size comes
+  from the OME ``PhysicalSizeX`` (with its unit), else from ImageJ metadata or the TIFF
+  resolution tags (pixels per cm, or per inch when that gives a microscope-sized pixel).
+  Frame times come from the OME ``Plane/@DeltaT`` of each time point, else
+  ``Pixels/@TimeIncrement`` or ImageJ's ``finterval``. A TIFF series or OME-Zarr image
+  larger than :data:`LAZY_BYTES` (as float32) is read one frame at a time while the clip
+  renders (:func:`lazy_tcyx`), so a long series does not have to fit in memory.
 * **Raw SIM runs** (a raw stack ``(..., angles*phases, Y, X)`` in any format
   :func:`scope.io.raw.open_raw` reads, including ``scope acquire`` runs): reconstructed set by
   set as the clip renders (:class:`scope.sim.pipeline.SetReconstructor`, parameters estimated
@@ -30,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from scope.errors import ConfigurationError, DataFormatError
+from scope.errors import ConfigurationError, DataFormatError, ScopeError
 from scope.io.raw import LazyFrames, unit_to_nm
 
 log = logging.getLogger(__name__)
@@ -197,7 +200,24 @@ def _wavelength_label(channel: dict[str, Any]) -> str:
     return ""
 
 
-def read_tiff(path: Path) -> ClipSource:
+def check_axes(axes: str, shape: Sequence[int], name: str, file_axes: str = "") -> str:
+    """``axes`` (upper case) when it names every axis of ``shape`` once, ``Y`` and ``X`` last."""
+    letters = str(axes).upper()
+    said = f" (the file says {file_axes})" if file_axes else ""
+    if len(letters) != len(shape):
+        raise ConfigurationError(
+            f"axes {axes!r} name {len(letters)} axes, but {name} has {len(shape)} (shape "
+            f"{tuple(shape)}){said}; give one letter per axis, Y and X last"
+        )
+    if not letters.isalpha() or letters[-2:] != "YX" or len(set(letters)) != len(letters):
+        raise ConfigurationError(
+            f"axes {axes!r}: expected distinct letters ending in YX (T time, C channel, e.g. "
+            f"TYX, CYX, TCYX) for {name} of shape {tuple(shape)}{said}"
+        )
+    return letters
+
+
+def read_tiff(path: Path, axes: str | None = None) -> ClipSource:
     """An image or series from a TIFF/OME-TIFF file (see the module notes)."""
     import tifffile
     import zarr
@@ -205,7 +225,21 @@ def read_tiff(path: Path) -> ClipSource:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes = series.axes
+            file_axes = series.axes
+            if axes:
+                axes = check_axes(axes, series.shape, path.name, file_axes)
+            elif not (tif.is_ome or tif.is_imagej) and _planar_samples(file_axes):
+                # 3 or 4 planes that tifffile stored as one RGB(A) page: a stack like any
+                # other plain stack (2 or 5 planes are pages), so time points, not channels
+                axes = file_axes.replace("S", "Q")
+                log.info(
+                    "%s: a plain TIFF stack of %d planes, read as time points (--axes CYX "
+                    "reads them as channels)",
+                    path.name,
+                    series.shape[file_axes.index("S")],
+                )
+            else:
+                axes = file_axes
             if math.prod(series.shape) * 4 > LAZY_BYTES:
                 log.info("%s: %d MB as float32, read one frame at a time", path.name,
                          math.prod(series.shape) * 4 // 10**6)  # fmt: skip
@@ -238,6 +272,8 @@ def read_tiff(path: Path) -> ClipSource:
                 ij = tif.imagej_metadata or {}
                 if has_t and ij.get("finterval"):
                     times = np.arange(frames.shape[0]) * float(ij["finterval"])
+    except ScopeError:
+        raise
     except (OSError, ValueError, KeyError, tifffile.TiffFileError) as err:
         raise DataFormatError(f"{path.name} is not a readable TIFF image: {err}") from err
     if isinstance(frames, np.ndarray):
@@ -245,7 +281,12 @@ def read_tiff(path: Path) -> ClipSource:
     return ClipSource(frames, pixel_size_nm, times, names)
 
 
-def read_zarr(path: Path) -> ClipSource:
+def _planar_samples(axes: str) -> bool:
+    """Samples (``S``) stored as planes in front of ``Y, X`` rather than per pixel."""
+    return "S" in axes and "Y" in axes and axes.index("S") < axes.index("Y")
+
+
+def read_zarr(path: Path, axes: str | None = None) -> ClipSource:
     """An image or series from an OME-Zarr store (level 0)."""
     from scope.io.writers import read_image
 
@@ -255,7 +296,8 @@ def read_zarr(path: Path) -> ClipSource:
         raise DataFormatError(
             f"{path} is not an OME-Zarr image (expected NGFF multiscales metadata): {err}"
         ) from err
-    axes = str(meta.get("axes", "YX"))[-image.ndim :]
+    file_axes = str(meta.get("axes", "YX"))[-image.ndim :]
+    axes = check_axes(axes, image.shape, path.name, file_axes) if axes else file_axes
     labels = [str(c.get("label", "")) for c in (meta.get("omero") or {}).get("channels") or []]
     n_channels = image.shape[axes.index("C")] if "C" in axes else 1
     names = labels if n_channels > 1 and len(labels) == n_channels and all(labels) else None
@@ -267,26 +309,65 @@ def read_zarr(path: Path) -> ClipSource:
     return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm, channel_names=names)
 
 
-def read_image_source(path: str | Path) -> ClipSource:
-    """An image, a series or a reconstruction from TIFF/OME-TIFF or OME-Zarr."""
+def read_image_source(path: str | Path, *, axes: str | None = None) -> ClipSource:
+    """An image, a series or a reconstruction from TIFF/OME-TIFF or OME-Zarr.
+
+    Parameters
+    ----------
+    path : path
+        The file or OME-Zarr folder.
+    axes : str, optional
+        What each axis holds, one letter per axis, ``Y, X`` last (``T`` time, ``C``
+        channel; any other letter is flattened into time): overrides the file's axes.
+    """
     path = Path(path)
     if not path.exists():
         raise DataFormatError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_zarr(path)
+        return read_zarr(path, axes)
     if path.suffix.lower() in (".tif", ".tiff", ".btf"):
-        return read_tiff(path)
+        return read_tiff(path, axes)
     raise DataFormatError(
         f"{path.name}: unsupported image format {path.suffix!r}; expected a TIFF/OME-TIFF file "
         "or an OME-Zarr folder (a raw SIM run: add --raw)"
     )
 
 
+def _acquisition_table(path: Path) -> dict[str, np.ndarray]:
+    """The frame table of a ``scope acquire`` run: OME-Zarr (its ``frame_table``) or OME-TIFF
+    (its ``<name>.frames.jsonl`` journal, the last row written for each frame; the pixels are
+    not read)."""
+    import json
+
+    from scope.acquisition.writer import FRAME_COLUMNS, read_acquisition
+
+    if path.is_dir():
+        return read_acquisition(path)[1]
+    index = FRAME_COLUMNS.index("index")
+    latest: dict[int, list[int]] = {}
+    journal = path.with_name(path.name + ".frames.jsonl")
+    with open(journal, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = [int(v) for v in json.loads(line)["row"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if len(row) == len(FRAME_COLUMNS):
+                latest[row[index]] = row
+    n = 0
+    while n in latest:  # rows after a gap were never confirmed on disk
+        n += 1
+    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
+    return {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
+
+
 def _acquisition_set_times(path: Path, n_frames_per_set: int) -> np.ndarray | None:
     """Start time (s, from the first) of each complete verified set of a ``scope acquire`` run."""
-    from scope.acquisition.writer import read_acquisition
-
-    _, table, _ = read_acquisition(path)
+    try:
+        table = _acquisition_table(path)
+    except (OSError, DataFormatError) as err:
+        log.warning("%s: no frame times (%s); the clip shows no time", path.name, err)
+        return None
     ok = table["valid"] == 1
     starts = []
     for s in np.unique(table["set"][ok]):

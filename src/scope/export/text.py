@@ -5,12 +5,16 @@ Pillow's built-in scalable font (``ImageFont.load_default(size=...)``, Pillow >=
 needs no system fonts. The built-in font lacks a few glyphs (``µ``, ``×``, dashes); text meant
 for it is rewritten with ASCII stand-ins (``um``, ``x``, ``-``) so no tofu boxes appear.
 
+Characters that the font has no glyph for (emoji, CJK with only DejaVu installed) would be
+drawn as empty boxes; :func:`drop_missing_glyphs` leaves them out and warns, naming them.
+
 Text gets a dark outline (Pillow's ``stroke_width``) so it reads on bright and dark images alike.
 """
 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
@@ -64,6 +68,65 @@ def printable(text: str, font: FontType) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _is_mark(ch: str) -> bool:
+    """Combining marks, variation selectors, joiners: drawn with (or as part of) the
+    character before them."""
+    return unicodedata.category(ch) in ("Mn", "Me", "Cf")
+
+
+def missing_glyphs(text: str, font: FontType) -> list[str]:
+    """Characters of ``text`` that ``font`` cannot draw (it would draw its empty box), in
+    order of first appearance; characters with an ASCII stand-in (:func:`printable`),
+    white space and combining marks are not counted."""
+    notdef = _missing_glyph_mask(font)
+    missing: list[str] = []
+    for ch in dict.fromkeys(text):
+        if ch.isspace() or ch in _STAND_INS or _is_mark(ch) or ch in missing:
+            continue
+        if bytes(font.getmask(ch)) == notdef:
+            missing.append(ch)
+    return missing
+
+
+def font_name(font: FontType) -> str:
+    """``"DejaVu Sans Bold"``, or ``"Pillow's built-in font"``."""
+    names = font.getname() if hasattr(font, "getname") else None
+    if names and names[0]:
+        return " ".join(n for n in names if n and n not in ("Book", "Regular"))
+    return "Pillow's built-in font"
+
+
+def drop_missing_glyphs(text: str, font: FontType, *, what: str = "text") -> str:
+    """``text`` without the characters ``font`` lacks (and the marks joined to them), with a
+    warning that names them; unchanged when the font has every glyph.
+
+    Examples
+    --------
+    >>> drop_missing_glyphs("Cells 🔬", get_font(40), what="title")  # doctest: +SKIP
+    'Cells'
+    """
+    missing = set(missing_glyphs(text, font))
+    if not missing:
+        return text
+    out: list[str] = []
+    dropping = False
+    for ch in text:
+        if ch in missing or (dropping and _is_mark(ch)):
+            dropping = True
+            continue
+        dropping = False
+        out.append(ch)
+    kept = "\n".join(" ".join(line.split()) for line in "".join(out).splitlines())
+    names = ", ".join(f"{ch} (U+{ord(ch):04X})" for ch in dict.fromkeys(text) if ch in missing)
+    log.warning(
+        "%s: the font %s has no glyph for %s: left out (they would show as empty boxes)",
+        what,
+        font_name(font),
+        names,
+    )
+    return kept
 
 
 def text_width(text: str, font: FontType, *, stroke_px: int = 0) -> int:

@@ -6,7 +6,11 @@ Rules (``D`` = the clip's length, ``R`` = the run's recorded length ``n * interv
   evenly and the speed-up ``R / D`` is shown on screen (e.g. "120x speed").
 * A run that fits between the platform's minimum and the target plays in **real time**.
 * A run shorter than the platform's minimum is **slowed** (each frame held longer; shown as
-  "0.5x speed") or **looped** (played in real time, repeated whole) up to the minimum.
+  "0.5x speed") or **looped** (played in real time, repeated whole) up to the minimum. A loop
+  shows every recorded frame: a run recorded faster than the clip's frame rate (a real-time
+  loop would skip frames, down to a single frozen one) plays one video frame per recorded
+  frame, slowed, and its speed label says so ("0.03x speed"); a run too long to loop that way
+  within the clip's length is slowed instead.
 * A single image becomes a **still** clip with a slow zoom and pan (Ken Burns effect) of the
   preset's still length.
 * A duration asked for explicitly wins, clamped to the platform's limits.
@@ -140,9 +144,15 @@ def plan_timing(
     """
     if n_source_frames < 1:
         raise ConfigurationError(f"a clip needs at least one frame, got {n_source_frames}")
-    if frame_interval_s is not None and not frame_interval_s > 0:
+    if frame_interval_s is not None and not (
+        frame_interval_s > 0 and math.isfinite(frame_interval_s)
+    ):
         raise ConfigurationError(
             f"frame interval must be a positive number of seconds, got {frame_interval_s}"
+        )
+    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+        raise ConfigurationError(
+            f"clip duration must be a positive number of seconds, got {duration_s}"
         )
     if short_mode not in ("slow", "loop"):
         raise ConfigurationError(f"short_mode must be 'slow' or 'loop', got {short_mode!r}")
@@ -165,14 +175,25 @@ def plan_timing(
     n_out = max(1, round(length * fps))
 
     if short_mode == "loop" and length > natural_s * (1 + 1e-6):
-        per_loop = max(1, round(natural_s * fps))
-        loops = math.ceil(n_out / per_loop)
-        while loops > 1 and loops * per_loop > preset.max_duration_s * fps:
-            loops -= 1
-        i = np.arange(loops * per_loop)
-        index = ((i % per_loop) * n_source_frames) // per_loop
-        speed = recorded_s / (per_loop / fps) if recorded_s else None
-        return TimingPlan(index.astype(np.int64), fps, "looped", speed)
+        # a loop shows every recorded frame: a run recorded faster than the clip's frame rate
+        # gets one video frame per recorded frame (slowed), not a real-time loop that skips
+        # frames (a 40-frame burst of 0.04 s would be one frozen frame)
+        per_loop = max(round(natural_s * fps), n_source_frames)
+        if per_loop < n_out:
+            loops = math.ceil(n_out / per_loop)
+            while loops > 1 and loops * per_loop > preset.max_duration_s * fps:
+                loops -= 1
+            i = np.arange(loops * per_loop)
+            index = ((i % per_loop) * n_source_frames) // per_loop
+            speed = recorded_s / (per_loop / fps) if recorded_s else None
+            return TimingPlan(index.astype(np.int64), fps, "looped", speed)
+        log.info(
+            "%d frames do not loop within %.1f s at %d frames/s (one video frame each): "
+            "slowed instead",
+            n_source_frames,
+            length,
+            fps,
+        )
 
     index = (np.arange(n_out) * n_source_frames) // n_out
     shown_s = n_out / fps
@@ -196,7 +217,12 @@ def format_speed(speed_factor: float) -> str:
 
 
 def format_timestamp(t_s: float, total_s: float) -> str:
-    """Timestamp label: seconds with one decimal under a minute, else ``m:ss`` / ``h:mm:ss``."""
+    """Timestamp label: milliseconds for runs under a second, seconds with one decimal under a
+    minute, else ``m:ss`` / ``h:mm:ss``."""
+    if total_s < 0.1:
+        return f"t = {1000 * t_s:.1f} ms"
+    if total_s < 1:
+        return f"t = {1000 * t_s:.0f} ms"
     if total_s < 60:
         return f"t = {t_s:.1f} s"
     whole = round(t_s)
