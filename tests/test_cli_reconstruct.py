@@ -614,6 +614,12 @@ def test_a_run_s_set_times_travel_into_the_results(tmp_path):
     assert ms["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
     scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale[0] == pytest.approx(expected, rel=1e-9)
+    # the exporter reads them back: its clip's timestamps
+    from scope.export.sources import read_image_source
+
+    for path in (out, batch / "run.sim.zarr"):
+        times = read_image_source(path).timestamps_s
+        np.testing.assert_allclose(times, np.arange(3) * expected, rtol=1e-6)
 
 
 def test_the_widefield_image_of_two_colours_names_its_channels(two_channel_file, tmp_path):

@@ -301,12 +301,15 @@ def read_zarr(path: Path, axes: str | None = None) -> ClipSource:
     labels = [str(c.get("label", "")) for c in (meta.get("omero") or {}).get("channels") or []]
     n_channels = image.shape[axes.index("C")] if "C" in axes else 1
     names = labels if n_channels > 1 and len(labels) == n_channels and all(labels) else None
+    step = meta.get("time_increment_s")  # the NGFF t axis's scale, where it is in time units
     if math.prod(image.shape) * 4 > LAZY_BYTES:
         log.info("%s: %d MB as float32, read one frame at a time", path.name,
                  math.prod(image.shape) * 4 // 10**6)  # fmt: skip
-        return ClipSource(lazy_tcyx(image, axes), pixel_size_nm, channel_names=names)
-    frames, _ = _to_tcyx(np.asarray(image), axes)
-    return ClipSource(frames.astype(np.float32, copy=False), pixel_size_nm, channel_names=names)
+        frames = lazy_tcyx(image, axes)
+    else:
+        frames = _to_tcyx(np.asarray(image), axes)[0].astype(np.float32, copy=False)
+    times = np.arange(frames.shape[0]) * step if step and "T" in axes else None
+    return ClipSource(frames, pixel_size_nm, timestamps_s=times, channel_names=names)
 
 
 def read_image_source(path: str | Path, *, axes: str | None = None) -> ClipSource:

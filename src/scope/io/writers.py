@@ -46,6 +46,9 @@ _OMERO_COLOURS = {
 #: what a widefield image written beside a SIM result says it is (``"image"`` in its metadata)
 WIDEFIELD_DESCRIPTION = "widefield: mean of each SIM set's frames, camera offset subtracted"
 _NGFF_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+#: NGFF time units (UDUNITS-2 names) in seconds
+_SECONDS_PER_UNIT = {"second": 1.0, "millisecond": 1e-3, "microsecond": 1e-6, "minute": 60.0,
+                     "hour": 3600.0}  # fmt: skip
 
 
 #: image file suffixes taken off a name to find its base (longest first)
@@ -662,6 +665,9 @@ def _read_zarr(path: Path, *, lazy: bool = False) -> tuple[Any, float | None, di
     meta = dict(attrs.get("scope", {}))
     meta["axes"] = "".join(names).upper()
     meta["levels"] = len(ms["datasets"])
+    time_unit = next((a.get("unit") for a in ms["axes"] if a["name"] == "t"), None)
+    if time_unit in _SECONDS_PER_UNIT and scale[names.index("t")] > 0:
+        meta["time_increment_s"] = float(scale[names.index("t")]) * _SECONDS_PER_UNIT[time_unit]
     if isinstance(ome.get("omero"), dict):
         meta["omero"] = ome["omero"]
     return image, pixel_size_nm, meta
