@@ -106,3 +106,104 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(DataFormatError, match="not a scope acquisition"):
         read_acquisition(tmp_path / "other.zarr")
     assert os.path.isdir(path)
+
+
+@pytest.mark.parametrize("name", ["run.zarr", "run.ome.tif"])
+def test_a_staged_run_takes_its_name_with_its_first_frame(tmp_path, name):
+    """``staged``: nothing carries the run's name before its first frame is on disk; an
+    earlier run is replaced only then, and a writer closed with no frame leaves nothing."""
+    path = tmp_path / name
+    with AcquisitionWriter(path, (24, 40), np.uint16) as w:
+        for i in range(3):
+            w.append(_frame(i))
+    old = np.asarray(read_acquisition(path)[0])
+    assert old.shape == (3, 24, 40)
+
+    # a start that fails before its first frame: the earlier run is untouched, nothing is left
+    w = AcquisitionWriter(path, (24, 40), np.uint16, overwrite=True, staged=True)
+    assert not w.published and w.path != path and w.path.parent == tmp_path
+    np.testing.assert_array_equal(np.asarray(read_acquisition(path)[0]), old)
+    w.close(state="aborted", reason="the controller refused")
+    assert w.discarded
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [name] + ([f"{name}.frames.jsonl", f"{name}.meta.json"] if name.endswith(".tif") else [])
+    )
+    np.testing.assert_array_equal(np.asarray(read_acquisition(path)[0]), old)
+
+    # a start that gets its first frame replaces it there and then
+    w = AcquisitionWriter(path, (24, 40), np.uint16, overwrite=True, staged=True)
+    w.append(_frame(7))
+    assert w.published and w.path == path
+    frames, _, meta = read_acquisition(path)
+    assert frames.shape == (1, 24, 40) and meta["state"] == "acquiring"
+    w.append(_frame(8))
+    w.close()
+    frames, table, meta = read_acquisition(path)
+    np.testing.assert_array_equal(np.asarray(frames[1]), _frame(8))
+    assert meta["state"] == "complete" and table["index"].tolist() == [0, 1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left aside
+
+
+def test_a_tiff_cut_short_reads_its_complete_frames(tmp_path):
+    """An OME-TIFF whose last page was cut short (a full disk) reads back its complete frames
+    (it used to fail with "all input arrays must have the same shape")."""
+    path = tmp_path / "cut.ome.tif"
+    with AcquisitionWriter(path, (24, 40), np.uint16) as w:
+        for i in range(5):
+            w.append(_frame(i))
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # the last frame's pixels half written
+        fh.truncate(size - 24 * 40)
+    frames, table, _ = read_acquisition(path)
+    assert frames.shape[0] == 4
+    np.testing.assert_array_equal(frames[3], _frame(3))
+    assert table["index"].tolist() == [0, 1, 2, 3]
+
+
+_FULL_DISK = """
+set -e
+mount -t tmpfs -o size=256k tmpfs "$1"
+set +e
+"$SCOPE_PY" -c "import sys; from scope.cli import main; sys.exit(main(sys.argv[1:]))" -q \\
+    acquire --sets 100 -o "$1/full$3" --shape 64 64 --exposure-ms 2 --dark-ms 1 \\
+    2> "$2/stderr.txt"
+echo $? > "$2/rc.txt"
+cp -r "$1/." "$2/"
+"""
+
+
+@pytest.mark.parametrize("suffix", [".ome.tif", ".zarr"])
+def test_a_full_disk_says_so_and_keeps_the_frames(tmp_path, suffix):
+    """`scope acquire` onto a 256 kB file system (a tmpfs in a private mount namespace) runs
+    it full: one line says the disk is full and how many frames are on disk, and exactly those
+    frames read back."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private tmpfs")
+    mnt, out = tmp_path / "mnt", tmp_path / "out"
+    mnt.mkdir()
+    out.mkdir()
+    script = tmp_path / "full.sh"
+    script.write_text(_FULL_DISK)
+    env = {**os.environ, "SCOPE_PY": sys.executable}
+    proc = subprocess.run(
+        ["unshare", "-r", "-m", "bash", str(script), str(mnt), str(out), suffix],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if not (out / "rc.txt").exists():
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {proc.stderr.strip()}")
+    err = (out / "stderr.txt").read_text()
+    assert (out / "rc.txt").read_text().strip() == "2", err
+    import re
+
+    found = re.search(r"the disk is full .*: (\d+) frames are on disk in (\S+);", err)
+    assert found, err
+    assert found.group(2) == str(mnt / f"full{suffix}")
+    assert "Traceback" not in err
+    n = int(found.group(1))
+    assert 10 < n < 64  # 8 kB frames in 256 kB, table and metadata included
+    frames, table, _ = read_acquisition(out / f"full{suffix}")
+    assert frames.shape == (n, 64, 64)
+    assert table["index"].tolist() == list(range(n))
+    assert np.asarray(frames[n - 1]).std() > 0  # the last frame is whole, not zeros

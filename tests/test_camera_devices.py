@@ -224,3 +224,22 @@ def test_real_devices_refuse_what_cannot_work():
             open_real_devices("genicam", port)
     with pytest.raises(ConfigurationError, match="unknown camera 'usb3'"):
         open_real_devices("usb3", "/dev/ttyACM0")
+
+
+def test_genicam_camera_selected_by_the_id_it_lists():
+    """`--camera genicam:VikyTL_DEV_green` (the id `scope devices` prints) used to fail with
+    NotAvailableException: the match read every device's user-defined name, which viky.cti
+    does not support."""
+    pytest.importorskip("harvesters")
+    from scope.devices.genicam import GenICamCamera, bundled_producer
+
+    cti = bundled_producer()
+    if cti is None:
+        pytest.skip("the genicam wheel with viky.cti is not installed")
+    with GenICamCamera(cti, device="VikyTL_DEV_green") as cam:
+        assert cam.device_id == "VikyTL_DEV_green"
+    with pytest.raises(
+        DeviceError, match=r"no camera 'VikyTL_DEV_pink'; cameras: \['VikyTL_DEV_red'"
+    ):
+        GenICamCamera(cti, device="VikyTL_DEV_pink").connect()
+    assert mp.active_children() == []

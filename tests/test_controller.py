@@ -330,3 +330,34 @@ def test_a_request_times_out_and_its_late_reply_is_dropped(ctrl):
     status = ctrl.status()
     assert status.state == "IDLE"
     assert ctrl.stale_lines == 1
+
+
+def test_a_port_held_by_another_program_says_so():
+    """Another program (another `scope acquire`, picocom ...) holding the port exclusively:
+    the error says so, instead of "Check the cable and the port name"."""
+    import serial
+
+    with ControllerEmulator() as emu, serial.Serial(emu.port, exclusive=True):
+        ctrl = SerialPatternController(emu.port, timeout_s=0.5)
+        with pytest.raises(DeviceError, match="is held by another program") as info:
+            ctrl.connect()
+        assert "Check the cable" not in str(info.value)
+        assert not ctrl.connected
+
+
+def test_a_latched_fault_warning_names_the_command_that_clears_it(caplog):
+    import logging
+
+    import serial
+
+    with ControllerEmulator() as emu:
+        with serial.Serial(emu.port, 115200, timeout=0.5) as link:  # a host that died
+            link.write(b"wdog 50\nlight 1\n")
+            assert emu.wait_for(lambda s: s["fault"] == "WATCHDOG", 2.0)
+        with (
+            caplog.at_level(logging.WARNING, logger="scope.devices.serial_controller"),
+            SerialPatternController(emu.port) as ctrl,
+        ):
+            assert ctrl.status().state == "FAULT"  # connecting does not clear it
+        assert f"scope acquire --controller {emu.port} --clear-fault" in caplog.text
+        assert emu.snapshot()["fault"] == "WATCHDOG"

@@ -21,9 +21,16 @@ the camera delivers frames with its own frame counter and timestamps. The engine
    is logged with its reason and the next set starts afresh from the controller's count
    (resynchronisation: set membership comes from pulse counts, not from frame order).
 
+Before anything is written, every setting is checked against the devices (the camera's pixel
+format, the controller's exposure and dark-time range, its pattern count, a fault latched in an
+earlier session) and the controller is programmed; the file is written under a hidden name until
+its first frame is on disk (:class:`AcquisitionWriter` ``staged``), so a run that cannot start
+leaves no empty file behind and never replaces an earlier run.
+
 On any error, ``stop()``, or Ctrl-C: the controller gets SAFE (light off; if the link is gone the
 firmware's watchdog darkens it), the camera stops, the file is closed in a readable state with
-``state = "aborted"`` and the reason, and the reason is logged.
+``state = "aborted"`` and the reason, and the reason is logged. While that cleanup runs in the
+main thread, further interrupts (a second Ctrl-C, SIGTERM) wait until it is done.
 
 Software-triggered fallback (``trigger="software"``, for cameras without a trigger input): the
 host shows each pattern (``PATTERN``), waits ``dark_ms`` for it to settle, turns the light on,
@@ -43,6 +50,7 @@ import itertools
 import logging
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -52,8 +60,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from scope.acquisition.writer import AcquisitionWriter, FrameTag
-from scope.errors import AcquisitionError, ConfigurationError, DeviceError, DeviceTimeoutError
+from scope.acquisition.writer import AcquisitionWriter, FrameTag, output_format
+from scope.errors import (
+    AcquisitionError,
+    ConfigurationError,
+    DeviceError,
+    DeviceTimeoutError,
+    ScopeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +115,9 @@ class AcquisitionConfig:
         exposure start (simulated, most GenICam), ``exposure + readout`` for cameras that only
         give arrival times (UVC). Default: from the frame's ``info["timestamp"]``.
     frame_timeout_s : float
-        No frame for this long while pulses go out: the camera is declared lost.
+        No frame for this long while pulses go out: the camera is declared lost. In follower
+        mode also: frames for this long without an exposure event from the controller (the
+        camera's exposure output does not reach the controller).
     grace_s : float
         How long after a set's last pulse a late frame may still arrive.
     """
@@ -264,6 +280,7 @@ class AcquisitionEngine:
         self.camera = camera
         self.controller = controller
         self.output = Path(output)
+        output_format(self.output)  # .zarr or .ome.tif, refused before anything starts
         self.config = config or AcquisitionConfig()
         self.setup = setup
         self.params = params
@@ -372,11 +389,14 @@ class AcquisitionEngine:
                 self._run_leader(follower=True)
             else:
                 self._run_software()
-        except KeyboardInterrupt:
-            state, reason = "aborted", "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as err:
+            state, reason = "aborted", str(err) or "interrupted (Ctrl-C)"
             raise
         except BaseException as err:
-            state, reason = "aborted", f"{type(err).__name__}: {err}"
+            state = "aborted"
+            reason = str(err) if isinstance(err, ScopeError) else f"{type(err).__name__}: {err}"
+            if self.writer is None and isinstance(err, ScopeError):
+                raise  # refused before the run started: the error as it is, nothing written
             raise AcquisitionError(f"acquisition aborted: {reason}") from err
         finally:
             # the duration first: the summary written by _shutdown must carry it
@@ -392,6 +412,7 @@ class AcquisitionEngine:
             raise DeviceError("connect the camera before acquiring")
         if not ctrl.connected:
             raise DeviceError("connect the controller before acquiring")
+        self._choose_pixel_format()
         if "exposure" in cam.features:
             cam.exposure_ms = cfg.exposure_ms
         if cfg.trigger == "hardware":
@@ -402,6 +423,7 @@ class AcquisitionEngine:
                 cam.frame_rate_hz = 1000.0 / cfg.period_ms
         else:
             cam.set_trigger("software")
+        self._configure_controller()  # every setting checked before the file is touched
         shape = cam.frame_shape
         fmt = cam.pixel_format
         dtype = getattr(fmt, "dtype", np.dtype(np.uint16))
@@ -426,8 +448,9 @@ class AcquisitionEngine:
         }
         px = getattr(self.setup, "pixel_size_nm", None)
         self.writer = AcquisitionWriter(
-            self.output, shape, dtype, metadata=meta, pixel_size_nm=px, overwrite=self.overwrite
-        )
+            self.output, shape, dtype, metadata=meta, pixel_size_nm=px, overwrite=self.overwrite,
+            staged=True,
+        )  # fmt: skip
         self._pulses: dict[int, _Pulse] = {}
         self._frames: list[_Frame] = []  # unresolved frames, arrival order
         self._all_frames_by_index: dict[int, _Frame] = {}
@@ -446,6 +469,62 @@ class AcquisitionEngine:
         self._software = False
         self._follower = cfg.trigger == "follower"
         self._last_pulse: _Pulse | None = None
+        self._last_event_time = time.monotonic()  # the last FRAME event (follower check)
+        self._frames_since_event = 0
+
+    def _choose_pixel_format(self) -> None:
+        """A camera delivering colour (GenICam cameras may default to RGB8/RGBa8) is switched
+        to a monochrome format it offers, the deepest first; without one it is refused."""
+        from scope.devices.camera import PixelFormat
+
+        cam = self.camera
+        if "pixel_format" not in cam.features:
+            return
+        current = cam.pixel_format
+        if isinstance(current, PixelFormat) or str(current).startswith("Mono"):
+            return  # monochrome (a vendor's Mono14 too)
+        offered = list(cam.pixel_formats)
+        mono = [f for f in PixelFormat if f.value in offered]
+        if not mono:
+            raise ConfigurationError(
+                f"{cam.name} delivers {current} and offers only {offered}: SIM needs a "
+                f"monochrome format ({', '.join(f.value for f in PixelFormat)}); set the camera "
+                "to one with its vendor's tool, or use a monochrome camera"
+            )
+        # unpacked formats first (Mono16, 12, 10, 8), then packed ones, deepest first
+        choice = max(mono, key=lambda f: (f.value[-1].isdigit(), f.bit_depth))
+        log.warning("%s delivered %s (colour); switched to %s (it offers %s); choose another "
+                    "with --pixel-format (camera.pixel_format)", cam.name, current, choice.value,
+                    offered)  # fmt: skip
+        cam.pixel_format = choice
+
+    def _configure_controller(self) -> None:
+        """Check the run against the controller (a latched fault, the patterns it holds) and
+        program it (mode, timing, channels, watchdog, sequence): all before the file exists."""
+        cfg, ctrl = self.config, self.controller
+        status = ctrl.status()
+        if status.state == "FAULT":
+            raise AcquisitionError(_fault_message(ctrl, status.fault))
+        caps = ctrl.capabilities
+        top = max(cfg.sequence)
+        if caps is not None and top >= caps.n_patterns:
+            raise ConfigurationError(
+                f"{cfg.n_angles} angles x {cfg.n_phases} phases need patterns 0..{top}, but the "
+                f"controller holds {caps.n_patterns} (0..{caps.n_patterns - 1}): use fewer "
+                "angles or phases"
+            )
+        ctrl.safe()
+        if cfg.trigger == "software":
+            return  # the host shows each pattern itself
+        from scope.devices.controller import TriggerMode
+
+        follower = cfg.trigger == "follower"
+        ctrl.set_mode(TriggerMode.FOLLOWER if follower else TriggerMode.LEADER)
+        ctrl.set_timing(exposure_ms=cfg.exposure_ms, dark_ms=cfg.dark_ms)
+        ctrl.set_channels(cfg.light_channels)
+        ctrl.set_watchdog(cfg.watchdog_ms)
+        ctrl.set_frame_events(True)
+        ctrl.upload_sequence(cfg.sequence)
 
     # -- leader mode ------------------------------------------------------------------------------
     def _run_leader(self, follower: bool = False) -> None:
@@ -453,15 +532,7 @@ class AcquisitionEngine:
         free-running and its exposure-active output advancing the controller: the controller
         reports a FRAME event per exposure either way, and frames pair with them by time."""
         cfg, cam, ctrl = self.config, self.camera, self.controller
-        from scope.devices.controller import TriggerMode
-
-        ctrl.safe()
-        ctrl.set_mode(TriggerMode.FOLLOWER if follower else TriggerMode.LEADER)
-        ctrl.set_timing(exposure_ms=cfg.exposure_ms, dark_ms=cfg.dark_ms)
-        ctrl.set_channels(cfg.light_channels)
-        ctrl.set_watchdog(cfg.watchdog_ms)
-        ctrl.set_frame_events(True)
-        ctrl.upload_sequence(cfg.sequence)
+        # (mode, timing, channels, watchdog and sequence were programmed by _prepare)
         n_frames = 0 if cfg.n_sets is None else cfg.n_sets * cfg.frames_per_set
         ctrl.add_event_callback(self._events.put)
         try:
@@ -477,7 +548,8 @@ class AcquisitionEngine:
             ctrl.start()
             if follower:
                 cam.start()  # its first exposure is the run's first (sequence[0] is shown)
-            self._last_frame_time = time.monotonic()
+            self._last_frame_time = self._last_event_time = time.monotonic()
+            self._frames_since_event = 0
             stopping = False
             while True:
                 if self._stop.is_set() and not stopping:
@@ -489,6 +561,8 @@ class AcquisitionEngine:
                 if self._fault:
                     raise AcquisitionError(self._fault)
                 got = self._grab(timeout_s=0.02)
+                if follower and not self._done:
+                    self._check_exposure_events()
                 self._match()
                 self._close_sets(final=False)
                 if follower and self._done and cam.is_running and self._past_the_run():
@@ -510,6 +584,24 @@ class AcquisitionEngine:
             self._close_sets(final=True)
         finally:
             ctrl.remove_event_callback(self._events.put)
+
+    def _check_exposure_events(self) -> None:
+        """Follower mode: frames keep coming but the controller reports no exposure (its input
+        GP14 sees no edges): abort instead of filling the disk with frames no set can use."""
+        cfg = self.config
+        quiet_s = time.monotonic() - self._last_event_time
+        if self._frames_since_event < 3 or quiet_s <= cfg.frame_timeout_s:
+            return
+        raise AcquisitionError(
+            f"camera frames but no exposure events from the controller: {self._frames_since_event}"
+            f" frames in the last {quiet_s:.1f} s, {self._max_pulse} exposures counted by the "
+            "controller in all. In follower mode the camera's exposure-active output drives the "
+            "controller's GP14: check the wire from the camera's exposure output to GP14 and the "
+            "common ground, that the camera puts its exposure signal on that line (Basler: "
+            "LineSelector=Line2, LineSource=ExposureActive; AR0234: the FLASH pin), the 4.7 kOhm "
+            "pull-up of an opto-isolated output and the level shifter of a 1.8 V one "
+            "(hardware/README.md, section 4) - or use leader mode (--trigger hardware)"
+        )
 
     def _done_counts(self, counts: Any) -> None:
         self._done = True
@@ -552,6 +644,8 @@ class AcquisitionEngine:
                     self._last_pulse = p  # kept after its set is closed (follower mode's end)
                 self._max_pulse = max(self._max_pulse, p.count)
                 self.summary.pulses = self._max_pulse
+                self._last_event_time = ev.host_time_s
+                self._frames_since_event = 0
             elif ev.kind == "DONE":
                 log.info("controller done: %s", ev.counts)
                 self._done_counts(ev.counts)
@@ -600,6 +694,7 @@ class AcquisitionEngine:
             self.summary.frame_id_gaps += 1
             log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)
         self._last_frame_id = frame.frame_id
+        self._frames_since_event += 1
         f = _Frame(index, frame.frame_id, frame.timestamp_s - self._delay_s, frame.data)
         self._newest_frame_t = max(self._newest_frame_t, f.t_s)
         self._frames.append(f)
@@ -765,7 +860,6 @@ class AcquisitionEngine:
     # -- software-triggered fallback ---------------------------------------------------------------
     def _run_software(self) -> None:
         cfg, cam, ctrl = self.config, self.camera, self.controller
-        ctrl.safe()
         cam.start()
         seq = cfg.sequence
         count = 0
@@ -812,7 +906,12 @@ class AcquisitionEngine:
 
     # -- shutdown --------------------------------------------------------------------------------
     def _shutdown(self, state: str, reason: str) -> None:
-        """Light off, camera stopped, file closed and readable — whatever happened."""
+        """Light off, camera stopped, file closed and readable — whatever happened (a second
+        interrupt meanwhile waits until this is done)."""
+        with _interrupts_deferred():
+            self._shut_down(state, reason)
+
+    def _shut_down(self, state: str, reason: str) -> None:
         try:
             counts = self.controller.safe()
             if self.summary.controller_counts is None:
@@ -821,17 +920,20 @@ class AcquisitionEngine:
         except Exception as err:
             log.error("could not send SAFE (%s): the controller's watchdog (%d ms) turns the "
                       "light off by itself", err, self.config.watchdog_ms)  # fmt: skip
+        self._drain_camera()
         try:
             self.camera.stop()
         except Exception as err:
             log.error("stopping the camera failed: %s", err)
         if self.writer is not None:
             try:
-                self._mark_unfinished()
-                self.writer.set_metadata(
-                    summary=asdict(self.summary) | {"state": state, "reason": reason}
-                )
-                self.writer.close(state=state, reason=reason)
+                try:
+                    self._mark_unfinished()
+                    self.writer.set_metadata(
+                        summary=asdict(self.summary) | {"state": state, "reason": reason}
+                    )
+                finally:  # closed even when the table or metadata could not be written
+                    self.writer.close(state=state, reason=reason)
             except Exception as err:
                 log.error("closing %s failed: %s", self.output, err)
         self.summary.state = state
@@ -840,11 +942,36 @@ class AcquisitionEngine:
             log.info("acquired %d frames, %d valid / %d invalid sets -> %s",
                      self.summary.frames_written, self.summary.sets_valid,
                      self.summary.sets_invalid, self.output)  # fmt: skip
-        elif self.writer is None:  # it stopped before the run's file was opened
-            log.error("acquisition aborted before anything was written: %s", reason)
+        elif self.writer is None or self.writer.discarded:  # no frame came
+            log.info(  # the caller gets the error itself
+                "acquisition not started: %s; nothing was written%s",
+                reason,
+                f" ({self.output} was left as it was)" if self.output.exists() else "",
+            )
         else:
             log.error("acquisition aborted: %s; %d frames are in %s", reason,
                       self.summary.frames_written, self.output)  # fmt: skip
+
+    def _drain_camera(self) -> None:
+        """Frames the camera delivered before it is stopped go to disk too (stopping discards
+        them); bounded, and given up at the first error (a full disk, a lost camera)."""
+        w = self.writer
+        if w is None or w.closed or not self.camera.is_running or not hasattr(self, "_frames"):
+            return
+        for _ in range(4 * max(self.config.frames_per_set, 16)):
+            try:
+                frame = self.camera.get_frame(timeout_s=1e-3)
+            except DeviceTimeoutError:
+                return
+            except Exception as err:
+                log.debug("no more frames from the camera: %s", err)
+                return
+            try:
+                self._store(frame)
+            except Exception as err:
+                log.error("a frame the camera delivered while stopping could not be written: "
+                          "%s", err)  # fmt: skip
+                return
 
     def _mark_unfinished(self) -> None:
         """Frames of sets never verified (after an abort, or left over) are marked invalid."""
@@ -853,6 +980,51 @@ class AcquisitionEngine:
         pending = [i for i in range(w.n_frames) if w.row(i)["valid"] == -1]
         if pending:
             w.update(pending, valid=0)
+
+
+_FAULT_CAUSES = {
+    "WATCHDOG": "the host went silent for longer than the controller's watchdog (a program "
+    "that crashed or was killed, a pulled or flaky USB cable)",
+}
+
+
+def _fault_message(ctrl: Any, fault: str) -> str:
+    port = getattr(getattr(ctrl, "info", None), "port", None) or getattr(ctrl, "port", "")
+    cause = _FAULT_CAUSES.get(fault, "see the controller's log")
+    return (
+        f"the controller{' on ' + port if port else ''} has a latched {fault} fault from an "
+        f"earlier run ({cause}); its light is off and it refuses new runs until the fault is "
+        f"cleared. Once the cause is fixed, clear it: scope acquire --controller "
+        f"{port or 'PORT'} --clear-fault (add it to this command to clear and acquire; "
+        "Python: controller.clear_fault())"
+    )
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Any:
+    """Hold SIGINT, SIGTERM and SIGHUP while cleanup runs (main thread only: signal handlers
+    live there); one that comes meanwhile is logged and the cleanup goes on."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        log.warning("%s while the light is switched off and the file closed: finishing that "
+                    "first", signal.Signals(signum).name)  # fmt: skip
+
+    try:
+        for name in names:
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, hold)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _params_dict(params: Any) -> Any:

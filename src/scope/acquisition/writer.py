@@ -34,6 +34,15 @@ JSON-lines journal ``<name>.frames.jsonl`` flushed per frame (validity decisions
 they are made) and the metadata to ``<name>.meta.json``. The Zarr layout is the robust choice
 for runs that might be killed; the TIFF is closed (and readable) on every Python error path.
 
+Staged start (``staged=True``, what the acquisition engine uses): the run is written under a
+hidden name beside the target (``.run.zarr.starting``) until its first frame is on disk; only
+then does it take its name, replacing an earlier run when ``overwrite`` was asked for. A run
+that fails before its first frame leaves nothing behind and an earlier run untouched.
+
+A full disk (or a file-size limit) stops the run with :class:`DiskFullError`, which says how
+many frames are on disk; :func:`read_acquisition` reads every complete frame of a file cut
+short that way.
+
 References
 ----------
 OME-NGFF 0.5: https://ngff.openmicroscopy.org/0.5/ ; zarr v3 spec:
@@ -42,9 +51,11 @@ https://zarr-specs.readthedocs.io/en/latest/v3/core/v3.0.html
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +63,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from scope.errors import ConfigurationError, DataFormatError
+from scope.errors import AcquisitionError, ConfigurationError, DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +83,44 @@ _COL = {name: i for i, name in enumerate(FRAME_COLUMNS)}
 LAYOUT = "scope-sim-raw/arrival-order"
 _TABLE_CHUNK = 256
 _GROW = 256
+#: suffixes of the formats the writer knows (case does not matter)
+ZARR_SUFFIXES = (".zarr",)
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class DiskFullError(AcquisitionError, OSError):
+    """The disk (or the file-size limit) ran out while frames were written; the frames before
+    it are on disk and readable."""
+
+
+def output_format(path: str | Path) -> Literal["zarr", "tiff"]:
+    """``"zarr"`` for ``*.zarr``, ``"tiff"`` for ``*.ome.tif``/``*.tif``/``*.tiff``; any other
+    name is refused (a run named ``run.h5`` would otherwise be a Zarr folder in disguise)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    raise ConfigurationError(
+        f"cannot tell the format of the output {Path(path).name!r}: name it run.zarr (OME-Zarr, "
+        "the robust choice) or run.ome.tif (OME-TIFF)"
+    )
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or folder if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    """The OME-TIFF's frame journal and metadata files."""
+    return (
+        path.with_name(path.name + ".frames.jsonl"),
+        path.with_name(path.name + ".meta.json"),
+    )
 
 
 @dataclass
@@ -143,6 +192,10 @@ class AcquisitionWriter:
         Pixel size at the sample, for the NGFF/OME physical scale.
     overwrite : bool
         Replace an existing file; otherwise an existing path is an error.
+    staged : bool
+        Write under a hidden name beside ``path`` until the first frame is on disk, then take
+        ``path`` (replacing an earlier run only then); a writer closed with no frame leaves
+        nothing behind. Default False: ``path`` is created at once.
 
     Examples
     --------
@@ -162,6 +215,7 @@ class AcquisitionWriter:
         pixel_size_nm: float | None = None,
         format: Literal["zarr", "tiff"] | None = None,
         overwrite: bool = False,
+        staged: bool = False,
     ) -> None:
         self.path = Path(path)
         fmt = format or ("tiff" if self.path.suffix.lower() in (".tif", ".tiff") else "zarr")
@@ -171,6 +225,18 @@ class AcquisitionWriter:
             raise ConfigurationError(
                 f"{self.path} exists: choose another name or pass overwrite=True (--overwrite)"
             )
+        #: where the run ends up; ``path`` is the hidden staging name until the first frame
+        self.final_path = self.path
+        self.overwrite = overwrite
+        self.staged = bool(staged)
+        #: True once the run carries its final name (at once unless ``staged``)
+        self.published = not self.staged
+        #: True when a staged run was closed before its first frame and removed
+        self.discarded = False
+        if self.staged:
+            self.path = self.final_path.with_name(f".{self.final_path.name}.starting")
+            for leftover in (self.path, *_sidecars(self.path)):  # a start that crashed: no frame
+                _remove(leftover)
         if len(frame_shape) != 2:
             raise ConfigurationError(f"frame_shape must be (Y, X), got {frame_shape}")
         self.format = fmt
@@ -192,11 +258,19 @@ class AcquisitionWriter:
             "started_unix_s": time.time(),
             **_jsonable(metadata or {}),
         }
-        if fmt == "zarr":
-            self._open_zarr(overwrite)
-        else:
-            self._open_tiff(overwrite)
-        log.info("writing %s (%s, %s %s)", self.path, fmt, self.frame_shape, self.dtype)
+        try:
+            if fmt == "zarr":
+                self._open_zarr(overwrite or self.staged)
+            else:
+                self._open_tiff(overwrite or self.staged)
+        except OSError as err:
+            if self.staged:
+                for leftover in (self.path, *_sidecars(self.path)):
+                    _remove(leftover)
+            raise self._storage_error(err, "creating") from err
+        staging = f" (as {self.path.name} until its first frame)" if self.staged else ""
+        log.info("writing %s (%s, %s %s)%s", self.final_path, fmt, self.frame_shape,
+                 self.dtype, staging)  # fmt: skip
 
     # -- opening ---------------------------------------------------------------------------
     def _open_zarr(self, overwrite: bool) -> None:
@@ -204,7 +278,7 @@ class AcquisitionWriter:
 
         self._group = zarr.open_group(self.path, mode="w" if overwrite else "w-", zarr_format=3)
         self._group.attrs.update(
-            {"ome": _ngff_attrs(self._px_um(), self.path.stem), "scope": self._attrs}
+            {"ome": _ngff_attrs(self._px_um(), self.final_path.stem), "scope": self._attrs}
         )
         # uncompressed, default chunk-key encoding ("c/<i>/<j>/<k>"), so that chunks can be
         # written straight to their files (see _write_chunk)
@@ -254,8 +328,7 @@ class AcquisitionWriter:
     def _open_tiff(self, overwrite: bool) -> None:
         import tifffile
 
-        self._journal_path = self.path.with_name(self.path.name + ".frames.jsonl")
-        self._meta_path = self.path.with_name(self.path.name + ".meta.json")
+        self._journal_path, self._meta_path = _sidecars(self.path)
         for p in (self._journal_path, self._meta_path):
             if p.exists() and overwrite:
                 p.unlink()
@@ -266,8 +339,95 @@ class AcquisitionWriter:
     def _write_meta(self) -> None:
         if self.format == "zarr":
             self._group.attrs["scope"] = self._attrs
-        else:
-            self._meta_path.write_text(json.dumps({"scope": self._attrs}, indent=1))
+        else:  # written whole, then renamed: a full disk keeps the previous version
+            tmp = self._meta_path.with_name(self._meta_path.name + ".partial")
+            try:
+                tmp.write_text(json.dumps({"scope": self._attrs}, indent=1))
+                os.replace(tmp, self._meta_path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
+
+    # -- staging ---------------------------------------------------------------------------
+    def _publish(self) -> None:
+        """The first frame is on disk: the staged run takes its final name (an earlier run
+        there, replaced with ``overwrite``, is moved aside first and removed last)."""
+        final = self.final_path
+        moves = [(self.path, final)]
+        if self.format == "tiff":
+            moves += list(zip(_sidecars(self.path), _sidecars(final), strict=True))
+        if (final.exists() or final.is_symlink()) and not self.overwrite:
+            raise ConfigurationError(
+                f"{final} appeared while the run started; its frames are in {self.path}"
+            )
+        replaced = []
+        for _, dst in moves:
+            if dst.exists() or dst.is_symlink():
+                aside = dst.with_name(f".{dst.name}.replaced")
+                _remove(aside)
+                os.replace(dst, aside)
+                replaced.append(aside)
+        for src, dst in moves:
+            if src.exists():
+                os.replace(src, dst)
+        self.path = final
+        self.published = True
+        if self.format == "zarr":  # reopen where it now lies
+            import zarr
+
+            self._group = zarr.open_group(self.path, mode="r+", zarr_format=3)
+            self._frames = self._group["0"]
+            self._table = self._group["frame_table"]
+            self._dirs.clear()
+        else:  # the open TIFF and journal handles follow their files
+            self._journal_path, self._meta_path = _sidecars(self.path)
+        for old in replaced:
+            _remove(old)
+        if replaced:
+            log.info("the earlier run %s is replaced by this one (--overwrite)", final)
+
+    def _discard(self) -> None:
+        """A staged run closed before its first frame: nothing to keep."""
+        if self.format == "tiff":
+            for fh in (self._tiff, self._journal):
+                try:
+                    fh.close()
+                except Exception as err:  # nothing was written that could be lost
+                    log.debug("closing %s: %s", self.path, err)
+        for leftover in (self.path, *_sidecars(self.path)):
+            _remove(leftover)
+        self.discarded = True
+
+    def _storage_error(self, err: OSError, doing: str) -> OSError:
+        """``err`` as :class:`DiskFullError` when the disk or the file-size limit ran out."""
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        if err.errno is None:  # a short write (tifffile: "N requested and M written")
+            with_free = self.path.parent if self.path.parent.exists() else Path(".")
+            try:
+                full = shutil.disk_usage(with_free).free < 4 * max(self._frame_bytes, 65536)
+            except OSError:
+                full = False
+        if not (full or err.errno == errno.EFBIG):
+            return err
+        what = (
+            "the file reached this process's file-size limit (ulimit -f)"
+            if err.errno == errno.EFBIG
+            else "the disk is full"
+        )
+        where = self.final_path if self.published else self.path
+        kept = (
+            f"{self.n_frames} frames are on disk in {where}"
+            if self.published
+            else f"nothing was written and {self.final_path} was left as it was"
+        )
+        return DiskFullError(
+            f"{what} ({doing} frame {self.n_frames + 1}: {err}): {kept}; free some space or "
+            "write to another disk, then acquire again"
+        )
+
+    @property
+    def _frame_bytes(self) -> int:
+        return self.frame_shape[0] * self.frame_shape[1] * self.dtype.itemsize
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, data: np.ndarray, tag: FrameTag | None = None) -> int:
@@ -291,23 +451,31 @@ class AcquisitionWriter:
                 [self._rows, np.zeros((_GROW, len(FRAME_COLUMNS)), np.int64)]
             )
         self._rows[i] = row
-        if self.format == "zarr":
-            if i >= self._frames.shape[0]:
-                n = self._frames.shape[0] + _GROW
-                self._frames.resize((n, *self.frame_shape))
-                self._table.resize((n, len(FRAME_COLUMNS)))
-            pixels = data.astype(self.dtype, copy=False)
-            self._write_chunk("0", (i, 0, 0), pixels, atomic=False)  # pixels first ...
-            self._flush_rows(i, i + 1)  # ... then the row that says they are there
-        else:
-            # plain pages while streaming (readable after a crash); OME-XML is added at close
-            self._tiff.write(
-                data.astype(self.dtype, copy=False), contiguous=False, metadata=None,
-                description=f"{LAYOUT} (streaming; OME-XML written at close)" if i == 0 else None,
-            )  # fmt: skip
-            self._journal.write(json.dumps({"row": row.tolist()}) + "\n")
-            self._journal.flush()
+        try:
+            if self.format == "zarr":
+                if i >= self._frames.shape[0]:
+                    n = self._frames.shape[0] + _GROW
+                    self._frames.resize((n, *self.frame_shape))
+                    self._table.resize((n, len(FRAME_COLUMNS)))
+                pixels = data.astype(self.dtype, copy=False)
+                self._write_chunk("0", (i, 0, 0), pixels, atomic=False)  # pixels first ...
+                self._flush_rows(i, i + 1)  # ... then the row that says they are there
+            else:
+                # plain pages while streaming (readable after a crash); OME-XML added at close
+                self._tiff.write(
+                    data.astype(self.dtype, copy=False), contiguous=False, metadata=None,
+                    description=(
+                        f"{LAYOUT} (streaming; OME-XML written at close)" if i == 0 else None
+                    ),
+                )  # fmt: skip
+                self._journal.write(json.dumps({"row": row.tolist()}) + "\n")
+                self._journal.flush()
+        except OSError as err:
+            self._rows[i] = 0
+            raise self._storage_error(err, "writing") from err
         self.n_frames += 1
+        if not self.published:
+            self._publish()
         return i
 
     def _flush_rows(self, start: int, stop: int) -> None:
@@ -364,6 +532,14 @@ class AcquisitionWriter:
         if self.closed:
             return
         self.closed = True
+        if not self.published:
+            if self.n_frames == 0:
+                self._discard()
+                log.info("no frame was written: %s not created (%s %s)", self.final_path, state,
+                         reason)  # fmt: skip
+                return
+            log.error("the run could not take the name %s: its %d frames are in %s",
+                      self.final_path, self.n_frames, self.path)  # fmt: skip
         self._attrs.update(
             state=state, reason=reason, n_frames=self.n_frames, stopped_unix_s=time.time()
         )
@@ -380,8 +556,10 @@ class AcquisitionWriter:
                     if self.n_frames:
                         self._write_ome_xml()
                 finally:
-                    self._journal.close()
-                    self._write_meta()
+                    try:
+                        self._journal.close()
+                    finally:
+                        self._write_meta()
         finally:
             log.info("closed %s: %d frames, %s %s", self.path, self.n_frames, state, reason)
 
@@ -448,8 +626,6 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
         n = int(np.argmin(written)) if not written.all() else len(written)
         n = min(n, frames.shape[0])
         return frames[:n] if n < frames.shape[0] else frames, _table_as_dict(rows[:n]), meta
-    import tifffile
-
     meta_path = path.with_name(path.name + ".meta.json")
     journal = path.with_name(path.name + ".frames.jsonl")
     meta = json.loads(meta_path.read_text())["scope"] if meta_path.exists() else {}
@@ -461,14 +637,39 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
             except (ValueError, KeyError):
                 continue  # a line cut short by a crash
             latest[int(row[_COL["index"]])] = row
-    with tifffile.TiffFile(path) as tif:
-        frames = np.stack([p.asarray() for p in tif.pages]) if len(tif.pages) else None
-    if frames is None:
-        shape = tuple(meta.get("frame_shape", (0, 0)))
-        frames = np.zeros((0, *shape), np.dtype(meta.get("dtype", "uint16")))
+    n_rows = 0  # rows are journalled after their page: a page beyond them may be cut short
+    while n_rows in latest:
+        n_rows += 1
+    shape = tuple(meta.get("frame_shape") or ())
+    pages = _complete_pages(path, shape, n_rows if journal.exists() else None)
+    if pages:
+        frames = np.stack(pages)
+    else:
+        frames = np.zeros((0, *(shape or (0, 0))), np.dtype(meta.get("dtype", "uint16")))
     n = min(len(frames), len(latest))
     rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
     return frames[:n], _table_as_dict(rows), meta
+
+
+def _complete_pages(path: Path, shape: tuple[int, ...], limit: int | None) -> list[np.ndarray]:
+    """The frames of a streamed TIFF up to the first page that is cut short or unreadable
+    (a run stopped by a full disk ends in one), at most ``limit``."""
+    import tifffile
+
+    pages: list[np.ndarray] = []
+    with tifffile.TiffFile(path) as tif:
+        try:
+            for page in tif.pages:
+                if limit is not None and len(pages) >= limit:
+                    break
+                data = page.asarray()
+                if shape and data.shape != shape:
+                    raise DataFormatError(f"page {len(pages)} is {data.shape}, not {shape}")
+                pages.append(data)
+        except Exception as err:  # a truncated file: keep the complete frames before it
+            log.warning("%s: the frames end after frame %d (%s); the file was cut short, e.g. "
+                        "by a full disk", path, len(pages), err)  # fmt: skip
+    return pages
 
 
 def complete_sets(

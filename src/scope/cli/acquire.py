@@ -10,18 +10,43 @@ Examples
 ``scope acquire --camera v4l2:/dev/video0 --controller /dev/ttyACM0 --sets 0 -o run.zarr``
 (``--sets 0``: until Ctrl-C) ``--reconstruct`` also writes ``run.sim.ome.tif`` and
 ``run.params.json`` (as ``scope reconstruct`` does, set by set; any length of run fits).
+``scope acquire --preset hardware/presets/budget.toml ...`` takes the optics, the pattern and
+the timing (exposure, and the dark time from the pattern switch) from a build's preset.
+``scope acquire --controller /dev/ttyACM0 --clear-fault`` clears a fault the controller latched
+(e.g. its watchdog after a crash).
+
+Every setting is checked before the output is touched; the run takes its name only once its
+first frame is on disk, so a run that cannot start leaves no file and never replaces an earlier
+one. SIGTERM and SIGHUP end a run as Ctrl-C does (light off, file closed); further interrupts
+wait until that is done.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: what each pattern setting falls back to without a flag or a preset
+DEFAULTS = {
+    "exposure_ms": 5.0,
+    "dark_ms": 1.0,
+    "angles": [0.0, 60.0, 120.0],
+    "phases": 3,
+    "period_nm": 260.0,
+    "na": 1.2,
+    "wavelength": 525.0,
+    "pixel_size": 65.0,
+}
+#: angles closer than this (mod 180°) are one orientation
+MIN_ANGLE_STEP_DEG = 1.0
 
 
 def register(subparsers: Any) -> None:
@@ -30,39 +55,56 @@ def register(subparsers: Any) -> None:
         help="acquire synchronised SIM sets (simulated microscope unless hardware is named)",
         description="Acquire SIM sets with the controller leading (hardware triggers), every "
         "frame tagged and streamed to disk, invalid sets detected. Without --camera and "
-        "--controller the simulated microscope is used.",
+        "--controller the simulated microscope is used. Optics, pattern and timing come from "
+        "the flags, else --preset, else the defaults shown.",
     )
     p.add_argument(
         "-o",
         "--output",
-        required=True,
         type=Path,
-        help="run.zarr (OME-Zarr) or run.ome.tif (OME-TIFF)",
+        help="run.zarr (OME-Zarr) or run.ome.tif (OME-TIFF); required unless only --clear-fault",
     )
     p.add_argument(
         "--sets",
         type=int,
-        required=True,
         metavar="N",
-        help="SIM sets to acquire (0 = until Ctrl-C)",
+        help="SIM sets to acquire (0 = until Ctrl-C); required unless only --clear-fault",
     )
     p.add_argument(
         "--camera",
         default=None,
         help="sim | genicam[:INDEX_OR_ID] | v4l2:/dev/videoN (default: sim)",
     )
-    p.add_argument("--cti", default=None, help="GenTL producer for --camera genicam")
+    p.add_argument(
+        "--cti", default=None, metavar="FILE", help="GenTL producer (.cti) for --camera genicam"
+    )
     p.add_argument(
         "--controller",
         default=None,
         help="serial port of the pattern controller, or sim:// (default with sim)",
     )
-    p.add_argument("--exposure-ms", type=float, default=5.0)
+    p.add_argument(
+        "--clear-fault",
+        action="store_true",
+        help="clear a fault the controller latched in an earlier run (e.g. WATCHDOG after a "
+        "crash) before acquiring; alone (no --sets/-o) it only clears it",
+    )
+    p.add_argument(
+        "--preset",
+        metavar="FILE.toml",
+        help="a build's setup preset (hardware/presets/budget.toml, or a name in "
+        "reconstruction/presets): optics, pattern angles/period, exposure and the dark time "
+        "its pattern switch needs; flags override it",
+    )
+    p.add_argument(
+        "--exposure-ms", type=float, default=None, help="exposure (default: the preset's, else 5)"
+    )
     p.add_argument(
         "--dark-ms",
         type=float,
-        default=1.0,
-        help="gap between exposures: pattern settling + readout (default 1)",
+        default=None,
+        help="gap between exposures: pattern switch and settling + readout (default: from the "
+        "preset's pattern_switch_time_ms, trigger latency and readout, else 1)",
     )
     p.add_argument(
         "--trigger",
@@ -73,12 +115,41 @@ def register(subparsers: Any) -> None:
         "advances the controller (wire it to GP14); software: the host triggers each frame",
     )
     p.add_argument("--trigger-line", default="Line0")
-    p.add_argument("--angles", type=float, nargs="+", default=[0.0, 60.0, 120.0])
-    p.add_argument("--phases", type=int, default=3)
-    p.add_argument("--period-nm", type=float, default=260.0, help="nominal pattern period")
-    p.add_argument("--na", type=float, default=1.2)
-    p.add_argument("--wavelength", type=float, default=525.0, help="emission wavelength, nm")
-    p.add_argument("--pixel-size", type=float, default=65.0, help="camera pixel at sample, nm")
+    p.add_argument(
+        "--pixel-format",
+        default=None,
+        metavar="FORMAT",
+        help="camera pixel format, Mono8/Mono10/Mono12/Mono16 (default: the camera's; a "
+        "colour default is switched to a monochrome format it offers)",
+    )
+    p.add_argument(
+        "--angles",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="DEG",
+        help="pattern angles at the sample (default: the preset's, else 0 60 120)",
+    )
+    p.add_argument("--phases", type=int, default=None, help="phase steps (default 3)")
+    p.add_argument(
+        "--period-nm",
+        type=float,
+        default=None,
+        help="nominal pattern period at the sample (default: the preset's, else 260)",
+    )
+    p.add_argument("--na", type=float, default=None, help="(default: the preset's, else 1.2)")
+    p.add_argument(
+        "--wavelength",
+        type=float,
+        default=None,
+        help="emission wavelength, nm (default: the preset's, else 525)",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="camera pixel at sample, nm (default: the preset's, else 65)",
+    )
     p.add_argument(
         "--shape",
         type=int,
@@ -104,21 +175,189 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="simulated: write the pattern index and pulse count into each frame's corner",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run of that name (only once the new run's first frame is "
+        "on disk)",
+    )
     p.add_argument(
         "--reconstruct",
         action="store_true",
-        help="also reconstruct the valid sets into <output>.sim.ome.tif (+ .params.json)",
+        help="also reconstruct the valid sets into <output>.sim.ome.tif (+ .params.json), "
+        "also after Ctrl-C",
     )
     p.set_defaults(func=run)
 
 
-def _params(args: argparse.Namespace) -> Any:
+# ------------------------------------------------------------------------------------------------
+# settings: flags > preset > defaults
+# ------------------------------------------------------------------------------------------------
+def check_angles(angles: list[float]) -> None:
+    """Refuse pattern angles closer than 1° (mod 180°): they are one orientation, and the
+    reconstruction could not tell their sets apart."""
+    from scope.errors import ConfigurationError
+
+    for i, a in enumerate(angles):
+        for b in angles[i + 1 :]:
+            step = abs(a - b) % 180.0
+            step = min(step, 180.0 - step)
+            if step < MIN_ANGLE_STEP_DEG:
+                raise ConfigurationError(
+                    f"--angles {' '.join(f'{v:g}' for v in angles)}: {a:g}° and {b:g}° are "
+                    f"{step:.2g}° apart (mod 180°), one orientation; SIM needs different "
+                    f"orientations at least {MIN_ANGLE_STEP_DEG:g}° apart, e.g. --angles 0 60 120"
+                )
+
+
+def _preset_settings(name: str) -> tuple[dict[str, Any], list[str]]:
+    """Optics, pattern and timing a preset gives (keys as the flags), and where each came
+    from (for the log)."""
+    from scope.batch.config import find_preset, load_preset
+
+    options, preset_name = load_preset(name)
+    path = find_preset(name)
+    from scope.planning import load_preset as load_setup
+
+    doc = load_setup(path)
+    got: dict[str, Any] = {}
+    notes: list[str] = []
+    names = {"na": "na", "wavelength_nm": "wavelength", "pixel_size_nm": "pixel_size",
+             "immersion_index": "immersion"}  # fmt: skip
+    for key, flag in names.items():
+        value = getattr(options, key)
+        if isinstance(value, list):  # one wavelength per channel: acquisition has one
+            value = value[0]
+        if value is not None:
+            got[flag] = float(value)
+    if options.n_phases:
+        got["phases"] = int(options.n_phases)
+    if options.angles_deg:
+        got["angles"] = [float(a) for a in options.angles_deg]
+        if options.period_nm is not None:
+            got["period_nm"] = options.period_nm
+        notes.append(f"pattern angles and period from [{options.prior_table or 'pattern'}]")
+    else:
+        device = _device_pattern(doc, options.n_angles or 3, got.get("phases", 3))
+        if device is not None:
+            got["angles"], got["period_nm"] = device
+            notes.append(
+                "pattern angles and period as `scope patterns --preset` makes them for the "
+                "preset's device (give --angles/--period-nm if yours differ)"
+            )
+        elif options.period_nm is not None:
+            got["period_nm"] = options.period_nm
+        if "angles" not in got and options.n_angles:
+            n = int(options.n_angles)
+            got["angles"] = [i * 180.0 / n for i in range(n)]
+    acquisition = doc.get("acquisition", {})
+    if "exposure_ms" in acquisition:
+        got["exposure_ms"] = float(acquisition["exposure_ms"])
+    dark = _preset_dark_ms(doc, got.get("exposure_ms", DEFAULTS["exposure_ms"]))
+    if dark is not None:
+        got["dark_ms"], why = dark
+        notes.append(why)
+    log.info("preset %s (%s): %s", preset_name, path, "; ".join(notes) or "optics")
+    return got, notes
+
+
+def _device_pattern(doc: dict[str, Any], n_angles: int, n_phases: int) -> Any:
+    """``(angles_deg, periods_nm)`` at the sample of the gratings ``scope patterns --preset``
+    writes for the preset's pattern device (default angles, no rotation), or None when the
+    preset has no such device."""
+    from scope.errors import ScopeError
+
+    if "illuminator" not in doc or "objective" not in doc:
+        return None
+    try:
+        from scope.cli.patterns import _best_angles
+        from scope.planning import parts_from_preset
+        from scope.sim.gratings import ProjectionGeometry, make_pattern_set
+
+        _, objective, illuminator, _ = parts_from_preset(doc)
+        if illuminator.kind == "printed_grating" or not illuminator.pattern_period_px:
+            return None
+        kind = "binary" if illuminator.kind == "dmd" else "grey"
+        period_px = illuminator.pattern_period_px
+        angles = _best_angles(n_angles, period_px, n_phases, kind)
+        size = (illuminator.height_px or 64, illuminator.width_px or 64)
+        pattern_set = make_pattern_set(angles, period_px, shape=size, n_phases=n_phases,
+                                       kind=kind)  # fmt: skip
+        geometry = ProjectionGeometry.from_illuminator(illuminator, objective)
+        nominal = pattern_set.nominal_parameters(geometry)
+    except (ScopeError, ValueError, TypeError, AttributeError, ImportError) as err:
+        log.info("the preset's pattern device gives no nominal pattern (%s)", err)
+        return None
+    return [a.angle_deg for a in nominal.angles], [a.period_nm for a in nominal.angles]
+
+
+def _preset_dark_ms(doc: dict[str, Any], exposure_ms: float) -> tuple[float, str] | None:
+    """Leader mode needs ``dark_ms >= max(t_s + t_l, T_cam - t_e)`` (docs/acquisition.md):
+    the pattern switch and the camera's trigger latency, and the camera's own frame period."""
+    illuminator = doc.get("illuminator", {})
+    camera = doc.get("camera", {})
+    if "pattern_switch_time_ms" not in illuminator:
+        return None
+    t_s = float(illuminator["pattern_switch_time_ms"])
+    t_l = float(camera.get("trigger_latency_ms", 0.0))
+    t_cam = 0.0
+    if "readout_time_ms" in camera:
+        readout = float(camera["readout_time_ms"])
+        overlapped = bool(camera.get("overlapped_readout", False))
+        t_cam = max(exposure_ms, readout) if overlapped else exposure_ms + readout
+        if camera.get("max_fps"):
+            t_cam = max(t_cam, 1000.0 / float(camera["max_fps"]))
+    dark = max(t_s + t_l, t_cam - exposure_ms)
+    why = (
+        f"dark time {dark:.4g} ms = max(pattern switch {t_s:g} ms + trigger latency {t_l:g} ms, "
+        f"camera frame period {t_cam:.4g} ms - exposure {exposure_ms:g} ms)"
+    )
+    return round(dark, 3), why
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Each setting from its flag, else the preset, else the default."""
+    from scope.errors import ConfigurationError
+
+    preset: dict[str, Any] = {}
+    if args.preset:
+        preset, _ = _preset_settings(args.preset)
+    out: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        flag = getattr(args, key)
+        out[key] = flag if flag is not None else preset.get(key, default)
+    out["immersion"] = preset.get("immersion")
+    # a preset's per-angle periods fit its own angles only
+    periods = out["period_nm"]
+    if args.angles is not None and isinstance(periods, list) and len(periods) != len(args.angles):
+        out["period_nm"] = float(sum(out["period_nm"]) / len(out["period_nm"]))
+    check_angles(list(out["angles"]))
+    if out["phases"] < 3:
+        raise ConfigurationError(f"--phases must be >= 3, got {out['phases']}")
+    return out
+
+
+def _optics(settings: dict[str, Any]) -> tuple[Any, Any]:
+    from scope.optics import OpticalSetup
     from scope.sim.params import SIMParameters
 
-    return SIMParameters.equidistant(args.angles, period_nm=args.period_nm, n_phases=args.phases)
+    optics = {
+        "na": settings["na"],
+        "wavelength_nm": settings["wavelength"],
+        "pixel_size_nm": settings["pixel_size"],
+    }
+    if settings.get("immersion") is not None:
+        optics["immersion_index"] = settings["immersion"]
+    setup = OpticalSetup(**optics)
+    params = SIMParameters.equidistant(
+        settings["angles"], period_nm=settings["period_nm"], n_phases=settings["phases"]
+    )
+    return setup, params
 
 
+# ------------------------------------------------------------------------------------------------
+# devices
+# ------------------------------------------------------------------------------------------------
 def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
     """(context manager, camera, controller) for what the flags name."""
     from scope.errors import ConfigurationError
@@ -150,51 +389,180 @@ def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
     return open_real_devices(cam_spec, args.controller, cti=args.cti)
 
 
+def _clear_fault(controller: Any) -> None:
+    status = controller.status()
+    if status.state == "FAULT":
+        log.warning("clearing the latched %s fault of the controller on %s (--clear-fault)",
+                    status.fault, controller.port)  # fmt: skip
+        controller.clear_fault()
+    else:
+        log.info("the controller on %s has no fault latched (%s)", controller.port, status.state)
+
+
+def _clear_fault_only(args: argparse.Namespace) -> int:
+    """``scope acquire --controller PORT --clear-fault``: clear, report, acquire nothing."""
+    from scope.devices.serial_controller import SerialPatternController
+    from scope.errors import ConfigurationError
+
+    if not args.controller or args.controller == "sim://":
+        raise ConfigurationError(
+            "--clear-fault alone needs the controller's serial port: scope acquire --controller "
+            "/dev/ttyACM0 --clear-fault (`scope devices` lists the ports)"
+        )
+    with SerialPatternController(args.controller) as controller:
+        before = controller.status()
+        _clear_fault(controller)
+        after = controller.status()
+    what = f"fault {before.fault} cleared" if before.state == "FAULT" else "no fault was latched"
+    print(f"controller on {args.controller}: {what}; state {after.state}, light off")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# signals
+# ------------------------------------------------------------------------------------------------
+_SIGNAL_WORDS = {
+    "SIGINT": "interrupted (Ctrl-C)",
+    "SIGTERM": "stopped by SIGTERM",
+    "SIGHUP": "stopped by SIGHUP (the terminal closed)",
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the run (SIGINT, SIGTERM or SIGHUP); handled as Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(_SIGNAL_WORDS.get(self.name, f"stopped by {self.name}"))
+
+
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` once; while :attr:`holding`
+    (the devices are being closed) or after the first, they are logged and wait."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.first: Interrupted | None = None
+        self.holding = False
+        self._armed = True
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # after an interrupted run the command is about to exit: an interrupt still in flight
+        # (Ctrl-C pressed again) must not turn a clean exit into a traceback
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if self.first is None else signal.SIG_IGN)
+
+    def rearm(self) -> None:
+        """Let the next signal interrupt again (e.g. to skip the reconstruction)."""
+        self._armed = True
+        self.holding = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        err = Interrupted(signum)
+        if self.first is None:
+            self.first = err
+        if self._armed and not self.holding:
+            self._armed = False
+            raise err
+        log.warning("%s: already stopping; the light goes off and the file is closed first",
+                    err.name)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+    from scope.acquisition.writer import output_format
     from scope.errors import ConfigurationError
-    from scope.optics import OpticalSetup
 
+    if args.clear_fault and args.sets is None and args.output is None:
+        return _clear_fault_only(args)
+    if args.sets is None or args.output is None:
+        raise ConfigurationError(
+            "give --sets N (0 = until Ctrl-C) and -o run.zarr (or run.ome.tif); "
+            "--controller PORT --clear-fault alone only clears a latched controller fault"
+        )
     if args.sets < 0:
         raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
+    output_format(args.output)  # run.zarr or run.ome.tif, nothing else
     if args.output.exists() and not args.overwrite:  # before the light and camera start
         raise ConfigurationError(
             f"{args.output} exists (an earlier run?): choose another name, or --overwrite to "
             "replace it"
         )
-    setup = OpticalSetup(na=args.na, wavelength_nm=args.wavelength, pixel_size_nm=args.pixel_size)
-    params = _params(args)
+    settings = _settings(args)
+    setup, params = _optics(settings)
     cfg = AcquisitionConfig(
         n_sets=args.sets or None,
-        n_angles=len(args.angles),
-        n_phases=args.phases,
-        exposure_ms=args.exposure_ms,
-        dark_ms=args.dark_ms,
+        n_angles=len(settings["angles"]),
+        n_phases=settings["phases"],
+        exposure_ms=settings["exposure_ms"],
+        dark_ms=settings["dark_ms"],
         trigger=args.trigger,
         trigger_line=args.trigger_line,
     )
-    hw, camera, controller = _open_hardware(args, setup, params)
-    try:
-        if args.roi is not None:
-            camera.roi = tuple(args.roi)
-        engine = AcquisitionEngine(
-            camera,
-            controller,
-            args.output,
-            cfg,
-            setup=setup,
-            params=params,
-            overwrite=args.overwrite,
-        )
-        progress = None if getattr(args, "quiet", False) else _Progress(engine, args.sets)
-        if progress is not None:  # -q: only errors
-            engine.add_callback(progress)
-        summary = engine.run()
-        if progress is not None:
-            progress.finish()
-    finally:
-        hw.close()
-    s = summary
+    interrupted: Interrupted | None = None
+    summary = None
+    with _Signals() as signals:
+        try:
+            hw, camera, controller = _open_hardware(args, setup, params)
+        except Interrupted as err:  # (what was opened, its opener closed)
+            print(f"scope acquire: {err}", file=sys.stderr)
+            return 128 + err.signum
+        try:
+            if args.clear_fault:
+                _clear_fault(controller)
+            if args.pixel_format:
+                camera.pixel_format = args.pixel_format
+            if args.roi is not None:
+                camera.roi = tuple(args.roi)
+            engine = AcquisitionEngine(
+                camera,
+                controller,
+                args.output,
+                cfg,
+                setup=setup,
+                params=params,
+                overwrite=args.overwrite,
+            )
+            progress = None if getattr(args, "quiet", False) else _Progress(engine, args.sets)
+            if progress is not None:  # -q: only errors
+                engine.add_callback(progress)
+            try:
+                summary = engine.run()
+            finally:
+                summary = engine.summary
+                if progress is not None:
+                    progress.finish()
+        except Interrupted as err:
+            interrupted = err
+        finally:
+            signals.holding = True  # closing the devices (light off) is not interrupted
+            hw.close()
+        if interrupted is None and signals.first is not None:
+            interrupted = signals.first  # it came while the devices were being closed
+        if summary is not None and summary.state != "acquiring":
+            _report(summary)
+            if args.reconstruct:
+                _reconstruct_after(args, summary, setup, params, cfg, interrupted, signals)
+    if interrupted is not None:
+        print(f"scope acquire: {interrupted}", file=sys.stderr)
+        return 128 + interrupted.signum
+    return 0
+
+
+def _report(s: Any) -> None:
     print(
         f"{s.path}: {s.frames_written} frames, "
         f"{s.sets_valid} valid / {s.sets_invalid} invalid sets, "
@@ -210,9 +578,64 @@ def run(args: argparse.Namespace) -> int:
             "structures are clipped there and lose their SIM detail; lower the exposure or "
             "the light"
         )
-    if args.reconstruct:
-        _reconstruct(args.output, setup, params, cfg)
-    return 0
+
+
+def _reconstruct_after(
+    args: argparse.Namespace,
+    summary: Any,
+    setup: Any,
+    params: Any,
+    cfg: Any,
+    interrupted: Interrupted | None,
+    signals: _Signals,
+) -> None:
+    """``--reconstruct``: the valid sets, also of a run ended by Ctrl-C (the way a ``--sets 0``
+    run ends); after SIGTERM/SIGHUP, or a second Ctrl-C, it is skipped with the command."""
+    argv = _reconstruct_argv(args.output, setup, params, cfg)
+    command = "scope reconstruct " + " ".join(shlex.quote(a) for a in argv)
+    if summary.sets_valid == 0:
+        print(f"no valid set to reconstruct in {args.output}")
+        return
+    if interrupted is not None and interrupted.name != "SIGINT":
+        print(f"reconstruction skipped ({interrupted.name}); to run it: {command}")
+        return
+    if interrupted is not None:
+        print(
+            f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C "
+            "(Ctrl-C again skips it)",
+            file=sys.stderr,
+        )
+    signals.rearm()
+    try:
+        _reconstruct(args.output, argv, params)
+    except Interrupted as err:
+        print(f"reconstruction skipped ({err}); to run it: {command}")
+
+
+def _sim_output(path: Path) -> Path:
+    """``run.zarr`` / ``run.ome.tif`` -> ``run.sim.ome.tif`` beside it (dots in the name
+    kept: ``day.1.zarr`` -> ``day.1.sim.ome.tif``)."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".zarr"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".sim.ome.tif")
+
+
+def _reconstruct_argv(path: Path, setup: Any, params: Any, cfg: Any) -> list[str]:
+    argv = [str(path), "-o", str(_sim_output(path)), "--angles", str(cfg.n_angles), "--phases",
+            str(cfg.n_phases)]  # fmt: skip
+    for flag, value in (
+        ("--na", setup.na),
+        ("--wavelength", setup.wavelength_nm),
+        ("--pixel-size", setup.pixel_size_nm),
+        ("--immersion", setup.immersion_index),
+    ):
+        argv += [flag, repr(float(value))]
+    angles = ",".join(f"{a.angle_deg:.4g}" for a in params.angles)
+    period = sum(a.period_nm for a in params.angles) / params.n_angles
+    return [*argv, "--prior-angles", angles, "--prior-period", f"{period:.5g}"]
 
 
 class _Progress:
@@ -246,22 +669,13 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _reconstruct(path: Path, setup: Any, params: Any, cfg: Any) -> None:
+def _reconstruct(path: Path, argv: list[str], params: Any) -> None:
     """Reconstruct the run's verified sets as ``scope reconstruct`` does (set by set, straight
     to ``<run>.sim.ome.tif`` with its ``.params.json``), the pattern generator's nominal
     parameters serving as priors."""
     from scope.cli import reconstruct as reconstruct_cli
 
-    out = path.with_name(path.name.split(".")[0] + ".sim.ome.tif")
-    argv = [str(path), "-o", str(out), "--angles", str(cfg.n_angles), "--phases", str(cfg.n_phases)]
-    for flag, value in (
-        ("--na", setup.na),
-        ("--wavelength", setup.wavelength_nm),
-        ("--pixel-size", setup.pixel_size_nm),
-        ("--immersion", setup.immersion_index),
-    ):
-        argv += [flag, repr(float(value))]
     parser = argparse.ArgumentParser(prog="scope reconstruct")
     reconstruct_cli.register(parser.add_subparsers())
     rargs = parser.parse_args(["reconstruct", *argv])
-    reconstruct_cli.reconstruct_file(path, out, rargs, prior=params)
+    reconstruct_cli.reconstruct_file(path, _sim_output(path), rargs, prior=params)

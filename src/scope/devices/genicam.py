@@ -95,12 +95,29 @@ def _resolve_producers(cti: str | os.PathLike[str] | None) -> list[Path]:
         return [path]
     found = find_producers()
     if not found:
+        bundled = bundled_producer()
+        simulated = f"; the genicam wheel's simulated cameras: --cti {bundled}" if bundled else ""
         raise ConfigurationError(
             f"no GenTL producer given and none found on {GENTL_ENV}: install your camera "
-            "vendor's SDK or pass cti=..., e.g. scope.devices.genicam.bundled_producer() for the "
-            "simulated cameras of the genicam wheel"
+            f"vendor's SDK (it installs a .cti file and sets {GENTL_ENV}), or name the .cti "
+            f"file with --cti FILE (cti=FILE in Python){simulated}"
         )
     return found
+
+
+def _device_names(info: Any) -> set[str]:
+    """The names a device can be selected by (id, serial number, user-defined name): each
+    read on its own, since a producer may not support one (viky.cti raises
+    NotAvailableException for the user-defined name)."""
+    names = set()
+    for attr in ("id_", "serial_number", "user_defined_name"):
+        try:
+            value = getattr(info, attr)
+        except Exception:  # harvesters/GenTL: "not available" for this device
+            continue
+        if value not in (None, ""):
+            names.add(str(value))
+    return names
 
 
 def list_cameras(cti: str | os.PathLike[str] | None = None) -> list[CameraInfo]:
@@ -184,11 +201,7 @@ def _grab_worker(producers: list[str], selector: Any, conn: Any, events: Any) ->
             conn.send(("err", "DeviceError", f"no camera on GenTL producer(s) {producers}"))
             return
         if isinstance(selector, str):
-            match = [
-                i
-                for i, d in enumerate(h.device_info_list)
-                if selector in (str(d.id_), str(d.serial_number), str(d.user_defined_name))
-            ]
+            match = [i for i, d in enumerate(h.device_info_list) if selector in _device_names(d)]
             if not match:
                 ids = [str(d.id_) for d in h.device_info_list]
                 conn.send(("err", "DeviceError", f"no camera {selector!r}; cameras: {ids}"))

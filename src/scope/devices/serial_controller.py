@@ -10,6 +10,7 @@ is armed. ``sim://`` serves the emulated firmware on a pseudo-terminal
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -152,6 +153,15 @@ class SerialPatternController(PatternController):
                     exclusive=True,
                 )
             except (serial.SerialException, OSError, ValueError) as err:
+                if "lock" in str(err).lower() or getattr(err, "errno", None) in (
+                    errno.EAGAIN,
+                    errno.EBUSY,
+                ):
+                    raise DeviceError(
+                        f"the controller port {path} is held by another program (another "
+                        "`scope acquire`, the napari live view, picocom, mpremote ...): close "
+                        f"it, or wait for it to finish, then try again ({err})"
+                    ) from err
                 raise DeviceError(
                     f"cannot open the controller port {path}: {err}. Check the cable and the "
                     f"port name (ls /dev/ttyACM*), or use {SIM_PORT!r} for the emulator"
@@ -176,9 +186,11 @@ class SerialPatternController(PatternController):
             elif status.state == "FAULT":
                 log.warning(
                     "controller on %s reports a latched fault %s from an earlier session (the "
-                    "light is off): call clear_fault() before arming",
+                    "light is off); it refuses runs until cleared: scope acquire --controller "
+                    "%s --clear-fault (Python: clear_fault())",
                     path,
                     status.fault,
+                    self.port,
                 )
             if self.keepalive:
                 self._keeper = threading.Thread(
