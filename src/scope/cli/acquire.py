@@ -270,16 +270,19 @@ def _device_pattern(doc: dict[str, Any], n_angles: int, n_phases: int) -> Any:
     if "illuminator" not in doc or "objective" not in doc:
         return None
     try:
-        from scope.cli.patterns import _best_angles
         from scope.planning import parts_from_preset
-        from scope.sim.gratings import ProjectionGeometry, make_pattern_set
+        from scope.sim.gratings import (
+            ProjectionGeometry,
+            best_grating_angles,
+            make_pattern_set,
+        )
 
         _, objective, illuminator, _ = parts_from_preset(doc)
         if illuminator.kind == "printed_grating" or not illuminator.pattern_period_px:
             return None
         kind = "binary" if illuminator.kind == "dmd" else "grey"
         period_px = illuminator.pattern_period_px
-        angles = _best_angles(n_angles, period_px, n_phases, kind)
+        angles = best_grating_angles(n_angles, period_px, n_phases, kind)
         size = (illuminator.height_px or 64, illuminator.width_px or 64)
         pattern_set = make_pattern_set(angles, period_px, shape=size, n_phases=n_phases,
                                        kind=kind)  # fmt: skip
@@ -615,12 +618,9 @@ def _reconstruct_after(
 def _sim_output(path: Path) -> Path:
     """``run.zarr`` / ``run.ome.tif`` -> ``run.sim.ome.tif`` beside it (dots in the name
     kept: ``day.1.zarr`` -> ``day.1.sim.ome.tif``)."""
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".zarr"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return path.with_name(name + ".sim.ome.tif")
+    from scope.io.writers import output_base
+
+    return path.with_name(output_base(path) + ".sim.ome.tif")
 
 
 def _reconstruct_argv(path: Path, setup: Any, params: Any, cfg: Any) -> list[str]:

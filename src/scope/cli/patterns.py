@@ -103,37 +103,6 @@ def _device_size(text: str | None, illuminator: Any) -> tuple[int, int]:
     return w, h
 
 
-def _best_angles(n_angles: int, period_px: float, n_phases: int, kind: str) -> list[float]:
-    """Equally spaced angles whose first one (0, 1, ... degrees) lets every grating land on the
-    device's pixel lattice closest to the requested period and angle.
-
-    Gratings along a pixel axis often cannot take exact phase steps at the requested period
-    (a binary 5 px grating at 0° comes out 2.9 % long); a few degrees off the axes they can.
-    """
-    import logging
-
-    from scope.sim.gratings import quantise_grating
-
-    step = 180.0 / n_angles
-    grating_log = logging.getLogger("scope.sim.gratings")
-    level = grating_log.level
-    grating_log.setLevel(logging.ERROR)  # the search tries many gratings that do not fit
-    try:
-        best: tuple[float, float] | None = None
-        for start in range(int(step)):
-            badness = 0.0
-            for i in range(n_angles):
-                q = quantise_grating(start + i * step, period_px, n_phases=n_phases, kind=kind)
-                # errors in units of the quantiser's tolerances (0.1 deg, 0.2 %)
-                badness = max(badness, abs(q.angle_error_deg) / 0.1, abs(q.period_error) / 2e-3)
-            if best is None or badness < best[1] - 1e-9:
-                best = (float(start), badness)
-    finally:
-        grating_log.setLevel(level)
-    assert best is not None
-    return [best[0] + i * step for i in range(n_angles)]
-
-
 #: the names scope patterns gives its frames (pattern_000.png, ...)
 _FRAME_NAME = re.compile(r"pattern_(\d{3,})\.png")
 
@@ -203,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
     from scope.errors import ConfigurationError
     from scope.planning import load_preset, parts_from_preset
-    from scope.sim.gratings import make_pattern_set
+    from scope.sim.gratings import best_grating_angles, make_pattern_set
 
     preset = load_preset(args.preset)
     _, objective, illuminator, acquisition = parts_from_preset(preset)
@@ -217,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     period_px = args.period_px or illuminator.pattern_period_px
     n_angles = len(args.angles) if args.angles else acquisition.n_angles
     kind = args.kind or ("binary" if illuminator.kind == "dmd" else "grey")
-    angles = args.angles or _best_angles(n_angles, period_px, n_phases, kind)
+    angles = args.angles or best_grating_angles(n_angles, period_px, n_phases, kind)
     pattern_set = make_pattern_set(
         angles, period_px, shape=(height, width), n_phases=n_phases, kind=kind
     )
