@@ -626,17 +626,9 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
         n = int(np.argmin(written)) if not written.all() else len(written)
         n = min(n, frames.shape[0])
         return frames[:n] if n < frames.shape[0] else frames, _table_as_dict(rows[:n]), meta
-    meta_path = path.with_name(path.name + ".meta.json")
-    journal = path.with_name(path.name + ".frames.jsonl")
+    journal, meta_path = _sidecars(path)
     meta = json.loads(meta_path.read_text())["scope"] if meta_path.exists() else {}
-    latest: dict[int, list[int]] = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            try:
-                row = json.loads(line)["row"]
-            except (ValueError, KeyError):
-                continue  # a line cut short by a crash
-            latest[int(row[_COL["index"]])] = row
+    latest = read_frame_journal(path)
     n_rows = 0  # rows are journalled after their page: a page beyond them may be cut short
     while n_rows in latest:
         n_rows += 1
@@ -649,6 +641,26 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
     n = min(len(frames), len(latest))
     rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
     return frames[:n], _table_as_dict(rows), meta
+
+
+def read_frame_journal(path: str | Path) -> dict[int, list[int]]:
+    """The frame table rows an OME-TIFF run journalled (``<name>.frames.jsonl``), by frame
+    index: the last row written for each frame (validity decisions come as later rows). Lines
+    cut short by a crash are skipped; no journal gives no rows. The pixels are not read."""
+    path = Path(path)
+    journal = _sidecars(path)[0]
+    latest: dict[int, list[int]] = {}
+    if not journal.is_file():
+        return latest
+    with open(journal, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = [int(v) for v in json.loads(line)["row"]]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if len(row) == len(FRAME_COLUMNS):
+                latest[row[_COL["index"]]] = row
+    return latest
 
 
 def _complete_pages(path: Path, shape: tuple[int, ...], limit: int | None) -> list[np.ndarray]:

@@ -340,23 +340,11 @@ def _acquisition_table(path: Path) -> dict[str, np.ndarray]:
     """The frame table of a ``scope acquire`` run: OME-Zarr (its ``frame_table``) or OME-TIFF
     (its ``<name>.frames.jsonl`` journal, the last row written for each frame; the pixels are
     not read)."""
-    import json
-
-    from scope.acquisition.writer import FRAME_COLUMNS, read_acquisition
+    from scope.acquisition.writer import FRAME_COLUMNS, read_acquisition, read_frame_journal
 
     if path.is_dir():
         return read_acquisition(path)[1]
-    index = FRAME_COLUMNS.index("index")
-    latest: dict[int, list[int]] = {}
-    journal = path.with_name(path.name + ".frames.jsonl")
-    with open(journal, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = [int(v) for v in json.loads(line)["row"]]
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a crash
-            if len(row) == len(FRAME_COLUMNS):
-                latest[row[index]] = row
+    latest = read_frame_journal(path)
     n = 0
     while n in latest:  # rows after a gap were never confirmed on disk
         n += 1

@@ -1312,26 +1312,16 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
     a metadata side-car. Pages are read one by one (the run's reader would load them all)."""
     import tifffile
 
-    from scope.acquisition.writer import FRAME_COLUMNS
+    from scope.acquisition.writer import FRAME_COLUMNS, read_frame_journal
 
     meta_path = path.with_name(path.name + ".meta.json")
-    journal = path.with_name(path.name + ".frames.jsonl")
     meta: dict[str, Any] = {}
     if meta_path.is_file() and meta_path.stat().st_size < 16 * 2**20:
         try:
             meta = dict(json.loads(meta_path.read_text()).get("scope", {}))
         except (OSError, ValueError, AttributeError) as err:
             raise _fail(path, f"unreadable acquisition metadata {meta_path.name} ({err})") from err
-    col = {name: i for i, name in enumerate(FRAME_COLUMNS)}
-    latest: dict[int, list[int]] = {}
-    with open(journal, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = [int(v) for v in json.loads(line)["row"]]
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a crash
-            if len(row) == len(FRAME_COLUMNS):
-                latest[row[col["index"]]] = row
+    latest = read_frame_journal(path)
     try:
         with tifffile.TiffFile(path) as tif:
             n_pages = len(tif.pages)
