@@ -239,7 +239,11 @@ def test_per_frame_callbacks_see_every_frame_and_its_slot(tmp_path, trigger, cap
     slots: list[tuple[int, int, int]] = []  # (slot, frame index, pattern seen by the camera)
     with SimulatedMicroscope((64, 64)) as m:
         dark = 4.0 if trigger == "follower" else 1.0
-        cfg = AcquisitionConfig(n_sets=6, exposure_ms=2.0, dark_ms=dark, trigger=trigger)
+        # follower mode: see test_follower_mode_pairs_every_exposure on the timing tolerance
+        tolerance = SIMULATED_FOLLOWER_TOLERANCE_MS if trigger == "follower" else None
+        cfg = AcquisitionConfig(
+            n_sets=6, exposure_ms=2.0, dark_ms=dark, trigger=trigger, timing_tolerance_ms=tolerance
+        )
         engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "cb.zarr", cfg)
         engine.add_frame_callback(lambda index, data: stored.append(index))
         engine.add_slot_callback(
@@ -260,11 +264,28 @@ def test_per_frame_callbacks_see_every_frame_and_its_slot(tmp_path, trigger, cap
         assert pattern == slot  # the pattern sequence is 0 .. 8 in slot order
 
 
+#: frame-to-pulse timing tolerance for the simulated camera in follower mode. The camera and
+#: the emulated controller are host threads: the camera stamps its frame and its exposure
+#: edge one after the other, and on a loaded 2-core machine a thread switch between the two
+#: puts up to a millisecond between them (0.90 ms measured in CI-like runs), which the default
+#: tolerance (a quarter of the exposure, 0.5-0.75 ms here) calls a late trigger. A real camera
+#: and controller stamp the edge in hardware. The pairing and the tags are what these tests
+#: check; the tolerance itself is tested with hardware triggers
+#: (``test_until_stopped_and_late_triggers``)
+SIMULATED_FOLLOWER_TOLERANCE_MS = 2.0
+
+
 def test_follower_mode_pairs_every_exposure(tmp_path):
     """The camera free-runs; its exposure-active output advances the emulated controller, whose
     FRAME events tag the frames: every set valid, every tag true to what the camera saw."""
     with SimulatedMicroscope((64, 64)) as m:
-        cfg = AcquisitionConfig(n_sets=20, exposure_ms=3.0, dark_ms=4.0, trigger="follower")
+        cfg = AcquisitionConfig(
+            n_sets=20,
+            exposure_ms=3.0,
+            dark_ms=4.0,
+            trigger="follower",
+            timing_tolerance_ms=SIMULATED_FOLLOWER_TOLERANCE_MS,
+        )
         engine = AcquisitionEngine(m.camera, m.controller, tmp_path / "follow.zarr", cfg)
         live = engine.subscribe(maxsize=30)
         summary = engine.run()
