@@ -101,3 +101,42 @@ def test_too_few_beads_is_a_clear_error():
         measure_otf(raw, 65.0, offset_adu=100.0)
     with pytest.raises(DataFormatError, match="larger than"):
         measure_otf(np.ones((20, 20)), 65.0)
+
+
+def test_the_calibrated_otf_in_a_preset_is_used_by_reconstruct_and_batch(tmp_path):
+    """`scope calibrate otf` writes [calibration.otf] into a preset: `scope batch --preset` now
+    reconstructs with it (it was read by nothing), and `scope reconstruct --otf PRESET.toml`
+    too; the two give the same image, another than the ideal OTF's."""
+    import json
+
+    import tifffile
+
+    from scope.cli import main
+    from scope.io.writers import read_image
+    from sim_cases import OFFSET, make_case
+
+    rng = np.random.default_rng(1)
+    _, everything, amplitudes = _scene(rng)
+    measured = measure_otf(_bead_image(everything, amplitudes, rng), 65.0, offset_adu=100.0)
+    preset = tmp_path / "setup.toml"
+    preset.write_text(
+        "# our microscope\n[optics]\nna = 1.2\nwavelength_nm = 525.0\npixel_size_nm = 65.0\n"
+    )
+    save_measured_otf(preset, measured)
+    raw = tmp_path / "cell.tif"
+    tifffile.imwrite(raw, make_case(0, size=128).raw.astype(np.uint16))
+    offset = ["--offset", str(OFFSET)]
+    optics = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65", *offset]
+    assert main(["-q", "reconstruct", str(raw), "-o", str(tmp_path / "r.tif"), *optics,
+                 "--otf", str(preset)]) == 0  # fmt: skip
+    assert read_image(tmp_path / "r.tif")[2]["otf"] == f"{preset} [calibration.otf]"
+    assert main(["-q", "reconstruct", str(raw), "-o", str(tmp_path / "ideal.tif"), *optics]) == 0
+    out = tmp_path / "batch"
+    args = ["-q", "batch", str(raw), "-o", str(out), "--preset", str(preset), *offset]
+    assert main([*args, "--workers", "0", "--format", "tiff"]) == 0
+    record = json.loads((out / "cell.params.json").read_text())
+    assert record["options"]["otf_path"] == str(preset.resolve())
+    batch_image = read_image(out / "cell.sim.ome.tif")[0]
+    with_otf, ideal = tifffile.imread(tmp_path / "r.tif"), tifffile.imread(tmp_path / "ideal.tif")
+    np.testing.assert_allclose(batch_image, with_otf, rtol=0, atol=1e-4 * with_otf.max())
+    assert np.abs(with_otf - ideal).max() > 0.01 * with_otf.max()

@@ -200,6 +200,8 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
         ]
         flat["otf_path"] = paths if isinstance(given, list) else paths[0]
     flat.update(_pattern_priors(doc, path))
+    if not flat.get("otf_path") and "otf" in doc.get("calibration", {}):
+        flat["otf_path"] = str(path.resolve())  # the OTF measured by `scope calibrate otf`
     camera = doc.get("calibration", {}).get("camera", {})
     if "maps" in camera:  # per-pixel maps (sCMOS) written by the camera calibration
         flat["camera_maps"] = str(path.resolve())

@@ -86,14 +86,14 @@ def _prior(options: BatchOptions, n_phases: int) -> Any:
 def load_otfs(options: BatchOptions, n_channels: int) -> list[Any]:
     """Each channel's measured OTF named in the options (a file serving several channels is
     read once), or None for a channel without one (the ideal OTF of its setup)."""
-    from scope.optics import OTF
+    from scope.calibration.otf import read_otf_file
 
     loaded: dict[str, Any] = {}
     otfs = []
     for c in range(n_channels):
         path = channel_otf_path(options, channel=c, n_channels=n_channels)
         if path and path not in loaded:
-            loaded[path] = OTF.from_file(path)  # unreadable: an error naming the file
+            loaded[path] = read_otf_file(path)  # unreadable: an error naming the file
         otfs.append(loaded[path] if path else None)
     return otfs
 

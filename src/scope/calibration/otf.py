@@ -305,6 +305,20 @@ def save_measured_otf(preset: str | Path, measured: MeasuredOTF) -> None:
     update_calibration(preset, "otf", measured.to_toml())
 
 
+def read_otf_file(path: str | Path) -> OTF:
+    """A measured OTF from a file: a preset TOML holding ``[calibration.otf]`` (what ``scope
+    calibrate otf`` writes), else a TIFF or MRC image (:meth:`OTF.from_file`)."""
+    if Path(path).suffix.lower() == ".toml":
+        otf = load_measured_otf(path)
+        if otf is None:
+            raise DataFormatError(
+                f"{path} holds no [calibration.otf]: run `scope calibrate otf` with this preset, "
+                "or give a measured OTF as a TIFF or MRC file"
+            )
+        return otf
+    return OTF.from_file(path)
+
+
 def load_measured_otf(preset: str | Path) -> OTF | None:
     """The OTF saved in a preset's ``[calibration.otf]``, or None."""
     from scope.calibration.preset import read_calibration

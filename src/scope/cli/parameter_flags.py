@@ -55,8 +55,9 @@ def add_parameter_flags(p: argparse.ArgumentParser) -> None:
         "--otf",
         nargs="+",
         metavar="FILE",
-        help="measured OTF (TIFF or MRC: radial profile or 2D); one per channel for files with "
-        "several (a measured OTF belongs to one emission wavelength)",
+        help="measured OTF (TIFF or MRC: radial profile or 2D; or a preset TOML holding the "
+        "[calibration.otf] of `scope calibrate otf`); one per channel for files with several (a "
+        "measured OTF belongs to one emission wavelength)",
     )
     p.add_argument(
         "--wiener",

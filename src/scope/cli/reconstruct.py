@@ -235,13 +235,14 @@ class _OTFs:
     def for_channel(self, channel: int, setup: Any, first_setup: Any | None) -> Any:
         """Channel ``channel``'s OTF: its measured one (warning where it does not fit the
         optics, or where one OTF serves channels of other wavelengths), else the ideal one."""
+        from scope.calibration.otf import read_otf_file
         from scope.optics import OTF, check_measured_otf
 
         if not self.files:
             return OTF.from_setup(setup)
         path = self.files[channel if len(self.files) > 1 else 0]
         if path not in self._loaded:
-            self._loaded[path] = OTF.from_file(path)
+            self._loaded[path] = read_otf_file(path)
         otf = self._loaded[path]
         check_measured_otf(otf, setup)
         shared = len(self.files) == 1 and channel > 0 and first_setup is not None
