@@ -218,7 +218,7 @@ class AcquisitionWriter:
         staged: bool = False,
     ) -> None:
         self.path = Path(path)
-        fmt = format or ("tiff" if self.path.suffix.lower() in (".tif", ".tiff") else "zarr")
+        fmt = format or output_format(self.path)
         if fmt not in ("zarr", "tiff"):
             raise ConfigurationError(f"format must be 'zarr' or 'tiff', got {fmt!r}")
         if self.path.exists() and not overwrite:

@@ -220,8 +220,8 @@ def run(args: argparse.Namespace) -> int:
         )
     try:  # before anything is read or rendered
         check_output_path(args.output, overwrite=args.overwrite)
-    except ConfigurationError as err:
-        if args.output.exists() and not args.output.is_dir():
+    except ConfigurationError as err:  # the refusal of an existing clip, in the flag's words
+        if args.output.is_file() and not args.overwrite:
             raise ConfigurationError(
                 f"{args.output} exists: choose another name, or --overwrite to replace it"
             ) from err
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("if %s is a raw SIM run, add --raw to reconstruct it", args.input.name)
         widefield = args.widefield
         from scope.batch.job import widefield_path
-        from scope.cli.reconstruct import beside
+        from scope.io.writers import beside
 
         candidates = [beside(args.input, ".widefield.tif")]  # scope reconstruct's name
         with contextlib.suppress(ValueError):  # scope batch's, for its result names

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scope.io.writers import beside, output_base  # the files beside OUT
+
 log = logging.getLogger(__name__)
 
 
@@ -283,15 +285,6 @@ def _prior(args: argparse.Namespace) -> Any:
     return SIMParameters.equidistant(angles, period_nm=args.prior_period, n_phases=args.phases)
 
 
-def beside(out: Path, suffix: str) -> Path:
-    """A file written beside the output ``OUT``: its base name (:func:`scope.io.writers.
-    output_base`) plus ``suffix`` (``cell.sim.ome.tif`` -> ``cell.params.json``,
-    ``cell.widefield.tif``; ``cell.t1.sim.tif`` -> ``cell.t1.params.json``)."""
-    from scope.io.writers import output_base
-
-    return Path(out).with_name(output_base(out) + suffix)
-
-
 def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError, DataFormatError
 
@@ -411,7 +404,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             frames_adu = first_adu if index == 0 else raw.read_set(index)
             frames = first if index == 0 else converted(frames_adu)
             try:
-                check_signal(frames, offset, given_as=offset_given_as)
+                check_signal(
+                    frames, offset, given_as=offset_given_as, unit="e-" if to_electrons else "ADU"
+                )
             except DataFormatError as err:
                 many = raw.n_channels > 1
                 raise DataFormatError(f"{err} (channel {channel})" if many else str(err)) from None
@@ -629,7 +624,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 shape=(*raw.lead_shape, *raw.frame_shape),
             )
         if args.diagnostics:
-            stem = out.name.split(".")[0]
+            stem = output_base(out)
             for c, ch in enumerate(channels):
                 # the first channel's files and figures at the top; every channel's beside
                 tag = f".c{c}" if c else ""

@@ -71,6 +71,13 @@ def output_base(path: str | Path) -> str:
     return name
 
 
+def beside(path: str | Path, suffix: str) -> Path:
+    """A file written beside the image ``path``: its :func:`output_base` plus ``suffix``
+    (``cell.sim.ome.tif`` -> ``cell.params.json``, ``cell.widefield.tif``; ``cell.t1.sim.tif``
+    -> ``cell.t1.params.json``)."""
+    return Path(path).with_name(output_base(path) + suffix)
+
+
 def temporary_path(path: Path) -> Path:
     """A unique hidden name beside ``path`` for writing before the final rename."""
     return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")

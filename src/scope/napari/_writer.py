@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from scope.errors import DataFormatError
+from scope.io.writers import beside
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,6 @@ def write_ome_zarr_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str
     return [path]
 
 
-def _beside(path: Path, suffix: str, extension: str) -> Path:
-    """``cell.sim.ome.tif`` -> ``cell.widefield.ome.tif``: the base name (:func:`scope.io.
-    writers.output_base`), then ``suffix`` and ``extension``."""
-    from scope.io.writers import output_base
-
-    return path.with_name(output_base(path) + suffix + extension)
-
-
 def _file_names(path: Path, layers: list[tuple[Any, dict, str]], extension: str) -> list[Path]:
     """Where each layer of a multi-layer save goes: the first SIM layer (else the first layer)
     to ``path``, a widefield layer beside it as ``NAME.widefield``, every other layer as
@@ -133,10 +126,10 @@ def _file_names(path: Path, layers: list[tuple[Any, dict, str]], extension: str)
         if i == main:
             names.append(path)
         elif i in widefields and len(widefields) == 1:
-            names.append(_beside(path, ".widefield", extension))
+            names.append(beside(path, ".widefield" + extension))
         else:
             slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(meta.get("name") or i)).strip("_")
-            names.append(_beside(path, f".{slug}", extension))
+            names.append(beside(path, f".{slug}{extension}"))
     return names
 
 

@@ -53,7 +53,6 @@ from scope.napari._layers import (
     camera_pixel_size_nm,
     frame_axis,
     lead_axes,
-    sim_layer_geometry,
 )
 from scope.napari._messages import in_widget_words, validation_text
 from scope.napari._result_layers import (
@@ -88,7 +87,7 @@ PIXEL_SIZE_UNKNOWN = "not stated: enter it"
 #: the optics fields kept per layer (in its metadata) and how the status line names them
 OPTICS_KEYS = {"na": "NA", "wavelength_nm": "emission wavelength"}
 #: re-exported: where the SIM layer goes over its raw layer
-__all__ = ["ReconstructionWidget", "sim_layer_geometry"]
+__all__ = ["ReconstructionWidget"]
 
 
 def _operator(frames: np.ndarray, setup: Any, params: Any, settings: Any) -> tuple[Any, Any]:
@@ -118,22 +117,13 @@ def _lead_axes(raw_layer: Any, n: int) -> str:
 def offset_problem(frames: np.ndarray, offset_adu: float | None) -> str | None:
     """Why ``offset_adu`` cannot be the camera offset of ``frames`` (no value above it: the SIM
     image would be all negative; ``scope reconstruct`` refuses it alike), or None."""
+    from scope.sim.pipeline import check_camera_offset
+
     try:
-        from scope.sim.pipeline import check_camera_offset
-    except ImportError:  # an older library: its command line's check, here
-        check_camera_offset = None
-    if check_camera_offset is not None:
-        try:
-            check_camera_offset(frames, offset_adu, given_as="Camera offset")
-        except DataFormatError as err:
-            return f"{err} (or set it to auto)"
-        return None
-    if offset_adu is None or float(np.max(frames)) > offset_adu:
-        return None
-    return (
-        f"no signal above the offset: the brightest value is {float(np.max(frames)):g} ADU but "
-        f"Camera offset is {offset_adu:g}; check Camera offset (or set it to auto)"
-    )
+        check_camera_offset(frames, offset_adu, given_as="Camera offset")
+    except DataFormatError as err:
+        return f"{err} (or set it to auto)"
+    return None
 
 
 class ReconstructionWidget(QWidget):
