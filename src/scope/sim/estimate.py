@@ -80,6 +80,15 @@ class EstimationSettings:
         Frames larger than this are estimated on their central ``max_size`` region.
     whitening : float
         Exponent of the spectral whitening used to find the carrier (1: phase correlation).
+    refine_whitening : float
+        Exponent of the whitening in the sub-pixel refinement. Partial whitening keeps the
+        sample's broad spectrum from pulling the peak while weighting strong frequencies more
+        than noisy ones. Measured against full whitening (1): on the simulated acceptance cases
+        (8 seeds x 3 angles, 400 and 60 photons) 0.75 cuts the RMS angle error from 0.017° to
+        0.010° and the period error from 0.030 % to 0.020 %; on the two B-SIM sets the worst
+        deviations from the pattern fits become 0.34° (was 0.36°) and 0.74 % (was 0.82 %). Lower
+        exponents help the simulations more (0.5: 0.005-0.008°) but drag one B-SIM period
+        towards 1 % (0.92 % at 0.5, 1.66 % at 0).
     template_regularization : float
         Wiener regulariser of the sample estimate that serves as the phase template.
     taper_px : int or None
@@ -98,6 +107,7 @@ class EstimationSettings:
     refine_iterations: int = 1
     max_size: int | None = 256
     whitening: float = 1.0
+    refine_whitening: float = 0.75
     template_regularization: float = 0.2
     taper_px: int | None = None
     repair_defects: bool = True
@@ -501,8 +511,8 @@ def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[fl
     ny, nx = spec.frames_ft.shape[-2:]
     dk = (1.0 / (ny * setup.pixel_size_um), 1.0 / (nx * setup.pixel_size_um))
     h = spec.otf
-    w1 = _whiten(c1, settings.whitening, xp)
-    w0 = _whiten(c0, settings.whitening, xp)
+    w1 = _whiten(c1, settings.refine_whitening, xp)
+    w0 = _whiten(c0, settings.refine_whitening, xp)
     k_est = k_start
     for _ in range(settings.refine_iterations):
         hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
