@@ -359,6 +359,23 @@ def test_acquire_with_a_build_preset(tmp_path):
     assert [a["angle_deg"] for a in meta["sim_parameters"]["angles"]] == [0, 60, 120]
 
 
+def test_a_preset_s_dark_time_follows_the_exposure_flag(tmp_path):
+    """The dark time a preset's camera needs is worked out for the exposure of the run: the
+    better build's camera (overlapped readout 6.2 ms, 160 fps: a 6.25 ms frame period) needs
+    6.25 - 2 = 4.25 ms dark at --exposure-ms 2, not the 1.25 ms of the preset's 5 ms."""
+    from pathlib import Path
+
+    preset = Path(__file__).parents[1] / "hardware" / "presets" / "better.toml"
+    out = tmp_path / "better.zarr"
+    proc = _scope("acquire", "--preset", str(preset), "--sets", "1", "-o", str(out),
+                  "--shape", "64", "64", "--exposure-ms", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    _, _, meta = read_acquisition(out)
+    assert meta["acquisition"]["exposure_ms"] == 2.0
+    assert meta["acquisition"]["dark_ms"] == pytest.approx(4.25)
+    assert "camera frame period 6.25 ms - exposure 2 ms" in proc.stderr
+
+
 @pytest.fixture
 def viky():
     pytest.importorskip("harvesters")

@@ -210,9 +210,12 @@ def check_angles(angles: list[float]) -> None:
                 )
 
 
-def _preset_settings(name: str) -> tuple[dict[str, Any], list[str]]:
+def _preset_settings(
+    name: str, exposure_ms: float | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Optics, pattern and timing a preset gives (keys as the flags), and where each came
-    from (for the log)."""
+    from (for the log). The dark time is the one the acquisition's exposure needs:
+    ``exposure_ms`` (the flag) when given, else the preset's."""
     from scope.batch.config import find_preset, load_preset
 
     options, preset_name = load_preset(name)
@@ -253,7 +256,9 @@ def _preset_settings(name: str) -> tuple[dict[str, Any], list[str]]:
     acquisition = doc.get("acquisition", {})
     if "exposure_ms" in acquisition:
         got["exposure_ms"] = float(acquisition["exposure_ms"])
-    dark = _preset_dark_ms(doc, got.get("exposure_ms", DEFAULTS["exposure_ms"]))
+    if exposure_ms is None:
+        exposure_ms = got.get("exposure_ms", DEFAULTS["exposure_ms"])
+    dark = _preset_dark_ms(doc, exposure_ms)
     if dark is not None:
         got["dark_ms"], why = dark
         notes.append(why)
@@ -324,7 +329,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
     preset: dict[str, Any] = {}
     if args.preset:
-        preset, _ = _preset_settings(args.preset)
+        preset, _ = _preset_settings(args.preset, args.exposure_ms)
     out: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         flag = getattr(args, key)
