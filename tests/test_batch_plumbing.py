@@ -407,7 +407,7 @@ def test_preset_comments_name_only_commands_that_take_a_preset():
             assert "--preset" in options, f"{path.name}: `scope {command}` takes no --preset"
 
 
-def test_pixels_that_are_not_square_are_refused_unless_given(data_dir, tmp_path):
+def test_pixels_that_are_not_square_are_refused_unless_given(data_dir, tmp_path, caplog):
     """A file stating 65 x 80 nm pixels: refused in one line (the reconstruction's grid is
     square), as by `scope reconstruct`; --pixel-size overrides the file's sizes."""
     frames = tifffile.imread(data_dir.joinpath(*CRISTAE))
@@ -416,11 +416,86 @@ def test_pixels_that_are_not_square_are_refused_unless_given(data_dir, tmp_path)
     tifffile.imwrite(path, frames, ome=True, metadata=meta)
     optics = {"na": 1.3, "wavelength_nm": 569.0, "offset_adu": 100.0}
     report = run_batch([path], tmp_path / "b", flags=BatchOptions(**optics), n_workers=0)
-    assert report.files[0]["error"] == (
-        "aniso.ome.tif: its metadata states pixels of 65 x 80 nm (X x Y), not square: the "
-        "reconstruction needs square pixels; resample the frames first, or give --pixel-size NM "
-        "if the file's sizes are wrong"
+    assert report.files[0]["error"] == (  # scope reconstruct's words (one check for both)
+        "aniso.ome.tif's metadata states pixels of 65 x 80 nm (X x Y), not square: the "
+        "reconstruction needs square pixels; resample the frames to square pixels first, or "
+        "give --pixel-size NM if the file's sizes are wrong"
     )
     given = BatchOptions(pixel_size_nm=65.0, **optics)
-    report = run_batch([path], tmp_path / "c", flags=given, n_workers=0)
+    with caplog.at_level("WARNING"):
+        report = run_batch([path], tmp_path / "c", flags=given, n_workers=0)
     assert report.files[0]["status"] == "done"
+    assert "65 x 80 nm (X x Y), not square: --pixel-size 65 is used for both" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("result", "widefield"),
+    [
+        ("cell.t1.sim.zarr", "cell.t1.widefield.zarr"),
+        ("cell.t1.sim.ome.tif", "cell.t1.widefield.ome.tif"),
+        ("cell.ome.sim.ome.tif", "cell.ome.widefield.ome.tif"),
+        ("x.sim.sim.zarr", "x.sim.widefield.zarr"),
+    ],
+)
+def test_widefield_and_params_names_are_those_beside_the_result(tmp_path, result, widefield):
+    """The widefield images and the .params.json of a batch result are named as `scope
+    reconstruct` names the files beside its output (scope.io.writers.beside): dots inside the
+    name stay; only a name scope batch gives its results has a widefield name of its own."""
+    from scope.batch.engine import output_paths
+    from scope.batch.job import widefield_path
+    from scope.io.writers import beside
+
+    assert widefield_path(tmp_path / result) == tmp_path / widefield
+    stem = result.removesuffix(".zarr").removesuffix(".ome.tif").removesuffix(".sim")
+    fmt = "zarr" if result.endswith(".zarr") else "tiff"
+    assert output_paths(tmp_path, stem, fmt) == (
+        tmp_path / result,
+        tmp_path / f"{stem}.params.json",
+    )
+    assert beside(tmp_path / result, ".params.json") == tmp_path / f"{stem}.params.json"
+    with pytest.raises(ValueError, match="not a SIM result's name"):
+        widefield_path(tmp_path / "cell.t1.sim.tif")  # scope reconstruct's: beside(.widefield.tif)
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
+    """-o naming a file (or a folder inside one) is refused in one line naming it, before any
+    input is read (it used to be the OS's FileExistsError)."""
+    afile = tmp_path / "out"
+    afile.write_text("not a folder\n")
+    for outdir in (afile, afile / "sub"):
+        with pytest.raises(ConfigurationError, match=f"its folder {afile} is a file"):
+            run_batch([tmp_path / "nothing.tif"], outdir, n_workers=0)
+
+
+def test_validation_messages_are_one_plain_line():
+    """One rendering of a pydantic error for the command line and the napari widgets
+    (scope.batch.config.validation_message): each field named, pydantic's prefixes, input
+    values and links left out; a check of the whole model (no field) as the model says it."""
+    from pydantic import ValidationError
+
+    from scope.batch.config import validation_message
+    from scope.optics import OpticalSetup
+
+    with pytest.raises(ValidationError) as model:
+        OpticalSetup(na=1.6, wavelength_nm=525, pixel_size_nm=65)
+    assert validation_message(model.value) == (
+        "NA 1.6 exceeds the immersion index 1.515: check the objective's NA and the immersion "
+        "medium"
+    )
+    with pytest.raises(ValidationError) as fields:
+        BatchOptions(na=0, wavelength_nm=100.0)
+    assert validation_message(fields.value) == (
+        "na: Input should be greater than 0; wavelength_nm: emission wavelength 100.0 nm is "
+        "outside 200-2000 nm"
+    )
+
+
+def test_an_invalid_batch_flag_is_one_plain_line(tmp_path, capsys):
+    """`scope batch --na 3`: the option named in one line (it used to append pydantic's whole
+    multi-line report, input value and link included)."""
+    from scope.cli import main
+
+    assert main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--na", "3"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines[-1].endswith("invalid option: na: Input should be less than or equal to 1.7")
+    assert not (tmp_path / "out").exists()  # refused before anything is written

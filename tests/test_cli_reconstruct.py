@@ -457,11 +457,12 @@ def test_batch_gives_each_channel_its_wavelength(two_channel_file, tmp_path):
     np.testing.assert_allclose(batch, single, rtol=0, atol=1e-4 * single.max())
 
 
-def test_each_channel_its_measured_otf(two_channel_file, tmp_path, capsys):
+def test_each_channel_its_measured_otf(two_channel_file, tmp_path, capsys, caplog):
     """--otf A B gives each channel its own measured OTF (scope reconstruct, scope batch): with
     each channel's OTF measured (here its ideal OTF written as an MRC radial profile) the
     images are those of the ideal OTFs; the 525 nm OTF serving the 600 nm channel too changes
-    that channel's image; any other count is refused in one line."""
+    that channel's image, and both commands warn about it (one implementation:
+    scope.sim.pipeline.MeasuredOTFs); any other count is refused in one line."""
     import mrcfile
 
     from scope.optics import OTF, OpticalSetup
@@ -481,7 +482,10 @@ def test_each_channel_its_measured_otf(two_channel_file, tmp_path, capsys):
     assert main(["-q", "reconstruct", path, "-o", str(ideal), *optics]) == 0
     otfs = ["--otf", *map(str, files)]
     assert main(["-q", "reconstruct", path, "-o", str(measured), *optics, *otfs]) == 0
-    assert main(["-q", "reconstruct", path, "-o", str(one), *optics, "--otf", str(files[0])]) == 0
+    shared = "otf0.mrc serves channel 1 (600 nm) as well as channel 0 (525 nm)"
+    with caplog.at_level("WARNING", logger="scope.sim.pipeline"):
+        assert main(["reconstruct", path, "-o", str(one), *optics, "--otf", str(files[0])]) == 0
+    assert shared in caplog.text
     doc = json.loads((tmp_path / "measured.params.json").read_text())
     assert [ch["otf"] for ch in doc["channels"]] == [str(f) for f in files]
     a, b, c = (tifffile.imread(f) for f in (ideal, measured, one))
@@ -494,6 +498,11 @@ def test_each_channel_its_measured_otf(two_channel_file, tmp_path, capsys):
     args = ["-q", "batch", path, "-o", str(batch), *optics, *otfs, "--format", "tiff"]
     assert main([*args, "--workers", "0"]) == 0
     np.testing.assert_allclose(tifffile.imread(next(batch.glob("*.tif"))), b, atol=1e-4 * scale)
+    caplog.clear()
+    batch_one = ["batch", path, "-o", str(tmp_path / "batch-one"), *optics, "--otf", str(files[0])]
+    with caplog.at_level("WARNING", logger="scope.sim.pipeline"):
+        assert main([*batch_one, "--format", "tiff", "--workers", "0"]) == 0
+    assert shared in caplog.text
     capsys.readouterr()
     three = ["--otf", *map(str, files), str(files[0])]
     assert main(["reconstruct", path, "-o", str(one), *optics, *three]) == 2

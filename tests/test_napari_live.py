@@ -280,3 +280,44 @@ def test_scan_lists_genicam_cameras_and_a_real_camera_needs_a_controller(
     qtbot.waitUntil(lambda: widget.session is None, timeout=10_000)
     assert "serial port of the pattern controller" in widget.status.text()
     assert widget.live_button.isEnabled()
+
+
+def test_snapshot_metadata_is_built_once_per_session_and_pattern(make_napari_viewer):
+    """What a saved snapshot states (optics, pattern) is given to a live layer once per session
+    and pattern, not for every image shown; a new estimate (or a new session) updates it (it
+    used to keep the first pattern the layer ever showed)."""
+    from types import SimpleNamespace
+
+    from scope.napari.live import LiveConfig
+    from scope.napari.live_widget import (
+        SIM_LAYER,
+        WIDEFIELD_LAYER,
+        LiveImagingWidget,
+        snapshot_metadata,
+    )
+
+    config = LiveConfig()
+    setup, params = config.setup(), config.nominal_params()
+    assert snapshot_metadata(WIDEFIELD_LAYER, setup) == {
+        "pixel_size_nm": 65.0,
+        "optics": setup.model_dump(),
+        "na": 1.2,
+        "wavelength_nm": 525.0,
+    }
+    assert snapshot_metadata(SIM_LAYER, setup) == {"pixel_size_nm": 32.5}  # no pattern yet
+    assert snapshot_metadata(SIM_LAYER, setup, params)["sim_parameters"] == params.to_dict()
+
+    widget = LiveImagingWidget(make_napari_viewer())
+    layer = SimpleNamespace(name=SIM_LAYER, metadata={})
+    session = SimpleNamespace(setup=setup, params=None)
+    widget._describe(layer, session)
+    assert layer.metadata == {"pixel_size_nm": 32.5}
+    session.params = params
+    widget._describe(layer, session)  # the pattern is known now
+    assert layer.metadata["sim_parameters"] == params.to_dict()
+    layer.metadata["sim_parameters"] = "kept"
+    widget._describe(layer, session)  # the same session and pattern: nothing rebuilt
+    assert layer.metadata["sim_parameters"] == "kept"
+    session.params = LiveConfig(period_nm=300.0).nominal_params()  # estimated again
+    widget._describe(layer, session)
+    assert layer.metadata["sim_parameters"] == session.params.to_dict()

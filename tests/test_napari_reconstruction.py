@@ -479,7 +479,7 @@ def test_a_widefield_image_opens_on_the_camera_grid(make_napari_viewer, tmp_path
     assert wf not in widget._raw_layers() and sim not in widget._raw_layers()
     # a TIFF states no display window: the 0.5-99.9 percentiles, as the widget sets them
     for layer in (wf, sim):
-        expected = np.percentile(np.asarray(layer.data)[..., ::2, ::2], [0.5, 99.9])
+        expected = np.percentile(np.asarray(layer.data), [0.5, 99.9])  # every value (small)
         np.testing.assert_allclose(layer.contrast_limits, expected, rtol=1e-6)
     # scope batch's (OME-Zarr): the same image, with the display window its omero states
     batch = ["-q", "batch", str(tmp_path / "cell.tif"), "-o", str(tmp_path / "b"), *optics]

@@ -140,6 +140,10 @@ class BatchOptions(BaseModel):
         return value
 
 
+#: the suffix of a SIM result of ``scope batch`` in each output format
+RESULT_SUFFIXES = {"zarr": ".sim.zarr", "tiff": ".sim.ome.tif"}
+
+
 class OutputOptions(BaseModel):
     """How results are written."""
 
@@ -215,13 +219,25 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
 
 def validation_message(err: ValidationError) -> str:
     """A pydantic error as one plain sentence: each problem's field and message, without the
-    model's name, the input echoed back or the documentation link."""
+    model's name, the input echoed back or the documentation link (the command line's and the
+    napari widgets' messages alike).
+
+    Parameters
+    ----------
+    err : pydantic.ValidationError
+
+    Returns
+    -------
+    str
+        ``"field: message"`` per problem (the message alone for a check of the whole model),
+        joined by ``"; "``; pydantic's own text where it lists no problem.
+    """
     parts = []
     for e in err.errors():
-        msg = str(e["msg"]).removeprefix("Value error, ")
+        msg = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         where = ".".join(str(x) for x in e.get("loc", ()))
         parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+    return "; ".join(parts) or str(err)
 
 
 def _pattern_priors(doc: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -305,20 +321,24 @@ def given_pattern(flags: BatchOptions, preset: BatchOptions | None) -> dict[str,
     }
 
 
-def channel_otf_path(
-    options: BatchOptions, *, source: str = "", channel: int = 0, n_channels: int = 1
-) -> str | None:
-    """The measured OTF of channel ``channel`` (of ``n_channels``): one file serves every
-    channel, a list gives each channel's; None: the setup's ideal OTF."""
+def otf_paths(options: BatchOptions, *, source: str = "", n_channels: int = 1) -> list[str]:
+    """The measured OTF files the options name: none (each channel's ideal OTF), one serving
+    every channel, or one per channel (a list); see :class:`scope.sim.pipeline.MeasuredOTFs`.
+
+    Raises
+    ------
+    ConfigurationError
+        A list of other than ``n_channels`` files.
+    """
     given = options.otf_path
     if not isinstance(given, list):
-        return given
+        return [given] if given else []
     if len(given) != n_channels:
         raise ConfigurationError(
             f"{source + ': ' if source else ''}{len(given)} measured OTFs for {n_channels} "
             "channel(s); give one, or one per channel"
         )
-    return given[channel]
+    return list(given)
 
 
 def optical_setup(

@@ -37,12 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scope.batch.config import BatchOptions, OutputOptions, given_pattern
+from scope.batch.config import RESULT_SUFFIXES, BatchOptions, OutputOptions, given_pattern
 from scope.batch.discovery import discover_inputs, output_stems
 from scope.batch.job import FileJob, process_file, software_version, widefield_path
-from scope.batch.report import BatchReport
+from scope.batch.report import REPORT_JSON, BatchReport
 from scope.batch.resume import examine_output, existing_entry
 from scope.errors import ConfigurationError, ScopeError
+from scope.io.writers import beside, prepare_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,10 @@ IN_PROCESS_MAX_BYTES = 256 * 2**20
 
 
 def output_paths(outdir: Path, stem: str, fmt: str) -> tuple[Path, Path]:
-    suffix = ".sim.zarr" if fmt == "zarr" else ".sim.ome.tif"
-    return outdir / f"{stem}{suffix}", outdir / f"{stem}.params.json"
+    """The SIM result of the input ``stem`` in format ``fmt`` and its ``.params.json`` beside
+    it (:func:`scope.io.writers.beside`, as ``scope reconstruct`` names it)."""
+    out = outdir / f"{stem}{RESULT_SUFFIXES[fmt]}"
+    return out, beside(out, ".params.json")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -228,7 +231,7 @@ def run_batch(
     flags = flags or BatchOptions()
     output = output or OutputOptions()
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(outdir / REPORT_JSON)  # created and writable, or refused in one line
     t0 = time.perf_counter()
     report = BatchReport(
         outdir=str(outdir.resolve()),

@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scope.batch.config import (
+    RESULT_SUFFIXES,
     BatchOptions,
     OutputOptions,
-    channel_otf_path,
     given_pattern,
     merge_options,
     optical_setup,
+    otf_paths,
 )
-from scope.errors import ConfigurationError, DataFormatError, ScopeError
+from scope.errors import DataFormatError, ScopeError
 from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES
 
 if TYPE_CHECKING:
@@ -83,37 +84,46 @@ def _prior(options: BatchOptions, n_phases: int) -> Any:
     )
 
 
-def load_otfs(options: BatchOptions, n_channels: int) -> list[Any]:
-    """Each channel's measured OTF named in the options (a file serving several channels is
-    read once), or None for a channel without one (the ideal OTF of its setup)."""
-    from scope.calibration.otf import read_otf_file
-
-    loaded: dict[str, Any] = {}
-    otfs = []
-    for c in range(n_channels):
-        path = channel_otf_path(options, channel=c, n_channels=n_channels)
-        if path and path not in loaded:
-            loaded[path] = read_otf_file(path)  # unreadable: an error naming the file
-        otfs.append(loaded[path] if path else None)
-    return otfs
-
-
-def _offset_origin(source: str | None) -> str:
-    """Where an offset came from, as a user would name it (``sources`` label)."""
+def _origin(source: str | None, flag: str) -> str:
+    """Where an option's value came from, as a user would name it: ``flag`` (``"--offset"``)
+    for the ``sources`` label ``"flag"``, ``"the preset NAME"`` for ``"preset:NAME"``."""
     if source == "flag":
-        return "--offset"
+        return flag
     if source and source.startswith("preset:"):
         return f"the preset {source.removeprefix('preset:')}"
     return source or "the options"
 
 
-def widefield_path(sim_output: Path) -> Path:
-    """Where the widefield images of a SIM result go: ``cell.sim.zarr`` ->
-    ``cell.widefield.zarr``, ``cell.sim.ome.tif`` -> ``cell.widefield.ome.tif``."""
-    name = sim_output.name
-    for suffix in (".sim.zarr", ".sim.ome.tif"):
+def _pixel_size_override(options: BatchOptions, sources: dict[str, str]) -> str | None:
+    """The pixel size that the flags or the preset give instead of the file's (None: none), as
+    the user gave it (``"--pixel-size 65"``), for :func:`~scope.sim.pipeline.
+    check_square_pixels`."""
+    size = options.pixel_size_nm
+    if size is None:
+        return None
+    source = sources.get("pixel_size_nm")
+    if source == "flag":
+        return f"--pixel-size {size:g}"
+    return f"the pixel size {size:g} nm of {_origin(source, '--pixel-size')}"
+
+
+def widefield_path(sim_output: str | Path) -> Path:
+    """Where the widefield images of a SIM result of ``scope batch`` go: beside it
+    (:func:`scope.io.writers.beside`), in its format: ``cell.t1.sim.zarr`` ->
+    ``cell.t1.widefield.zarr``, ``cell.sim.ome.tif`` -> ``cell.widefield.ome.tif``.
+
+    Raises
+    ------
+    ValueError
+        ``sim_output`` is not named as ``scope batch`` names its results
+        (:data:`~scope.batch.config.RESULT_SUFFIXES`).
+    """
+    from scope.io.writers import beside
+
+    name = Path(sim_output).name
+    for suffix in RESULT_SUFFIXES.values():
         if name.endswith(suffix):
-            return sim_output.with_name(name[: -len(suffix)] + suffix.replace(".sim", ".widefield"))
+            return beside(sim_output, suffix.replace(".sim", ".widefield", 1))
     raise ValueError(f"not a SIM result's name: {name}")
 
 
@@ -147,7 +157,7 @@ class _Reconstruction:
         offset_source: str | None = None,
     ) -> None:
         from scope.backend import get_backend
-        from scope.optics import check_measured_otf
+        from scope.sim.pipeline import MeasuredOTFs
 
         self.setups = setups
         self.options = options
@@ -157,10 +167,9 @@ class _Reconstruction:
         self.backend = get_backend(options.backend or "auto", workers=fft_workers)
         self.settings = _reconstruction_settings(options)
         self.prior = _prior(options, self.n_phases)
-        self.otfs = load_otfs(options, len(setups))
-        for otf, setup in zip(self.otfs, setups, strict=True):
-            if otf is not None:
-                check_measured_otf(otf, setup)  # warns when it belongs to other optics
+        # each channel's measured OTF (None: its ideal one), checked against its optics
+        measured = MeasuredOTFs(otf_paths(options, n_channels=len(setups)))
+        self.otfs = [measured.for_channel(c, setup, setups[0]) for c, setup in enumerate(setups)]
         self.params: dict[tuple[int, int], Any] = {}
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
@@ -185,7 +194,7 @@ class _Reconstruction:
                 check_signal(
                     raw,
                     self.options.offset_adu,
-                    given_as=f"the offset ({_offset_origin(self.offset_source)})",
+                    given_as=f"the offset ({_origin(self.offset_source, '--offset')})",
                     unit=unit,
                 )
             except DataFormatError as err:
@@ -342,6 +351,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
     from scope.calibration.camera import electrons_from_maps
     from scope.io.raw import open_sim_stack
     from scope.io.writers import WIDEFIELD_DESCRIPTION, write_planes
+    from scope.sim.pipeline import check_square_pixels
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
@@ -362,13 +372,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             flags, preset, file_values, preset_name=job.preset_name or "preset"
         )
         options = options.model_copy(update={"n_angles": n_angles, "n_phases": n_phases})
-        if options.pixel_size_nm is None and stack.pixel_size_xy_nm is not None:
-            x, y = stack.pixel_size_xy_nm
-            raise ConfigurationError(
-                f"{src.name}: its metadata states pixels of {x:g} x {y:g} nm (X x Y), not "
-                "square: the reconstruction needs square pixels; resample the frames first, or "
-                "give --pixel-size NM if the file's sizes are wrong"
-            )
+        check_square_pixels(stack, _pixel_size_override(options, sources))
         if isinstance(options.wavelength_nm, float):  # one for all channels
             source = sources.get("wavelength_nm", "flag")
             stack.warn_one_wavelength(f"the {source}'s {options.wavelength_nm:g} nm")
@@ -378,7 +382,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         ]
         setup = setups[0]
         wavelengths = [s.wavelength_nm for s in setups]
-        channel_otf_path(options, source=src.name, n_channels=stack.n_channels)  # one, or each
+        otf_paths(options, source=src.name, n_channels=stack.n_channels)  # one, or each
         to_electrons = (
             electrons_from_maps(options.camera_maps, stack.frame_shape, stack.sensor_origin)
             if options.camera_maps

@@ -65,7 +65,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     """The flags as :class:`~scope.batch.config.BatchOptions` (unset flags stay None)."""
     from pydantic import ValidationError
 
-    from scope.batch.config import BatchOptions
+    from scope.batch.config import BatchOptions, validation_message
     from scope.errors import ConfigurationError
 
     values = {
@@ -110,7 +110,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     try:
         return BatchOptions(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
-        raise ConfigurationError(f"invalid option: {err.errors()[0]['msg']} ({err})") from err
+        raise ConfigurationError(f"invalid option: {validation_message(err)}") from err
 
 
 def run(args: argparse.Namespace) -> int:

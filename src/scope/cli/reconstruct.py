@@ -135,15 +135,6 @@ _OPTICS_VALUES = {
 }
 
 
-def _stated_by(raw: Any) -> str:
-    """Where a value the file states comes from, for messages (``"x.mrc's header"``)."""
-    name = Path(raw.path).name
-    if raw.metadata.get("format") == "mrc":
-        voxel = raw.metadata.get("voxel_size_header")
-        return f"{name}'s header" + (f" (voxel size {voxel:g})" if voxel else "")
-    return f"{name}'s metadata"
-
-
 def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> Any:
     """The optics of one channel: the flags given, else what the file states; refused in one
     line that names what is missing or wrong, and where a wrong value came from."""
@@ -152,6 +143,7 @@ def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> A
     from scope.cli.parameter_flags import DEFAULT_IMMERSION
     from scope.errors import ConfigurationError
     from scope.optics import OpticalSetup, check_setup
+    from scope.sim.pipeline import stated_by
 
     given = {"na": args.na, "wavelength_nm": args.wavelength, "pixel_size_nm": args.pixel_size}
     from_file = {k for k, v in given.items() if v is None or v == []}
@@ -171,13 +163,15 @@ def _setup(args: argparse.Namespace, raw: Any, wavelength_nm: float | None) -> A
         setup = OpticalSetup(immersion_index=args.immersion or DEFAULT_IMMERSION, **values)
     except ValidationError as err:
         raise ConfigurationError(_invalid_optics(err, from_file, raw, args)) from None
-    check_setup(setup, pixel_size_from=_stated_by(raw) if "pixel_size_nm" in from_file else None)
+    check_setup(setup, pixel_size_from=stated_by(raw) if "pixel_size_nm" in from_file else None)
     return setup
 
 
 def _invalid_optics(err: Any, from_file: set[str], raw: Any, args: argparse.Namespace) -> str:
     """One line for the first complaint of :class:`~scope.optics.OpticalSetup` about its
     values, naming the file where the value came from it (and the flag that overrides it)."""
+    from scope.sim.pipeline import stated_by
+
     first = err.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
     if not first["loc"]:  # a check of several values (the NA above the immersion index)
@@ -187,32 +181,15 @@ def _invalid_optics(err: Any, from_file: set[str], raw: Any, args: argparse.Name
     if key in from_file and key in _OPTICS_VALUES:
         what, unit, flag = _OPTICS_VALUES[key]
         return (
-            f"{what} {value:g}{unit}, stated by {_stated_by(raw)}, is invalid ({message}): "
+            f"{what} {value:g}{unit}, stated by {stated_by(raw)}, is invalid ({message}): "
             f"give {flag} to override the file's value"
         )
     return f"invalid optics: {key}={value!r}: {message}"
 
 
-def _check_square_pixels(args: argparse.Namespace, raw: Any) -> None:
-    """Refuse a file that states pixels that are not square (the reconstruction's grid is
-    square), unless ``--pixel-size`` overrides the file's sizes (then say so)."""
-    from scope.errors import ConfigurationError
-
-    if raw.pixel_size_xy_nm is None:
-        return
-    x, y = raw.pixel_size_xy_nm
-    stated = f"{_stated_by(raw)} states pixels of {x:g} x {y:g} nm (X x Y)"
-    if args.pixel_size is None:
-        raise ConfigurationError(
-            f"{stated}, not square: the reconstruction needs square pixels; resample the frames "
-            "to square pixels first, or give --pixel-size NM if the file's sizes are wrong"
-        )
-    log.warning(
-        "%s, not square: --pixel-size %g is used for both (the reconstruction assumes square "
-        "pixels)",
-        stated,
-        args.pixel_size,
-    )
+def _pixel_size_override(args: argparse.Namespace) -> str | None:
+    """``--pixel-size`` as given (it overrides the file's pixel sizes), or None."""
+    return None if args.pixel_size is None else f"--pixel-size {args.pixel_size:g}"
 
 
 def _given_params(doc: dict[str, Any]) -> Any:
@@ -224,44 +201,6 @@ def _given_params(doc: dict[str, Any]) -> Any:
 
     params = SIMParameters.from_dict(doc)
     return replace(params, angles=tuple(replace(a, source="given") for a in params.angles))
-
-
-class _OTFs:
-    """The measured OTFs of ``--otf`` (one for every channel, or one per channel), each file
-    read once, checked against the optics of each channel it serves."""
-
-    def __init__(self, files: list[str]) -> None:
-        self.files = files
-        self._loaded: dict[str, Any] = {}
-
-    def for_channel(self, channel: int, setup: Any, first_setup: Any | None) -> Any:
-        """Channel ``channel``'s OTF: its measured one (warning where it does not fit the
-        optics, or where one OTF serves channels of other wavelengths), else the ideal one."""
-        from scope.calibration.otf import read_otf_file
-        from scope.optics import OTF, check_measured_otf
-
-        if not self.files:
-            return OTF.from_setup(setup)
-        path = self.files[channel if len(self.files) > 1 else 0]
-        if path not in self._loaded:
-            self._loaded[path] = read_otf_file(path)
-        otf = self._loaded[path]
-        check_measured_otf(otf, setup)
-        shared = len(self.files) == 1 and channel > 0 and first_setup is not None
-        if shared and setup.wavelength_nm != first_setup.wavelength_nm:
-            log.warning(
-                "--otf %s serves channel %d (%g nm) as well as channel 0 (%g nm), but a measured "
-                "OTF belongs to one emission wavelength: its cutoff is %.2f /µm, channel %d's "
-                "2 NA / λ %.2f /µm; give each channel its own: --otf A.mrc B.mrc ...",
-                Path(path).name,
-                channel,
-                setup.wavelength_nm,
-                first_setup.wavelength_nm,
-                otf.cutoff_per_um,
-                channel,
-                setup.cutoff_per_um,
-            )
-        return otf
 
 
 def _prior(args: argparse.Namespace) -> Any:
@@ -338,9 +277,16 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.errors import ConfigurationError, DataFormatError
     from scope.io.raw import open_sim_stack
     from scope.io.writers import WIDEFIELD_DESCRIPTION, write_ome_tiff
+    from scope.optics import OTF
     from scope.sim.diagnostics import carrier_report
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
-    from scope.sim.pipeline import check_signal, defects_to_repair, estimate_with_fallback
+    from scope.sim.pipeline import (
+        MeasuredOTFs,
+        check_signal,
+        check_square_pixels,
+        defects_to_repair,
+        estimate_with_fallback,
+    )
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
@@ -374,7 +320,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             """A raw set as reconstructed: photo-electrons when camera maps are given."""
             return to_electrons(frames) if to_electrons is not None else frames
 
-        _check_square_pixels(args, raw)
+        check_square_pixels(raw, _pixel_size_override(args))
         first_adu = raw.read_set(0)
         first = converted(first_adu)
         offset = 0.0 if to_electrons else args.offset
@@ -395,7 +341,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 f"--otf takes one measured OTF, or one per channel; {src.name} has "
                 f"{raw.n_channels} channel(s), got {len(otf_files)} files"
             )
-        otfs = _OTFs(otf_files)
+        otfs = MeasuredOTFs(otf_files)
 
         def prepare(channel: int) -> _Channel:
             """One channel's optics, pattern (estimated on its first set, or read back),
@@ -412,6 +358,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 raise DataFormatError(f"{err} (channel {channel})" if many else str(err)) from None
             setup = _setup(args, raw, _channel_wavelength(args, raw, channel))
             otf = otfs.for_channel(channel, setup, channels[0].setup if channels else None)
+            if otf is None:  # no measured one: the ideal OTF of the channel's optics
+                otf = OTF.from_setup(setup)
             defects = defects_to_repair(frames, setup, settings, otf, backend)
             doc = None
             if stored is not None:

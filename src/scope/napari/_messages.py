@@ -1,15 +1,15 @@
-"""Messages of the library and of pydantic, told in the words of the napari widgets.
+"""Messages of the library, told in the words of the napari widgets.
 
 The library's errors name the command line's flags (``--angles``, ``--frame-order``) and its
 Python arguments (``widefield=``, ``channel_axis=``); in napari the user sets fields and picks
-layers. :func:`in_widget_words` swaps the one for the other; :func:`validation_text` gives a
-pydantic model's own message without pydantic's decoration (error counts, input values, links).
+layers. :func:`in_widget_words` swaps the one for the other. A pydantic model's own message
+without pydantic's decoration is :func:`scope.batch.config.validation_message` (the command
+line's too).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 #: whole phrases first (they read badly when only the flags are swapped), then single flags
 _PHRASES: tuple[tuple[str, str], ...] = (
@@ -68,15 +68,3 @@ def in_widget_words(message: str) -> str:
     for flag, field in sorted(_FLAGS.items(), key=lambda kv: -len(kv[0])):
         message = re.sub(rf"{re.escape(flag)}(?![\w-])", field, message)
     return message
-
-
-def validation_text(err: Any) -> str:
-    """The messages of a pydantic ``ValidationError`` as the model states them, without
-    pydantic's error count, input value and documentation link."""
-    texts = []
-    for item in err.errors():
-        text = str(item.get("msg", ""))
-        text = text.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        where = ".".join(str(p) for p in item.get("loc", ()))
-        texts.append(f"{where}: {text}" if where and item.get("type") != "value_error" else text)
-    return "; ".join(texts) or str(err)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from scope.napari._layers import AXIS_LABELS, frames_first, frames_first_axes, um_units
+from scope.napari._result_layers import percentile_limits
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,19 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
 
 def _contrast(meta: dict[str, Any], channel: int, image: np.ndarray) -> dict[str, Any]:
     """``contrast_limits`` of a result: the display window the file states for ``channel``
-    (OME-Zarr ``omero``, as scope writes it), else the 0.5-99.9 percentiles of ``image`` (the
-    channel's data), as the reconstruction widget sets them, so that a few bright pixels or a
-    ringing edge do not set the contrast (napari's own: the full range)."""
+    (OME-Zarr ``omero``, as scope writes it), else those the reconstruction widget sets for
+    ``image`` (the channel's data; :func:`~scope.napari._result_layers.percentile_limits`), so
+    that a few bright pixels or a ringing edge do not set the contrast (napari's own: the full
+    range, which it also keeps for an image without a finite value)."""
+    from scope.errors import DataFormatError
+
     channels = (meta.get("omero") or {}).get("channels") or []
     w = (channels[channel].get("window") or {}) if channel < len(channels) else {}
     start, end = w.get("start"), w.get("end")
     if not (isinstance(start, int | float) and isinstance(end, int | float) and end > start):
-        sample = np.asarray(image)[..., ::2, ::2]
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:
-            return {}
-        start, end = (float(v) for v in np.percentile(sample, [0.5, 99.9]))
-        if not end > start:
+        try:
+            start, end = percentile_limits(image)
+        except DataFormatError:
             return {}
     return {"contrast_limits": (float(start), float(end))}
 

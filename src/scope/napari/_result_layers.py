@@ -89,10 +89,24 @@ def sim_grid(raw_layer: Any, ndim: int) -> Grid:
     return scale, translate, grid_units(raw_layer, ndim)
 
 
+#: the percentiles of an image shown as black and full colour (results, live images, and the
+#: results the reader opens): a few bright pixels or a ringing edge set no contrast
+DISPLAY_PERCENTILES = (0.5, 99.9)
+
+
 def percentile_limits(image: np.ndarray) -> tuple[float, float]:
-    """The 0.5-99.9 percentiles: a few bright pixels or a ringing edge set no contrast."""
-    low, high = (float(v) for v in np.percentile(image, [0.5, 99.9]))
-    return (low, high) if high > low else (low, low + 1.0)
+    """``contrast_limits`` for ``image``: the :data:`DISPLAY_PERCENTILES` of its finite values,
+    by the rule of the video export (:func:`scope.export.render.contrast_limits`: at most a few
+    million values looked at; ``high > low`` always).
+
+    Raises
+    ------
+    DataFormatError
+        The image holds no finite value.
+    """
+    from scope.export.render import contrast_limits
+
+    return contrast_limits(image, *DISPLAY_PERCENTILES)
 
 
 def result_look(raw_layer: Any, wavelength_nm: float | None, kind: str) -> dict[str, Any]:

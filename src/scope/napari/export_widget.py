@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -36,6 +35,7 @@ from qtpy.QtWidgets import (
 from scope.errors import ScopeError
 from scope.export import COLORMAPS, LAYOUTS, PRESETS, build_renderer, export_video
 from scope.export.colormaps import canonical_name
+from scope.napari._controls import form_layout
 from scope.napari._messages import in_widget_words
 
 if TYPE_CHECKING:
@@ -151,21 +151,24 @@ class ExportVideoWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        form = QFormLayout()
-        form.addRow("SIM layer", self.sim_layer)
-        form.addRow("Widefield", self.widefield_layer)
-        form.addRow("Preset", self.preset)
-        form.addRow("Layout", self.layout_box)
-        form.addRow("Colormap", self.colormap)
-        form.addRow("Title", self.title)
-        form.addRow("Caption", self.caption)
-        form.addRow("Credit", self.credit)
-        form.addRow("Duration", self.duration)
-        form.addRow("Pixel size", self.pixel_size)
         out_row = QHBoxLayout()
         out_row.addWidget(self.output)
         out_row.addWidget(browse)
-        form.addRow("Output", out_row)
+        form = form_layout(
+            [
+                ("SIM layer", self.sim_layer),
+                ("Widefield", self.widefield_layer),
+                ("Preset", self.preset),
+                ("Layout", self.layout_box),
+                ("Colormap", self.colormap),
+                ("Title", self.title),
+                ("Caption", self.caption),
+                ("Credit", self.credit),
+                ("Duration", self.duration),
+                ("Pixel size", self.pixel_size),
+                ("Output", out_row),
+            ]
+        )
         buttons = QHBoxLayout()
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.export_button)

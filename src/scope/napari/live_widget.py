@@ -27,21 +27,19 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from scope.errors import ScopeError
-from scope.napari._controls import spin_box
+from scope.napari._controls import form_box, int_spin_box, spin_box
 from scope.napari._layers import um_units
+from scope.napari._result_layers import percentile_limits
 from scope.napari.live import LiveConfig, LiveSession
 from scope.sim.pattern_map import DRIFT_TOLERANCE_RAD
 
@@ -106,6 +104,38 @@ def _live_metadata(name: str) -> dict[str, Any]:
     return {"scope_kind": "raw"}
 
 
+def snapshot_metadata(name: str, setup: Any, params: Any = None) -> dict[str, Any]:
+    """What a saved snapshot of the live layer ``name`` states about its pixels, optics and
+    pattern (File > Save Layer; the writer stores it, the reader reads it back).
+
+    Parameters
+    ----------
+    name : str
+        :data:`WIDEFIELD_LAYER` (camera pixels) or :data:`SIM_LAYER` (half their size).
+    setup : OpticalSetup
+        The session's optics.
+    params : SIMParameters, optional
+        The pattern the SIM images are reconstructed with (None: not known yet; the SIM layer
+        then states its pixel size only).
+
+    Returns
+    -------
+    dict
+        Keys to update the layer's metadata with.
+    """
+    optics = {"optics": setup.model_dump(), "na": setup.na, "wavelength_nm": setup.wavelength_nm}
+    if name != SIM_LAYER:
+        return {"pixel_size_nm": setup.pixel_size_nm, **optics}
+    meta: dict[str, Any] = {"pixel_size_nm": setup.pixel_size_nm / 2}
+    if params is not None:
+        meta |= {
+            "sim_parameters": params.to_dict(),
+            **optics,
+            "camera_pixel_size_nm": setup.pixel_size_nm,
+        }
+    return meta
+
+
 def field_too_small(config: LiveConfig) -> str | None:
     """Why the camera field is too small to find the pattern in (fewer than
     :data:`MIN_PERIODS_ACROSS` periods of the pattern across it), or None."""
@@ -138,6 +168,8 @@ class LiveImagingWidget(QWidget):
         self._shown_sim = 0
         self._shown_map = 0
         self._fixed_contrast: set[str] = set()
+        #: per layer, the session and pattern its metadata describes (see :meth:`_describe`)
+        self._described: dict[str, tuple[LiveSession, Any]] = {}
         self.gui_updates = 0
 
         # -- microscope
@@ -166,42 +198,46 @@ class LiveImagingWidget(QWidget):
         self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
         self.roi = QLineEdit("")
         self.roi.setPlaceholderText("x, y, width, height (empty = full sensor)")
-        self.sensor = QSpinBox()
-        self.sensor.setRange(32, 2048)
-        self.sensor.setSingleStep(32)
-        self.sensor.setValue(256)
-        self.sensor.setSuffix(" px")
-        self.sensor.setToolTip("sensor size of the simulated camera (square)")
-        form = QFormLayout()
-        form.addRow("Camera", cam_row)
-        form.addRow("Controller", self.controller)
-        form.addRow("Trigger", self.trigger)
-        form.addRow("Exposure", self.exposure)
-        form.addRow("Dark gap", self.dark)
-        form.addRow("ROI", self.roi)
-        form.addRow("Simulated sensor", self.sensor)
-        dev_box = QGroupBox("Microscope")
-        dev_box.setLayout(form)
+        self.sensor = int_spin_box(
+            32,
+            2048,
+            256,
+            step=32,
+            suffix=" px",
+            tooltip="sensor size of the simulated camera (square)",
+        )
+        dev_box = form_box(
+            "Microscope",
+            [
+                ("Camera", cam_row),
+                ("Controller", self.controller),
+                ("Trigger", self.trigger),
+                ("Exposure", self.exposure),
+                ("Dark gap", self.dark),
+                ("ROI", self.roi),
+                ("Simulated sensor", self.sensor),
+            ],
+        )
 
         # -- pattern and optics
         self.angles = QLineEdit("0, 60, 120")
-        self.phases = QSpinBox()
-        self.phases.setRange(3, 9)
-        self.phases.setValue(3)
+        self.phases = int_spin_box(3, 9, 3)
         self.period = spin_box(50.0, 5000.0, 260.0, 5.0, 1, " nm")
         self.na = spin_box(0.1, 1.7, 1.2, 0.05, 2, "")
         self.wavelength = spin_box(300.0, 1200.0, 525.0, 5.0, 1, " nm")
         self.pixel_size = spin_box(1.0, 10000.0, 65.0, 1.0, 2, " nm")
         self.pixel_size.setToolTip("camera pixel size at the sample")
-        pform = QFormLayout()
-        pform.addRow("Angles (°)", self.angles)
-        pform.addRow("Phases", self.phases)
-        pform.addRow("Period", self.period)
-        pform.addRow("NA", self.na)
-        pform.addRow("Emission λ", self.wavelength)
-        pform.addRow("Pixel size", self.pixel_size)
-        pat_box = QGroupBox("Pattern set and optics")
-        pat_box.setLayout(pform)
+        pat_box = form_box(
+            "Pattern set and optics",
+            [
+                ("Angles (°)", self.angles),
+                ("Phases", self.phases),
+                ("Period", self.period),
+                ("NA", self.na),
+                ("Emission λ", self.wavelength),
+                ("Pixel size", self.pixel_size),
+            ],
+        )
 
         # -- reconstruction
         self.sim_every = QComboBox()
@@ -210,60 +246,65 @@ class LiveImagingWidget(QWidget):
         self.estimate.setChecked(True)
         self.backend = QComboBox()
         self.backend.addItems(["auto", "numpy", "cupy"])
-        rform = QFormLayout()
-        rform.addRow("New SIM image", self.sim_every)
-        rform.addRow("", self.estimate)
-        rform.addRow("Backend", self.backend)
-        self.display_hz = QSpinBox()
-        self.display_hz.setRange(1, 60)
-        self.display_hz.setValue(DISPLAY_HZ)
-        self.display_hz.setSuffix(" Hz")
-        self.display_hz.setToolTip(
-            "largest display refresh rate (acquisition and reconstruction run at their own pace)"
+        self.display_hz = int_spin_box(
+            1,
+            60,
+            DISPLAY_HZ,
+            suffix=" Hz",
+            tooltip="largest display refresh rate (acquisition and reconstruction run at their "
+            "own pace)",
         )
-        rform.addRow("Display up to", self.display_hz)
         self.modulation_map = QCheckBox("map the pattern's modulation (about once a second)")
         self.modulation_map.setToolTip(
             "the pattern's local modulation contrast against shot noise, as a layer: under "
             "about 3 the pattern is barely visible there (defocused, washed out, too dark)"
         )
         self.modulation_map.toggled.connect(self._modulation_map_toggled)
-        rform.addRow("", self.modulation_map)
-        self.reestimate_every = QSpinBox()
-        self.reestimate_every.setRange(0, 3600)
-        self.reestimate_every.setSingleStep(10)
-        self.reestimate_every.setSuffix(" s")
-        self.reestimate_every.setSpecialValueText("only when asked")
-        self.reestimate_every.setToolTip(
-            "estimate the pattern again on the newest window every so many seconds: for a "
-            "pattern that drifts as the projector warms up (stripes or a grid appear in SIM)"
+        self.reestimate_every = int_spin_box(
+            0,
+            3600,
+            0,
+            step=10,
+            suffix=" s",
+            tooltip="estimate the pattern again on the newest window every so many seconds: "
+            "for a pattern that drifts as the projector warms up (stripes or a grid appear in "
+            "SIM)",
         )
+        self.reestimate_every.setSpecialValueText("only when asked")
         self.reestimate_button = QPushButton("Re-estimate now")
         self.reestimate_button.setToolTip("estimate the pattern again on the next window")
         self.reestimate_button.clicked.connect(self._reestimate_clicked)
         again = QHBoxLayout()
         again.addWidget(self.reestimate_every)
         again.addWidget(self.reestimate_button)
-        rform.addRow("Re-estimate every", again)
-        rec_box = QGroupBox("Live reconstruction")
-        rec_box.setLayout(rform)
+        rec_box = form_box(
+            "Live reconstruction",
+            [
+                ("New SIM image", self.sim_every),
+                ("", self.estimate),
+                ("Backend", self.backend),
+                ("Display up to", self.display_hz),
+                ("", self.modulation_map),
+                ("Re-estimate every", again),
+            ],
+        )
 
         # -- record
         self.output = QLineEdit(str(Path.cwd() / "run.zarr"))
-        self.n_sets = QSpinBox()
-        self.n_sets.setRange(1, 1_000_000)
-        self.n_sets.setValue(50)
+        self.n_sets = int_spin_box(1, 1_000_000, 50)
         self.keep_live = QCheckBox("keep the scratch run of Live / Live SIM")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        oform = QFormLayout()
-        oform.addRow("Output", self.output)
-        oform.addRow("Sets", self.n_sets)
-        oform.addRow("", self.keep_live)
-        oform.addRow("Progress", self.progress)
-        rec_out = QGroupBox("Record (OME-Zarr)")
-        rec_out.setLayout(oform)
+        rec_out = form_box(
+            "Record (OME-Zarr)",
+            [
+                ("Output", self.output),
+                ("Sets", self.n_sets),
+                ("", self.keep_live),
+                ("Progress", self.progress),
+            ],
+        )
 
         # -- buttons and status
         self.live_button = QPushButton("Live")
@@ -385,6 +426,7 @@ class LiveImagingWidget(QWidget):
         self._sessions[:] = [session]
         self._shown_raw = self._shown_sim = self._shown_map = 0
         self._fixed_contrast.clear()  # a new session fits its contrast once, then keeps it
+        self._described.clear()
         self.progress.setValue(0)
         self.status.setText(f"{mode}: starting …")
         for b in (self.live_button, self.sim_button, self.record_button):
@@ -474,12 +516,21 @@ class LiveImagingWidget(QWidget):
         return layer
 
     def _fit_contrast(self, layer: Any, data: np.ndarray) -> None:
-        lo, hi = np.percentile(data, [0.5, 99.8])
-        if hi <= lo:
-            hi = lo + 1
+        """Fit the contrast of ``layer`` to ``data`` (the results' rule:
+        :func:`~scope.napari._result_layers.percentile_limits`) and keep it."""
+        lo, hi = percentile_limits(data)
         layer.contrast_limits_range = (float(min(lo, data.min())), float(max(hi, data.max())))
         layer.contrast_limits = (float(lo), float(hi))
         self._fixed_contrast.add(layer.name)
+
+    def _describe(self, layer: Any, s: LiveSession) -> None:
+        """Give ``layer`` what a saved snapshot of it states (File > Save Layer): once per
+        session and pattern (a new estimate), not for every image shown."""
+        described = self._described.get(layer.name)
+        if described is not None and described[0] is s and described[1] is s.params:
+            return
+        self._described[layer.name] = (s, s.params)
+        layer.metadata.update(snapshot_metadata(layer.name, s.setup, s.params))
 
     def auto_contrast(self) -> None:
         """Re-fit the contrast of the live layers once (then it stays fixed again)."""
@@ -519,12 +570,7 @@ class LiveImagingWidget(QWidget):
                 wf = self._layer(
                     WIDEFIELD_LAYER, snap.widefield, cam, (0.0, 0.0), "gray", visible=visible
                 )
-                wf.metadata.update(  # what a saved snapshot states (File > Save Layer)
-                    pixel_size_nm=s.config.pixel_size_nm,
-                    optics=s.setup.model_dump(),
-                    na=s.setup.na,
-                    wavelength_nm=s.setup.wavelength_nm,
-                )
+                self._describe(wf, s)
         if snap.sim is not None and snap.sim_serial != self._shown_sim:
             self._shown_sim = snap.sim_serial
             layer = self._layer(
@@ -532,16 +578,7 @@ class LiveImagingWidget(QWidget):
             )
             layer.metadata["frame_indices"] = snap.sim_frame_indices
             layer.metadata["sim_serial"] = snap.sim_serial
-            layer.metadata["pixel_size_nm"] = s.config.pixel_size_nm / 2
-            if "sim_parameters" not in layer.metadata and s.params is not None:
-                # what a saved snapshot of the live SIM layer needs (File > Save Layer)
-                layer.metadata.update(
-                    sim_parameters=s.params.to_dict(),
-                    optics=s.setup.model_dump(),
-                    na=s.setup.na,
-                    wavelength_nm=s.setup.wavelength_nm,
-                    camera_pixel_size_nm=s.setup.pixel_size_nm,
-                )
+            self._describe(layer, s)
         if snap.modulation_map is not None and snap.modulation_map_serial != self._shown_map:
             self._shown_map = snap.modulation_map_serial
             new = MODULATION_LAYER not in self.viewer.layers

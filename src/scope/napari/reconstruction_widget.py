@@ -35,26 +35,23 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from scope.errors import DataFormatError, ScopeError
-from scope.napari._controls import spin_box
+from scope.napari._controls import form_box, int_spin_box, spin_box
 from scope.napari._layers import (
     adopt_um,
     camera_pixel_size_nm,
     frame_axis,
     lead_axes,
 )
-from scope.napari._messages import in_widget_words, validation_text
+from scope.napari._messages import in_widget_words
 from scope.napari._result_layers import (
     add_results,
     camera_grid,
@@ -155,12 +152,8 @@ class ReconstructionWidget(QWidget):
         self.pixel_size.setSpecialValueText(PIXEL_SIZE_UNKNOWN)
         self.pixel_size.setToolTip("camera pixel size at the sample")
         self.immersion = spin_box(1.0, 1.6, 1.515, 0.005, 3)
-        self.n_angles = QSpinBox()
-        self.n_angles.setRange(1, 9)
-        self.n_angles.setValue(3)
-        self.n_phases = QSpinBox()
-        self.n_phases.setRange(3, 9)
-        self.n_phases.setValue(3)
+        self.n_angles = int_spin_box(1, 9, 3)
+        self.n_phases = int_spin_box(3, 9, 3)
         self.frame_order = QComboBox()
         self.frame_order.addItems(["angle-major", "phase-major"])  # scope.io.raw.FRAME_ORDERS
         self.frame_order.setToolTip(
@@ -170,19 +163,21 @@ class ReconstructionWidget(QWidget):
         self.offset = spin_box(-1.0, 65535.0, -1.0, 1.0, 1, " ADU")
         self.offset.setSpecialValueText("auto")
         self.offset.setToolTip("camera offset (auto: a low percentile of the first frame)")
-        optics = QFormLayout()
-        optics.addRow("Raw stack", src_row)
-        optics.addRow("NA", self.na)
-        optics.addRow("Emission λ", self.wavelength)
-        optics.addRow("Camera pixel at sample", self.pixel_size)
-        optics.addRow("Immersion index", self.immersion)
-        optics.addRow("Angles", self.n_angles)
-        optics.addRow("Phases", self.n_phases)
-        optics.addRow("Frame order", self.frame_order)
+        optics_box = form_box(
+            "Data and optics",
+            [
+                ("Raw stack", src_row),
+                ("NA", self.na),
+                ("Emission λ", self.wavelength),
+                ("Camera pixel at sample", self.pixel_size),
+                ("Immersion index", self.immersion),
+                ("Angles", self.n_angles),
+                ("Phases", self.n_phases),
+                ("Frame order", self.frame_order),
+                ("Camera offset", self.offset),
+            ],
+        )
         self.frame_order.currentIndexChanged.connect(self._forget_parameters)
-        optics.addRow("Camera offset", self.offset)
-        optics_box = QGroupBox("Data and optics")
-        optics_box.setLayout(optics)
         self.na.valueChanged.connect(lambda v: self._optics_edited("na", v))
         self.wavelength.valueChanged.connect(lambda v: self._optics_edited("wavelength_nm", v))
         self.pixel_size.valueChanged.connect(self._pixel_size_edited)
@@ -212,14 +207,16 @@ class ReconstructionWidget(QWidget):
         wiener_row = QHBoxLayout()
         wiener_row.addWidget(self.auto_wiener)
         wiener_row.addWidget(self.wiener)
-        controls = QFormLayout()
-        controls.addRow("Filter", self.filter)
-        controls.addRow("Wiener", wiener_row)
-        controls.addRow("Notch strength", self.notch)
-        controls.addRow("Apodisation cutoff", self.apodization)
-        controls.addRow("Frame brightness", self.equalize)
-        controls_box = QGroupBox("Filter (live preview of the current set)")
-        controls_box.setLayout(controls)
+        controls_box = form_box(
+            "Filter (live preview of the current set)",
+            [
+                ("Filter", self.filter),
+                ("Wiener", wiener_row),
+                ("Notch strength", self.notch),
+                ("Apodisation cutoff", self.apodization),
+                ("Frame brightness", self.equalize),
+            ],
+        )
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(150)
@@ -397,6 +394,7 @@ class ReconstructionWidget(QWidget):
         be: a pixel size not given, an NA above the immersion index)."""
         from pydantic import ValidationError
 
+        from scope.batch.config import validation_message
         from scope.errors import ConfigurationError
         from scope.optics import OpticalSetup
 
@@ -413,7 +411,7 @@ class ReconstructionWidget(QWidget):
                 immersion_index=self.immersion.value(),
             )
         except ValidationError as err:
-            raise ConfigurationError(validation_text(err)) from err
+            raise ConfigurationError(validation_message(err)) from err
 
     def settings(self) -> Any:
         from scope.sim.reconstruct import ReconstructionSettings

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,6 +174,106 @@ def estimate_with_fallback(
         return estimate_parameters(frames, setup, prior=fallback_prior, **kwargs)
 
 
+def stated_by(raw: Any) -> str:
+    """Where a value a raw file states comes from, for messages (``"x.mrc's header (voxel
+    size 0.65)"``, ``"x.ome.tif's metadata"``).
+
+    Parameters
+    ----------
+    raw : RawStack
+        The open file (:func:`scope.io.raw.open_sim_stack`).
+    """
+    name = Path(raw.path).name
+    if raw.metadata.get("format") == "mrc":
+        voxel = raw.metadata.get("voxel_size_header")
+        return f"{name}'s header" + (f" (voxel size {voxel:g})" if voxel else "")
+    return f"{name}'s metadata"
+
+
+def check_square_pixels(raw: Any, override: str | None = None) -> None:
+    """Refuse a file that states pixels that are not square (the reconstruction's grid is
+    square), unless a pixel size given instead overrides the file's sizes (then say so).
+
+    Parameters
+    ----------
+    raw : RawStack
+        The open file; its ``pixel_size_xy_nm`` is set only where X and Y differ.
+    override : str, optional
+        The pixel size given instead, as the user gave it (``"--pixel-size 65"``); None: none.
+
+    Raises
+    ------
+    ConfigurationError
+        Pixels that are not square and no ``override``.
+    """
+    if raw.pixel_size_xy_nm is None:
+        return
+    x, y = raw.pixel_size_xy_nm
+    stated = f"{stated_by(raw)} states pixels of {x:g} x {y:g} nm (X x Y)"
+    if override is None:
+        raise ConfigurationError(
+            f"{stated}, not square: the reconstruction needs square pixels; resample the frames "
+            "to square pixels first, or give --pixel-size NM if the file's sizes are wrong"
+        )
+    log.warning(
+        "%s, not square: %s is used for both (the reconstruction assumes square pixels)",
+        stated,
+        override,
+    )
+
+
+class MeasuredOTFs:
+    """The measured OTFs of a file's channels: none, one for every channel, or one per
+    channel; each file read once, checked against the optics of each channel it serves.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The OTF files (TIFF, MRC or a preset TOML with ``[calibration.otf]``): empty, one, or
+        one per channel (the caller checks their number against the channels).
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        self._loaded: dict[str, OTF] = {}
+
+    def for_channel(
+        self, channel: int, setup: OpticalSetup, first_setup: OpticalSetup | None = None
+    ) -> OTF | None:
+        """Channel ``channel``'s measured OTF, or None where no file is given (the ideal OTF
+        of its setup then).
+
+        Warns where the OTF does not fit the channel's optics
+        (:func:`scope.optics.check_measured_otf`), or where one OTF serves channels of other
+        emission wavelengths than channel 0's (``first_setup``).
+        """
+        from scope.calibration.otf import read_otf_file
+        from scope.optics import check_measured_otf
+
+        if not self.paths:
+            return None
+        path = self.paths[channel if len(self.paths) > 1 else 0]
+        if path not in self._loaded:
+            self._loaded[path] = read_otf_file(path)  # unreadable: an error naming the file
+        otf = self._loaded[path]
+        check_measured_otf(otf, setup)
+        shared = len(self.paths) == 1 and channel > 0 and first_setup is not None
+        if shared and setup.wavelength_nm != first_setup.wavelength_nm:
+            log.warning(
+                "--otf %s serves channel %d (%g nm) as well as channel 0 (%g nm), but a measured "
+                "OTF belongs to one emission wavelength: its cutoff is %.2f /µm, channel %d's "
+                "2 NA / λ %.2f /µm; give each channel its own: --otf A.mrc B.mrc ...",
+                Path(path).name,
+                channel,
+                setup.wavelength_nm,
+                first_setup.wavelength_nm,
+                otf.cutoff_per_um,
+                channel,
+                setup.cutoff_per_um,
+            )
+        return otf
+
+
 class SetReconstructor:
     """Reconstructs SIM sets one at a time with one cached operator.
 
@@ -188,8 +290,16 @@ class SetReconstructor:
     n_angles, n_phases : int
     params : SIMParameters, optional
         Known parameters (no estimation).
-    prior, settings, estimation, otf, backend
-        As for :func:`reconstruct_stack`.
+    prior : SIMParameters, optional
+        The nominal pattern: the estimation's search window and fallback.
+    settings : ReconstructionSettings, optional
+        Filter, offset, frame equalisation, defect repair (default settings when None).
+    estimation : EstimationSettings, optional
+        How the parameters are estimated.
+    otf : OTF, optional
+        A measured OTF (default: the ideal one of ``setup``).
+    backend : Backend or str, optional
+        Array backend (``"numpy"``, ``"cupy"``; default: the best available).
     pattern_map : {"auto", "on", "off"}
         Map the pattern's phase across large frames (measured in tiles) and take it out pixel
         by pixel, when the illumination optics bend the pattern (``"auto"``, default) or always
