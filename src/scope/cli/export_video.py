@@ -123,20 +123,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _is_acquisition_zarr(path: Path) -> bool:
-    """A run written by ``scope acquire`` (a Zarr group whose layout names it), by its metadata."""
-    import json
-
-    meta = path / "zarr.json"
-    if not meta.is_file():
-        return False
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes") or {}
-    except (OSError, ValueError):
-        return False
-    return str((attrs.get("scope") or {}).get("layout", "")).startswith("scope-sim-raw/")
-
-
 #: number flags: (name, what the number is); every one must be finite and above 0
 _POSITIVE_FLAGS = (
     ("duration", "seconds"),
@@ -150,7 +136,17 @@ _POSITIVE_FLAGS = (
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """One line for a number flag that is not finite and positive (argparse's ``float`` takes
-    ``nan`` and ``inf``; ``--pixel-size 0`` would be taken as not given)."""
+    ``nan`` and ``inf``; ``--pixel-size 0`` would be taken as not given).
+
+    Not :func:`scope.cli.parameter_flags.finite_number` as the flags' type: that refuses NaN
+    and inf only (not 0 or negative values), without the unit, and through argparse's usage
+    lines rather than this one line.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the flag, its value and the range expected.
+    """
     from scope.errors import ConfigurationError
 
     for dest, unit in _POSITIVE_FLAGS:
@@ -160,29 +156,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise ConfigurationError(
                 f"{flag} {value:g}: expected a finite number above 0 {unit}".rstrip()
             )
-
-
-def _is_acquisition(path: Path) -> bool:
-    """A run written by ``scope acquire``: an OME-Zarr group whose layout names it, or an
-    OME-TIFF with the run's frame journal (``<name>.frames.jsonl``) or metadata
-    (``<name>.meta.json``, layout ``scope-sim-raw/...``) beside it."""
-    import json
-
-    if path.is_dir():
-        return _is_acquisition_zarr(path)
-    if path.with_name(path.name + ".frames.jsonl").is_file():
-        return True
-    meta = path.with_name(path.name + ".meta.json")
-    if not meta.is_file() or meta.stat().st_size > 16 * 2**20:
-        return False
-    try:
-        attrs = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False
-    scope_attrs = attrs.get("scope") if isinstance(attrs, dict) else None
-    return isinstance(scope_attrs, dict) and str(scope_attrs.get("layout", "")).startswith(
-        "scope-sim-raw/"
-    )
 
 
 def _summary(result: Any, timed: bool) -> str:
@@ -209,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     from scope.export import RenderStyle, export_video
     from scope.export.clip import check_output_path
     from scope.export.sources import read_image_source, reconstruct_raw_source
+    from scope.io.raw import is_acquisition_run
 
     _check_numbers(args)
     preset = args.preset or ("gif" if args.output.suffix.lower() == ".gif" else "reel")
@@ -228,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.input.resolve() == args.output.resolve():
         raise ConfigurationError(f"-o {args.output} is the input file: name the clip otherwise")
-    raw_input = args.raw or _is_acquisition(args.input)
+    raw_input = args.raw or is_acquisition_run(args.input)
     if raw_input and args.widefield:
         raise ConfigurationError(
             "--widefield is for a reconstructed INPUT; a raw run gives its own widefield image"

@@ -21,7 +21,7 @@ from scope.errors import ConfigurationError, DataFormatError
 from scope.export.encode import Mp4Writer, write_gif
 from scope.export.layouts import LAYOUTS, ClipRenderer
 from scope.export.presets import VideoPreset, get_preset
-from scope.export.render import RenderStyle, View
+from scope.export.render import RenderStyle, View, contrast_samples
 from scope.export.timing import ShortMode, plan_timing
 from scope.io.raw import LazyFrames
 
@@ -284,6 +284,7 @@ def build_renderer(
     names = list(channel_names) if channel_names else None
     if wf is not None and layout in ("side-by-side", "wipe"):
         corner = "right" if layout == "wipe" else "left"
+        wf_sample, sim_sample = contrast_samples(wf, sim)  # each set reconstructed once
         views.append(
             View.build(
                 wf,
@@ -292,9 +293,14 @@ def build_renderer(
                 label="Widefield",
                 label_corner=corner,
                 channel_names=names,
+                sample=wf_sample,
             )
         )
-        views.append(View.build(sim, pixel_size_nm, style, label="SIM", channel_names=names))
+        views.append(
+            View.build(
+                sim, pixel_size_nm, style, label="SIM", channel_names=names, sample=sim_sample
+            )
+        )
     else:
         views.append(View.build(sim, pixel_size_nm, style, channel_names=names))
     return ClipRenderer(layout, views, preset, style, plan, times)

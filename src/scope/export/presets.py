@@ -129,57 +129,72 @@ class VideoPreset:
         return self.safe_area.rect(self.width_px, self.height_px)
 
 
-_MP4 = {"container": "mp4", "fps": 30, "min_duration_s": 3.0, "max_duration_s": 90.0}
 _FEED_MARGINS = SafeArea(54, 54, 54, 54)
 
+
+def _mp4_preset(
+    name: str,
+    width_px: int,
+    height_px: int,
+    *,
+    max_bitrate_kbps: int,
+    safe_area: SafeArea,
+    description: str,
+    target_duration_s: float = 15.0,
+    still_duration_s: float = 6.0,
+) -> VideoPreset:
+    """An MP4 preset: 30 fps, 3-90 s, at most 64 MB (what every target platform accepts)."""
+    return VideoPreset(
+        name,
+        width_px,
+        height_px,
+        container="mp4",
+        fps=30,
+        min_duration_s=3.0,
+        max_duration_s=90.0,
+        target_duration_s=target_duration_s,
+        still_duration_s=still_duration_s,
+        max_file_mb=64.0,
+        max_bitrate_kbps=max_bitrate_kbps,
+        safe_area=safe_area,
+        description=description,
+    )
+
+
 PRESETS: dict[str, VideoPreset] = {
-    "reel": VideoPreset(
+    "reel": _mp4_preset(
         "reel",
         1080,
         1920,
-        **_MP4,
-        target_duration_s=15.0,
-        still_duration_s=6.0,
-        max_file_mb=64.0,
         max_bitrate_kbps=8000,
         safe_area=SafeArea(250, 420, 60, 140),
         description="9:16 full screen: Instagram Reels, TikTok, YouTube Shorts, stories",
     ),
-    "square": VideoPreset(
+    "square": _mp4_preset(
         "square",
         1080,
         1080,
-        **_MP4,
-        target_duration_s=15.0,
-        still_duration_s=6.0,
-        max_file_mb=64.0,
         max_bitrate_kbps=6000,
         safe_area=_FEED_MARGINS,
         description="1:1 feed post (Instagram, Mastodon, Bluesky, LinkedIn)",
     ),
-    "portrait": VideoPreset(
+    "portrait": _mp4_preset(
         "portrait",
         1080,
         1350,
-        **_MP4,
-        target_duration_s=15.0,
-        still_duration_s=6.0,
-        max_file_mb=64.0,
         max_bitrate_kbps=6000,
         safe_area=SafeArea(68, 68, 54, 54),
         description="4:5 feed post (Instagram, Facebook)",
     ),
-    "landscape": VideoPreset(
+    "landscape": _mp4_preset(
         "landscape",
         1920,
         1080,
-        **_MP4,
-        target_duration_s=20.0,
-        still_duration_s=8.0,
-        max_file_mb=64.0,
         max_bitrate_kbps=8000,
         safe_area=SafeArea(54, 54, 96, 96),
         description="16:9 player (YouTube, X, talks)",
+        target_duration_s=20.0,
+        still_duration_s=8.0,
     ),
     "gif": VideoPreset(
         "gif",

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 CONTRAST_FRAMES = 64
 #: most values looked at when computing percentiles (evenly strided over the whole clip)
 MAX_PERCENTILE_SAMPLES = 4_000_000
+#: of the frames read for the contrast of a series read frame by frame, at most this many
+#: bytes per view are kept to be drawn from, not read (or reconstructed) again
+KEEP_SAMPLE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,65 @@ def contrast_limits(
     (low, high) : tuple of float
         ``high > low`` always (a flat image gets a range of 1).
     """
-    sample = _finite_sample(data)
-    low, high = np.percentile(sample, [low_percentile, high_percentile])
+    return _percentile_limits(_finite_sample(data), low_percentile, high_percentile)
+
+
+def _percentile_limits(
+    values: np.ndarray, low_percentile: float, high_percentile: float
+) -> tuple[float, float]:
+    """``(low, high)`` percentiles of finite ``values``, ``high > low`` always."""
+    low, high = np.percentile(values, [low_percentile, high_percentile])
     if not high > low:
-        high = float(sample.max())
+        high = float(values.max())
         if not high > low:
             high = low + 1.0
     return float(low), float(high)
+
+
+#: frames a clip's contrast is computed from, and those of them kept for drawing by index
+ContrastSample = tuple[np.ndarray, dict[int, np.ndarray]]
+
+
+def _kept_for_drawing(picks: np.ndarray, sample: np.ndarray) -> dict[int, np.ndarray]:
+    """The first frames of ``sample`` (read at ``picks``) that fit in
+    :data:`KEEP_SAMPLE_BYTES`, by their index in the clip."""
+    n_keep = min(len(picks), KEEP_SAMPLE_BYTES // max(sample[0].nbytes, 1))
+    if n_keep == len(picks):  # all of them: views of the sample
+        return {int(t): frame for t, frame in zip(picks, sample)}
+    return {int(t): sample[k].copy() for k, t in enumerate(picks[:n_keep])}
+
+
+def contrast_samples(*clips: np.ndarray) -> list[ContrastSample]:
+    """The frames each of several ``(T, ...)`` clips of the same length has its contrast
+    computed from, and which of them to keep for drawing.
+
+    An array is used whole. Data read frame by frame (:class:`scope.io.raw.LazyFrames`) gives
+    :data:`CONTRAST_FRAMES` frames evenly over the clip, each read once, the clips' frames of
+    one index one after the other (a raw run's SIM and widefield frames come from one
+    reconstruction of its set, which is then still at hand); those that fit in
+    :data:`KEEP_SAMPLE_BYTES` (the first ones) are kept by their index, so that drawing them
+    does not read them again.
+
+    Returns
+    -------
+    list of (sample, kept)
+        Per clip: ``sample``, ``(n, ...)`` frames, and ``kept``, frames of ``sample`` by their
+        index in the clip (empty for an array).
+    """
+    lazy = [k for k, clip in enumerate(clips) if not isinstance(clip, np.ndarray)]
+    out: list[ContrastSample] = [(clip, {}) for clip in clips]
+    if not lazy:
+        return out
+    n = clips[lazy[0]].shape[0]
+    picks = np.unique(np.linspace(0, n - 1, min(n, CONTRAST_FRAMES)).round().astype(int))
+    frames: dict[int, list[np.ndarray]] = {k: [] for k in lazy}
+    for t in picks:
+        for k in lazy:
+            frames[k].append(np.asarray(clips[k][int(t)]))
+    for k in lazy:
+        sample = np.stack(frames.pop(k))
+        out[k] = (sample, _kept_for_drawing(picks, sample))
+    return out
 
 
 @dataclass
@@ -156,6 +211,8 @@ class View:
     channel_names: list[str] = field(default_factory=list)
     label_corner: str = "left"
     _cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+    #: frames already read (for the contrast), by index: drawn without reading them again
+    _read: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -167,8 +224,13 @@ class View:
         label: str = "",
         label_corner: str = "left",
         channel_names: Sequence[str] | None = None,
+        sample: ContrastSample | None = None,
     ) -> View:
-        """A view of ``(T, C, Y, X)`` data with contrast from the whole clip and ``style``."""
+        """A view of ``(T, C, Y, X)`` data with contrast from the whole clip and ``style``.
+
+        ``sample`` is ``data``'s entry of :func:`contrast_samples` where the caller read it
+        along with other clips' (default: read here).
+        """
         if data.ndim != 4:
             raise DataFormatError(f"expected (T, C, Y, X) data, got shape {data.shape}")
         n_channels = data.shape[1]
@@ -184,18 +246,11 @@ class View:
                     "give one colormap per channel"
                 )
             cmaps = [canonical_name(c) for c in chosen[:n_channels]]
-        if not isinstance(data, np.ndarray):  # read frame by frame: contrast from a sample
-            n = data.shape[0]
-            picks = np.unique(np.linspace(0, n - 1, min(n, CONTRAST_FRAMES)).round().astype(int))
-            sample = np.stack([np.asarray(data[int(t)]) for t in picks])
-        else:
-            sample = data
-        limits = [
-            contrast_limits(sample[:, c], style.low_percentile, style.high_percentile)
-            for c in range(n_channels)
-        ]
+        values_from, kept = sample if sample is not None else contrast_samples(data)[0]
+        limits = []
         for c in range(n_channels):
-            values = _finite_sample(sample[:, c])
+            values = _finite_sample(values_from[:, c])
+            limits.append(_percentile_limits(values, style.low_percentile, style.high_percentile))
             if values.min() == values.max():
                 what = (label or "the image") + (f", channel {c + 1}," if n_channels > 1 else "")
                 log.warning(
@@ -209,7 +264,9 @@ class View:
             names = [f"ch{c + 1}" for c in range(n_channels)]
         if pixel_size_nm is not None and not pixel_size_nm > 0:
             raise ConfigurationError(f"pixel size must be positive, got {pixel_size_nm} nm")
-        return cls(data, pixel_size_nm, cmaps, limits, style.gamma, label, names, label_corner)
+        return cls(
+            data, pixel_size_nm, cmaps, limits, style.gamma, label, names, label_corner, _read=kept
+        )
 
     @property
     def n_frames(self) -> int:
@@ -232,7 +289,9 @@ class View:
         """Frame ``index`` in colour, ``(Y, X, 3) uint8`` at the data's own resolution."""
         if self._cache is not None and self._cache[0] == index:
             return self._cache[1]
-        frame = np.asarray(self.data[index])
+        frame = self._read.get(index)
+        if frame is None:
+            frame = np.asarray(self.data[index])
         if frame.shape[0] == 1:
             out = apply_colormap(self.normalise(frame[0], 0), self.colormaps[0])
         else:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from scope.errors import ConfigurationError, DataFormatError, ScopeError
-from scope.io.raw import LazyFrames, unit_to_nm
+from scope.io.raw import LazyFrames, RawStack, unit_to_nm
 
 log = logging.getLogger(__name__)
 
@@ -336,38 +336,14 @@ def read_image_source(path: str | Path, *, axes: str | None = None) -> ClipSourc
     )
 
 
-def _acquisition_table(path: Path) -> dict[str, np.ndarray]:
-    """The frame table of a ``scope acquire`` run: OME-Zarr (its ``frame_table``) or OME-TIFF
-    (its ``<name>.frames.jsonl`` journal, the last row written for each frame; the pixels are
-    not read)."""
-    from scope.acquisition.writer import FRAME_COLUMNS, read_acquisition, read_frame_journal
-
-    if path.is_dir():
-        return read_acquisition(path)[1]
-    latest = read_frame_journal(path)
-    n = 0
-    while n in latest:  # rows after a gap were never confirmed on disk
-        n += 1
-    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
-    return {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
-
-
-def _acquisition_set_times(path: Path, n_frames_per_set: int) -> np.ndarray | None:
-    """Start time (s, from the first) of each complete verified set of a ``scope acquire`` run."""
-    try:
-        table = _acquisition_table(path)
-    except (OSError, DataFormatError) as err:
-        log.warning("%s: no frame times (%s); the clip shows no time", path.name, err)
+def _set_times(stack: RawStack, n_times: int) -> np.ndarray | None:
+    """Start time (s, from the first) of each of a raw run's ``n_times`` time points, where
+    the file records them (:attr:`scope.io.raw.RawStack.set_times_s`: a ``scope acquire`` run,
+    from its frames' timestamps); None otherwise."""
+    times = stack.set_times_s
+    if times is None or len(times) != n_times:
         return None
-    ok = table["valid"] == 1
-    starts = []
-    for s in np.unique(table["set"][ok]):
-        sel = np.flatnonzero(ok & (table["set"] == s))
-        if len(sel) == n_frames_per_set:
-            starts.append(int(table["timestamp_ns"][sel].min()))
-    if not starts:
-        return None
-    return (np.array(starts, dtype=np.float64) - starts[0]) * 1e-9
+    return np.asarray(times, dtype=np.float64)
 
 
 #: reconstructed sets (SIM and widefield) a raw-run source keeps, in bytes: a short run is
@@ -470,7 +446,6 @@ def reconstruct_raw_source(
     stack, n_angles, n_phases = open_sim_stack(
         path, n_angles=n_angles, n_phases=n_phases, frame_order=frame_order
     )
-    n = n_angles * n_phases
     try:
         na = na or stack.na
         # each channel's emission wavelength: the one given, else the file's (per channel)
@@ -518,15 +493,10 @@ def reconstruct_raw_source(
         ny, nx = stack.frame_shape
         sim = _lazy_sets(sets, 0, (2 * ny, 2 * nx))
         widefield = _lazy_sets(sets, 1, (ny, nx))
-        is_acquisition = stack.metadata.get("format") == "scope-acquisition"
+        times = _set_times(stack, sim.shape[0])
     except BaseException:
         stack.close()
         raise
-    times = None
-    if is_acquisition:
-        times = _acquisition_set_times(path, n)
-        if times is not None and times.size != sim.shape[0]:
-            times = None
     if times is None and frame_interval_s:
         times = np.arange(sim.shape[0]) * frame_interval_s
     return ClipSource(sim, pixel_size_nm / 2, times, None, widefield, pixel_size_nm)

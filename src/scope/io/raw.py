@@ -64,6 +64,11 @@ SUPPORTED_DTYPES = tuple(
 #: X and Y pixel sizes differing by more than this share are not square
 SQUARE_PIXEL_TOLERANCE = 0.01
 
+#: what the layout a ``scope acquire`` run states begins with
+#: (:data:`scope.acquisition.writer.LAYOUT`)
+RUN_LAYOUT_PREFIX = "scope-sim-raw/"
+#: largest JSON metadata file read (a Zarr node's or a TIFF run's side-car)
+_MAX_JSON_BYTES = 16 * 2**20
 _TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 _MRC_SUFFIXES = (".mrc", ".dv", ".st", ".map")
 _LEAD_LETTERS = "TZC"
@@ -388,6 +393,35 @@ class RawStack:
 
 # ---------------------------------------------------------------------------------------------
 # shared checks
+
+
+def _file_stack(
+    path: Path,
+    data: Any,
+    lead_axes: str,
+    dtype: np.dtype,
+    metadata: dict[str, Any],
+    **fields: Any,
+) -> RawStack:
+    """The :class:`RawStack` of a file's frames.
+
+    Parameters
+    ----------
+    path : Path
+        The file (or Zarr store).
+    data : array-like
+        The frames, shaped ``(lead..., P, Y, X)`` (:class:`LazyFrames` or a Zarr array).
+    lead_axes : str
+        The letters of the axes in front of ``Y, X`` (``P`` last).
+    dtype : numpy dtype
+        The pixel type as read.
+    metadata : dict
+        What else the file states (format, original axes).
+    **fields
+        Further :class:`RawStack` fields (pixel sizes, wavelengths, NA, ``_closer``).
+    """
+    shape = tuple(int(n) for n in data.shape)
+    return RawStack(data, shape, dtype, lead_axes + "YX", path, metadata=metadata, **fields)
 
 
 def _check_dtype(path: Path, dtype: Any) -> np.dtype:
@@ -812,16 +846,7 @@ def _tiff_stack(
         reader = _TiffPageReader(path)
         data = LazyFrames(_in_file_order(reader, shape[:-2], order), full_shape, dtype)
         closer = reader.close
-    return RawStack(
-        data=data,
-        shape=full_shape,
-        dtype=dtype,
-        axes=lead_axes + "YX",
-        path=path,
-        metadata=meta,
-        _closer=closer,
-        **physical,
-    )
+    return _file_stack(path, data, lead_axes, dtype, meta, _closer=closer, **physical)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,12 +884,20 @@ class _DVLayout:
         return _DV_SECTION_ORDER[self.sequence]
 
 
-def _dv_layout(path: Path, n_sections: int) -> _DVLayout | None:
+def _dv_layout(head: bytes, n_sections: int, name: str) -> _DVLayout | None:
     """The interleaving a DeltaVision/Priism header states (None: a plain MRC file, or a
-    DeltaVision header whose counts do not fit its sections, which is then read flat)."""
-    with open(path, "rb") as fh:
-        head = fh.read(224)
-    order = _DV_ID.get(head[96:98]) if len(head) == 224 else None
+    DeltaVision header whose counts do not fit its sections, which is then read flat).
+
+    Parameters
+    ----------
+    head : bytes
+        The file's MRC header as stored (at least its first 224 bytes).
+    n_sections : int
+        The sections (2D frames) the header says the file holds.
+    name : str
+        The file's name, for the warning about a header that does not fit.
+    """
+    order = _DV_ID.get(head[96:98]) if len(head) >= 224 else None
     if order is None:
         return None
     n_times, sequence = struct.unpack_from(order + "2h", head, 180)
@@ -874,7 +907,7 @@ def _dv_layout(path: Path, n_sections: int) -> _DVLayout | None:
         log.warning(
             "%s: DeltaVision header with %d time points x %d channels (image sequence %d) does "
             "not fit its %d sections; reading the sections in file order",
-            path.name,
+            name,
             n_times,
             n_channels,
             sequence,
@@ -925,6 +958,7 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
             warnings.simplefilter("ignore", RuntimeWarning)
             with mrcfile.open(path, permissive=True, header_only=True) as m:
                 h = m.header
+                head = h.tobytes()  # as stored: the DeltaVision fields are read from it
                 nz, ny, nx = int(h.nz), int(h.ny), int(h.nx)
                 mode = int(h.mode)
                 ext_bytes = int(h.nsymbt)
@@ -954,7 +988,7 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
         )
     read = _ContiguousReader(path, offset, dtype, (ny, nx))
     meta: dict[str, Any] = {"format": "mrc", "mrc_mode": mode, "voxel_size_header": voxel}
-    dv = _dv_layout(path, nz)
+    dv = _dv_layout(head, nz, path.name)
     wavelengths: tuple[float, ...] = ()
     if dv is None:
         lead_shape, lead_axes, _ = _assign_axes(path, (nz,), "Z", n_frames_per_set)
@@ -965,19 +999,18 @@ def _open_mrc(path: Path, n_frames_per_set: int | None) -> RawStack:
         wavelengths = dv.wavelengths_nm
     full_shape = (*lead_shape, ny, nx)
     data = LazyFrames(read, full_shape, dtype)
-    return RawStack(
-        data=data,
-        shape=full_shape,
-        dtype=dtype.newbyteorder("="),
-        axes=lead_axes + "YX",
-        path=path,
+    return _file_stack(
+        path,
+        data,
+        lead_axes,
+        dtype.newbyteorder("="),
+        meta,
         **_pixel_sizes(_mrc_pixel_size_nm(voxel), _mrc_pixel_size_nm(voxel_y)),
         # a DeltaVision header's wavelengths (Priism: the emission of each channel)
         wavelength_nm=wavelengths[0] if wavelengths and wavelengths[0] > 0 else None,
         channel_wavelengths_nm=wavelengths
         if len(wavelengths) > 1 and min(wavelengths) > 0
         else None,
-        metadata=meta,
     )
 
 
@@ -989,7 +1022,7 @@ def _zarr_json(path: Path) -> dict[str, Any] | None:
     for name in ("zarr.json", ".zarray", ".zgroup"):
         f = path / name
         if f.is_file():
-            if f.stat().st_size > 16 * 2**20:
+            if f.stat().st_size > _MAX_JSON_BYTES:
                 raise _fail(path, f"{name} is larger than 16 MiB; not a Zarr store we trust")
             try:
                 meta = json.loads(f.read_text())
@@ -1007,6 +1040,11 @@ def _zarr_json(path: Path) -> dict[str, Any] | None:
                 meta["node_type"] = "array"
             return meta
     return None
+
+
+def _zarr_attributes(path: Path) -> Any:
+    """The attributes of the Zarr node at ``path`` (empty where there are none)."""
+    return (_zarr_json(path) or {}).get("attributes") or {}
 
 
 def _refuse_unsafe_zarr_array(path: Path, meta: dict[str, Any]) -> None:
@@ -1131,14 +1169,8 @@ def _open_zarr(path: Path, n_frames_per_set: int | None) -> RawStack:
 
         assert n_frames == math.prod(full_shape[:-2])
         data = LazyFrames(_in_file_order(read_frames, shape[:-2], order), full_shape, dtype)
-    return RawStack(
-        data=data,
-        shape=full_shape,
-        dtype=dtype,
-        axes=lead_axes + "YX",
-        path=path,
-        metadata=extra,
-        **_pixel_sizes(pixel_size_nm, pixel_size_y_nm),
+    return _file_stack(
+        path, data, lead_axes, dtype, extra, **_pixel_sizes(pixel_size_nm, pixel_size_y_nm)
     )
 
 
@@ -1178,14 +1210,12 @@ def open_raw(path: str | Path, *, n_frames_per_set: int | None = None) -> RawSta
         raise DataFormatError(f"n_frames_per_set must be positive, got {n_frames_per_set}")
     if not path.exists():
         raise DataFormatError(f"{path}: no such file or folder")
+    run_reader = _run_reader(path)
+    if run_reader is not None:  # a ``scope acquire`` run: arrival order and a frame table
+        return run_reader(path, n_frames_per_set)
     if path.is_dir():
-        acquisition = _acquisition_reader(path)
-        if acquisition is not None:
-            return acquisition(path, n_frames_per_set)
         return _open_zarr(path, n_frames_per_set)
     suffix = path.suffix.lower()
-    if suffix in _TIFF_SUFFIXES and path.with_name(path.name + ".frames.jsonl").is_file():
-        return _open_acquisition_tiff(path, n_frames_per_set)  # a ``scope acquire`` TIFF run
     if suffix in _TIFF_SUFFIXES:
         return _open_tiff(path, n_frames_per_set)
     if suffix in _MRC_SUFFIXES:
@@ -1262,23 +1292,113 @@ def _run_in_its_own_sequence(path: Path) -> RawStack | None:
     """A ``scope acquire`` run opened as its own pattern sequence splits it (its
     ``pattern_shape``); None for other files, or where the run cannot be read so (then
     :func:`open_raw` says what is wrong)."""
-    if not (path.is_dir() or path.with_name(path.name + ".frames.jsonl").is_file()):
-        return None  # only acquisition runs state their pattern sequence
     try:
+        if _run_reader(path) is None:
+            return None  # only acquisition runs state their pattern sequence
         return open_raw(path)
     except DataFormatError:
         return None
 
 
-def _acquisition_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
-    """The reader for runs written by ``scope acquire`` (arrival-order layout), else None."""
-    meta = _zarr_json(path)
-    scope_attrs = ((meta or {}).get("attributes") or {}).get("scope")
-    if isinstance(scope_attrs, dict) and str(scope_attrs.get("layout", "")).startswith(
-        "scope-sim-raw/"
-    ):
-        return _open_acquisition
+def _sidecar(path: Path, suffix: str) -> Path:
+    """The file a TIFF run keeps beside ``path``: ``<name><suffix>``."""
+    return path.with_name(path.name + suffix)
+
+
+def _states_run_layout(attrs: Any) -> bool:
+    """True where metadata attributes name a ``scope acquire`` layout (``scope.layout``)."""
+    scope_attrs = attrs.get("scope") if isinstance(attrs, dict) else None
+    return isinstance(scope_attrs, dict) and str(scope_attrs.get("layout", "")).startswith(
+        RUN_LAYOUT_PREFIX
+    )
+
+
+def _run_metadata(path: Path) -> Any:
+    """The parsed ``<name>.meta.json`` beside a TIFF run; None where there is none (or it is
+    larger than 16 MiB).
+
+    Raises
+    ------
+    DataFormatError
+        Where it cannot be read or parsed.
+    """
+    meta_path = _sidecar(path, ".meta.json")
+    if not meta_path.is_file() or meta_path.stat().st_size > _MAX_JSON_BYTES:
+        return None
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise _fail(path, f"unreadable acquisition metadata {meta_path.name} ({err})") from err
+
+
+def _tiff_run_scope(path: Path) -> dict[str, Any]:
+    """What a TIFF run's ``<name>.meta.json`` says of the run (its ``scope`` object); empty
+    where there is no such file.
+
+    Raises
+    ------
+    DataFormatError
+        Where it cannot be read, or holds no such object.
+    """
+    attrs = _run_metadata(path)
+    if attrs is None:
+        return {}
+    scope_attrs = attrs.get("scope", {}) if isinstance(attrs, dict) else None
+    if not isinstance(scope_attrs, dict):
+        raise _fail(
+            path,
+            f"unreadable acquisition metadata {path.name}.meta.json (expected a JSON object "
+            "with a 'scope' object)",
+        )
+    return dict(scope_attrs)
+
+
+def _run_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
+    """The reader of a run written by ``scope acquire`` (arrival order and a frame table):
+    an OME-Zarr group whose metadata names the layout, or a TIFF with the run's frame journal
+    (``<name>.frames.jsonl``) beside it; None for anything else.
+
+    Raises
+    ------
+    DataFormatError
+        Where a Zarr group's metadata cannot be read.
+    """
+    if path.is_dir():
+        return _open_acquisition if _states_run_layout(_zarr_attributes(path)) else None
+    if path.suffix.lower() in _TIFF_SUFFIXES and _sidecar(path, ".frames.jsonl").is_file():
+        return _open_acquisition_tiff
     return None
+
+
+def is_acquisition_run(path: str | Path) -> bool:
+    """True for a run written by ``scope acquire``, judged by its metadata alone.
+
+    An OME-Zarr group whose metadata names the run's layout, or a TIFF with the run's frame
+    journal (``<name>.frames.jsonl``) or metadata (``<name>.meta.json``, layout
+    ``scope-sim-raw/...``) beside it. Metadata that cannot be read makes no run (opening it
+    then says what is wrong).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file or an OME-Zarr folder.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> is_acquisition_run("run.zarr")  # doctest: +SKIP
+    True
+    """
+    path = Path(path)
+    try:
+        if _run_reader(path) is not None:
+            return True
+        return not path.is_dir() and _states_run_layout(_run_metadata(path))
+    except DataFormatError:
+        return False
 
 
 def _find_number(meta: dict[str, Any], key: str) -> float | None:
@@ -1312,16 +1432,7 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
     a metadata side-car. Pages are read one by one (the run's reader would load them all)."""
     import tifffile
 
-    from scope.acquisition.writer import FRAME_COLUMNS, read_frame_journal
-
-    meta_path = path.with_name(path.name + ".meta.json")
-    meta: dict[str, Any] = {}
-    if meta_path.is_file() and meta_path.stat().st_size < 16 * 2**20:
-        try:
-            meta = dict(json.loads(meta_path.read_text()).get("scope", {}))
-        except (OSError, ValueError, AttributeError) as err:
-            raise _fail(path, f"unreadable acquisition metadata {meta_path.name} ({err})") from err
-    latest = read_frame_journal(path)
+    meta = _tiff_run_scope(path)
     try:
         with tifffile.TiffFile(path) as tif:
             n_pages = len(tif.pages)
@@ -1334,17 +1445,42 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
         raise _fail(path, f"acquisition pages are {frame_shape}; expected 2D grey frames")
     dtype = _check_dtype(path, dtype)
     _check_frames(path, max(n_pages, 1), frame_shape)
-    n = 0
-    while n < n_pages and n in latest:  # rows after a gap were never confirmed on disk
-        n += 1
-    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
-    table = {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
+    table = journal_table(path, n_pages)
     reader = _TiffPageReader(path, direct_pages=True)
     stack = _acquisition_stack(
         path, table, meta, lambda i: reader([i])[0], frame_shape, dtype, n_frames_per_set
     )
     stack._closer = reader.close
     return stack
+
+
+def journal_table(path: str | Path, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The frame table of a TIFF run as its journal (``<name>.frames.jsonl``) confirms it.
+
+    The last row journalled for each frame (:func:`scope.acquisition.writer.read_frame_journal`),
+    from the first frame up to the first one missing: rows after a gap were never confirmed on
+    disk. The pixels are not read.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run's TIFF file.
+    limit : int, optional
+        Most rows kept (the pages the file holds).
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        One int64 array per column of :data:`scope.acquisition.writer.FRAME_COLUMNS`.
+    """
+    from scope.acquisition.writer import FRAME_COLUMNS, read_frame_journal
+
+    latest = read_frame_journal(path)
+    n = 0
+    while (limit is None or n < limit) and n in latest:
+        n += 1
+    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
+    return {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
 
 
 def _acquisition_stack(
