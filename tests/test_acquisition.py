@@ -401,3 +401,80 @@ def test_frames_at_the_cameras_full_scale_are_counted(tmp_path, pixel_format):
         assert summary.clipped_share_max == pytest.approx(at_full.mean(axis=1).max())
         assert (summary.clipped_frames > 0) == expect_clipped
         assert meta["summary"]["clipped_frames"] == summary.clipped_frames
+
+
+def test_one_interrupt_guard_for_the_engine_and_the_command(caplog):
+    """The engine's cleanup and ``scope acquire`` defer signals with one guard: the first
+    signal interrupts (as Ctrl-C), one during a cleanup waits (logged, kept for the caller);
+    without a guard the cleanup installs a log-only one and restores the handlers after."""
+    import signal
+
+    from scope.acquisition.engine import Interrupted, InterruptGuard, interrupts_deferred
+
+    def deliver(sig: int) -> None:
+        signal.raise_signal(sig)
+        time.sleep(0.01)  # the handler runs in the main thread before this returns
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with InterruptGuard() as guard:
+        with interrupts_deferred():  # the engine's cleanup under the command's guard
+            deliver(signal.SIGTERM)
+        assert guard.first is not None and guard.first.name == "SIGTERM"
+        assert not guard.holding
+        with pytest.raises(Interrupted) as err:
+            deliver(signal.SIGHUP)
+        assert err.value.signum == signal.SIGHUP
+        assert str(err.value) == "stopped by SIGHUP (the terminal closed)"
+        deliver(signal.SIGINT)  # after the first: logged only
+    assert "already stopping" in caplog.text
+    assert {s: signal.getsignal(s) for s in before} == before
+    with interrupts_deferred():  # no guard: log-only for the block
+        deliver(signal.SIGINT)
+    assert {s: signal.getsignal(s) for s in before} == before
+    held = []
+
+    def in_thread() -> None:
+        with interrupts_deferred():  # no signal handlers outside the main thread
+            held.append(signal.getsignal(signal.SIGINT))
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert held == [before[signal.SIGINT]]
+
+
+@pytest.mark.parametrize("where", ["frame", "set"])
+def test_a_signal_cannot_cut_a_frame_or_a_verdict_from_its_count(tmp_path, monkeypatch, where):
+    """A signal landing right after a frame reached the disk (or a set's verdict was stored)
+    used to be raised before the run counted it: a frame on disk that no count or verdict
+    covered (left `valid` -1), a valid set on disk one more than the summary said. Under
+    ``scope acquire``'s guard it now interrupts right after the count."""
+    import signal
+
+    from scope.acquisition.engine import Interrupted, InterruptGuard
+    from scope.acquisition.writer import AcquisitionWriter
+
+    name = "append" if where == "frame" else "update"
+    original = getattr(AcquisitionWriter, name)
+    calls = []
+
+    def patched(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == (30 if where == "frame" else 3):
+            signal.raise_signal(signal.SIGINT)  # its handler runs before this returns
+        return out
+
+    monkeypatch.setattr(AcquisitionWriter, name, patched)
+    out = tmp_path / f"{where}.zarr"
+    with SimulatedMicroscope((64, 64)) as m:
+        cfg = AcquisitionConfig(n_sets=None, exposure_ms=2.0, dark_ms=1.0)  # until stopped
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup)
+        with InterruptGuard(), pytest.raises(Interrupted):
+            engine.run()
+    frames, table, meta = read_acquisition(out)
+    assert meta["state"] == "aborted"
+    assert engine.summary.frames_written == frames.shape[0]
+    assert set(table["valid"].tolist()) <= {0, 1}
+    assert engine.summary.sets_valid == len(valid_sets(frames, table, N)[1])
+    assert frames.shape[0] >= 30 if where == "frame" else engine.summary.sets_valid >= 2

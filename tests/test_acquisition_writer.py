@@ -207,3 +207,56 @@ def test_a_full_disk_says_so_and_keeps_the_frames(tmp_path, suffix):
     assert frames.shape == (n, 64, 64)
     assert table["index"].tolist() == list(range(n))
     assert np.asarray(frames[n - 1]).std() > 0  # the last frame is whole, not zeros
+
+
+def test_journal_rows_count_up_to_the_first_gap():
+    """One function walks an OME-TIFF run's frame journal to its first gap (a frame whose row
+    never came was never confirmed on disk), for the run's reader and its other users."""
+    from scope.acquisition.writer import journal_frame_count, journal_frame_table
+
+    def row(i: int, valid: int = 1) -> list[int]:
+        return [0, 0, 0, i, 100 + i, i + 1, 10 * i, valid, 1, i]
+
+    latest = {i: row(i) for i in (0, 1, 2, 4, 5)}
+    assert journal_frame_count({}) == 0
+    assert journal_frame_count(latest) == 3
+    assert journal_frame_count(latest, limit=2) == 2
+    table = journal_frame_table(latest)
+    assert list(table) == list(FRAME_COLUMNS)
+    assert table["index"].tolist() == [0, 1, 2] and table["camera_frame_id"].dtype == np.int64
+    assert journal_frame_table({}, limit=5)["index"].shape == (0,)
+
+
+def test_one_remove_and_one_atomic_write_for_both_writers(tmp_path):
+    """The acquisition writer and the image writers share one remove (a link goes, never what
+    it points to) and one write-then-rename: a failed write leaves the old file and no
+    temporary behind."""
+    from scope.io.writers import remove_path, write_atomically, write_bytes_atomically
+
+    folder = tmp_path / "run.zarr"
+    (folder / "0").mkdir(parents=True)
+    (folder / "0" / "c").write_bytes(b"x")
+    link = tmp_path / "link.zarr"
+    link.symlink_to(folder, target_is_directory=True)
+    remove_path(link)
+    assert not link.exists() and (folder / "0" / "c").exists()
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    remove_path(dangling)
+    assert not dangling.is_symlink()
+    remove_path(folder)
+    remove_path(tmp_path / "never-there")
+    assert not folder.exists()
+
+    target = tmp_path / "meta.json"
+    write_bytes_atomically(target, b"old", tmp=tmp_path / "meta.json.partial")
+    assert target.read_bytes() == b"old"
+
+    def fails(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(target, fails)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]

@@ -199,3 +199,22 @@ def test_priors_that_miss_the_data_s_pattern_are_said_so(data_dir, caplog):
         period = float(message.split(" nm, outside")[0].split("/ ")[-1])
         assert min(abs(period / p - 1) for p in periods) < 0.05, message
         assert "the priors do not describe this data's pattern" in message
+
+
+def test_estimated_carriers_of_one_orientation_are_refused():
+    """The estimation's check of distinct orientations (shared with the pattern sets and
+    ``scope acquire``) counts estimated carriers only, names them by their index and says
+    what to check."""
+    from scope.sim.estimate import _check_distinct_orientations
+    from scope.sim.params import AngleParameters
+
+    def angle(deg: float, source: str = "estimated") -> AngleParameters:
+        return AngleParameters(deg, 260.0, (0.0, 2.1, 4.2), 0.8, source=source)
+
+    _check_distinct_orientations([angle(0), angle(60), angle(120)])
+    _check_distinct_orientations([angle(10), angle(70), angle(10.2, source="given")])
+    with pytest.raises(ReconstructionError) as err:
+        _check_distinct_orientations([angle(10), angle(70, "given"), angle(189.6)])
+    text = str(err.value)
+    assert text.startswith("angles 0 and 2 show one and the same pattern orientation (10.0°, 9.6°)")
+    assert "--angles/--phases" in text and "--frame-order" in text

@@ -333,3 +333,87 @@ def test_scope_patterns_says_where_the_device_rotation_comes_from(tmp_path, caps
     argv = ["-q", "patterns", "--preset", str(preset), "-o", str(tmp_path / "c")]
     assert main([*argv, "--rotation-deg", "-3"]) == 0
     assert "device rotation -3°, --rotation-deg" in capsys.readouterr().out
+
+
+# --- one check of distinct orientations, one pattern builder ------------------------------------
+
+
+def test_one_orientation_check_words_the_error_for_its_caller():
+    """The check :func:`make_pattern_set`, ``scope acquire --angles`` and the estimation share:
+    the pair it finds is the same whatever the caller, the words and the error type are the
+    caller's."""
+    from scope.errors import ReconstructionError
+    from scope.sim.gratings import (
+        check_distinct_angles,
+        orientation_difference_deg,
+        same_orientation_pair,
+    )
+
+    assert orientation_difference_deg(10.0, 189.5) == pytest.approx(0.5)
+    assert orientation_difference_deg(0.0, 90.0) == pytest.approx(90.0)
+    assert same_orientation_pair([0, 60, 178.9]) is None  # 1.1° apart
+    i, j, apart = same_orientation_pair([10, 70, 189.5])
+    assert (i, j) == (0, 2) and apart == pytest.approx(0.5)
+    assert same_orientation_pair([0, 3], min_separation_deg=5.0)[:2] == (0, 1)
+    assert same_orientation_pair([float("nan"), float("nan")]) is None
+    check_distinct_angles([0, 60, 120])  # distinct: nothing raised
+    with pytest.raises(ReconstructionError, match=r"^angles 0 and 2: 0\.5$"):
+        check_distinct_angles(
+            [10, 70, 189.5],
+            message=lambda i, j, d: f"angles {i} and {j}: {d:.2g}",
+            error=ReconstructionError,
+        )
+
+
+def test_the_grating_search_leaves_the_logger_alone(caplog):
+    """:func:`best_grating_angles` tries many gratings that do not fit: it warns about none of
+    them, and no longer does so by changing the module logger's level (which other threads
+    share)."""
+    import logging
+
+    from scope.sim import gratings
+
+    gratings.log.setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.WARNING, logger="scope.sim.gratings"):
+            angles = gratings.best_grating_angles(3, 5.0, 3, "binary")
+        assert gratings.log.level == logging.DEBUG
+    finally:
+        gratings.log.setLevel(logging.NOTSET)
+    assert len(angles) == 3
+    assert not [r for r in caplog.records if r.name == "scope.sim.gratings"]
+    with caplog.at_level(logging.WARNING, logger="scope.sim.gratings"):
+        quantise_grating(0.0, 5.0, kind="binary", max_lattice_period=9)  # no good fit: warned
+    assert any("no lattice grating within" in r.getMessage() for r in caplog.records)
+
+
+def test_acquire_takes_the_gratings_scope_patterns_makes(tmp_path, capsys):
+    """``scope acquire --preset`` and ``scope patterns --preset`` build the pattern set with one
+    function: the same angles and periods at the sample, also with a registration calibration
+    in the preset (its rotation used to be ignored by acquire)."""
+    import json
+
+    from scope.cli import main
+    from scope.cli.acquire import _device_pattern
+    from scope.cli.patterns import device_patterns
+    from scope.planning import load_preset
+
+    text = Path(BUDGET).read_text() + (
+        "\n[calibration.registration]\nscale_um_per_px = 0.0605\nrotation_deg = 12.5\n"
+        "mirror = false\n"
+    )
+    preset = tmp_path / "registered.toml"
+    preset.write_text(text)
+    doc = load_preset(str(preset))
+    angles, periods = _device_pattern(doc, None, None)
+    nominal = device_patterns(doc).nominal
+    assert angles == [a.angle_deg for a in nominal.angles]
+    assert periods == [a.period_nm for a in nominal.angles]
+    assert main(["-q", "patterns", "--preset", str(preset), "-o", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    written = json.loads((tmp_path / "p" / "patterns.json").read_text())["at_sample"]
+    assert [a["angle_deg"] for a in written["angles"]] == pytest.approx(angles)
+    assert [a["period_nm"] for a in written["angles"]] == pytest.approx(periods)
+    plain = _device_pattern(load_preset(BUDGET), None, None)[0]
+    assert [round(a) for a in plain] == [10, 70, 130]
+    assert [round(a - p, 1) for a, p in zip(angles, plain)] == [12.5] * 3

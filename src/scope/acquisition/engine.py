@@ -682,8 +682,9 @@ class AcquisitionEngine:
             cfg = self.config
             self._delay_s = 0.0 if kind == "exposure_start" else cfg.exposure_ms / 1000.0
         tag = FrameTag(camera_frame_id=frame.frame_id, timestamp_ns=int(frame.timestamp_s * 1e9))
-        index = self.writer.append(frame.data, tag)  # on disk before anything else happens
-        self.summary.frames_written = self.writer.n_frames
+        with _critical():  # a signal cannot land between the frame on disk and its count
+            index = self.writer.append(frame.data, tag)  # on disk before anything else happens
+            self.summary.frames_written = self.writer.n_frames
         if self._full_scale is not None:
             clipped = int(np.count_nonzero(frame.data >= self._full_scale))
             if clipped:
@@ -830,12 +831,17 @@ class AcquisitionEngine:
                 rows["phase"].append(slot % cfg.n_phases if i in member_ids else -1)
                 rows["pattern"].append(p.pattern if i in member_ids else -1)
                 rows["count"].append(c if i in member_ids else -1)
-        w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
-                 pattern=rows["pattern"], controller_count=rows["count"],
-                 valid=int(valid))  # fmt: skip
-        self.reports.append(SetReport(s, valid, reasons))
+        with _critical():  # the verdict on disk and the run's count go together
+            w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
+                     pattern=rows["pattern"], controller_count=rows["count"],
+                     valid=int(valid))  # fmt: skip
+            self.reports.append(SetReport(s, valid, reasons))
+            if valid:
+                self.summary.sets_valid += 1
+            else:
+                self.summary.sets_invalid += 1
+                self.summary.invalid_sets[s] = reasons
         if valid:
-            self.summary.sets_valid += 1
             good = [f for f in members if f is not None]
             meta = {
                 "set": s,
@@ -848,8 +854,6 @@ class AcquisitionEngine:
             }
             self._publish((s, np.stack([f.data for f in good]), meta))
         else:
-            self.summary.sets_invalid += 1
-            self.summary.invalid_sets[s] = reasons
             log.warning("set %d invalid (%s); the next set starts from the controller count",
                         s, "; ".join(reasons))  # fmt: skip
         for c in counts:  # forget what this set used
@@ -908,7 +912,7 @@ class AcquisitionEngine:
     def _shutdown(self, state: str, reason: str) -> None:
         """Light off, camera stopped, file closed and readable — whatever happened (a second
         interrupt meanwhile waits until this is done)."""
-        with _interrupts_deferred():
+        with interrupts_deferred():
             self._shut_down(state, reason)
 
     def _shut_down(self, state: str, reason: str) -> None:
@@ -1000,31 +1004,173 @@ def _fault_message(ctrl: Any, fault: str) -> str:
     )
 
 
+#: the signals that end a run as Ctrl-C does
+INTERRUPT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+_SIGNAL_WORDS = {
+    "SIGINT": "interrupted (Ctrl-C)",
+    "SIGTERM": "stopped by SIGTERM",
+    "SIGHUP": "stopped by SIGHUP (the terminal closed)",
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the run (SIGINT, SIGTERM or SIGHUP); handled as Ctrl-C.
+
+    Attributes
+    ----------
+    signum : int
+        The signal's number (a command exits with ``128 + signum``).
+    name : str
+        Its name, e.g. ``"SIGTERM"``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(_SIGNAL_WORDS.get(self.name, f"stopped by {self.name}"))
+
+
+class InterruptGuard:
+    """SIGINT, SIGTERM and SIGHUP while entered (main thread): the first raises
+    :class:`Interrupted`; while :attr:`holding` (cleanup: light off, files closed) or after the
+    first, they are logged and wait, so a second signal cannot cut a cleanup short.
+
+    The first signal, raised or held, is kept in :attr:`first`. Outside the main thread (no
+    signal handlers there) entering changes nothing.
+
+    Parameters
+    ----------
+    armed : bool
+        Whether the first signal raises; False: every signal is only logged (what
+        :func:`interrupts_deferred` installs around a cleanup when no guard is in place).
+    ignore_after_interrupt : bool
+        On exit after a signal, ignore further ones instead of restoring the handlers (a
+        command about to exit: a signal still in flight must not turn a clean exit into a
+        traceback).
+
+    Examples
+    --------
+    >>> with InterruptGuard() as guard:  # doctest: +SKIP
+    ...     try:
+    ...         run()
+    ...     finally:
+    ...         with guard.deferred():
+    ...             close_devices()
+    """
+
+    def __init__(self, *, armed: bool = True, ignore_after_interrupt: bool = False) -> None:
+        self.first: Interrupted | None = None
+        self.holding = not armed
+        self._armed = armed
+        self._ignore_after = ignore_after_interrupt
+        self._previous: dict[int, Any] = {}
+        self._critical_depth = 0
+        self._pending: Interrupted | None = None
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in INTERRUPT_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # not the main interpreter, or no signals here
+                break
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ignore = self._ignore_after and self.first is not None
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_IGN if ignore else handler)
+        self._previous.clear()
+
+    def hold(self) -> None:
+        """Hold signals from now on (until :meth:`rearm`)."""
+        self.holding = True
+
+    @contextlib.contextmanager
+    def deferred(self) -> Any:
+        """Hold signals while the block runs (cleanup), then as before."""
+        holding, self.holding = self.holding, True
+        try:
+            yield self
+        finally:
+            self.holding = holding
+
+    @contextlib.contextmanager
+    def critical(self) -> Any:
+        """A signal that comes while the block runs (a frame written and counted, a set's
+        verdict stored and counted) interrupts right after it, not in between: what is on disk
+        and what the run reports stay the same."""
+        self._critical_depth += 1
+        try:
+            yield self
+        finally:
+            self._critical_depth -= 1
+        if self._critical_depth == 0 and self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
+
+    def rearm(self) -> None:
+        """Let the next signal interrupt again (e.g. to skip a reconstruction)."""
+        self._armed = True
+        self.holding = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        err = Interrupted(signum)
+        if self.first is None:
+            self.first = err
+        if self._armed and not self.holding:
+            self._armed = False
+            if self._critical_depth:
+                self._pending = err  # raised when the critical block ends
+                return
+            raise err
+        log.warning("%s: already stopping; the light goes off and the file is closed first",
+                    err.name)  # fmt: skip
+
+
+def _installed_guard() -> InterruptGuard | None:
+    """The :class:`InterruptGuard` whose handler SIGINT has now, if any."""
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):
+        return None
+    guard = getattr(handler, "__self__", None)
+    return guard if isinstance(guard, InterruptGuard) else None
+
+
+def _critical() -> Any:
+    """:meth:`InterruptGuard.critical` of the guard in place (``scope acquire``), for a block
+    that must not be cut in two by a signal; nothing to do in other threads (the signal is
+    raised in the main thread, not in the run's) or without a guard."""
+    if threading.current_thread() is threading.main_thread():
+        guard = _installed_guard()
+        if guard is not None:
+            return guard.critical()
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
-def _interrupts_deferred() -> Any:
+def interrupts_deferred() -> Any:
     """Hold SIGINT, SIGTERM and SIGHUP while cleanup runs (main thread only: signal handlers
-    live there); one that comes meanwhile is logged and the cleanup goes on."""
+    live there); one that comes meanwhile is logged and the cleanup goes on.
+
+    Under an :class:`InterruptGuard` (``scope acquire``) the guard holds them and keeps the
+    first for its caller; otherwise a guard that only logs is installed for the block.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    previous = {}
-
-    def hold(signum: int, frame: Any) -> None:
-        log.warning("%s while the light is switched off and the file closed: finishing that "
-                    "first", signal.Signals(signum).name)  # fmt: skip
-
-    try:
-        for name in names:
-            sig = getattr(signal, name)
-            previous[sig] = signal.signal(sig, hold)
-    except (ValueError, OSError):  # not the main interpreter, or no signals here
-        pass
-    try:
+    guard = _installed_guard()
+    if guard is not None:
+        with guard.deferred():
+            yield
+        return
+    with InterruptGuard(armed=False):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _params_dict(params: Any) -> Any:

@@ -64,6 +64,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scope.errors import AcquisitionError, ConfigurationError, DataFormatError
+from scope.io.writers import remove_path, write_atomically, write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,6 @@ def output_format(path: str | Path) -> Literal["zarr", "tiff"]:
         f"cannot tell the format of the output {Path(path).name!r}: name it run.zarr (OME-Zarr, "
         "the robust choice) or run.ome.tif (OME-TIFF)"
     )
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or folder if it is there."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _sidecars(path: Path) -> tuple[Path, Path]:
@@ -236,7 +229,7 @@ class AcquisitionWriter:
         if self.staged:
             self.path = self.final_path.with_name(f".{self.final_path.name}.starting")
             for leftover in (self.path, *_sidecars(self.path)):  # a start that crashed: no frame
-                _remove(leftover)
+                remove_path(leftover)
         if len(frame_shape) != 2:
             raise ConfigurationError(f"frame_shape must be (Y, X), got {frame_shape}")
         self.format = fmt
@@ -264,9 +257,9 @@ class AcquisitionWriter:
             else:
                 self._open_tiff(overwrite or self.staged)
         except OSError as err:
-            if self.staged:
+            if self.staged:  # (an error here must not hide the one being raised)
                 for leftover in (self.path, *_sidecars(self.path)):
-                    _remove(leftover)
+                    remove_path(leftover, ignore_errors=True)
             raise self._storage_error(err, "creating") from err
         staging = f" (as {self.path.name} until its first frame)" if self.staged else ""
         log.info("writing %s (%s, %s %s)%s", self.final_path, fmt, self.frame_shape,
@@ -317,10 +310,7 @@ class AcquisitionWriter:
             with open(path, "wb") as fh:
                 fh.write(raw)
             return
-        tmp = path + ".partial"
-        with open(tmp, "wb") as fh:
-            fh.write(raw)
-        os.replace(tmp, path)
+        write_bytes_atomically(path, raw, tmp=path + ".partial")
 
     def _px_um(self) -> float | None:
         return self.pixel_size_nm / 1000.0 if self.pixel_size_nm else None
@@ -340,13 +330,12 @@ class AcquisitionWriter:
         if self.format == "zarr":
             self._group.attrs["scope"] = self._attrs
         else:  # written whole, then renamed: a full disk keeps the previous version
-            tmp = self._meta_path.with_name(self._meta_path.name + ".partial")
-            try:
-                tmp.write_text(json.dumps({"scope": self._attrs}, indent=1))
-                os.replace(tmp, self._meta_path)
-            except OSError:
-                tmp.unlink(missing_ok=True)
-                raise
+            text = json.dumps({"scope": self._attrs}, indent=1)
+            write_atomically(
+                self._meta_path,
+                lambda tmp: tmp.write_text(text),
+                tmp=self._meta_path.with_name(self._meta_path.name + ".partial"),
+            )
 
     # -- staging ---------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -364,7 +353,7 @@ class AcquisitionWriter:
         for _, dst in moves:
             if dst.exists() or dst.is_symlink():
                 aside = dst.with_name(f".{dst.name}.replaced")
-                _remove(aside)
+                remove_path(aside)
                 os.replace(dst, aside)
                 replaced.append(aside)
         for src, dst in moves:
@@ -382,7 +371,7 @@ class AcquisitionWriter:
         else:  # the open TIFF and journal handles follow their files
             self._journal_path, self._meta_path = _sidecars(self.path)
         for old in replaced:
-            _remove(old)
+            remove_path(old)
         if replaced:
             log.info("the earlier run %s is replaced by this one (--overwrite)", final)
 
@@ -395,7 +384,7 @@ class AcquisitionWriter:
                 except Exception as err:  # nothing was written that could be lost
                     log.debug("closing %s: %s", self.path, err)
         for leftover in (self.path, *_sidecars(self.path)):
-            _remove(leftover)
+            remove_path(leftover)
         self.discarded = True
 
     def _storage_error(self, err: OSError, doing: str) -> OSError:
@@ -629,18 +618,16 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
     journal, meta_path = _sidecars(path)
     meta = json.loads(meta_path.read_text())["scope"] if meta_path.exists() else {}
     latest = read_frame_journal(path)
-    n_rows = 0  # rows are journalled after their page: a page beyond them may be cut short
-    while n_rows in latest:
-        n_rows += 1
+    # rows are journalled after their page: a page beyond them may be cut short
+    n_rows = journal_frame_count(latest)
     shape = tuple(meta.get("frame_shape") or ())
     pages = _complete_pages(path, shape, n_rows if journal.exists() else None)
     if pages:
         frames = np.stack(pages)
     else:
         frames = np.zeros((0, *(shape or (0, 0))), np.dtype(meta.get("dtype", "uint16")))
-    n = min(len(frames), len(latest))
-    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
-    return frames[:n], _table_as_dict(rows), meta
+    n = journal_frame_count(latest, limit=len(frames))
+    return frames[:n], journal_frame_table(latest, limit=n), meta
 
 
 def read_frame_journal(path: str | Path) -> dict[int, list[int]]:
@@ -661,6 +648,40 @@ def read_frame_journal(path: str | Path) -> dict[int, list[int]]:
             if len(row) == len(FRAME_COLUMNS):
                 latest[row[_COL["index"]]] = row
     return latest
+
+
+def journal_frame_count(latest: dict[int, list[int]], limit: int | None = None) -> int:
+    """How many frames, from the first, a frame journal confirms: frame indices ``0, 1, ...``
+    up to the first gap (at most ``limit``).
+
+    Rows are journalled after their pixels, so a frame after a gap (or with no row) was never
+    confirmed on disk.
+
+    Parameters
+    ----------
+    latest : dict of int -> list of int
+        The journal's rows by frame index (:func:`read_frame_journal`).
+    limit : int, optional
+        At most this many (e.g. the pages the file holds).
+
+    Returns
+    -------
+    int
+    """
+    n = 0
+    while (limit is None or n < limit) and n in latest:
+        n += 1
+    return n
+
+
+def journal_frame_table(
+    latest: dict[int, list[int]], limit: int | None = None
+) -> dict[str, np.ndarray]:
+    """The frame table of the frames a journal confirms (:func:`journal_frame_count`): one
+    int64 array per column of :data:`FRAME_COLUMNS`."""
+    n = journal_frame_count(latest, limit)
+    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
+    return _table_as_dict(rows)
 
 
 def _complete_pages(path: Path, shape: tuple[int, ...], limit: int | None) -> list[np.ndarray]:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scope.acquisition.engine import Interrupted, InterruptGuard
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ DEFAULTS = {
     "wavelength": 525.0,
     "pixel_size": 65.0,
 }
-#: angles closer than this (mod 180°) are one orientation
-MIN_ANGLE_STEP_DEG = 1.0
 
 
 def register(subparsers: Any) -> None:
@@ -193,21 +193,23 @@ def register(subparsers: Any) -> None:
 # ------------------------------------------------------------------------------------------------
 # settings: flags > preset > defaults
 # ------------------------------------------------------------------------------------------------
-def check_angles(angles: list[float]) -> None:
+def _check_angles(angles: list[float], preset: str | None = None) -> None:
     """Refuse pattern angles closer than 1° (mod 180°): they are one orientation, and the
-    reconstruction could not tell their sets apart."""
-    from scope.errors import ConfigurationError
+    reconstruction could not tell their sets apart. ``preset``: the angles came from this
+    preset, not from ``--angles``."""
+    from scope.sim.gratings import MIN_ANGLE_SEPARATION_DEG, check_distinct_angles
 
-    for i, a in enumerate(angles):
-        for b in angles[i + 1 :]:
-            step = abs(a - b) % 180.0
-            step = min(step, 180.0 - step)
-            if step < MIN_ANGLE_STEP_DEG:
-                raise ConfigurationError(
-                    f"--angles {' '.join(f'{v:g}' for v in angles)}: {a:g}° and {b:g}° are "
-                    f"{step:.2g}° apart (mod 180°), one orientation; SIM needs different "
-                    f"orientations at least {MIN_ANGLE_STEP_DEG:g}° apart, e.g. --angles 0 60 120"
-                )
+    values = " ".join(f"{v:g}" for v in angles)
+    given = f"--angles {values}" if preset is None else f"the angles {values} of --preset {preset}"
+
+    def message(i: int, j: int, apart: float) -> str:
+        return (
+            f"{given}: {angles[i]:g}° and {angles[j]:g}° are {apart:.2g}° apart (mod 180°), "
+            f"one orientation; SIM needs different orientations at least "
+            f"{MIN_ANGLE_SEPARATION_DEG:g}° apart, e.g. --angles 0 60 120"
+        )
+
+    check_distinct_angles(angles, message=message)
 
 
 def _preset_settings(
@@ -241,7 +243,7 @@ def _preset_settings(
             got["period_nm"] = options.period_nm
         notes.append(f"pattern angles and period from [{options.prior_table or 'pattern'}]")
     else:
-        device = _device_pattern(doc, options.n_angles or 3, got.get("phases", 3))
+        device = _device_pattern(doc, options.n_angles, got.get("phases"))
         if device is not None:
             got["angles"], got["period_nm"] = device
             notes.append(
@@ -266,37 +268,24 @@ def _preset_settings(
     return got, notes
 
 
-def _device_pattern(doc: dict[str, Any], n_angles: int, n_phases: int) -> Any:
+def _device_pattern(doc: dict[str, Any], n_angles: int | None, n_phases: int | None) -> Any:
     """``(angles_deg, periods_nm)`` at the sample of the gratings ``scope patterns --preset``
-    writes for the preset's pattern device (default angles, no rotation), or None when the
-    preset has no such device."""
+    writes for the preset's pattern device (:func:`scope.cli.patterns.device_patterns`, no
+    flags but the counts; None: the preset's), or None when the preset has no such device."""
     from scope.errors import ScopeError
 
     if "illuminator" not in doc or "objective" not in doc:
         return None
     try:
-        from scope.planning import parts_from_preset
-        from scope.sim.gratings import (
-            ProjectionGeometry,
-            best_grating_angles,
-            make_pattern_set,
-        )
+        from scope.cli.patterns import device_patterns
 
-        _, objective, illuminator, _ = parts_from_preset(doc)
-        if illuminator.kind == "printed_grating" or not illuminator.pattern_period_px:
-            return None
-        kind = "binary" if illuminator.kind == "dmd" else "grey"
-        period_px = illuminator.pattern_period_px
-        angles = best_grating_angles(n_angles, period_px, n_phases, kind)
-        size = (illuminator.height_px or 64, illuminator.width_px or 64)
-        pattern_set = make_pattern_set(angles, period_px, shape=size, n_phases=n_phases,
-                                       kind=kind)  # fmt: skip
-        geometry = ProjectionGeometry.from_illuminator(illuminator, objective)
-        nominal = pattern_set.nominal_parameters(geometry)
+        # only the gratings are needed, not the device-sized frames
+        patterns = device_patterns(doc, n_angles=n_angles, n_phases=n_phases, shape=(64, 64))
     except (ScopeError, ValueError, TypeError, AttributeError, ImportError) as err:
         log.info("the preset's pattern device gives no nominal pattern (%s)", err)
         return None
-    return [a.angle_deg for a in nominal.angles], [a.period_nm for a in nominal.angles]
+    angles = patterns.nominal.angles
+    return [a.angle_deg for a in angles], [a.period_nm for a in angles]
 
 
 def _preset_dark_ms(doc: dict[str, Any], exposure_ms: float) -> tuple[float, str] | None:
@@ -339,7 +328,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     periods = out["period_nm"]
     if args.angles is not None and isinstance(periods, list) and len(periods) != len(args.angles):
         out["period_nm"] = float(sum(out["period_nm"]) / len(out["period_nm"]))
-    check_angles(list(out["angles"]))
+    from_preset = args.preset if args.angles is None else None
+    _check_angles([float(a) for a in out["angles"]], from_preset)
     if out["phases"] < 3:
         raise ConfigurationError(f"--phases must be >= 3, got {out['phases']}")
     return out
@@ -427,70 +417,15 @@ def _clear_fault_only(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# signals
-# ------------------------------------------------------------------------------------------------
-_SIGNAL_WORDS = {
-    "SIGINT": "interrupted (Ctrl-C)",
-    "SIGTERM": "stopped by SIGTERM",
-    "SIGHUP": "stopped by SIGHUP (the terminal closed)",
-}
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal ended the run (SIGINT, SIGTERM or SIGHUP); handled as Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        self.name = signal.Signals(signum).name
-        super().__init__(_SIGNAL_WORDS.get(self.name, f"stopped by {self.name}"))
-
-
-class _Signals:
-    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` once; while :attr:`holding`
-    (the devices are being closed) or after the first, they are logged and wait."""
-
-    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
-
-    def __init__(self) -> None:
-        self.first: Interrupted | None = None
-        self.holding = False
-        self._armed = True
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        for name in self.NAMES:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # after an interrupted run the command is about to exit: an interrupt still in flight
-        # (Ctrl-C pressed again) must not turn a clean exit into a traceback
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if self.first is None else signal.SIG_IGN)
-
-    def rearm(self) -> None:
-        """Let the next signal interrupt again (e.g. to skip the reconstruction)."""
-        self._armed = True
-        self.holding = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        err = Interrupted(signum)
-        if self.first is None:
-            self.first = err
-        if self._armed and not self.holding:
-            self._armed = False
-            raise err
-        log.warning("%s: already stopping; the light goes off and the file is closed first",
-                    err.name)  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------------
 # the command
 # ------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
+    from scope.acquisition.engine import (
+        AcquisitionConfig,
+        AcquisitionEngine,
+        Interrupted,
+        InterruptGuard,
+    )
     from scope.acquisition.writer import output_format
     from scope.errors import ConfigurationError
 
@@ -522,7 +457,8 @@ def run(args: argparse.Namespace) -> int:
     )
     interrupted: Interrupted | None = None
     summary = None
-    with _Signals() as signals:
+    # SIGINT, SIGTERM and SIGHUP raise Interrupted once; closing the devices is not interrupted
+    with InterruptGuard(ignore_after_interrupt=True) as signals:
         try:
             hw, camera, controller = _open_hardware(args, setup, params)
         except Interrupted as err:  # (what was opened, its opener closed)
@@ -556,7 +492,7 @@ def run(args: argparse.Namespace) -> int:
         except Interrupted as err:
             interrupted = err
         finally:
-            signals.holding = True  # closing the devices (light off) is not interrupted
+            signals.hold()  # closing the devices (light off) is not interrupted
             hw.close()
         if interrupted is None and signals.first is not None:
             interrupted = signals.first  # it came while the devices were being closed
@@ -595,10 +531,12 @@ def _reconstruct_after(
     params: Any,
     cfg: Any,
     interrupted: Interrupted | None,
-    signals: _Signals,
+    signals: InterruptGuard,
 ) -> None:
     """``--reconstruct``: the valid sets, also of a run ended by Ctrl-C (the way a ``--sets 0``
     run ends); after SIGTERM/SIGHUP, or a second Ctrl-C, it is skipped with the command."""
+    from scope.acquisition.engine import Interrupted
+
     argv = _reconstruct_argv(args.output, setup, params, cfg)
     command = "scope reconstruct " + " ".join(shlex.quote(a) for a in argv)
     if summary.sets_valid == 0:

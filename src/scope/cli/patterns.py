@@ -27,6 +27,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,11 @@ def _remove_stale_frames(out: Path, keep: set[str]) -> list[str]:
     return [p.name for p in stale]
 
 
-def _geometry(args: argparse.Namespace, preset: dict[str, Any], illuminator: Any,
-              objective: Any) -> tuple[Any, str]:  # fmt: skip
-    """The device-to-sample geometry and a phrase saying where its rotation came from."""
+def _geometry(preset: dict[str, Any], illuminator: Any, objective: Any,
+              rotation_deg: float | None, mirror: bool | None) -> tuple[Any, str]:  # fmt: skip
+    """The device-to-sample geometry and a phrase saying where its rotation came from:
+    ``rotation_deg``/``mirror`` when given, else the preset's ``[calibration.registration]``,
+    else no rotation and no mirror."""
     from scope.errors import ConfigurationError
     from scope.sim.gratings import ProjectionGeometry
 
@@ -148,8 +151,8 @@ def _geometry(args: argparse.Namespace, preset: dict[str, Any], illuminator: Any
             mirror=mirror,
             two_beam=geometry.two_beam,
         )
-    rotation = args.rotation_deg if args.rotation_deg is not None else geometry.rotation_deg
-    mirror = args.mirror if args.mirror is not None else geometry.mirror
+    rotation = rotation_deg if rotation_deg is not None else geometry.rotation_deg
+    mirror = mirror if mirror is not None else geometry.mirror
     geometry = ProjectionGeometry(
         pixel_pitch_um=geometry.pixel_pitch_um,
         demagnification=geometry.demagnification,
@@ -157,7 +160,7 @@ def _geometry(args: argparse.Namespace, preset: dict[str, Any], illuminator: Any
         mirror=mirror,
         two_beam=geometry.two_beam,
     )
-    if args.rotation_deg is not None:
+    if rotation_deg is not None:
         source = "--rotation-deg"
     elif registration is not None:
         source = "from the preset's [calibration.registration]"
@@ -166,32 +169,140 @@ def _geometry(args: argparse.Namespace, preset: dict[str, Any], illuminator: Any
     return geometry, source
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
+@dataclass(frozen=True)
+class DevicePatterns:
+    """The pattern set a preset's pattern device shows and what it gives at the sample.
 
+    Attributes
+    ----------
+    pattern_set : scope.sim.gratings.PatternSet
+        The quantised gratings and their frames (angle-major, phase fastest).
+    geometry : scope.sim.gratings.ProjectionGeometry
+        Device to sample.
+    rotation_source : str
+        Where the device's rotation came from (for the output).
+    nominal : scope.sim.params.SIMParameters
+        The gratings at the sample: the reconstruction's priors.
+    illuminator : scope.planning.Illuminator
+        The preset's pattern device.
+    """
+
+    pattern_set: Any
+    geometry: Any
+    rotation_source: str
+    nominal: Any
+    illuminator: Any
+
+    @property
+    def kind(self) -> str:
+        return str(self.pattern_set.kind)
+
+
+def device_patterns(
+    preset: dict[str, Any],
+    *,
+    angles: list[float] | None = None,
+    period_px: float | None = None,
+    n_angles: int | None = None,
+    n_phases: int | None = None,
+    kind: str | None = None,
+    shape: tuple[int, int] | None = None,
+    device_size: str | None = None,
+    rotation_deg: float | None = None,
+    mirror: bool | None = None,
+) -> DevicePatterns:
+    """The gratings ``scope patterns --preset`` makes for a preset's pattern device.
+
+    One function for ``scope patterns`` (which writes them) and ``scope acquire --preset``
+    (which takes their angles and periods at the sample), so that the two cannot disagree.
+
+    Parameters
+    ----------
+    preset : dict
+        A setup preset (:func:`scope.planning.load_preset`).
+    angles : list of float, optional
+        Grating angles on the device; default ``n_angles`` equally spaced, starting at the
+        whole degree where every grating fits the pixel lattice best.
+    period_px : float, optional
+        Grating period, device pixels; default the preset's ``pattern_period_px``.
+    n_angles, n_phases : int, optional
+        Default: the preset's ``[acquisition]`` (``n_angles`` only without ``angles``).
+    kind : {"binary", "grey"}, optional
+        Default: binary for a DMD, grey for a projector or LCoS.
+    shape : (height, width), optional
+        Draw the frames at this size instead of the device's (the gratings, hence the
+        nominal parameters, do not depend on it; a caller that needs only those draws few
+        pixels).
+    device_size : str, optional
+        ``"WxH"`` (``--device-size``); default the preset's ``width_px`` x ``height_px``.
+    rotation_deg, mirror : optional
+        The device in the camera frame; default the preset's ``[calibration.registration]``,
+        else no rotation and no mirror.
+
+    Returns
+    -------
+    DevicePatterns
+
+    Raises
+    ------
+    ConfigurationError
+        The preset's illuminator has no pixels (a printed grating), no grating period, or no
+        device size (when ``shape`` is not given).
+    """
     from scope.errors import ConfigurationError
-    from scope.planning import load_preset, parts_from_preset
+    from scope.planning import parts_from_preset
     from scope.sim.gratings import best_grating_angles, make_pattern_set
 
-    preset = load_preset(args.preset)
     _, objective, illuminator, acquisition = parts_from_preset(preset)
     if illuminator.kind == "printed_grating":
         raise ConfigurationError(
             "a printed grating has no pixels to show patterns on: scope patterns is for DMD, "
             "LCoS and projector illuminators"
         )
-    width, height = _device_size(args.device_size, illuminator)
-    n_phases = args.phases or acquisition.n_phases
-    period_px = args.period_px or illuminator.pattern_period_px
-    n_angles = len(args.angles) if args.angles else acquisition.n_angles
-    kind = args.kind or ("binary" if illuminator.kind == "dmd" else "grey")
-    angles = args.angles or best_grating_angles(n_angles, period_px, n_phases, kind)
-    pattern_set = make_pattern_set(
-        angles, period_px, shape=(height, width), n_phases=n_phases, kind=kind
+    if shape is None:
+        width, height = _device_size(device_size, illuminator)
+        shape = (height, width)
+    n_phases = n_phases or acquisition.n_phases
+    period_px = period_px or illuminator.pattern_period_px
+    if not period_px:
+        raise ConfigurationError(
+            f"the preset's [illuminator] ({illuminator.name}) gives no pattern_period_px: add "
+            "it or pass --period-px"
+        )
+    n_angles = len(angles) if angles else (n_angles or acquisition.n_angles)
+    kind = kind or ("binary" if illuminator.kind == "dmd" else "grey")
+    angles = angles or best_grating_angles(n_angles, period_px, n_phases, kind)
+    pattern_set = make_pattern_set(angles, period_px, shape=shape, n_phases=n_phases, kind=kind)
+    geometry, source = _geometry(preset, illuminator, objective, rotation_deg, mirror)
+    return DevicePatterns(
+        pattern_set=pattern_set,
+        geometry=geometry,
+        rotation_source=source,
+        nominal=pattern_set.nominal_parameters(geometry),
+        illuminator=illuminator,
     )
-    geometry, rotation_source = _geometry(args, preset, illuminator, objective)
-    nominal = pattern_set.nominal_parameters(geometry)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from scope.errors import ConfigurationError
+    from scope.planning import load_preset
+
+    patterns = device_patterns(
+        load_preset(args.preset),
+        angles=args.angles,
+        period_px=args.period_px,
+        n_phases=args.phases,
+        kind=args.kind,
+        device_size=args.device_size,
+        rotation_deg=args.rotation_deg,
+        mirror=args.mirror,
+    )
+    pattern_set, geometry, nominal = patterns.pattern_set, patterns.geometry, patterns.nominal
+    illuminator, kind = patterns.illuminator, patterns.kind
+    height, width = pattern_set.frames.shape[-2:]
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -234,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
     angles_txt = ",".join(f"{a.angle_deg:.2f}" for a in nominal.angles)
     period = float(np.mean([a.period_nm for a in nominal.angles]))
     mirrored = ", mirrored" if geometry.mirror else ""
+    source = patterns.rotation_source
     w(f"priors at the sample (device rotation {geometry.rotation_deg:g}°{mirrored}, "
-      f"{rotation_source}): --prior-angles {angles_txt} --prior-period {period:.1f}\n")  # fmt: skip
+      f"{source}): --prior-angles {angles_txt} --prior-period {period:.1f}\n")  # fmt: skip
     w(f"wrote {len(names)} frames and patterns.json to {out}/\n")
     if removed:
         w(f"  removed {len(removed)} pattern files of an earlier run there ({removed[0]}"

@@ -125,11 +125,26 @@ def prepare_output_folder(path: str | Path) -> Path:
     return folder
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
+def remove_path(path: str | Path, *, ignore_errors: bool = False) -> None:
+    """Remove a file, a folder with its contents, or a link (never what it points to), if it
+    is there.
+
+    Parameters
+    ----------
+    path : path
+    ignore_errors : bool
+        Leave what cannot be removed without an error (cleanup after another error, which it
+        must not hide).
+    """
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    elif path.exists() or path.is_symlink():
+        try:
+            path.unlink()
+        except OSError:
+            if not ignore_errors:
+                raise
 
 
 def commit_path(tmp: Path, path: Path) -> None:
@@ -137,6 +152,50 @@ def commit_path(tmp: Path, path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def write_atomically(
+    path: str | Path, write: Callable[[Path], object], *, tmp: str | Path | None = None
+) -> Path:
+    """Write ``path`` in one step: ``write(tmp)`` writes a temporary name beside it, which then
+    replaces ``path`` (:func:`commit_path`). On any error (also Ctrl-C) the temporary is
+    removed and ``path`` is left as it was; a reader sees the old file or the new one, never
+    half of one.
+
+    Parameters
+    ----------
+    path : path
+        The final name.
+    write : callable
+        ``write(tmp)`` writes the whole file (or folder) at ``tmp``.
+    tmp : path, optional
+        The temporary name; default a unique hidden one beside ``path``
+        (:func:`temporary_path`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    tmp = temporary_path(path) if tmp is None else Path(tmp)
+    try:
+        write(tmp)
+        commit_path(tmp, path)
+    except BaseException:
+        remove_path(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def write_bytes_atomically(path: str | Path, data: bytes, *, tmp: str | Path | None = None) -> Path:
+    """Write ``data`` to ``path`` in one step (:func:`write_atomically`)."""
+
+    def write(t: Path) -> None:
+        with open(t, "wb") as fh:
+            fh.write(data)
+
+    return write_atomically(path, write, tmp=tmp)
 
 
 def _json_default(obj: Any) -> Any:
@@ -258,8 +317,8 @@ def write_ome_tiff(
             f"{len(channel_wavelengths_nm)} channel wavelengths for axes {axes} {tuple(shape)}: "
             "give one per index of the C axis"
         )
-    tmp = temporary_path(path)
-    try:
+
+    def write(tmp: Path) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=math.prod(shape) * 4 > 2**31, ome=True) as tw:
             tw.write(
                 data,
@@ -272,10 +331,8 @@ def write_ome_tiff(
             )
         if before_commit is not None:
             before_commit()
-        commit_path(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
+
+    write_atomically(path, write)
     return path
 
 
@@ -479,7 +536,7 @@ class OmeZarrWriter:
         return self.path
 
     def abort(self) -> None:
-        _remove(self.tmp)
+        remove_path(self.tmp, ignore_errors=True)
 
 
 def write_ome_zarr(

@@ -35,7 +35,6 @@ Opt. Lett. 33, 156 (2008).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from scope.backend import Backend, get_backend
 from scope.errors import DataFormatError, ReconstructionError
 from scope.optics import OTF, OpticalSetup, pixel_transfer
 from scope.sim.defects import DefectPixels, find_defect_pixels
+from scope.sim.gratings import check_distinct_angles
 from scope.sim.params import AngleParameters, SIMParameters
 from scope.sim.spectral import (
     default_taper_px,
@@ -491,17 +491,24 @@ SAME_ORIENTATION_DEG = 1.0
 def _check_distinct_orientations(angles: list[AngleParameters]) -> None:
     """Refuse carriers of two angles that share one orientation: one pattern orientation cannot
     give two angles' carriers, so the frames were grouped otherwise than they were recorded
-    (a 3 x 5 run read as 3 x 3, frames in another order)."""
+    (a 3 x 5 run read as 3 x 3, frames in another order). Only estimated carriers count."""
     found = [(i, a.angle_deg % 180.0) for i, a in enumerate(angles) if a.source == "estimated"]
-    for (i, ai), (j, aj) in itertools.combinations(found, 2):
-        d = abs(ai - aj)
-        if min(d, 180.0 - d) < SAME_ORIENTATION_DEG:
-            raise ReconstructionError(
-                f"angles {i} and {j} show one and the same pattern orientation ({ai:.1f}°, "
-                f"{aj:.1f}°): the frames are not grouped as they were recorded — check the "
-                "angles x phases (--angles/--phases: a 3 x 5 run read as 3 x 3 looks like "
-                "this) and the frame order (--frame-order)"
-            )
+
+    def message(i: int, j: int, apart: float) -> str:
+        (ai_index, ai), (aj_index, aj) = found[i], found[j]
+        return (
+            f"angles {ai_index} and {aj_index} show one and the same pattern orientation "
+            f"({ai:.1f}°, {aj:.1f}°): the frames are not grouped as they were recorded — check "
+            "the angles x phases (--angles/--phases: a 3 x 5 run read as 3 x 3 looks like "
+            "this) and the frame order (--frame-order)"
+        )
+
+    check_distinct_angles(
+        [a for _, a in found],
+        min_separation_deg=SAME_ORIENTATION_DEG,
+        message=message,
+        error=ReconstructionError,
+    )
 
 
 def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[float, float]:

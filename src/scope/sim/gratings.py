@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -135,6 +135,7 @@ def quantise_grating(
     period_tol: float = 0.002,
     max_sideband: float = 0.02,
     exact_phase_steps: bool = True,
+    warn: bool = True,
 ) -> QuantisedGrating:
     """The lattice grating nearest to a requested angle and period.
 
@@ -158,6 +159,9 @@ def quantise_grating(
     exact_phase_steps : bool
         Only ``P`` that are multiples of ``n_phases`` (phase steps exactly ``2 pi / n``);
         otherwise the shifts are rounded (the exact phases are reported either way).
+    warn : bool
+        Log a warning when no lattice grating is within the tolerances (False: a search that
+        tries many gratings, most of which do not fit, e.g. :func:`best_grating_angles`).
 
     Returns
     -------
@@ -207,18 +211,19 @@ def quantise_grating(
                 f"P <= {max_lattice_period}: raise max_lattice_period"
             )
         chosen = best[1:]
-        log.warning(
-            "grating %.3f deg / %.4f px: no lattice grating within %.3g deg, %.3g %% and "
-            "sidebands <= %.3g up to P=%d; using the closest, (a, b, P) = %s (another period, or "
-            "exact_phase_steps=False, may fit better)",
-            angle_deg,
-            period_px,
-            angle_tol_deg,
-            100 * period_tol,
-            max_sideband,
-            max_lattice_period,
-            chosen,
-        )
+        if warn:
+            log.warning(
+                "grating %.3f deg / %.4f px: no lattice grating within %.3g deg, %.3g %% and "
+                "sidebands <= %.3g up to P=%d; using the closest, (a, b, P) = %s (another "
+                "period, or exact_phase_steps=False, may fit better)",
+                angle_deg,
+                period_px,
+                angle_tol_deg,
+                100 * period_tol,
+                max_sideband,
+                max_lattice_period,
+                chosen,
+            )
     a, b, P = chosen
     shifts = tuple(round(n * P / n_phases) % P for n in range(n_phases))
     return QuantisedGrating(a, b, P, float(angle_deg), float(period_px), shifts)
@@ -463,32 +468,94 @@ class PatternSet:
 MIN_ANGLE_SEPARATION_DEG = 1.0
 
 
-def check_distinct_angles(
+def orientation_difference_deg(a_deg: float, b_deg: float) -> float:
+    """How far apart two orientations are, degrees in [0, 90] (``a`` and ``a + 180`` are one).
+
+    Examples
+    --------
+    >>> orientation_difference_deg(10.0, 189.5)
+    0.5
+    """
+    return abs((a_deg - b_deg + 90.0) % 180.0 - 90.0)
+
+
+def same_orientation_pair(
     angles_deg: Sequence[float], *, min_separation_deg: float = MIN_ANGLE_SEPARATION_DEG
-) -> None:
-    """Refuse grating orientations closer than ``min_separation_deg`` (mod 180 degrees).
+) -> tuple[int, int, float] | None:
+    """The first two angles closer than ``min_separation_deg`` modulo 180 degrees.
 
-    A grating at ``a`` and one at ``a + 180`` are the same orientation; two of one orientation
-    give no extra direction of resolution and make the reconstruction's angles ambiguous.
+    Parameters
+    ----------
+    angles_deg : sequence of float
+        Angles in degrees; a non-finite one is never close to another.
+    min_separation_deg : float
+        Smallest difference of two distinct orientations.
 
-    Raises
-    ------
-    ConfigurationError
-        Naming the two angles and how far apart they are.
+    Returns
+    -------
+    (i, j, apart) or None
+        Indices ``i < j`` of the pair and their :func:`orientation_difference_deg`; None when
+        every orientation is distinct.
     """
     values = [float(a) for a in angles_deg]
     for i, a in enumerate(values):
-        if not math.isfinite(a):
-            raise ConfigurationError(f"grating angle must be finite, got {a}")
-        for b in values[i + 1 :]:
-            apart = abs((a - b + 90.0) % 180.0 - 90.0)
+        for j in range(i + 1, len(values)):
+            apart = orientation_difference_deg(a, values[j])
             if apart < min_separation_deg:
-                raise ConfigurationError(
-                    f"grating angles {a:g}° and {b:g}° are the same orientation ({apart:.3g}° "
-                    f"apart, modulo 180°): give distinct angles at least {min_separation_deg:g}° "
-                    f"apart, e.g. {len(values)} equally spaced over 180° "
-                    f"({' '.join(f'{k * 180 / len(values):g}' for k in range(len(values)))})"
-                )
+                return i, j, apart
+    return None
+
+
+def _same_grating_message(angles: list[float], i: int, j: int, apart: float,
+                          min_separation_deg: float) -> str:  # fmt: skip
+    """What :func:`check_distinct_angles` says by default (a pattern set's gratings)."""
+    n = len(angles)
+    spaced = " ".join(f"{k * 180 / n:g}" for k in range(n))
+    return (
+        f"grating angles {angles[i]:g}° and {angles[j]:g}° are the same orientation "
+        f"({apart:.3g}° apart, modulo 180°): give distinct angles at least "
+        f"{min_separation_deg:g}° apart, e.g. {n} equally spaced over 180° ({spaced})"
+    )
+
+
+def check_distinct_angles(
+    angles_deg: Sequence[float],
+    *,
+    min_separation_deg: float = MIN_ANGLE_SEPARATION_DEG,
+    message: Callable[[int, int, float], str] | None = None,
+    error: type[Exception] = ConfigurationError,
+) -> None:
+    """Refuse orientations closer than ``min_separation_deg`` (mod 180 degrees).
+
+    A grating at ``a`` and one at ``a + 180`` are the same orientation; two of one orientation
+    give no extra direction of resolution and make the reconstruction's angles ambiguous. The
+    one check of distinct orientations for pattern sets, ``scope acquire --angles`` and the
+    estimated carriers of a reconstruction; each caller words the error for its context.
+
+    Parameters
+    ----------
+    angles_deg : sequence of float
+        The angles, degrees.
+    min_separation_deg : float
+        Smallest difference of two distinct orientations.
+    message : callable, optional
+        ``message(i, j, apart)``: the error text for angles ``i`` and ``j`` that are ``apart``
+        degrees apart (say what was given and what to do). Default: the pattern set's wording.
+    error : exception type
+        Raised with the message; default :class:`~scope.errors.ConfigurationError`.
+
+    Raises
+    ------
+    error
+        Naming the two angles and how far apart they are.
+    """
+    values = [float(a) for a in angles_deg]
+    pair = same_orientation_pair(values, min_separation_deg=min_separation_deg)
+    if pair is None:
+        return
+    if message is None:
+        raise error(_same_grating_message(values, *pair, min_separation_deg))
+    raise error(message(*pair))
 
 
 def make_pattern_set(
@@ -631,20 +698,18 @@ def best_grating_angles(n_angles: int, period_px: float, n_phases: int, kind: st
     (a binary 5 px grating at 0° comes out 2.9 % long); a few degrees off the axes they can.
     """
     step = 180.0 / n_angles
-    level = log.level
-    log.setLevel(logging.ERROR)  # the search tries many gratings that do not fit
-    try:
-        best: tuple[float, float] | None = None
-        for start in range(int(step)):
-            badness = 0.0
-            for i in range(n_angles):
-                q = quantise_grating(start + i * step, period_px, n_phases=n_phases, kind=kind)
-                # errors in units of the quantiser's tolerances (0.1 deg, 0.2 %)
-                badness = max(badness, abs(q.angle_error_deg) / 0.1, abs(q.period_error) / 2e-3)
-            if best is None or badness < best[1] - 1e-9:
-                best = (float(start), badness)
-    finally:
-        log.setLevel(level)
+    best: tuple[float, float] | None = None
+    for start in range(int(step)):
+        badness = 0.0
+        for i in range(n_angles):
+            # the search tries many gratings that do not fit: no warning for each
+            q = quantise_grating(
+                start + i * step, period_px, n_phases=n_phases, kind=kind, warn=False
+            )
+            # errors in units of the quantiser's tolerances (0.1 deg, 0.2 %)
+            badness = max(badness, abs(q.angle_error_deg) / 0.1, abs(q.period_error) / 2e-3)
+        if best is None or badness < best[1] - 1e-9:
+            best = (float(start), badness)
     if best is None:
         raise ValueError(f"{n_angles} angles leave no starting angle to search")
     return [best[0] + i * step for i in range(n_angles)]
