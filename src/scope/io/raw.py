@@ -1457,9 +1457,9 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
 def journal_table(path: str | Path, limit: int | None = None) -> dict[str, np.ndarray]:
     """The frame table of a TIFF run as its journal (``<name>.frames.jsonl``) confirms it.
 
-    The last row journalled for each frame (:func:`scope.acquisition.writer.read_frame_journal`),
-    from the first frame up to the first one missing: rows after a gap were never confirmed on
-    disk. The pixels are not read.
+    The last row journalled for each frame, from the first frame up to the first one missing
+    (:func:`scope.acquisition.writer.journal_frame_table`): rows after a gap were never
+    confirmed on disk. The pixels are not read.
 
     Parameters
     ----------
@@ -1473,14 +1473,9 @@ def journal_table(path: str | Path, limit: int | None = None) -> dict[str, np.nd
     dict of str -> numpy.ndarray
         One int64 array per column of :data:`scope.acquisition.writer.FRAME_COLUMNS`.
     """
-    from scope.acquisition.writer import FRAME_COLUMNS, read_frame_journal
+    from scope.acquisition.writer import journal_frame_table, read_frame_journal
 
-    latest = read_frame_journal(path)
-    n = 0
-    while (limit is None or n < limit) and n in latest:
-        n += 1
-    rows = np.array([latest[i] for i in range(n)], np.int64).reshape(n, len(FRAME_COLUMNS))
-    return {name: rows[:, i] for i, name in enumerate(FRAME_COLUMNS)}
+    return journal_frame_table(read_frame_journal(path), limit)
 
 
 def _acquisition_stack(
