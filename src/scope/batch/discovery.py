@@ -127,6 +127,16 @@ def output_stems(paths: Sequence[Path]) -> dict[Path, str]:
         if counts[s] > 1:
             s = f"{p.parent.name}_{s}_{p.suffix.lstrip('.').lower()}"
         out[p] = s
-    if len(set(out.values())) != len(out):
-        raise ConfigurationError("inputs with the same names in same-named folders; rename them")
+    taken = list(out.values())
+    for p, s in list(out.items()):
+        if taken.count(s) > 1:  # a.tif beside a.ome.tif: the whole suffix tells them apart
+            suffix = p.name[len(stems[p]) :].strip(".").replace(".", "_").lower()
+            out[p] = f"{p.parent.name}_{stems[p]}_{suffix}"
+    seen: dict[str, Path] = {}
+    for p, s in out.items():
+        if s in seen:
+            raise ConfigurationError(
+                f"inputs {seen[s]} and {p} would both be written as {s}: rename one of them"
+            )
+        seen[s] = p
     return out

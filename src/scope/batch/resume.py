@@ -184,8 +184,6 @@ def examine_output(
     """
     if not out.exists():
         return ExistingOutput("redo", f"{out.name} does not exist")
-    if widefield is not None and not widefield.exists():
-        return ExistingOutput("redo", f"{widefield.name} (asked for by --widefield) is missing")
     record, why = read_params_record(params)
     if record is None:
         return ExistingOutput("redo", f"{out.name} is incomplete: {why}")
@@ -198,6 +196,8 @@ def examine_output(
             record,
             differences,
         )
+    if widefield is not None and not widefield.exists():  # after "outdated": never overwrite it
+        return ExistingOutput("redo", f"{widefield.name} (asked for by --widefield) is missing")
     return ExistingOutput("skip", "", record)
 
 

@@ -290,10 +290,13 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.sim.reconstruct import EQUALIZE_MODES, ReconstructionSettings, SIMReconstructor
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
-    if (args.angles or 2) < 2 or (args.phases or 3) < 3:
+    given = {"--angles": args.angles, "--phases": args.phases}
+    if (args.angles is not None and args.angles < 2) or (
+        args.phases is not None and args.phases < 3
+    ):
         raise ConfigurationError(
-            f"SIM needs at least 2 angles and 3 phases, got --angles {args.angles} --phases "
-            f"{args.phases}"
+            "SIM needs at least 2 angles and 3 phases, got "
+            + " ".join(f"{flag} {n}" for flag, n in given.items() if n is not None)
         )
     t0 = time.perf_counter()
     raw, n_angles, n_phases = open_sim_stack(
@@ -693,6 +696,12 @@ def _run_batch(args: argparse.Namespace) -> int:
             f"{', '.join(one_file_only)}: for one input file; several inputs go to the batch "
             "engine (`scope batch`, which reports resolution and modulation contrast for every "
             "file): reconstruct the files one at a time to use them"
+        )
+    out = Path(args.output)
+    if out.suffix.lower() in (".tif", ".tiff") and not out.is_dir():
+        raise ConfigurationError(
+            f"-o {args.output}: several inputs (or a folder) get one result each, written into "
+            "a folder: name an output folder (e.g. -o sim/), or give one input file"
         )
     parser = argparse.ArgumentParser(prog="scope batch")
     sub = parser.add_subparsers()

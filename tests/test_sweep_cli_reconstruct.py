@@ -1,0 +1,33 @@
+"""User-sweep regressions of ``scope reconstruct`` on the real B-SIM HeLa data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scope.cli import main
+
+DATA = Path(__file__).parent / "data"
+HELA = DATA / "bsim-hela-mitochondria" / "raw_images.tif"
+OPTICS = ["--na", "1.3", "--wavelength", "660", "--pixel-size", "65", "--offset", "100"]
+
+
+def test_several_inputs_with_a_tif_output_are_refused_not_written_as_a_folder(tmp_path, capsys):
+    """``scope reconstruct cell_*.tif -o sim.tif`` (a shell glob): the results of several files
+    go into a folder; a folder named ``sim.tif`` full of Zarr stores is not what was asked."""
+    a, b = tmp_path / "cell_1.tif", tmp_path / "cell_2.tif"
+    a.write_bytes(HELA.read_bytes())
+    b.write_bytes(HELA.read_bytes())
+    out = tmp_path / "sim.tif"
+    assert main(["reconstruct", str(a), str(b), "-o", str(out), *OPTICS]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "-o" in err[0] and "folder" in err[0], err
+
+
+def test_angles_zero_is_refused_not_replaced_by_the_default(tmp_path, capsys):
+    """``--angles 0`` is a mistake to say, not a request for the default 3 x 3."""
+    out = tmp_path / "sim.tif"
+    assert main(["reconstruct", str(HELA), "-o", str(out), *OPTICS, "--angles", "0"]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert "--angles 0" in err and "None" not in err, err
