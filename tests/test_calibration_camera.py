@@ -288,3 +288,17 @@ def test_reconstruct_applies_camera_maps(tmp_path):
         ]
     )
     assert code != 0
+
+
+def test_noiseless_dark_or_clipped_flat_is_refused_with_a_reason():
+    # a cheap 8-bit camera that clamps its black level at 0 gives dark frames with no noise,
+    # and a flat level clipped at full scale has none either: a clear error, not a LinAlgError
+    rng = np.random.default_rng(4)
+    kw = dict(gain_adu_per_e=0.5, read_noise_e=3.0, offset_adu=64.0, bit_depth=12, rng=rng)
+    dark = simulate_frames(np.zeros((16, 16)), 10, **kw)
+    flats = [simulate_frames(np.full((16, 16), lv), 10, **kw) for lv in (300, 1200)]
+    with pytest.raises(DataFormatError, match="dark frames do not vary"):
+        photon_transfer(np.zeros((10, 16, 16), np.uint8), flats)
+    clipped = np.full((10, 16, 16), 4095, np.uint16)
+    with pytest.raises(DataFormatError, match="clipped at full scale"):
+        photon_transfer(dark, [*flats, clipped])

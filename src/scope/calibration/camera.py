@@ -253,10 +253,23 @@ def photon_transfer(
     offset_map, dark_var = temporal_statistics(dark_arr, what="dark frames")
     offset = float(offset_map.mean())
     read_var_adu2 = float(dark_var.mean())
+    levels = _check_levels(dark_arr, flats, saturation_adu)
+    if not read_var_adu2 > 0:
+        raise DataFormatError(
+            f"the dark frames do not vary from frame to frame (all at {offset:.1f} ADU): the "
+            "camera clips its dark level (raise its black level / offset so the dark frames "
+            "sit above 0 with visible noise) or the frames are copies of one"
+        )
     signal = [0.0]
     variance = [read_var_adu2]
-    for arr in _check_levels(dark_arr, flats, saturation_adu):
+    for arr in levels:
         mean, var = temporal_statistics(arr)
+        if not var.mean() > 0:
+            raise DataFormatError(
+                f"a flat level at {mean.mean():.1f} ADU does not vary from frame to frame: it "
+                "is clipped at full scale (use less light, or give the saturation level, "
+                "--saturation-adu, to leave it out) or its frames are copies of one"
+            )
         signal.append(float((mean - offset_map).mean()))
         variance.append(float(var.mean()))
     s = np.asarray(signal)
