@@ -497,5 +497,5 @@ def test_an_invalid_batch_flag_is_one_plain_line(tmp_path, capsys):
 
     assert main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--na", "3"]) == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert lines[-1].endswith("invalid option: na: Input should be less than or equal to 1.7")
+    assert lines[-1].endswith("invalid option: --na 3: Input should be less than or equal to 1.7")
     assert not (tmp_path / "out").exists()  # refused before anything is written

@@ -48,3 +48,25 @@ def test_same_stem_with_other_suffixes_in_one_folder_gets_distinct_outputs(tmp_p
     clash = [tmp_path / "x" / "d" / "c.tif", tmp_path / "y" / "d" / "c.tif"]
     with pytest.raises(ConfigurationError, match=r"x/d/c\.tif.*y/d/c\.tif"):
         output_stems(clash)
+
+
+def test_option_errors_name_the_flag_and_the_value(tmp_path, capsys):
+    """`scope batch --angles 0` said "n_angles: Input should be >= 2" (the model's field, not
+    the flag the user typed)."""
+    assert _batch([HELA], tmp_path / "out", "--wavelength", "660", "--angles", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("invalid option: --angles 0: Input should be greater than or equal to 2")
+
+
+def test_a_file_s_error_names_it_once(tmp_path, caplog):
+    """The log line of a failed file read "nan.tif: nan.tif: SIM set 0 holds ..."."""
+    import numpy as np
+    import tifffile
+
+    frames = np.full((9, 64, 64), 200, np.float32)
+    frames[0, 0, 0] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", frames)
+    _batch([tmp_path / "nan.tif"], tmp_path / "out", "--wavelength", "660")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and errors[0].startswith("nan.tif: SIM set 0 holds 1 NaN")
+    assert "nan.tif: nan.tif" not in caplog.text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from scope.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -31,3 +33,20 @@ def test_angles_zero_is_refused_not_replaced_by_the_default(tmp_path, capsys):
     assert not out.exists()
     err = capsys.readouterr().err.strip()
     assert "--angles 0" in err and "None" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("angle", "said"),
+    [
+        ({"angle_deg": 1}, "angle 0 has no 'period_nm'"),
+        ({"angle_deg": 1, "period_nm": "a", "phases_rad": [0, 1, 2]}, "angle 0: could not"),
+    ],
+)
+def test_a_malformed_params_file_says_what_is_missing(angle, said):
+    """A `--params` file lacking a key showed Python's `KeyError('period_nm')` repr."""
+    from scope.errors import DataFormatError
+    from scope.sim.params import SIMParameters
+
+    with pytest.raises(DataFormatError) as err:
+        SIMParameters.from_dict({"angles": [angle]})
+    assert said in str(err.value) and "KeyError" not in str(err.value)

@@ -217,7 +217,7 @@ def load_preset(name: str | Path) -> tuple[BatchOptions, str]:
         raise ConfigurationError(f"preset {path.name}: {validation_message(err)}") from err
 
 
-def validation_message(err: ValidationError) -> str:
+def validation_message(err: ValidationError, names: dict[str, str] | None = None) -> str:
     """A pydantic error as one plain sentence: each problem's field and message, without the
     model's name, the input echoed back or the documentation link (the command line's and the
     napari widgets' messages alike).
@@ -225,17 +225,27 @@ def validation_message(err: ValidationError) -> str:
     Parameters
     ----------
     err : pydantic.ValidationError
+    names : dict, optional
+        What to call a field instead of its name (the command line's flag: ``{"n_angles":
+        "--angles"}``), with the value given.
 
     Returns
     -------
     str
-        ``"field: message"`` per problem (the message alone for a check of the whole model),
-        joined by ``"; "``; pydantic's own text where it lists no problem.
+        ``"field: message"`` (``"--angles 0: message"``) per problem (the message alone for a
+        check of the whole model), joined by ``"; "``; pydantic's own text where it lists no
+        problem.
     """
     parts = []
     for e in err.errors():
         msg = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        where = ".".join(str(x) for x in e.get("loc", ()))
+        loc = e.get("loc", ())
+        where = ".".join(str(x) for x in loc)
+        if names and len(loc) == 1 and str(loc[0]) in names:
+            given = e.get("input")
+            values = given if isinstance(given, list) else [given]
+            shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+            where = f"{names[str(loc[0])]} {shown}"
         parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts) or str(err)
 

@@ -324,7 +324,9 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
         result["status"] = status_of(result["angles_from_prior"])
     except ScopeError as err:
         result["error"] = str(err).splitlines()[0]
-        log.error("%s: %s", Path(job.input).name, result["error"])
+        name = Path(job.input).name
+        said = result["error"]  # most errors name the file already
+        log.error("%s", said if said.startswith(name) else f"{name}: {said}")
     except Exception as err:  # one file's failure must never stop the batch
         result["error"] = f"unexpected {type(err).__name__}: {err}".splitlines()[0]
         log.error("%s failed:\n%s", job.input, traceback.format_exc())

@@ -110,7 +110,31 @@ def options_from_args(args: argparse.Namespace) -> Any:
     try:
         return BatchOptions(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
-        raise ConfigurationError(f"invalid option: {validation_message(err)}") from err
+        message = validation_message(err, names=_FLAGS)
+        raise ConfigurationError(f"invalid option: {message}") from err
+
+
+#: the flag that sets each option of :class:`~scope.batch.config.BatchOptions` (for messages)
+_FLAGS = {
+    "na": "--na",
+    "wavelength_nm": "--wavelength",
+    "pixel_size_nm": "--pixel-size",
+    "immersion_index": "--immersion",
+    "offset_adu": "--offset",
+    "n_angles": "--angles",
+    "n_phases": "--phases",
+    "frame_order": "--frame-order",
+    "wiener": "--wiener",
+    "equalize": "--equalize",
+    "saturation_adu": "--saturation-adu",
+    "pattern_map": "--pattern-map",
+    "camera_maps": "--camera-maps",
+    "backend": "--backend",
+    "reestimate_every": "--reestimate-every",
+    "otf_path": "--otf",
+    "period_nm": "--prior-period",
+    "angles_deg": "--prior-angles",
+}
 
 
 def run(args: argparse.Namespace) -> int:

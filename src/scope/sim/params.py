@@ -166,9 +166,15 @@ class SIMParameters:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SIMParameters:
-        try:
-            angles = []
-            for a in d["angles"]:
+        layout = (
+            "SIM parameters need {'angles': [{'angle_deg', 'period_nm', 'phases_rad', "
+            "'modulation'}, ...]}"
+        )
+        if not isinstance(d, dict) or not isinstance(d.get("angles"), list):
+            raise DataFormatError(f"{layout}: no list of angles found")
+        angles = []
+        for i, a in enumerate(d["angles"]):
+            try:
                 conf = a.get("confidence")
                 angles.append(
                     AngleParameters(
@@ -180,11 +186,10 @@ class SIMParameters:
                         source=str(a.get("source", "given")),
                     )
                 )
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataFormatError(
-                "SIM parameters need {'angles': [{'angle_deg', 'period_nm', 'phases_rad', "
-                f"'modulation'}}, ...]}}: {err!r}"
-            ) from err
+            except KeyError as err:
+                raise DataFormatError(f"{layout}: angle {i} has no {err.args[0]!r}") from err
+            except (AttributeError, TypeError, ValueError) as err:
+                raise DataFormatError(f"{layout}: angle {i}: {err}") from err
         return cls(tuple(angles), notes=dict(d.get("notes", {})))
 
     def to_json(self, path: str | Path | None = None) -> str:
