@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from scope.errors import DataFormatError
-from scope.io.writers import beside
+from scope.io.writers import WIDEFIELD_DESCRIPTION, beside
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def layer_to_file_args(data: Any, meta: dict[str, Any]) -> tuple[np.ndarray, flo
         if k not in ("file", "acquisition") and v is not None
     }
     stored["scope_kind"] = lmeta.get("scope_kind", "sim")
+    if stored["scope_kind"] == "widefield":  # what the reader knows a widefield image by (a
+        # layer the reader opened keeps it in "file", which is not stored again)
+        stored.setdefault("image", WIDEFIELD_DESCRIPTION)
     stored["layer_name"] = meta.get("name")
     return image, float(px), axes, stored
 

@@ -215,14 +215,16 @@ class ExportVideoWidget(QWidget):
 
     def _take_new_result(self, added: Any, sim: str, wf: str) -> tuple[str, str]:
         """A SIM or widefield layer just added (a reconstruction, a file opened) takes over its
-        role from a raw layer or nothing; a result the user picked stays."""
+        role from a raw layer, the reconstruction widget's one-set preview or nothing; a result
+        the user picked stays."""
+        from scope.napari.reconstruction_widget import PREVIEW_LAYER
 
         def kind(name: str) -> str | None:
             layer = self._layer(name)
             return None if layer is None else layer.metadata.get("scope_kind", "other")
 
         new_kind = added.metadata.get("scope_kind")
-        if new_kind == "sim" and kind(sim) in (None, "raw"):
+        if new_kind == "sim" and (kind(sim) in (None, "raw") or sim == PREVIEW_LAYER):
             sim = added.name
         elif new_kind == "widefield" and kind(wf) in (None, "raw"):
             wf = added.name

@@ -496,6 +496,8 @@ class LiveImagingWidget(QWidget):
                 if layer.visible:  # hidden layers cost nothing; they catch up when shown
                     layer.data = data
                     self.gui_updates += 1
+                if not np.allclose(layer.scale, scale):  # another pixel size, same ROI
+                    layer.scale, layer.translate = scale, translate
                 return layer
             layer.data = data  # ROI changed between sessions: same layer, new shape
             layer.scale, layer.translate = scale, translate

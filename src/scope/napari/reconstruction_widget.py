@@ -135,6 +135,9 @@ class ReconstructionWidget(QWidget):
         self._job: str | None = None  # "estimate" or "stack": one at a time
         self._job_worker: Any = None
         self._preview_pending = False
+        #: counts the times the parameters were forgotten (another layer, optics, frame order):
+        #: a worker started before that belongs to the old ones and its result is dropped
+        self._epoch = 0
         self._loading = False  # fields being filled from a layer (not edited by the user)
         self.last_result: np.ndarray | None = None
 
@@ -370,8 +373,14 @@ class ReconstructionWidget(QWidget):
 
     def _forget_parameters(self, *_: Any) -> None:
         """Another layer, frame order or optics: the parameters found belong to the old one."""
+        if self.reconstructor is not None and not self._loading:  # the user edited a field
+            self.status.setText(
+                "the optics or frame order changed: the parameters and the SIM preview are of "
+                "the old ones; Estimate parameters again"
+            )
         self.params = None
         self.reconstructor = None
+        self._epoch += 1
         self.report.setText("no parameters yet: Estimate parameters")
 
     def _open_dialog(self) -> None:
@@ -562,11 +571,18 @@ class ReconstructionWidget(QWidget):
             return params, spec, marks, rec, preview, mcnr, clipped, pattern_map
 
         settings = self.settings()
-        return self._run(work, self._estimated, job="estimate")
+        epoch, name = self._epoch, self.layer.name
+        return self._run(work, lambda r: self._estimated(r, epoch, name), job="estimate")
 
-    def _estimated(self, result: tuple) -> None:
+    def _estimated(self, result: tuple, epoch: int | None = None, name: str = "") -> None:
         from scope.sim.diagnostics import carrier_report
 
+        if epoch is not None and epoch != self._epoch:  # made for another layer or optics
+            self.status.setText(
+                f"the estimate of {name!r} was dropped: the layer, optics or frame order changed "
+                "while it ran; Estimate parameters again"
+            )
+            return
         params, spec, marks, rec, preview, mcnr, clipped, pattern_map = result
         self.params, self.reconstructor = params, rec
         self.report.setText(carrier_report(params))
@@ -676,14 +692,16 @@ class ReconstructionWidget(QWidget):
         frames, _ = checked
         s = self.settings()
         base = self.reconstructor
+        epoch = self._epoch
 
         def work() -> tuple:
             rec = base.with_settings(**dataclasses.asdict(s))
             return rec, rec.backend.to_numpy(rec(frames))
 
         def done(result: tuple) -> None:
-            self.reconstructor, image = result
-            self._show_preview(image)
+            if epoch == self._epoch:  # else made with parameters since forgotten: dropped
+                self.reconstructor, image = result
+                self._show_preview(image)
             if self._preview_pending:
                 self._preview_pending = False
                 QTimer.singleShot(0, self.preview)
