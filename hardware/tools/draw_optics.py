@@ -26,6 +26,10 @@ OUT_DIR = HARDWARE / "optics"
 WIDTH, HEIGHT = 1400, 760
 EXCITATION = "#1f77b4"
 EMISSION = "#2ca02c"
+#: focal length of the two lenses of the better build's 1:1 4f relay (hardware/bom/better.toml,
+#: AC254-150-A-ML); the relay is 1:1, so only the excitation tube lens after it
+#: (the preset's illumination_lens_focal_mm) enters the demagnification
+RELAY_FOCAL_MM = 150.0
 
 
 @dataclass
@@ -76,34 +80,42 @@ def layout(build: str) -> Layout:
     d.beams.append(([(190, y0), (250, y0)], EXCITATION))
     f_ill = illuminator.illumination_lens_focal_mm or 0.0
     if two_beam:
-        # 4f relay: lens, Fourier plane with the zero-order stop, lens
-        d.beams.append(([(290, y0), (420, y0)], EXCITATION))
-        d.lens(420, y0, 120, True, f"f = {f_ill:g} mm")
-        d.beams.append(([(420, y0 - 30), (560, y0 - 30)], EXCITATION))
-        d.beams.append(([(420, y0 + 30), (560, y0 + 30)], EXCITATION))
-        d.rect(553, y0 - 8, 14, 16, "#111111")
-        d.text(560, y0 + 5 + 50, "zero-order stop", anchor="middle")
-        d.text(560, y0 - 32 - 36, "(Fourier plane)", anchor="middle")
-        d.beams.append(([(560, y0 - 30), (700, y0 - 30)], EXCITATION))
-        d.beams.append(([(560, y0 + 30), (700, y0 + 30)], EXCITATION))
-        d.lens(700, y0, 120, True, f"f = {f_ill:g} mm")
-        d.beams.append(([(700, y0 - 30), (xd, y0 - 8)], EXCITATION))
-        d.beams.append(([(700, y0 + 30), (xd, y0 + 8)], EXCITATION))
+        # DMD -> L1 -> Fourier plane (zero-order stop) -> L2 -> intermediate DMD image -> L3
+        # (excitation tube lens, f3 = f_ill) -> objective back focal plane. The relay is 1:1
+        # (f1 = f2), so D = M x (f1/f2) x f3 / f_design = M x f_ill / f_design, as scope plan has
+        # it. Drawn are the chief rays of the +-1 orders: apart in the Fourier planes (stop, back
+        # aperture), crossing in the image planes (DMD, intermediate image).
+        x1, xs, x2, xi, x3 = 390, 495, 600, 705, 810
+        h = 30  # height of the +-1 orders in the Fourier planes
+        for sign in (-1, 1):
+            y = y0 + sign * h
+            d.beams.append(([(290, y0), (x1, y), (x2, y), (xi, y0), (x3, y)], EXCITATION))
+            # folded up by the dichroic, parallel into the back aperture: two spots
+            d.beams.append(([(x3, y), (xd - sign * h, y), (xd - sign * h, 170)], EXCITATION))
+        d.beams.append(([(290, y0), (xs - 7, y0)], EXCITATION))  # zero order, blocked
+        d.lens(x1, y0, 120, True, f"f = {RELAY_FOCAL_MM:g} mm")
+        d.rect(xs - 7, y0 - 8, 14, 16, "#111111")
+        d.text(xs, y0 + 55, "zero-order stop", anchor="middle")
+        d.text(xs, y0 - 68, "(Fourier plane)", anchor="middle")
+        d.lens(x2, y0, 120, True, f"f = {RELAY_FOCAL_MM:g} mm")
+        d.lines.append(([(xi, y0 - 45), (xi, y0 + 45)], "#9a9a9a", 2))
+        d.text(xi, y0 - 68, "intermediate image", anchor="middle")
+        d.lens(x3, y0, 120, True, f"excitation tube lens f = {f_ill:g} mm")
+        d.text(xd - 50, 150, "back aperture (conjugate to the stop)", anchor="end")
         d.text(
             560,
             y0 + 150,
-            "only the ±1 orders reach the objective: fringes at half the imaged period",
+            "only the ±1 orders reach the objective: two spots in its back aperture",
             anchor="middle",
         )
     else:
         d.beams.append(([(290, y0), (560, y0)], EXCITATION))
         d.lens(560, y0, 120, True, f"f = {f_ill:g} mm")
-        d.beams.append(([(560, y0), (xd, y0)], EXCITATION))
+        d.beams.append(([(560, y0), (xd, y0), (xd, 170)], EXCITATION))
         d.text(560, y0 + 150, "the device is imaged onto the sample (incoherent)", anchor="middle")
     # dichroic, objective, sample
     d.lines.append(([(xd - 40, y0 + 40), (xd + 40, y0 - 40)], "#7f7f7f", 6))
     d.text(xd + 50, y0 + 30, "dichroic")
-    d.beams.append(([(xd, y0), (xd, 170)], EXCITATION))
     d.rect(xd - 40, 110, 80, 60, "#e8eef8")
     d.text(xd + 55, 140, f"{objective.name}", bold=True)
     corr = (
