@@ -36,3 +36,17 @@ def test_bom_lists_the_light_enable_pull_down_the_safety_section_asks_for():
         if not item.get("optional") and "10 kOhm" in item["part"] and "GP12" in item["part"]
     ]
     assert parts, "the better build wires a laser to GP12 but its BOM has no 10 kOhm pull-down"
+
+
+def test_the_boms_list_the_cables_and_cards_a_build_cannot_run_without():
+    """The Pico needs a USB data cable in both builds, the budget build's Raspberry Pi a power
+    supply and a microSD card: a maker ordering from the BOM alone could not start."""
+    import tomllib
+
+    hardware = Path(__file__).parents[1] / "hardware" / "bom"
+    for build in ("budget", "better"):
+        parts = [i["part"] for i in tomllib.loads((hardware / f"{build}.toml").read_text())["item"]]
+        assert any("micro-USB" in p and "Pico" in p for p in parts), build
+    budget = [i["part"] for i in tomllib.loads((hardware / "budget.toml").read_text())["item"]]
+    assert any("power supply" in p and "Raspberry Pi" in p for p in budget)
+    assert any("microSD" in p for p in budget)

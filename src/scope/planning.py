@@ -212,7 +212,8 @@ class Illuminator(BaseModel):
     illumination_lens_focal_mm: float | None = Field(
         default=None,
         gt=0,
-        description="Focal length of the lens imaging the device into the objective; gives the "
+        description="Focal length of the lens imaging the device (or a 1:1 relay's image of it, "
+        "in a two-beam build: the excitation tube lens) into the objective; gives the "
         "demagnification for any objective (see projection_demagnification)",
     )
     projected_period_nm: float | None = Field(
