@@ -51,7 +51,7 @@ from scope.sim.params import AngleParameters, SIMParameters
 rng = np.random.default_rng(2026)
 workdir = Path(tempfile.mkdtemp(prefix="scope-calibration-"))
 preset = workdir / "my_setup.toml"
-preset.write_text("[optics]\nna = 1.2\nwavelength_nm = 525.0\npixel_size_nm = 65.0\n")
+_ = preset.write_text("[optics]\nna = 1.2\nwavelength_nm = 525.0\npixel_size_nm = 65.0\n")
 
 # %% [markdown]
 # ## 1. Camera: photon transfer

@@ -66,7 +66,8 @@ for px in (2, 3, 4, 5, 6, 8):
 #
 # In leader mode the controller switches the pattern, waits for it to settle, then triggers the
 # camera. The budget projector needs two video frames (33 ms) per switch, so it dominates; the
-# better build's DMD switches in 0.1 ms and the camera sets the pace.
+# better build's DMD switches in 0.1 ms, so its camera's maximum frame rate (160 frames/s) sets
+# the pace at short exposures, and beyond about 6 ms the exposure itself does.
 
 # %%
 for name, (camera, _objective, illuminator, acquisition) in builds.items():
