@@ -685,6 +685,10 @@ class AcquisitionEngine:
         with _critical():  # a signal cannot land between the frame on disk and its count
             index = self.writer.append(frame.data, tag)  # on disk before anything else happens
             self.summary.frames_written = self.writer.n_frames
+            # known to the pairing too, so the sets it completes are verified after a Ctrl-C
+            f = _Frame(index, frame.frame_id, frame.timestamp_s - self._delay_s, frame.data)
+            self._frames.append(f)
+            self._all_frames_by_index[index] = f
         if self._full_scale is not None:
             clipped = int(np.count_nonzero(frame.data >= self._full_scale))
             if clipped:
@@ -696,10 +700,7 @@ class AcquisitionEngine:
             log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)
         self._last_frame_id = frame.frame_id
         self._frames_since_event += 1
-        f = _Frame(index, frame.frame_id, frame.timestamp_s - self._delay_s, frame.data)
         self._newest_frame_t = max(self._newest_frame_t, f.t_s)
-        self._frames.append(f)
-        self._all_frames_by_index[index] = f
         self._call(self._frame_callbacks, index, frame.data)
 
     def _match(self, final: bool = False) -> None:
@@ -929,6 +930,11 @@ class AcquisitionEngine:
             self.camera.stop()
         except Exception as err:
             log.error("stopping the camera failed: %s", err)
+        if self.writer is not None and state != "complete":
+            try:
+                self._verify_sets_in()
+            except Exception as err:
+                log.error("the sets acquired before the run ended could not be verified: %s", err)
         if self.writer is not None:
             try:
                 try:
@@ -976,6 +982,27 @@ class AcquisitionEngine:
                 log.error("a frame the camera delivered while stopping could not be written: "
                           "%s", err)  # fmt: skip
                 return
+
+    def _verify_sets_in(self) -> None:
+        """After an abort (Ctrl-C, a fault): every set all of whose pulses came is verified and
+        tagged as at the end of a run, so a complete set on disk is not lost; the frames of a
+        set cut short are left to :meth:`_mark_unfinished`."""
+        w = self.writer
+        if w is None or w.closed or not hasattr(self, "_pulses"):
+            return
+        cfg = self.config
+        n = cfg.frames_per_set
+        self._drain_events()
+        self._done_counts(None)  # no pulse comes any more
+        self._match(final=True)
+        decided = {r.index for r in self.reports}  # (one interrupted right after its verdict)
+        while cfg.n_sets is None or self._next_set < cfg.n_sets:
+            s = self._next_set
+            if (s + 1) * n > self._max_pulse:
+                return  # cut short by the end of the run
+            if s not in decided:
+                self._finalize_set(s, range(s * n + 1, s * n + n + 1))
+            self._next_set += 1
 
     def _mark_unfinished(self) -> None:
         """Frames of sets never verified (after an abort, or left over) are marked invalid."""

@@ -336,6 +336,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _optics(settings: dict[str, Any]) -> tuple[Any, Any]:
+    from pydantic import ValidationError
+
+    from scope.batch.config import validation_message
+    from scope.errors import ConfigurationError
     from scope.optics import OpticalSetup
     from scope.sim.params import SIMParameters
 
@@ -346,7 +350,12 @@ def _optics(settings: dict[str, Any]) -> tuple[Any, Any]:
     }
     if settings.get("immersion") is not None:
         optics["immersion_index"] = settings["immersion"]
-    setup = OpticalSetup(**optics)
+    try:
+        setup = OpticalSetup(**optics)
+    except ValidationError as err:  # --na 5, --pixel-size 0: one line, not a traceback
+        names = {"na": "--na", "wavelength_nm": "--wavelength", "pixel_size_nm": "--pixel-size",
+                 "immersion_index": "the preset's immersion index"}  # fmt: skip
+        raise ConfigurationError(validation_message(err, names=names)) from None
     params = SIMParameters.equidistant(
         settings["angles"], period_nm=settings["period_nm"], n_phases=settings["phases"]
     )
@@ -439,6 +448,11 @@ def run(args: argparse.Namespace) -> int:
     if args.sets < 0:
         raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
     output_format(args.output)  # run.zarr or run.ome.tif, nothing else
+    folder = next((p for p in args.output.absolute().parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():  # not "aborted: ... '.run.zarr.starting'"
+        raise ConfigurationError(
+            f"cannot write {args.output}: {folder} is a file, not a folder; choose another -o"
+        )
     if args.output.exists() and not args.overwrite:  # before the light and camera start
         raise ConfigurationError(
             f"{args.output} exists (an earlier run?): choose another name, or --overwrite to "
