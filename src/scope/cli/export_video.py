@@ -255,10 +255,15 @@ def run(args: argparse.Namespace) -> int:
     n_channels = source.frames.shape[1]
     names = ", ".join(source.channel_names or [f"ch{c + 1}" for c in range(n_channels)])
     if args.layout == "overlay" and n_channels < 2:
+        hint = (  # --axes is refused for raw runs: their channels come from the file
+            "; use --layout wipe, side-by-side or sim"
+            if raw_input
+            else "; if its planes are channels, say so with --axes CYX (TCYX for time points of "
+            "channels)"
+        )
         raise ConfigurationError(
             f"--layout overlay adds channels in their colours, but {args.input.name} holds one "
-            f"channel ({source.frames.shape[0]} frame(s)); if its planes are channels, say so "
-            "with --axes CYX (TCYX for time points of channels)"
+            f"channel ({source.frames.shape[0]} frame(s)){hint}"
         )
     if args.layout == "sim" and n_channels > 1:
         raise ConfigurationError(

@@ -141,6 +141,10 @@ class ClipRenderer:
         self.style = style
         self.plan = plan
         self.timestamps_s = None if timestamps_s is None else np.asarray(timestamps_s, float)
+        if self.timestamps_s is not None and np.isfinite(self.timestamps_s).any():
+            # labels count from the first frame: OME DeltaT (or an epoch) may start much
+            # earlier, which would also pick too coarse a format (whole seconds, minutes)
+            self.timestamps_s = self.timestamps_s - np.nanmin(self.timestamps_s)
         self._progress = wipe_progress(plan.n_frames) if layout == "wipe" else None
         self._bar_cache: dict[int, np.ndarray] = {}
         self._stamp_cache: dict[str, np.ndarray] = {}
