@@ -31,3 +31,23 @@ def test_overlay_on_a_raw_run_does_not_suggest_axes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--layout overlay" in err and "one channel" in err
     assert "--axes" not in err
+
+
+def test_a_gif_cut_to_its_size_cap_reports_the_frames_it_holds(tmp_path, capsys):
+    """A GIF over its size cap keeps every k-th frame; the summary line still gave the planned
+    count (120 frames for a file of 60)."""
+    import re
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from scope.cli import main
+
+    still = np.random.default_rng(0).random((480, 480)).astype(np.float32)  # incompressible
+    tifffile.imwrite(tmp_path / "noise.tif", still)
+    out = tmp_path / "noise.gif"
+    assert main(["export-video", str(tmp_path / "noise.tif"), "-o", str(out)]) == 0
+    said = int(re.search(r"(\d+) frames", capsys.readouterr().out).group(1))
+    with Image.open(out) as gif:
+        assert said == gif.n_frames

@@ -466,12 +466,19 @@ def export_video(
     )
     out = write_clip(renderer, path, overwrite=overwrite, **(encoder_options or {}))
     plan = renderer.plan
+    n_frames, fps = plan.n_frames, plan.fps
+    if out.suffix.lower() == ".gif":  # a GIF over its size cap keeps every k-th frame
+        from PIL import Image
+
+        with Image.open(out) as gif:
+            n_frames = int(getattr(gif, "n_frames", 1))
+        fps = plan.fps * n_frames / max(plan.n_frames, 1)
     return ExportResult(
         out,
         renderer.preset.name,
         renderer.layout,
-        plan.n_frames,
-        plan.fps,
+        n_frames,
+        fps,
         plan.duration_s,
         plan.mode,
         plan.speed_factor,
