@@ -18,9 +18,10 @@ detection cutoff in its own frame, so only that disc's bounding box is weighed a
 Edges: a camera's field of view does not wrap around, and the jump between opposite edges
 would put a cross of artefacts into every spectrum. The zero order, which carries the image's
 brightness, is not tapered: it is split into a periodic and a smooth part (Moisan 2011); the
-periodic part is reconstructed; the smooth part (its spectrum computed from the borders alone)
-is added back in real space, interpolated onto the 2x grid (one inverse FFT of the camera grid
-and one pass over the image): filtered in Fourier space like the rest, it carried a bright
+periodic part is reconstructed; the smooth part (its spectrum computed from the borders alone,
+brought into real space by one inverse FFT of the camera grid and taken off the zero order
+before its FFT) is added back in real space, interpolated onto the 2x grid (one pass over the
+image): filtered in Fourier space like the rest, it carried a bright
 structure cut by one edge over to the opposite edge (a ghost at 10-50 % of its brightness on
 real data; on a simulated cell cut by the edge the error in the border strip falls from 0.22 to
 0.05). So the image keeps its content up to the edges. The ±1 orders (whose sub-pixel shift
@@ -640,9 +641,7 @@ class SIMReconstructor:
         # and added back in real space, interpolated onto the 2x grid at the zero order's DC
         # weight: any filter applied to it in Fourier space mixes opposite edges, where the
         # smooth part jumps (a bright cell cut by one edge put a ghost of it on the other)
-        self._w_smooth = (self._smooth.inverse_laplacian * w0).astype(xp.complex64)
-        dc_weight = float(_to_np(w0[0, 0].real)) / 4.0  # the zero order's, in image units
-        self._smooth_weight = (self._smooth.inverse_laplacian * dc_weight).astype(xp.float32)
+        self._smooth_dc_weight = float(_to_np(w0[0, 0].real)) / 4.0  # in image units
         # the +1 orders' weights stacked (angle, Y, X): each rectangle of the spectra is
         # weighed for all angles at once
         self._w_plus = xp.empty((len(w_plus), *self._grid), xp.complex64)
@@ -918,8 +917,12 @@ class SIMReconstructor:
                 band[index] = plus * self._shifts[a][1].reshape(-1)[index]
         # no order is tapered: the smooth part of each one's periodic-plus-smooth split (from
         # its borders alone) is weighed apart from the rest (see _prepare_filter)
-        borders = self._smooth.border_spectra(zero)
         borders_plus = self._smooth_plus.border_spectra(bands)  # all angles at once
+        # the zero order's smooth part, in real space (from its borders alone), taken off
+        # before its FFT and added back after the filter (see _prepare_filter)
+        smooth = fft.irfft2(self._smooth.spectrum(self._smooth.border_spectra(zero)), s=self._grid)
+        smooth = smooth.astype(xp.float32, copy=False)
+        zero -= smooth
         z = fft.rfft2(zero)
         z[0, 0] -= offset * dc * (ny * nx)
         if self._follows:
@@ -933,8 +936,6 @@ class SIMReconstructor:
                 if rows is None:
                     continue
                 z[rows, cols] *= self._w0[rows, cols]
-                w_s = self._w_smooth[rows, cols]
-                z[rows, cols] -= self._smooth.spectrum(borders, rows, cols, weight=w_s)
             for rows, cols in self._rect_plus:
                 rows = _intersect(rows, block)
                 if rows is None:
@@ -961,11 +962,8 @@ class SIMReconstructor:
 
         be.run_blocks(combine, len(self._acc_blocks))
         image = fft.irfft2(acc, s=self._grid_output).astype(xp.float32, copy=False)
-        # the zero order's smooth part, in real space (see _prepare_filter)
-        smooth = fft.irfft2(
-            self._smooth.spectrum(borders, weight=self._smooth_weight), s=self._grid
-        )
-        padded = xp.pad(smooth.astype(xp.float32, copy=False), 1, mode="edge")
+        # the zero order's smooth part added back at its DC weight (see _prepare_filter)
+        padded = xp.pad(smooth * xp.float32(self._smooth_dc_weight), 1, mode="edge")
         chunk = 32 if be.name == "numpy" else ny  # rows in cache; a GPU takes all at once
         be.run_blocks(
             lambda i: add_upsampled_2x(image, padded, self._src_blocks[i], xp, chunk),
