@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -374,6 +375,23 @@ def write_clip(
     return path
 
 
+def _gif_frames_and_rate(path: Path, planned: int, fps: float) -> tuple[int, float]:
+    """The frames a GIF plays and their rate, from its frame delays: a run of identical frames
+    is stored once with the summed delay, so the shortest delay common to all (their greatest
+    common divisor) is one frame; ``(planned, fps)`` where the file gives no delays."""
+    from PIL import Image
+
+    delays = []
+    with Image.open(path) as gif:
+        for i in range(int(getattr(gif, "n_frames", 1))):
+            gif.seek(i)
+            delays.append(int(gif.info.get("duration", 0)))
+    if not delays or min(delays) <= 0:
+        return planned, fps
+    unit_ms = math.gcd(*delays)
+    return round(sum(delays) / unit_ms), 1000.0 / unit_ms
+
+
 def export_video(
     frames: np.ndarray,
     path: str | os.PathLike,
@@ -467,12 +485,8 @@ def export_video(
     out = write_clip(renderer, path, overwrite=overwrite, **(encoder_options or {}))
     plan = renderer.plan
     n_frames, fps = plan.n_frames, plan.fps
-    if out.suffix.lower() == ".gif":  # a GIF over its size cap keeps every k-th frame
-        from PIL import Image
-
-        with Image.open(out) as gif:
-            n_frames = int(getattr(gif, "n_frames", 1))
-        fps = plan.fps * n_frames / max(plan.n_frames, 1)
+    if out.suffix.lower() == ".gif":  # one over its size cap keeps every k-th frame
+        n_frames, fps = _gif_frames_and_rate(out, n_frames, fps)
     return ExportResult(
         out,
         renderer.preset.name,
