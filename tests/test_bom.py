@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from hardware_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 HARDWARE = ROOT / "hardware"
@@ -19,14 +19,8 @@ BUILDS = ("budget", "better")
 
 @pytest.fixture(scope="module")
 def make_bom():
-    spec = importlib.util.spec_from_file_location("make_bom", HARDWARE / "tools" / "make_bom.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_bom"] = module  # dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)
+    with load_tool("make_bom") as module:
         yield module
-    finally:
-        sys.modules.pop("make_bom", None)
 
 
 def _sum_items_here(path: Path) -> tuple[float, float]:

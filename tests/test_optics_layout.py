@@ -7,31 +7,19 @@ transform, at the back aperture, and the sample gets no two-beam pattern.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
+from hardware_tools import HARDWARE, load_tool
 from scope.planning import load_preset, parts_from_preset, plan_setup
-
-HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
 
 
 @pytest.fixture(scope="module")
 def draw_optics():
-    spec = importlib.util.spec_from_file_location(
-        "draw_optics", HARDWARE / "tools" / "draw_optics.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["draw_optics"] = module
-    try:
-        spec.loader.exec_module(module)
+    with load_tool("draw_optics") as module:
         yield module
-    finally:
-        sys.modules.pop("draw_optics", None)
 
 
 def _better_parts():

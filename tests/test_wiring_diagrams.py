@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
+from hardware_tools import HARDWARE, load_tool
 
 
 @pytest.fixture(scope="module")
 def draw():
-    spec = importlib.util.spec_from_file_location(
-        "draw_wiring", HARDWARE / "tools" / "draw_wiring.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["draw_wiring"] = module
-    try:
-        spec.loader.exec_module(module)
+    with load_tool("draw_wiring") as module:
         yield module
-    finally:
-        sys.modules.pop("draw_wiring", None)
 
 
 def _firmware_pins() -> dict[str, int]:
@@ -94,16 +83,8 @@ def test_bom_notes_name_the_firmware_pins():
 
 
 def test_optical_layouts_are_current_and_carry_scope_plan_figures(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "draw_optics", HARDWARE / "tools" / "draw_optics.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["draw_optics"] = module
-    try:
-        spec.loader.exec_module(module)
+    with load_tool("draw_optics") as module:
         module.main(tmp_path)
-    finally:
-        sys.modules.pop("draw_optics", None)
     from scope.planning import load_preset, parts_from_preset, plan_setup
 
     for build in ("budget", "better"):
