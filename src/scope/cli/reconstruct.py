@@ -371,7 +371,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 if params.n_angles != args.angles or params.n_phases != args.phases:
                     raise DataFormatError(
                         f"{args.params} describes {params.n_angles}x{params.n_phases} frames, "
-                        f"the data {args.angles}x{args.phases}"
+                        f"the data is read as {args.angles}x{args.phases}: give --angles "
+                        f"{params.n_angles} --phases {params.n_phases} if the data was taken "
+                        "with that pattern, or the parameters of this data"
                     )
             else:  # a channel too dim to show its own pattern: the first's as its prior
                 params = estimate_with_fallback(
