@@ -50,3 +50,21 @@ def test_a_malformed_params_file_says_what_is_missing(angle, said):
     with pytest.raises(DataFormatError) as err:
         SIMParameters.from_dict({"angles": [angle]})
     assert said in str(err.value) and "KeyError" not in str(err.value)
+
+
+def test_params_of_another_pattern_shape_say_which_flags_would_match(tmp_path, capsys):
+    """A `--params` file of 2 angles for a 3 x 3 data set named both shapes but not the way
+    out (`--angles 2 --phases 3` if the data was taken so)."""
+    import json
+
+    from scope.sim.params import SIMParameters
+
+    two = SIMParameters.equidistant([0.0, 90.0], period_nm=357.0, n_phases=3)
+    params = tmp_path / "two.params.json"
+    params.write_text(json.dumps(two.to_dict()))
+    out = tmp_path / "sim.tif"
+    argv = ["reconstruct", str(HELA), "-o", str(out), *OPTICS, "--params", str(params)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "describes 2x3 frames, the data is read as 3x3" in err
+    assert "give --angles 2 --phases 3" in err
