@@ -682,25 +682,26 @@ class AcquisitionEngine:
             cfg = self.config
             self._delay_s = 0.0 if kind == "exposure_start" else cfg.exposure_ms / 1000.0
         tag = FrameTag(camera_frame_id=frame.frame_id, timestamp_ns=int(frame.timestamp_s * 1e9))
-        with _critical():  # a signal cannot land between the frame on disk and its count
+        # a signal cannot land between the frame on disk and its count, nor before the pairing
+        # knows it (the sets it completes are verified after a Ctrl-C)
+        with _critical():
             index = self.writer.append(frame.data, tag)  # on disk before anything else happens
             self.summary.frames_written = self.writer.n_frames
-            # known to the pairing too, so the sets it completes are verified after a Ctrl-C
+            if self._full_scale is not None:
+                clipped = int(np.count_nonzero(frame.data >= self._full_scale))
+                if clipped:
+                    self.summary.clipped_frames += 1
+                    share = clipped / frame.data.size
+                    self.summary.clipped_share_max = max(self.summary.clipped_share_max, share)
+            if self._last_frame_id is not None and frame.frame_id != self._last_frame_id + 1:
+                self.summary.frame_id_gaps += 1
+                log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)
+            self._last_frame_id = frame.frame_id
+            self._frames_since_event += 1
             f = _Frame(index, frame.frame_id, frame.timestamp_s - self._delay_s, frame.data)
+            self._newest_frame_t = max(self._newest_frame_t, f.t_s)
             self._frames.append(f)
             self._all_frames_by_index[index] = f
-        if self._full_scale is not None:
-            clipped = int(np.count_nonzero(frame.data >= self._full_scale))
-            if clipped:
-                self.summary.clipped_frames += 1
-                share = clipped / frame.data.size
-                self.summary.clipped_share_max = max(self.summary.clipped_share_max, share)
-        if self._last_frame_id is not None and frame.frame_id != self._last_frame_id + 1:
-            self.summary.frame_id_gaps += 1
-            log.info("camera frame id jumped %d -> %d", self._last_frame_id, frame.frame_id)
-        self._last_frame_id = frame.frame_id
-        self._frames_since_event += 1
-        self._newest_frame_t = max(self._newest_frame_t, f.t_s)
         self._call(self._frame_callbacks, index, frame.data)
 
     def _match(self, final: bool = False) -> None:
