@@ -53,6 +53,18 @@ def test_devices_lists_the_gentl_producers_cameras():
     assert bare["genicam"] == []
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "abc"])
+def test_devices_refuses_a_probe_timeout_that_is_not_positive(value):
+    """It named the internal ``timeout_s`` (and took "nan" for a timeout)."""
+    proc = _scope("devices", "--probe-timeout", value)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"scope devices: error: argument --probe-timeout: must be a positive number of seconds "
+        f"(e.g. 1), got {value}; use --no-probe to list the ports without opening them"
+    )
+
+
 def test_acquire_on_the_simulated_microscope(tmp_path):
     out = tmp_path / "run.zarr"
     proc = _scope(
@@ -216,6 +228,9 @@ def test_a_refused_start_keeps_the_earlier_run_and_leaves_no_file(tmp_path, name
         (["-o", "run.h5"], "name it run.zarr (OME-Zarr, the robust choice) or run.ome.tif"),
         (["-o", "a.zarr", "--angles", "0", "0", "0"], "0° and 0° are 0° apart (mod 180°)"),
         (["-o", "b.zarr", "--angles", "10", "70", "189.5"], "10° and 189.5° are 0.5° apart"),
+        # the flag as typed, not the sample's doubled and rounded shape "(2, 2)"
+        (["-o", "c.zarr", "--shape", "1", "1"], "--shape 1 1: the simulated camera needs at"),
+        (["-o", "d.zarr", "--shape", "8", "256"], "--shape 8 256: the simulated camera needs"),
     ],
 )
 def test_bad_names_and_angles_are_refused_up_front(tmp_path, flags, message):

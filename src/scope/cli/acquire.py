@@ -447,6 +447,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.sets < 0:
         raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
+    if (args.camera or "sim").strip() == "sim" and min(args.shape) < 16:
+        raise ConfigurationError(
+            f"--shape {args.shape[0]} {args.shape[1]}: the simulated camera needs at least 16 "
+            "pixels a side (e.g. --shape 128 128)"
+        )
     output_format(args.output)  # run.zarr or run.ome.tif, nothing else
     folder = next((p for p in args.output.absolute().parents if p.exists()), None)
     if folder is not None and not folder.is_dir():  # not "aborted: ... '.run.zarr.starting'"

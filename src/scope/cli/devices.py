@@ -38,13 +38,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-probe", action="store_true", help="list serial ports without opening them")
     p.add_argument(
         "--probe-timeout",
-        type=float,
+        type=_probe_seconds,
         default=1.0,
         metavar="S",
         help="seconds to wait for a controller's handshake per port (default 1)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
+
+
+def _probe_seconds(text: str) -> float:
+    """``--probe-timeout``: seconds, finite and above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds (e.g. 1), got {text}; use --no-probe to "
+            "list the ports without opening them"
+        )
+    return value
 
 
 def _genicam(ctis: list[str] | None) -> list[dict[str, Any]]:
