@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from scope.io.raw import LazyFrames, is_acquisition_run, journal_table, open_raw
+from scope.io.raw import LazyFrames, is_acquisition_run, open_raw
 
 
 def _tiff_run(path, n_frames=3):
@@ -48,11 +48,20 @@ def test_acquisition_runs_are_told_from_their_metadata(tmp_path):
     assert not is_acquisition_run(group)
 
 
+def journal_table(run, limit=None):
+    from scope.acquisition.writer import journal_frame_table, read_frame_journal
+
+    return journal_frame_table(read_frame_journal(run), limit)
+
+
 def test_journal_table_stops_at_the_first_gap(tmp_path):
     from scope.acquisition.writer import FRAME_COLUMNS
+    from scope.io.raw import tiff_run_sidecars
 
     run = _tiff_run(tmp_path / "run.tif", n_frames=3)
-    journal = run.with_name(run.name + ".frames.jsonl")
+    journal, meta = tiff_run_sidecars(run)
+    assert (journal.name, meta.name) == ("run.tif.frames.jsonl", "run.tif.meta.json")
+    assert journal.is_file() and meta.is_file()
     table = journal_table(run)
     assert table["index"].tolist() == [0, 1, 2]
     assert journal_table(run, 2)["index"].tolist() == [0, 1]

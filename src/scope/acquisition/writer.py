@@ -64,6 +64,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scope.errors import AcquisitionError, ConfigurationError, DataFormatError
+from scope.io.raw import tiff_run_sidecars
 from scope.io.writers import remove_path, write_atomically, write_bytes_atomically
 
 log = logging.getLogger(__name__)
@@ -105,14 +106,6 @@ def output_format(path: str | Path) -> Literal["zarr", "tiff"]:
     raise ConfigurationError(
         f"cannot tell the format of the output {Path(path).name!r}: name it run.zarr (OME-Zarr, "
         "the robust choice) or run.ome.tif (OME-TIFF)"
-    )
-
-
-def _sidecars(path: Path) -> tuple[Path, Path]:
-    """The OME-TIFF's frame journal and metadata files."""
-    return (
-        path.with_name(path.name + ".frames.jsonl"),
-        path.with_name(path.name + ".meta.json"),
     )
 
 
@@ -228,7 +221,8 @@ class AcquisitionWriter:
         self.discarded = False
         if self.staged:
             self.path = self.final_path.with_name(f".{self.final_path.name}.starting")
-            for leftover in (self.path, *_sidecars(self.path)):  # a start that crashed: no frame
+            # a start that crashed left no frame: clear its leftovers
+            for leftover in (self.path, *tiff_run_sidecars(self.path)):
                 remove_path(leftover)
         if len(frame_shape) != 2:
             raise ConfigurationError(f"frame_shape must be (Y, X), got {frame_shape}")
@@ -258,7 +252,7 @@ class AcquisitionWriter:
                 self._open_tiff(overwrite or self.staged)
         except OSError as err:
             if self.staged:  # (an error here must not hide the one being raised)
-                for leftover in (self.path, *_sidecars(self.path)):
+                for leftover in (self.path, *tiff_run_sidecars(self.path)):
                     remove_path(leftover, ignore_errors=True)
             raise self._storage_error(err, "creating") from err
         staging = f" (as {self.path.name} until its first frame)" if self.staged else ""
@@ -318,7 +312,7 @@ class AcquisitionWriter:
     def _open_tiff(self, overwrite: bool) -> None:
         import tifffile
 
-        self._journal_path, self._meta_path = _sidecars(self.path)
+        self._journal_path, self._meta_path = tiff_run_sidecars(self.path)
         for p in (self._journal_path, self._meta_path):
             if p.exists() and overwrite:
                 p.unlink()
@@ -344,7 +338,7 @@ class AcquisitionWriter:
         final = self.final_path
         moves = [(self.path, final)]
         if self.format == "tiff":
-            moves += list(zip(_sidecars(self.path), _sidecars(final), strict=True))
+            moves += list(zip(tiff_run_sidecars(self.path), tiff_run_sidecars(final), strict=True))
         if (final.exists() or final.is_symlink()) and not self.overwrite:
             raise ConfigurationError(
                 f"{final} appeared while the run started; its frames are in {self.path}"
@@ -369,7 +363,7 @@ class AcquisitionWriter:
             self._table = self._group["frame_table"]
             self._dirs.clear()
         else:  # the open TIFF and journal handles follow their files
-            self._journal_path, self._meta_path = _sidecars(self.path)
+            self._journal_path, self._meta_path = tiff_run_sidecars(self.path)
         for old in replaced:
             remove_path(old)
         if replaced:
@@ -383,7 +377,7 @@ class AcquisitionWriter:
                     fh.close()
                 except Exception as err:  # nothing was written that could be lost
                     log.debug("closing %s: %s", self.path, err)
-        for leftover in (self.path, *_sidecars(self.path)):
+        for leftover in (self.path, *tiff_run_sidecars(self.path)):
             remove_path(leftover)
         self.discarded = True
 
@@ -615,7 +609,7 @@ def read_acquisition(path: str | Path) -> tuple[Any, dict[str, np.ndarray], dict
         n = int(np.argmin(written)) if not written.all() else len(written)
         n = min(n, frames.shape[0])
         return frames[:n] if n < frames.shape[0] else frames, _table_as_dict(rows[:n]), meta
-    journal, meta_path = _sidecars(path)
+    journal, meta_path = tiff_run_sidecars(path)
     meta = json.loads(meta_path.read_text())["scope"] if meta_path.exists() else {}
     latest = read_frame_journal(path)
     # rows are journalled after their page: a page beyond them may be cut short
@@ -635,7 +629,7 @@ def read_frame_journal(path: str | Path) -> dict[int, list[int]]:
     index: the last row written for each frame (validity decisions come as later rows). Lines
     cut short by a crash are skipped; no journal gives no rows. The pixels are not read."""
     path = Path(path)
-    journal = _sidecars(path)[0]
+    journal = tiff_run_sidecars(path)[0]
     latest: dict[int, list[int]] = {}
     if not journal.is_file():
         return latest

@@ -1300,9 +1300,11 @@ def _run_in_its_own_sequence(path: Path) -> RawStack | None:
         return None
 
 
-def _sidecar(path: Path, suffix: str) -> Path:
-    """The file a TIFF run keeps beside ``path``: ``<name><suffix>``."""
-    return path.with_name(path.name + suffix)
+def tiff_run_sidecars(path: str | Path) -> tuple[Path, Path]:
+    """The files a ``scope acquire`` TIFF run keeps beside its frames ``path``: the frame
+    journal ``<name>.frames.jsonl`` and the metadata ``<name>.meta.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".frames.jsonl"), path.with_name(path.name + ".meta.json")
 
 
 def _states_run_layout(attrs: Any) -> bool:
@@ -1322,7 +1324,7 @@ def _run_metadata(path: Path) -> Any:
     DataFormatError
         Where it cannot be read or parsed.
     """
-    meta_path = _sidecar(path, ".meta.json")
+    meta_path = tiff_run_sidecars(path)[1]
     if not meta_path.is_file() or meta_path.stat().st_size > _MAX_JSON_BYTES:
         return None
     try:
@@ -1365,7 +1367,7 @@ def _run_reader(path: Path) -> Callable[[Path, int | None], RawStack] | None:
     """
     if path.is_dir():
         return _open_acquisition if _states_run_layout(_zarr_attributes(path)) else None
-    if path.suffix.lower() in _TIFF_SUFFIXES and _sidecar(path, ".frames.jsonl").is_file():
+    if path.suffix.lower() in _TIFF_SUFFIXES and tiff_run_sidecars(path)[0].is_file():
         return _open_acquisition_tiff
     return None
 
@@ -1445,37 +1447,15 @@ def _open_acquisition_tiff(path: Path, n_frames_per_set: int | None) -> RawStack
         raise _fail(path, f"acquisition pages are {frame_shape}; expected 2D grey frames")
     dtype = _check_dtype(path, dtype)
     _check_frames(path, max(n_pages, 1), frame_shape)
-    table = journal_table(path, n_pages)
+    from scope.acquisition.writer import journal_frame_table, read_frame_journal
+
+    table = journal_frame_table(read_frame_journal(path), n_pages)
     reader = _TiffPageReader(path, direct_pages=True)
     stack = _acquisition_stack(
         path, table, meta, lambda i: reader([i])[0], frame_shape, dtype, n_frames_per_set
     )
     stack._closer = reader.close
     return stack
-
-
-def journal_table(path: str | Path, limit: int | None = None) -> dict[str, np.ndarray]:
-    """The frame table of a TIFF run as its journal (``<name>.frames.jsonl``) confirms it.
-
-    The last row journalled for each frame, from the first frame up to the first one missing
-    (:func:`scope.acquisition.writer.journal_frame_table`): rows after a gap were never
-    confirmed on disk. The pixels are not read.
-
-    Parameters
-    ----------
-    path : str or Path
-        The run's TIFF file.
-    limit : int, optional
-        Most rows kept (the pages the file holds).
-
-    Returns
-    -------
-    dict of str -> numpy.ndarray
-        One int64 array per column of :data:`scope.acquisition.writer.FRAME_COLUMNS`.
-    """
-    from scope.acquisition.writer import journal_frame_table, read_frame_journal
-
-    return journal_frame_table(read_frame_journal(path), limit)
 
 
 def _acquisition_stack(
