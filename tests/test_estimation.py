@@ -78,6 +78,21 @@ def test_no_carrier_without_prior_says_why():
         estimate_parameters(flat, SETUP)
 
 
+def test_a_confidence_just_below_the_threshold_does_not_read_as_equal():
+    """The sweep saw "peak-to-noise 5.0 < 5.0" (4.96 printed to one decimal)."""
+    import re
+
+    from scope.sim.estimate import EstimationSettings
+
+    rng = np.random.default_rng(0)
+    flat = rng.poisson(50, (9, 64, 64)).astype(np.float32)
+    with pytest.raises(ReconstructionError) as info:
+        estimate_parameters(flat, SETUP, settings=EstimationSettings(min_confidence=1e3))
+    found = re.search(r"peak-to-noise (\d+\.\d\d) < 1000\)", str(info.value))
+    assert found, str(info.value)
+    assert float(found.group(1)) < 1000
+
+
 def test_frames_without_signal_are_a_clear_error():
     """All-zero frames: no carrier and no candidate, said so (it was a ZeroDivisionError)."""
     with pytest.raises(ReconstructionError, match=r"no candidate at all \(the orders hold no"):

@@ -633,8 +633,9 @@ def _estimate_angle(
             else "no candidate at all (the orders hold no signal)"
         )
         why = (
-            f"angle {index}: no clear pattern carrier (peak-to-noise {confidence:.1f} < "
-            f"{settings.min_confidence}); {candidate}. The modulation is too weak, the signal "
+            # two decimals: 4.96 against a threshold of 5 must not read "5.0 < 5.0"
+            f"angle {index}: no clear pattern carrier (peak-to-noise {confidence:.2f} < "
+            f"{settings.min_confidence:g}); {candidate}. The modulation is too weak, the signal "
             "too low, or the carrier lies at or beyond the detection cutoff"
         )
         if prior is None:
