@@ -263,15 +263,12 @@ optics_truth = ProjectionGeometry(
     pixel_pitch_um=pitch_um, demagnification=83.33, rotation_deg=7.3, mirror=True
 )
 origin_px = (0.7, -0.4)  # the device pixel imaged on camera pixel (0, 0)
-shown = gratings.nominal_parameters(optics_truth)  # the pattern if origin_px were (0, 0)
-shown = replace(
-    shown,
-    angles=tuple(
-        replace(a, phases_rad=tuple(p + 2 * math.pi * float(np.dot(g.k_per_px, origin_px))
-                                    for p in a.phases_rad))  # fmt: skip
-        for a, g in zip(shown.angles, gratings.gratings)
-    ),
-)
+nominal = gratings.nominal_parameters(optics_truth)  # the pattern if origin_px were (0, 0)
+shown_angles = []
+for angle, grating in zip(nominal.angles, gratings.gratings):
+    shift = 2 * math.pi * float(np.dot(grating.k_per_px, origin_px))  # the origin's phase
+    shown_angles.append(replace(angle, phases_rad=tuple(p + shift for p in angle.phases_rad)))
+shown = replace(nominal, angles=tuple(shown_angles))
 uniform = np.ones((256, 256), np.float32)
 slide_sets = np.stack(
     [
