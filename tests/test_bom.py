@@ -141,3 +141,87 @@ def test_preset_reconstruction_tables_agree_with_the_hardware(build):
     assert doc["optics"]["immersion_index"] == pytest.approx(objective.immersion_index)
     assert doc["pattern"]["period_nm"] == pytest.approx(plan.pattern_period_nm, abs=0.05)
     assert doc["pattern"]["n_angles"] * doc["pattern"]["n_phases"] == acquisition.frames_per_sim
+
+
+# -- the better build's cage: itemised, and rods that span the drawn distances -------------------
+
+#: a CP33/M cage plate is 0.35 in thick; Thorlabs ER cage rods come in inch lengths
+CAGE_PLATE_MM = 0.35 * 25.4
+INCH_MM = 25.4
+
+
+@pytest.fixture(scope="module")
+def draw_optics():
+    with load_tool("draw_optics") as module:
+        yield module
+
+
+def _better_items() -> list[dict]:
+    with (HARDWARE / "bom" / "better.toml").open("rb") as fh:
+        return [it for it in tomllib.load(fh)["item"] if not it.get("optional", False)]
+
+
+def _readme_cage_section() -> str:
+    text = (HARDWARE / "README.md").read_text()
+    start = text.index("### Better build: the cage, element by element")
+    return " ".join(text[start : text.index("\n## ", start)].split())
+
+
+def _rods_per_corner_mm(span: str) -> float:
+    """Length of one corner's rod line over ``span`` (rods screwed end to end), from the BOM."""
+    items = [it for it in _better_items() if it.get("rods", {}).get("span") == span]
+    assert items, f"better.toml lists no cage rods for {span!r}"
+    for it in items:
+        # packs of 4 rods, one rod per corner of the 30 mm cage in each pack
+        assert it["quantity"] == it["rods"]["per_corner"], it["part_number"]
+        assert it["part_number"] == f"ER{it['rods']['length_in']:g}-P4", it["part_number"]
+    return sum(it["rods"]["length_in"] * INCH_MM * it["rods"]["per_corner"] for it in items)
+
+
+def test_better_bom_itemises_the_cage_parts_instead_of_pointing_to_a_list():
+    """The old line was a 650 USD 'estimate for the set' whose 'exact list in the optical layout'
+    the layout never gave: the total hid whatever the real list costs."""
+    items = _better_items()
+    text = " ".join(f"{it['part']} {it.get('notes', '')}" for it in items)
+    assert "exact list" not in text and "Estimate for the set" not in text
+    mechanics = [it for it in items if it["category"] == "mechanics"]
+    for it in mechanics:
+        # one part per line: no "CP33/M, ER-series rods, KCB1/M"
+        assert "," not in it["part_number"] and "series" not in it["part_number"], it
+    # every Thorlabs mechanics part has its place in the README's element-by-element table
+    section = _readme_cage_section()
+    missing = [it["part_number"] for it in mechanics if it["vendor"] == "Thorlabs"]
+    missing = [pn for pn in missing if pn.split("-P4")[0] not in section]
+    assert not missing, f"not placed in the README's cage table: {missing}"
+    # one cage plate per lens of the relay and excitation tube lens, a holder and base per post
+    qty = {it["part_number"]: it["quantity"] for it in items}
+    assert qty["CP33/M"] == qty["AC254-150-A-ML"]
+    assert qty["TR75/M"] == qty["PH50/M"] == qty["BA1S/M"]
+    assert f"Post sets (TR75/M post, PH50/M holder, BA1S/M base): {qty['TR75/M']}" in section
+
+
+def test_better_cage_rods_add_up_to_the_drawn_distances(draw_optics):
+    from scope.planning import load_preset, parts_from_preset
+
+    _, objective, illuminator, _ = parts_from_preset(
+        load_preset(HARDWARE / "presets" / "better.toml")
+    )
+    f1 = f2 = draw_optics.RELAY_FOCAL_MM
+    f3 = illuminator.illumination_lens_focal_mm
+    # L1 -> stop -> L2 -> intermediate image -> L3, as drawn: f1 + f1 + f2 + f3
+    l1_to_l3 = 2 * f1 + f2 + f3
+    relay = _rods_per_corner_mm("L1 to L3")
+    # L1's and L3's plates flush with the rod ends, the lenses at the plates' middles
+    assert relay - CAGE_PLATE_MM == pytest.approx(l1_to_l3, abs=1.0)
+    # L3's plate to the cube's face stays short of L3's f3 to the back focal plane, leaving a
+    # few centimetres for the cube and the objective's mount
+    to_cube = _rods_per_corner_mm("L3 to filter cube")
+    assert 0 < f3 - (CAGE_PLATE_MM / 2 + to_cube) < 60
+    # the camera slides on rods longer than the tube lens's focal length
+    assert _rods_per_corner_mm("tube lens to camera") > objective.tube_lens_focal_length_mm
+    assert _rods_per_corner_mm("fold mirror to tube lens") > 0
+    # and the README gives the same sums
+    section = _readme_cage_section()
+    assert f"2 f1 + f2 + f3 = {l1_to_l3:g} mm" in section
+    assert f"({relay:.1f} mm) less one {CAGE_PLATE_MM:.1f} mm cage plate" in section
+    assert f"(4 × {relay + to_cube:.1f} mm)" in section

@@ -6,6 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from scope.devices.emulator import SimulatedHardware
 
 HARDWARE = Path(__file__).resolve().parents[1] / "hardware"
@@ -50,3 +52,52 @@ def test_the_boms_list_the_cables_and_cards_a_build_cannot_run_without():
     budget = [i["part"] for i in tomllib.loads((hardware / "budget.toml").read_text())["item"]]
     assert any("power supply" in p and "Raspberry Pi" in p for p in budget)
     assert any("microSD" in p for p in budget)
+
+
+def _budget_lens_section() -> str:
+    text = (HARDWARE / "README.md").read_text()
+    start = text.index("### Budget build: the projector's own lens comes off")
+    return " ".join(text[start : text.index("\n### ", start + 1)].split())
+
+
+def test_budget_section_says_what_becomes_of_the_projectors_own_lens():
+    """The DLP2000 EVM is a projector: its own projection lens must come off for the single
+    illumination lens of the preset, and the docs never said so."""
+    section = _budget_lens_section()
+    assert "Remove that projection lens; the 150 mm achromat takes its place." in section
+    # safely: ESD, the engine left closed, hands off the DMD window
+    assert "electrostatic discharge" in section and "grounded wrist strap" in section
+    assert "Leave the engine closed" in section
+    assert "Never touch the DMD's window" in section
+    # and a check that says it is right: the period the preset predicts
+    preset = tomllib.loads((HARDWARE / "presets" / "budget.toml").read_text())
+    assert "`scope calibrate pattern`" in section
+    assert f"{preset['pattern']['period_nm']:g} nm" in section
+    # the old claim (DMD in the lens's front focal plane) is wrong for a finite objective
+    readme = " ".join((HARDWARE / "README.md").read_text().split())
+    assert "with the device in its front focal plane" not in readme
+    bom = tomllib.loads((HARDWARE / "bom" / "budget.toml").read_text())
+    evm = next(it for it in bom["item"] if it["part_number"] == "DLPDLCR2000EVM")
+    assert "projection lens comes off" in evm["notes"]
+
+
+def test_budget_lens_images_the_dmd_into_the_din_image_plane_at_the_presets_demagnification():
+    from hardware_tools import load_tool
+    from scope.planning import load_preset, parts_from_preset, plan_setup
+
+    camera, objective, illuminator, acquisition = parts_from_preset(
+        load_preset(HARDWARE / "presets" / "budget.toml")
+    )
+    plan = plan_setup(camera, objective, illuminator, acquisition)
+    f_ill = illuminator.illumination_lens_focal_mm
+    assert objective.design_tube_lens_mm is None  # finite: scope plan takes 160 mm
+    with load_tool("draw_optics") as draw:
+        s_dmd, s_image = draw.projection_distances(f_ill)
+        texts = {text for _, _, text, *_ in draw.layout("budget").texts}
+    assert 1 / s_dmd + 1 / s_image == pytest.approx(1 / f_ill)  # a real, sharp image
+    # magnified f_design / f_ill into the DIN image plane: scope plan's D = M f_ill / f_design
+    assert objective.magnification * s_dmd / s_image == pytest.approx(plan.demagnification)
+    assert {f"{s_dmd:.0f} mm", f"{s_image:.0f} mm", "projection lens removed"} <= texts
+    section = _budget_lens_section()
+    assert f"DMD to the middle of the lens {s_dmd:.0f} mm" in section
+    assert f"lens to the DMD's image {s_image:.0f} mm" in section

@@ -30,6 +30,26 @@ EMISSION = "#2ca02c"
 #: AC254-150-A-ML); the relay is 1:1, so only the excitation tube lens after it
 #: (the preset's illumination_lens_focal_mm) enters the demagnification
 RELAY_FOCAL_MM = 150.0
+#: a finite (DIN) objective forms its image of the sample 150 mm above its shoulder (160 mm
+#: mechanical tube length, less the 10 mm an eyepiece reaches into the tube); its magnification
+#: refers to that image plane, and scope.planning takes 160 mm as its f_design
+DIN_IMAGE_FROM_SHOULDER_MM = 150.0
+FINITE_F_DESIGN_MM = 160.0
+
+
+def projection_distances(f_ill: float, f_design: float = FINITE_F_DESIGN_MM) -> tuple[float, float]:
+    """Budget build (finite objective): DMD to illumination lens, and lens to the DMD's image.
+
+    The sample plane a finite objective is in focus for is the one it images into its DIN image
+    plane, not the one it images to infinity: a DMD in the lens's front focal plane would be
+    sharp about f_obj / M = 16 µm beyond the sample the camera sees. So the lens forms a real
+    image of the DMD in the objective's DIN image plane, magnified f_design / f_ill, which gives
+    the demagnification ``scope plan`` uses, ``D = M × f_ill / f_design``. The thin-lens equation
+    then puts the DMD ``f_ill × (1 + f_ill / f_design)`` before the lens and its image
+    ``f_ill + f_design`` after it.
+    """
+    m = f_design / f_ill
+    return f_ill * (1.0 + 1.0 / m), f_ill * (1.0 + m)
 
 
 @dataclass
@@ -102,17 +122,47 @@ def layout(build: str) -> Layout:
         d.text(xi, y0 - 68, "intermediate image", anchor="middle")
         d.lens(x3, y0, 120, True, f"excitation tube lens f = {f_ill:g} mm")
         d.text(xd - 50, 150, "back aperture (conjugate to the stop)", anchor="end")
+        # every gap is a focal length: DMD, L1, stop, L2, image, L3, back focal plane
+        gaps = [(290, x1), (x1, xs), (xs, x2), (x2, xi), (xi, x3), (x3, xd - h)]
+        for (xa, xb), f in zip(gaps, [RELAY_FOCAL_MM] * 4 + [f_ill] * 2, strict=True):
+            d.text((xa + xb) / 2, y0 - 45, f"{f:g} mm", anchor="middle")
         d.text(
             560,
             y0 + 150,
             "only the ±1 orders reach the objective: two spots in its back aperture",
             anchor="middle",
         )
+        d.text(
+            560,
+            y0 + 172,
+            "each gap is one focal length; the last, L3 to the back focal plane, runs through "
+            "the dichroic",
+            anchor="middle",
+        )
     else:
-        d.beams.append(([(290, y0), (560, y0)], EXCITATION))
-        d.lens(560, y0, 120, True, f"f = {f_ill:g} mm")
-        d.beams.append(([(560, y0), (xd, y0), (xd, 170)], EXCITATION))
-        d.text(560, y0 + 150, "the device is imaged onto the sample (incoherent)", anchor="middle")
+        # the projector's own lens is taken off; one lens images the DMD into the finite
+        # objective's DIN image plane, magnified f_design / f_ill (see projection_distances)
+        f_design = objective.design_tube_lens_mm or FINITE_F_DESIGN_MM
+        s_dmd, s_image = projection_distances(f_ill, f_design)
+        xl, xi = 500, 760
+        d.text(270, y0 - 75, "projection lens removed", anchor="middle")
+        d.beams.append(([(290, y0), (xl, y0), (xd, y0), (xd, 170)], EXCITATION))
+        d.lens(xl, y0, 120, True, f"f = {f_ill:g} mm")
+        d.text((290 + xl) / 2, y0 - 12, f"{s_dmd:.0f} mm", anchor="middle")
+        d.text((xl + xi) / 2, y0 - 12, f"{s_image:.0f} mm", anchor="middle")
+        d.lines.append(([(xi, y0 - 45), (xi, y0 + 45)], "#9a9a9a", 2))
+        d.text(xi, y0 - 68, f"image of the DMD (×{f_design / f_ill:.2f})", anchor="middle")
+        d.text(
+            (xi + xd) / 2 - 5, y0 - 12, f"{DIN_IMAGE_FROM_SHOULDER_MM:g} mm to the shoulder",
+            anchor="middle",
+        )  # fmt: skip
+        d.text(
+            560,
+            y0 + 150,
+            "the DMD is imaged into the objective's DIN image plane, and so onto the sample "
+            "(incoherent)",
+            anchor="middle",
+        )
     # dichroic, objective, sample
     d.lines.append(([(xd - 40, y0 + 40), (xd + 40, y0 - 40)], "#7f7f7f", 6))
     d.text(xd + 50, y0 + 30, "dichroic")

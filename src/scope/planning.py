@@ -331,10 +331,13 @@ def pattern_inside_otf(na: float, wavelength_nm: float, pattern_period_nm: float
 def projection_demagnification(objective: Objective, illumination_lens_focal_mm: float) -> float:
     """Demagnification from a pattern device to the sample through an illumination lens.
 
-    The device sits in the front focal plane of a lens of focal length ``f_ill`` whose back
-    focal plane is conjugate to the objective's back focal plane, so the device is imaged with
-    ``f_obj / f_ill`` where ``f_obj = f_design / M``: ``D = M * f_ill / f_design``. For a finite
-    objective the design tube length (160 mm) stands in for ``f_design``.
+    Infinity-corrected objective: the device sits in the front focal plane of a lens of focal
+    length ``f_ill`` (the excitation tube lens) whose back focal plane is the objective's back
+    focal plane, so the device is imaged with ``f_obj / f_ill`` where ``f_obj = f_design / M``:
+    ``D = M * f_ill / f_design``. Finite objective (``f_design`` = the 160 mm design tube
+    length): the lens forms a real image of the device, magnified ``f_design / f_ill``, in the
+    objective's image plane (device ``f_ill (1 + f_ill / f_design)`` before the lens, image
+    ``f_ill + f_design`` after it), which the objective demagnifies ``M`` times: the same ``D``.
     """
     f_design = objective.design_tube_lens_mm or 160.0
     return objective.magnification * illumination_lens_focal_mm / f_design

@@ -1,9 +1,9 @@
 """A pattern that the illumination optics bend across the field: its phase map.
 
 One wave vector and one phase per frame describe the pattern of an ideal microscope. In a built
-one the illumination optics distort the projected grating a little (a pico projector's lens, a
-relay of stock achromats, a tilted pattern plane): the local period and angle drift across the
-field, and the phase that a single global pattern predicts departs from the true one by
+one the illumination optics distort the projected grating a little (a stock lens at finite
+conjugates, a relay of stock achromats, a tilted pattern plane): the local period and angle drift
+across the field, and the phase that a single global pattern predicts departs from the true one by
 ``2 pi k . (D(r) - r)`` for a distortion ``D``. The error grows with the distance from where
 the pattern was estimated (the centre of the field, see ``EstimationSettings.max_size``): on a
 1024-pixel field, a radial distortion of 1 % at the corners displaces the pattern there by
