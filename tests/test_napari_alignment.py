@@ -196,6 +196,44 @@ def test_a_file_without_pixel_size_asks_for_it_and_the_layers_follow(
     assert sim.metadata["pixel_size_nm"] == 32.5 and wf.metadata["pixel_size_nm"] == 65.0
 
 
+def _framed(viewer) -> tuple[float, np.ndarray]:
+    """The camera's zoom and its (y, x) centre."""
+    return float(viewer.camera.zoom), np.asarray(viewer.camera.center[-2:], float)
+
+
+def test_a_pixel_size_entered_reframes_the_view(make_napari_viewer, tmp_path):
+    """A file without a pixel size opens at 1 per pixel; the pixel size typed in shrinks its
+    world extent 15-fold, and the view follows (as *reset view* would), instead of leaving
+    the image a dot in the canvas; an edit that leaves the scale alone keeps the user's zoom."""
+    from scope.napari.reconstruction_widget import ReconstructionWidget
+
+    path, _ = _time_series_file(tmp_path, n_t=1, pixel_um=None)
+    viewer = make_napari_viewer(show=True)
+    widget = ReconstructionWidget(viewer)
+    raw = widget.open_path(str(path))
+    zoom_unscaled, _ = _framed(viewer)
+
+    widget.pixel_size.setValue(65.0)  # as typed into Camera pixel at sample
+    zoom, centre = _framed(viewer)
+    (y0, x0), (y1, x1) = raw.extent.world[:, -2:]
+    assert y0 <= centre[0] <= y1 and x0 <= centre[1] <= x1
+    assert zoom > 10 * zoom_unscaled  # 15 times smaller in the world: zoomed in to fill
+    viewer.reset_view()
+    assert _framed(viewer)[0] == pytest.approx(zoom)
+    np.testing.assert_allclose(_framed(viewer)[1], centre)
+
+    viewer.camera.zoom = 2 * zoom  # the user zooms in; edits of other fields keep it
+    widget.na.setValue(1.2)
+    widget.wavelength.setValue(600.0)
+    widget.layer_box.setCurrentText(raw.name)
+    assert _framed(viewer)[0] == pytest.approx(2 * zoom)
+    widget.pixel_size.setValue(80.0)  # a correction rescales: framed again
+    zoom_80 = _framed(viewer)[0]
+    assert zoom_80 < zoom
+    viewer.reset_view()
+    assert _framed(viewer)[0] == pytest.approx(zoom_80)
+
+
 def test_a_two_colour_widefield_image_opens_as_a_layer_per_channel(make_napari_viewer, tmp_path):
     """`scope reconstruct --widefield` of a two-colour file: the widefield image opens as two
     channel layers blended additively, as the SIM result does (it used to open as one layer with

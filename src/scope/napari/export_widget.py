@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 from scope.errors import ScopeError
 from scope.export import COLORMAPS, LAYOUTS, PRESETS, build_renderer, export_video
 from scope.export.colormaps import canonical_name
-from scope.napari._controls import form_layout
+from scope.napari._controls import form_layout, layer_choice, vertical_scroll, wrapping_label
 from scope.napari._messages import in_widget_words
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 _NONE = "(none)"
 _FROM_LAYER = "(from layer)"
 _PREVIEW_WIDTH_PX = 270
+#: the characters of a layer name the layer boxes show at their narrowest
+_LAYER_CHARS = 18
 
 
 def _image_layers(viewer: Any) -> list[Any]:
@@ -120,8 +122,8 @@ class ExportVideoWidget(QWidget):
         self._worker = None
         self.preview_frame: np.ndarray | None = None
 
-        self.sim_layer = QComboBox()
-        self.widefield_layer = QComboBox()
+        self.sim_layer = layer_choice(_LAYER_CHARS)
+        self.widefield_layer = layer_choice(_LAYER_CHARS)
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
         self.layout_box = QComboBox()
@@ -138,7 +140,8 @@ class ExportVideoWidget(QWidget):
         self.pixel_size = QDoubleSpinBox()
         self.pixel_size.setRange(0.0, 10_000.0)
         self.pixel_size.setDecimals(2)
-        self.pixel_size.setSpecialValueText("unknown (no scale bar)")
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setToolTip("the image's pixel size (unknown: the clip gets no scale bar)")
         self.pixel_size.setSuffix(" nm")
         self.output = QLineEdit(str(Path.home() / "scope-clip.mp4"))
         browse = QPushButton("…")
@@ -148,8 +151,7 @@ class ExportVideoWidget(QWidget):
         self.preview_label = QLabel()
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setMinimumHeight(120)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
 
         out_row = QHBoxLayout()
         out_row.addWidget(self.output)
@@ -172,8 +174,13 @@ class ExportVideoWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.export_button)
+        fields = QWidget()
+        fields.setLayout(form)
+        form.setContentsMargins(0, 0, 0, 0)
+        # the fields scroll in a small window (or below another dock); the buttons, preview
+        # and status line stay in view
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(vertical_scroll([fields]))
         layout.addLayout(buttons)
         layout.addWidget(self.preview_label)
         layout.addWidget(self.status)

@@ -14,6 +14,9 @@ verification), windows skipped by the reconstruction when frames come faster tha
 share of the newest window's values at the camera's full scale (clipped: lower the exposure),
 the hot and dead camera pixels the reconstruction repairs, and the per-angle modulation of the
 newest window.
+
+The dock is narrow (about 370 px), so the canvas keeps room in a small window: its settings
+scroll, while the buttons, status line and statistics stay in view.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,10 +40,16 @@ from qtpy.QtWidgets import (
 )
 
 from scope.errors import ScopeError
-from scope.napari._controls import form_box, int_spin_box, spin_box
+from scope.napari._controls import (
+    form_box,
+    int_spin_box,
+    spin_box,
+    vertical_scroll,
+    wrapping_label,
+)
 from scope.napari._layers import um_units
 from scope.napari._result_layers import percentile_limits
-from scope.napari.live import LiveConfig, LiveSession
+from scope.napari.live import LiveConfig, LiveSession, LiveStats
 from scope.sim.pattern_map import DRIFT_TOLERANCE_RAD
 
 if TYPE_CHECKING:
@@ -58,6 +67,24 @@ DISPLAY_HZ = 10
 #: the simulated microscope, 260 nm pattern, 65 nm pixels: found from 32 pixels = 8 periods,
 #: not at 24; the library then says the period "lies outside what the pixels can sample")
 MIN_PERIODS_ACROSS = 8
+#: the trigger choices, in the order of ``LiveConfig.trigger``'s ("hardware", "follower",
+#: "software"), and what each means (their tooltips)
+TRIGGERS = (
+    ("leader", "the controller triggers the camera"),
+    ("follower", "the camera's exposure output drives the controller"),
+    ("software", "the host triggers each frame"),
+)
+#: lines of the stats panel, always all of them (its height never changes while running)
+STATS_LINES = 8
+#: what the stats panel's short words mean (its tooltip)
+STATS_TIP = (
+    "windows skipped: windows the reconstruction left out as frames came faster than it; "
+    "camera defects: hot and dead pixels it repairs; clipped: the share of the newest window's "
+    "values at the camera's full scale (lower the exposure); modulation: the pattern's, per "
+    "angle, in the newest window; pattern drifts: how far the pattern in the field's corners "
+    "is off the one of the whole field (the illumination optics bend it), its phase then "
+    "mapped across the field and taken out"
+)
 
 
 def _detect_cameras() -> list[str]:
@@ -136,6 +163,46 @@ def snapshot_metadata(name: str, setup: Any, params: Any = None) -> dict[str, An
     return meta
 
 
+def _drift_line(st: LiveStats) -> str:
+    """What the stats say of a pattern the illumination optics bend (empty when they do not)."""
+    if st.pattern_drift_rad is None or st.pattern_drift_rad <= DRIFT_TOLERANCE_RAD:
+        return ""
+    what = "phase mapped out" if st.pattern_mapped else "sharp in centre only"
+    return f"pattern drifts {st.pattern_drift_rad:.1f} rad: {what}"
+
+
+def stats_text(st: LiveStats | None) -> str:
+    """The stats panel: :data:`STATS_LINES` short lines (a narrow dock shows them whole).
+
+    Parameters
+    ----------
+    st : LiveStats or None
+        The session's measured rates and counts (None: nothing measured yet, blank lines).
+
+    Returns
+    -------
+    str
+        The lines, joined by newlines.
+    """
+    if st is None:
+        return "\n" * (STATS_LINES - 1)
+    mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
+    # values at the camera's full scale: bright structures clipped (lower the exposure)
+    clipped = "—" if st.clipped_fraction is None else f"{100 * st.clipped_fraction:.2g} %"
+    defects = "—" if st.defect_pixels is None else str(st.defect_pixels)  # repaired
+    lines = [
+        f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s",
+        f"reconstruction {st.reconstruction_ms:5.1f} ms · pattern estimates {st.pattern_estimates}",
+        f"frames {st.raw_frames} · SIM images {st.sim_images}",
+        f"sets valid {st.valid_sets} · invalid {st.invalid_sets}",
+        f"windows skipped {st.skipped_windows} · camera defects {defects}",
+        f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped {clipped}",
+        f"modulation per angle: {mod}",
+        _drift_line(st),
+    ]
+    return "\n".join(lines)
+
+
 def field_too_small(config: LiveConfig) -> str | None:
     """Why the camera field is too small to find the pattern in (fewer than
     :data:`MIN_PERIODS_ACROSS` periods of the pattern across it), or None."""
@@ -185,19 +252,20 @@ class LiveImagingWidget(QWidget):
         self.controller = QComboBox()
         self.controller.setEditable(True)
         self.controller.addItems(["sim://"])
+        self.controller.setToolTip("serial port of the pattern controller (sim:// = emulated)")
         self.trigger = QComboBox()
-        self.trigger.addItems(
-            [
-                "leader (controller triggers camera)",
-                "follower (camera drives controller)",
-                "software (host triggers)",
-            ]
-        )
+        for text, tip in TRIGGERS:
+            self.trigger.addItem(text)
+            self.trigger.setItemData(self.trigger.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.trigger.setToolTip("; ".join(f"{text}: {tip}" for text, tip in TRIGGERS))
         self.exposure = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
         self.roi = QLineEdit("")
-        self.roi.setPlaceholderText("x, y, width, height (empty = full sensor)")
+        self.roi.setPlaceholderText("x, y, w, h (empty: all)")
+        self.roi.setToolTip(
+            "region of interest in pixels: x, y, width, height (empty: the full sensor)"
+        )
         self.sensor = int_spin_box(
             32,
             2048,
@@ -215,7 +283,7 @@ class LiveImagingWidget(QWidget):
                 ("Exposure", self.exposure),
                 ("Dark gap", self.dark),
                 ("ROI", self.roi),
-                ("Simulated sensor", self.sensor),
+                ("Sim. sensor", self.sensor),
             ],
         )
 
@@ -241,8 +309,16 @@ class LiveImagingWidget(QWidget):
 
         # -- reconstruction
         self.sim_every = QComboBox()
-        self.sim_every.addItems(["every raw frame (rolling)", "every verified set"])
-        self.estimate = QCheckBox("estimate parameters on the first window")
+        self.sim_every.addItems(["every frame (rolling)", "every verified set"])
+        self.sim_every.setToolTip(
+            "a new SIM image for every new raw frame (the newest frame of each slot), or for "
+            "every verified set"
+        )
+        self.estimate = QCheckBox("estimate parameters first")
+        self.estimate.setToolTip(
+            "estimate the pattern parameters on the first window (unticked: the nominal pattern "
+            "of the angles and period above)"
+        )
         self.estimate.setChecked(True)
         self.backend = QComboBox()
         self.backend.addItems(["auto", "numpy", "cupy"])
@@ -254,10 +330,11 @@ class LiveImagingWidget(QWidget):
             tooltip="largest display refresh rate (acquisition and reconstruction run at their "
             "own pace)",
         )
-        self.modulation_map = QCheckBox("map the pattern's modulation (about once a second)")
+        self.modulation_map = QCheckBox("map the pattern's modulation")
         self.modulation_map.setToolTip(
-            "the pattern's local modulation contrast against shot noise, as a layer: under "
-            "about 3 the pattern is barely visible there (defocused, washed out, too dark)"
+            "the pattern's local modulation contrast against shot noise, as a layer refreshed "
+            "about once a second: under about 3 the pattern is barely visible there (defocused, "
+            "washed out, too dark)"
         )
         self.modulation_map.toggled.connect(self._modulation_map_toggled)
         self.reestimate_every = int_spin_box(
@@ -274,9 +351,6 @@ class LiveImagingWidget(QWidget):
         self.reestimate_button = QPushButton("Re-estimate now")
         self.reestimate_button.setToolTip("estimate the pattern again on the next window")
         self.reestimate_button.clicked.connect(self._reestimate_clicked)
-        again = QHBoxLayout()
-        again.addWidget(self.reestimate_every)
-        again.addWidget(self.reestimate_button)
         rec_box = form_box(
             "Live reconstruction",
             [
@@ -285,14 +359,20 @@ class LiveImagingWidget(QWidget):
                 ("Backend", self.backend),
                 ("Display up to", self.display_hz),
                 ("", self.modulation_map),
-                ("Re-estimate every", again),
+                ("Re-estimate every", self.reestimate_every),
+                ("", self.reestimate_button),
             ],
         )
 
         # -- record
         self.output = QLineEdit(str(Path.cwd() / "run.zarr"))
         self.n_sets = int_spin_box(1, 1_000_000, 50)
-        self.keep_live = QCheckBox("keep the scratch run of Live / Live SIM")
+        self.output.setToolTip("the OME-Zarr run Record writes")
+        self.keep_live = QCheckBox("keep Live / Live SIM runs")
+        self.keep_live.setToolTip(
+            "keep the scratch run Live and Live SIM write (else deleted when they stop); the "
+            "status line says where it is"
+        )
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
@@ -321,17 +401,17 @@ class LiveImagingWidget(QWidget):
         buttons = QHBoxLayout()
         for b in (self.live_button, self.sim_button, self.record_button, self.stop_button):
             buttons.addWidget(b)
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label("idle")
         self.status.setMinimumHeight(3 * self.status.fontMetrics().height())
         # fixed lines, no wrapping: a label whose height changes re-lays out the dock and
         # resizes the canvas, which is slow with software OpenGL
-        self.stats_label = QLabel("\n" * 4)
+        self.stats_label = QLabel(stats_text(None))
         self.stats_label.setWordWrap(False)
+        self.stats_label.setToolTip(STATS_TIP)
 
+        # the settings scroll in a small window; the buttons, status and stats stay in view
         layout = QVBoxLayout(self)
-        for w in (dev_box, pat_box, rec_box, rec_out):
-            layout.addWidget(w)
+        layout.addWidget(vertical_scroll([dev_box, pat_box, rec_box, rec_out]))
         layout.addLayout(buttons)
         layout.addWidget(self.contrast_button)
         layout.addWidget(self.status)
@@ -590,28 +670,7 @@ class LiveImagingWidget(QWidget):
                 layer.contrast_limits = (0.0, 12.0)
                 layer.metadata["scope_kind"] = "modulation_contrast"
         st = snap.stats
-        mod = ", ".join(f"{m:.2f}" for m in st.modulation) or "—"
-        # values at the camera's full scale: bright structures clipped (lower the exposure)
-        clipped = "—" if st.clipped_fraction is None else f"{100 * st.clipped_fraction:.2g} %"
-        defects = "—" if st.defect_pixels is None else str(st.defect_pixels)  # repaired
-        bends = ""
-        if st.pattern_drift_rad is not None and st.pattern_drift_rad > DRIFT_TOLERANCE_RAD:
-            bends = f"\npattern drifts {st.pattern_drift_rad:.1f} rad towards the corners: " + (
-                "its phase is mapped and taken out"
-                if st.pattern_mapped
-                else "sharp in the centre only"
-            )
-        self.stats_label.setText(
-            f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s · "
-            f"reconstruction {st.reconstruction_ms:5.1f} ms\n"
-            f"frames {st.raw_frames} · SIM images {st.sim_images} · pattern estimates "
-            f"{st.pattern_estimates}\n"
-            f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · windows skipped "
-            f"{st.skipped_windows} · camera defects {defects}\n"
-            f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped "
-            f"{clipped}\n"
-            f"modulation per angle: {mod}{bends}"
-        )
+        self.stats_label.setText(stats_text(st))
         if st.state in ("running", "error"):
             self.status.setText(f"{st.state}: {st.message}")
         if s.mode == "record" and s.n_sets:

@@ -5,7 +5,7 @@
    later is selected); the optics fields (NA, emission wavelength, camera pixel size, camera
    offset) are filled from what the layer states (``layer.metadata``), what it does not state
    is said in the status line, and every field can be edited (a pixel size entered rescales the
-   raw layer and the layers made from it).
+   raw layer and the layers made from it, and the view frames them again).
 2. *Estimate parameters* runs :func:`scope.sim.estimate.estimate_parameters` on the current set
    (a worker thread), shows the report (angle, period, modulation, carrier peak/noise per angle)
    and the spectrum of the frames with the carriers marked (:func:`scope.sim.diagnostics.
@@ -36,7 +36,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -44,7 +43,14 @@ from qtpy.QtWidgets import (
 )
 
 from scope.errors import DataFormatError, ScopeError
-from scope.napari._controls import form_box, int_spin_box, spin_box
+from scope.napari._controls import (
+    form_box,
+    int_spin_box,
+    layer_choice,
+    spin_box,
+    vertical_scroll,
+    wrapping_label,
+)
 from scope.napari._layers import (
     adopt_um,
     camera_pixel_size_nm,
@@ -141,13 +147,11 @@ class ReconstructionWidget(QWidget):
         self._loading = False  # fields being filled from a layer (not edited by the user)
         self.last_result: np.ndarray | None = None
 
-        self.layer_box = QComboBox()
+        self.layer_box = layer_choice()
         self.layer_box.currentIndexChanged.connect(self._layer_changed)
         self.open_button = QPushButton("Open file…")
         self.open_button.clicked.connect(self._open_dialog)
-        src_row = QHBoxLayout()
-        src_row.addWidget(self.layer_box, 1)
-        src_row.addWidget(self.open_button)
+        self.open_button.setToolTip("open a raw SIM stack with the plugin's reader")
 
         self.na = spin_box(0.1, 1.7, 1.2, 0.05, 2)
         self.wavelength = spin_box(300.0, 1200.0, 525.0, 5.0, 1, " nm")
@@ -169,10 +173,11 @@ class ReconstructionWidget(QWidget):
         optics_box = form_box(
             "Data and optics",
             [
-                ("Raw stack", src_row),
+                ("Raw stack", self.layer_box),
+                ("", self.open_button),
                 ("NA", self.na),
                 ("Emission λ", self.wavelength),
-                ("Camera pixel at sample", self.pixel_size),
+                ("Camera pixel\nat sample", self.pixel_size),
                 ("Immersion index", self.immersion),
                 ("Angles", self.n_angles),
                 ("Phases", self.n_phases),
@@ -188,8 +193,7 @@ class ReconstructionWidget(QWidget):
 
         self.estimate_button = QPushButton("Estimate parameters")
         self.estimate_button.clicked.connect(self.estimate)
-        self.report = QLabel("no parameters yet")
-        self.report.setWordWrap(True)
+        self.report = wrapping_label("no parameters yet")
 
         self.auto_wiener = QCheckBox("automatic (MMSE)")
         self.auto_wiener.setChecked(True)
@@ -207,16 +211,15 @@ class ReconstructionWidget(QWidget):
             "frames of a set lit unequally (a flickering source, bleaching, angles lit "
             "unequally) are scaled to equal brightness before the orders are separated"
         )
-        wiener_row = QHBoxLayout()
-        wiener_row.addWidget(self.auto_wiener)
-        wiener_row.addWidget(self.wiener)
+        self.wiener.setToolTip("the Wiener constant, when not automatic")
         controls_box = form_box(
             "Filter (live preview of the current set)",
             [
                 ("Filter", self.filter),
-                ("Wiener", wiener_row),
+                ("Wiener", self.auto_wiener),
+                ("Wiener constant", self.wiener),
                 ("Notch strength", self.notch),
-                ("Apodisation cutoff", self.apodization),
+                ("Apodisation", self.apodization),
                 ("Frame brightness", self.equalize),
             ],
         )
@@ -244,14 +247,14 @@ class ReconstructionWidget(QWidget):
         stack_row.addWidget(self.with_widefield)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = wrapping_label()
 
+        # the settings and the report scroll in a small window; the stack's controls and the
+        # status line stay in view
         layout = QVBoxLayout(self)
-        layout.addWidget(optics_box)
-        layout.addWidget(self.estimate_button)
-        layout.addWidget(self.report)
-        layout.addWidget(controls_box)
+        layout.addWidget(
+            vertical_scroll([optics_box, self.estimate_button, self.report, controls_box])
+        )
         layout.addLayout(stack_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -363,13 +366,38 @@ class ReconstructionWidget(QWidget):
 
     def _pixel_size_edited(self, value: float) -> None:
         """The camera pixel size set by the user: the raw layer and the layers made from it
-        take the new scale (the scale bar follows)."""
+        take the new scale (the scale bar follows), and the view frames them again."""
         if self._loading:
             return
         layer = self.layer
         if layer is not None and value > 0:
-            rescale_from(self.viewer, layer, float(value))
+            self._rescale(layer, float(value))
         self._forget_parameters()
+
+    def _rescale(self, layer: Any, pixel_size_nm: float) -> bool:
+        """Give ``layer`` (and the layers made from it) camera pixels of ``pixel_size_nm``;
+        where that changed its scale, reset the view so the data fills the canvas again (a
+        layer going from 1 to 0.065 per pixel would else shrink to a dot); True then.
+
+        Parameters
+        ----------
+        layer : napari.layers.Image
+            The raw layer.
+        pixel_size_nm : float
+            The camera pixel size at the sample.
+
+        Returns
+        -------
+        bool
+            Whether the layer's scale changed (and the view was reset).
+        """
+        before = np.array(layer.scale, float)
+        rescale_from(self.viewer, layer, pixel_size_nm)
+        changed = not np.allclose(before, np.asarray(layer.scale, float), rtol=1e-9, atol=0.0)
+        if changed:
+            self.viewer.reset_view()
+            log.debug("layer %r rescaled to %g nm pixels: view reset", layer.name, pixel_size_nm)
+        return changed
 
     def _forget_parameters(self, *_: Any) -> None:
         """Another layer, frame order or optics: the parameters found belong to the old one."""
