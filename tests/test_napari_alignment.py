@@ -212,8 +212,14 @@ def test_a_pixel_size_entered_reframes_the_view(make_napari_viewer, tmp_path):
     widget = ReconstructionWidget(viewer)
     raw = widget.open_path(str(path))
     zoom_unscaled, _ = _framed(viewer)
+    note = widget.status.text()
+    assert "states no pixel size: enter the camera pixel size" in note
+    assert "states no NA or emission wavelength" in note
 
     widget.pixel_size.setValue(65.0)  # as typed into Camera pixel at sample
+    # the status line no longer asks for it (it did until another action replaced it)
+    assert "states no pixel size" not in widget.status.text()
+    assert ("states no NA" in note) == ("states no NA" in widget.status.text())
     zoom, centre = _framed(viewer)
     (y0, x0), (y1, x1) = raw.extent.world[:, -2:]
     assert y0 <= centre[0] <= y1 and x0 <= centre[1] <= x1
@@ -223,8 +229,9 @@ def test_a_pixel_size_entered_reframes_the_view(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(_framed(viewer)[1], centre)
 
     viewer.camera.zoom = 2 * zoom  # the user zooms in; edits of other fields keep it
-    widget.na.setValue(1.2)
+    widget.na.setValue(1.25)
     widget.wavelength.setValue(600.0)
+    assert widget.status.text() == ""  # nothing left unstated
     widget.layer_box.setCurrentText(raw.name)
     assert _framed(viewer)[0] == pytest.approx(2 * zoom)
     widget.pixel_size.setValue(80.0)  # a correction rescales: framed again

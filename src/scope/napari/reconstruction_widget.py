@@ -145,6 +145,10 @@ class ReconstructionWidget(QWidget):
         #: a worker started before that belongs to the old ones and its result is dropped
         self._epoch = 0
         self._loading = False  # fields being filled from a layer (not edited by the user)
+        # what the selected layer does not state (optics keys, and whether its pixel size),
+        # until the user enters it: the status line's note follows
+        self._unstated: list[str] = []
+        self._no_pixel_size = False
         self.last_result: np.ndarray | None = None
 
         self.layer_box = layer_choice()
@@ -335,7 +339,24 @@ class ReconstructionWidget(QWidget):
         finally:
             self._loading = False
         self._forget_parameters()
+        self._unstated, self._no_pixel_size = unstated, px is None
         self.status.setText(self._unstated_note(layer.name, unstated, px is None))
+
+    def _entered(self, key: str) -> None:
+        """The user entered a value the layer does not state (``key``: an optics key or
+        ``"pixel_size"``): the status line's note about it goes, if it is still shown."""
+        layer = self.layer
+        if layer is None:
+            return
+        before = self._unstated_note(layer.name, self._unstated, self._no_pixel_size)
+        if key == "pixel_size":
+            self._no_pixel_size = False
+        elif key in self._unstated:
+            self._unstated = [k for k in self._unstated if k != key]
+        if before and self.status.text() == before:
+            self.status.setText(
+                self._unstated_note(layer.name, self._unstated, self._no_pixel_size)
+            )
 
     def _unstated_note(self, name: str, unstated: list[str], no_pixel_size: bool) -> str:
         """What the status line says about the values layer ``name`` does not state."""
@@ -349,7 +370,8 @@ class ReconstructionWidget(QWidget):
             what = " or ".join(OPTICS_KEYS[k] for k in unstated)
             fields = " and ".join({"na": "NA", "wavelength_nm": "Emission λ"}[k] for k in unstated)
             notes.append(
-                f"{name!r} states no {what}: {fields} still show the values of before; "
+                f"{name!r} states no {what}: {fields} still "
+                f"{'shows' if len(unstated) == 1 else 'show'} the values of before; "
                 "check them before estimating"
             )
         return "; ".join(notes)
@@ -363,6 +385,7 @@ class ReconstructionWidget(QWidget):
         if layer is not None:
             layer.metadata[key] = float(value)
         self._forget_parameters()
+        self._entered(key)
 
     def _pixel_size_edited(self, value: float) -> None:
         """The camera pixel size set by the user: the raw layer and the layers made from it
@@ -373,6 +396,8 @@ class ReconstructionWidget(QWidget):
         if layer is not None and value > 0:
             self._rescale(layer, float(value))
         self._forget_parameters()
+        if value > 0:
+            self._entered("pixel_size")
 
     def _rescale(self, layer: Any, pixel_size_nm: float) -> bool:
         """Give ``layer`` (and the layers made from it) camera pixels of ``pixel_size_nm``;
