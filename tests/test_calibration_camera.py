@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import tifffile
@@ -290,7 +292,7 @@ def test_reconstruct_applies_camera_maps(tmp_path):
     assert code != 0
 
 
-def test_noiseless_dark_or_clipped_flat_is_refused_with_a_reason():
+def test_noiseless_dark_or_clipped_flat_is_refused_with_a_reason(caplog):
     # a cheap 8-bit camera that clamps its black level at 0 gives dark frames with no noise,
     # and a flat level clipped at full scale has none either: a clear error, not a LinAlgError
     rng = np.random.default_rng(4)
@@ -299,6 +301,16 @@ def test_noiseless_dark_or_clipped_flat_is_refused_with_a_reason():
     flats = [simulate_frames(np.full((16, 16), lv), 10, **kw) for lv in (300, 1200)]
     with pytest.raises(DataFormatError, match="dark frames do not vary"):
         photon_transfer(np.zeros((10, 16, 16), np.uint8), flats)
+    # a level all at 4095 in 16-bit words: the camera's 12-bit full scale, left out with a
+    # warning naming the flag that sets another full scale
+    caplog.set_level(logging.WARNING)
     clipped = np.full((10, 16, 16), 4095, np.uint16)
+    cal = photon_transfer(dark, [*flats, clipped])
+    assert cal.n_levels == 3
+    assert cal.gain_adu_per_e == pytest.approx(0.5, rel=0.1)
+    assert any("left out of the fit" in r.getMessage() for r in caplog.records)
+    assert any("--saturation-adu" in r.getMessage() for r in caplog.records)
+    # a constant level below any full scale: clipped by something else, or copies of a frame
+    copies = np.full((10, 16, 16), 2000.5, np.float32)
     with pytest.raises(DataFormatError, match="clipped at full scale"):
-        photon_transfer(dark, [*flats, clipped])
+        photon_transfer(dark, [*flats, copies])

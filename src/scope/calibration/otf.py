@@ -187,6 +187,45 @@ def average_psf(
     return acc / max(len(positions_px), 1)
 
 
+def _drop_clipped_beads(
+    raw: np.ndarray,
+    positions: list[tuple[float, float]],
+    box_px: int,
+    saturation_adu: float | None,
+    pixel_format: str | None,
+) -> tuple[list[tuple[float, float]], int, str]:
+    """The beads whose boxes hold no pixel at the camera's full scale in any frame, how many
+    were dropped, and the full scale in words."""
+    from scope.calibration.camera import _full_scale_hint, full_scale
+
+    frames = raw.reshape(-1, *raw.shape[-2:])
+    level, source = full_scale([frames], saturation_adu, pixel_format=pixel_format)
+    if level is None or not positions:
+        return positions, 0, ""
+    at_top = np.any(frames >= level, axis=0)
+    if not at_top.any():
+        return positions, 0, ""
+    half = box_px // 2
+    kept = []
+    for y, x in positions:
+        iy, ix = round(y), round(x)
+        if not at_top[iy - half : iy - half + box_px, ix - half : ix - half + box_px].any():
+            kept.append((y, x))
+    n_clipped = len(positions) - len(kept)
+    where = f"{level:g} ADU, the camera's full scale ({source})"
+    if n_clipped:
+        log.warning(
+            "%d of %d beads reach %s: their peaks are clipped, which widens the measured PSF "
+            "and lowers the cutoff, so they are left out. Lower the exposure time or the "
+            "light%s",
+            n_clipped,
+            len(positions),
+            where,
+            _full_scale_hint(source),
+        )
+    return kept, n_clipped, where
+
+
 def sphere_transfer(k_per_um: np.ndarray, diameter_nm: float) -> np.ndarray:
     """Fourier transform of a uniform sphere projected along z, 1 at k = 0."""
     x = 2 * np.pi * np.asarray(k_per_um, dtype=np.float64) * (diameter_nm * 1e-3 / 2)
@@ -207,6 +246,8 @@ def measure_otf(
     pad_px: int = 128,
     threshold_sigma: float = 10.0,
     min_beads: int = 5,
+    saturation_adu: float | None = None,
+    pixel_format: str | None = None,
 ) -> MeasuredOTF:
     """Measure the detection OTF from a bead image.
 
@@ -224,12 +265,21 @@ def measure_otf(
     box_px, pad_px : int
         Box cut around each bead, and the zero-padded size of its Fourier transform
         (frequency step ``1 / (pad_px * pixel)``).
+    saturation_adu : float, optional
+        The camera's full scale. Default: from ``pixel_format``, else the images' data type,
+        with 10, 12 and 14-bit values in 16-bit words recognised where they pile up at 1023,
+        4095 or 16383 (:func:`scope.calibration.camera.full_scale`). A bead with a pixel of its
+        box at the full scale in any frame has a clipped peak, which widens the PSF and lowers
+        the cutoff: it is left out, with a warning.
+    pixel_format : str, optional
+        The camera's pixel format (``"Mono12"``), where the file records it.
 
     Returns
     -------
     MeasuredOTF
     """
-    arr = np.asarray(images, dtype=np.float64)
+    raw = np.asarray(images)
+    arr = raw.astype(np.float64, copy=False)
     if arr.ndim < 2 or min(arr.shape[-2:]) < box_px + 4:
         raise DataFormatError(
             f"expected bead images (..., Y, X) larger than the {box_px}-pixel box; got {arr.shape}"
@@ -240,10 +290,19 @@ def measure_otf(
     img = arr.reshape(-1, *arr.shape[-2:]).sum(axis=0) - offset_adu * n_frames
     img = img - np.median(img)
     positions = find_beads(img, box_px=box_px, threshold_sigma=threshold_sigma)
+    positions, n_clipped, level = _drop_clipped_beads(
+        raw, positions, box_px, saturation_adu, pixel_format
+    )
     if len(positions) < min_beads:
+        clipped = f" with unclipped peaks ({n_clipped} more reach {level})" if n_clipped else ""
+        fix = (
+            "lower the exposure time or the light so that no bead reaches the camera's full scale"
+            if n_clipped
+            else "use a sparser bead slide (beads a few µm apart), focus on the beads, or more "
+            "exposure"
+        )
         raise DataFormatError(
-            f"found {len(positions)} isolated beads, need at least {min_beads}: use a sparser "
-            "bead slide (beads a few µm apart), focus on the beads, or more exposure"
+            f"found {len(positions)} isolated beads{clipped}, need at least {min_beads}: {fix}"
         )
     psf = average_psf(img, positions, box_px=box_px)
     padded = np.zeros((pad_px, pad_px))
@@ -296,6 +355,89 @@ def measure_otf(
         psf=psf,
         positions_px=positions,
     )
+
+
+#: a measured cutoff further than this factor from 2 NA / λ is refused: the optics given do not
+#: belong to the images (a pixel size in µm or at the camera, a wavelength in µm), which no
+#: objective, focus or aberration explains
+CUTOFF_REFUSE_FACTOR = 2.0
+
+
+def check_cutoff(
+    measured: MeasuredOTF, setup: Any, *, sources: dict[str, str] | None = None
+) -> float:
+    """Compare the measured cutoff with the optics' 2 NA / λ before the OTF is saved.
+
+    Parameters
+    ----------
+    measured : MeasuredOTF
+    setup : OpticalSetup
+        The optics the beads were imaged with; its pixel size was used for the measurement.
+    sources : dict, optional
+        Where each optics value came from (``{"pixel_size_nm": "--pixel-size"}``), for the
+        messages.
+
+    Returns
+    -------
+    float
+        The relative difference ``measured / expected - 1``. Beyond
+        :data:`scope.optics.OTF_CUTOFF_TOLERANCE` (where ``scope reconstruct`` questions a
+        measured OTF) a warning names the likely causes.
+
+    Raises
+    ------
+    ConfigurationError
+        The cutoff is off by more than :data:`CUTOFF_REFUSE_FACTOR`: the pixel size at the
+        sample (in nm), the wavelength or the NA is wrong. The message gives the pixel size
+        that would fit the images.
+    """
+    from scope.errors import ConfigurationError
+    from scope.optics import OTF_CUTOFF_TOLERANCE
+
+    sources = sources or {}
+
+    def said(key: str) -> str:
+        return f" ({sources[key]})" if key in sources else ""
+
+    expected = setup.cutoff_per_um
+    ratio = measured.cutoff_per_um / expected
+    optics = (
+        f"NA {setup.na:g}{said('na')}, emission {setup.wavelength_nm:g} nm"
+        f"{said('wavelength_nm')}, pixel at the sample {setup.pixel_size_nm:g} nm"
+        f"{said('pixel_size_nm')}"
+    )
+    fitting_pixel_nm = setup.pixel_size_nm * ratio
+    low_causes = (
+        "; a cutoff below it also comes from beads out of focus, beads larger than "
+        "--bead-diameter-nm, or aberrations"
+        if ratio < 1
+        else "; the objective alone cannot give a cutoff above 2 NA / λ"
+    )
+    if not 1 / CUTOFF_REFUSE_FACTOR <= ratio <= CUTOFF_REFUSE_FACTOR:
+        raise ConfigurationError(
+            f"the measured OTF ends at {measured.cutoff_per_um:.3g} /µm, {ratio:.3g} x the "
+            f"2 NA / λ = {expected:.3g} /µm of the optics given ({optics}): they do not fit "
+            "these images, and nothing was saved. Most likely the pixel size at the sample is "
+            "wrong: it is the camera pixel divided by the magnification, in nm (these images "
+            f"fit about {fitting_pixel_nm:.3g} nm); else check the emission wavelength (in nm) "
+            f"and the NA{low_causes}"
+        )
+    difference = ratio - 1.0
+    if abs(difference) > OTF_CUTOFF_TOLERANCE:
+        log.warning(
+            "the measured OTF ends at %.3g /µm, %+.0f %% from the 2 NA / λ = %.3g /µm of the "
+            "optics given (%s); scope reconstruct questions a measured OTF off by more than "
+            "%.0f %%. Check the pixel size at the sample, in nm (these images fit about %.3g "
+            "nm), the emission wavelength, in nm, and the NA%s",
+            measured.cutoff_per_um,
+            100 * difference,
+            expected,
+            optics,
+            100 * OTF_CUTOFF_TOLERANCE,
+            fitting_pixel_nm,
+            low_causes,
+        )
+    return difference
 
 
 def save_measured_otf(preset: str | Path, measured: MeasuredOTF) -> None:

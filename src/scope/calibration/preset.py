@@ -18,8 +18,8 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,18 @@ def read_preset(path: str | Path) -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, then rename), keeping the old
-    file's permissions."""
+    """Write ``text`` to ``path`` atomically (temporary file, then rename).
+
+    An existing file keeps its permissions; a new one gets the usual ``0o666`` less the umask
+    (as ``open`` gives), not the private ``0o600`` of a :func:`tempfile.mkstemp` file. A preset
+    that is a symbolic link stays one: the file it points to is replaced.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_symlink():
+        path = path.resolve()
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open applies the umask to 0o666, as open() does for a new file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
@@ -59,7 +67,7 @@ def _write_text(path: Path, text: str) -> None:
             shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -18,7 +18,15 @@ with a warning that the modulation reads low).
 
 The preset must exist (a copy of ``hardware/presets/budget.toml`` or ``better.toml``) unless
 ``--create`` is given; only its ``[calibration.*]`` table is rewritten, comments and all else
-are kept.
+are kept. Its folder is checked for writing before any work.
+
+Checks before anything is saved: values at the camera's full scale (``--saturation-adu``, else
+the data type's, or 1023/4095/16383 where 16-bit values pile up there) are clipped, so clipped
+flat pixels and beads with clipped peaks are left out, with a warning; a flat no brighter than
+the dark frames is refused (the files may be mixed up), and a photon-transfer fit far from a
+straight line is warned about; optics out of range are refused in one line naming the flag, and
+a measured OTF whose cutoff is more than 2x from 2 NA / λ is refused (the pixel size at the
+sample, in nm, is most likely wrong), one more than 20 % off warned about.
 """
 
 from __future__ import annotations
@@ -40,10 +48,22 @@ _OPTICS_FLAGS = (
 )
 #: relative difference above which a run's and a preset's optics are said to disagree
 _OPTICS_REL_TOL = 5e-3
+#: what each optics value is, in which unit, for a value out of range
+_OPTICS_UNITS = {
+    "na": "--na is the objective's numerical aperture (e.g. 1.2)",
+    "wavelength_nm": "--wavelength is the emission wavelength in nm (e.g. 525)",
+    "pixel_size_nm": "--pixel-size is the camera pixel at the sample in nm: the camera's pixel "
+    "pitch divided by the magnification (e.g. 65)",
+}
+#: help of --saturation-adu
+_SATURATION_HELP = (
+    "the camera's full scale, ADU (default: from the pixel format a scope acquire run records, "
+    "else the data type; values piling up at 1023/4095/16383 in 16-bit data); {}"
+)
 
 
 def register(subparsers: Any) -> None:
-    from scope.cli.parameter_flags import add_pattern_sequence_flags
+    from scope.cli.parameter_flags import add_pattern_sequence_flags, finite_number
 
     p = subparsers.add_parser(
         "calibrate",
@@ -66,7 +86,13 @@ def register(subparsers: Any) -> None:
         help="frames of a uniform light field, one file per level (as --dark)",
     )
     cam.add_argument("--maps", action="store_true", help="also per-pixel sCMOS maps")
-    cam.add_argument("--saturation-adu", type=float, help="levels reaching this are dropped")
+    cam.add_argument(
+        "--saturation-adu",
+        type=finite_number,
+        help=_SATURATION_HELP.format(
+            "flat pixels reaching it are left out of the fit, a level mostly there entirely"
+        ),
+    )
 
     pat = sub.add_parser("pattern", help="pattern angles, periods and phase steps")
     pat.add_argument(
@@ -81,6 +107,11 @@ def register(subparsers: Any) -> None:
     otf = sub.add_parser("otf", help="measured OTF from bead images")
     otf.add_argument("images", help="sparse beads (Y, X) or (n, Y, X), summed: TIFF, OME-Zarr, MRC")
     otf.add_argument("--bead-diameter-nm", type=float, default=100.0)
+    otf.add_argument(
+        "--saturation-adu",
+        type=finite_number,
+        help=_SATURATION_HELP.format("beads reaching it (clipped peaks) are left out"),
+    )
 
     for q in (cam, pat, otf):
         q.add_argument(
@@ -107,23 +138,26 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: str) -> Any:
+def _read(path: str) -> tuple[Any, str | None]:
     """The frames of a TIFF as stored, or of any other file scope reads (an OME-Zarr, a scope
-    acquire run, MRC) as ``(n, Y, X)``."""
+    acquire run, MRC) as ``(n, Y, X)``; and the camera pixel format the file records (None
+    where it records none)."""
     import numpy as np
     import tifffile
 
     from scope.errors import DataFormatError
     from scope.io.raw import open_raw
+    from scope.sim.saturation import camera_pixel_format
 
     p = Path(path)
     if not p.exists():
         raise DataFormatError(f"{p} does not exist")
     if p.is_dir() or p.suffix.lower() not in (".tif", ".tiff"):
         with open_raw(p) as stack:
-            return np.asarray(stack.data[...]).reshape(-1, *stack.frame_shape)
+            frames = np.asarray(stack.data[...]).reshape(-1, *stack.frame_shape)
+            return frames, camera_pixel_format(stack.metadata)
     try:
-        return tifffile.imread(p)
+        return tifffile.imread(p), None
     except Exception as err:  # tifffile raises several types for a bad file
         raise DataFormatError(f"cannot read {p} as TIFF: {err}") from err
 
@@ -212,8 +246,10 @@ def _optics(
     with, as ``scope reconstruct`` takes them), else the preset. A run and a preset that
     disagree (by more than 0.5 %) are warned about, naming both values, unless a flag settles it.
     """
+    from pydantic import ValidationError
+
     from scope.errors import ConfigurationError
-    from scope.optics import OpticalSetup
+    from scope.optics import OpticalSetup, check_setup
 
     from_preset, where = _preset_optics(preset)
     values = dict(from_preset)
@@ -256,7 +292,35 @@ def _optics(
             f"optics incomplete, missing {sorted(missing)}: give --na, --wavelength and "
             "--pixel-size, or an [optics] table in the preset"
         )
-    return OpticalSetup(**values), sources
+    try:
+        setup = OpticalSetup(**values)
+    except ValidationError as err:  # --pixel-size 0.065 (µm): one line, not a traceback
+        raise ConfigurationError(_invalid_optics(err, sources)) from None
+    pixel_source = sources["pixel_size_nm"]
+    check_setup(setup, pixel_size_from=None if pixel_source.startswith("--") else pixel_source)
+    return setup, sources
+
+
+def _invalid_optics(err: Any, sources: dict[str, str]) -> str:
+    """One line for the optics values :class:`~scope.optics.OpticalSetup` refuses: each named
+    by its flag (or by the file it came from), with its unit."""
+    from scope.batch.config import validation_message
+
+    names = {}
+    for _, key, _, _ in _OPTICS_FLAGS:
+        source = sources.get(key, "")
+        names[key] = source if source.startswith("--") else f"{key} ({source})"
+    names["immersion_index"] = f"immersion_index ({sources.get('immersion_index', 'preset')})"
+    refused = [str(e["loc"][0]) for e in err.errors() if e.get("loc")]
+    hints = [_OPTICS_UNITS[key] for key in refused if key in _OPTICS_UNITS]
+    overrides = [
+        "--" + flag.replace("_", "-")
+        for flag, key, _, _ in _OPTICS_FLAGS
+        if key in refused and not sources.get(key, "").startswith("--")
+    ]
+    if overrides:
+        hints.append(f"give {' and '.join(overrides)} to override the value")
+    return "; ".join([f"invalid optics: {validation_message(err, names=names)}", *hints])
 
 
 def _offset(args: argparse.Namespace, preset: dict[str, Any]) -> tuple[float | None, str]:
@@ -287,27 +351,51 @@ def _check_preset(args: argparse.Namespace) -> bool:
     return True
 
 
+def _maps_prefix(preset: str | Path) -> str:
+    """The name the --maps files share: the preset's, with ``_camera``."""
+    return Path(preset).stem + "_camera"
+
+
+def _check_map_paths(preset: str | Path) -> None:
+    """Refuse --maps when a map file's name is taken by a folder (it would be replaced)."""
+    from scope.calibration.camera import map_paths
+    from scope.errors import ConfigurationError
+
+    for path in map_paths(preset, _maps_prefix(preset)).values():
+        if path.is_dir():
+            raise ConfigurationError(
+                f"cannot write the camera map {path}: {path.name} is a folder; move it, or "
+                "name the preset otherwise (the maps are named after it)"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
 
     from scope.calibration.preset import read_preset
+    from scope.io.writers import prepare_output_folder
 
     created = _check_preset(args)
+    # the preset (and the --maps files beside it) can be written: checked before any work
+    prepare_output_folder(args.preset)
+    if getattr(args, "maps", False):
+        _check_map_paths(args.preset)
     preset = read_preset(args.preset)
     out = sys.stdout
     if args.what == "camera":
-        from scope.calibration.camera import (
-            photon_transfer,
-            pixel_maps,
-            save_camera_calibration,
-        )
+        from scope.calibration.camera import calibrate_camera, save_camera_calibration
 
-        dark = _read(args.dark)
-        flats = [_read(f) for f in args.flat]
-        cal = photon_transfer(dark, flats, saturation_adu=args.saturation_adu)
-        maps = pixel_maps(dark, flats, saturation_adu=args.saturation_adu) if args.maps else None
-        save_camera_calibration(
-            args.preset, cal, maps, maps_prefix=Path(args.preset).stem + "_camera"
+        dark, _ = _read(args.dark)
+        flats, formats = zip(*(_read(f) for f in args.flat), strict=True)
+        cal, maps = calibrate_camera(
+            dark,
+            flats,
+            maps=args.maps,
+            saturation_adu=args.saturation_adu,
+            pixel_format=formats[0],
+            dark_name=Path(args.dark).name,
+            flat_names=[Path(f).name for f in args.flat],
         )
+        save_camera_calibration(args.preset, cal, maps, maps_prefix=_maps_prefix(args.preset))
         out.write(
             f"offset {cal.offset_adu:.2f} ADU, gain {cal.gain_e_per_adu:.4f} e-/ADU "
             f"({cal.gain_adu_per_e:.4f} ADU/e-), read noise {cal.read_noise_e:.3f} e- "
@@ -353,20 +441,24 @@ def run(args: argparse.Namespace) -> int:
                 f"[{steps}] rad, modulation {a.modulation:.3f}\n"
             )
     else:
-        from scope.calibration.otf import measure_otf, save_measured_otf
+        from scope.calibration.otf import check_cutoff, measure_otf, save_measured_otf
 
-        setup, _ = _optics(args, preset)
+        setup, sources = _optics(args, preset)
         offset, _ = _offset(args, preset)
+        images, pixel_format = _read(args.images)
         measured = measure_otf(
-            _read(args.images),
+            images,
             setup.pixel_size_nm,
             bead_diameter_nm=args.bead_diameter_nm,
             offset_adu=0.0 if offset is None else offset,
+            saturation_adu=args.saturation_adu,
+            pixel_format=pixel_format,
         )
+        difference = check_cutoff(measured, setup, sources=sources)
         save_measured_otf(args.preset, measured)
         out.write(
             f"OTF from {measured.n_beads} beads: cutoff {measured.cutoff_per_um:.3f} /µm "
-            f"(theory 2NA/λ = {setup.cutoff_per_um:.3f} /µm)\n"
+            f"(theory 2NA/λ = {setup.cutoff_per_um:.3f} /µm, {100 * difference:+.0f} %)\n"
         )
     if created:
         out.write(f"created the new preset {args.preset} (it holds only the calibration)\n")
