@@ -260,3 +260,7 @@ def test_one_remove_and_one_atomic_write_for_both_writers(tmp_path):
         write_atomically(target, fails)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]
+    # a file replaced keeps its permissions (0600 became 0644 under umask 022)
+    target.chmod(0o600)
+    write_atomically(target, lambda tmp: tmp.write_bytes(b"new"))
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o600

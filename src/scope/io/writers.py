@@ -148,9 +148,14 @@ def remove_path(path: str | Path, *, ignore_errors: bool = False) -> None:
 
 
 def commit_path(tmp: Path, path: Path) -> None:
-    """Move a completed temporary file or folder to its final name (replacing an old one)."""
+    """Move a completed temporary file or folder to its final name (replacing an old one).
+
+    A file that replaces a file keeps the old one's permissions (a result kept private with
+    ``chmod 600``, or shared with a group, stays so)."""
     if path.is_dir():
         shutil.rmtree(path)
+    elif path.is_file() and tmp.is_file():
+        shutil.copymode(path, tmp)
     os.replace(tmp, path)
 
 
