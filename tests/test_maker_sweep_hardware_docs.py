@@ -101,3 +101,42 @@ def test_budget_lens_images_the_dmd_into_the_din_image_plane_at_the_presets_dema
     section = _budget_lens_section()
     assert f"DMD to the middle of the lens {s_dmd:.0f} mm" in section
     assert f"lens to the DMD's image {s_image:.0f} mm" in section
+
+
+def _better_dmd_section() -> str:
+    text = (HARDWARE / "README.md").read_text()
+    start = text.index("### Better build: lighting the DMD evenly")
+    return " ".join(text[start : text.index("\n### ", start + 1)].split())
+
+
+def test_better_readme_says_where_the_laser_meets_the_dmd():
+    """The LightCrafter 6500's micromirrors tilt ±12° about an axis diagonal to the array: the
+    laser comes in 24° from the normal across that diagonal, not along the rows; the README's
+    "turn the plate on the table" only holds with the board turned 45°."""
+    import math
+
+    from scope.planning import load_preset, parts_from_preset, plan_setup
+
+    camera, objective, illuminator, acquisition = parts_from_preset(
+        load_preset(HARDWARE / "presets" / "better.toml")
+    )
+    plan = plan_setup(camera, objective, illuminator, acquisition)
+    section = _better_dmd_section()
+    assert "tilt ±12° about an axis diagonal to the array" in section
+    assert "the laser 24° from the DMD's normal" in section
+    assert "turn the board 45° about its normal" in section
+    assert "`--rotation-deg`" in section
+    # the oblique light's footprint, and the camera's field still on the DMD with it turned 45°
+    assert f"1/cos 24° = {1 / math.cos(math.radians(24)):.2f}" in section
+    long_mm, short_mm = (v * 1e-3 * plan.demagnification for v in plan.field_of_view_um)
+    reach = (long_mm + short_mm) / 2 / math.sqrt(2)  # a corner, across the array's short side
+    half_short = illuminator.height_px * illuminator.pixel_pitch_um * 1e-3 / 2
+    assert reach < half_short
+    assert f"its corners reach {reach:.2f} mm" in section and f"of {half_short:.2f} mm" in section
+    # the cage table and the BOM's DMD plate say the same
+    readme = (HARDWARE / "README.md").read_text()
+    dmd_row = next(line for line in readme.splitlines() if "| DMD (LightCrafter" in line)
+    assert "24° from the DMD's normal" in dmd_row and "turned 45°" in dmd_row
+    bom = tomllib.loads((HARDWARE / "bom" / "better.toml").read_text())
+    plate = next(it for it in bom["item"] if it["part_number"] == "AP90/M")
+    assert "45 deg" in plate["notes"] and "24 deg" in plate["notes"]

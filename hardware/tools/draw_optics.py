@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,53 @@ RELAY_FOCAL_MM = 150.0
 #: refers to that image plane, and scope.planning takes 160 mm as its f_design
 DIN_IMAGE_FROM_SHOULDER_MM = 150.0
 FINITE_F_DESIGN_MM = 160.0
+#: the better build's laser beam after the C230TMD-A collimator (f = 4.5 mm): the L488P60 is an
+#: edge emitter, so the beam is an ellipse, about 1.8 x 0.5 mm (long x short axis) between its
+#: half-maximum points (2 f tan(θ/2), θ the diode's full-width-half-maximum divergence)
+COLLIMATED_BEAM_FWHM_MM = (1.8, 0.5)
+#: a Gaussian beam's 1/e² diameter over its full width at half maximum, sqrt(2 / ln 2)
+FWHM_TO_1E2 = math.sqrt(2.0 / math.log(2.0))
+#: the better build's Keplerian beam expander (hardware/bom/better.toml): E1 (AC254-030-A-ML)
+#: focuses the collimated laser onto the pinhole, E2 (AC254-400-A-ML) collimates it again,
+#: f_E1 + f_E2 apart
+EXPANDER_FOCAL_MM = (30.0, 400.0)
+#: the spatial filter's pinhole at the expander's common focus (P50HK)
+PINHOLE_UM = 50.0
+#: Thorlabs' rule for a spatial filter: the focused spot's 99 % contour has the diameter
+#: λ f / w (w the input beam's 1/e² radius); take a pinhole about 30 % larger
+PINHOLE_MARGIN = 1.3
+
+
+def expander_magnification() -> float:
+    f_e1, f_e2 = EXPANDER_FOCAL_MM
+    return f_e2 / f_e1
+
+
+def expanded_beam_mm() -> tuple[float, float]:
+    """1/e² diameters (long, short axis) of the laser beam the expander sends to the DMD."""
+    m = expander_magnification()
+    return tuple(FWHM_TO_1E2 * d * m for d in COLLIMATED_BEAM_FWHM_MM)  # type: ignore[return-value]
+
+
+def dmd_field_mm(plan: Any) -> tuple[float, float]:
+    """The part of the DMD imaged onto the camera's sensor: the field of view at the sample
+    times the demagnification device -> sample (``scope plan``'s figures)."""
+    return tuple(  # type: ignore[return-value]
+        v * 1e-3 * plan.demagnification for v in plan.field_of_view_um
+    )
+
+
+def relative_intensity(beam_1e2_mm: tuple[float, float], x_mm: float, y_mm: float) -> float:
+    """A Gaussian beam's intensity at (x, y) from its centre (x along its long axis), as a
+    fraction of the centre's."""
+    wx, wy = (d / 2.0 for d in beam_1e2_mm)
+    return math.exp(-2.0 * ((x_mm / wx) ** 2 + (y_mm / wy) ** 2))
+
+
+def pinhole_rule_um(wavelength_nm: float) -> float:
+    """Pinhole diameter by Thorlabs' rule, for the beam's narrow axis (the larger focal spot)."""
+    w_mm = FWHM_TO_1E2 * min(COLLIMATED_BEAM_FWHM_MM) / 2.0
+    return PINHOLE_MARGIN * (wavelength_nm * 1e-6) * EXPANDER_FOCAL_MM[0] / w_mm * 1e3
 
 
 def projection_distances(f_ill: float, f_design: float = FINITE_F_DESIGN_MM) -> tuple[float, float]:
@@ -83,22 +131,22 @@ def layout(build: str) -> Layout:
     d = Layout(f"{build.capitalize()} build — optical layout")
     y0 = 300  # illumination axis
     xd = 960  # detection axis (dichroic, objective, camera)
-    # light source and pattern device
-    source = "488 nm laser diode + collimator" if two_beam else "projector LED (blue channel)"
-    d.rect(40, y0 - 30, 150, 60, "#fde9c9")
-    d.text(115, y0 + 50, source, anchor="middle")
-    d.rect(250, y0 - 55, 40, 110, "#dddddd")
-    d.text(270, y0 - 95, illuminator.name, anchor="middle", bold=True)
     period_dev = (illuminator.pattern_period_px or 0) * (illuminator.pixel_pitch_um or 0)
-    d.text(
-        270,
-        y0 + 102,
+    grating = (
         f"grating {illuminator.pattern_period_px:g} px x "
-        f"{illuminator.pixel_pitch_um:g} µm = {period_dev:.1f} µm",
-        anchor="middle",
+        f"{illuminator.pixel_pitch_um:g} µm = {period_dev:.1f} µm"
     )
-    d.beams.append(([(190, y0), (250, y0)], EXCITATION))
     f_ill = illuminator.illumination_lens_focal_mm or 0.0
+    if two_beam:
+        xdmd = _laser_arm(d, plan, illuminator, y0, grating)
+    else:
+        # light source and pattern device
+        d.rect(40, y0 - 30, 150, 60, "#fde9c9")
+        d.text(115, y0 + 50, "projector LED (blue channel)", anchor="middle")
+        d.rect(250, y0 - 55, 40, 110, "#dddddd")
+        d.text(270, y0 - 95, illuminator.name, anchor="middle", bold=True)
+        d.text(270, y0 + 102, grating, anchor="middle")
+        d.beams.append(([(190, y0), (250, y0)], EXCITATION))
     if two_beam:
         # DMD -> L1 -> Fourier plane (zero-order stop) -> L2 -> intermediate DMD image -> L3
         # (excitation tube lens, f3 = f_ill) -> objective back focal plane. The relay is 1:1
@@ -109,10 +157,10 @@ def layout(build: str) -> Layout:
         h = 30  # height of the +-1 orders in the Fourier planes
         for sign in (-1, 1):
             y = y0 + sign * h
-            d.beams.append(([(290, y0), (x1, y), (x2, y), (xi, y0), (x3, y)], EXCITATION))
+            d.beams.append(([(xdmd, y0), (x1, y), (x2, y), (xi, y0), (x3, y)], EXCITATION))
             # folded up by the dichroic, parallel into the back aperture: two spots
             d.beams.append(([(x3, y), (xd - sign * h, y), (xd - sign * h, 170)], EXCITATION))
-        d.beams.append(([(290, y0), (xs - 7, y0)], EXCITATION))  # zero order, blocked
+        d.beams.append(([(xdmd, y0), (xs - 7, y0)], EXCITATION))  # zero order, blocked
         d.lens(x1, y0, 120, True, f"f = {RELAY_FOCAL_MM:g} mm")
         d.rect(xs - 7, y0 - 8, 14, 16, "#111111")
         d.text(xs, y0 + 55, "zero-order stop", anchor="middle")
@@ -123,21 +171,18 @@ def layout(build: str) -> Layout:
         d.lens(x3, y0, 120, True, f"excitation tube lens f = {f_ill:g} mm")
         d.text(xd - 50, 150, "back aperture (conjugate to the stop)", anchor="end")
         # every gap is a focal length: DMD, L1, stop, L2, image, L3, back focal plane
-        gaps = [(290, x1), (x1, xs), (xs, x2), (x2, xi), (xi, x3), (x3, xd - h)]
+        gaps = [(xdmd, x1), (x1, xs), (xs, x2), (x2, xi), (xi, x3), (x3, xd - h)]
         for (xa, xb), f in zip(gaps, [RELAY_FOCAL_MM] * 4 + [f_ill] * 2, strict=True):
             d.text((xa + xb) / 2, y0 - 45, f"{f:g} mm", anchor="middle")
         d.text(
-            560,
-            y0 + 150,
+            330,
+            y0 + 110,
             "only the ±1 orders reach the objective: two spots in its back aperture",
-            anchor="middle",
         )
         d.text(
-            560,
-            y0 + 172,
-            "each gap is one focal length; the last, L3 to the back focal plane, runs through "
-            "the dichroic",
-            anchor="middle",
+            330,
+            y0 + 130,
+            "each gap is one focal length (L3 to the back focal plane: through the dichroic)",
         )
     else:
         # the projector's own lens is taken off; one lens images the DMD into the finite
@@ -203,11 +248,73 @@ def layout(build: str) -> Layout:
         f"{plan.timing['leader'].sim_fps:.2f} SIM images/s",
     ]
     for i, s in enumerate(lines):
-        d.text(40, 560 + 22 * i, s, size=14)
-    d.text(40, 540, "scope plan --preset hardware/presets/" + build + ".toml:", size=14, bold=True)
+        d.text(40, 632 + 22 * i, s, size=14)
+    d.text(40, 610, "scope plan --preset hardware/presets/" + build + ".toml:", size=14, bold=True)
     d.text(40, 120, "excitation", colour=EXCITATION, bold=True)
     d.text(40, 140, "emission", colour=EMISSION, bold=True)
     return d
+
+
+def _laser_arm(d: Layout, plan: Any, illuminator: Any, y0: float, grating: str) -> float:
+    """Better build: laser, two steering mirrors and the beam expander (E1, pinhole, E2), drawn
+    as an arm from below that the DMD folds into the relay (it reflects; the laser meets it at
+    24° from its normal). Returns the DMD's x."""
+    xa = 285  # the arm and the DMD's centre: one focal length's worth (105) before L1 at 390
+    ye1, yp, ye2, ym = 482, 458, 372, 515  # E1, pinhole, E2, steering mirrors
+    # the DMD, as the mirror it is
+    d.lines.append(([(xa - 24, y0 + 24), (xa + 24, y0 - 24)], "#444444", 10))
+    d.text(xa, y0 - 115, illuminator.name, anchor="middle", bold=True)
+    d.text(xa, y0 - 95, grating, anchor="middle")
+    d.text(xa - 36, y0 + 4, "laser 24° from the DMD's normal", anchor="end")
+    d.text(xa - 36, y0 + 22, "(drawn folded)", anchor="end")
+    # laser and collimator, two steering mirrors (a periscope: the small beam onto the axis)
+    d.rect(205, 540, 40, 50, "#fde9c9")
+    d.text(195, 560, "488 nm laser diode", anchor="end")
+    d.text(195, 578, "+ C230TMD-A collimator", anchor="end")
+    d.beams.append(([(225, 540), (225, ym), (xa, ym), (xa, ye1)], EXCITATION))
+    for xm in (225, xa):
+        d.lines.append(([(xm - 12, ym + 12), (xm + 12, ym - 12)], "#7f7f7f", 5))
+    d.text(205, ym - 4, "2 steering mirrors", anchor="end")
+    # the expander: converging onto the pinhole, spreading to E2, parallel to the DMD
+    half = 18  # the expanded beam, drawn
+    for sign in (-1, 1):
+        d.beams.append(
+            (
+                [
+                    (xa + sign * 4, ye1),
+                    (xa, yp),
+                    (xa + sign * half, ye2),
+                    (xa + sign * half, y0 - sign * half),  # meets the DMD's face
+                ],
+                EXCITATION,
+            )
+        )
+    f_e1, f_e2 = EXPANDER_FOCAL_MM
+    d.lens(xa, ye1, 30, False, "")
+    d.lens(xa, ye2, 60, False, "")
+    for x_from, x_to in ((xa - 22, xa - 3), (xa + 3, xa + 22)):
+        d.lines.append(([(x_from, yp), (x_to, yp)], "#111111", 4))
+    d.text(xa - 36, ye2 + 5, f"E2 f = {f_e2:g} mm", anchor="end")
+    d.text(xa - 36, yp + 4, f"pinhole {PINHOLE_UM:g} µm", anchor="end")
+    d.text(xa - 36, ye1 + 5, f"E1 f = {f_e1:g} mm", anchor="end")
+    # what it does: the camera's field on the DMD inside the bright middle of the Gaussian
+    beam = expanded_beam_mm()
+    field = dmd_field_mm(plan)
+    corner = relative_intensity(beam, field[0] / 2, field[1] / 2)
+    d.text(
+        330,
+        ye1 - 12,
+        f"beam expander ×{expander_magnification():.1f} (E2 / E1), pinhole at the common focus",
+        bold=True,
+    )
+    d.text(330, ye1 + 8, f"laser at the DMD {beam[0]:.1f} × {beam[1]:.1f} mm (1/e²)")
+    d.text(
+        330,
+        ye1 + 28,
+        f"camera's field on the DMD {field[0]:.2f} × {field[1]:.2f} mm: "
+        f"corners at {100 * corner:.0f} % of the centre",
+    )
+    return xa
 
 
 def to_svg(d: Layout) -> str:
@@ -234,6 +341,8 @@ def to_svg(d: Layout) -> str:
             f'<ellipse cx="{x}" cy="{y}" rx="{rx}" ry="{ry}" fill="#cfe3f5" '
             'stroke="#333" stroke-width="2"/>'
         )
+        if not label:
+            continue
         tx, ty = (x, y + size / 2 + 20) if vertical else (x + size / 2 + 12, y + 5)
         anchor = "middle" if vertical else "start"
         out.append(
@@ -269,6 +378,8 @@ def to_png(d: Layout, path: Path) -> None:
     for x, y, size, vertical, label in d.lenses:
         rx, ry = (12, size / 2) if vertical else (size / 2, 12)
         draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill="#cfe3f5", outline="#333333", width=2)
+        if not label:
+            continue
         if vertical:
             draw.text((x, y + size / 2 + 20), label, fill="black", font=font(13), anchor="ms")
         else:
