@@ -135,7 +135,7 @@ def test_output_stems_are_distinct(tmp_path):
     stems = output_stems(paths)
     assert stems[paths[2]] == "b"
     assert len(set(stems.values())) == 3
-    assert stems[paths[0]] == "x_cell_tif"
+    assert stems[paths[0]] == "x_cell"
 
 
 def test_preset_and_precedence():

@@ -18,7 +18,8 @@ is in place); see :mod:`scope.batch.resume`. Re-running skips complete outputs, 
 incomplete ones and reports (keeps) outputs made with other settings as ``outdated``; stale
 temporaries are removed under an output-folder lock. A bad input is
 an ``error`` line in the report; the other files go on. Ctrl-C cancels what is running and
-leaves every completed output intact.
+leaves every completed output intact (also while the local workers start; they never take
+Ctrl-C themselves).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from scope.batch.config import RESULT_SUFFIXES, BatchOptions, OutputOptions, given_pattern
-from scope.batch.discovery import discover_inputs, output_stems
+from scope.batch.discovery import find_inputs, output_stems
 from scope.batch.job import FileJob, process_file, software_version, widefield_path
 from scope.batch.report import REPORT_JSON, BatchReport
 from scope.batch.resume import examine_output, existing_entry
@@ -137,41 +138,142 @@ def _gpu_count() -> int:
     return int(cupy.cuda.runtime.getDeviceCount())
 
 
-@contextlib.contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Worker processes started here inherit an ignored SIGINT: Ctrl-C in the terminal reaches
-    only the driver, which then cancels the work and closes the cluster in order."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def check_listen(listen: str) -> None:
+    """Refuse, in one line, an address a local Dask cluster could not listen on.
+
+    Parameters
+    ----------
+    listen : str
+        ``--listen``: an IP address or host name of this machine (``127.0.0.1``, ``0.0.0.0``,
+        ``::1``, ``my-node``), optionally as ``tcp://HOST`` or with ``:PORT``.
+
+    Raises
+    ------
+    ConfigurationError
+        The name does not resolve, or names no interface of this machine (Dask would fail
+        after starting its workers, with a long traceback).
+    """
+    scheme, _, location = listen.rpartition("://")
+    if scheme not in ("", "tcp", "tls"):
+        return  # another Dask transport (inproc, ucx ...): Dask checks its own addresses
+    host, port = location, "0"
+    if location.startswith("[") and "]" in location:  # [::1] or [::1]:8786
+        host, _, rest = location[1:].partition("]")
+        port = rest.removeprefix(":") or "0"
+    elif location.count(":") == 1:  # host:port
+        host, port = location.split(":")
     try:
-        yield
+        infos = socket.getaddrinfo(
+            host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for i, (family, kind, proto, _, address) in enumerate(infos):  # one that binds will do
+            try:
+                with socket.socket(family, kind, proto) as probe:
+                    probe.bind(address)
+                break
+            except OSError:
+                if i == len(infos) - 1:
+                    raise
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigurationError(
+            f"--listen {listen}: the local Dask cluster cannot listen there ({reason}); expected "
+            "an IP address or host name of this machine: 127.0.0.1 (the default, this machine "
+            "only), 0.0.0.0 (every interface) or one interface's address"
+        ) from None
+
+
+def _start_without_ctrl_c(start: Callable[[], Any], close: Callable[[Any], None]) -> Any:
+    """Call ``start()``, which starts worker processes, so that Ctrl-C never reaches them but
+    still stops this process, also while they start.
+
+    ``start`` runs in a helper thread that blocks SIGINT: the threads it starts and the
+    processes they start inherit the blocked signal (a blocked SIGINT is never delivered: the
+    workers ignore Ctrl-C, sent by the terminal to the whole process group), while this
+    process's main thread keeps taking it. Ctrl-C while the workers start waits for the start
+    to end (a second Ctrl-C stops waiting), ``close``-s what it started and raises
+    KeyboardInterrupt.
+
+    Parameters
+    ----------
+    start : callable
+        Starts the workers and returns what ``close`` closes (a Dask cluster).
+    close : callable
+        Closes it.
+
+    Returns
+    -------
+    object
+        What ``start`` returned.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        return start()
+    from multiprocessing import resource_tracker
+
+    # started later, by the first worker process, multiprocessing's resource tracker would
+    # unblock SIGINT in the thread starting it (CPython's ensure_running blocks, then
+    # unblocks, whatever the mask was), and the workers started after it would take Ctrl-C
+    resource_tracker.ensure_running()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = start()
+        except BaseException as err:  # handed to the caller
+            outcome["error"] = err
+
+    helper = threading.Thread(target=run, name="scope-batch-cluster-start", daemon=True)
+    # the helper is born with SIGINT blocked (a Ctrl-C meanwhile waits for the unblock below)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        helper.start()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    try:
+        while helper.is_alive():
+            helper.join(0.1)
+    except KeyboardInterrupt:
+        log.warning("interrupted while the Dask workers start: stopping them")
+        helper.join()
+        if "value" in outcome:
+            close(outcome["value"])
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _start_cluster(
     n_workers: int | None, n_jobs: int, listen: str, backend: str | None
 ) -> tuple[Any, str, int]:
-    """A local Dask cluster on ``listen`` (loopback by default): (cluster, description, workers)."""
+    """A local Dask cluster on ``listen`` (loopback by default): (cluster, description, workers).
+
+    Its worker processes ignore Ctrl-C (:func:`_start_without_ctrl_c`): Ctrl-C in the terminal
+    reaches the whole process group, but only this process should act on it, cancelling the
+    work and closing the cluster in order.
+    """
     from distributed import LocalCluster
 
     gpus = _gpu_count() if backend in (None, "auto", "cupy") else 0
     if gpus:
         try:
             from dask_cuda import LocalCUDACluster
-
-            cluster = LocalCUDACluster(host=listen, dashboard_address=None)
-            return cluster, f"local CUDA cluster on {listen}", gpus
         except ImportError:
             n = 1
             log.info("one GPU worker (install dask-cuda for one worker per GPU)")
+        else:
+            log.info("starting a local CUDA cluster (one worker per GPU) on %s", listen)
+            cluster = _start_without_ctrl_c(
+                lambda: LocalCUDACluster(host=listen, dashboard_address=None),
+                lambda c: c.close(),
+            )
+            return cluster, f"local CUDA cluster on {listen}", gpus
     else:
         n = n_workers or os.cpu_count() or 1
     n = max(1, min(n, n_jobs))
-    with _workers_ignore_ctrl_c():
-        cluster = LocalCluster(
+    log.info("starting a local Dask cluster of %d worker processes on %s", n, listen)
+    cluster = _start_without_ctrl_c(
+        lambda: LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
@@ -180,7 +282,9 @@ def _start_cluster(
             silence_logs=logging.ERROR,
             # one core per worker process: no BLAS/OpenMP thread pools fighting over the cores
             env={k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-        )
+        ),
+        lambda c: c.close(),
+    )
     return cluster, f"local Dask cluster on {listen}", n
 
 
@@ -217,7 +321,10 @@ def run_batch(
     n_workers : int, optional
         Local worker processes (default: one per core; 0 runs in-process).
     listen : str
-        Interface of the local cluster (default loopback only).
+        Interface of the local cluster (default loopback only; see :func:`check_listen`).
+    recursive : bool
+        Descend into the sub-folders of folders; without it, the raw files they hold are
+        counted and said (a warning and a note in the report).
     progress : callable, optional
         ``progress(files=, units=, failed=)`` increments (a :class:`ProgressBar` ``update``).
     on_plan : callable, optional
@@ -227,10 +334,26 @@ def run_batch(
     -------
     BatchReport
         Also written into ``outdir``. ``report.exit_status`` is 3 when some files failed.
+
+    Raises
+    ------
+    ConfigurationError
+        Bad arguments (a negative ``n_workers``, a ``listen`` address that is not this
+        machine's, no inputs ...), before anything is written.
+    KeyboardInterrupt
+        Ctrl-C, also while the workers start: the report (``interrupted``) is written and the
+        cluster closed first.
     """
     flags = flags or BatchOptions()
     output = output or OutputOptions()
     outdir = Path(outdir)
+    if n_workers is not None and n_workers < 0:
+        raise ConfigurationError(
+            f"--workers {n_workers}: expected a number of worker processes (1 or more), or 0 to "
+            "reconstruct in this process without a Dask cluster; leave it out for one per core"
+        )
+    if scheduler is None and n_workers != 0:  # a local cluster may be started
+        check_listen(listen)
     prepare_output_folder(outdir / REPORT_JSON)  # created and writable, or refused in one line
     t0 = time.perf_counter()
     report = BatchReport(
@@ -242,7 +365,9 @@ def run_batch(
     )
     with outdir_lock(outdir):
         remove_stale_partials(outdir)
-        sources = discover_inputs(inputs, recursive=recursive, exclude=[outdir])
+        discovery = find_inputs(inputs, recursive=recursive, exclude=[outdir])
+        report.notes.extend(discovery.notes)
+        sources = discovery.paths
         stems = output_stems(sources)
         pattern = given_pattern(flags, preset)
         jobs: list[FileJob] = []
@@ -380,21 +505,36 @@ def _execute(
             report.files.append(result)
         return
 
-    from distributed import Client, as_completed
+    from distributed import Client
 
     if log.getEffectiveLevel() > logging.DEBUG:  # distributed's import resets its loggers
         logging.getLogger("distributed").setLevel(logging.WARNING)
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-        report.scheduler = f"Dask scheduler {scheduler}"
-        report.n_workers = len(client.scheduler_info().get("workers", {}))
-    else:
-        cluster, report.scheduler, report.n_workers = _start_cluster(
-            n_workers, len(jobs), listen, flags.backend
-        )
-        client = Client(cluster)
+    with contextlib.ExitStack() as stack:  # closed in reverse order: client, then cluster
+        if scheduler:
+            client = stack.enter_context(Client(scheduler, timeout="30s"))
+            report.scheduler = f"Dask scheduler {scheduler}"
+            report.n_workers = len(client.scheduler_info().get("workers", {}))
+        else:
+            cluster, report.scheduler, report.n_workers = _start_cluster(
+                n_workers, len(jobs), listen, flags.backend
+            )
+            stack.callback(cluster.close)
+            client = stack.enter_context(Client(cluster))
+        _run_on(client, jobs, report, scheduler, record)
+
+
+def _run_on(
+    client: Any,
+    jobs: list[FileJob],
+    report: BatchReport,
+    scheduler: str | None,
+    record: Callable[[dict[str, Any]], None],
+) -> None:
+    """Submit the jobs to ``client``, ``record`` each result; cancel what is left on the way
+    out (Ctrl-C)."""
+    from distributed import as_completed
+
     info = client.scheduler_info()
     report.addresses = {
         "scheduler": info.get("address"),
@@ -404,13 +544,11 @@ def _execute(
     if not scheduler or report.n_workers > 1:
         # one single-threaded FFT per worker process (the workers share the cores)
         jobs = [dataclasses.replace(job, fft_workers=1) for job in jobs]
-    futures = {
-        client.submit(
-            process_file, job, key=f"scope-batch-{i}-{Path(job.input).name}", pure=False
-        ): job
-        for i, job in enumerate(jobs)
-    }
+    futures: dict[Any, FileJob] = {}
     try:
+        for i, job in enumerate(jobs):
+            key = f"scope-batch-{i}-{Path(job.input).name}"
+            futures[client.submit(process_file, job, key=key, pure=False)] = job
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -427,6 +565,3 @@ def _execute(
         pending = [f for f in futures if not f.done()]
         if pending:
             client.cancel(pending, force=True)
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -34,6 +34,9 @@ class BatchReport:
         complete —; ``outdated`` — an output made with other settings, kept —; ``error`` or
         ``interrupted``), ``error``, ``note``, ``parameters``, ``angles_from_prior``,
         ``resolution``, ``seconds`` ...
+    notes : list of str
+        What the batch says about the run as a whole (raw files left in sub-folders without
+        ``--recursive`` ...): under ``notes`` in the JSON, above the totals in the table.
     """
 
     outdir: str
@@ -46,6 +49,7 @@ class BatchReport:
     files: list[dict[str, Any]] = field(default_factory=list)
     #: where the Dask scheduler and workers listened (empty in-process)
     addresses: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f["status"] == status)
@@ -73,6 +77,7 @@ class BatchReport:
             "interrupted": self.interrupted,
             "counts": {s: self.count(s) for s in STATUSES},
             "exit_status": self.exit_status,
+            "notes": self.notes,
             "files": self.files,
         }
 
@@ -127,6 +132,9 @@ class BatchReport:
         if said:
             lines.append("")
             lines.extend(_named(name, text) for name, text in said)
+        if self.notes:
+            lines.append("")
+            lines.extend(f"note: {note}" for note in self.notes)
         lines.append("")
         lines.append(self._totals())
         return "\n".join(lines)

@@ -32,12 +32,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--preset", help="preset name in reconstruction/presets/ or a .toml path")
     p.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler address")
     p.add_argument(
-        "--workers", type=int, help="local worker processes (default: one per core; 0: in-process)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes (default: one per core; 0: in this process, no Dask)",
     )
     p.add_argument(
         "--listen",
         default="127.0.0.1",
-        help="interface of the local Dask cluster (default loopback only)",
+        metavar="ADDRESS",
+        help="IP address or host name of this machine that the local Dask cluster listens on "
+        "(default 127.0.0.1: this machine only; 0.0.0.0: every interface)",
     )
     add_parameter_flags(p)  # shared with scope reconstruct
     p.add_argument(
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from scope.batch.config import OutputOptions, load_preset
     from scope.batch.engine import run_batch
     from scope.batch.progress import ProgressBar
+    from scope.batch.report import REPORT_JSON
 
     flags = options_from_args(args)
     preset, preset_name = load_preset(args.preset) if args.preset else (None, None)
@@ -178,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
         if bar:
             bar[0].close()
     print(report.table())
-    print(f"report: {args.outdir}/batch-report.json")
+    print(f"report: {Path(args.outdir) / REPORT_JSON}")
     return report.exit_status
