@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -80,3 +81,40 @@ def test_registration_recovers_the_projection_geometry(two_beam, period_px, tmp_
     preset = tmp_path / "setup.toml"
     save_registration(preset, reg)
     assert "[calibration.registration]" in preset.read_text()
+
+
+def test_gratings_in_another_order_than_calibrated_are_warned_about(caplog):
+    """Two gratings swapped gave rotation -52.7 deg instead of 7.3 deg with only an INFO line
+    (residual 0.016); the right order leaves ~1e-6 (at most 1.4e-4 measured over the setups of
+    RESIDUAL_WARN_REL). The warning says the likely cause and the order that fits."""
+    from scope.calibration.registration import RESIDUAL_WARN_REL
+
+    pattern_set = make_pattern_set([0, 60, 120], 5.0, shape=(64, 64))
+    geometry = ProjectionGeometry(
+        pixel_pitch_um=PITCH_UM, demagnification=83.33, rotation_deg=7.3, mirror=True
+    )
+    truth = pattern_set.nominal_parameters(geometry)
+    raw = simulate_raw(
+        np.ones((256, 256), np.float32), truth, SETUP, photons_peak=2000, background_photons=50
+    )
+    cal = calibrate_pattern(raw, SETUP, offset_adu=100.0)
+    k = [g.k_per_px for g in pattern_set.gratings]
+    ph = [pattern_set.device_phases_rad(i) for i in range(3)]
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    right = fit_registration(k, ph, cal)
+    assert right.residual_rel < 0.1 * RESIDUAL_WARN_REL
+    assert right.rotation_deg == pytest.approx(7.3, abs=0.05)
+    assert not caplog.records
+    swapped = fit_registration([k[1], k[0], k[2]], [ph[1], ph[0], ph[2]], cal)
+    assert swapped.residual_rel > 10 * RESIDUAL_WARN_REL
+    warned = " | ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "another order than the device displayed them" in warned
+    assert "(1, 0, 2)" in warned
+    # the gratings of another pattern set: warned too
+    other = make_pattern_set([0, 45, 90], 5.0, shape=(64, 64))
+    caplog.clear()
+    fit_registration(
+        [g.k_per_px for g in other.gratings], [other.device_phases_rad(i) for i in range(3)], cal
+    )
+    assert "not the gratings of the pattern set" in caplog.text

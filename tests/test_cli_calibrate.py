@@ -146,11 +146,13 @@ def test_calibrate_pattern_writes_no_nan_into_the_preset(tmp_path, data_dir):
     text = preset.read_text()
     assert "nan" not in text.lower()
     table = tomllib.loads(text)["calibration"]["pattern"]
-    assert table["not_measured"] == ["modulation_observed"]
-    assert "modulation_observed" not in table
+    # one set: its scatter over sets is not measured either (it read as a measured 0.0)
+    assert table["not_measured"] == ["modulation_observed", "angle_std_deg", "period_std_nm"]
+    assert "modulation_observed" not in table and "angle_std_deg" not in table
     assert all(0 < m < 1 for m in table["modulation"])
     back = load_pattern_calibration(preset)
-    assert np.isnan(back.modulation_observed).all() and len(back.modulation_observed) == 3
+    assert back.modulation_observed == (None, None, None)
+    assert back.angle_std_deg == (None, None, None)
     assert back.params.angles[2].period_nm == pytest.approx(table["period_nm"][2])
 
 

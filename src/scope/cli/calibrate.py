@@ -162,22 +162,25 @@ def _read(path: str) -> tuple[Any, str | None]:
         raise DataFormatError(f"cannot read {p} as TIFF: {err}") from err
 
 
-def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, tuple[float, str]]]:
+def _read_sets(
+    args: argparse.Namespace,
+) -> tuple[Any, int, int, dict[str, tuple[float, str]], list[str]]:
     """Every SIM set of the raw files (any format scope reads; a run's own pattern sequence),
-    their angles x phases, and the optics the files record (value and the file recording it;
-    the first file that records a value gives it)."""
+    their angles x phases, the optics the files record (value and the file recording it; the
+    first file that records a value gives it), and each set's file name (for messages)."""
     import numpy as np
 
     from scope.errors import DataFormatError
     from scope.io.raw import open_sim_stack
 
-    sets, shapes, stated = [], set(), {}
+    sets, shapes, stated, names = [], set(), {}, []
     for path in args.raw:
         stack, n_angles, n_phases = open_sim_stack(
             path, n_angles=args.angles, n_phases=args.phases, frame_order=args.frame_order
         )
         with stack:
             sets += [stack.read_set(i) for i in range(stack.n_sets)]
+            names += [Path(path).name] * stack.n_sets
             shapes.add((n_angles, n_phases, stack.frame_shape))
             for key, value in (
                 ("na", stack.na),
@@ -192,7 +195,7 @@ def _read_sets(args: argparse.Namespace) -> tuple[Any, int, int, dict[str, tuple
             "calibrate from runs of one pattern sequence and camera region"
         )
     n_angles, n_phases, _ = shapes.pop()
-    return np.stack(sets), n_angles, n_phases, stated
+    return np.stack(sets), n_angles, n_phases, stated, names
 
 
 def _preset_optics(preset: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -404,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.what == "pattern":
         from scope.calibration.pattern import calibrate_pattern, save_pattern_calibration
 
-        raw, n_angles, n_phases, stated = _read_sets(args)
+        raw, n_angles, n_phases, stated, set_names = _read_sets(args)
         setup, sources = _optics(args, preset, stated)
         offset, offset_source = _offset(args, preset)
         cal = calibrate_pattern(
@@ -414,6 +417,8 @@ def run(args: argparse.Namespace) -> int:
             n_phases=n_phases,
             sample=args.sample,
             offset_adu=offset,
+            offset_given_as=offset_source,
+            set_sources=set_names,
         )
         save_pattern_calibration(args.preset, cal)
         out.write(
@@ -436,10 +441,19 @@ def run(args: argparse.Namespace) -> int:
             )
         for i, a in enumerate(cal.params.angles):
             steps = ", ".join(f"{s:.3f}" for s in cal.phase_steps_rad[i])
+            observed = cal.modulation_observed[i]
+            seen = f" (in the raw frames {observed:.3f})" if observed is not None else ""
             out.write(
                 f"angle {i}: {a.angle_deg:8.3f} deg, period {a.period_nm:7.2f} nm, phase steps "
-                f"[{steps}] rad, modulation {a.modulation:.3f}\n"
+                f"[{steps}] rad, modulation {a.modulation:.3f}{seen}\n"
             )
+        scatter = [
+            f"angle {i} {sa:.3f} deg / {sp:.2f} nm"
+            for i, (sa, sp) in enumerate(zip(cal.angle_std_deg, cal.period_std_nm, strict=True))
+            if sa is not None and sp is not None
+        ]
+        if scatter:
+            out.write(f"scatter over {cal.n_sets} sets: {', '.join(scatter)}\n")
     else:
         from scope.calibration.otf import check_cutoff, measure_otf, save_measured_otf
 
