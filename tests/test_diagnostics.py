@@ -66,6 +66,26 @@ def test_spectrum_marks_the_carriers(tmp_path):
     assert "period" in carrier_report(case.truth)
 
 
+def test_the_report_prints_each_orientation_as_published_angles_are_quoted():
+    """-59.6° (k's sign follows the phase stepping) is the 120.4° orientation: the report says
+    120.40°, the parameters keep -59.6 (k and -k with negated phases are one pattern)."""
+    from scope.sim.params import AngleParameters, SIMParameters
+
+    params = SIMParameters(
+        tuple(
+            AngleParameters(angle, 300.0, (0.0, 2.1, 4.2))
+            for angle in (-59.6, 180.0, 1.47, -0.5)
+        )
+    )
+    lines = carrier_report(params).splitlines()
+    shown = [float(line.split(":")[1].split("°")[0]) for line in lines]
+    assert shown == [120.4, 0.0, 1.47, 179.5]
+    assert params.angles[0].angle_deg == -59.6
+    for a in params.angles:  # the orientation is the wave vector's direction modulo 180°
+        kx, ky = a.k_per_um
+        assert np.isclose(np.degrees(np.arctan2(ky, kx)) % 180.0 % 180.0, a.orientation_deg)
+
+
 def test_modulation_map_against_shot_noise_theory(tmp_path):
     """A uniform sample, its left part under the pattern and its right part lit evenly: the
     map reads the theoretical contrast-to-noise where the pattern is, (m_e / 2) sqrt(4 pi

@@ -111,7 +111,7 @@ class BatchReport:
                     shown,
                     f["status"],
                     str(f.get("n_sets", "")),
-                    " ".join(f"{a['angle_deg']:.1f}" for a in params),
+                    " ".join(f"{a['angle_deg'] % 180.0:.1f}" for a in params),  # orientation
                     " ".join(f"{a['period_nm']:.0f}" for a in params),
                     (
                         f"{res['widefield_nm']:.0f}/{res['sim_nm']:.0f}"

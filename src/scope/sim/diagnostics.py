@@ -374,12 +374,14 @@ def modulation_png(path: Any, mmap: ModulationMap, *, top: float | None = None) 
 
 
 def carrier_report(params: SIMParameters) -> str:
-    """One line per angle: angle, period, modulation, confidence, source."""
+    """One line per angle: orientation (the angle modulo 180°, as patterns are quoted; the
+    ``.params.json`` keeps the wave vector's direction), period, modulation, confidence,
+    source."""
     lines = []
     for i, a in enumerate(params.angles):
         conf = "n/a" if math.isnan(a.confidence) else f"{a.confidence:.1f}"
         lines.append(
-            f"angle {i}: {a.angle_deg:7.2f}°  period {a.period_nm:7.1f} nm  "
+            f"angle {i}: {a.orientation_deg:7.2f}°  period {a.period_nm:7.1f} nm  "
             f"modulation {a.modulation:.2f}  carrier peak/noise {conf}  ({a.source})"
         )
     return "\n".join(lines)

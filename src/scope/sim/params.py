@@ -59,6 +59,14 @@ class AngleParameters:
         return len(self.phases_rad)
 
     @property
+    def orientation_deg(self) -> float:
+        """The pattern's orientation, ``angle_deg`` modulo 180° in ``[0, 180)``: ``k`` and
+        ``-k`` (with the phases negated) describe one pattern, and ``angle_deg`` takes the sign
+        in which the phases step forward, so one orientation may read 120° or -60°. Reports
+        print this; published pattern angles are usually quoted so."""
+        return float(self.angle_deg % 180.0) % 180.0
+
+    @property
     def k_per_um(self) -> tuple[float, float]:
         """Wave vector (kx, ky) in cycles/µm."""
         kmag = 1000.0 / self.period_nm
