@@ -73,8 +73,7 @@ def test_the_report_prints_each_orientation_as_published_angles_are_quoted():
 
     params = SIMParameters(
         tuple(
-            AngleParameters(angle, 300.0, (0.0, 2.1, 4.2))
-            for angle in (-59.6, 180.0, 1.47, -0.5)
+            AngleParameters(angle, 300.0, (0.0, 2.1, 4.2)) for angle in (-59.6, 180.0, 1.47, -0.5)
         )
     )
     lines = carrier_report(params).splitlines()
