@@ -97,6 +97,13 @@ print(sorted(p.name for p in raw_dir.iterdir()), raw.shape, raw.dtype)
 # from the command line; without `--scheduler` it starts such a local cluster itself.)
 
 # %%
+if "__file__" in globals() and __name__ == "__main__":  # run as a plain Python script
+    # Dask's worker processes start by running the main script again (multiprocessing's
+    # "spawn"), which would start clusters of their own: a notebook's cells cannot be guarded
+    raise SystemExit(
+        "run this tutorial in Jupyter, or: .venv/bin/jupytext --to ipynb "
+        "notebooks/batch_on_dask.py && .venv/bin/jupyter execute notebooks/batch_on_dask.ipynb"
+    )
 cluster = LocalCluster(
     n_workers=2,
     threads_per_worker=1,

@@ -91,7 +91,11 @@ assert abs(cal.read_noise_e / TRUE_READ_NOISE_E - 1) < 0.10
 maps = pixel_maps(dark, flats)
 print("median gain from the maps:", float(np.median(maps.gain_adu_per_e)), "ADU/e-")
 
-root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tests" / "data").is_dir())
+# the repository holds the files used here; run from anywhere inside it (or as a script)
+here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next((p for p in [here, *here.parents] if (p / "tests" / "data").is_dir()), None)
+if root is None:
+    raise FileNotFoundError("open this notebook inside the scope repository: it reads tests/data/")
 bsim = root / "tests" / "data" / "bsim-hela-mitochondria"
 bsim_maps = read_scmos_maps(
     bsim / "offset_map.tif", bsim / "gain_map.tif", bsim / "variance_map.tif"

@@ -31,7 +31,13 @@ from scope.planning import (
     plan_setup,
 )
 
-root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "hardware" / "presets").is_dir())
+# the repository holds the files used here; run from anywhere inside it (or as a script)
+here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next((p for p in [here, *here.parents] if (p / "hardware" / "presets").is_dir()), None)
+if root is None:
+    raise FileNotFoundError(
+        "open this notebook inside the scope repository: it reads hardware/presets/"
+    )
 builds = {
     name: parts_from_preset(load_preset(root / "hardware" / "presets" / f"{name}.toml"))
     for name in ("budget", "better")

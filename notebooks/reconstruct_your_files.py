@@ -60,7 +60,11 @@ from scope.sim.pipeline import expected_resolution_nm
 from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
 
 # the test data sit in tests/data of the repository this notebook belongs to
-root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "tests" / "data").is_dir())
+# the repository holds the files used here; run from anywhere inside it (or as a script)
+here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next((p for p in [here, *here.parents] if (p / "tests" / "data").is_dir()), None)
+if root is None:
+    raise FileNotFoundError("open this notebook inside the scope repository: it reads tests/data/")
 data = root / "tests" / "data"
 workdir = Path(tempfile.mkdtemp(prefix="scope-your-files-"))
 
