@@ -301,6 +301,7 @@ def test_reconstruction_widget_estimate_preview_stack_and_writer(
 def test_scope_view_docks_the_widgets_and_opens_the_file(make_napari_viewer, data_dir, tmp_path):
     """What ``scope view FILE`` and ``scope demo`` build (without blocking in napari.run)."""
     from scope.cli import build_parser
+    from scope.napari.export_widget import ExportVideoWidget
     from scope.napari.launch import make_viewer
     from scope.napari.live_widget import LiveImagingWidget
     from scope.napari.reconstruction_widget import ReconstructionWidget
@@ -315,7 +316,21 @@ def test_scope_view_docks_the_widgets_and_opens_the_file(make_napari_viewer, dat
     assert widgets["reconstruction"].layer_box.currentText() == "MT.mrc raw"
     assert widgets["reconstruction"].pixel_size.value() == pytest.approx(62.6, abs=0.05)
     docked = set(viewer.window._dock_widgets)
-    assert {"SIM reconstruction", "Live SIM imaging"} <= docked
+    assert {"SIM reconstruction", "Live SIM imaging", "Export video"} <= docked  # as README says
+    assert isinstance(widgets["export"], ExportVideoWidget)
+    live_dock = viewer.window._dock_widgets["Live SIM imaging"]
+    assert not live_dock.visibleRegion().isEmpty()  # --live: the live tab is on top
+    from qtpy.QtWidgets import QApplication, QTabBar
+
+    viewer.window._qt_window.resize(1400, 940)
+    for _ in range(20):  # the dock area lays out its tabs
+        QApplication.processEvents()
+    tabs = [
+        [bar.tabText(i) for i in range(bar.count())]
+        for bar in viewer.window._qt_window.findChildren(QTabBar)
+        if bar.isVisible()
+    ]
+    assert ["SIM reconstruction", "Live SIM imaging", "Export video"] in tabs
     _screenshot(viewer, "napari_scope_view.png", tmp_path)
 
 

@@ -28,11 +28,11 @@ def screen_missing() -> str | None:
 def make_viewer(
     path: str | Path | None = None, *, live: bool = False, viewer: Any = None
 ) -> tuple[Any, dict[str, Any]]:
-    """A napari viewer with the reconstruction widget docked (and the live widget when
-    ``live`` is true or no file is given), ``path`` opened with the plugin's reader.
+    """A napari viewer with the reconstruction and video-export widgets docked (and the live
+    widget when ``live`` is true or no file is given), ``path`` opened with the plugin's reader.
 
-    Returns ``(viewer, widgets)``: ``widgets`` maps ``"reconstruction"`` (and ``"live"``) to
-    the docked widgets.
+    Returns ``(viewer, widgets)``: ``widgets`` maps ``"reconstruction"``, ``"export"`` (and
+    ``"live"``) to the docked widgets.
     """
     # Mesa's software renderer (llvmpipe: VMs, Xvfb, no GPU driver) rasterises in worker threads
     # that spin while they wait and starve live acquisition and reconstruction on small
@@ -40,6 +40,7 @@ def make_viewer(
     os.environ.setdefault("LP_NUM_THREADS", "0")
     import napari
 
+    from scope.napari.export_widget import ExportVideoWidget
     from scope.napari.live_widget import LiveImagingWidget
     from scope.napari.reconstruction_widget import ReconstructionWidget
 
@@ -48,12 +49,23 @@ def make_viewer(
     if path is not None:
         viewer.open(str(path), plugin="scope-sim")
     rec = ReconstructionWidget(viewer)
-    viewer.window.add_dock_widget(rec, name="SIM reconstruction", area="right")
+    rec_dock = viewer.window.add_dock_widget(rec, name="SIM reconstruction", area="right")
     widgets["reconstruction"] = rec
     if live or path is None:
         live_w = LiveImagingWidget(viewer)
-        viewer.window.add_dock_widget(live_w, name="Live SIM imaging", area="right", tabify=True)
+        live_dock = viewer.window.add_dock_widget(
+            live_w, name="Live SIM imaging", area="right", tabify=True
+        )
         widgets["live"] = live_w
+    export = ExportVideoWidget(viewer)
+    export_dock = viewer.window.add_dock_widget(
+        export, name="Export video", area="right", tabify=True
+    )
+    widgets["export"] = export
+    # the tab on top: live imaging (no file, or --live), else the reconstruction
+    on_top = live_dock if "live" in widgets else rec_dock
+    if on_top is not export_dock:
+        on_top.raise_()
     return viewer, widgets
 
 
