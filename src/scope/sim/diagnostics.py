@@ -226,8 +226,11 @@ def _enlarged(rgb: np.ndarray) -> tuple[Any, int]:
 
 
 def spectrum_png(path: Any, raw: np.ndarray, setup: OpticalSetup, params: SIMParameters) -> None:
-    """Save the spectrum with the found carriers circled (and the OTF cutoff) as a PNG."""
-    from PIL import ImageDraw
+    """Save the spectrum with the found carriers circled (and the OTF cutoff) as a PNG, with a
+    legend below it saying what the marks are."""
+    from PIL import Image, ImageDraw
+
+    from scope.export.text import get_font
 
     spec, marks = spectrum_with_carriers(raw, setup, params)
     lo, hi = np.percentile(spec, [1, 99.9])
@@ -242,7 +245,18 @@ def spectrum_png(path: Any, raw: np.ndarray, setup: OpticalSetup, params: SIMPar
     rc = setup.cutoff_per_um * nx * setup.pixel_size_um * scale
     c = (nx // 2 * scale, ny // 2 * scale)
     draw.ellipse([c[0] - rc, c[1] - rc, c[0] + rc, c[1] + rc], outline=(80, 160, 255), width=1)
-    rgb.save(path)
+    font = get_font(13)
+    lines = [
+        ((255, 80, 80), "o  pattern carriers found (+k and -k of each angle)"),
+        ((80, 160, 255), f"O  detection cutoff 2NA/λ = {setup.cutoff_per_um:.2f} /µm"),
+    ]
+    line_h, pad = 18, 6
+    canvas = Image.new("RGB", (rgb.width, rgb.height + pad + line_h * len(lines)), (0, 0, 0))
+    canvas.paste(rgb, (0, 0))
+    legend = ImageDraw.Draw(canvas)
+    for i, (colour, text) in enumerate(lines):
+        legend.text((4, rgb.height + pad + i * line_h), text, fill=colour, font=font)
+    canvas.save(path)
 
 
 @dataclass(frozen=True)
@@ -376,13 +390,21 @@ def modulation_png(path: Any, mmap: ModulationMap, *, top: float | None = None) 
 def carrier_report(params: SIMParameters) -> str:
     """One line per angle: orientation (the angle modulo 180°, as patterns are quoted; the
     ``.params.json`` keeps the wave vector's direction), period, modulation, confidence,
-    source."""
+    source. The carrier's peak-to-noise is what the estimate rests on: below 5 (the
+    estimator's ``min_confidence``) no carrier is taken, above about 10 it is clear."""
     lines = []
     for i, a in enumerate(params.angles):
         conf = "n/a" if math.isnan(a.confidence) else f"{a.confidence:.1f}"
         lines.append(
             f"angle {i}: {a.orientation_deg:7.2f}°  period {a.period_nm:7.1f} nm  "
             f"modulation {a.modulation:.2f}  carrier peak/noise {conf}  ({a.source})"
+        )
+    if any(not math.isnan(a.confidence) for a in params.angles):
+        from scope.sim.estimate import EstimationSettings
+
+        lines.append(
+            f"(carrier peak/noise: {EstimationSettings().min_confidence:g} at least to be "
+            "taken, above 10 clear)"
         )
     return "\n".join(lines)
 
