@@ -1,6 +1,6 @@
 """Pattern parameters of a SIM data set, with the conventions shared by every module.
 
-Convention (see the project's docs/architecture): the pattern of angle ``a`` and phase step ``n``
+Convention (README.md, Conventions): the pattern of angle ``a`` and phase step ``n``
 is ``I(r) = 1 + m cos(2 pi k.r + phi_n)`` with ``r = (x, y)`` in µm from the centre of pixel
 (0, 0), ``x`` along columns, ``y`` along rows; ``angle_deg = atan2(ky, kx)`` and
 ``period_nm = 1000 / |k|``. Raw frames are angle-major, phase fastest.
