@@ -26,6 +26,22 @@ def test_setup_figures_and_validation():
         check_setup(OpticalSetup(na=1.4, wavelength_nm=450, pixel_size_nm=120))
 
 
+def test_a_pixel_far_finer_than_any_microscope_samples_is_warned(caplog):
+    """6.5 nm (the camera's 6.5 µm pitch typed as the pixel at the sample) used to pass, and
+    the user was told later to record a larger field; 65 nm and the better build's 34.5 nm
+    pass quietly."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="scope.optics"):
+        for fine in (65.0, 34.5):
+            check_setup(OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=fine))
+        assert not caplog.records
+        check_setup(OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=6.5))
+    (record,) = caplog.records
+    assert "pixel size 6.5 nm samples 17x finer than the optics resolve" in record.message
+    assert "Nyquist pixel 109 nm" in record.message and "pitch / magnification" in record.message
+
+
 def test_ideal_otf_shape_and_damping():
     k = np.linspace(0, 5, 501)
     otf = ideal_otf(k, 4.0)
