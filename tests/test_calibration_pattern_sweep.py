@@ -253,3 +253,19 @@ def test_figures_not_measured_are_none_and_left_out_of_the_preset(hela, caplog):
         np.stack([hela, hela]), HELA_SETUP, sample="structured", offset_adu=100.0
     )
     assert all(s is not None and s < 1e-6 for s in two.angle_std_deg)
+
+
+def test_a_structured_calibration_without_a_carrier_names_the_file_and_not_priors():
+    """The estimator's refusal advised --prior-angles/--prior-period, which calibrate does not
+    take (a calibration measures the pattern), and did not say which file it was."""
+    from scope.errors import ReconstructionError
+
+    rng = np.random.default_rng(0)
+    flat = rng.poisson(200, (2, 9, 64, 64)).astype(np.float32)  # no pattern at all
+    with pytest.raises(ReconstructionError) as info:
+        calibrate_pattern(
+            flat, SETUP, sample="structured", offset_adu=0.0, set_sources=["a.tif", "b.tif"]
+        )
+    message = str(info.value)
+    assert message.startswith("a.tif: angle 0: no clear pattern carrier")
+    assert "prior" not in message and "check that the pattern is on and in focus" in message

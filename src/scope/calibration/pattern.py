@@ -847,15 +847,26 @@ def calibrate_pattern(
     else:
         from scope.sim.estimate import estimate_parameters
 
-        for s in arr:
-            est = estimate_parameters(
-                s.astype(np.float32),
-                setup,
-                n_angles=n_angles,
-                n_phases=n_phases,
-                prior=prior,
-                otf=otf,
-            )
+        for name, s in zip(names, arr, strict=True):
+            try:
+                est = estimate_parameters(
+                    s.astype(np.float32),
+                    setup,
+                    n_angles=n_angles,
+                    n_phases=n_phases,
+                    prior=prior,
+                    otf=otf,
+                )
+            except ReconstructionError as err:
+                # the estimator's advice (priors, to reconstruct anyway) does not serve a
+                # calibration, which is there to measure the pattern
+                why = str(err).split(": give the nominal pattern as priors")[0]
+                raise ReconstructionError(
+                    f"{name}: {why}. A calibration measures the pattern, so it needs it clearly "
+                    "visible: check that the pattern is on and in focus, the light and the "
+                    "exposure, and the optics (NA, wavelength, pixel size); a uniform "
+                    "fluorescent slide (the default --sample uniform) shows it best"
+                ) from None
             per_set.append(
                 [(*a.k_per_um, list(a.phases_rad), a.modulation, None) for a in est.angles]
             )
