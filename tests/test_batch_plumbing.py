@@ -499,3 +499,21 @@ def test_an_invalid_batch_flag_is_one_plain_line(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert lines[-1].endswith("invalid option: --na 3: Input should be less than or equal to 1.7")
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_errors_of_files_of_one_name_name_their_folders(tmp_path):
+    """Three failed inputs all named raw_images.tif: the error lines said only
+    "raw_images.tif:" each; they now name the file as its row does (folder/name)."""
+    report = BatchReport(str(tmp_path), "scope 0", "in-process", 1, "2026-01-01T00:00:00")
+    for folder in ("hela", "cristae"):
+        report.files.append(
+            {
+                "input": f"/data/{folder}/raw_images.tif",
+                "output": f"{folder}.sim.zarr",
+                "status": "error",
+                "error": f"{folder} is broken",
+            }
+        )
+    table = report.table()
+    assert "hela/raw_images.tif: hela is broken" in table
+    assert "cristae/raw_images.tif: cristae is broken" in table

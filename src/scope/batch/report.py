@@ -127,8 +127,10 @@ class BatchReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        said = [(f, f.get("error") or f.get("note")) for f in self.files]
-        said = [(Path(f["input"]).name, text) for f, text in said if text]
+        # the errors and notes name their file as its row does (with its folder where names
+        # repeat)
+        said = [(shown, f.get("error") or f.get("note")) for f, shown in zip(self.files, names)]
+        said = [(shown, text) for shown, text in said if text]
         if said:
             lines.append("")
             lines.extend(_named(name, text) for name, text in said)
