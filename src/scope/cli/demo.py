@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -130,24 +129,6 @@ def side_by_side_png(
     img.save(path)
 
 
-def _with_ome_name(path: Path, name: str) -> Path:
-    """Give the OME-TIFF ``path`` the OME Image Name ``name`` (:func:`write_ome_tiff` names
-    every image "scope SIM reconstruction"), in one step: a renamed copy replaces it."""
-    import tifffile
-
-    from scope.io.writers import write_atomically
-
-    def rename(tmp: Path) -> None:
-        shutil.copyfile(path, tmp)
-        xml = tifffile.tiffcomment(tmp)
-        xml = xml if isinstance(xml, bytes) else xml.encode()
-        old = b'Name="scope SIM reconstruction"'
-        if old in xml:
-            tifffile.tiffcomment(tmp, xml.replace(old, f'Name="{name}"'.encode(), 1))
-
-    return write_atomically(path, rename)
-
-
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
@@ -202,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         raw,
         pixel_size_nm=PIXEL_SIZE_NM,
         axes="ZYX",
+        name=OME_NAMES["raw"],
         metadata={
             "scope_kind": "raw",
             "na": NA,
@@ -225,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         sample,
         pixel_size_nm=PIXEL_SIZE_NM / 2,
         axes="YX",
+        name=OME_NAMES["ground truth"],
         metadata={"image": "ground truth: the simulated sample", "optics": setup.model_dump()},
     )
     # the SIM and widefield images: scope reconstruct itself, on the file just written (no
@@ -246,8 +229,6 @@ def run(args: argparse.Namespace) -> int:
     for line in said.getvalue().splitlines():
         if line.startswith("note:"):
             print(line)
-    for key in ("raw", "widefield", "ground truth"):  # the SIM image's is right already
-        _with_ome_name(files[key], OME_NAMES[key])
 
     sim = tifffile.imread(files["sim"])
     widefield = tifffile.imread(files["widefield"])

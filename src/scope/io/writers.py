@@ -237,15 +237,19 @@ def _ome_tiff_metadata(
     metadata: dict[str, Any] | None,
     channel_wavelengths_nm: Sequence[float] | None = None,
     time_increment_s: float | None = None,
+    name: str | None = None,
 ) -> dict:
     size_um = float(pixel_size_nm) / 1000.0
+    if name is None:  # what the image is, by what its metadata says
+        widefield = (metadata or {}).get("image") == WIDEFIELD_DESCRIPTION
+        name = "scope widefield image" if widefield else "scope SIM reconstruction"
     out = {
         "axes": axes,
         "PhysicalSizeX": size_um,
         "PhysicalSizeXUnit": "µm",
         "PhysicalSizeY": size_um,
         "PhysicalSizeYUnit": "µm",
-        "Name": "scope SIM reconstruction",
+        "Name": name,
         "Description": json.dumps(metadata or {}, default=_json_default),
     }
     if channel_wavelengths_nm:  # OME Channel elements: each channel's emission wavelength
@@ -270,6 +274,7 @@ def write_ome_tiff(
     before_commit: Callable[[], None] | None = None,
     channel_wavelengths_nm: Sequence[float] | None = None,
     time_increment_s: float | None = None,
+    name: str | None = None,
 ) -> Path:
     """Write a float32 OME-TIFF, atomically.
 
@@ -296,6 +301,9 @@ def write_ome_tiff(
         OME ``Channel`` elements.
     time_increment_s : float, optional
         Time from one index of the ``T`` axis to the next (OME ``TimeIncrement``, seconds).
+    name : str, optional
+        The OME Image Name; default "scope widefield image" for a widefield image (its
+        ``metadata["image"]`` says so), else "scope SIM reconstruction".
 
     Returns
     -------
@@ -331,7 +339,7 @@ def write_ome_tiff(
                 dtype=np.float32,
                 photometric="minisblack",
                 metadata=_ome_tiff_metadata(
-                    pixel_size_nm, axes, metadata, channel_wavelengths_nm, time_increment_s
+                    pixel_size_nm, axes, metadata, channel_wavelengths_nm, time_increment_s, name
                 ),
             )
         if before_commit is not None:
