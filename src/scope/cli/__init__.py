@@ -35,17 +35,117 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scope.cli.parameter_flags import QUIET_HELP, VERBOSE_HELP
+
     parser = argparse.ArgumentParser(
         prog="scope",
-        description="Structured-illumination microscopy: acquire, reconstruct, view, export.",
+        description="Structured-illumination microscopy: acquire, reconstruct, view, export. "
+        "Run scope COMMAND --help for a command's flags.",
     )
     parser.add_argument("--version", action="version", version=f"scope {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"scope.cli.{name.replace('-', '_')}").register(sub)
+    for command in _subcommand_parsers(parser):
+        add_verbosity_flags(command)
     return parser
+
+
+#: where -v/-q given after the subcommand land (the top level's keep theirs: a subcommand's
+#: parser would otherwise overwrite them with its defaults, argparse copies its namespace over)
+_SUB_VERBOSE, _SUB_QUIET = "command_verbose", "command_quiet"
+
+
+def add_verbosity_flags(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` after a subcommand (``scope reconstruct ... -q``), as before it."""
+    from scope.cli.parameter_flags import QUIET_HELP, VERBOSE_HELP
+
+    if "-v" in p._option_string_actions or "-q" in p._option_string_actions:
+        return
+    p.add_argument(
+        "-v",
+        "--verbose",
+        dest=_SUB_VERBOSE,
+        action="count",
+        default=argparse.SUPPRESS,
+        help=VERBOSE_HELP,
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        dest=_SUB_QUIET,
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=QUIET_HELP,
+    )
+
+
+def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser`` (subcommands and theirs: ``scope calibrate camera``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases: once
+                found += [command, *_subcommand_parsers(command)]
+    return found
+
+
+def command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the (sub)subcommand ``args`` was parsed for (``scope calibrate camera``),
+    or ``parser`` itself: the one whose usage and name an error about its arguments gives."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None) if action.dest != argparse.SUPPRESS else None
+            if chosen in action.choices:
+                return command_parser(action.choices[chosen], args)
+    return parser
+
+
+def _named_command(
+    parser: argparse.ArgumentParser, words: Sequence[str]
+) -> tuple[argparse.ArgumentParser, int]:
+    """The (sub)subcommand ``words`` name (``calibrate camera``) before they are parsed, and
+    where its own words start (``parser`` and 0 when they name none)."""
+    command, start = parser, 0
+    while True:
+        choices = next(
+            (a.choices for a in command._actions if isinstance(a, argparse._SubParsersAction)),
+            None,
+        )
+        i = next((i for i in range(start, len(words)) if not words[i].startswith("-")), None)
+        if choices is None or i is None or words[i] not in choices:
+            return command, start
+        command, start = choices[words[i]], i + 1
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with the errors about a subcommand's arguments in the
+    subcommand's name and usage (``scope reconstruct: error: ...``: argparse leaves unknown
+    words to the top level, which would name itself), a list given to a count flag said so in
+    one line, and ``-v``/``-q`` counted wherever they stand."""
+    from scope.cli.parameter_flags import count_flag_misuse, join_angle_lists
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    named, start = _named_command(parser, words)
+    args, unknown = parser.parse_known_args(words[:start] + join_angle_lists(named, words[start:]))
+    command = command_parser(parser, args)
+    if command is not parser:
+        misuse = count_flag_misuse(command, words)
+        if misuse is not None:
+            command.error(misuse)
+    if unknown:
+        named = getattr(args, "command", None)
+        before = words[: words.index(named)] if named in words else words
+        if all(word in before for word in unknown):  # `scope --bogus reconstruct ...`
+            command = parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.verbose = getattr(args, "verbose", 0) + vars(args).pop(_SUB_VERBOSE, 0)
+    args.quiet = bool(getattr(args, "quiet", False) or vars(args).pop(_SUB_QUIET, False))
+    return args
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
@@ -59,7 +159,7 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -14,9 +14,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+EPILOG = """\
+examples:
+  scope batch data/ -o out/ --preset bsim-hela-660nm
+  scope batch "runs/*.zarr" -o out/ --scheduler tcp://10.0.0.5:8786 --format tiff
+
+exit status: 0 all done (or already complete), 3 some files failed (see the report),
+2 all failed or bad arguments, 130 interrupted."""
+
 
 def register(subparsers: Any) -> None:
-    from scope.cli.parameter_flags import add_parameter_flags
+    from scope.cli.parameter_flags import HelpFormatter, add_parameter_flags, default_is
 
     p = subparsers.add_parser(
         "batch",
@@ -25,33 +33,70 @@ def register(subparsers: Any) -> None:
         "(OME-Zarr or OME-TIFF, a .params.json each, and batch-report.json/.txt). Parameters: "
         "flags override the --preset, which overrides the files' metadata. Re-running skips "
         "complete outputs. Exit status 3 means some files failed.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raw files, folders or globs")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
-    p.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="output format")
-    p.add_argument("--preset", help="preset name in reconstruction/presets/ or a .toml path")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler address")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help='raw files, folders or globs (quote a glob: "runs/*.zarr")',
+    )
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument(
+        "--format",
+        choices=("zarr", "tiff"),
+        default="zarr",
+        help=default_is("output format: zarr (OME-Zarr, multiscale) or tiff (OME-TIFF)"),
+    )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=default_is(
+            "preset name in reconstruction/presets/, or a .toml path: optics, pattern and "
+            "reconstruction settings (flags override it)",
+            "none: flags and the files' metadata",
+        ),
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help=default_is(
+            "address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786)",
+            "a local cluster on this machine",
+        ),
+    )
     p.add_argument(
         "--workers",
         type=int,
         metavar="N",
-        help="local worker processes (default: one per core; 0: in this process, no Dask)",
+        help=default_is("local worker processes; 0: in this process, without Dask", "one per core"),
     )
     p.add_argument(
         "--listen",
         default="127.0.0.1",
         metavar="ADDRESS",
-        help="IP address or host name of this machine that the local Dask cluster listens on "
-        "(default 127.0.0.1: this machine only; 0.0.0.0: every interface)",
+        help=default_is(
+            "IP address or host name of this machine that the local Dask cluster listens on "
+            "(127.0.0.1: this machine only; 0.0.0.0: every interface)"
+        ),
     )
-    add_parameter_flags(p)  # shared with scope reconstruct
+    add_parameter_flags(p, preset=True)  # shared with scope reconstruct
     p.add_argument(
         "--reestimate-every",
         type=int,
         metavar="N",
-        help="re-estimate pattern parameters every N time points (default: once per file)",
+        help=default_is(
+            "re-estimate the pattern parameters every N time points",
+            "the preset's, else once per file",
+        ),
     )
-    p.add_argument("--levels", type=int, help="multiscale levels of Zarr outputs (default: auto)")
+    p.add_argument(
+        "--levels",
+        type=int,
+        metavar="N",
+        help=default_is("multiscale levels of Zarr outputs", "auto, from the image size"),
+    )
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,7 +155,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
             values["angles_deg"] = [float(a) for a in args.prior_angles.split(",")]
         except ValueError:
             raise ConfigurationError(
-                f"--prior-angles expects comma-separated degrees, got {args.prior_angles!r}"
+                f"--prior-angles expects angles in degrees (12,72,132 or 12 72 132), got "
+                f"{args.prior_angles!r}"
             ) from None
     try:
         return BatchOptions(**{k: v for k, v in values.items() if v is not None})

@@ -55,70 +55,140 @@ _OPTICS_UNITS = {
     "pixel_size_nm": "--pixel-size is the camera pixel at the sample in nm: the camera's pixel "
     "pitch divided by the magnification (e.g. 65)",
 }
-#: help of --saturation-adu
-_SATURATION_HELP = (
-    "the camera's full scale, ADU (default: from the pixel format a scope acquire run records, "
-    "else the data type; values piling up at 1023/4095/16383 in 16-bit data); {}"
-)
+
+#: each calibration's --help: what it measures, from what, and where it goes (plain text)
+_DESCRIPTIONS = {
+    "camera": "Measure the camera's offset, gain and read noise by photon transfer, from dark "
+    "frames and frames of a uniform light field at a few levels, and save them into the "
+    "preset's [calibration.camera] (scope batch --preset subtracts that offset); with --maps "
+    "also per-pixel offset, gain and read-noise maps (sCMOS), written beside the preset.",
+    "pattern": "Measure the pattern's angles, periods, phase steps and modulation from raw SIM "
+    "sets and save them into the preset's [calibration.pattern], the priors that scope batch "
+    "--preset and scope acquire --preset use. Optics: the flags, else what the raw files "
+    "record, else the preset's. The camera offset: --offset-adu, else the preset's "
+    "[calibration.camera], else estimated from a structured sample's dark background.",
+    "otf": "Measure the optical transfer function from widefield images of sparse "
+    "sub-resolution beads in focus (the bead's size divided out) and save it into the "
+    "preset's [calibration.otf], which scope reconstruct --otf PRESET and scope batch "
+    "--preset use. Optics: the flags, else the preset's. A cutoff more than 2x from 2 NA / "
+    "wavelength is refused (the pixel size is most likely wrong).",
+}
+
+_EPILOG = """\
+examples:
+  scope calibrate camera --dark dark.tif --flat f1.tif f2.tif f3.tif f4.tif --preset my.toml
+  scope calibrate pattern slide.tif --preset my.toml          (uniform fluorescent slide)
+  scope calibrate pattern beads.tif --sample structured --preset my.toml
+  scope calibrate otf beads_widefield.tif --bead-diameter-nm 100 --preset my.toml"""
 
 
 def register(subparsers: Any) -> None:
-    from scope.cli.parameter_flags import add_pattern_sequence_flags, finite_number
+    from scope.cli.parameter_flags import (
+        NA_HELP,
+        OFFSET_HELP,
+        PIXEL_SIZE_HELP,
+        SATURATION_HELP,
+        SETUP_PRESET_HELP,
+        WAVELENGTH_HELP,
+        HelpFormatter,
+        add_pattern_sequence_flags,
+        default_is,
+        finite_number,
+    )
 
     p = subparsers.add_parser(
         "calibrate",
         help="calibrate the camera, the pattern or the OTF into a setup preset",
         description="Calibration workflows; results go into the preset TOML under "
-        "[calibration.camera], [calibration.pattern] or [calibration.otf], keeping the rest.",
+        "[calibration.camera], [calibration.pattern] or [calibration.otf], keeping the rest "
+        "of the file. Run scope calibrate WHAT --help for each one's flags.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    sub = p.add_subparsers(
+        dest="what", metavar="WHAT", required=True, help="what to calibrate: camera, pattern or otf"
+    )
 
-    cam = sub.add_parser("camera", help="offset, gain, read noise (photon transfer)")
+    def calibration(name: str, summary: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, help=summary, description=_DESCRIPTIONS[name], formatter_class=HelpFormatter
+        )
+        return parser
+
+    cam = calibration("camera", "offset, gain, read noise (photon transfer)")
     cam.add_argument(
         "--dark",
         required=True,
+        metavar="FILE",
         help="dark frames (n, Y, X): TIFF, OME-Zarr, MRC or a scope acquire run",
     )
     cam.add_argument(
         "--flat",
         required=True,
         nargs="+",
-        help="frames of a uniform light field, one file per level (as --dark)",
+        metavar="FILE",
+        help="frames of a uniform light field, one file per light level (as --dark)",
     )
-    cam.add_argument("--maps", action="store_true", help="also per-pixel sCMOS maps")
+    cam.add_argument(
+        "--maps",
+        action="store_true",
+        help="also per-pixel offset, gain and read-noise maps (sCMOS), written beside the preset",
+    )
     cam.add_argument(
         "--saturation-adu",
         type=finite_number,
-        help=_SATURATION_HELP.format(
-            "flat pixels reaching it are left out of the fit, a level mostly there entirely"
-        ),
+        metavar="ADU",
+        help=f"{SATURATION_HELP}; flat pixels reaching it are left out of the fit, a level "
+        "mostly there entirely",
     )
 
-    pat = sub.add_parser("pattern", help="pattern angles, periods and phase steps")
+    pat = calibration("pattern", "pattern angles, periods and phase steps")
     pat.add_argument(
         "raw",
         nargs="+",
+        metavar="RAW",
         help="raw SIM sets: TIFF/OME-TIFF, MRC, OME-Zarr or a scope acquire run (every set of "
         "every file is used)",
     )
-    pat.add_argument("--sample", choices=["uniform", "structured"], default="uniform")
+    pat.add_argument(
+        "--sample",
+        choices=["uniform", "structured"],
+        default="uniform",
+        help=default_is(
+            "what the raw sets show: uniform, a uniform fluorescent slide (the pattern itself "
+            "is fitted; recommended) or structured, beads or cells (the reconstruction's "
+            "estimator)"
+        ),
+    )
     add_pattern_sequence_flags(pat)
 
-    otf = sub.add_parser("otf", help="measured OTF from bead images")
-    otf.add_argument("images", help="sparse beads (Y, X) or (n, Y, X), summed: TIFF, OME-Zarr, MRC")
-    otf.add_argument("--bead-diameter-nm", type=float, default=100.0)
+    otf = calibration("otf", "measured OTF from bead images")
+    otf.add_argument(
+        "images",
+        metavar="IMAGES",
+        help="widefield images of sparse beads in focus, (Y, X) or (n, Y, X), summed: TIFF, "
+        "OME-Zarr, MRC",
+    )
+    otf.add_argument(
+        "--bead-diameter-nm",
+        type=float,
+        default=100.0,
+        metavar="NM",
+        help=default_is("bead diameter, nm: its blur is divided out of the OTF", "%(default)g"),
+    )
     otf.add_argument(
         "--saturation-adu",
         type=finite_number,
-        help=_SATURATION_HELP.format("beads reaching it (clipped peaks) are left out"),
+        metavar="ADU",
+        help=f"{SATURATION_HELP}; beads reaching it (clipped peaks) are left out",
     )
 
     for q in (cam, pat, otf):
         q.add_argument(
             "--preset",
             required=True,
-            help="your setup's preset TOML to write into (a copy of hardware/presets/*.toml); "
-            "only its [calibration.*] table changes",
+            metavar="FILE.toml",
+            help=f"{SETUP_PRESET_HELP} to write into; only its [calibration.*] table changes",
         )
         q.add_argument(
             "--create",
@@ -126,14 +196,27 @@ def register(subparsers: Any) -> None:
             help="start a new preset at --preset if there is none (without it a missing preset "
             "is refused: a mistyped path would start a new file)",
         )
-    for q in (pat, otf):
-        q.add_argument("--na", type=float)
-        q.add_argument("--wavelength", type=float, help="emission wavelength, nm")
-        q.add_argument("--pixel-size", type=float, help="camera pixel at the sample, nm")
+    offset_unknown = {
+        pat: "estimated from a structured sample's dark background (none for a uniform slide)",
+        otf: "none",
+    }
+    for q, source in ((pat, "what the raw files record, else the preset's"),
+                      (otf, "the preset's")):  # fmt: skip
+        q.add_argument("--na", type=float, metavar="NA", help=default_is(NA_HELP, source))
+        q.add_argument(
+            "--wavelength", type=float, metavar="NM", help=default_is(WAVELENGTH_HELP, source)
+        )
+        q.add_argument(
+            "--pixel-size", type=float, metavar="NM", help=default_is(PIXEL_SIZE_HELP, source)
+        )
         q.add_argument(
             "--offset-adu",
             type=float,
-            help="camera offset, ADU (default: the preset's [calibration.camera] offset_adu)",
+            metavar="ADU",
+            help=default_is(
+                OFFSET_HELP,
+                f"the preset's [calibration.camera] offset_adu, else {offset_unknown[q]}",
+            ),
         )
     p.set_defaults(func=run)
 

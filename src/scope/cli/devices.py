@@ -22,18 +22,27 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import HelpFormatter, default_is
+
     p = subparsers.add_parser(
         "devices",
         help="list cameras (GenICam, V4L2) and pattern controllers",
-        description="List GenTL producers and their cameras, V4L2 cameras, and serial ports "
-        "with a pattern controller on them.",
+        description="List the GenTL producers on GENICAM_GENTL64_PATH (or given with --cti) "
+        "and their cameras, the V4L2 (UVC) cameras, and the serial ports with a scope pattern "
+        "controller answering on them (each port is opened briefly for the handshake; "
+        "--no-probe only lists the ports). The simulated microscope (camera sim, controller "
+        "sim://) is always there.",
+        epilog="examples:\n  GENICAM_GENTL64_PATH=/opt/vendor/lib scope devices\n"
+        "  scope devices --json",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--cti",
         action="append",
         default=None,
         metavar="FILE",
-        help="GenTL producer (.cti) to query besides GENICAM_GENTL64_PATH",
+        help="GenTL producer (.cti) to query besides GENICAM_GENTL64_PATH; repeat for several "
+        "(default: only those on GENICAM_GENTL64_PATH)",
     )
     p.add_argument("--no-probe", action="store_true", help="list serial ports without opening them")
     p.add_argument(
@@ -41,9 +50,9 @@ def register(subparsers: Any) -> None:
         type=_probe_seconds,
         default=1.0,
         metavar="S",
-        help="seconds to wait for a controller's handshake per port (default 1)",
+        help=default_is("seconds to wait for a controller's handshake per port", "%(default)g"),
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=run)
 
 

@@ -25,8 +25,24 @@ _PRESETS = ("reel", "square", "portrait", "landscape", "gif")
 _LAYOUTS = ("auto", "sim", "overlay", "side-by-side", "wipe")
 
 
+_EPILOG = """\
+examples:
+  scope export-video run.tif --raw --na 1.2 --wavelength 525 --pixel-size 65 -o clip.mp4
+      (reconstructs, then a widefield-to-SIM wipe for Reels/TikTok/Shorts)
+  scope export-video sim.ome.tif -o clip.mp4 --preset square --colormap inferno --title "Mito"
+  scope export-video cells.tif -o chat.gif --preset gif"""
+
+
 def register(subparsers: Any) -> None:
-    from scope.cli.parameter_flags import add_pattern_sequence_flags
+    from scope.cli.parameter_flags import (
+        BACKEND_CHOICES,
+        BACKEND_HELP,
+        NA_HELP,
+        WAVELENGTH_HELP,
+        HelpFormatter,
+        add_pattern_sequence_flags,
+        default_is,
+    )
 
     p = subparsers.add_parser(
         "export-video",
@@ -36,90 +52,130 @@ def register(subparsers: Any) -> None:
         "everywhere (High profile, yuv420p, 30 fps, faststart, BT.709) or a GIF. Contrast is "
         "fixed over the whole clip; scale bar, timestamp and speed-up are drawn from the "
         "file's metadata; all text stays inside the platforms' safe areas.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("input", type=Path, help="TIFF/OME-TIFF/MRC file or OME-Zarr folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 or .gif")
+    p.add_argument(
+        "input", type=Path, metavar="INPUT", help="TIFF/OME-TIFF/MRC file or OME-Zarr folder"
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="CLIP", help="output .mp4 or .gif"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument(
         "--preset",
         choices=_PRESETS,
         default=None,
-        help="reel 1080x1920, square 1080x1080, portrait 1080x1350, landscape "
-        "1920x1080, gif 480x480 (default: reel, or gif for a .gif output)",
+        help=default_is(
+            "clip size: reel 1080x1920, square 1080x1080, portrait 1080x1350, landscape "
+            "1920x1080, gif 480x480",
+            "reel, or gif for a .gif output",
+        ),
     )
     p.add_argument(
         "--layout",
         choices=_LAYOUTS,
         default="auto",
-        help="auto: wipe for raw runs, overlay for several channels, else sim",
+        help=default_is(
+            "sim: the SIM image; overlay: the channels in their colours; side-by-side: "
+            "widefield | SIM; wipe: widefield wiped into SIM; auto: wipe for raw runs, overlay "
+            "for several channels, else sim"
+        ),
     )
     p.add_argument(
         "--colormap",
         default="magma",
-        help="magma, inferno, viridis, hot, grey, green, magenta, cyan, red, yellow, blue",
+        metavar="NAME",
+        help=default_is(
+            "colormap of one channel: magma, inferno, viridis, hot, grey, green, magenta, cyan, "
+            "red, yellow, blue"
+        ),
     )
     p.add_argument(
         "--channel-colormaps",
         default=None,
         metavar="A,B,...",
-        help="colormaps of the channels of an overlay (default green,magenta,cyan)",
+        help=default_is(
+            "colormaps of the channels of an overlay, comma separated", "green,magenta,cyan"
+        ),
     )
-    p.add_argument("--title", help="title at the top")
-    p.add_argument("--caption", help="caption under the title")
-    p.add_argument("--credit", help="credit or watermark line at the bottom")
+    p.add_argument("--title", help="title at the top (default: none)")
+    p.add_argument("--caption", help="caption under the title (default: none)")
+    p.add_argument("--credit", help="credit or watermark line at the bottom (default: none)")
     p.add_argument(
         "--duration",
         type=float,
         metavar="S",
-        help="clip length in seconds (default: real time within the platform limits)",
+        help=default_is("clip length, seconds", "real time within the platform limits"),
     )
     p.add_argument(
         "--short",
         choices=("slow", "loop"),
         default="slow",
-        help="stretch runs shorter than the platform minimum by slowing or looping",
+        help=default_is("stretch runs shorter than the platform minimum by slowing or looping"),
     )
     p.add_argument(
         "--interval",
         type=float,
         metavar="S",
-        help="seconds between frames when the file does not say",
+        help=default_is(
+            "seconds between frames when the file does not say", "unknown: no time shown"
+        ),
     )
     p.add_argument(
         "--pixel-size",
         type=float,
         metavar="NM",
-        help="pixel size at the sample in nm (camera pixel for --raw; overrides the file)",
+        help=default_is(
+            "pixel size at the sample, nm (the camera pixel for --raw); overrides the file's",
+            "the file's",
+        ),
     )
     p.add_argument(
         "--widefield",
         type=Path,
         metavar="FILE",
-        help="the widefield image of a reconstructed INPUT, for the side-by-side and wipe "
-        "layouts (default for those: <name>.widefield.* beside INPUT, as scope reconstruct "
-        "--widefield and scope batch --widefield write it)",
+        help=default_is(
+            "the widefield image of a reconstructed INPUT, for the side-by-side and wipe layouts",
+            "<name>.widefield.* beside INPUT, as scope reconstruct --widefield and scope "
+            "batch --widefield write it",
+        ),
     )
     p.add_argument(
         "--axes",
         metavar="LETTERS",
-        help="what the axes of INPUT hold, one letter each, Y and X last: T time, C channel "
-        "(e.g. CYX: the planes of a plain TIFF are channels; TYX: they are time points). "
-        "Default: the file's axis metadata; a plain TIFF stack without any is a time series",
+        help=default_is(
+            "what the axes of INPUT hold, one letter each, Y and X last: T time, C channel "
+            "(e.g. CYX: the planes of a plain TIFF are channels; TYX: they are time points)",
+            "the file's axis metadata; a plain TIFF stack without any is a time series",
+        ),
     )
     p.add_argument("--no-scale-bar", action="store_true", help="no scale bar")
     p.add_argument("--no-timestamp", action="store_true", help="no timestamp")
-    p.add_argument("--gamma", type=float, default=1.0, help="display gamma (default 1)")
+    p.add_argument(
+        "--gamma", type=float, default=1.0, help=default_is("display gamma", "%(default)g")
+    )
     raw = p.add_argument_group("raw SIM runs")
     raw.add_argument(
         "--raw",
         action="store_true",
         help="INPUT is a raw SIM stack (..., angles*phases, Y, X): reconstruct it "
-        "(runs written by `scope acquire` are recognised by themselves)",
+        "(runs written by scope acquire are recognised by themselves)",
     )
-    raw.add_argument("--na", type=float, help="detection NA")
-    raw.add_argument("--wavelength", type=float, metavar="NM", help="emission wavelength, nm")
+    raw.add_argument("--na", type=float, metavar="NA", help=default_is(NA_HELP, "the file's"))
+    raw.add_argument(
+        "--wavelength",
+        type=float,
+        metavar="NM",
+        help=default_is(WAVELENGTH_HELP, "the file's, each channel's where it states them"),
+    )
     add_pattern_sequence_flags(raw)
-    raw.add_argument("--backend", default="auto", help="numpy, cupy or auto")
+    raw.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help=default_is(BACKEND_HELP),
+    )
     p.set_defaults(func=run)
 
 

@@ -24,60 +24,101 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import (
+        PHASES_HELP,
+        SETUP_PRESET_HELP,
+        DegreesAction,
+        HelpFormatter,
+        default_is,
+        phases_count,
+    )
+
     p = subparsers.add_parser(
         "patterns",
         help="write the grating images for the DMD or projector, and their parameters",
         description="Quantise the SIM gratings onto the pattern device's pixel grid (exact "
         "phase steps, angles and periods within a tolerance) and write one PNG per frame, in "
-        "controller sequence order, with patterns.json describing them. Device, period and "
-        "frame counts come from --preset FILE.toml ([illuminator], [objective], "
-        "[acquisition]); flags override it.",
+        "controller sequence order, with patterns.json describing them and the priors they "
+        "give at the sample (--prior-angles/--prior-period of scope reconstruct and scope "
+        "batch). Device, period and frame counts come from --preset FILE.toml ([illuminator], "
+        "[objective], [acquisition]); flags override it. Pattern files of an earlier run in "
+        "the folder (pattern_NNN.png beyond this run's frames) are removed; other files are "
+        "left alone.",
+        epilog="examples:\n  scope patterns --preset hardware/presets/budget.toml -o patterns/\n"
+        "  scope patterns --preset better.toml -o dmd/ --angles 5 65 125 --rotation-deg 12.5",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--preset", metavar="FILE.toml", required=True, help="setup preset TOML")
-    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--preset", metavar="FILE.toml", required=True, help=SETUP_PRESET_HELP)
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FOLDER", help="output folder (created)"
+    )
     p.add_argument(
         "--device-size",
         metavar="WxH",
-        help="device resolution in pixels (default: the preset's width_px x height_px)",
+        help=default_is(
+            "device resolution in pixels, e.g. 640x360", "the preset's width_px x height_px"
+        ),
     )
     p.add_argument(
         "--angles",
-        type=float,
         nargs="+",
+        action=DegreesAction,
         metavar="DEG",
-        help="grating angles on the device, degrees (default: n_angles equally spaced, starting "
-        "at the whole degree where every grating fits the pixel lattice best)",
+        help=default_is(
+            "grating angles on the device, degrees: 5 65 125 or 5,65,125",
+            "the preset's n_angles equally spaced, starting at the whole degree where every "
+            "grating fits the pixel lattice best",
+        ),
     )
-    p.add_argument("--period-px", type=float, help="grating period, device pixels")
-    p.add_argument("--phases", type=int, help="phase steps per angle (default: the preset's)")
+    p.add_argument(
+        "--period-px",
+        type=float,
+        metavar="PX",
+        help=default_is("grating period, device pixels", "the preset's pattern_period_px"),
+    )
+    p.add_argument(
+        "--phases",
+        type=phases_count(),
+        metavar="N",
+        help=default_is(PHASES_HELP, "the preset's, else 3"),
+    )
     p.add_argument(
         "--kind",
         choices=("binary", "grey"),
-        help="binary (DMD 1-bit) or grey (sinusoidal, 8-bit video); default: binary for a DMD, "
-        "grey for a projector or LCoS",
+        help=default_is(
+            "binary (DMD, 1-bit) or grey (sinusoidal, 8-bit video)",
+            "binary for a DMD, grey for a projector or LCoS",
+        ),
     )
     p.add_argument(
         "--rotation-deg",
         type=float,
         default=None,
-        help="device x axis in the camera frame, degrees (default: the preset's "
-        "[calibration.registration], else 0)",
+        metavar="DEG",
+        help=default_is(
+            "device x axis in the camera frame, degrees",
+            "the preset's [calibration.registration], else 0",
+        ),
     )
     p.add_argument(
         "--mirror",
         action="store_true",
         default=None,
-        help="the projection mirrors the device (default: the preset's "
-        "[calibration.registration], else no)",
+        help=default_is(
+            "the projection mirrors the device", "the preset's [calibration.registration], else no"
+        ),
     )
     p.set_defaults(func=run)
 
@@ -283,6 +324,20 @@ def device_patterns(
     )
 
 
+@contextlib.contextmanager
+def _quiet_gratings(quiet: bool) -> Iterator[None]:
+    """The information of :mod:`scope.sim.gratings` (each grating quantised) left out while
+    ``quiet``; its warnings are kept."""
+    logger = logging.getLogger("scope.sim.gratings")
+    level = logger.level
+    if quiet and logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
@@ -290,16 +345,18 @@ def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError
     from scope.planning import load_preset
 
-    patterns = device_patterns(
-        load_preset(args.preset),
-        angles=args.angles,
-        period_px=args.period_px,
-        n_phases=args.phases,
-        kind=args.kind,
-        device_size=args.device_size,
-        rotation_deg=args.rotation_deg,
-        mirror=args.mirror,
-    )
+    # each grating is printed below: its log line (scope.sim.gratings) only with -v
+    with _quiet_gratings(getattr(args, "verbose", 0) < 1):
+        patterns = device_patterns(
+            load_preset(args.preset),
+            angles=args.angles,
+            period_px=args.period_px,
+            n_phases=args.phases,
+            kind=args.kind,
+            device_size=args.device_size,
+            rotation_deg=args.rotation_deg,
+            mirror=args.mirror,
+        )
     pattern_set, geometry, nominal = patterns.pattern_set, patterns.geometry, patterns.nominal
     illuminator, kind = patterns.illuminator, patterns.kind
     height, width = pattern_set.frames.shape[-2:]

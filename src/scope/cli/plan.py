@@ -48,6 +48,22 @@ _FIELDS: dict[str, tuple[str, str]] = {
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import (
+        ANGLES_COUNT_HELP,
+        NA_HELP,
+        PHASES_HELP,
+        SETUP_PRESET_HELP,
+        WAVELENGTH_HELP,
+        HelpFormatter,
+        angles_count,
+        default_is,
+        phases_count,
+    )
+
+    def preset_or(default: str | None = None) -> str:
+        """A default: the preset's value, else ``default`` (None: the preset must give it)."""
+        return "the preset's" + (f", else {default}" if default is not None else "")
+
     p = subparsers.add_parser(
         "plan",
         help="predict pixel size, pattern period, resolution and frame rates of a build",
@@ -56,53 +72,204 @@ def register(subparsers: Any) -> None:
         "its fraction of the OTF cutoff, the expected widefield and SIM resolution, and the raw "
         "and SIM frame rates in leader and follower mode. Values come from --preset FILE.toml "
         "(tables [camera], [objective], [illuminator], [acquisition]); flags override it.",
+        epilog="examples:\n  scope plan --preset hardware/presets/budget.toml\n"
+        "  scope plan --preset better.toml --exposure-ms 5 --na 1.3   (flags override the "
+        "preset)",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--preset", metavar="FILE.toml", help="setup preset TOML")
+    p.add_argument(
+        "--preset",
+        metavar="FILE.toml",
+        help=default_is(SETUP_PRESET_HELP, "none: every value from the flags"),
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     cam = p.add_argument_group("camera")
-    cam.add_argument("--camera-name")
-    cam.add_argument("--pixel-pitch-um", type=float, help="sensor pixel pitch, µm")
-    cam.add_argument("--sensor-width-px", type=int)
-    cam.add_argument("--sensor-height-px", type=int)
-    cam.add_argument("--readout-ms", type=float, help="sensor readout time, ms")
-    cam.add_argument("--max-fps", type=float, help="camera maximum frame rate")
-    cam.add_argument("--bit-depth", type=int)
-    cam.add_argument("--trigger-latency-ms", type=float)
+    cam.add_argument(
+        "--camera-name", metavar="NAME", help=default_is("camera name", preset_or("'camera'"))
+    )
+    cam.add_argument(
+        "--pixel-pitch-um",
+        type=float,
+        metavar="UM",
+        help=default_is("sensor pixel pitch, µm", preset_or()),
+    )
+    cam.add_argument(
+        "--sensor-width-px",
+        type=int,
+        metavar="PX",
+        help=default_is("sensor width, pixels", preset_or()),
+    )
+    cam.add_argument(
+        "--sensor-height-px",
+        type=int,
+        metavar="PX",
+        help=default_is("sensor height, pixels", preset_or()),
+    )
+    cam.add_argument(
+        "--readout-ms",
+        type=float,
+        metavar="MS",
+        help=default_is("sensor readout time per frame, ms", preset_or()),
+    )
+    cam.add_argument(
+        "--max-fps",
+        type=float,
+        metavar="FPS",
+        help=default_is(
+            "the camera's maximum frame rate at this sensor size, frames/s", preset_or()
+        ),
+    )
+    cam.add_argument(
+        "--bit-depth",
+        type=int,
+        metavar="BITS",
+        help=default_is("ADC bit depth, bits (8 to 16)", preset_or()),
+    )
+    cam.add_argument(
+        "--trigger-latency-ms",
+        type=float,
+        metavar="MS",
+        help=default_is(
+            "trigger-in to exposure start (and exposure end to exposure-active out), ms",
+            preset_or("0"),
+        ),
+    )
     cam.add_argument(
         "--overlapped-readout",
         action="store_true",
         default=None,
-        help="the sensor exposes the next frame while reading out",
+        help=default_is("the sensor exposes the next frame while reading out", preset_or("no")),
     )
     obj = p.add_argument_group("objective")
-    obj.add_argument("--objective-name")
-    obj.add_argument("--magnification", type=float)
-    obj.add_argument("--na", type=float)
-    obj.add_argument("--immersion", choices=["air", "water", "silicone", "glycerol", "oil"])
+    obj.add_argument(
+        "--objective-name",
+        metavar="NAME",
+        help=default_is("objective name", preset_or("'objective'")),
+    )
+    obj.add_argument(
+        "--magnification",
+        type=float,
+        metavar="X",
+        help=default_is("objective magnification, e.g. 60", preset_or()),
+    )
+    obj.add_argument("--na", type=float, metavar="NA", help=default_is(NA_HELP, preset_or()))
+    obj.add_argument(
+        "--immersion",
+        choices=["air", "water", "silicone", "glycerol", "oil"],
+        help=default_is("immersion medium of the objective", preset_or("oil")),
+    )
     obj.add_argument(
         "--correction",
         choices=["infinity", "finite"],
-        help="infinity-corrected, or finite (160 mm tube length, DIN)",
+        help=default_is(
+            "infinity-corrected, or finite (160 mm tube length, DIN)", preset_or("infinity")
+        ),
     )
     obj.add_argument(
-        "--design-tube-lens-mm", type=float, help="tube lens the objective is designed for, mm"
+        "--design-tube-lens-mm",
+        type=float,
+        metavar="MM",
+        help=default_is(
+            "focal length of the tube lens the objective is designed for, mm (Nikon, Leica, "
+            "Thorlabs 200; Olympus 180; Zeiss 165)",
+            preset_or("200"),
+        ),
     )
-    obj.add_argument("--tube-lens-mm", type=float, help="tube lens actually used, mm")
+    obj.add_argument(
+        "--tube-lens-mm",
+        type=float,
+        metavar="MM",
+        help=default_is(
+            "focal length of the tube lens actually used, mm", preset_or("the design's")
+        ),
+    )
     ill = p.add_argument_group("illuminator")
-    ill.add_argument("--illuminator", choices=["dmd", "lcos", "projector", "printed_grating"])
-    ill.add_argument("--device-pitch-um", type=float, help="pattern device pixel pitch, µm")
-    ill.add_argument("--pattern-period-px", type=float, help="grating period in device pixels")
-    ill.add_argument("--grating-period-um", type=float, help="printed grating period, µm")
-    ill.add_argument("--demagnification", type=float, help="device to sample demagnification")
-    ill.add_argument("--projected-period-nm", type=float, help="pattern period at the sample")
-    ill.add_argument("--switch-ms", type=float, help="pattern switch and settle time, ms")
+    ill.add_argument(
+        "--illuminator",
+        choices=["dmd", "lcos", "projector", "printed_grating"],
+        help=default_is("kind of pattern device", preset_or()),
+    )
+    ill.add_argument(
+        "--device-pitch-um",
+        type=float,
+        metavar="UM",
+        help=default_is("pattern device pixel pitch, µm", preset_or()),
+    )
+    ill.add_argument(
+        "--pattern-period-px",
+        type=float,
+        metavar="PX",
+        help=default_is("grating period in device pixels, across the fringes", preset_or()),
+    )
+    ill.add_argument(
+        "--grating-period-um",
+        type=float,
+        metavar="UM",
+        help=default_is("printed grating period (one line pair), µm", preset_or()),
+    )
+    ill.add_argument(
+        "--demagnification",
+        type=float,
+        metavar="X",
+        help=default_is(
+            "demagnification from the pattern device to the sample",
+            preset_or("from the preset's illumination_lens_focal_mm"),
+        ),
+    )
+    ill.add_argument(
+        "--projected-period-nm",
+        type=float,
+        metavar="NM",
+        help=default_is(
+            "pattern period at the sample, nm (overrides the device's period)",
+            preset_or("from the device's period and the demagnification"),
+        ),
+    )
+    ill.add_argument(
+        "--switch-ms",
+        type=float,
+        metavar="MS",
+        help=default_is("time to switch to the next pattern and settle, ms", preset_or("0")),
+    )
     acq = p.add_argument_group("acquisition")
-    acq.add_argument("--wavelength", type=float, help="emission wavelength, nm")
-    acq.add_argument("--exposure-ms", type=float)
-    acq.add_argument("--angles", type=int)
-    acq.add_argument("--phases", type=int)
-    acq.add_argument("--controller-latency-ms", type=float)
-    acq.add_argument("--relay-magnification", type=float)
+    acq.add_argument(
+        "--wavelength", type=float, metavar="NM", help=default_is(WAVELENGTH_HELP, preset_or())
+    )
+    acq.add_argument(
+        "--exposure-ms",
+        type=float,
+        metavar="MS",
+        help=default_is("exposure time per frame, ms", preset_or("10")),
+    )
+    acq.add_argument(
+        "--angles",
+        type=angles_count(prior=False),
+        metavar="N",
+        help=default_is(ANGLES_COUNT_HELP, preset_or("3")),
+    )
+    acq.add_argument(
+        "--phases",
+        type=phases_count(),
+        metavar="N",
+        help=default_is(PHASES_HELP, preset_or("3")),
+    )
+    acq.add_argument(
+        "--controller-latency-ms",
+        type=float,
+        metavar="MS",
+        help=default_is(
+            "the pattern controller's reaction to an input edge (follower mode), ms",
+            preset_or("0.01"),
+        ),
+    )
+    acq.add_argument(
+        "--relay-magnification",
+        type=float,
+        metavar="X",
+        help=default_is(
+            "extra magnification between the intermediate image and the camera", preset_or("1")
+        ),
+    )
     p.set_defaults(func=run)
 
 

@@ -28,23 +28,85 @@ from scope.io.writers import beside, output_base  # the files beside OUT
 log = logging.getLogger(__name__)
 
 
+#: ``scope reconstruct --help``: what it does (plain text, as printed)
+DESCRIPTION = """\
+Reconstruct a raw SIM stack into a 2x super-resolved float32 OME-TIFF, with the pattern
+parameters it used in OUT.params.json beside it.
+
+    scope reconstruct RAW -o OUT.tif --na NA --wavelength NM --pixel-size NM [--offset ADU]
+        [--angles 3] [--phases 3] [--backend auto|numpy|cupy] [--otf FILE] [--wiener W]
+
+RAW is shaped (..., angles*phases, Y, X), angle-major, phase fastest; OUT is (..., 2Y, 2X)
+with its physical pixel size. Values not given come from the file where it states them.
+Several inputs, a folder or a glob go to the batch engine (scope batch), and -o names a
+folder then. No data at hand? scope demo simulates a raw stack and reconstructs it."""
+
+EPILOG = """\
+examples:
+  scope reconstruct raw.ome.tif -o sim.ome.tif --na 1.2 --wavelength 525 --pixel-size 65
+  scope reconstruct run.zarr -o run.sim.ome.tif --prior-angles 12 72 132 --prior-period 260
+  scope reconstruct day1/ -o sim/ --offset 100"""
+
+
 def register(sub: Any) -> None:
-    from scope.cli.parameter_flags import add_parameter_flags, finite_number
+    from scope.cli.parameter_flags import (
+        HelpFormatter,
+        add_parameter_flags,
+        default_is,
+        finite_number,
+    )
 
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct raw SIM stacks into 2x super-resolved images",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("raw", nargs="+", help="raw stack (TIFF/OME-TIFF/MRC/OME-Zarr), or several")
-    p.add_argument("-o", "--output", required=True, help="output .tif (a folder for several)")
+    p.add_argument(
+        "raw",
+        nargs="+",
+        metavar="RAW",
+        help="raw SIM stack (TIFF/OME-TIFF, MRC, OME-Zarr or a scope acquire run); several, a "
+        "folder or a glob go to the batch engine",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output .tif/.ome.tif (a folder for several inputs)",
+    )
     add_parameter_flags(p)
     p.add_argument(
-        "--notch", type=finite_number, default=0.0, help="zero-order notch strength 0..1"
+        "--notch",
+        type=finite_number,
+        default=0.0,
+        metavar="S",
+        help=default_is(
+            "zero-order notch strength, 0 (off) to below 1: each order's weight at its own "
+            "origin is reduced by this fraction (against out-of-focus haze)",
+            "%(default)g, off",
+        ),
     )
-    p.add_argument("--filter", choices=["wiener", "hifi"], default="wiener")
-    p.add_argument("--params", help="use these pattern parameters (.params.json), skip estimation")
+    p.add_argument(
+        "--filter",
+        choices=["wiener", "hifi"],
+        default="wiener",
+        help=default_is(
+            "wiener: generalised Wiener filter; hifi: two-step filter in the spirit of HiFi-SIM "
+            "(Wen et al. 2021)"
+        ),
+    )
+    p.add_argument(
+        "--params",
+        metavar="FILE",
+        help=default_is(
+            "use the pattern parameters of this .params.json (written by scope reconstruct) and "
+            "skip their estimation",
+            "estimated on the first set of each channel",
+        ),
+    )
     p.add_argument(
         "--diagnostics",
         action="store_true",
@@ -215,7 +277,8 @@ def _prior(args: argparse.Namespace) -> Any:
         angles = [float(a) for a in args.prior_angles.split(",")]
     except ValueError:
         raise ConfigurationError(
-            f"--prior-angles expects comma-separated degrees, got {args.prior_angles!r}"
+            f"--prior-angles expects angles in degrees (12,72,132 or 12 72 132), got "
+            f"{args.prior_angles!r}"
         ) from None
     if len(angles) != args.angles:
         raise ConfigurationError(

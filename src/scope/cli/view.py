@@ -19,11 +19,19 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "view",
         help="open napari with the scope plugin (live imaging, reconstruction, export)",
-        description="Open napari with the scope widgets docked; FILE is opened with the "
-        "plugin's reader.",
+        description="Open napari with the scope widgets docked. Without FILE the live imaging "
+        "widget opens on the simulated microscope; a raw SIM stack (OME-TIFF/TIFF, MRC, "
+        "OME-Zarr, a scope acquire run) or a SIM result is opened with the plugin's reader and "
+        "the reconstruction widget is ready for it.",
     )
-    p.add_argument("file", nargs="?", type=Path, help="raw SIM stack or SIM result (optional)")
-    p.add_argument("--live", action="store_true", help="also dock the live imaging widget")
+    p.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE", help="raw SIM stack or SIM result (optional)"
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="also dock the live imaging widget (always docked without FILE)",
+    )
     p.set_defaults(func=run)
 
 
