@@ -517,3 +517,29 @@ def test_errors_of_files_of_one_name_name_their_folders(tmp_path):
     table = report.table()
     assert "hela/raw_images.tif: hela is broken" in table
     assert "cristae/raw_images.tif: cristae is broken" in table
+
+
+def test_a_files_camera_defects_are_said_once(tmp_path, caplog):
+    """The resolution estimate reconstructed the first set a second time and found its hot
+    pixels again: the batch said so twice. It now measures the images written."""
+    import logging
+
+    from scope.sim.forward import simulate_raw
+    from scope.sim.params import SIMParameters
+    from scope.sim.samples import make_sample
+
+    setup = {"na": 1.2, "wavelength_nm": 525.0, "pixel_size_nm": 65.0, "offset_adu": 100.0}
+    params = SIMParameters.equidistant([8.0, 68.0, 128.0], period_nm=265.0)
+    sample = make_sample((256, 256), "filaments", seed=1)
+    raw = simulate_raw(sample, params, optical_setup(BatchOptions(**setup)), rng=1)
+    raw[:, 40, 50] = 4000.0  # two hot pixels
+    raw[:, 90, 20] = 4000.0
+    path = tmp_path / "hot.tif"
+    tifffile.imwrite(path, np.clip(np.round(raw), 0, 65535).astype(np.uint16))
+    with caplog.at_level(logging.INFO, logger="scope"):
+        report = run_batch([path], tmp_path / "out", flags=BatchOptions(**setup), n_workers=0)
+    assert report.files[0]["status"] == "done"
+    said = [r.message for r in caplog.records if "camera pixels are hot" in r.message]
+    assert len(said) == 1 and said[0].startswith("2 camera pixels are hot (2)"), said
+    res = report.files[0]["resolution"]
+    assert res["sim_nm"] < res["widefield_nm"]

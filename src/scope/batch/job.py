@@ -248,12 +248,20 @@ def _camera_offset(raw: np.ndarray, options: BatchOptions) -> float:
 
 
 def resolution_estimate(
-    raw: np.ndarray, setup: Any, params: Any, options: BatchOptions, otf: Any = None
+    raw: np.ndarray,
+    setup: Any,
+    params: Any,
+    options: BatchOptions,
+    otf: Any = None,
+    images: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float] | None:
     """Widefield and SIM resolution (nm) of one raw set, without ground truth.
 
-    Split-photon FRC of :func:`scope.sim.diagnostics.estimate_resolution` (Rieger et al. 2024;
-    Nieuwenhuizen et al. 2013). A diagnostic: its failure never fails the file.
+    Decorrelation analysis of :func:`scope.sim.diagnostics.estimate_resolution` (Descloux et
+    al. 2019). ``images``: the set's SIM and widefield images as written (pattern map
+    included), measured instead of a second reconstruction (which would find the set's camera
+    defects and flicker again, and log them twice). A diagnostic: its failure never fails the
+    file.
     """
     from scope.sim.diagnostics import estimate_resolution
 
@@ -266,6 +274,7 @@ def resolution_estimate(
             offset_adu=offset,
             settings=_reconstruction_settings(options),
             otf=otf,
+            images=images,
         )
     except Exception as err:
         log.warning("resolution estimate failed: %s", err)
@@ -434,7 +443,12 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
         resolution = resolution_estimate(
-            first_raw, setup, engine.params[key0], options, engine.otfs[0]
+            first_raw,
+            setup,
+            engine.params[key0],
+            options,
+            engine.otfs[0],
+            images=(np.asarray(first_sim), engine.widefield(key0[0], first_raw)),
         )
         contrast = modulation_summary(
             first_raw, setup, engine.params[key0], options, engine.otfs[0]
