@@ -133,7 +133,7 @@ def test_folder_on_a_local_cluster_with_two_workers(folder, tmp_path):
         entry = by_name[file_name]
         assert entry["status"] == "done", entry
         assert entry["n_sets"] == N_T
-        res = entry["resolution"]  # split-photon FRC on the first set, no ground truth
+        res = entry["resolution"]  # decorrelation analysis of the first set, no ground truth
         assert 0 < res["sim_nm"] < res["widefield_nm"]
         assert entry["modulation_contrast"]["median_mcnr"] > 3  # the pattern is well visible
         image, px, meta = read_image(out / f"{stem}.sim.zarr")

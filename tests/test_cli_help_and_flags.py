@@ -253,5 +253,6 @@ def test_patterns_prints_each_grating_once(tmp_path, capsys, caplog):
     assert len(gratings) == 3
     assert not [r for r in caplog.records if r.name == "scope.sim.gratings"]
     caplog.clear()
-    assert main(["-v", "patterns", "--preset", str(BUDGET), "-o", str(tmp_path / "p")]) == 0
-    assert len([r for r in caplog.records if r.name == "scope.sim.gratings"]) == 3  # -v: details
+    caplog.set_level(logging.DEBUG)
+    assert main(["-vv", "patterns", "--preset", str(BUDGET), "-o", str(tmp_path / "p")]) == 0
+    assert len([r for r in caplog.records if r.name == "scope.sim.gratings"]) == 3  # debug

@@ -24,12 +24,9 @@ Examples
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,20 +321,6 @@ def device_patterns(
     )
 
 
-@contextlib.contextmanager
-def _quiet_gratings(quiet: bool) -> Iterator[None]:
-    """The information of :mod:`scope.sim.gratings` (each grating quantised) left out while
-    ``quiet``; its warnings are kept."""
-    logger = logging.getLogger("scope.sim.gratings")
-    level = logger.level
-    if quiet and logger.getEffectiveLevel() < logging.WARNING:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
@@ -345,18 +328,16 @@ def run(args: argparse.Namespace) -> int:
     from scope.errors import ConfigurationError
     from scope.planning import load_preset
 
-    # each grating is printed below: its log line (scope.sim.gratings) only with -v
-    with _quiet_gratings(getattr(args, "verbose", 0) < 1):
-        patterns = device_patterns(
-            load_preset(args.preset),
-            angles=args.angles,
-            period_px=args.period_px,
-            n_phases=args.phases,
-            kind=args.kind,
-            device_size=args.device_size,
-            rotation_deg=args.rotation_deg,
-            mirror=args.mirror,
-        )
+    patterns = device_patterns(
+        load_preset(args.preset),
+        angles=args.angles,
+        period_px=args.period_px,
+        n_phases=args.phases,
+        kind=args.kind,
+        device_size=args.device_size,
+        rotation_deg=args.rotation_deg,
+        mirror=args.mirror,
+    )
     pattern_set, geometry, nominal = patterns.pattern_set, patterns.geometry, patterns.nominal
     illuminator, kind = patterns.illuminator, patterns.kind
     height, width = pattern_set.frames.shape[-2:]

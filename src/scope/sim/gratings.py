@@ -606,8 +606,8 @@ def make_pattern_set(
             for n in range(n_phases)
         ]
     )
-    for q in gratings:
-        log.info(
+    for q in gratings:  # scope patterns prints them; a log line only for debugging
+        log.debug(
             "grating %.3f deg / %.4f px -> (a, b, P) = (%d, %d, %d): %.4f deg / %.5f px "
             "(errors %+.4f deg, %+.4f %%)",
             q.requested_angle_deg,
