@@ -43,19 +43,42 @@ OME_NAMES = {
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo", help="simulate, reconstruct and show a SIM image", description=__doc__
+    from scope.cli.parameter_flags import (
+        BACKEND_CHOICES,
+        BACKEND_HELP,
+        HelpFormatter,
+        default_is,
+        plain,
     )
-    p.add_argument("-o", "--output", default="scope-demo", help="output folder (scope-demo)")
+
+    p = sub.add_parser(
+        "demo",
+        help="simulate, reconstruct and show a SIM image",
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("-o", "--output", default="scope-demo", help=default_is("output folder"))
     p.add_argument(
         "--size",
         type=int,
         default=256,
-        help="camera frame size in pixels (256; at least 64, a field that holds the pattern)",
+        help=default_is("camera frame size, pixels (at least 64: a field that holds the pattern)"),
     )
-    p.add_argument("--photons", type=float, default=400.0, help="peak photons per pixel (400)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--backend", default=None, choices=["auto", "numpy", "cupy"])
+    p.add_argument(
+        "--photons", type=float, default=400.0, help=default_is("peak photons per camera pixel")
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help=default_is("random seed of the simulated sample and its noise"),
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=BACKEND_CHOICES,
+        help=default_is(BACKEND_HELP, "$SCOPE_BACKEND, else auto"),
+    )
     view = p.add_mutually_exclusive_group()
     view.add_argument("--view", action="store_true", help="open napari afterwards")
     view.add_argument("--no-view", action="store_true", help="never open napari")
