@@ -54,6 +54,7 @@ def test_raw_stack_is_frames_with_optics_and_offset(demo):
     with open_raw(raw) as stack:
         assert stack.shape == (9, 128, 128) and stack.axes == "PYX"
         assert (stack.na, stack.wavelength_nm, stack.pixel_size_nm) == (1.2, 525.0, 65.0)
+        assert stack.offset_adu == 100.0  # the simulated camera's, read back
     _, _, meta = read_image(raw)
     assert meta["offset_adu"] == 100.0 and meta["scope_kind"] == "raw"
 
@@ -117,3 +118,25 @@ def test_too_little_light_says_what_to_raise(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--photons" in err and "--prior" not in err
+
+
+def test_the_offset_the_raw_stack_states_is_used_unless_a_flag_says_otherwise(demo, tmp_path):
+    """The true offset (100 ADU) the file states, not the darkest values' estimate (about 121
+    with the background): scope reconstruct and scope batch both take it; --offset wins."""
+    import json
+
+    from scope.batch.config import BatchOptions
+    from scope.batch.engine import run_batch
+
+    folder, _ = demo
+    raw = folder / "raw.ome.tif"
+    said = json.loads((folder / "sim.params.json").read_text())["camera_offset"]
+    assert said == {"adu": 100.0, "from": "the offset raw.ome.tif states"}
+    out = tmp_path / "given.tif"
+    assert main(["reconstruct", str(raw), "-o", str(out), "--offset", "90"]) == 0
+    given = json.loads(out.with_name("given.params.json").read_text())["camera_offset"]
+    assert given == {"adu": 90.0, "from": "--offset"}
+    report = run_batch([raw], tmp_path / "batch", flags=BatchOptions(), n_workers=0)
+    entry = report.files[0]
+    assert entry["status"] == "done"
+    assert entry["sources"]["offset_adu"] == "file"

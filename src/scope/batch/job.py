@@ -378,6 +378,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             if stack.channel_wavelengths_nm is not None
             else stack.wavelength_nm,
             "na": stack.na,
+            "offset_adu": stack.offset_adu,  # where the file states it (scope demo's raw)
         }
         options, sources = merge_options(
             flags, preset, file_values, preset_name=job.preset_name or "preset"

@@ -391,6 +391,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         first = converted(first_adu)
         offset = 0.0 if to_electrons else args.offset
         offset_given_as = "--camera-maps' per-pixel offset" if to_electrons else "--offset"
+        if offset is None and raw.offset_adu is not None:  # flags > the file > estimated
+            offset, offset_given_as = raw.offset_adu, f"the offset {src.name} states"
+            log.info("camera offset %g ADU, as %s states (--offset overrides it)", offset, src.name)
         settings = ReconstructionSettings(
             wiener=args.wiener,
             notch_strength=args.notch,
@@ -570,6 +573,11 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             metadata["sets"] = raw.metadata["sets"]
         params_path = beside(out, ".params.json")
         doc = params.to_dict()
+        # the camera offset taken off, and where it came from (None: each set's own estimate)
+        doc["camera_offset"] = {
+            "adu": offset,
+            "from": offset_given_as if offset is not None else "each set's darkest values",
+        }
         if pattern_map is not None:
             doc["pattern_map"] = pattern_map.summary()
         if raw.n_channels > 1:  # each channel its own optics and pattern (the first's above)

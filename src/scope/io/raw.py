@@ -157,6 +157,9 @@ class RawStack:
         Camera pixel size at the sample, emission wavelength and NA where the file states them
         (``wavelength_nm``: the first channel's). ``pixel_size_nm`` is None where the file
         states pixels that are not square (``pixel_size_xy_nm``).
+    offset_adu : float, optional
+        The camera offset (dark level) where the file states it (``offset_adu`` in the JSON
+        metadata scope writes, e.g. ``scope demo``'s raw stack).
     channel_wavelengths_nm : tuple of float, optional
         Each channel's emission wavelength, where the file states one for every channel of its
         ``C`` axis (an OME-TIFF's ``Channel`` elements).
@@ -182,6 +185,7 @@ class RawStack:
     pixel_size_nm: float | None = None
     wavelength_nm: float | None = None
     na: float | None = None
+    offset_adu: float | None = None
     channel_wavelengths_nm: tuple[float, ...] | None = None
     pixel_size_xy_nm: tuple[float, float] | None = None
     pattern_shape: tuple[int, int] | None = None
@@ -654,7 +658,12 @@ def unit_to_nm(value: float, unit: str | None, default: str = "µm") -> float:
 def _tiff_physical(tif: Any, page: Any) -> dict[str, Any]:
     """Pixel size, emission wavelength (each channel's too) and NA from OME, shaped-JSON or
     ImageJ metadata."""
-    out: dict[str, Any] = {"pixel_size_nm": None, "wavelength_nm": None, "na": None}
+    out: dict[str, Any] = {
+        "pixel_size_nm": None,
+        "wavelength_nm": None,
+        "na": None,
+        "offset_adu": None,
+    }
     try:
         if tif.is_ome and tif.ome_metadata:
             import tifffile
@@ -723,6 +732,10 @@ def _update_from_json(out: dict[str, float | None], meta: Any) -> None:
         value = meta.get(key)
         if isinstance(value, int | float) and math.isfinite(value) and value > 0:
             out[key] = float(value)
+    offset = meta.get("offset_adu")  # 0 is a stated offset too
+    number = isinstance(offset, int | float) and not isinstance(offset, bool)
+    if number and math.isfinite(offset) and offset >= 0:
+        out["offset_adu"] = float(offset)
 
 
 def _open_tiff(path: Path, n_frames_per_set: int | None) -> RawStack:
