@@ -46,9 +46,13 @@ def test_ctrl_c_keeps_the_sets_whose_frames_all_came(tmp_path, monkeypatch, trig
             engine.run()
     frames, table, meta = read_acquisition(out)
     assert meta["state"] == "aborted"
-    assert engine.summary.sets_valid == 2, engine.summary.invalid_sets
-    assert meta["summary"]["sets_valid"] == 2
-    assert np.array_equal(valid_sets(frames, table, N)[1], [0, 1])
+    # (on a loaded machine the simulated camera can be dozens of frames behind the controller:
+    # what it delivered by the time the light was off is drained to disk and verified too)
+    n_valid = engine.summary.sets_valid
+    assert n_valid >= 2, engine.summary.invalid_sets
+    assert meta["summary"]["sets_valid"] == n_valid
+    ids = valid_sets(frames, table, N)[1]
+    assert len(ids) == n_valid and np.array_equal(ids[:2], [0, 1])
     first = slice(0, 2 * N)
     assert (table["valid"][first] == 1).all()
     assert np.array_equal(table["controller_count"][first], np.arange(1, 2 * N + 1))

@@ -71,6 +71,9 @@ from scope.errors import (
 
 log = logging.getLogger(__name__)
 
+#: ``CLOCK`` queries before a run, for the host-controller clock offset (the best is kept)
+_CLOCK_QUERIES = 5
+
 SetCallback = Callable[[int, np.ndarray, dict[str, Any]], None]
 #: ``fn(frame_index, data)``: a frame just written to disk
 FrameCallback = Callable[[int, np.ndarray], None]
@@ -119,7 +122,8 @@ class AcquisitionConfig:
         mode also: frames for this long without an exposure event from the controller (the
         camera's exposure output does not reach the controller).
     grace_s : float
-        How long after a set's last pulse a late frame may still arrive.
+        How long after a set's last pulse a late frame may still arrive (counted from the
+        camera's latest frame instead while it is still delivering older frames, i.e. behind).
     """
 
     n_sets: int | None = 10
@@ -210,6 +214,8 @@ class AcquisitionSummary:
     late_frames: list[int] = field(default_factory=list)  # camera frame ids off their pulse
     frame_id_gaps: int = 0
     controller_counts: dict[str, int] | None = None
+    #: the controller's timing tolerance (its ``CAPS``): a step later than this is an overrun
+    controller_timing_tolerance_us: int | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
     consumer_drops: int = 0
     #: frames with values at the camera's full scale (bright structures clipped), and the
@@ -506,6 +512,8 @@ class AcquisitionEngine:
         if status.state == "FAULT":
             raise AcquisitionError(_fault_message(ctrl, status.fault))
         caps = ctrl.capabilities
+        if caps is not None:
+            self.summary.controller_timing_tolerance_us = caps.timing_tolerance_us
         top = max(cfg.sequence)
         if caps is not None and top >= caps.n_patterns:
             raise ConfigurationError(
@@ -539,12 +547,7 @@ class AcquisitionEngine:
             ctrl.arm(n_frames)
             if not follower:
                 cam.start()  # hardware-triggered: stale buffers are flushed here
-            h0 = time.monotonic()
-            t_clock = ctrl.clock_us()
-            h1 = time.monotonic()
-            self._offset_s = h1 - t_clock * 1e-6
-            log.debug("controller clock offset <= %.6f s (bracket %.3f ms)", self._offset_s,
-                      (h1 - h0) * 1e3)  # fmt: skip
+            self._offset_s = self._clock_offset_bound()
             ctrl.start()
             if follower:
                 cam.start()  # its first exposure is the run's first (sequence[0] is shown)
@@ -584,6 +587,22 @@ class AcquisitionEngine:
             self._close_sets(final=True)
         finally:
             ctrl.remove_event_callback(self._events.put)
+
+    def _clock_offset_bound(self) -> float:
+        """Host minus controller clock, an upper bound: ``CLOCK`` queries, each bracketed by
+        host times (the controller read its clock before the reply arrived), the tightest
+        kept. One query on a busy host can come back milliseconds late, and FRAME events read
+        as late would not improve it before the first set's frames are paired."""
+        best = math.inf
+        bracket = math.inf
+        for _ in range(_CLOCK_QUERIES):
+            h0 = time.monotonic()
+            t_clock = self.controller.clock_us()
+            h1 = time.monotonic()
+            if h1 - t_clock * 1e-6 < best:
+                best, bracket = h1 - t_clock * 1e-6, h1 - h0
+        log.debug("controller clock offset <= %.6f s (bracket %.3f ms)", best, bracket * 1e3)
+        return best
 
     def _check_exposure_events(self) -> None:
         """Follower mode: frames keep coming but the controller reports no exposure (its input
@@ -776,8 +795,15 @@ class AcquisitionEngine:
                 if any(f.t_s <= t_end + tol for f in self._frames):
                     return  # a frame of this set still waits for its pulse
                 newer_frame = self._newest_frame_t > t_end + tol
-                if not newer_frame and time.monotonic() - t_end < cfg.grace_s:
-                    return  # a late frame may still come
+                # frames come in order: one newer than the set's end means none of the set's
+                # is still on its way. Without one, a late frame may still come: within the
+                # grace time of the set's end, and for as long as the camera keeps delivering
+                # (older) frames, i.e. it is behind, not short of a frame (a camera thread, a
+                # driver or a host that lags under load); a camera that went quiet does not
+                # hold the verdict beyond the grace time after its last frame.
+                since = time.monotonic() - max(t_end, self._last_frame_time)
+                if not newer_frame and since < cfg.grace_s:
+                    return
             self._finalize_set(s, counts)
             self._next_set += 1
 
@@ -922,7 +948,9 @@ class AcquisitionEngine:
             counts = self.controller.safe()
             if self.summary.controller_counts is None:
                 self.summary.controller_counts = asdict(counts)
-            log.info("light off (SAFE sent): %s", counts)
+            # routine after a complete run; after an abort (Ctrl-C, a fault) the user is told
+            log.log(logging.INFO if state == "complete" else logging.WARNING,
+                    "light off (SAFE sent): %s", counts)  # fmt: skip
         except Exception as err:
             log.error("could not send SAFE (%s): the controller's watchdog (%d ms) turns the "
                       "light off by itself", err, self.config.watchdog_ms)  # fmt: skip

@@ -24,6 +24,7 @@ wait until that is done.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
@@ -476,8 +477,12 @@ def run(args: argparse.Namespace) -> int:
     )
     interrupted: Interrupted | None = None
     summary = None
+    simulated: dict[str, Any] | None = None
     # SIGINT, SIGTERM and SIGHUP raise Interrupted once; closing the devices is not interrupted
-    with InterruptGuard(ignore_after_interrupt=True) as signals:
+    with (
+        _routine_messages_hidden(getattr(args, "verbose", 0)),
+        InterruptGuard(ignore_after_interrupt=True) as signals,
+    ):
         try:
             hw, camera, controller = _open_hardware(args, setup, params)
         except Interrupted as err:  # (what was opened, its opener closed)
@@ -515,8 +520,15 @@ def run(args: argparse.Namespace) -> int:
             hw.close()
         if interrupted is None and signals.first is not None:
             interrupted = signals.first  # it came while the devices were being closed
+        fault_log = getattr(camera, "fault_log", None)
+        if (args.camera or "sim").strip() == "sim" and fault_log is not None:
+            # the simulated microscope: what its camera really did (ground truth)
+            simulated = {
+                "faults_asked": bool(args.drop_prob or args.extra_prob),
+                "camera_faults": len(fault_log),
+            }
         if summary is not None and summary.state != "acquiring":
-            _report(summary)
+            _report(summary, trigger=cfg.trigger, simulated=simulated)
             if args.reconstruct:
                 _reconstruct_after(args, summary, setup, params, cfg, interrupted, signals)
     if interrupted is not None:
@@ -525,7 +537,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(s: Any) -> None:
+#: loggers whose INFO messages are routine (connected, armed, started, closed ...): shown with -v
+ROUTINE_LOGGERS = ("scope.devices", "scope.acquisition")
+
+
+@contextlib.contextmanager
+def _routine_messages_hidden(verbose: int) -> Any:
+    """Without ``-v``, the devices' and the engine's routine INFO messages are not shown (their
+    warnings and errors are): the progress, the summary and what went wrong are what a run
+    prints. The levels are restored afterwards."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ROUTINE_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        if lg.getEffectiveLevel() < logging.WARNING:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | None = None) -> None:
+    """The run's summary on stdout. ``simulated``: the simulated microscope's ground truth
+    (``faults_asked``: --drop-prob/--extra-prob given; ``camera_faults``: what its camera
+    injected or missed)."""
     print(
         f"{s.path}: {s.frames_written} frames, "
         f"{s.sets_valid} valid / {s.sets_invalid} invalid sets, "
@@ -534,6 +573,23 @@ def _report(s: Any) -> None:
     )
     for index, reasons in list(s.invalid_sets.items())[:10]:
         print(f"  set {index} invalid: {'; '.join(reasons)}")
+    overruns = _overruns_line(s, trigger, simulated is not None)
+    if overruns:
+        print(overruns)
+    faults = s.dropped_pulses or s.extra_frames or s.late_frames or s.frame_id_gaps
+    if (
+        simulated is not None
+        and faults
+        and not simulated["faults_asked"]
+        and not simulated["camera_faults"]
+    ):
+        # the simulated camera delivered every frame on time: what the engine saw is the
+        # emulation falling behind on this computer, not a fault of the (simulated) devices
+        print(
+            "  simulated microscope: no fault was injected and its camera delivered every "
+            "frame; the computer was too busy to emulate the controller and camera in time "
+            "(these counts come from that). Close other programs, or run again."
+        )
     if s.clipped_frames:
         print(
             f"warning: {s.clipped_frames} of {s.frames_written} frames have values at the "
@@ -541,6 +597,37 @@ def _report(s: Any) -> None:
             "structures are clipped there and lose their SIM detail; lower the exposure or "
             "the light"
         )
+
+
+def _overruns_line(s: Any, trigger: str, simulated: bool) -> str:
+    """The controller's overrun count in plain words ("" when there were none).
+
+    Leader mode: steps the controller took later than its timing tolerance; it delays its
+    schedule instead of shortening an exposure or the settling time, so those frames are fine
+    (the engine checks each frame's timing itself: its ``late`` count). Follower mode:
+    exposures the camera began before the pattern had settled, which did see two patterns.
+    """
+    counts = s.controller_counts or {}
+    n = int(counts.get("overruns") or 0)
+    if not n or trigger == "software":
+        return ""
+    of = f"{n} of {counts.get('pulses') or s.pulses} exposures"
+    if trigger == "follower":
+        return (
+            f"  controller: {of} began before the pattern had settled (overruns): lengthen the "
+            "camera's frame period or shorten the pattern switch"
+        )
+    tol_us = s.controller_timing_tolerance_us
+    tol = f"over {tol_us / 1000:g} ms late" if tol_us else "later than its timing tolerance"
+    why = (
+        "the emulated controller shares this computer's processor"
+        if simulated
+        else "a count that grows run after run says the controller or the computer is too busy"
+    )
+    return (
+        f"  {of} started {tol} (controller overruns): the controller delayed its next steps "
+        f"instead of cutting them short, so these frames are fine; {why}"
+    )
 
 
 def _reconstruct_after(
@@ -614,9 +701,12 @@ class _Progress:
         s = self.engine.summary
         done = s.sets_valid + s.sets_invalid
         rate = done / max(time.monotonic() - self.t0, 1e-9)
+        # the frames up to this set's last one: a set is verified once a frame of the next has
+        # arrived (none of its own can still come), so the count on disk is one ahead
+        through = max(meta.get("frame_indices") or [s.frames_written - 1]) + 1
         line = (
             f"set {done}{'/' + str(self.n) if self.n else ''}: {s.sets_valid} valid, "
-            f"{s.sets_invalid} invalid, {s.frames_written} frames, {rate:.1f} sets/s"
+            f"{s.sets_invalid} invalid, {through} frames, {rate:.1f} sets/s"
         )
         if self.tty:
             print("\r" + line, end="", file=sys.stderr, flush=True)
