@@ -22,8 +22,10 @@ from sim_cases import make_case
 BUDGET = Path(__file__).resolve().parents[1] / "hardware" / "presets" / "budget.toml"
 OPTICS = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
 
-#: the subcommands this test speaks for (demo and acquire have their own)
+#: every subcommand
 COMMANDS = (
+    "demo",
+    "acquire",
     "reconstruct",
     "plan",
     "patterns",

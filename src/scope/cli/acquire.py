@@ -51,6 +51,16 @@ DEFAULTS = {
 
 
 def register(subparsers: Any) -> None:
+    from scope.cli.parameter_flags import (
+        NA_HELP,
+        PHASES_HELP,
+        PIXEL_SIZE_HELP,
+        WAVELENGTH_HELP,
+        DegreesAction,
+        default_is,
+        phases_count,
+    )
+
     p = subparsers.add_parser(
         "acquire",
         help="acquire synchronised SIM sets (simulated microscope unless hardware is named)",
@@ -98,13 +108,16 @@ def register(subparsers: Any) -> None:
         "its pattern switch needs; flags override it",
     )
     p.add_argument(
-        "--exposure-ms", type=float, default=None, help="exposure (default: the preset's, else 5)"
+        "--exposure-ms",
+        type=float,
+        default=None,
+        help="exposure of each frame, ms (default: the preset's, else 5)",
     )
     p.add_argument(
         "--dark-ms",
         type=float,
         default=None,
-        help="gap between exposures: pattern switch and settling + readout (default: from the "
+        help="gap between exposures, ms: pattern switch and settling + readout (default: from the "
         "preset's pattern_switch_time_ms, trigger latency and readout, else 1)",
     )
     p.add_argument(
@@ -115,7 +128,12 @@ def register(subparsers: Any) -> None:
         "the camera free-runs at 1000 / (exposure + dark) Hz and its exposure-active output "
         "advances the controller (wire it to GP14); software: the host triggers each frame",
     )
-    p.add_argument("--trigger-line", default="Line0")
+    p.add_argument(
+        "--trigger-line",
+        default="Line0",
+        help="the camera's GenICam input line the controller's trigger is wired to (default: "
+        "%(default)s; Basler opto-isolated input: Line1)",
+    )
     p.add_argument(
         "--pixel-format",
         default=None,
@@ -125,31 +143,39 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--angles",
-        type=float,
         nargs="+",
+        action=DegreesAction,
         default=None,
         metavar="DEG",
-        help="pattern angles at the sample (default: the preset's, else 0 60 120)",
+        help="pattern angles at the sample, degrees: 0 60 120 or 0,60,120 (default: the "
+        "preset's, else 0 60 120)",
     )
-    p.add_argument("--phases", type=int, default=None, help="phase steps (default 3)")
+    p.add_argument(
+        "--phases",
+        type=phases_count(),
+        default=None,
+        help=default_is(PHASES_HELP, "the preset's, else 3"),
+    )
     p.add_argument(
         "--period-nm",
         type=float,
         default=None,
-        help="nominal pattern period at the sample (default: the preset's, else 260)",
+        help="nominal pattern period at the sample, nm (default: the preset's, else 260)",
     )
-    p.add_argument("--na", type=float, default=None, help="(default: the preset's, else 1.2)")
+    p.add_argument(
+        "--na", type=float, default=None, help=default_is(NA_HELP, "the preset's, else 1.2")
+    )
     p.add_argument(
         "--wavelength",
         type=float,
         default=None,
-        help="emission wavelength, nm (default: the preset's, else 525)",
+        help=default_is(WAVELENGTH_HELP, "the preset's, else 525"),
     )
     p.add_argument(
         "--pixel-size",
         type=float,
         default=None,
-        help="camera pixel at sample, nm (default: the preset's, else 65)",
+        help=default_is(PIXEL_SIZE_HELP, "the preset's, else 65"),
     )
     p.add_argument(
         "--shape",
@@ -157,7 +183,7 @@ def register(subparsers: Any) -> None:
         nargs=2,
         default=[128, 128],
         metavar=("Y", "X"),
-        help="simulated camera size (default 128 128)",
+        help="simulated camera size, pixels (default: 128 128)",
     )
     p.add_argument(
         "--roi",
@@ -168,9 +194,25 @@ def register(subparsers: Any) -> None:
         help="region of interest on the sensor, pixels (default: the whole sensor); the run "
         "records it, so camera maps measured on the whole sensor are cut to it",
     )
-    p.add_argument("--sample", default="mixed", choices=("filaments", "beads", "mixed", "siemens"))
-    p.add_argument("--drop-prob", type=float, default=0.0, help="simulated: dropped frames")
-    p.add_argument("--extra-prob", type=float, default=0.0, help="simulated: extra frames")
+    p.add_argument(
+        "--sample",
+        default="mixed",
+        choices=("filaments", "beads", "mixed", "siemens"),
+        help="simulated: the sample under the microscope (default: %(default)s)",
+    )
+    p.add_argument(
+        "--drop-prob",
+        type=float,
+        default=0.0,
+        help="simulated: probability per frame that the camera drops it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--extra-prob",
+        type=float,
+        default=0.0,
+        help="simulated: probability per frame of an extra, untriggered frame (default: "
+        "%(default)s)",
+    )
     p.add_argument(
         "--marker",
         action="store_true",
