@@ -284,6 +284,10 @@ class _Level:
     mean: np.ndarray
     var: np.ndarray
     usable: np.ndarray
+    #: the usable pixels' mean signal above the dark level and mean temporal variance (ADU,
+    #: ADU²): the level's point of the sensor-wide photon-transfer fit
+    signal: float
+    variance: float
 
 
 @dataclass(frozen=True)
@@ -367,8 +371,9 @@ def _prepare(
                 )
                 usable = ~clipped
         signal = float(np.mean((mean - offset)[usable]))
+        variance = float(np.mean(var[usable]))
+        flat_level = float(np.mean(mean[usable]))
         if signal < MIN_FLAT_SIGNAL_SIGMA * read_sd:
-            flat_level = float(np.mean(mean[usable]))
             relation = (
                 f"{-signal:.1f} ADU below"
                 if signal < 0
@@ -381,13 +386,13 @@ def _prepare(
                 "may be mixed up: --dark takes frames with no light, --flat frames of a "
                 "uniform light field; if they are right, use more light for this level"
             )
-        if not float(np.mean(var[usable])) > 0:
+        if not variance > 0:
             raise DataFormatError(
-                f"{label} at {float(np.mean(mean[usable])):.1f} ADU does not vary from frame to "
+                f"{label} at {flat_level:.1f} ADU does not vary from frame to "
                 "frame: it is clipped at full scale (use less light, or give the saturation "
                 "level, --saturation-adu, to leave it out) or its frames are copies of one"
             )
-        levels.append(_Level(label, mean, var, usable))
+        levels.append(_Level(label, mean, var, usable, signal, variance))
     if not levels:
         raise DataFormatError(
             f"every flat level is clipped at {where}: use less light or a shorter exposure"
@@ -399,10 +404,8 @@ def _prepare(
 def _fit_sensor(data: _PhotonData) -> CameraCalibration:
     """The sensor-wide fit of :func:`photon_transfer` on prepared statistics."""
     read_var_adu2 = float(data.read_var.mean())
-    s = np.asarray(
-        [0.0] + [float(np.mean((lv.mean - data.offset)[lv.usable])) for lv in data.levels]
-    )
-    v = np.asarray([read_var_adu2] + [float(np.mean(lv.var[lv.usable])) for lv in data.levels])
+    s = np.asarray([0.0] + [lv.signal for lv in data.levels])
+    v = np.asarray([read_var_adu2] + [lv.variance for lv in data.levels])
     if s.max() <= 10 * np.sqrt(read_var_adu2):
         raise DataFormatError(
             f"the flats are only {s.max():.1f} ADU above the dark level (read noise "
@@ -559,7 +562,7 @@ def photon_transfer(
         a variance estimate grows with its square); read noise comes from the dark frames. A
         fit whose relative residuals exceed :data:`FIT_RMS_WARN` rms is warned about.
     """
-    data = _prepare(
+    cal, _ = calibrate_camera(
         dark,
         flats,
         saturation_adu=saturation_adu,
@@ -567,7 +570,7 @@ def photon_transfer(
         dark_name=dark_name,
         flat_names=flat_names,
     )
-    return _fit_sensor(data)
+    return cal
 
 
 def pixel_maps(

@@ -15,11 +15,8 @@ preset behind.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import tomllib
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,27 +45,18 @@ def read_preset(path: str | Path) -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, then rename).
+    """Write ``text`` to ``path`` atomically (:func:`scope.io.writers.write_atomically`).
 
     An existing file keeps its permissions; a new one gets the usual ``0o666`` less the umask
-    (as ``open`` gives), not the private ``0o600`` of a :func:`tempfile.mkstemp` file. A preset
-    that is a symbolic link stays one: the file it points to is replaced.
+    (as ``open`` gives). A preset that is a symbolic link stays one: the file it points to is
+    replaced.
     """
+    from scope.io.writers import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
         path = path.resolve()
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open applies the umask to 0o666, as open() does for a new file
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
 
 
 def write_preset(path: str | Path, document: dict[str, Any]) -> None:
