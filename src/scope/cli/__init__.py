@@ -92,19 +92,6 @@ def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.Argume
     return found
 
 
-def command_parser(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> argparse.ArgumentParser:
-    """The parser of the (sub)subcommand ``args`` was parsed for (``scope calibrate camera``),
-    or ``parser`` itself: the one whose usage and name an error about its arguments gives."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            chosen = getattr(args, action.dest, None) if action.dest != argparse.SUPPRESS else None
-            if chosen in action.choices:
-                return command_parser(action.choices[chosen], args)
-    return parser
-
-
 def _named_command(
     parser: argparse.ArgumentParser, words: Sequence[str]
 ) -> tuple[argparse.ArgumentParser, int]:
@@ -130,16 +117,17 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) ->
     from scope.cli.parameter_flags import count_flag_misuse, join_angle_lists
 
     words = list(sys.argv[1:] if argv is None else argv)
-    named, start = _named_command(parser, words)
-    args, unknown = parser.parse_known_args(words[:start] + join_angle_lists(named, words[start:]))
-    command = command_parser(parser, args)
+    command, start = _named_command(parser, words)
+    args, unknown = parser.parse_known_args(
+        words[:start] + join_angle_lists(command, words[start:])
+    )
     if command is not parser:
         misuse = count_flag_misuse(command, words)
         if misuse is not None:
             command.error(misuse)
     if unknown:
-        named = getattr(args, "command", None)
-        before = words[: words.index(named)] if named in words else words
+        top = getattr(args, "command", None)
+        before = words[: words.index(top)] if top in words else words
         if all(word in before for word in unknown):  # `scope --bogus reconstruct ...`
             command = parser
         command.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -212,6 +212,10 @@ class DegreesAction(argparse.Action):
             raise argparse.ArgumentError(self, "expects angles in degrees (12,72,132 or 12 72 132)")
         return angles
 
+    def store(self, angles: list[str]) -> Any:
+        """What the namespace holds: the angles as numbers."""
+        return [float(a) for a in angles]
+
     def __call__(
         self,
         parser: argparse.ArgumentParser,
@@ -219,21 +223,15 @@ class DegreesAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        setattr(namespace, self.dest, [float(a) for a in self.angles(values)])
+        setattr(namespace, self.dest, self.store(self.angles(values)))
 
 
 class PriorAnglesAction(DegreesAction):
     """``--prior-angles``: as :class:`DegreesAction`, stored as the comma-separated text the
     commands read (``"12,72,132"``, the words as given)."""
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, ",".join(self.angles(values)))
+    def store(self, angles: list[str]) -> Any:
+        return ",".join(angles)
 
 
 def _angle_word(word: str) -> bool:
