@@ -290,7 +290,7 @@ def check_setup(setup: OpticalSetup, *, pixel_size_from: str | None = None) -> N
         )
     ratio = setup.nyquist_per_um / setup.cutoff_per_um
     if ratio > OVERSAMPLING_WARN:
-        nyquist_nm = 1000.0 / (2.0 * setup.cutoff_per_um)
+        nyquist_nm = setup.abbe_resolution_nm / 2.0  # λ / (4 NA): half the finest period
         source = f" (stated by {pixel_size_from})" if pixel_size_from else ""
         log.warning(
             "pixel size %g nm%s samples %.0fx finer than the optics resolve (Nyquist pixel "

@@ -183,7 +183,7 @@ def check_listen(listen: str) -> None:
         ) from None
 
 
-def _start_without_ctrl_c(start: Callable[[], Any], close: Callable[[Any], None]) -> Any:
+def _start_without_ctrl_c(start: Callable[[], Any]) -> Any:
     """Call ``start()``, which starts worker processes, so that Ctrl-C never reaches them but
     still stops this process, also while they start.
 
@@ -191,15 +191,13 @@ def _start_without_ctrl_c(start: Callable[[], Any], close: Callable[[Any], None]
     processes they start inherit the blocked signal (a blocked SIGINT is never delivered: the
     workers ignore Ctrl-C, sent by the terminal to the whole process group), while this
     process's main thread keeps taking it. Ctrl-C while the workers start waits for the start
-    to end (a second Ctrl-C stops waiting), ``close``-s what it started and raises
+    to end (a second Ctrl-C stops waiting), closes what it started and raises
     KeyboardInterrupt.
 
     Parameters
     ----------
     start : callable
-        Starts the workers and returns what ``close`` closes (a Dask cluster).
-    close : callable
-        Closes it.
+        Starts the workers and returns a cluster (anything with ``close()``).
 
     Returns
     -------
@@ -236,7 +234,7 @@ def _start_without_ctrl_c(start: Callable[[], Any], close: Callable[[Any], None]
         log.warning("interrupted while the Dask workers start: stopping them")
         helper.join()
         if "value" in outcome:
-            close(outcome["value"])
+            outcome["value"].close()
         raise
     if "error" in outcome:
         raise outcome["error"]
@@ -264,8 +262,7 @@ def _start_cluster(
         else:
             log.info("starting a local CUDA cluster (one worker per GPU) on %s", listen)
             cluster = _start_without_ctrl_c(
-                lambda: LocalCUDACluster(host=listen, dashboard_address=None),
-                lambda c: c.close(),
+                lambda: LocalCUDACluster(host=listen, dashboard_address=None)
             )
             return cluster, f"local CUDA cluster on {listen}", gpus
     else:
@@ -282,8 +279,7 @@ def _start_cluster(
             silence_logs=logging.ERROR,
             # one core per worker process: no BLAS/OpenMP thread pools fighting over the cores
             env={k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-        ),
-        lambda c: c.close(),
+        )
     )
     return cluster, f"local Dask cluster on {listen}", n
 

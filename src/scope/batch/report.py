@@ -83,6 +83,8 @@ class BatchReport:
 
     def table(self) -> str:
         """A readable fixed-width table, one row per file, errors spelled out below."""
+        from scope.sim.params import orientation_deg  # the pattern's, as reports print it
+
         rows = [
             (
                 "file",
@@ -111,7 +113,7 @@ class BatchReport:
                     shown,
                     f["status"],
                     str(f.get("n_sets", "")),
-                    " ".join(f"{a['angle_deg'] % 180.0:.1f}" for a in params),  # orientation
+                    " ".join(f"{orientation_deg(a['angle_deg']):.1f}" for a in params),
                     " ".join(f"{a['period_nm']:.0f}" for a in params),
                     (
                         f"{res['widefield_nm']:.0f}/{res['sim_nm']:.0f}"

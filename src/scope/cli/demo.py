@@ -33,11 +33,10 @@ ANGLES_DEG, PERIOD_OF_CUTOFF = (12.0, 72.0, 132.0), 0.85
 #: Measured on 6 seeds: 40 px (10 periods) fail, 48 px (12) pass at 400 photons; 64 px (16)
 #: pass at 100 photons as well
 PERIODS_ACROSS = 16
-#: what each file is (its OME Image Name)
+#: what the files the demo writes itself are (their OME Image Names; scope reconstruct names
+#: the SIM and widefield images)
 OME_NAMES = {
     "raw": "scope raw SIM frames (simulated)",
-    "widefield": "scope widefield image",
-    "sim": "scope SIM reconstruction",
     "ground truth": "scope ground truth (simulated sample)",
 }
 
@@ -90,10 +89,9 @@ def smallest_size(setup: Any, period_nm: float) -> int:
     without priors: :data:`PERIODS_ACROSS` of its periods, and never less than the
     reconstruction's own floor (:data:`~scope.sim.estimate.MIN_PERIODS_ACROSS` periods of the
     finest pattern the optics show, the one at the detection cutoff)."""
-    from scope.optics import OTF
     from scope.sim.estimate import MIN_PERIODS_ACROSS
 
-    reconstruction_floor_nm = MIN_PERIODS_ACROSS * 1000.0 / OTF.from_setup(setup).cutoff_per_um
+    reconstruction_floor_nm = MIN_PERIODS_ACROSS * 1000.0 / setup.cutoff_per_um
     field_nm = max(PERIODS_ACROSS * period_nm, reconstruction_floor_nm)
     pixels = math.ceil(field_nm / setup.pixel_size_nm)
     return pixels + pixels % 2

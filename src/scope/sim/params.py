@@ -18,6 +18,12 @@ from typing import Any
 from scope.errors import ConfigurationError, DataFormatError
 
 
+def orientation_deg(angle_deg: float) -> float:
+    """A pattern angle as an orientation, modulo 180° in ``[0, 180)`` (the second modulo keeps
+    a tiny negative angle, whose first modulo rounds to 180.0, at 0)."""
+    return float(angle_deg % 180.0) % 180.0
+
+
 @dataclass(frozen=True)
 class AngleParameters:
     """Illumination parameters of one pattern orientation.
@@ -64,7 +70,7 @@ class AngleParameters:
         ``-k`` (with the phases negated) describe one pattern, and ``angle_deg`` takes the sign
         in which the phases step forward, so one orientation may read 120° or -60°. Reports
         print this; published pattern angles are usually quoted so."""
-        return float(self.angle_deg % 180.0) % 180.0
+        return orientation_deg(self.angle_deg)
 
     @property
     def k_per_um(self) -> tuple[float, float]:
