@@ -145,8 +145,8 @@ def find_inputs(
 
     excluded = [p.resolve() for p in exclude]
 
-    def is_excluded(path: Path) -> bool:
-        resolved = path.resolve()
+    def is_excluded(resolved: Path) -> bool:
+        """Whether the resolved path lies in an excluded folder (the output folder)."""
         return any(resolved.is_relative_to(e) for e in excluded)
 
     found: dict[Path, None] = {}
@@ -166,8 +166,10 @@ def find_inputs(
                 raise ConfigurationError(f"{p}: no such file or folder")
             if p.is_dir() and p.suffix.lower() != ".zarr":
                 paths = list(_expand_folder(p, recursive))
-                if not recursive and not is_excluded(p):
-                    below[p] = [q.resolve() for q in _in_subfolders(p) if not is_excluded(q)]
+                if not recursive and not is_excluded(p.resolve()):
+                    below[p] = [
+                        q for q in map(Path.resolve, _in_subfolders(p)) if not is_excluded(q)
+                    ]
                 if not paths:
                     also = " (only in its sub-folders)" if below.get(p) else ""
                     log.warning("%s: no raw TIFF/MRC/Zarr inputs in this folder%s", p, also)
@@ -175,7 +177,7 @@ def find_inputs(
                 paths = [p]
         for path in paths:
             resolved = path.resolve()
-            if any(resolved.is_relative_to(e) for e in excluded):
+            if is_excluded(resolved):
                 in_output.append(path.name)
                 continue
             kind = scope_output_kind(path)

@@ -408,13 +408,17 @@ def _optics(settings: dict[str, Any]) -> tuple[Any, Any]:
 # ------------------------------------------------------------------------------------------------
 # devices
 # ------------------------------------------------------------------------------------------------
+def _simulated(args: argparse.Namespace) -> bool:
+    """Whether the run uses the built-in simulated microscope (``--camera sim``, the default)."""
+    return (args.camera or "sim").strip() == "sim"
+
+
 def _open_hardware(args: argparse.Namespace, setup: Any, params: Any) -> Any:
     """(context manager, camera, controller) for what the flags name."""
     from scope.errors import ConfigurationError
 
     cam_spec = (args.camera or "sim").strip()
-    simulated = cam_spec == "sim"
-    if simulated:
+    if _simulated(args):
         if args.controller not in (None, "sim://"):
             raise ConfigurationError(
                 f"the simulated camera is triggered by the emulated controller only; drop "
@@ -490,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.sets < 0:
         raise ConfigurationError(f"--sets must be >= 0 (0 = until Ctrl-C), got {args.sets}")
-    if (args.camera or "sim").strip() == "sim" and min(args.shape) < 16:
+    if _simulated(args) and min(args.shape) < 16:
         raise ConfigurationError(
             f"--shape {args.shape[0]} {args.shape[1]}: the simulated camera needs at least 16 "
             "pixels a side (e.g. --shape 128 128)"
@@ -563,7 +567,7 @@ def run(args: argparse.Namespace) -> int:
         if interrupted is None and signals.first is not None:
             interrupted = signals.first  # it came while the devices were being closed
         fault_log = getattr(camera, "fault_log", None)
-        if (args.camera or "sim").strip() == "sim" and fault_log is not None:
+        if _simulated(args) and fault_log is not None:
             # the simulated microscope: what its camera really did (ground truth)
             simulated = {
                 "faults_asked": bool(args.drop_prob or args.extra_prob),
