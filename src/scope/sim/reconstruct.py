@@ -963,7 +963,8 @@ class SIMReconstructor:
         be.run_blocks(combine, len(self._acc_blocks))
         image = fft.irfft2(acc, s=self._grid_output).astype(xp.float32, copy=False)
         # the zero order's smooth part added back at its DC weight (see _prepare_filter)
-        padded = xp.pad(smooth * xp.float32(self._smooth_dc_weight), 1, mode="edge")
+        smooth *= xp.float32(self._smooth_dc_weight)  # in place: not needed otherwise now
+        padded = xp.pad(smooth, 1, mode="edge")
         chunk = 32 if be.name == "numpy" else ny  # rows in cache; a GPU takes all at once
         be.run_blocks(
             lambda i: add_upsampled_2x(image, padded, self._src_blocks[i], xp, chunk),
