@@ -67,12 +67,12 @@ DISPLAY_HZ = 10
 #: the simulated microscope, 260 nm pattern, 65 nm pixels: found from 32 pixels = 8 periods,
 #: not at 24; the library then says the period "lies outside what the pixels can sample")
 MIN_PERIODS_ACROSS = 8
-#: the trigger choices, in the order of ``LiveConfig.trigger``'s ("hardware", "follower",
-#: "software"), and what each means (their tooltips)
+#: the trigger choices: shown name, ``LiveConfig.trigger``'s value, and what each means
+#: (their tooltips)
 TRIGGERS = (
-    ("leader", "the controller triggers the camera"),
-    ("follower", "the camera's exposure output drives the controller"),
-    ("software", "the host triggers each frame"),
+    ("leader", "hardware", "the controller triggers the camera"),
+    ("follower", "follower", "the camera's exposure output drives the controller"),
+    ("software", "software", "the host triggers each frame"),
 )
 #: lines of the stats panel, always all of them (its height never changes while running)
 STATS_LINES = 8
@@ -254,10 +254,10 @@ class LiveImagingWidget(QWidget):
         self.controller.addItems(["sim://"])
         self.controller.setToolTip("serial port of the pattern controller (sim:// = emulated)")
         self.trigger = QComboBox()
-        for text, tip in TRIGGERS:
+        for text, _, tip in TRIGGERS:
             self.trigger.addItem(text)
             self.trigger.setItemData(self.trigger.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.trigger.setToolTip("; ".join(f"{text}: {tip}" for text, tip in TRIGGERS))
+        self.trigger.setToolTip("; ".join(f"{text}: {tip}" for text, _, tip in TRIGGERS))
         self.exposure = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark = spin_box(0.1, 1000.0, 10.0, 0.5, 2, " ms")
         self.dark.setToolTip("gap between exposures: pattern settling + camera readout")
@@ -463,7 +463,7 @@ class LiveImagingWidget(QWidget):
             roi=roi,  # type: ignore[arg-type]
             exposure_ms=self.exposure.value(),
             dark_ms=self.dark.value(),
-            trigger=("hardware", "follower", "software")[self.trigger.currentIndex()],
+            trigger=TRIGGERS[self.trigger.currentIndex()][1],
             angles_deg=angles,
             n_phases=self.phases.value(),
             period_nm=self.period.value(),

@@ -399,10 +399,10 @@ class ReconstructionWidget(QWidget):
         if value > 0:
             self._entered("pixel_size")
 
-    def _rescale(self, layer: Any, pixel_size_nm: float) -> bool:
+    def _rescale(self, layer: Any, pixel_size_nm: float) -> None:
         """Give ``layer`` (and the layers made from it) camera pixels of ``pixel_size_nm``;
         where that changed its scale, reset the view so the data fills the canvas again (a
-        layer going from 1 to 0.065 per pixel would else shrink to a dot); True then.
+        layer going from 1 to 0.065 per pixel would else shrink to a dot).
 
         Parameters
         ----------
@@ -410,19 +410,12 @@ class ReconstructionWidget(QWidget):
             The raw layer.
         pixel_size_nm : float
             The camera pixel size at the sample.
-
-        Returns
-        -------
-        bool
-            Whether the layer's scale changed (and the view was reset).
         """
         before = np.array(layer.scale, float)
         rescale_from(self.viewer, layer, pixel_size_nm)
-        changed = not np.allclose(before, np.asarray(layer.scale, float), rtol=1e-9, atol=0.0)
-        if changed:
+        if not np.allclose(before, np.asarray(layer.scale, float), rtol=1e-9, atol=0.0):
             self.viewer.reset_view()
             log.debug("layer %r rescaled to %g nm pixels: view reset", layer.name, pixel_size_nm)
-        return changed
 
     def _forget_parameters(self, *_: Any) -> None:
         """Another layer, frame order or optics: the parameters found belong to the old one."""
