@@ -491,7 +491,9 @@ def test_an_emulator_thread_held_up_between_its_clock_and_its_pin_costs_no_frame
     took the pin's time for the exposure: late frames, or a next trigger inside the previous
     exposure + readout, missed (``scope acquire`` with --drop-prob 0: "2 dropped, 1 extra").
     The camera now exposes at the board's time for that step; injected faults are still all
-    detected."""
+    detected. The dark time exceeds late_ms + readout: an injected late exposure ends its
+    readout before the next trigger (with 1 ms of dark, the board on time, the camera missed
+    it: a consequence of the fault, not of the held-up thread)."""
     from scope.devices.emulator import SimulatedHardware
 
     original = SimulatedHardware.set_trigger
@@ -504,7 +506,7 @@ def test_an_emulator_thread_held_up_between_its_clock_and_its_pin_costs_no_frame
     monkeypatch.setattr(SimulatedHardware, "set_trigger", held_up)
     faults = FaultInjection(drop_prob=0.04, late_prob=0.04, late_ms=1.0, seed=5)
     with SimulatedMicroscope((64, 64), faults=faults) as m:
-        cfg = AcquisitionConfig(n_sets=10, exposure_ms=2.0, dark_ms=1.0)
+        cfg = AcquisitionConfig(n_sets=10, exposure_ms=2.0, dark_ms=1.5)
         summary = AcquisitionEngine(m.camera, m.controller, tmp_path / "held.zarr", cfg).run()
         drops, extras = _truth(m.camera)
         dropped_ids = {f.frame_id for f in m.camera.fault_log if f.kind == "drop"}

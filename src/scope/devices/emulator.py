@@ -175,10 +175,20 @@ class SimulatedHardware:
         self._edges: deque[tuple[bool, int]] = deque(maxlen=64)  # the board's ring holds 64
         self._follower_exposure_s = float("nan")
         self.wake: Callable[[], None] = lambda: None
+        #: when the firmware last read its clock (:meth:`ticks_us`), in seconds of ``clock``
+        self.last_reading_s: float | None = None
 
     # --- the interface the firmware core drives
     def ticks_us(self) -> int:
-        return int(self._clock() * 1e6)
+        """The firmware reads its clock (the time is kept: see :meth:`set_trigger`)."""
+        self.last_reading_s = self._clock()
+        return int(self.last_reading_s * 1e6)
+
+    def since_reading_us(self) -> float:
+        """Microseconds since the firmware last read its clock (0 before its first reading)."""
+        if self.last_reading_s is None:
+            return 0.0
+        return (self._clock() - self.last_reading_s) * 1e6
 
     @staticmethod
     def ticks_diff(a: int, b: int) -> int:
@@ -192,7 +202,13 @@ class SimulatedHardware:
         self.switch_log.append(PatternSwitch(self._clock(), self.pattern, self.trigger))
 
     def set_trigger(self, level: bool) -> None:
-        t = self._clock()
+        # The edge is dated at the firmware's last clock reading (every step of the core reads
+        # it first): on the board the pin follows within microseconds, while this thread can
+        # lose the interpreter or the CPU in between, on a loaded computer for milliseconds.
+        # A camera triggered at the later pin time would expose later than the board reports
+        # (a late frame), or, the board's next step coming on its schedule, inside the
+        # previous exposure + readout, where the camera misses it.
+        t = self.last_reading_s if self.last_reading_s is not None else self._clock()
         if level and not self.trigger:
             rec = TriggerRecord(len(self.trigger_log) + 1, self.pattern, t, None, self.light)
             self.trigger_log.append(rec)
@@ -228,12 +244,20 @@ class SimulatedHardware:
         return False
 
     # --- the simulated camera's side
-    def camera_exposure(self, active: bool, exposure_s: float = float("nan")) -> None:
+    def camera_exposure(
+        self, active: bool, exposure_s: float = float("nan"), t_s: float | None = None
+    ) -> None:
         """Drive the camera's exposure-active line (follower mode): a rising edge when
-        ``active`` becomes true, a falling edge when it becomes false."""
+        ``active`` becomes true, a falling edge when it becomes false.
+
+        ``t_s`` is when the line changed (``clock`` seconds; default: now). The board latches
+        the time of an edge in its interrupt handler; a camera thread that is held up before
+        it gets here passes the time of its exposure edge instead.
+        """
         if active:
             self._follower_exposure_s = exposure_s
-        self._edges.append((bool(active), self.ticks_us()))
+        t = self._clock() if t_s is None else t_s
+        self._edges.append((bool(active), int(t * 1e6)))
         self.wake()
 
     @staticmethod
@@ -480,8 +504,8 @@ class ControllerEmulator:
                     deadline = self.core.next_deadline_us()
                     if deadline is not None:
                         # remaining time on the core's clock (µs since its boot)
-                        elapsed = self.hardware.ticks_us() - self.core._last_ticks
-                        remaining = deadline - self.core.now_us - elapsed
+                        elapsed_us = self.hardware.since_reading_us()
+                        remaining = deadline - self.core.now_us - elapsed_us
                         timeout = min(timeout, max(0.0, remaining * 1e-6))
                 fds = [self._wake_r]
                 master = self._master

@@ -163,8 +163,9 @@ class SimulatedCamera(Camera):
         off for images meant to be looked at or reconstructed.
     exposure_output : callable, optional
         The camera's exposure-active output when free-running (follower mode):
-        ``exposure_output(True, exposure_s)`` as an exposure starts, ``exposure_output(False)``
-        as it ends (the simulated microscope wires it to the controller's input).
+        ``exposure_output(True, exposure_s, t_s)`` as an exposure starts and
+        ``exposure_output(False, nan, t_s)`` as it ends, ``t_s`` the edge's
+        ``time.monotonic()`` (the simulated microscope wires it to the controller's input).
     seed : int
     """
 
@@ -480,10 +481,13 @@ class SimulatedCamera(Camera):
                 item: Any = (None, None, time.monotonic())
                 if self.exposure_output is not None:
                     # the pattern on now is the one this exposure sees (a follower controller
-                    # switches only when the exposure ends)
+                    # switches only when the exposure ends); reading it may wait for the
+                    # emulated board to catch up, so the exposure starts after that, and its
+                    # edge carries its own time (this thread may be held up before the call)
                     pattern_now = self._current_pattern(exposures)
-                    self.exposure_output(True, self._exposure_ms / 1000.0)
-                    item = (pattern_now, None, item[2])
+                    t_start = time.monotonic()
+                    self.exposure_output(True, self._exposure_ms / 1000.0, t_start)
+                    item = (pattern_now, None, t_start)
             else:
                 try:
                     item = self._triggers.get(timeout=0.1)
@@ -535,7 +539,8 @@ class SimulatedCamera(Camera):
             if delay > 0 and self._stop_evt.wait(delay):
                 self.exposure_output(False)
                 return
-            self.exposure_output(False)  # the exposure ends: a follower switches the pattern
+            # the exposure ends: a follower switches the pattern
+            self.exposure_output(False, float("nan"), end)
         ready = end + self.readout_ms / 1000.0
         delay = ready - time.monotonic()
         if delay > 0 and self._stop_evt.wait(delay):

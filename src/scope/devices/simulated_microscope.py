@@ -113,32 +113,9 @@ class SimulatedMicroscope:
         return max(int(emu.hardware.pattern), 0)
 
     def _on_trigger(self, pulse: int, pattern: int, t_start_s: float, exposure_s: float) -> None:
-        # the board's trigger output -> the camera's trigger input, at the time the firmware
-        # raised it (see _edge_time)
-        self.camera.hardware_trigger(pattern, pulse, self._edge_time(t_start_s))
-
-    def _edge_time(self, t_pin_s: float) -> float:
-        """When the emulated board raised its trigger output: the firmware's clock reading for
-        that step (the ``t_us`` of its FRAME event), not when the emulator's thread got round
-        to the simulated pin.
-
-        On the board the pin follows the clock reading within microseconds. In the emulator
-        the firmware runs in a Python thread that can lose the interpreter (GIL) or the CPU
-        in between, on a loaded machine for milliseconds: the camera then exposed later than
-        the board reported (a late frame), or, as the board's next edge still came on its
-        schedule, inside the previous exposure + readout, where the camera misses it (a dropped
-        frame, and an extra one when the first was more than the match tolerance late). The
-        board's schedule itself is untouched: a late *step* (an overrun) still delays the
-        exposure and its FRAME event together, and injected camera faults
-        (:class:`FaultInjection`) still happen on top of this time.
-        """
-        emu = self.controller.emulator
-        ticks = getattr(getattr(emu, "core", None), "_last_ticks", None)
-        if not isinstance(ticks, int):
-            return t_pin_s
-        t_fw = ticks * 1e-6  # the simulated board's clock is time.monotonic() in µs
-        # (a clock of its own, or a reading not of this step: the pin's time, as before)
-        return t_fw if 0.0 <= t_pin_s - t_fw < 0.5 else t_pin_s
+        # the board's trigger output -> the camera's trigger input (dated at the firmware's
+        # clock reading for the step: see SimulatedHardware.set_trigger)
+        self.camera.hardware_trigger(pattern, pulse, t_start_s)
 
     def connect(self) -> SimulatedMicroscope:
         if self._connected:
