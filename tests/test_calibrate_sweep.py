@@ -259,7 +259,11 @@ def test_a_pixel_size_far_off_is_refused_and_a_cutoff_20_percent_off_warned(
 
 @pytest.mark.parametrize(
     ("flag", "value", "unit"),
-    [("--pixel-size", "0.065", "in nm"), ("--wavelength", "0.66", "in nm"), ("--na", "13", "")],
+    [
+        ("--pixel-size", "0.065", "at the sample, nm"),
+        ("--wavelength", "0.66", "wavelength, nm"),
+        ("--na", "13", "numerical aperture"),
+    ],
 )
 @pytest.mark.parametrize("what", ["otf", "pattern"])
 def test_optics_out_of_range_are_one_line_naming_the_flag(

@@ -118,9 +118,9 @@ def test_prior_angles_with_spaces_or_commas_parse_alike(command, form):
     parser = build_parser()
     out = "o.tif" if command == "reconstruct" else "out"
     args = parse(parser, [command, "raw.tif", "-o", out, "--prior-angles", *form])
-    assert args.prior_angles == "12,72,132"  # the text reconstruct and batch read
+    assert args.prior_angles == [12.0, 72.0, 132.0]
     equals = parse(parser, [command, "raw.tif", "-o", out, f"--prior-angles={','.join(form)}"])
-    assert equals.prior_angles == "12,72,132"
+    assert equals.prior_angles == [12.0, 72.0, 132.0]
     angles = parse(parser, ["patterns", "--preset", "p.toml", "-o", "d", "--angles", *form])
     assert angles.angles == [12.0, 72.0, 132.0]
 
@@ -128,10 +128,10 @@ def test_prior_angles_with_spaces_or_commas_parse_alike(command, form):
 def test_prior_angles_before_the_input_leave_the_input_alone():
     argv = ["reconstruct", "--prior-angles", "12", "72", "132", "raw.tif", "-o", "o.tif"]
     args = parse(build_parser(), argv)
-    assert (args.prior_angles, args.raw) == ("12,72,132", ["raw.tif"])
+    assert (args.prior_angles, args.raw) == ([12.0, 72.0, 132.0], ["raw.tif"])
     argv = ["batch", "--prior-angles", "-30", "30", "90", "data/", "-o", "out"]
     args = parse(build_parser(), argv)
-    assert (args.prior_angles, args.inputs) == ("-30,30,90", ["data/"])
+    assert (args.prior_angles, args.inputs) == ([-30.0, 30.0, 90.0], ["data/"])
 
 
 def test_prior_angles_that_are_not_numbers_are_refused_in_one_line(capsys):

@@ -234,6 +234,21 @@ def _coords_um(shape: tuple[int, int], pixel_size_um: float) -> tuple[np.ndarray
     return y, x
 
 
+def _summed_power(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Sum over frames of the power spectrum of each frame less its mean, windowed."""
+    spec = np.zeros(frames.shape[-2:])
+    for f in frames:
+        spec += np.abs(np.fft.fft2((f - f.mean()) * window)) ** 2
+    return spec
+
+
+def _frequencies(shape: tuple[int, ...], setup: OpticalSetup) -> tuple[np.ndarray, np.ndarray]:
+    """FFT frequencies (fy column, fx row) in cycles/µm of a (Y, X) field."""
+    fy = np.fft.fftfreq(shape[0], d=setup.pixel_size_um)[:, None]
+    fx = np.fft.fftfreq(shape[1], d=setup.pixel_size_um)[None, :]
+    return fy, fx
+
+
 def _power_peak(
     frames: np.ndarray,
     setup: OpticalSetup,
@@ -244,12 +259,8 @@ def _power_peak(
     check: bool = True,
 ) -> tuple[float, float]:
     """Integer-pixel carrier (kx, ky) in cycles/µm from the summed power spectrum."""
-    ny, nx = frames.shape[-2:]
-    spec = np.zeros((ny, nx))
-    for f in frames:
-        spec += np.abs(np.fft.fft2((f - f.mean()) * window)) ** 2
-    fy = np.fft.fftfreq(ny, d=setup.pixel_size_um)[:, None]
-    fx = np.fft.fftfreq(nx, d=setup.pixel_size_um)[None, :]
+    spec = _summed_power(frames, window)
+    fy, fx = _frequencies(frames.shape[-2:], setup)
     kmag = np.hypot(fx, fy)
     fc = setup.cutoff_per_um
     mask = (kmag >= min_fraction * fc) & (kmag <= 1.05 * fc)
@@ -286,9 +297,7 @@ def _inverse_otf(frames: np.ndarray, setup: OpticalSetup, otf: OTF, k_carrier: f
     """
     from scope.optics import pixel_transfer
 
-    ny, nx = frames.shape[-2:]
-    fy = np.fft.fftfreq(ny, d=setup.pixel_size_um)[:, None]
-    fx = np.fft.fftfreq(nx, d=setup.pixel_size_um)[None, :]
+    fy, fx = _frequencies(frames.shape[-2:], setup)
     h = otf(np.hypot(fx, fy)) * pixel_transfer(fx, fy, setup.pixel_size_um)
     h_carrier = float(otf(k_carrier)) * float(pixel_transfer(k_carrier, 0.0, setup.pixel_size_um))
     inside = np.hypot(fx, fy) < 0.97 * setup.cutoff_per_um
@@ -473,8 +482,7 @@ def _widefield_structure(
     xx = xx / nx - 0.5
     basis = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy]).reshape(6, -1).T
     window = np.outer(np.hanning(ny), np.hanning(nx))
-    fy = np.fft.fftfreq(ny, d=setup.pixel_size_um)[:, None]
-    fx = np.fft.fftfreq(nx, d=setup.pixel_size_um)[None, :]
+    fy, fx = _frequencies((ny, nx), setup)
     f = np.hypot(fx, fy) / setup.cutoff_per_um
     band = (f > 0.2) & (f < 0.8)
 
@@ -557,12 +565,8 @@ def _carrier_precision(
     """
     ny, nx = frames.shape[-2:]
     window = np.outer(np.hanning(ny), np.hanning(nx))
-    carrier = frames - frames.mean(axis=0)
-    spec = np.zeros((ny, nx))
-    for c in carrier:
-        spec += np.abs(np.fft.fft2((c - c.mean()) * window)) ** 2
-    fy = np.fft.fftfreq(ny, d=setup.pixel_size_um)[:, None]
-    fx = np.fft.fftfreq(nx, d=setup.pixel_size_um)[None, :]
+    spec = _summed_power(frames - frames.mean(axis=0), window)
+    fy, fx = _frequencies((ny, nx), setup)
     f = np.hypot(fx, fy)
     ring = (f >= min_fraction * setup.cutoff_per_um) & (f <= 1.05 * setup.cutoff_per_um)
     size_um = math.sqrt(nx * ny) * setup.pixel_size_um

@@ -151,13 +151,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     if (args.prior_angles is None) != (args.prior_period is None):
         raise ConfigurationError("priors need both --prior-angles and --prior-period")
     if args.prior_angles:
-        try:
-            values["angles_deg"] = [float(a) for a in args.prior_angles.split(",")]
-        except ValueError:
-            raise ConfigurationError(
-                f"--prior-angles expects angles in degrees (12,72,132 or 12 72 132), got "
-                f"{args.prior_angles!r}"
-            ) from None
+        values["angles_deg"] = list(args.prior_angles)  # numbers (DegreesAction)
     try:
         return BatchOptions(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:

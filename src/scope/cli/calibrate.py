@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scope.cli.parameter_flags import NA_HELP, PIXEL_SIZE_HELP, WAVELENGTH_HELP
+
 log = logging.getLogger(__name__)
 
 #: optics flag -> (OpticalSetup field, what it is, unit)
@@ -48,12 +50,11 @@ _OPTICS_FLAGS = (
 )
 #: relative difference above which a run's and a preset's optics are said to disagree
 _OPTICS_REL_TOL = 5e-3
-#: what each optics value is, in which unit, for a value out of range
+#: what each optics value is, in which unit, for a value out of range (the flags' helps)
 _OPTICS_UNITS = {
-    "na": "--na is the objective's numerical aperture (e.g. 1.2)",
-    "wavelength_nm": "--wavelength is the emission wavelength in nm (e.g. 525)",
-    "pixel_size_nm": "--pixel-size is the camera pixel at the sample in nm: the camera's pixel "
-    "pitch divided by the magnification (e.g. 65)",
+    "na": f"--na: {NA_HELP}",
+    "wavelength_nm": f"--wavelength: {WAVELENGTH_HELP}",
+    "pixel_size_nm": f"--pixel-size: {PIXEL_SIZE_HELP}",
 }
 
 #: each calibration's --help: what it measures, from what, and where it goes (plain text)
@@ -84,16 +85,13 @@ examples:
 
 def register(subparsers: Any) -> None:
     from scope.cli.parameter_flags import (
-        NA_HELP,
         OFFSET_HELP,
-        PIXEL_SIZE_HELP,
-        SATURATION_HELP,
         SETUP_PRESET_HELP,
-        WAVELENGTH_HELP,
         HelpFormatter,
         add_pattern_sequence_flags,
         default_is,
         finite_number,
+        saturation_help,
     )
 
     p = subparsers.add_parser(
@@ -138,8 +136,9 @@ def register(subparsers: Any) -> None:
         "--saturation-adu",
         type=finite_number,
         metavar="ADU",
-        help=f"{SATURATION_HELP}; flat pixels reaching it are left out of the fit, a level "
-        "mostly there entirely",
+        help=saturation_help(
+            "; flat pixels reaching it are left out of the fit, a level mostly there entirely"
+        ),
     )
 
     pat = calibration("pattern", "pattern angles, periods and phase steps")
@@ -180,7 +179,7 @@ def register(subparsers: Any) -> None:
         "--saturation-adu",
         type=finite_number,
         metavar="ADU",
-        help=f"{SATURATION_HELP}; beads reaching it (clipped peaks) are left out",
+        help=saturation_help("; beads reaching it (clipped peaks) are left out"),
     )
 
     for q in (cam, pat, otf):

@@ -50,10 +50,10 @@ PRIOR_ANGLES_HELP = (
     "132 (priors of the estimation, with --prior-period)"
 )
 PRIOR_PERIOD_HELP = "nominal pattern period at the sample, nm (with --prior-angles)"
-SATURATION_HELP = (
-    "the camera's full scale, ADU: values there count as clipped (default: from the camera's "
-    "pixel format where the file records it, else the data type; values piling up at "
-    "1023/4095/16383 in 16-bit data)"
+SATURATION_HELP = "the camera's full scale, ADU: values there count as clipped"
+SATURATION_DEFAULT = (
+    "from the camera's pixel format where the file records it, else the data type; values "
+    "piling up at 1023/4095/16383 in 16-bit data"
 )
 SETUP_PRESET_HELP = (
     "setup preset TOML of your build (a copy of hardware/presets/budget.toml or better.toml)"
@@ -89,6 +89,13 @@ def default_is(text: str, default: str = "%(default)s") -> str:
     "array backend (default: the file's)"
     """
     return f"{text} (default: {default})"
+
+
+def saturation_help(what_follows: str = "", source: str = "") -> str:
+    """The help of ``--saturation-adu``: what it is, ``what_follows`` from it in this command,
+    and its default (``source``: where the value comes from first, e.g. ``"the preset's, else "``).
+    """
+    return default_is(f"{SATURATION_HELP}{what_follows}", f"{source}{SATURATION_DEFAULT}")
 
 
 def plain(text: str | None) -> str:
@@ -226,14 +233,6 @@ class DegreesAction(argparse.Action):
         setattr(namespace, self.dest, self.store(self.angles(values)))
 
 
-class PriorAnglesAction(DegreesAction):
-    """``--prior-angles``: as :class:`DegreesAction`, stored as the comma-separated text the
-    commands read (``"12,72,132"``, the words as given)."""
-
-    def store(self, angles: list[str]) -> Any:
-        return ",".join(angles)
-
-
 def _angle_word(word: str) -> bool:
     """Whether ``word`` after ``--prior-angles`` belongs to the angles: numbers (with their
     commas) and anything else that is neither an option nor a file (the angles' action
@@ -290,7 +289,7 @@ def add_prior_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, source
     p.add_argument(
         "--prior-angles",
         nargs="+",
-        action=PriorAnglesAction,
+        action=DegreesAction,
         metavar="DEG",
         help=default_is(PRIOR_ANGLES_HELP, source),
     )
@@ -386,7 +385,7 @@ def add_parameter_flags(p: argparse.ArgumentParser, *, preset: bool = False) -> 
         "--saturation-adu",
         type=finite_number,
         metavar="ADU",
-        help=SATURATION_HELP.replace("(default: ", f"(default: {src}"),
+        help=saturation_help(source=src),
     )
     p.add_argument(
         "--camera-maps",

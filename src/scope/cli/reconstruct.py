@@ -273,13 +273,7 @@ def _prior(args: argparse.Namespace) -> Any:
         return None
     if args.prior_angles is None or args.prior_period is None:
         raise ConfigurationError("priors need both --prior-angles and --prior-period")
-    try:
-        angles = [float(a) for a in args.prior_angles.split(",")]
-    except ValueError:
-        raise ConfigurationError(
-            f"--prior-angles expects angles in degrees (12,72,132 or 12 72 132), got "
-            f"{args.prior_angles!r}"
-        ) from None
+    angles = list(args.prior_angles)  # numbers (DegreesAction)
     if len(angles) != args.angles:
         raise ConfigurationError(
             f"--prior-angles gives {len(angles)} angles, --angles {args.angles}"
