@@ -315,10 +315,10 @@ def test_scope_view_docks_the_widgets_and_opens_the_file(make_napari_viewer, dat
     assert isinstance(widgets["live"], LiveImagingWidget)
     assert widgets["reconstruction"].layer_box.currentText() == "MT.mrc raw"
     assert widgets["reconstruction"].pixel_size.value() == pytest.approx(62.6, abs=0.05)
-    docked = set(viewer.window._dock_widgets)
+    docked = set(viewer.window.dock_widgets)
     assert {"SIM reconstruction", "Live SIM imaging", "Export video"} <= docked  # as README says
     assert isinstance(widgets["export"], ExportVideoWidget)
-    live_dock = viewer.window._dock_widgets["Live SIM imaging"]
+    live_dock = viewer.window.dock_widgets["Live SIM imaging"]
     assert not live_dock.visibleRegion().isEmpty()  # --live: the live tab is on top
     from qtpy.QtWidgets import QApplication, QTabBar
 
