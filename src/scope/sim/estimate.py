@@ -15,7 +15,13 @@ For each pattern orientation the estimator
    *other* orientations' frames, which are free of this orientation's orders whatever its phases
    (the same information Wicker et al. 2013 use through auto-correlations; separating the
    orders with the current phases and iterating is degenerate for three phases);
-4. fits the modulation depth from the ratio of the +1 order to the shifted 0 order in their
+4. corrects the carrier by the slope of those phases across the field: fitted in each half
+   of the field (left, right; top, bottom), the phases differ by ``2 pi dk . d`` for a carrier
+   off by ``dk`` between half-centres ``d`` apart (frequency from phase differences, as in
+   Kay 1989); the phases are then fitted again. The cross-correlation peak of step 2 is pulled
+   by the sample's own spectrum in the orders' overlap (on the simulated acceptance cases
+   0.01-0.02° and 0.03 % in period even without noise); the slope is not;
+5. fits the modulation depth from the ratio of the +1 order to the shifted 0 order in their
    overlap, with the noise power of the 0 order subtracted.
 
 Frames larger than ``EstimationSettings.max_size`` are estimated on their central region and
@@ -31,6 +37,8 @@ Müller, Mönichinger, Wicker, Hübner, Huser, "Open-source image reconstruction
 super-resolution structured illumination microscopy data in ImageJ", Nat. Commun. 7 (2016).
 Guizar-Sicairos, Thurman, Fienup, "Efficient subpixel image registration algorithms",
 Opt. Lett. 33, 156 (2008).
+Kay, "A fast and accurate single frequency estimator", IEEE Trans. Acoust. Speech Signal
+Process. 37, 1987-1990 (1989).
 """
 
 from __future__ import annotations
@@ -76,6 +84,12 @@ class EstimationSettings:
         Carrier peak-to-noise ratio below which a carrier counts as not found.
     refine_iterations : int
         Rounds of sub-pixel carrier refinement (each re-centres the matched weights).
+    slope_correction : bool
+        Correct the refined carrier by the slope of the frame phases across the field (see the
+        module notes). Measured on the simulated acceptance cases (10 seeds x 3 angles): the
+        scatter of each angle's mean phase error falls from 0.053 to 0.035 rad at 60 photons
+        and from 0.046 to 0.027 rad at 400, its bias from -0.027 to -0.009 rad; angle errors
+        from about 0.015° to 0.004°.
     max_size : int or None
         Frames larger than this are estimated on their central ``max_size`` region.
     whitening : float
@@ -105,6 +119,7 @@ class EstimationSettings:
     period_tolerance: float = 0.06
     min_confidence: float = 5.0
     refine_iterations: int = 1
+    slope_correction: bool = True
     max_size: int | None = 256
     whitening: float = 1.0
     refine_whitening: float = 0.75
@@ -532,6 +547,45 @@ def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[fl
     return k_est
 
 
+class _PlusOrderFit:
+    """Least-squares fit of each frame's +1 order against its prediction (see
+    :func:`_frame_phases`), over the whole field or a part of it."""
+
+    def __init__(self, ramp, spec, widefield_others, widefield_others_real, settings, be):
+        xp, fft = be.xp, be.fft
+        h = spec.otf
+        dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
+        w0 = widefield_others * float(_to_np(dc_ratio))
+        s_est = w0 * h / (h * h + settings.template_regularization)
+        t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
+        cp = fft.ifft2(t_plus)
+        self._a = xp.real(cp)
+        self._b = xp.imag(cp)
+        # each frame less the 0 order
+        g0 = widefield_others_real * float(_to_np(dc_ratio))
+        self._residuals = spec.frames_tapered - g0
+        self._xp = xp
+
+    def amplitudes(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """``z_n = a e^{i phi_n}`` of every frame, from the pixels ``[rows, cols]``."""
+        xp = self._xp
+        a_ = self._a[rows, cols]
+        b_ = self._b[rows, cols]
+        saa = float(_to_np(xp.sum(a_ * a_)))
+        sbb = float(_to_np(xp.sum(b_ * b_)))
+        sab = float(_to_np(xp.sum(a_ * b_)))
+        mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
+        z = []
+        for d_n in self._residuals:
+            d_n = d_n[rows, cols]
+            ra = float(_to_np(xp.sum(d_n * a_)))
+            rb = float(_to_np(xp.sum(d_n * b_)))
+            # d = 2 (x a - y b): normal equations for (x, y)
+            x_, y_ = np.linalg.solve(mat, [ra, -rb])
+            z.append(complex(x_, y_))
+        return np.asarray(z)
+
+
 def _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be):
     """Per-frame phases by a matched filter.
 
@@ -539,34 +593,41 @@ def _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings,
     angle's ±1 orders whatever their phases) is projected on the predicted +1 order
     H(k) S(k - p), with S a Wiener estimate from the 0 order; the weak -1 order cross-talk is
     solved jointly (Wicker et al. 2013 use the same information through auto-correlations).
+    Least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n} (the -1
+    order is the conjugate of the +1 order in real space, so it is included exactly; Poisson
+    weights and leaving out the orders' overlap were tried and did worse).
+
+    Returns the phases and the fit (for :func:`_slope_correction`).
     """
-    xp, fft = be.xp, be.fft
-    n = spec.frames_ft.shape[0]
-    h = spec.otf
-    dc_ratio = xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0])
-    w0 = widefield_others * float(_to_np(dc_ratio))
-    s_est = w0 * h / (h * h + settings.template_regularization)
-    t_plus = h * fft.fft2(fft.ifft2(s_est) * ramp)  # H(k) S(k - p)
-    # least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n}
-    # (the -1 order is the conjugate of the +1 order in real space, so it is included exactly;
-    # Poisson weights and leaving out the orders' overlap were tried and did worse)
-    g0 = widefield_others_real * float(_to_np(dc_ratio))
-    cp = fft.ifft2(t_plus)
-    a_ = xp.real(cp)
-    b_ = xp.imag(cp)
-    saa = float(_to_np(xp.sum(a_ * a_)))
-    sbb = float(_to_np(xp.sum(b_ * b_)))
-    sab = float(_to_np(xp.sum(a_ * b_)))
-    mat = np.array([[saa, -sab], [-sab, sbb]]) * 2.0
-    z = []
-    for n_ in range(n):
-        d_n = spec.frames_tapered[n_] - g0
-        ra = float(_to_np(xp.sum(d_n * a_)))
-        rb = float(_to_np(xp.sum(d_n * b_)))
-        # d = 2 (x a - y b): normal equations for (x, y)
-        x_, y_ = np.linalg.solve(mat, [ra, -rb])
-        z.append(complex(x_, y_))
-    return np.unwrap(np.angle(np.asarray(z)))
+    fit = _PlusOrderFit(ramp, spec, widefield_others, widefield_others_real, settings, be)
+    return np.unwrap(np.angle(fit.amplitudes())), fit
+
+
+def _slope_correction(
+    fit: _PlusOrderFit, shape: tuple[int, int], setup: OpticalSetup
+) -> tuple[float, float] | None:
+    """The carrier's error ``(dkx, dky)`` in cycles/µm from the phase slope across the field.
+
+    The +1 order fitted in the left and the right half of the field (and in the top and the
+    bottom half) has phases that differ by ``2 pi dk . d``, ``d`` the distance between the
+    halves' centres, when the ramp's carrier is off by ``dk`` (Kay 1989: a frequency from phase
+    differences). All frames' amplitudes are summed coherently. None when a correction would be
+    more than a quarter of a frequency bin (the refinement before is better than that, so one
+    half holds too little of the pattern to tell, e.g. a sample on one side only).
+    """
+    ny, nx = shape
+    dk = []
+    for n_px, halves in (
+        (nx, ((slice(None), slice(0, nx // 2)), (slice(None), slice(nx // 2, nx)))),
+        (ny, ((slice(0, ny // 2), slice(None)), (slice(ny // 2, ny), slice(None)))),
+    ):
+        first, second = (fit.amplitudes(*half) for half in halves)
+        dphi = float(np.angle(np.sum(second * np.conj(first))))
+        distance_um = n_px / 2 * setup.pixel_size_um
+        dk.append(dphi / (2 * math.pi * distance_um))
+        if abs(dk[-1]) > 0.25 / (n_px * setup.pixel_size_um):
+            return None
+    return dk[0], dk[1]
 
 
 def _estimate_angle(
@@ -662,9 +723,22 @@ def _estimate_angle(
 
     # 3. per-frame phases (see _frame_phases)
     ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)  # exp(+2 pi i p.r)
-    phases = _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be)
+    phases, fit = _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be)
 
-    # 4. modulation depth from the overlap of the +1 order with the shifted 0 order
+    # 4. the carrier corrected by the phases' slope across the field, and the phases again
+    dk_slope = (
+        _slope_correction(fit, (ny, nx), setup)
+        if settings.slope_correction and source == "estimated"
+        else None
+    )
+    if dk_slope is not None:
+        k_est = (k_est[0] + dk_slope[0], k_est[1] + dk_slope[1])
+        ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
+        phases, _ = _frame_phases(ramp, spec, widefield_others, widefield_others_real, settings, be)
+    elif settings.slope_correction and source == "estimated":
+        log.debug("angle %d: no slope correction (one half of the field too weak)", index)
+
+    # 5. modulation depth from the overlap of the +1 order with the shifted 0 order
     sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
     # the constant part (background, mean) is removed from the 0 order: through the taper its
     # spectrum leaks beyond the excluded disc around DC and would lower the modulation
