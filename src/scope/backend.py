@@ -83,7 +83,8 @@ class Backend:
         """Call ``fn(i)`` for ``i in range(n_blocks)``, on the backend's threads when > 1.
 
         numpy releases the GIL inside its element-wise loops and BLAS calls, so blocks of
-        rows processed by different threads run in parallel. Exceptions propagate.
+        rows processed by different threads run in parallel. The error of the first block that
+        fails (lowest ``i``) propagates, once every block has ended.
         """
         if self.name != "numpy":
             for i in range(n_blocks):
@@ -98,11 +99,18 @@ class Backend:
                 # the calling thread takes the first block itself: one hand-over fewer
                 pool = _thread_pool(self.threads)
                 others = [pool.submit(fn, i) for i in range(1, n_blocks)]
+                error: BaseException | None = None
                 try:
                     fn(0)
-                finally:
-                    for f in others:
+                except BaseException as err:
+                    error = err
+                for f in others:  # every block ends before this returns or raises
+                    try:
                         f.result()
+                    except BaseException as err:
+                        error = error or err
+                if error is not None:  # the first block's error, as a loop would raise it
+                    raise error
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Move ``a`` onto this backend's device (no copy when already there)."""
