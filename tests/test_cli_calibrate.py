@@ -213,9 +213,10 @@ def test_the_runs_recorded_optics_win_over_the_preset_and_a_disagreement_is_warn
 def test_beads_calibrated_as_a_structured_sample_never_save_a_modulation_above_1(
     beads_run, tmp_path, capsys, caplog
 ):
-    """On these beads the estimator measures the modulation above 1 for every angle (it wrote
-    1.09 and 1.17 into the preset): impossible, so saved as 1 with a warning that names the
-    measured value; the angles and periods are still the run's pattern. No camera calibration
+    """On these beads the estimator measures the modulation above 1 (it wrote 1.09 and 1.17 into
+    the preset; now 1.007 and 1.042 for two angles, 0.98 for the third): impossible, so saved
+    as 1 with a warning that names the measured value; the angles and periods are still the
+    run's pattern. No camera calibration
     yet: the offset is estimated from the dark background between the beads (the data's
     0.5th percentile: 99 ADU against the simulated camera's 100) and the output says so."""
     preset = _budget_copy(tmp_path)
@@ -226,16 +227,17 @@ def test_beads_calibrated_as_a_structured_sample_never_save_a_modulation_above_1
     assert "camera offset: 99 ADU, estimated from the data" in out
     with preset.open("rb") as fh:
         table = tomllib.load(fh)["calibration"]["pattern"]
-    assert table["modulation"] == [1.0, 1.0, 1.0]
+    assert all(0 < m <= 1.0 for m in table["modulation"])
     clipped = [
         r.getMessage()
         for r in caplog.records
         if "above 1, which no pattern can have" in r.getMessage()
     ]
-    assert len(clipped) == 3
+    assert clipped  # the beads' own contrast inflates the estimate
     for message in clipped:
+        angle = int(message.split("pattern angle ")[1].split(":")[0])
         measured = float(message.split("modulation measured as ")[1].split(",")[0])
-        assert measured > 1.0
+        assert measured > 1.0 and table["modulation"][angle] == 1.0
         assert "uniform fluorescent slide" in message
     for nominal, found in zip((0.0, 60.0, 120.0), table["angles_deg"], strict=True):
         off = (found - nominal) % 180
