@@ -258,3 +258,21 @@ def test_patterns_prints_each_grating_once(tmp_path, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     assert main(["-vv", "patterns", "--preset", str(BUDGET), "-o", str(tmp_path / "p")]) == 0
     assert len([r for r in caplog.records if r.name == "scope.sim.gratings"]) == 3  # debug
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reconstruct", "raw.tif", "-o", "o.tif"],
+        ["batch", "raw/", "-o", "out"],
+        ["calibrate", "pattern", "slide.tif", "--preset", "p.toml"],
+        ["calibrate", "otf", "beads.tif", "--preset", "p.toml"],
+    ],
+    ids=["reconstruct", "batch", "calibrate pattern", "calibrate otf"],
+)
+def test_the_camera_offset_is_one_flag_with_two_names(argv):
+    """--offset everywhere, and --offset-adu (the preset's key, calibrate's first name) alike."""
+    parser = build_parser()
+    dest = "offset_adu" if argv[0] == "calibrate" else "offset"
+    for name in ("--offset", "--offset-adu"):
+        assert getattr(parse(parser, [*argv, name, "100"]), dest) == 100.0

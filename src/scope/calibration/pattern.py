@@ -758,7 +758,7 @@ def calibrate_pattern(
         Per set, the file it comes from (sets of one file share it): messages name the files,
         and the sets of one file tell how well sets of one pattern agree.
     offset_given_as : str
-        How the offset was given, for the messages (``"--offset-adu"``, ``"the preset's
+        How the offset was given, for the messages (``"--offset"``, ``"the preset's
         [calibration.camera] offset_adu"``).
 
     Returns
@@ -820,7 +820,7 @@ def calibrate_pattern(
             "no camera offset known (no camera calibration, no offset given): estimated from "
             "the sample's dark background as the 0.5th percentile of each set's first frame, "
             "%.1f ADU%s, as scope reconstruct does. The modulation depends on it: calibrate the "
-            "camera first (scope calibrate camera --preset ...) or give the offset (--offset-adu)",
+            "camera first (scope calibrate camera --preset ...) or give the offset (--offset)",
             float(np.mean(offsets)),
             f" ({min(offsets):.1f}-{max(offsets):.1f} over the sets)"
             if max(offsets) > min(offsets)
@@ -834,7 +834,7 @@ def calibrate_pattern(
             "slide has no dark area to estimate it from: nothing subtracted, so the modulation "
             "reads low by the offset's share of the signal (the darkest 0.5 %% of the values "
             "are at %.1f ADU). Calibrate the camera first (scope calibrate camera --preset ...) "
-            "or give the offset (--offset-adu); angles, periods and phases are not affected",
+            "or give the offset (--offset); angles, periods and phases are not affected",
             float(np.percentile(arr[0, 0], 0.5)),
         )
     _check_signal(arr, offsets, names)

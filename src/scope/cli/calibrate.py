@@ -11,7 +11,7 @@ Optics (NA, emission wavelength, pixel size at the sample) come from the flags, 
 the raw file records (a ``scope acquire`` run, OME metadata: the values the frames were recorded
 with), else from the preset's ``[optics]`` table, else its ``[camera]``/``[objective]``/
 ``[acquisition]`` tables (as ``scope plan`` computes them); a run and a preset that disagree are
-warned about, naming both values. The camera offset comes from ``--offset-adu``, else the
+warned about, naming both values. The camera offset comes from ``--offset``, else the
 preset's ``[calibration.camera]``; with neither, ``scope calibrate pattern`` estimates it from a
 structured sample's dark background and warns (a uniform slide has none: nothing is subtracted,
 with a warning that the modulation reads low).
@@ -66,7 +66,7 @@ _DESCRIPTIONS = {
     "pattern": "Measure the pattern's angles, periods, phase steps and modulation from raw SIM "
     "sets and save them into the preset's [calibration.pattern], the priors that scope batch "
     "--preset and scope acquire --preset use. Optics: the flags, else what the raw files "
-    "record, else the preset's. The camera offset: --offset-adu, else the preset's "
+    "record, else the preset's. The camera offset: --offset, else the preset's "
     "[calibration.camera], else estimated from a structured sample's dark background.",
     "otf": "Measure the optical transfer function from widefield images of sparse "
     "sub-resolution beads in focus (the bead's size divided out) and save it into the "
@@ -209,7 +209,9 @@ def register(subparsers: Any) -> None:
             "--pixel-size", type=float, metavar="NM", help=default_is(PIXEL_SIZE_HELP, source)
         )
         q.add_argument(
-            "--offset-adu",
+            "--offset",
+            "--offset-adu",  # its first name; --offset as in scope reconstruct and scope batch
+            dest="offset_adu",
             type=float,
             metavar="ADU",
             help=default_is(
@@ -411,7 +413,7 @@ def _invalid_optics(err: Any, sources: dict[str, str]) -> str:
 def _offset(args: argparse.Namespace, preset: dict[str, Any]) -> tuple[float | None, str]:
     """The camera offset (None: unknown) and where it came from."""
     if args.offset_adu is not None:
-        return float(args.offset_adu), "--offset-adu"
+        return float(args.offset_adu), "--offset"
     camera = preset.get("calibration", {}).get("camera", {})
     if "offset_adu" in camera:
         return float(camera["offset_adu"]), "the preset's [calibration.camera]"
@@ -514,12 +516,12 @@ def run(args: argparse.Namespace) -> int:
         elif used is not None:
             out.write(
                 f"camera offset: {used:g} ADU, estimated from the data (no camera calibration "
-                "in the preset, no --offset-adu)\n"
+                "in the preset, no --offset)\n"
             )
         else:
             out.write(
                 "camera offset: unknown, none subtracted (no camera calibration in the preset, "
-                "no --offset-adu): the modulation reads low\n"
+                "no --offset): the modulation reads low\n"
             )
         for i, a in enumerate(cal.params.angles):
             steps = ", ".join(f"{s:.3f}" for s in cal.phase_steps_rad[i])

@@ -336,6 +336,8 @@ def add_parameter_flags(p: argparse.ArgumentParser, *, preset: bool = False) -> 
     offset_from = "the preset's [reconstruction] or [calibration.camera] offset_adu, else "
     p.add_argument(
         "--offset",
+        "--offset-adu",  # the preset's key, and scope calibrate's flag before it was --offset
+        dest="offset",
         type=finite_number,
         metavar="ADU",
         help=default_is(
