@@ -71,11 +71,11 @@ def _scope(*args: str) -> subprocess.CompletedProcess:
     ("flags", "message"),
     [
         (["--na", "5"], "--na 5: Input should be less than or equal to 1.7"),
-        (["--pixel-size", "0"], "--pixel-size 0: Input should be greater than 1"),
+        (["--pixel-size", "0.5"], "--pixel-size 0.5: Input should be greater than 1"),
     ],
 )
 def test_optics_out_of_range_is_one_line_not_a_traceback(tmp_path, flags, message):
-    """`--na 5` or `--pixel-size 0` used to end in a pydantic ValidationError traceback."""
+    """`--na 5` or `--pixel-size 0.5` used to end in a pydantic ValidationError traceback."""
     out = tmp_path / "run.zarr"
     proc = _scope("-o", str(out), *flags)
     assert proc.returncode == 2, proc.stderr

@@ -276,3 +276,23 @@ def test_the_camera_offset_is_one_flag_with_two_names(argv):
     dest = "offset_adu" if argv[0] == "calibrate" else "offset"
     for name in ("--offset", "--offset-adu"):
         assert getattr(parse(parser, [*argv, name, "100"]), dest) == 100.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["demo", "--photons", "nan"], "argument --photons: 'nan' is not a number"),
+        (["demo", "--photons", "-5"], "argument --photons: '-5': give a number above 0"),
+        (["acquire", "--exposure-ms", "0"], "argument --exposure-ms: '0': give a number above 0"),
+        (["acquire", "--wavelength", "inf"], "argument --wavelength: 'inf' is not a number"),
+        (["acquire", "--drop-prob", "2"], "argument --drop-prob: '2': give a probability from 0"),
+    ],
+)
+def test_numbers_out_of_their_range_are_refused_by_the_parser(argv, says, capsys):
+    """``scope demo --photons nan`` ended in a numpy traceback; acquire took nan and inf for
+    its times and optics and a drop probability of 2. Now each is one line naming the flag."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert says in err

@@ -59,6 +59,8 @@ def register(subparsers: Any) -> None:
         DegreesAction,
         default_is,
         phases_count,
+        positive_number,
+        probability,
     )
 
     p = subparsers.add_parser(
@@ -109,13 +111,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--exposure-ms",
-        type=float,
+        type=positive_number,
+        metavar="MS",
         default=None,
         help="exposure of each frame, ms (default: the preset's, else 5)",
     )
     p.add_argument(
         "--dark-ms",
-        type=float,
+        type=positive_number,
+        metavar="MS",
         default=None,
         help="gap between exposures, ms: pattern switch and settling + readout (default: from the "
         "preset's pattern_switch_time_ms, trigger latency and readout, else 1)",
@@ -131,6 +135,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--trigger-line",
         default="Line0",
+        metavar="LINE",
         help="the camera's GenICam input line the controller's trigger is wired to (default: "
         "%(default)s; Basler opto-isolated input: Line1)",
     )
@@ -153,27 +158,35 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--phases",
         type=phases_count(),
+        metavar="N",
         default=None,
         help=default_is(PHASES_HELP, "the preset's, else 3"),
     )
     p.add_argument(
         "--period-nm",
-        type=float,
+        type=positive_number,
+        metavar="NM",
         default=None,
         help="nominal pattern period at the sample, nm (default: the preset's, else 260)",
     )
     p.add_argument(
-        "--na", type=float, default=None, help=default_is(NA_HELP, "the preset's, else 1.2")
+        "--na",
+        type=positive_number,
+        metavar="NA",
+        default=None,
+        help=default_is(NA_HELP, "the preset's, else 1.2"),
     )
     p.add_argument(
         "--wavelength",
-        type=float,
+        type=positive_number,
+        metavar="NM",
         default=None,
         help=default_is(WAVELENGTH_HELP, "the preset's, else 525"),
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=positive_number,
+        metavar="NM",
         default=None,
         help=default_is(PIXEL_SIZE_HELP, "the preset's, else 65"),
     )
@@ -202,13 +215,15 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--drop-prob",
-        type=float,
+        type=probability,
+        metavar="P",
         default=0.0,
         help="simulated: probability per frame that the camera drops it (default: %(default)s)",
     )
     p.add_argument(
         "--extra-prob",
-        type=float,
+        type=probability,
+        metavar="P",
         default=0.0,
         help="simulated: probability per frame of an extra, untriggered frame (default: "
         "%(default)s)",

@@ -48,6 +48,7 @@ def register(sub: Any) -> None:
         HelpFormatter,
         default_is,
         plain,
+        positive_number,
     )
 
     p = sub.add_parser(
@@ -61,15 +62,21 @@ def register(sub: Any) -> None:
         "--size",
         type=int,
         default=256,
+        metavar="PX",
         help=default_is("camera frame size, pixels (at least 64: a field that holds the pattern)"),
     )
     p.add_argument(
-        "--photons", type=float, default=400.0, help=default_is("peak photons per camera pixel")
+        "--photons",
+        type=positive_number,
+        default=400.0,
+        metavar="N",
+        help=default_is("peak photons per camera pixel"),
     )
     p.add_argument(
         "--seed",
         type=int,
         default=1,
+        metavar="N",
         help=default_is("random seed of the simulated sample and its noise"),
     )
     p.add_argument(

@@ -129,6 +129,34 @@ def finite_number(text: str) -> float:
     return value
 
 
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number above zero (exposures, photons, lengths).
+
+    Examples
+    --------
+    >>> positive_number("2.5")
+    2.5
+    """
+    value = finite_number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse ``type``: a probability, 0 to 1.
+
+    Examples
+    --------
+    >>> probability("0.05")
+    0.05
+    """
+    value = finite_number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a probability from 0 to 1")
+    return value
+
+
 class Count:
     """An argparse ``type`` for a count flag (``--angles 3``): a whole number, and for a list
     or a fraction the one line that says what the flag counts and, with ``prior_flag``, where
