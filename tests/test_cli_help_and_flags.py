@@ -286,6 +286,11 @@ def test_the_camera_offset_is_one_flag_with_two_names(argv):
         (["acquire", "--exposure-ms", "0"], "argument --exposure-ms: '0': give a number above 0"),
         (["acquire", "--wavelength", "inf"], "argument --wavelength: 'inf' is not a number"),
         (["acquire", "--drop-prob", "2"], "argument --drop-prob: '2': give a probability from 0"),
+        (["calibrate", "pattern", "s.tif", "--preset", "p.toml", "--na", "nan"], "'nan' is not"),
+        (
+            ["calibrate", "otf", "b.tif", "--preset", "p.toml", "--bead-diameter-nm", "-100"],
+            "argument --bead-diameter-nm: '-100': give a number of 0 or more",
+        ),
     ],
 )
 def test_numbers_out_of_their_range_are_refused_by_the_parser(argv, says, capsys):

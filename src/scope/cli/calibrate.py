@@ -91,6 +91,8 @@ def register(subparsers: Any) -> None:
         add_pattern_sequence_flags,
         default_is,
         finite_number,
+        non_negative_number,
+        positive_number,
         saturation_help,
     )
 
@@ -170,10 +172,14 @@ def register(subparsers: Any) -> None:
     )
     otf.add_argument(
         "--bead-diameter-nm",
-        type=float,
+        type=non_negative_number,
         default=100.0,
         metavar="NM",
-        help=default_is("bead diameter, nm: its blur is divided out of the OTF", "%(default)g"),
+        help=default_is(
+            "bead diameter, nm: its blur is divided out of the OTF (0: beads far below the "
+            "resolution, nothing divided out)",
+            "%(default)g",
+        ),
     )
     otf.add_argument(
         "--saturation-adu",
@@ -201,18 +207,24 @@ def register(subparsers: Any) -> None:
     }
     for q, source in ((pat, "what the raw files record, else the preset's"),
                       (otf, "the preset's")):  # fmt: skip
-        q.add_argument("--na", type=float, metavar="NA", help=default_is(NA_HELP, source))
+        q.add_argument("--na", type=positive_number, metavar="NA", help=default_is(NA_HELP, source))
         q.add_argument(
-            "--wavelength", type=float, metavar="NM", help=default_is(WAVELENGTH_HELP, source)
+            "--wavelength",
+            type=positive_number,
+            metavar="NM",
+            help=default_is(WAVELENGTH_HELP, source),
         )
         q.add_argument(
-            "--pixel-size", type=float, metavar="NM", help=default_is(PIXEL_SIZE_HELP, source)
+            "--pixel-size",
+            type=positive_number,
+            metavar="NM",
+            help=default_is(PIXEL_SIZE_HELP, source),
         )
         q.add_argument(
             "--offset",
             "--offset-adu",  # its first name; --offset as in scope reconstruct and scope batch
             dest="offset_adu",
-            type=float,
+            type=finite_number,
             metavar="ADU",
             help=default_is(
                 OFFSET_HELP,

@@ -143,6 +143,20 @@ def positive_number(text: str) -> float:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    """An argparse ``type``: a finite number, 0 or more (a bead diameter: 0 for point-like).
+
+    Examples
+    --------
+    >>> non_negative_number("0")
+    0.0
+    """
+    value = finite_number(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of 0 or more")
+    return value
+
+
 def probability(text: str) -> float:
     """An argparse ``type``: a probability, 0 to 1.
 
