@@ -689,6 +689,8 @@ def _slope_correction(
         z_second = fit.amplitudes(fit.whole - sums_first)  # the sums add up over the halves
         dphi = float(np.angle(np.sum(z_second * np.conj(z_first))))
         distance_px = fit.centre_px(*second)[axis] - fit.centre_px(*first)[axis]
+        if not distance_px > 0:
+            return None
         dk.append(dphi / (2 * math.pi * distance_px * setup.pixel_size_um))
         if abs(dk[-1]) > 0.25 / (n_px * setup.pixel_size_um):
             return None
