@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,14 @@ def finite_number(text: str) -> float:
     return value
 
 
+def _number_in_range(text: str, inside: Callable[[float], bool], expected: str) -> float:
+    """``finite_number(text)``, refused with ``give <expected>`` unless ``inside(value)``."""
+    value = finite_number(text)
+    if not inside(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give {expected}")
+    return value
+
+
 def positive_number(text: str) -> float:
     """An argparse ``type``: a finite number above zero (exposures, photons, lengths).
 
@@ -137,10 +145,7 @@ def positive_number(text: str) -> float:
     >>> positive_number("2.5")
     2.5
     """
-    value = finite_number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
-    return value
+    return _number_in_range(text, lambda v: v > 0, "a number above 0")
 
 
 def non_negative_number(text: str) -> float:
@@ -151,10 +156,7 @@ def non_negative_number(text: str) -> float:
     >>> non_negative_number("0")
     0.0
     """
-    value = finite_number(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of 0 or more")
-    return value
+    return _number_in_range(text, lambda v: v >= 0, "a number of 0 or more")
 
 
 def probability(text: str) -> float:
@@ -165,10 +167,7 @@ def probability(text: str) -> float:
     >>> probability("0.05")
     0.05
     """
-    value = finite_number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a probability from 0 to 1")
-    return value
+    return _number_in_range(text, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
 
 
 class Count:
