@@ -22,20 +22,6 @@ from sim_cases import make_case
 BUDGET = Path(__file__).resolve().parents[1] / "hardware" / "presets" / "budget.toml"
 OPTICS = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
 
-#: every subcommand
-COMMANDS = (
-    "demo",
-    "acquire",
-    "reconstruct",
-    "plan",
-    "patterns",
-    "calibrate",
-    "batch",
-    "export-video",
-    "devices",
-    "view",
-)
-
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
@@ -47,10 +33,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     """Each owned (sub)subcommand's parser, with its name (``calibrate camera``)."""
     found = []
-    commands = _subparsers(build_parser())
-    for name in COMMANDS:
-        found.append((name, commands[name]))
-        for sub, parser in _subparsers(commands[name]).items():
+    for name, command in _subparsers(build_parser()).items():  # every subcommand registered
+        found.append((name, command))
+        for sub, parser in _subparsers(command).items():
             found.append((f"{name} {sub}", parser))
     return found
 

@@ -52,11 +52,9 @@ DEFAULTS = {
 
 def register(subparsers: Any) -> None:
     from scope.cli.parameter_flags import (
-        NA_HELP,
         PHASES_HELP,
-        PIXEL_SIZE_HELP,
-        WAVELENGTH_HELP,
         DegreesAction,
+        add_optics_flags,
         default_is,
         phases_count,
         positive_number,
@@ -169,27 +167,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="nominal pattern period at the sample, nm (default: the preset's, else 260)",
     )
-    p.add_argument(
-        "--na",
-        type=positive_number,
-        metavar="NA",
-        default=None,
-        help=default_is(NA_HELP, "the preset's, else 1.2"),
-    )
-    p.add_argument(
-        "--wavelength",
-        type=positive_number,
-        metavar="NM",
-        default=None,
-        help=default_is(WAVELENGTH_HELP, "the preset's, else 525"),
-    )
-    p.add_argument(
-        "--pixel-size",
-        type=positive_number,
-        metavar="NM",
-        default=None,
-        help=default_is(PIXEL_SIZE_HELP, "the preset's, else 65"),
-    )
+    add_optics_flags(p, "the preset's, else 1.2", "the preset's, else 525", "the preset's, else 65")
     p.add_argument(
         "--shape",
         type=int,

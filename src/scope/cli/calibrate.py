@@ -85,14 +85,14 @@ examples:
 
 def register(subparsers: Any) -> None:
     from scope.cli.parameter_flags import (
-        OFFSET_HELP,
         SETUP_PRESET_HELP,
         HelpFormatter,
+        add_offset_flag,
+        add_optics_flags,
         add_pattern_sequence_flags,
         default_is,
         finite_number,
         non_negative_number,
-        positive_number,
         saturation_help,
     )
 
@@ -207,29 +207,11 @@ def register(subparsers: Any) -> None:
     }
     for q, source in ((pat, "what the raw files record, else the preset's"),
                       (otf, "the preset's")):  # fmt: skip
-        q.add_argument("--na", type=positive_number, metavar="NA", help=default_is(NA_HELP, source))
-        q.add_argument(
-            "--wavelength",
-            type=positive_number,
-            metavar="NM",
-            help=default_is(WAVELENGTH_HELP, source),
-        )
-        q.add_argument(
-            "--pixel-size",
-            type=positive_number,
-            metavar="NM",
-            help=default_is(PIXEL_SIZE_HELP, source),
-        )
-        q.add_argument(
-            "--offset",
-            "--offset-adu",  # its first name; --offset as in scope reconstruct and scope batch
+        add_optics_flags(q, source, source, source)
+        add_offset_flag(
+            q,
+            f"the preset's [calibration.camera] offset_adu, else {offset_unknown[q]}",
             dest="offset_adu",
-            type=finite_number,
-            metavar="ADU",
-            help=default_is(
-                OFFSET_HELP,
-                f"the preset's [calibration.camera] offset_adu, else {offset_unknown[q]}",
-            ),
         )
     p.set_defaults(func=run)
 

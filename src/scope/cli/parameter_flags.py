@@ -342,6 +342,39 @@ def add_prior_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, source
     )
 
 
+def add_optics_flags(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    na_from: str,
+    wavelength_from: str,
+    pixel_size_from: str,
+) -> None:
+    """``--na``, ``--wavelength`` and ``--pixel-size`` of one optical setup, positive numbers
+    (default None); ``*_from``: where each comes from when not given, for the help."""
+    for flag, metavar, text, source in (
+        ("--na", "NA", NA_HELP, na_from),
+        ("--wavelength", "NM", WAVELENGTH_HELP, wavelength_from),
+        ("--pixel-size", "NM", PIXEL_SIZE_HELP, pixel_size_from),
+    ):
+        p.add_argument(
+            flag, type=positive_number, metavar=metavar, default=None, help=default_is(text, source)
+        )
+
+
+def add_offset_flag(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, source: str, dest: str = "offset"
+) -> None:
+    """``--offset`` (also ``--offset-adu``, the preset's key and scope calibrate's first name
+    for it): the camera offset in ADU; ``source``: where it comes from when not given."""
+    p.add_argument(
+        "--offset",
+        "--offset-adu",
+        dest=dest,
+        type=finite_number,
+        metavar="ADU",
+        help=default_is(OFFSET_HELP, source),
+    )
+
+
 def add_parameter_flags(p: argparse.ArgumentParser, *, preset: bool = False) -> None:
     """Add the shared flags to ``p`` (all optional, default None).
 
@@ -375,17 +408,10 @@ def add_parameter_flags(p: argparse.ArgumentParser, *, preset: bool = False) -> 
         help=default_is(IMMERSION_HELP, f"{src}{DEFAULT_IMMERSION}, oil"),
     )
     offset_from = "the preset's [reconstruction] or [calibration.camera] offset_adu, else "
-    p.add_argument(
-        "--offset",
-        "--offset-adu",  # the preset's key, and scope calibrate's flag before it was --offset
-        dest="offset",
-        type=finite_number,
-        metavar="ADU",
-        help=default_is(
-            OFFSET_HELP,
-            f"{offset_from if preset else ''}estimated from each set's darkest values, the 0.5th "
-            "percentile of its first frame",
-        ),
+    add_offset_flag(
+        p,
+        f"{offset_from if preset else ''}estimated from each set's darkest values, the 0.5th "
+        "percentile of its first frame",
     )
     add_pattern_sequence_flags(p, prior=True, preset=preset)
     p.add_argument(
