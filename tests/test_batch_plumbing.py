@@ -385,14 +385,12 @@ def test_calibrated_pattern_wins_over_the_nominal_pattern(tmp_path, caplog):
 
 def test_preset_comments_name_only_commands_that_take_a_preset():
     """A preset's "Used by ..." sentence names commands a user can hand the preset to."""
-    import argparse
     import re
 
     from scope.batch.config import preset_dirs
-    from scope.cli import build_parser
+    from scope.cli import build_parser, subcommands
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = subcommands(build_parser())
     presets = sorted({p for d in preset_dirs() if d.is_dir() for p in d.glob("*.toml")})
     assert presets
     for path in presets:
@@ -403,7 +401,7 @@ def test_preset_comments_name_only_commands_that_take_a_preset():
         if used_by is None:
             continue
         for command in re.findall(r"`scope ([\w-]+)", used_by.group(1)):
-            options = commands.choices[command]._option_string_actions
+            options = commands[command]._option_string_actions
             assert "--preset" in options, f"{path.name}: `scope {command}` takes no --preset"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from scope.cli import build_parser, main, parse
+from scope.cli import build_parser, main, parse, subcommands
 from scope.cli import parameter_flags as flags
 from sim_cases import make_case
 
@@ -23,19 +23,12 @@ BUDGET = Path(__file__).resolve().parents[1] / "hardware" / "presets" / "budget.
 OPTICS = ["--na", "1.2", "--wavelength", "525", "--pixel-size", "65"]
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     """Each owned (sub)subcommand's parser, with its name (``calibrate camera``)."""
     found = []
-    for name, command in _subparsers(build_parser()).items():  # every subcommand registered
+    for name, command in subcommands(build_parser()).items():  # every subcommand registered
         found.append((name, command))
-        for sub, parser in _subparsers(command).items():
+        for sub, parser in subcommands(command).items():
             found.append((f"{name} {sub}", parser))
     return found
 

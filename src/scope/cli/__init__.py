@@ -82,13 +82,19 @@ def add_verbosity_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """``parser``'s subcommands by name (aliases included); empty when it has none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """Every parser below ``parser`` (subcommands and theirs: ``scope calibrate camera``)."""
     found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command in dict.fromkeys(action.choices.values()):  # aliases: once
-                found += [command, *_subcommand_parsers(command)]
+    for command in dict.fromkeys(subcommands(parser).values()):  # aliases: once
+        found += [command, *_subcommand_parsers(command)]
     return found
 
 
@@ -99,12 +105,9 @@ def _named_command(
     where its own words start (``parser`` and 0 when they name none)."""
     command, start = parser, 0
     while True:
-        choices = next(
-            (a.choices for a in command._actions if isinstance(a, argparse._SubParsersAction)),
-            None,
-        )
+        choices = subcommands(command)
         i = next((i for i in range(start, len(words)) if not words[i].startswith("-")), None)
-        if choices is None or i is None or words[i] not in choices:
+        if i is None or words[i] not in choices:
             return command, start
         command, start = choices[words[i]], i + 1
 
