@@ -134,7 +134,6 @@ class _Spectra:
 
     frames_ft: Any  # (n_phases, Y, X) complex
     frames_tapered: Any  # (n_phases, Y, X) real, tapered
-    mean_taper_ft: Any  # FFT of (global mean x taper): the constant part of every frame
     otf: Any  # (Y, X) real: OTF x pixel transfer
     noise_power: float  # noise power per Fourier pixel of one frame
     overlap: Any  # (Y, X): sum_k H(k)^2 H(k - p)^2 for every integer shift p
@@ -464,7 +463,6 @@ def _estimate_parameters(
     # robust (it dominates the correlation of each frame with the shifted 0 order)
     frames_tapered = frames * taper
     frames_ft = be.fft.fft2(frames_tapered)
-    mean_taper_ft = be.fft.fft2(frames.mean() * taper)
     h = _otf_grid(shape, setup, otf, xp)
     noise = _noise_power(frames_ft, setup, otf, xp)
     # OTF overlap of two orders for every shift; random phases in the overlap add up to its
@@ -479,7 +477,6 @@ def _estimate_parameters(
         spec = _Spectra(
             frames_ft[sl],
             frames_tapered[sl],
-            mean_taper_ft,
             h,
             noise,
             overlap,
@@ -809,11 +806,10 @@ def _estimate_angle(
 
     # 5. modulation depth from the overlap of the +1 order with the shifted 0 order
     sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
-    # the constant part (background, mean) is removed from the 0 order: through the taper its
-    # spectrum leaks beyond the excluded disc around DC and would lower the modulation
-    c0 = _combine(sep[0], spec.frames_ft) - spec.mean_taper_ft
     c1 = _combine(sep[1], spec.frames_ft)
     hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+    # the constant part (background, mean) is removed from the 0 order: through the taper its
+    # spectrum leaks beyond the excluded disc around DC and would lower the modulation
     c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
     y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
     x_ = c1 * hs  # C+(k) H(k - p)
