@@ -170,6 +170,33 @@ def phase_step_errors(estimated, truth) -> np.ndarray:
     return np.abs(np.angle(np.exp(1j * (steps_e - steps_t))))
 
 
+def phase_errors_at_centre(estimated, truth, shape: tuple[int, int]) -> np.ndarray:
+    """Each frame's phase error at the centre of a ``shape`` field (wrapped; k and -k
+    reconciled): the phase the pattern has where the fit weighs most, free of the lever arm by
+    which a carrier error moves the phase quoted at pixel (0, 0)."""
+    est = np.asarray(estimated.phases_rad)
+    k_est = np.asarray(estimated.k_per_um)
+    if abs((estimated.angle_deg - truth.angle_deg + 180) % 360 - 180) > 90:
+        est, k_est = -est, -k_est
+    centre_um = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2]) * SETUP.pixel_size_um
+    est_c = est + 2 * np.pi * float(k_est @ centre_um)
+    tru_c = np.asarray(truth.phases_rad) + 2 * np.pi * float(np.asarray(truth.k_per_um) @ centre_um)
+    return np.angle(np.exp(1j * (est_c - tru_c)))
+
+
+def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:
+    """Another noise draw of ``case``'s raw frames (same sample, same pattern)."""
+    return simulate_raw(
+        case.ground_truth,
+        case.truth,
+        SETUP,
+        photons_peak=photons,
+        background_photons=BACKGROUND * photons,
+        offset_adu=OFFSET,
+        rng=rng,
+    )
+
+
 def bright_set(seed: int, bit_depth: int) -> tuple[np.ndarray, np.ndarray]:
     """One SIM set exposed so that its brightest structures pass a 12-bit camera's full
     scale: (frames as the camera delivers them, the same noise draw before clipping)."""

@@ -30,6 +30,10 @@ CASES = {
     "bleaching_series.py": (["--seeds", "1"], "| 0 | following the light |"),
     "camera_defects.py": ([], "finding defects in a 9 x 512 x 512 set"),
     "controller_timing.py": ([], "state machine (CPython)"),
+    "estimation_accuracy.py": (
+        ["--seeds", "1", "--draws", "1", "--photons", "60"],
+        "| 0 order not denoised |",
+    ),
     "export_encode.py": (["--seconds", "3"], "render + encode"),
     "live_sim_napari.py": (["--seconds", "1", "--size", "64"], '"stop_s"'),
     "pattern_distortion.py": (["--sizes", "256"], "| 256 | 2 % |"),
