@@ -13,6 +13,29 @@ import pytest
 from scope.acquisition.writer import read_acquisition
 
 _MAIN = "import sys; from scope.cli import main; sys.exit(main(sys.argv[1:]))"
+# a run that is sent signals: SIGUSR1 makes it print every thread's stack (see _finish)
+_MAIN_DUMPABLE = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    + _MAIN
+)
+
+
+def _finish(proc: subprocess.Popen, timeout_s: float) -> tuple[str, str]:
+    """(stdout, stderr) of a run started with ``_MAIN_DUMPABLE``; one that does not end in
+    ``timeout_s`` fails the test with every thread's stack (where it hangs), then is killed."""
+    import signal
+    import time
+
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(
+            f"the run did not end within {timeout_s} s; its stderr and threads:\n{err[-8000:]}"
+        )
 
 
 def _scope(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -162,7 +185,7 @@ def test_ctrl_c_leaves_a_readable_file_and_the_light_off(tmp_path):
 
     out = tmp_path / "interrupted.zarr"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _MAIN, "acquire", "--sets", "0", "-o", str(out),
+        [sys.executable, "-c", _MAIN_DUMPABLE, "acquire", "--sets", "0", "-o", str(out),
          "--shape", "64", "64", "--exposure-ms", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -175,7 +198,7 @@ def test_ctrl_c_leaves_a_readable_file_and_the_light_off(tmp_path):
         except Exception:  # not created yet
             continue
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = _finish(proc, 60)
     assert proc.returncode == 130, err
     assert "light off (SAFE sent)" in err
     frames, table, meta = read_acquisition(out)
@@ -247,7 +270,8 @@ def _start_until_frames(out, *extra, n_frames=30):
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", _MAIN, "acquire", "--sets", "0", "-o", str(out), *_TIMING, *extra],
+        [sys.executable, "-c", _MAIN_DUMPABLE, "acquire", "--sets", "0", "-o", str(out), *_TIMING,
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -275,7 +299,7 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path, name, reason):
     out = tmp_path / "term.ome.tif"
     proc = _start_until_frames(out)
     proc.send_signal(sig)
-    stdout, err = proc.communicate(timeout=60)
+    stdout, err = _finish(proc, 60)
     assert proc.returncode == 128 + sig, err
     assert "light off (SAFE sent)" in err
     assert err.strip().endswith(f"scope acquire: {reason}")
@@ -300,7 +324,7 @@ def test_ctrl_c_during_cleanup_still_closes_the_file_and_sends_safe(tmp_path):
             break
         proc.send_signal(signal.SIGINT)
         time.sleep(0.02)
-    _, err = proc.communicate(timeout=60)
+    _, err = _finish(proc, 60)
     assert proc.returncode == 130, err
     assert "light off (SAFE sent)" in err
     for noise in ("Traceback", "Task was destroyed", "cannot schedule new futures"):
@@ -321,7 +345,7 @@ def test_ctrl_c_ends_a_sets_0_run_and_reconstructs_it(tmp_path):
     out = tmp_path / "day.1.zarr"
     proc = _start_until_frames(out, "--reconstruct", "--sample", "beads", n_frames=40)
     proc.send_signal(signal.SIGINT)
-    stdout, err = proc.communicate(timeout=120)
+    stdout, err = _finish(proc, 120)
     assert proc.returncode == 130, err
     valid = int(re.search(r"(\d+) valid / \d+ invalid sets", stdout).group(1))
     assert valid >= 4
@@ -337,7 +361,7 @@ def test_sigterm_skips_the_reconstruction_and_says_how(tmp_path):
     out = tmp_path / "t.zarr"
     proc = _start_until_frames(out, "--reconstruct")
     proc.send_signal(signal.SIGTERM)
-    stdout, err = proc.communicate(timeout=60)
+    stdout, err = _finish(proc, 60)
     assert proc.returncode == 143, err
     assert f"reconstruction skipped (SIGTERM); to run it: scope reconstruct {out} -o " in stdout
     assert not (tmp_path / "t.sim.ome.tif").exists()
