@@ -196,9 +196,17 @@ def test_a_file_without_pixel_size_asks_for_it_and_the_layers_follow(
     assert sim.metadata["pixel_size_nm"] == 32.5 and wf.metadata["pixel_size_nm"] == 65.0
 
 
+def _camera(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9 (``viewer.camera`` is
+    deprecated there), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if hasattr(scene, "camera") else viewer.camera
+
+
 def _framed(viewer) -> tuple[float, np.ndarray]:
     """The camera's zoom and its (y, x) centre."""
-    return float(viewer.camera.zoom), np.asarray(viewer.camera.center[-2:], float)
+    camera = _camera(viewer)
+    return float(camera.zoom), np.asarray(camera.center[-2:], float)
 
 
 def test_a_pixel_size_entered_reframes_the_view(make_napari_viewer, tmp_path):
@@ -228,7 +236,7 @@ def test_a_pixel_size_entered_reframes_the_view(make_napari_viewer, tmp_path):
     assert _framed(viewer)[0] == pytest.approx(zoom)
     np.testing.assert_allclose(_framed(viewer)[1], centre)
 
-    viewer.camera.zoom = 2 * zoom  # the user zooms in; edits of other fields keep it
+    _camera(viewer).zoom = 2 * zoom  # the user zooms in; edits of other fields keep it
     widget.na.setValue(1.25)
     widget.wavelength.setValue(600.0)
     assert widget.status.text() == ""  # nothing left unstated
