@@ -474,6 +474,9 @@ def _estimate_parameters(
     # square root, far larger for small shifts than for the carrier's
     overlap = xp.real(be.fft.fft2(xp.abs(be.fft.ifft2(h * h)) ** 2))
     mean_value = float(_to_np(frames.mean()))
+    # each angle's mean frame (Fourier): the 0 order, plus what non-equidistant phase steps
+    # leave of its own +-1 orders
+    angle_means = frames_ft.reshape(n_angles, n_phases, *shape).mean(axis=1)
     angles: list[Any] = [None] * n_angles
     held = [_HeldLog() for _ in range(n_angles)]
 
@@ -491,10 +494,7 @@ def _estimate_parameters(
         # the 0 order seen by the other angles: the same widefield image, free of this angle's
         # +-1 orders whatever its phases are
         others = [b for b in range(n_angles) if b != a]
-        widefield_others = xp.mean(
-            xp.stack([frames_ft[b * n_phases : (b + 1) * n_phases].mean(axis=0) for b in others]),
-            axis=0,
-        )
+        widefield_others = angle_means[others].mean(axis=0)
         prior_a = prior.angles[a] if prior is not None else None
         angles[a] = _estimate_angle(
             spec,
