@@ -23,6 +23,7 @@ from scope.sim.samples import make_sample
 
 SETUP = OpticalSetup(na=1.2, wavelength_nm=525, pixel_size_nm=65)
 OFFSET = 100.0
+READ_NOISE_E = 1.5  # the simulated camera's read noise, electrons
 BACKGROUND = 30.0 / 400.0  # unmodulated background per pixel, as a fraction of the peak
 
 
@@ -62,6 +63,7 @@ def make_case(
         SETUP,
         photons_peak=photons,
         background_photons=BACKGROUND * photons,
+        read_noise_e=READ_NOISE_E,
         offset_adu=OFFSET,
         rng=rng,
     )
@@ -192,6 +194,7 @@ def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:
         SETUP,
         photons_peak=photons,
         background_photons=BACKGROUND * photons,
+        read_noise_e=READ_NOISE_E,
         offset_adu=OFFSET,
         rng=rng,
     )
@@ -203,7 +206,7 @@ def bright_set(seed: int, bit_depth: int) -> tuple[np.ndarray, np.ndarray]:
     case = make_case(seed, size=128, photons=400)
     signal = (case.raw - OFFSET).clip(0)
     expected = signal * (4000 / np.quantile(signal, 0.99))  # ~1 % of the values pass 4095
-    kwargs = {"offset_adu": OFFSET, "read_noise_e": 1.5}
+    kwargs = {"offset_adu": OFFSET, "read_noise_e": READ_NOISE_E}
     unclipped = add_camera_noise(expected, rng=seed, bit_depth=16, **kwargs)
     frames = add_camera_noise(expected, rng=seed, bit_depth=bit_depth, **kwargs)
     return frames.astype(np.uint16), unclipped

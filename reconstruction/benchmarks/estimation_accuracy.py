@@ -33,6 +33,7 @@ from scope.sim.forward import SIMForwardModel
 from sim_cases import (
     BACKGROUND,
     OFFSET,
+    READ_NOISE_E,
     SETUP,
     angle_error_deg,
     make_case,
@@ -40,7 +41,6 @@ from sim_cases import (
     redraw_noise,
 )
 
-READ_NOISE_E = 1.5  # the simulated camera's (sim_cases)
 VARIANTS = {
     "default": EstimationSettings(),
     "0 order not denoised": EstimationSettings(denoise_zero_order=False),

@@ -47,9 +47,7 @@ from scope.sim.reconstruct import (
     SIMReconstructor,
 )
 from scope.sim.spectral import freq_grid, radius
-from sim_cases import MARGIN, OFFSET, SETUP, evaluate, ideal_target, make_case
-
-READ_NOISE_E = 1.5  # the simulated camera's (sim_cases)
+from sim_cases import MARGIN, OFFSET, READ_NOISE_E, SETUP, evaluate, ideal_target, make_case
 
 
 @dataclass(frozen=True)
