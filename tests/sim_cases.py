@@ -57,8 +57,13 @@ def make_case(
     )
     truth = random_phase_errors(nominal, 0.15, rng)
     gt = make_sample((2 * size, 2 * size), kind, seed=seed) if sample is None else sample
-    raw = simulate_raw(
-        gt,
+    return Case(_camera_frames(gt, truth, photons, rng), truth, gt)
+
+
+def _camera_frames(ground_truth, truth: SIMParameters, photons: float, rng) -> np.ndarray:
+    """The acceptance case's camera (background, read noise, offset) recording a sample."""
+    return simulate_raw(
+        ground_truth,
         truth,
         SETUP,
         photons_peak=photons,
@@ -67,7 +72,6 @@ def make_case(
         offset_adu=OFFSET,
         rng=rng,
     )
-    return Case(raw, truth, gt)
 
 
 def ideal_target(ground_truth: np.ndarray, params: SIMParameters) -> np.ndarray:
@@ -188,16 +192,7 @@ def phase_errors_at_centre(estimated, truth, shape: tuple[int, int]) -> np.ndarr
 
 def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:
     """Another noise draw of ``case``'s raw frames (same sample, same pattern)."""
-    return simulate_raw(
-        case.ground_truth,
-        case.truth,
-        SETUP,
-        photons_peak=photons,
-        background_photons=BACKGROUND * photons,
-        read_noise_e=READ_NOISE_E,
-        offset_adu=OFFSET,
-        rng=rng,
-    )
+    return _camera_frames(case.ground_truth, case.truth, photons, rng)
 
 
 def bright_set(seed: int, bit_depth: int) -> tuple[np.ndarray, np.ndarray]:
