@@ -165,29 +165,31 @@ def angle_error_deg(a: float, b: float) -> float:
     return abs((a - b + 90.0) % 180.0 - 90.0)
 
 
-def phase_step_errors(estimated, truth) -> np.ndarray:
-    """Errors of the phase steps (phi_n - phi_0), wrapped, with k and -k reconciled."""
-    est = np.asarray(estimated.phases_rad)
-    tru = np.asarray(truth.phases_rad)
-    if abs((estimated.angle_deg - truth.angle_deg + 180) % 360 - 180) > 90:
-        est = -est  # the same pattern described by -k has negated phases
-    steps_e = np.angle(np.exp(1j * (est - est[0])))
-    steps_t = np.angle(np.exp(1j * (tru - tru[0])))
-    return np.abs(np.angle(np.exp(1j * (steps_e - steps_t))))
-
-
-def phase_errors_at_centre(estimated, truth, shape: tuple[int, int]) -> np.ndarray:
-    """Each frame's phase error at the centre of a ``shape`` field (wrapped; k and -k
-    reconciled): the phase the pattern has where the fit weighs most, free of the lever arm by
-    which a carrier error moves the phase quoted at pixel (0, 0)."""
+def phase_errors(estimated, truth, at_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Each frame's phase error, wrapped, at the pixel position ``at_px`` = (y, x) (the phases
+    are quoted at pixel (0, 0)); k and -k reconciled: the same pattern described by -k has
+    negated phases."""
     est = np.asarray(estimated.phases_rad)
     k_est = np.asarray(estimated.k_per_um)
     if abs((estimated.angle_deg - truth.angle_deg + 180) % 360 - 180) > 90:
         est, k_est = -est, -k_est
-    centre_um = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2]) * SETUP.pixel_size_um
-    est_c = est + 2 * np.pi * float(k_est @ centre_um)
-    tru_c = np.asarray(truth.phases_rad) + 2 * np.pi * float(np.asarray(truth.k_per_um) @ centre_um)
-    return np.angle(np.exp(1j * (est_c - tru_c)))
+    at_um = np.array([at_px[1], at_px[0]]) * SETUP.pixel_size_um  # (x, y), as k is (kx, ky)
+    est_at = est + 2 * np.pi * float(k_est @ at_um)
+    tru_at = np.asarray(truth.phases_rad) + 2 * np.pi * float(np.asarray(truth.k_per_um) @ at_um)
+    return np.angle(np.exp(1j * (est_at - tru_at)))
+
+
+def phase_step_errors(estimated, truth) -> np.ndarray:
+    """Errors of the phase steps (phi_n - phi_0), wrapped, with k and -k reconciled."""
+    err = phase_errors(estimated, truth)
+    return np.abs(np.angle(np.exp(1j * (err - err[0]))))
+
+
+def phase_errors_at_centre(estimated, truth, shape: tuple[int, int]) -> np.ndarray:
+    """Each frame's phase error at the centre of a ``shape`` field (see :func:`phase_errors`):
+    the phase the pattern has where the fit weighs most, free of the lever arm by which a
+    carrier error moves the phase quoted at pixel (0, 0)."""
+    return phase_errors(estimated, truth, ((shape[0] - 1) / 2, (shape[1] - 1) / 2))
 
 
 def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from sim_cases import (
     SETUP,
     angle_error_deg,
     make_case,
+    phase_errors,
     phase_errors_at_centre,
     phase_step_errors,
     redraw_noise,
@@ -45,13 +46,6 @@ def test_angles_and_periods_are_accurate(estimates):
     assert worst_period < 0.002, f"period error {100 * worst_period:.3f} %"
 
 
-def _absolute_phase_error(est, truth) -> float:
-    """Largest error of a frame's phase itself (not of its step): what places the ±1 orders."""
-    flip = abs((est.angle_deg - truth.angle_deg + 180) % 360 - 180) > 90
-    phases = -np.asarray(est.phases_rad) if flip else np.asarray(est.phases_rad)
-    return float(np.abs(np.angle(np.exp(1j * (phases - np.asarray(truth.phases_rad))))).max())
-
-
 @pytest.mark.parametrize("slope_correction", [True, False])
 def test_the_phase_slope_takes_out_what_the_sample_does_to_the_carrier(slope_correction):
     """Nearly without noise (5000 photons peak) the carrier refined from the cross-correlation
@@ -67,7 +61,8 @@ def test_the_phase_slope_takes_out_what_the_sample_does_to_the_carrier(slope_cor
         for e, t in zip(est.angles, case.truth.angles):
             angle = max(angle, angle_error_deg(e.angle_deg, t.angle_deg))
             period = max(period, abs(e.period_nm / t.period_nm - 1))
-            phase = max(phase, _absolute_phase_error(e, t))
+            # a frame's phase itself (not its step): what places the ±1 orders
+            phase = max(phase, float(np.abs(phase_errors(e, t)).max()))
     within = angle < 0.01 and period < 2e-4 and phase < 0.06
     assert within == slope_correction, (angle, 100 * period, phase)
 
