@@ -40,13 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from scope.sim import metrics
 from scope.sim.estimate import estimate_parameters
 from scope.sim.forward import SIMForwardModel, pattern_image
-from scope.sim.reconstruct import (
-    FIT_HIGH,
-    FIT_LOW,
-    NoiseModel,
-    SIMReconstructor,
-)
-from scope.sim.spectral import freq_grid, radius
+from scope.sim.reconstruct import NoiseModel, SIMReconstructor
+from scope.sim.spectral import FIT_HIGH, FIT_LOW, freq_grid, radius
 from sim_cases import MARGIN, OFFSET, READ_NOISE_E, SETUP, evaluate, ideal_target, make_case
 
 

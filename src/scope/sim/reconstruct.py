@@ -82,15 +82,11 @@ from scope.sim.spectral import (
     pixel_coordinates_um,
     plane_wave,
     radius,
+    sample_power_law,
     separation_matrix,
 )
 
 log = logging.getLogger(__name__)
-
-#: band of the widefield spectrum (fractions of the cutoff) where the sample's power law is fitted:
-#: its upper part, nearest to the frequencies where the fit is extrapolated (a diffuse
-#: background steepens the spectrum at low frequencies and would under-weight fine detail)
-FIT_LOW, FIT_HIGH = 0.3, 0.85
 
 #: frames of the first set brighter or dimmer than the set's mean by more than this switch on
 #: frame equalisation (``ReconstructionSettings.equalize_frames=None``). The sample's own
@@ -683,26 +679,12 @@ class SIMReconstructor:
         # sample power from the widefield (mean of all frames): |C0|^2 = |S|^2 H^2 + noise/N
         wf = spec.mean(axis=0)
         h = self._transfer(kx_r, ky_r)
-        band = (k > FIT_LOW * fc) & (k < FIT_HIGH * fc) & (h > 0.08)
-        ps = (xp.abs(wf) ** 2 - noise / frames.shape[0]) / xp.maximum(h * h, 1e-6)
-        kk = _to_np(k[band]).ravel()
-        pp = _to_np(ps[band]).ravel()
-        # radial bins, median (robust to the carrier peaks), then a log-log line fit
-        edges = np.linspace(kk.min(), kk.max(), 25)
-        idx = np.digitize(kk, edges)
-        lk, lp = [], []
-        for i in range(1, len(edges)):
-            sel = (idx == i) & (pp > 0)
-            if sel.sum() > 8:
-                lk.append(np.log(np.median(kk[sel])))
-                lp.append(np.log(np.median(pp[sel])))
-        if len(lk) < 4:
+        fitted = sample_power_law(wf, noise / frames.shape[0], h, k, fc, xp)
+        if fitted is None:
             log.warning("sample spectrum could not be fitted; using a 1/k^2 model")
-            slope, intercept = -2.0, math.log(max(noise, 1.0) * 100)
+            amplitude, exponent = max(noise, 1.0) * 100, 2.0
         else:
-            slope, intercept = np.polyfit(lk, lp, 1)
-        exponent = float(np.clip(-slope, 0.5, 4.0))
-        amplitude = float(math.exp(intercept))
+            amplitude, exponent = fitted
         model = NoiseModel(noise_power=noise, amplitude=amplitude, exponent=exponent)
         log.debug("noise model: %s", model)
         return model

@@ -206,6 +206,48 @@ def separation_matrix(phases_rad: Any) -> np.ndarray:
     return np.linalg.pinv(m)
 
 
+#: band of a widefield spectrum (fractions of the cutoff) where the sample's power law is fitted:
+#: its upper part, nearest to the frequencies where the fit is extrapolated (a diffuse
+#: background steepens the spectrum at low frequencies and would under-weight fine detail)
+FIT_LOW, FIT_HIGH = 0.3, 0.85
+
+
+def sample_power_law(
+    spectrum: Any,
+    noise_power: float,
+    transfer: Any,
+    k_per_um: Any,
+    cutoff_per_um: float,
+    xp: Any = np,
+) -> tuple[float, float] | None:
+    """``(amplitude, exponent)`` of the sample's power spectrum ``amplitude * k**-exponent``.
+
+    From a widefield spectrum ``|C0|^2 = |S|^2 H^2 + noise`` (``noise_power`` the white noise
+    per Fourier pixel of ``spectrum``, ``transfer`` H on the same grid as ``k_per_um``): the
+    median of ``(|C0|^2 - noise) / H^2`` in radial bins of the band ``FIT_LOW..FIT_HIGH`` of the
+    cutoff where H > 0.08 (medians: robust to carrier peaks), then a line in log-log. The
+    exponent is clipped to [0.5, 4]. None when fewer than 4 bins hold signal.
+    """
+    fc = cutoff_per_um
+    band = (k_per_um > FIT_LOW * fc) & (k_per_um < FIT_HIGH * fc) & (transfer > 0.08)
+    ps = (xp.abs(spectrum) ** 2 - noise_power) / xp.maximum(transfer * transfer, 1e-6)
+    kk, pp = (a.get() if hasattr(a, "get") else np.asarray(a) for a in (k_per_um[band], ps[band]))
+    if kk.size == 0:
+        return None
+    edges = np.linspace(kk.min(), kk.max(), 25)
+    idx = np.digitize(kk, edges)
+    lk, lp = [], []
+    for i in range(1, len(edges)):
+        sel = (idx == i) & (pp > 0)
+        if sel.sum() > 8:
+            lk.append(np.log(np.median(kk[sel])))
+            lp.append(np.log(np.median(pp[sel])))
+    if len(lk) < 4:
+        return None
+    slope, intercept = np.polyfit(lk, lp, 1)
+    return float(np.exp(intercept)), float(np.clip(-slope, 0.5, 4.0))
+
+
 def out_of_band_power(
     spectra: Any, k_per_um: Any, cutoff_per_um: float, xp: Any = np
 ) -> float | None:
