@@ -32,7 +32,7 @@ CASES = {
     "controller_timing.py": ([], "state machine (CPython)"),
     "estimation_accuracy.py": (
         ["--seeds", "1", "--draws", "1", "--photons", "60"],
-        "| 0 order not denoised |",
+        "| unweighted fit (before) |",
     ),
     "export_encode.py": (["--seconds", "3"], "render + encode"),
     "live_sim_napari.py": (["--seconds", "1", "--size", "64"], '"stop_s"'),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -97,12 +98,26 @@ def _frame_phase_scatter(settings: EstimationSettings, photons: float = 60.0) ->
 def test_the_zero_order_subtracted_denoised_steadies_the_phases():
     """The 0 order subtracted from every frame in the phase fit comes from the other angles'
     frames with their noise; as its Wiener estimate it leaves less of that noise in the fits.
-    Measured at 60 photons (reconstruction/benchmarks/estimation_accuracy.py, 5 seeds x 8
-    draws): 0.0249 rad against 0.0271 without; the shot-noise bound with the sample known is
-    0.0127 rad."""
-    denoised = _frame_phase_scatter(EstimationSettings())
-    plain = _frame_phase_scatter(EstimationSettings(denoise_zero_order=False))
+    Measured at 60 photons with the unweighted fit (reconstruction/benchmarks/
+    estimation_accuracy.py, 5 seeds x 8 draws): 0.0249 rad against 0.0271 without; here
+    0.0275 against 0.0292. The shot-noise bound with the sample known is 0.0127 rad."""
+    unweighted = EstimationSettings(weighted_phase_fit=False)
+    denoised = _frame_phase_scatter(unweighted)
+    plain = _frame_phase_scatter(replace(unweighted, denoise_zero_order=False))
     assert denoised < 0.03 and denoised < 0.97 * plain, (denoised, plain)
+
+
+@pytest.mark.parametrize(("photons", "ratio"), [(400.0, 0.95), (2000.0, 0.85)])
+def test_the_fit_weighted_for_its_own_error_steadies_the_phases(photons, ratio):
+    """Weighting each frequency of the phase fit by the inverse of its error variance (the
+    noise, and the template's own error: its noise in the band, the sample it cannot know
+    beyond it) against the unweighted fit with a fixed-regulariser template. Measured here
+    (5 seeds x 4 draws): 0.0107 against 0.0117 rad at 400 photons, 0.0071 against 0.0090 at
+    2000 (at 60: 0.0258 against 0.0275). The carriers do not change (their slope correction
+    reads the unweighted fit)."""
+    weighted = _frame_phase_scatter(EstimationSettings(), photons)
+    unweighted = _frame_phase_scatter(EstimationSettings(weighted_phase_fit=False), photons)
+    assert weighted < ratio * unweighted, (weighted, unweighted)
 
 
 def test_modulation_is_accurate(estimates):

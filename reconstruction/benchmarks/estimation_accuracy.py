@@ -43,7 +43,10 @@ from sim_cases import (
 
 VARIANTS = {
     "default": EstimationSettings(),
-    "0 order not denoised": EstimationSettings(denoise_zero_order=False),
+    "unweighted fit (before)": EstimationSettings(weighted_phase_fit=False),
+    "unweighted, 0 order not denoised": EstimationSettings(
+        weighted_phase_fit=False, denoise_zero_order=False
+    ),
 }
 
 

@@ -23,7 +23,12 @@ For each pattern orientation the estimator
    by the sample's own spectrum in the orders' overlap (on the simulated acceptance cases
    0.01-0.02° and 0.03 % in period even without noise); the slope is not;
 5. fits the modulation depth from the ratio of the +1 order to the shifted 0 order in their
-   overlap, with the noise power of the 0 order subtracted.
+   overlap, with the noise power of the 0 order subtracted;
+6. fits the phases once more by least squares weighted, frequency by frequency, by the inverse
+   of the fit's own error variance (the frames' and the 0 order's noise, and the sample
+   template's error, which beyond the detection band is the sample's whole power), with the
+   template the MMSE estimate of the sample under its fitted power law (see
+   ``_PhaseTemplate``). The carrier keeps the unweighted fit's slope correction.
 
 Frames larger than ``EstimationSettings.max_size`` are estimated on their central region and
 the phases referred back to pixel (0, 0). The confidence of each carrier is its peak-to-noise
@@ -65,6 +70,7 @@ from scope.sim.spectral import (
     pixel_coordinates_um,
     plane_wave,
     radius,
+    sample_power_law,
     separation_matrix,
 )
 
@@ -108,7 +114,13 @@ class EstimationSettings:
         exponents help the simulations more (0.5: 0.005-0.008°) but drag one B-SIM period
         towards 1 % (0.92 % at 0.5, 1.66 % at 0).
     template_regularization : float
-        Wiener regulariser of the sample estimate that serves as the phase template.
+        Wiener regulariser of the sample estimate that serves as the phase template in the
+        unweighted fit (``weighted_phase_fit`` off, or no sample power law to be fitted).
+    template_regularization_floor : float
+        Least regulariser of the weighted fit's MMSE template (see :class:`_PhaseTemplate`).
+    weighted_phase_fit : bool
+        Fit the frame phases by least squares weighted by the fit's own error (see
+        :class:`_PhaseTemplate`; off: unweighted, with a fixed-regulariser template).
     taper_px : int or None
         Edge taper width (None: 1/16 of the smaller side).
     repair_defects : bool
@@ -129,6 +141,8 @@ class EstimationSettings:
     whitening: float = 1.0
     refine_whitening: float = 0.75
     template_regularization: float = 0.2
+    template_regularization_floor: float = 3e-3
+    weighted_phase_fit: bool = True
     taper_px: int | None = None
     repair_defects: bool = True
 
@@ -477,6 +491,13 @@ def _estimate_parameters(
     # each angle's mean frame (Fourier): the 0 order, plus what non-equidistant phase steps
     # leave of its own +-1 orders
     angle_means = frames_ft.reshape(n_angles, n_phases, *shape).mean(axis=1)
+    # the sample's power law, for the phase fit's weights (one sample: measured once)
+    sample_law = None
+    if settings.weighted_phase_fit:
+        ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+        sample_law = sample_power_law(
+            angle_means.mean(axis=0), noise / n_frames, h, radius(kx, ky, xp), otf.cutoff_per_um, xp
+        )
     angles: list[Any] = [None] * n_angles
     held = [_HeldLog() for _ in range(n_angles)]
 
@@ -500,6 +521,7 @@ def _estimate_parameters(
             spec,
             widefield_others,
             len(others) * n_phases,
+            sample_law,
             setup,
             otf,
             settings,
@@ -596,36 +618,104 @@ class _PhaseTemplate:
     of ``n_frames_others`` tapered frames) and is subtracted from every frame of this angle, so
     its noise enters every frame's fit. It is subtracted as its Wiener (MMSE) estimate: the
     noise is white, the signal falls off towards the cutoff (:func:`_zero_order_gain`).
-    Measured on the simulated acceptance case (``reconstruction/benchmarks/
-    estimation_accuracy.py``, 5 seeds x 8 noise draws): the frames' phase scatter falls from
-    0.0271 to 0.0249 rad at 60 photons and from 0.0127 to 0.0120 rad at 400 (the shot-noise
-    bounds with the sample known: 0.0127 and 0.0047 rad).
+
+    With ``EstimationSettings.weighted_phase_fit`` (the default) the fit is a weighted least
+    squares in Fourier space, each frequency weighted by the inverse of its error variance in
+    the model ``frame - 0 order = z c+ + z* c-``: the frame's noise, the subtracted 0 order's
+    noise, and ``|z|^2 H^2`` times the error of the sample estimate at the two shifted
+    frequencies ``k -+ p`` — its noise where it is known, the sample's whole power beyond the
+    detection band where the 0 order cannot know it. The sample is then the MMSE estimate
+    from the 0 order, ``H / (H^2 + max(N0 / P_S, floor))`` with the sample's power law ``P_S``
+    fitted to it (the floor stands for the 0 order's own model error: the taper's convolution,
+    which noise-free frames expose). The unweighted fit against a fixed-regulariser template
+    still gives the carrier's slope correction and the phases the modulation is measured
+    with (the weighted fit's slope reads the period worse), and is the whole fit without a
+    fitted power law or with the setting off. Measured on the simulated acceptance case
+    (``reconstruction/benchmarks/estimation_accuracy.py``, 5 seeds x 8 draws; RESULTS.md): the
+    frames' phase scatter falls from 0.0249 to 0.0234 rad at 60 photons, 0.0120 to 0.0110 at
+    400, 0.0084 to 0.0061 at 2000, and from 0.0078 to 0.0020 without noise.
     """
 
-    def __init__(self, spec, widefield_others, n_frames_others, setup, settings, be):
+    def __init__(
+        self, spec, widefield_others, n_frames_others, sample_law, setup, otf, settings, be
+    ):
         xp = be.xp
         h = spec.otf
+        self.otf, self.be, self._setup, self._optics = h, be, setup, otf
         dc_ratio = float(
             _to_np(xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0]))
         )
         w0 = widefield_others * dc_ratio
-        s_est = w0 * h / (h * h + settings.template_regularization)
-        self.sample = be.fft.ifft2(s_est)
-        if settings.denoise_zero_order:
-            noise = spec.noise_power * dc_ratio**2 / n_frames_others
-            w0 = w0 * _zero_order_gain(w0, noise, h, setup, xp)
-        g0 = xp.real(be.fft.ifft2(w0))
-        self.residuals = spec.frames_tapered - g0.astype(xp.float32)
-        self.otf = h
-        self.be = be
+        self._noise0 = spec.noise_power * dc_ratio**2 / n_frames_others  # of w0, per pixel
+        ky, kx = freq_grid(h.shape, setup.pixel_size_um, xp)
+        self._grid = (ky, kx)
+        self._law = None
+        if settings.weighted_phase_fit and sample_law is not None:
+            k = radius(kx, ky, xp)
+            self._law = (sample_law[0] * dc_ratio**2, sample_law[1])
+        half = h.shape[-1] // 2 + 1  # the images are real: half their spectra holds them
 
-    def fit(self, ramp) -> _PlusOrderFit:
-        """The fit against the +1 order predicted for the carrier of ``ramp``:
-        ``H(k) S(k - p)``, in real space."""
-        fft = self.be.fft
-        cp = fft.ifft2(self.otf * fft.fft2(self.sample * ramp))
+        def real_image(spectrum):
+            return be.fft.irfft2(spectrum[..., :half], s=h.shape).astype(xp.float32)
+
+        self.sample = real_image(w0 * h / (h * h + settings.template_regularization))
+        if self._law is not None:
+            self._floor = settings.template_regularization_floor
+            self._mmse_sample = real_image(w0 * self._sample_filter(h, k))
+            self._error = self._sample_error(h, k).astype(xp.float32)
+        gain = 1.0
+        if settings.denoise_zero_order:
+            gain = _zero_order_gain(w0, self._noise0, h, setup, xp)
+            w0 = w0 * gain
+        self.residuals = spec.frames_tapered - real_image(w0)
+        if self._law is not None:
+            self._half = half
+            self._residuals_ft = (spec.frames_ft - w0)[..., :half]
+            self._fixed_variance = spec.noise_power + gain * gain * self._noise0
+
+    @property
+    def weighted(self) -> bool:
+        return self._law is not None
+
+    def _sample_power(self, k) -> Any:
+        amplitude, exponent = self._law
+        return amplitude * self.be.xp.maximum(k, 1e-3) ** (-exponent)
+
+    def _sample_filter(self, h, k) -> Any:
+        """The MMSE filter that takes the 0 order to the sample."""
         xp = self.be.xp
-        return _PlusOrderFit(xp.real(cp), xp.imag(cp), self.residuals, xp)
+        return h / (h * h + xp.maximum(self._noise0 / self._sample_power(k), self._floor))
+
+    def _sample_error(self, h, k) -> Any:
+        """The sample estimate's error power where the transfer is ``h`` and the frequency
+        magnitude ``k``: its noise, and what the filter leaves out of the sample."""
+        g = self._sample_filter(h, k)
+        return (1 - g * h) ** 2 * self._sample_power(k) + g * g * self._noise0
+
+    def _shifted(self, grid, shift) -> Any:
+        """``grid`` (on the frame's frequency grid) at ``k - shift``, to the nearest pixel."""
+        ny, nx = grid.shape
+        dx = self._setup.pixel_size_um
+        steps = (round(shift[1] * ny * dx), round(shift[0] * nx * dx))
+        return self.be.xp.roll(grid, steps, axis=(0, 1))
+
+    def fit(self, ramp, k, order_amplitude: float | None = None) -> _PlusOrderFit:
+        """The fit against the +1 order predicted for the carrier ``k`` (``ramp`` its plane
+        wave): ``H(k) S(k - p)``, in real space; weighted for orders of ``order_amplitude``
+        (both sides filtered by the square root of the weights), or unweighted with the
+        fixed-regulariser template when that is None."""
+        fft, xp = self.be.fft, self.be.xp
+        h = self.otf
+        if order_amplitude is None or not self.weighted:
+            cp = fft.ifft2(h * fft.fft2(self.sample * ramp))
+            return _PlusOrderFit(xp.real(cp), xp.imag(cp), self.residuals, xp)
+        # the sample's error at k - p and k + p: the weights need no sub-pixel shift
+        model_error = self._shifted(self._error, k) + self._shifted(self._error, (-k[0], -k[1]))
+        variance = self._fixed_variance + order_amplitude**2 * h * h * model_error
+        root_weight = (1.0 / xp.sqrt(variance)).astype(xp.float32)
+        cp = fft.ifft2(root_weight * h * fft.fft2(self._mmse_sample * ramp))
+        residuals = fft.irfft2(root_weight[:, : self._half] * self._residuals_ft, s=h.shape)
+        return _PlusOrderFit(xp.real(cp), xp.imag(cp), residuals.astype(xp.float32), xp)
 
 
 class _PlusOrderFit:
@@ -676,20 +766,23 @@ class _PlusOrderFit:
         return cy, cx
 
 
-def _frame_phases(template: _PhaseTemplate, ramp) -> tuple[np.ndarray, _PlusOrderFit]:
+def _frame_phases(
+    template: _PhaseTemplate, ramp, k, order_amplitude: float | None = None
+) -> tuple[np.ndarray, _PlusOrderFit]:
     """Per-frame phases by a matched filter.
 
     Each frame minus the 0 order (taken from the other angles' frames, so it is free of this
     angle's ±1 orders whatever their phases) is projected on the predicted +1 order
-    H(k) S(k - p), with S a Wiener estimate from the 0 order; the weak -1 order cross-talk is
+    H(k) S(k - p), with S an estimate from the 0 order; the weak -1 order cross-talk is
     solved jointly (Wicker et al. 2013 use the same information through auto-correlations).
-    Least squares in real space: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n} (the -1
-    order is the conjugate of the +1 order in real space, so it is included exactly; Poisson
-    weights and leaving out the orders' overlap were tried and did worse).
+    Least squares: frame - 0 order = 2 Re(z_n c+(r)), z_n = a e^{i phi_n} (the -1 order is the
+    conjugate of the +1 order in real space, so it is included exactly), with frequencies
+    weighted by the fit's own error (see :class:`_PhaseTemplate`; Poisson weights in real
+    space and leaving out the orders' overlap were tried and did worse).
 
     Returns the phases and the fit (for :func:`_slope_correction`).
     """
-    fit = template.fit(ramp)
+    fit = template.fit(ramp, k, order_amplitude)
     return np.unwrap(np.angle(fit.amplitudes(fit.whole))), fit
 
 
@@ -725,10 +818,45 @@ def _slope_correction(
     return dk[0], dk[1]
 
 
+def _modulation(spec, phases, k_est, ramp, setup, otf, index, be, held) -> float:
+    """The modulation depth: twice the ratio of the +1 order to the 0 order shifted by the
+    carrier, least squares in their overlap, with the 0 order's noise power subtracted."""
+    xp, fft = be.xp, be.fft
+    h = spec.otf
+    ny, nx = h.shape
+    sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
+    c1 = _combine(sep[1], spec.frames_ft)
+    hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
+    # the constant part (background, mean) is removed from the 0 order: through the taper its
+    # spectrum leaks beyond the excluded disc around DC and would lower the modulation
+    c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
+    y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
+    x_ = c1 * hs  # C+(k) H(k - p)
+    ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
+    k_rel = radius(kx - k_est[0], ky - k_est[1], xp)
+    overlap = (h * hs > 0.02) & (k_rel > 0.1 * otf.cutoff_per_um)
+    noise0 = spec.noise_power * float(np.sum(np.abs(_to_np(sep[0])) ** 2))
+    num = float(_to_np(xp.real(xp.sum((x_ * xp.conj(y_))[overlap]))))
+    den = float(_to_np(xp.sum((xp.abs(y_) ** 2)[overlap]) - noise0 * xp.sum((h * h)[overlap])))
+    modulation = 2.0 * num / den if den > 0 else float("nan")
+    if not np.isfinite(modulation) or modulation <= 0:
+        held.warning("angle %d: modulation could not be measured; assuming 0.5", index)
+        modulation = 0.5
+    elif modulation > 1.05:
+        held.warning(
+            "angle %d: measured modulation %.2f exceeds 1, which no pattern can have: the signal "
+            "in the orders' overlap is too low to measure it (the reconstruction uses 1)",
+            index,
+            modulation,
+        )
+    return float(modulation)
+
+
 def _estimate_angle(
     spec: _Spectra,
     widefield_others: Any,
     n_frames_others: int,
+    sample_law: tuple[float, float] | None,
     setup: OpticalSetup,
     otf: OTF,
     settings: EstimationSettings,
@@ -819,10 +947,13 @@ def _estimate_angle(
 
     # 3. per-frame phases (see _frame_phases)
     ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)  # exp(+2 pi i p.r)
-    template = _PhaseTemplate(spec, widefield_others, n_frames_others, setup, settings, be)
-    phases, fit = _frame_phases(template, ramp)
+    template = _PhaseTemplate(
+        spec, widefield_others, n_frames_others, sample_law, setup, otf, settings, be
+    )
+    phases, fit = _frame_phases(template, ramp, k_est)
 
-    # 4. the carrier corrected by the phases' slope across the field, and the phases again
+    # 4. the carrier corrected by the phases' slope across the field (from the unweighted fit:
+    #    the weighted one's slope reads the period worse), and the phases again
     dk_slope = (
         _slope_correction(fit, (ny, nx), setup)
         if settings.slope_correction and source == "estimated"
@@ -831,36 +962,20 @@ def _estimate_angle(
     if dk_slope is not None:
         k_est = (k_est[0] + dk_slope[0], k_est[1] + dk_slope[1])
         ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)
-        phases, _ = _frame_phases(template, ramp)
+        if template.weighted:  # the same phases where the fit measures, referred to (0, 0)
+            cy, cx = fit.centre_px(slice(None), slice(None))
+            shift = dk_slope[0] * cx + dk_slope[1] * cy
+            phases = phases - 2 * math.pi * shift * setup.pixel_size_um
+        else:
+            phases, _ = _frame_phases(template, ramp, k_est)
     elif settings.slope_correction and source == "estimated":
         held.debug("angle %d: no slope correction (one half of the field too weak)", index)
 
-    # 5. modulation depth from the overlap of the +1 order with the shifted 0 order
-    sep = xp.asarray(separation_matrix(phases).astype(np.complex64))
-    c1 = _combine(sep[1], spec.frames_ft)
-    hs = _shifted_otf((ny, nx), setup, otf, k_est, xp)
-    # the constant part (background, mean) is removed from the 0 order: through the taper its
-    # spectrum leaks beyond the excluded disc around DC and would lower the modulation
-    c0_real = _combine(sep[0], spec.frames_tapered) - spec.mean_value * spec.taper
-    y_ = fft.fft2(c0_real * ramp) * h  # C0(k - p) H(k)
-    x_ = c1 * hs  # C+(k) H(k - p)
-    ky, kx = freq_grid((ny, nx), setup.pixel_size_um, xp)
-    k_rel = radius(kx - k_est[0], ky - k_est[1], xp)
-    overlap = (h * hs > 0.02) & (k_rel > 0.1 * otf.cutoff_per_um)
-    noise0 = spec.noise_power * float(np.sum(np.abs(_to_np(sep[0])) ** 2))
-    num = float(_to_np(xp.real(xp.sum((x_ * xp.conj(y_))[overlap]))))
-    den = float(_to_np(xp.sum((xp.abs(y_) ** 2)[overlap]) - noise0 * xp.sum((h * h)[overlap])))
-    modulation = 2.0 * num / den if den > 0 else float("nan")
-    if not np.isfinite(modulation) or modulation <= 0:
-        held.warning("angle %d: modulation could not be measured; assuming 0.5", index)
-        modulation = 0.5
-    elif modulation > 1.05:
-        held.warning(
-            "angle %d: measured modulation %.2f exceeds 1, which no pattern can have: the signal "
-            "in the orders' overlap is too low to measure it (the reconstruction uses 1)",
-            index,
-            modulation,
-        )
+    # 5. modulation depth from the overlap of the +1 order with the shifted 0 order (with
+    #    the unweighted fit's phases)
+    modulation = _modulation(spec, phases, k_est, ramp, setup, otf, index, be, held)
+    if template.weighted:  # 6. the phases again, weighted for orders of that amplitude
+        phases, _ = _frame_phases(template, ramp, k_est, min(modulation, 1.0) / 2)
     result = AngleParameters.from_k(
         float(k_est[0]),
         float(k_est[1]),
