@@ -43,6 +43,7 @@ def make_case(
     size: int = 256,
     kind: str = "mixed",
     sample: np.ndarray | None = None,
+    modulation: float = 0.8,
 ) -> Case:
     rng = np.random.default_rng(seed)
     a0 = rng.uniform(0, 180 / n_angles)
@@ -52,7 +53,7 @@ def make_case(
         angles,
         period_nm=period,
         n_phases=n_phases,
-        modulation=0.8,
+        modulation=modulation,
         phase_offset_rad=rng.uniform(0, 2 * np.pi),
     )
     truth = random_phase_errors(nominal, 0.15, rng)
@@ -165,7 +166,12 @@ def angle_error_deg(a: float, b: float) -> float:
     return abs((a - b + 90.0) % 180.0 - 90.0)
 
 
-def phase_errors(estimated, truth, at_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def phase_errors(
+    estimated,
+    truth,
+    at_px: tuple[float, float] = (0.0, 0.0),
+    pixel_size_um: float = SETUP.pixel_size_um,
+) -> np.ndarray:
     """Each frame's phase error, wrapped, at the pixel position ``at_px`` = (y, x) (the phases
     are quoted at pixel (0, 0)); k and -k reconciled: the same pattern described by -k has
     negated phases."""
@@ -173,7 +179,7 @@ def phase_errors(estimated, truth, at_px: tuple[float, float] = (0.0, 0.0)) -> n
     k_est = np.asarray(estimated.k_per_um)
     if abs((estimated.angle_deg - truth.angle_deg + 180) % 360 - 180) > 90:
         est, k_est = -est, -k_est
-    at_um = np.array([at_px[1], at_px[0]]) * SETUP.pixel_size_um  # (x, y), as k is (kx, ky)
+    at_um = np.array([at_px[1], at_px[0]]) * pixel_size_um  # (x, y), as k is (kx, ky)
     est_at = est + 2 * np.pi * float(k_est @ at_um)
     tru_at = np.asarray(truth.phases_rad) + 2 * np.pi * float(np.asarray(truth.k_per_um) @ at_um)
     return np.angle(np.exp(1j * (est_at - tru_at)))
@@ -185,11 +191,14 @@ def phase_step_errors(estimated, truth) -> np.ndarray:
     return np.abs(np.angle(np.exp(1j * (err - err[0]))))
 
 
-def phase_errors_at_centre(estimated, truth, shape: tuple[int, int]) -> np.ndarray:
+def phase_errors_at_centre(
+    estimated, truth, shape: tuple[int, int], pixel_size_um: float = SETUP.pixel_size_um
+) -> np.ndarray:
     """Each frame's phase error at the centre of a ``shape`` field (see :func:`phase_errors`):
     the phase the pattern has where the fit weighs most, free of the lever arm by which a
     carrier error moves the phase quoted at pixel (0, 0)."""
-    return phase_errors(estimated, truth, ((shape[0] - 1) / 2, (shape[1] - 1) / 2))
+    centre = ((shape[0] - 1) / 2, (shape[1] - 1) / 2)
+    return phase_errors(estimated, truth, centre, pixel_size_um)
 
 
 def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:

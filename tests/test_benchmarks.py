@@ -31,8 +31,8 @@ CASES = {
     "camera_defects.py": ([], "finding defects in a 9 x 512 x 512 set"),
     "controller_timing.py": ([], "state machine (CPython)"),
     "estimation_accuracy.py": (
-        ["--seeds", "1", "--draws", "1", "--photons", "60"],
-        "| unweighted fit (before) |",
+        ["--seeds", "1", "--draws", "1", "--photons", "60", "--size", "128", "--bsim"],
+        "| bsim-simulated-line-pairs |",
     ),
     "export_encode.py": (["--seconds", "3"], "render + encode"),
     "live_sim_napari.py": (["--seconds", "1", "--size", "64"], '"stop_s"'),
