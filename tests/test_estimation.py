@@ -14,6 +14,7 @@ from scope.io.mrc import read_mrc
 from scope.optics import OTF, OpticalSetup
 from scope.sim.estimate import EstimationSettings, estimate_parameters
 from scope.sim.params import SIMParameters
+from scope.sim.spectral import freq_grid, radius, sample_power_law
 from sim_cases import (
     OFFSET,
     SETUP,
@@ -118,6 +119,28 @@ def test_the_fit_weighted_for_its_own_error_steadies_the_phases(photons, ratio):
     weighted = _frame_phase_scatter(EstimationSettings(), photons)
     unweighted = _frame_phase_scatter(EstimationSettings(weighted_phase_fit=False), photons)
     assert weighted < ratio * unweighted, (weighted, unweighted)
+
+
+@pytest.mark.parametrize("exponent", [1.5, 3.0])
+def test_the_sample_power_law_is_read_from_a_widefield_spectrum(exponent):
+    """A spectrum drawn with power ``A k^-b`` (complex Gaussian), seen through the OTF, with
+    white noise: the fit returns ``b`` and ``A`` times ln 2 (the median of an exponentially
+    distributed power is ln 2 times its mean; the reconstruction's filter is set with it)."""
+    rng = np.random.default_rng(1)
+    ky, kx = freq_grid((256, 256), SETUP.pixel_size_um)
+    k = radius(kx, ky)
+    h = OTF.from_setup(SETUP)(k)
+    amplitude, noise = 1e6, 0.05
+    power = amplitude * np.maximum(k, 0.05) ** -exponent
+    re, im, noise_re, noise_im = rng.standard_normal((4, 256, 256))
+    sample = np.sqrt(power / 2) * (re + 1j * im)
+    white = np.sqrt(noise / 2) * (noise_re + 1j * noise_im)
+    fitted = sample_power_law(sample * h + white, noise, h, k, SETUP.cutoff_per_um)
+    assert fitted is not None
+    assert fitted[1] == pytest.approx(exponent, abs=0.05)
+    assert fitted[0] / amplitude == pytest.approx(math.log(2), rel=0.1)
+    # nothing above the noise level at all (blank frames): no fit
+    assert sample_power_law(np.zeros_like(white), noise, h, k, SETUP.cutoff_per_um) is None
 
 
 def test_modulation_is_accurate(estimates):

@@ -953,7 +953,8 @@ def _estimate_angle(
     phases, fit = _frame_phases(template, ramp, k_est)
 
     # 4. the carrier corrected by the phases' slope across the field (from the unweighted fit:
-    #    the weighted one's slope reads the period worse), and the phases again
+    #    the weighted one's slope reads the period worse), and the phases with it (fitted
+    #    again, or, when a weighted fit follows, moved to the new carrier for the modulation)
     dk_slope = (
         _slope_correction(fit, (ny, nx), setup)
         if settings.slope_correction and source == "estimated"
