@@ -224,10 +224,10 @@ def sample_power_law(
 
     From a widefield spectrum ``|C0|^2 = |S|^2 H^2 + noise`` (``noise_power`` the white noise
     per Fourier pixel of ``spectrum``, ``transfer`` H on the same grid as ``k_per_um``): the
-    median of ``(|C0|^2 - noise) / H^2`` in radial bins of the band ``FIT_LOW..FIT_HIGH`` of the
-    cutoff where H > 0.08 (medians: robust to carrier peaks), then a line in log-log. The
-    exponent is clipped to [0.5, 4]. None when fewer than 4 bins hold more than 8 values above
-    the noise.
+    median of the positive values of ``(|C0|^2 - noise) / H^2`` in radial bins of the band
+    ``FIT_LOW..FIT_HIGH`` of the cutoff where H > 0.08 (medians: robust to carrier peaks), then
+    a line in log-log. The exponent is clipped to [0.5, 4]. None when fewer than 4 bins hold
+    more than 8 values above the noise.
     """
     fc = cutoff_per_um
     band = (k_per_um > FIT_LOW * fc) & (k_per_um < FIT_HIGH * fc) & (transfer > 0.08)
