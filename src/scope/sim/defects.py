@@ -18,8 +18,12 @@ where a spike's own ringing lies; it follows the shot noise of bright and dim re
 beyond :data:`THRESHOLD` it is a camera defect. Spikes are found a round at a time, each
 round judging the pixels on the residual without the spikes found so far (as CLEAN does in
 radio astronomy, Högbom 1974), so a strong spike's rings are not taken for defects and a
-weaker defect beside it is found. Real structure, however bright or small, is blurred by the
-optics and stays below the cutoff: the bright beads of the simulated samples are never flagged.
+weaker defect beside it is found. Equal spikes side by side cancel in part at their own pixels
+beyond the band and add up in the rings around them, where the rings then score highest: a
+candidate must also stand out of the median of its 8 neighbours in the mean image, by half the
+spike its residual implies and with its sign, which a ring pixel does not. Real structure,
+however bright or small, is blurred by the optics and stays below the cutoff: the bright beads
+of the simulated samples are never flagged.
 
 The defects found on one set are repaired in every set by the mean of their unflagged direct
 neighbours, frame by frame (camera defects do not move).
@@ -262,15 +266,36 @@ def find_defect_pixels(
     # beside it is found in a later round. Only pixels beyond the threshold against their own
     # noise alone (a lower bound of the full noise) are scored: a few in a clean frame
     candidates = np.zeros((py, px), bool)
+    rejected = np.zeros((py, px), bool)
     amplitude = np.zeros((py, px), np.float32)
     others = own = residual
     bound = threshold * threshold
+
+    def stands_out(rows: np.ndarray, cols: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Whether each pixel differs from the median of its 8 neighbours in the mean image
+        by at least half the spike its residual implies, and with its sign. Side by side,
+        equal defects cancel in part at their own pixels and add up in the rings around them
+        (a pair's neighbours then outscore the pair itself): a ring is no brighter or darker
+        than its surroundings, a defect is."""
+        around = np.stack([mean[rows + dy, cols + dx] for dy, dx in _NEIGHBOURS8])
+        step = mean[rows, cols] - np.median(around, axis=0)
+        spike = own[rows, cols] / share
+        return step * np.sign(spike) > 0.5 * np.abs(spike)
+
     for _ in range(6):
-        open_power = np.where(candidates | excluded, 0.0, own * own)
+        open_power = np.where(candidates | excluded | rejected, 0.0, own * own)
         rows, cols = np.nonzero(open_power > bound * own_floor)
         scores = np.zeros((py, px), np.float32)
         scores[rows, cols] = score_at(own, others, rows, cols)
         new = _local_maxima(scores, threshold)
+        for _ in range(4):  # rings taken for defects step aside for what made them
+            rows, cols = np.nonzero(new)
+            ring_only = ~stands_out(rows, cols, own)
+            if not ring_only.any():
+                break
+            rejected[rows[ring_only], cols[ring_only]] = True
+            scores[rows[ring_only], cols[ring_only]] = 0.0
+            new = _local_maxima(scores, threshold)
         if not new.any():
             break
         new = _with_mirror_images(new, (ny, nx))
