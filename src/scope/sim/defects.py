@@ -23,7 +23,9 @@ beyond the band and add up in the rings around them, where the rings then score 
 candidate must also stand out of the median of its 8 neighbours in the mean image, by half the
 spike its residual implies and with its sign, which a ring pixel does not. Real structure,
 however bright or small, is blurred by the optics and stays below the cutoff: the bright beads
-of the simulated samples are never flagged.
+of the simulated samples are never flagged. Clipped plateaus (the camera's full scale in a pixel
+and a neighbour) are left out, except groups of a few pixels whose surroundings sit below half
+their level: hot pixels at full scale (see ``_clipped_hot_clusters``).
 
 The defects found on one set are repaired in every set by the mean of their unflagged direct
 neighbours, frame by frame (camera defects do not move).
@@ -181,6 +183,39 @@ def _with_mirror_images(spikes: np.ndarray, shape: tuple[int, int], reach: int =
     return out
 
 
+#: clipped groups of at most this many pixels can be hot-pixel clusters (2 x 2 and smaller)
+MAX_HOT_CLUSTER = 4
+
+
+def _clipped_hot_clusters(top: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The clipped groups (``top``: pixels at the stack's maximum) of at most
+    :data:`MAX_HOT_CLUSTER` pixels whose surroundings in the ``mean`` image sit below half
+    their level, both above the image's floor (its 1st percentile). The optics cannot make
+    that: a spot clipped at its core has its 1-pixel surroundings at about 0.8 of the core
+    (the PSF's half width is over 3 pixels at the usual SIM sampling) or higher, so such a
+    group is hot pixels at the camera's full scale, not clipped structure."""
+    from scipy import ndimage
+
+    out = np.zeros(top.shape, bool)
+    labels, n = ndimage.label(top)
+    if n == 0:
+        return out
+    floor = float(np.percentile(mean, 1))
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        rows = slice(max(box[0].start - 1, 0), box[0].stop + 1)
+        cols = slice(max(box[1].start - 1, 0), box[1].stop + 1)
+        group = labels[rows, cols] == index
+        if group.sum() > MAX_HOT_CLUSTER:
+            continue
+        around = ndimage.binary_dilation(group) & ~group & (labels[rows, cols] == 0)
+        if not around.any():
+            continue
+        level = float(mean[rows, cols][group].mean()) - floor
+        if float(np.median(mean[rows, cols][around])) - floor < 0.5 * level:
+            out[rows, cols] |= group
+    return out
+
+
 def find_defect_pixels(
     frames: Any, setup: OpticalSetup, *, otf: OTF | None = None, threshold: float = THRESHOLD
 ) -> DefectPixels:
@@ -221,11 +256,13 @@ def find_defect_pixels(
     own_variance = np.pad(stack.var(axis=0, ddof=1) / stack.shape[0], PAD_PX, mode="symmetric")
     own_floor = (share * share) * own_variance.astype(np.float32)
     # a clipped plateau (values at the stack's maximum in a pixel and a neighbour) has sharp
-    # edges the optics did not make, but it is no camera defect: left out
+    # edges the optics did not make, but it is no camera defect: left out, unless it is a
+    # clipped cluster of hot pixels (see _clipped_hot_clusters)
     top = stack.max(axis=0) >= stack.max()
     plateau = top & (
         np.roll(top, 1, 0) | np.roll(top, -1, 0) | np.roll(top, 1, 1) | np.roll(top, -1, 1)
     )
+    plateau &= ~_clipped_hot_clusters(top, stack.mean(axis=0))
     excluded = np.pad(plateau, PAD_PX, mode="symmetric")
     # spikes are sought in the frame only; each one near an edge brings its mirror image in
     # the border along (see _with_mirror_images)
