@@ -120,6 +120,22 @@ def test_unreadable_and_nan_files(tmp_path, capsys):
     assert "NaN" in err
 
 
+@pytest.mark.parametrize(("frame", "offset"), [(4, ["--offset", str(OFFSET)]), (0, [])])
+def test_a_blank_frame_in_the_first_set_is_refused(raw_file, tmp_path, capsys, frame, offset):
+    """A dropped or blank (all-zero) frame in the first set: refused, naming the frame (it
+    reconstructed without an error, its angle reading a modulation of 1.55), with the offset
+    given or estimated (from the first frame, itself blank in the second case)."""
+    frames = raw_file[1].raw.astype(np.uint16)
+    frames[frame] = 0
+    path = tmp_path / "blank.tif"
+    tifffile.imwrite(path, frames)
+    out = tmp_path / "blank.sim.tif"
+    assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT, *offset]) != 0
+    err = capsys.readouterr().err
+    assert f"frame {frame} of the first SIM set (counting from 0, of 9) holds almost no" in err
+    assert "dropped or blank frame" in err and not out.exists()
+
+
 def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):
     """-o naming the raw file itself, or a --widefield image that would land on it, is refused
     before anything is written: the output used to replace the raw data."""

@@ -17,7 +17,7 @@ from scope.sim.defects import DefectPixels, find_defect_pixels, no_defects
 from scope.sim.estimate import EstimationSettings, estimate_parameters
 from scope.sim.params import SIMParameters
 from scope.sim.pattern_map import MAP_MODES, PhaseMap, plan_pattern_map
-from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor
+from scope.sim.reconstruct import ReconstructionSettings, SIMReconstructor, estimate_camera_offset
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,34 @@ def check_signal(
             f"the first SIM set is constant (every value {brightest:g}): there is no image to "
             "reconstruct"
         )
+    _check_no_blank_frame(values, offset_adu, unit)
     return below
+
+
+#: a frame of a set with less than this share of the set's median signal (above the offset) is
+#: taken for a dropped or blank frame; no pattern or light source dims one frame that much
+BLANK_FRAME_SHARE = 0.05
+
+
+def _check_no_blank_frame(values: np.ndarray, offset_adu: float | None, unit: str) -> None:
+    """Refuse a first set with a frame that holds (almost) no signal: its orders cannot be
+    separated, and the pattern estimated on it would mislead every set after it (a blank
+    frame read a modulation of 1.55 and reconstructed without an error)."""
+    if values.ndim != 3 or values.shape[0] < 2:
+        return
+    offset = estimate_camera_offset(values) if offset_adu is None else float(offset_adu)
+    signal = values.reshape(values.shape[0], -1).mean(axis=1, dtype=np.float64) - offset
+    typical = float(np.median(signal))
+    blank = np.flatnonzero(signal < BLANK_FRAME_SHARE * typical) if typical > 0 else []
+    if len(blank):
+        which = ", ".join(str(int(i)) for i in blank)
+        raise DataFormatError(
+            f"frame {which} of the first SIM set (counting from 0, of {values.shape[0]}) holds "
+            f"almost no signal: its mean lies {float(signal[blank[0]]):+.3g} {unit} from the "
+            f"offset, the set's typical frame's {typical:+.3g} {unit}. A dropped or blank frame "
+            "cannot be separated into the pattern's orders: check the acquisition, or start "
+            "the file at a complete set"
+        )
 
 
 def estimate_with_fallback(
