@@ -70,6 +70,18 @@ def test_an_offset_above_the_data_is_refused(make_napari_viewer, qtbot):
     assert "cell SIM" not in viewer.layers
 
 
+def test_a_blank_frame_is_refused(make_napari_viewer, qtbot):
+    """A dropped (all-zero) frame in the set on screen: Estimate says which frame, as
+    scope reconstruct does, instead of estimating a pattern from it."""
+    raw = _simulated(n_t=1)
+    raw[0, 4] = 0
+    _, widget = _widget(make_napari_viewer, raw)
+    with qtbot.capture_exceptions() as raised:
+        assert widget.estimate() is None
+    assert raised == [] and widget.params is None
+    assert "frame 4 of this SIM set (counting from 0, of 9) holds almost no" in widget.status.text()
+
+
 def test_an_na_above_the_immersion_index_is_one_plain_message(make_napari_viewer, qtbot):
     """NA 1.6 in oil (1.515): the model's own sentence in the status line, no pydantic text."""
     _, widget = _widget(make_napari_viewer, _simulated()[0])

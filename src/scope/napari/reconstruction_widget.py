@@ -524,6 +524,13 @@ class ReconstructionWidget(QWidget):
         if problem:
             self.status.setText(problem)
             return None
+        from scope.sim.pipeline import check_no_blank_frame
+
+        try:
+            check_no_blank_frame(frames, self._offset_adu(), which="this SIM set")
+        except DataFormatError as err:
+            self.status.setText(str(err))
+            return None
         return frames, setup
 
     # -- workers ---------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def check_signal(
             f"the first SIM set is constant (every value {brightest:g}): there is no image to "
             "reconstruct"
         )
-    _check_no_blank_frame(values, offset_adu, unit)
+    check_no_blank_frame(values, offset_adu, unit=unit)
     return below
 
 
@@ -160,10 +160,22 @@ def check_signal(
 BLANK_FRAME_SHARE = 0.05
 
 
-def _check_no_blank_frame(values: np.ndarray, offset_adu: float | None, unit: str) -> None:
-    """Refuse a first set with a frame that holds (almost) no signal: its orders cannot be
-    separated, and the pattern estimated on it would mislead every set after it (a blank
-    frame read a modulation of 1.55 and reconstructed without an error)."""
+def check_no_blank_frame(
+    frames: Any, offset_adu: float | None, *, unit: str = "ADU", which: str = "the first SIM set"
+) -> None:
+    """Refuse a set with a frame that holds (almost) no signal: less than
+    :data:`BLANK_FRAME_SHARE` of the set's typical frame above the offset (given, or the
+    estimate :func:`~scope.sim.reconstruct.estimate_camera_offset`). Its orders cannot be
+    separated, and a pattern estimated on it would mislead every set after it (a blank frame
+    read a modulation of 1.55 and reconstructed without an error). ``which`` names the set in
+    the message.
+
+    Raises
+    ------
+    DataFormatError
+        Naming the frame and what to do.
+    """
+    values = np.asarray(frames)
     if values.ndim != 3 or values.shape[0] < 2:
         return
     offset = estimate_camera_offset(values) if offset_adu is None else float(offset_adu)
@@ -171,13 +183,13 @@ def _check_no_blank_frame(values: np.ndarray, offset_adu: float | None, unit: st
     typical = float(np.median(signal))
     blank = np.flatnonzero(signal < BLANK_FRAME_SHARE * typical) if typical > 0 else []
     if len(blank):
-        which = ", ".join(str(int(i)) for i in blank)
+        listed = ", ".join(str(int(i)) for i in blank)
         raise DataFormatError(
-            f"frame {which} of the first SIM set (counting from 0, of {values.shape[0]}) holds "
+            f"frame {listed} of {which} (counting from 0, of {values.shape[0]}) holds "
             f"almost no signal: its mean lies {float(signal[blank[0]]):+.3g} {unit} from the "
             f"offset, the set's typical frame's {typical:+.3g} {unit}. A dropped or blank frame "
             "cannot be separated into the pattern's orders: check the acquisition, or start "
-            "the file at a complete set"
+            "from a complete set"
         )
 
 
