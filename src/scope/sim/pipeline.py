@@ -183,10 +183,12 @@ def check_no_blank_frame(
     typical = float(np.median(signal))
     blank = np.flatnonzero(signal < BLANK_FRAME_SHARE * typical) if typical > 0 else []
     if len(blank):
-        listed = ", ".join(str(int(i)) for i in blank)
+        listed = ("frames " if len(blank) > 1 else "frame ") + ", ".join(map(str, blank))
+        its = "the first one's" if len(blank) > 1 else "its"
         raise DataFormatError(
-            f"frame {listed} of {which} (counting from 0, of {values.shape[0]}) holds "
-            f"almost no signal: its mean lies {float(signal[blank[0]]):+.3g} {unit} from the "
+            f"{listed} of {which} (counting from 0, of {values.shape[0]}) hold"
+            f"{'' if len(blank) > 1 else 's'} almost no signal: {its} mean lies "
+            f"{float(signal[blank[0]]):+.3g} {unit} from the "
             f"offset, the set's typical frame's {typical:+.3g} {unit}. A dropped or blank frame "
             "cannot be separated into the pattern's orders: check the acquisition, or start "
             "from a complete set"
