@@ -158,6 +158,7 @@ class _Spectra:
     overlap: Any  # (Y, X): sum_k H(k)^2 H(k - p)^2 for every integer shift p
     taper: Any  # (Y, X) edge taper applied to the frames
     mean_value: float  # global mean of the frames
+    k_radius: Any  # (Y, X) frequency magnitude |k| of each Fourier pixel, cycles/µm
 
 
 def _otf_grid(shape, setup: OpticalSetup, otf: OTF, xp) -> Any:
@@ -491,12 +492,13 @@ def _estimate_parameters(
     # each angle's mean frame (Fourier): the 0 order, plus what non-equidistant phase steps
     # leave of its own +-1 orders
     angle_means = frames_ft.reshape(n_angles, n_phases, *shape).mean(axis=1)
+    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
+    k_radius = radius(kx, ky, xp)
     # the sample's power law, for the phase fit's weights (one sample: measured once)
     sample_law = None
     if settings.weighted_phase_fit:
-        ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
         sample_law = sample_power_law(
-            angle_means.mean(axis=0), noise / n_frames, h, radius(kx, ky, xp), otf.cutoff_per_um, xp
+            angle_means.mean(axis=0), noise / n_frames, h, k_radius, otf.cutoff_per_um, xp
         )
     angles: list[Any] = [None] * n_angles
     held = [_HeldLog() for _ in range(n_angles)]
@@ -511,6 +513,7 @@ def _estimate_parameters(
             overlap,
             taper,
             mean_value,
+            k_radius,
         )
         # the 0 order seen by the other angles: the same widefield image, free of this angle's
         # +-1 orders whatever its phases are
@@ -592,14 +595,15 @@ def _refine_carrier(k_start, c0, c1, spec, setup, otf, settings, be) -> tuple[fl
     return k_est
 
 
-def _zero_order_gain(spectrum: Any, noise_power: float, otf: Any, setup: OpticalSetup, xp) -> Any:
+def _zero_order_gain(
+    spectrum: Any, noise_power: float, otf: Any, k_radius: Any, pixel_size_um: float, xp
+) -> Any:
     """Wiener gain ``1 - N / P(|k|)`` of a noisy 0-order spectrum, clipped to [0, 1]: ``P`` its
     power averaged over rings one frequency step wide, ``N`` the white noise power per Fourier
-    pixel; 0 where the OTF is 0 (only noise there), 1 at DC."""
+    pixel (``k_radius``: each pixel's |k|); 0 where the OTF is 0 (only noise there), 1 at DC."""
     shape = spectrum.shape
-    ky, kx = freq_grid(shape, setup.pixel_size_um, xp)
-    step = 1.0 / (max(shape) * setup.pixel_size_um)
-    ring = xp.rint(radius(kx, ky, xp) / step).astype(xp.int64).ravel()
+    step = 1.0 / (max(shape) * pixel_size_um)
+    ring = xp.rint(k_radius / step).astype(xp.int64).ravel()
     power = xp.bincount(ring, weights=(xp.abs(spectrum) ** 2).ravel().astype(xp.float64))
     count = xp.bincount(ring)
     mean_power = (power / xp.maximum(count, 1))[ring].reshape(shape)
@@ -636,22 +640,18 @@ class _PhaseTemplate:
     400, 0.0084 to 0.0061 at 2000, and from 0.0078 to 0.0020 without noise.
     """
 
-    def __init__(
-        self, spec, widefield_others, n_frames_others, sample_law, setup, otf, settings, be
-    ):
+    def __init__(self, spec, widefield_others, n_frames_others, sample_law, setup, settings, be):
         xp = be.xp
         h = spec.otf
-        self.otf, self.be, self._setup, self._optics = h, be, setup, otf
+        k = spec.k_radius
+        self.otf, self.be, self._setup = h, be, setup
         dc_ratio = float(
             _to_np(xp.real(spec.frames_ft[:, 0, 0].mean()) / xp.real(widefield_others[0, 0]))
         )
         w0 = widefield_others * dc_ratio
         self._noise0 = spec.noise_power * dc_ratio**2 / n_frames_others  # of w0, per pixel
-        ky, kx = freq_grid(h.shape, setup.pixel_size_um, xp)
-        self._grid = (ky, kx)
         self._law = None
         if settings.weighted_phase_fit and sample_law is not None:
-            k = radius(kx, ky, xp)
             self._law = (sample_law[0] * dc_ratio**2, sample_law[1])
         half = h.shape[-1] // 2 + 1  # the images are real: half their spectra holds them
 
@@ -665,7 +665,7 @@ class _PhaseTemplate:
             self._error = self._sample_error(h, k).astype(xp.float32)
         gain = 1.0
         if settings.denoise_zero_order:
-            gain = _zero_order_gain(w0, self._noise0, h, setup, xp)
+            gain = _zero_order_gain(w0, self._noise0, h, k, setup.pixel_size_um, xp)
             w0 = w0 * gain
         self.residuals = spec.frames_tapered - real_image(w0)
         if self._law is not None:
@@ -948,7 +948,7 @@ def _estimate_angle(
     # 3. per-frame phases (see _frame_phases)
     ramp = _phase_ramp((ny, nx), setup, k_est, xp, +1.0)  # exp(+2 pi i p.r)
     template = _PhaseTemplate(
-        spec, widefield_others, n_frames_others, sample_law, setup, otf, settings, be
+        spec, widefield_others, n_frames_others, sample_law, setup, settings, be
     )
     phases, fit = _frame_phases(template, ramp, k_est)
 
