@@ -201,6 +201,14 @@ def phase_errors_at_centre(
     return phase_errors(estimated, truth, centre, pixel_size_um)
 
 
+def frame_phase_variance(errors: np.ndarray) -> float:
+    """One angle's frames' phase errors -> the variance of one frame's error about the angle's
+    mean error (the n/(n-1) of taking the mean out put back): the frames' phase scatter,
+    squared, free of what the angle's frames share."""
+    err = np.asarray(errors, dtype=float)
+    return float(np.mean((err - err.mean()) ** 2) * len(err) / (len(err) - 1))
+
+
 def redraw_noise(case: Case, photons: float, rng: int) -> np.ndarray:
     """Another noise draw of ``case``'s raw frames (same sample, same pattern)."""
     return _camera_frames(case.ground_truth, case.truth, photons, rng)

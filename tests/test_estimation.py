@@ -19,6 +19,7 @@ from sim_cases import (
     OFFSET,
     SETUP,
     angle_error_deg,
+    frame_phase_variance,
     make_case,
     phase_errors,
     phase_errors_at_centre,
@@ -91,8 +92,7 @@ def _frame_phase_scatter(settings: EstimationSettings, photons: float = 60.0) ->
             raw = redraw_noise(case, photons, rng=500 + draw) - OFFSET
             est = estimate_parameters(raw, SETUP, settings=settings)
             for e, t in zip(est.angles, case.truth.angles):
-                err = phase_errors_at_centre(e, t, raw.shape[-2:])
-                squares.append(np.mean((err - err.mean()) ** 2) * len(err) / (len(err) - 1))
+                squares.append(frame_phase_variance(phase_errors_at_centre(e, t, raw.shape[-2:])))
     return float(np.sqrt(np.mean(squares)))
 
 

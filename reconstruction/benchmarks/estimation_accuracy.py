@@ -46,6 +46,7 @@ from sim_cases import (
     READ_NOISE_E,
     SETUP,
     angle_error_deg,
+    frame_phase_variance,
     make_case,
     phase_errors_at_centre,
     redraw_noise,
@@ -91,10 +92,9 @@ def measure(
                 est = estimate_parameters(raw, SETUP, settings=settings)
                 for e, t in zip(est.angles, case.truth.angles):
                     err = phase_errors_at_centre(e, t, raw.shape[-2:])
-                    n = len(err)
                     rows[name].append(
                         [
-                            float(np.mean((err - err.mean()) ** 2) * n / (n - 1)),
+                            frame_phase_variance(err),
                             float(err.mean() ** 2),
                             angle_error_deg(e.angle_deg, t.angle_deg) ** 2,
                             (100 * (e.period_nm / t.period_nm - 1)) ** 2,
@@ -171,7 +171,7 @@ def bsim_phase_steps() -> None:
             for e in est.angles:
                 ref = min(refs, key=lambda r: angle_error_deg(e.angle_deg, r.angle_deg))
                 err = phase_errors_at_centre(e, ref, raw.shape[-2:], setup.pixel_size_um)
-                squares.append(np.mean((err - err.mean()) ** 2) * len(err) / (len(err) - 1))
+                squares.append(frame_phase_variance(err))
             cells.append(f"{math.sqrt(np.mean(squares)):.4f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
