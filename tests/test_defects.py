@@ -55,6 +55,11 @@ def test_injected_defects_are_found(photons):
         assert len(found - hot - dead) <= 1, sorted(found - hot - dead)
 
 
+def _pixels(defects) -> set[tuple[int, int]]:
+    """The (row, column) of each defect found."""
+    return set(zip(defects.rows.tolist(), defects.cols.tolist(), strict=True))
+
+
 def test_rings_around_side_by_side_spikes_are_not_taken_for_defects():
     """Equal spikes side by side cancel in part at their own pixels beyond the band limit and
     add up in the rings around them, so the rings outscore them. A ring pixel is no brighter
@@ -64,11 +69,11 @@ def test_rings_around_side_by_side_spikes_are_not_taken_for_defects():
     case = make_case(2)
     corner_pair = case.raw.copy()
     corner_pair[:, 0:2, 0] += 2000
-    found = {divmod(int(f), 256) for f in find_defect_pixels(corner_pair, SETUP).flat}
+    found = _pixels(find_defect_pixels(corner_pair, SETUP))
     assert found and found <= {(0, 0), (1, 0)}, sorted(found)
     line = case.raw.copy()
     line[:, 100:103, 128] += 1000
-    found = {divmod(int(f), 256) for f in find_defect_pixels(line, SETUP).flat}
+    found = _pixels(find_defect_pixels(line, SETUP))
     assert found == {(100, 128), (101, 128), (102, 128)}, sorted(found)
 
 
@@ -83,7 +88,7 @@ def test_clipped_hot_pixels_are_defects_and_clipped_structure_is_not():
     for value, rows in ((4000.0, slice(100, 102)), (65535.0, slice(100, 103))):
         clipped = case.raw.copy()
         clipped[:, rows, 128] = value  # the stack's maximum: clipped
-        found = {divmod(int(f), 256) for f in find_defect_pixels(clipped, SETUP).flat}
+        found = _pixels(find_defect_pixels(clipped, SETUP))
         assert found == {(r, 128) for r in range(rows.start, rows.stop)}, sorted(found)
     est = estimate_parameters(clipped - OFFSET, SETUP)
     for e, t in zip(est.angles, case.truth.angles):

@@ -241,7 +241,8 @@ def find_defect_pixels(
     # 2011): the high-pass is periodic, and edge jumps or spikes near one edge would ring into
     # the opposite one
     stack = arr.reshape(-1, ny, nx)
-    mean = np.pad(stack.mean(axis=0), PAD_PX, mode="symmetric")
+    mean_image = stack.mean(axis=0)
+    mean = np.pad(mean_image, PAD_PX, mode="symmetric")
     py, px = mean.shape
     cutoff = (otf or OTF.from_setup(setup)).cutoff_per_um
     ky, kx = freq_grid((py, px), setup.pixel_size_um, np, rfft=True)
@@ -262,7 +263,7 @@ def find_defect_pixels(
     plateau = top & (
         np.roll(top, 1, 0) | np.roll(top, -1, 0) | np.roll(top, 1, 1) | np.roll(top, -1, 1)
     )
-    plateau &= ~_clipped_hot_clusters(top, stack.mean(axis=0))
+    plateau &= ~_clipped_hot_clusters(top, mean_image)
     excluded = np.pad(plateau, PAD_PX, mode="symmetric")
     # spikes are sought in the frame only; each one near an edge brings its mirror image in
     # the border along (see _with_mirror_images)
