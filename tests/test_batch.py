@@ -303,6 +303,43 @@ def test_reestimate_every_n_time_points_matches_reconstruct_stack(folder, tmp_pa
     np.testing.assert_allclose(image, expected, rtol=0, atol=1e-5 * float(np.abs(expected).max()))
 
 
+def test_a_blank_frame_where_an_epoch_starts_keeps_the_previous_pattern(tmp_path, caplog):
+    """Re-estimating every time point, the second set has lost frame 7: its epoch keeps the
+    first epoch's pattern (estimated on the blank frame it read a wrong one), every set is
+    written, and the report and params.json name the set and frame."""
+    raw = _time_lapse(1)
+    raw[1, 7] = 0
+    src = tmp_path / "series.tif"
+    tifffile.imwrite(src, raw)
+    preset, name = load_preset("simulated-default")
+    with caplog.at_level("WARNING"):
+        report = run_batch(
+            [src],
+            tmp_path / "out",
+            preset=preset,
+            preset_name=name,
+            flags=BatchOptions(backend="numpy", reestimate_every=1),
+            n_workers=0,
+        )
+    entry = report.files[0]
+    assert entry["status"] == "done", entry
+    blank = {"sets_checked": 2, "sets_with_blank_frames": 1, "blank": [{"set": 1, "frames": [7]}]}
+    assert entry["blank_frames"] == blank
+    assert "set 1 (frame 7)" in (tmp_path / "out" / "batch-report.txt").read_text()
+    doc = json.loads((tmp_path / "out" / "series.params.json").read_text())
+    assert doc["blank_frames"] == blank
+    first, kept, third = doc["parameter_epochs"]
+    assert kept["kept_from_previous_epoch"] == "blank frame"
+    assert kept["angles"] == first["angles"]
+    assert "kept_from_previous_epoch" not in third
+    for a, b in zip(first["angles"], third["angles"]):  # the third set estimated afresh
+        assert a["phases_rad"] != b["phases_rad"]
+        assert abs(a["angle_deg"] - b["angle_deg"]) < 0.1
+    image, _, _ = read_image(tmp_path / "out" / "series.sim.zarr")
+    assert image.shape[0] == 3 and np.isfinite(image).all()
+    assert any("previous epoch's pattern is kept" in r.getMessage() for r in caplog.records)
+
+
 def test_parameters_estimated_per_channel(tmp_path):
     """Two channels with different patterns: each gets its own parameters, reused over time."""
     from scope.batch.job import _reconstruction_settings

@@ -136,6 +136,32 @@ def test_a_blank_frame_in_the_first_set_is_refused(raw_file, tmp_path, capsys, f
     assert "dropped or blank frame" in err and not out.exists()
 
 
+def test_a_blank_frame_in_a_later_set_is_kept_and_named(raw_file, tmp_path, caplog):
+    """A time series whose third set lost frame 5 (a dropped trigger): every set is still
+    reconstructed and written (nothing acquired is left out), the run warns naming the set and
+    frame, and params.json records it; the sets around it are the clean ones' images."""
+    case = raw_file[1]
+    frames = np.stack([case.raw, case.raw, case.raw, case.raw]).astype(np.uint16)
+    frames[2, 5] = 0
+    path = tmp_path / "series.tif"
+    tifffile.imwrite(path, frames)
+    out = tmp_path / "series.sim.tif"
+    with caplog.at_level("WARNING"):
+        assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT]) == 0
+    image, _, _ = read_image(out)
+    assert image.shape == (4, 256, 256)
+    np.testing.assert_array_equal(image[3], image[0])
+    assert np.abs(image[2] - image[0]).max() > 0.1 * np.abs(image[0]).max()
+    doc = json.loads((tmp_path / "series.params.json").read_text())
+    assert doc["blank_frames"] == {
+        "sets_checked": 3,
+        "sets_with_blank_frames": 1,
+        "blank": [{"set": 2, "frames": [5]}],
+    }
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("1 of 3 SIM sets hold a dropped or blank frame: set 2 (frame 5)" in m for m in said)
+
+
 def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):
     """-o naming the raw file itself, or a --widefield image that would land on it, is refused
     before anything is written: the output used to replace the raw data."""

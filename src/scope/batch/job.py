@@ -36,6 +36,7 @@ from scope.errors import DataFormatError, ScopeError
 from scope.io.raw import DEFAULT_N_ANGLES, DEFAULT_N_PHASES
 
 if TYPE_CHECKING:
+    from scope.sim.pipeline import BlankFrameLog
     from scope.sim.saturation import SaturationCounter
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,21 @@ class _Reconstruction:
         rec = self._channels[channel].reconstructor
         return np.asarray(self.backend.to_numpy(rec.widefield(raw)), np.float32)
 
-    def __call__(self, key: tuple[int, int], raw: np.ndarray, where: dict[str, int]) -> np.ndarray:
+    def __call__(
+        self,
+        key: tuple[int, int],
+        raw: np.ndarray,
+        where: dict[str, int],
+        *,
+        blank_frames: tuple[int, ...] = (),
+    ) -> np.ndarray:
         """Reconstruct one set of channel ``key[0]``; a new ``key`` (a new epoch) estimates the
         parameters again. One :class:`~scope.sim.pipeline.SetReconstructor` per channel keeps
         the channel's noise model over re-estimations (one filter for the whole series,
-        following its brightness) and one operator in memory."""
+        following its brightness) and one operator in memory. A later epoch whose first set
+        holds ``blank_frames`` (dropped or blank frames, see
+        :class:`~scope.sim.pipeline.BlankFrameLog`) keeps the previous epoch's pattern: one
+        estimated on it would read the missing frame as a pattern."""
         from scope.sim.pipeline import SetReconstructor, check_signal
 
         rec = self._channels.get(key[0])
@@ -213,11 +224,22 @@ class _Reconstruction:
                 fallback_prior=self._channels[0].params if 0 in self._channels else None,
             )
         new_epoch = key not in self.params
-        sim = rec(raw, reestimate=new_epoch)
+        kept = new_epoch and bool(blank_frames) and rec.reconstructor is not None
+        if kept:
+            log.warning(
+                "channel %d, time point %d: frame(s) %s of the set that starts a new parameter "
+                "epoch hold almost no signal; the previous epoch's pattern is kept for it",
+                where["channel"],
+                where["first_time_point"],
+                ", ".join(map(str, blank_frames)),
+            )
+        sim = rec(raw, reestimate=new_epoch and not kept)
         if new_epoch:
             params = rec.reconstructor.params
             self.params[key] = params
             epoch = {**where, **params.to_dict()}
+            if kept:
+                epoch["kept_from_previous_epoch"] = "blank frame"
             if rec.pattern_map is not None:  # a pattern bent across the field, mapped
                 epoch["pattern_map"] = {
                     "tiles": int(rec.pattern_map.tiled.estimated.sum()),
@@ -315,7 +337,8 @@ def process_file(job: FileJob, progress: Callable[[int], None] | None = None) ->
         ``error``, ``n_sets``, ``axes``, ``parameters``, ``angles_from_prior`` (``{"count",
         "of"}`` over every channel and parameter epoch), ``optics``, ``sources``, ``resolution``,
         ``modulation_contrast``,
-        ``saturation`` (values at the camera's full scale, or None), ``defect_pixels`` (per
+        ``saturation`` (values at the camera's full scale, or None), ``blank_frames`` (later
+        sets with a dropped or blank frame; ``note`` says so in words), ``defect_pixels`` (per
         channel, the camera pixels repaired), ``seconds``, ``host``.
     """
     t0 = time.perf_counter()
@@ -362,7 +385,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
     from scope.calibration.camera import electrons_from_maps
     from scope.io.raw import open_sim_stack
     from scope.io.writers import WIDEFIELD_DESCRIPTION, write_planes
-    from scope.sim.pipeline import check_square_pixels
+    from scope.sim.pipeline import BlankFrameLog, check_square_pixels
     from scope.sim.saturation import SaturationCounter, camera_pixel_format
 
     flags = BatchOptions(**job.flags)
@@ -440,6 +463,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             pixel_format=camera_pixel_format(stack.metadata),
         )
         clipped.update(first_adu)
+        # later sets with a dropped or blank frame (the first set is refused for one)
+        blanks = BlankFrameLog(options.offset_adu)
         first_raw = to_electrons(first_adu) if to_electrons else first_adu
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
@@ -509,7 +534,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     clipped.update(frames)
                     if to_electrons is not None:
                         frames = to_electrons(frames)
-                    sim = engine(key, frames, where)
+                    blank = blanks.update(flat, frames)
+                    sim = engine(key, frames, where, blank_frames=blank)
                 yield out_index, sim
                 if progress is not None:
                     progress(out_flat + 1)
@@ -549,7 +575,14 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
 
         def before_commit() -> None:  # the side-cars exist whenever the SIM result does
             _write_params(
-                job, engine, provenance, resolution, contrast, clipped, summarise_channels()
+                job,
+                engine,
+                provenance,
+                resolution,
+                contrast,
+                clipped,
+                summarise_channels(),
+                blanks,
             )
             if out_opts.widefield:
                 write_widefield()
@@ -570,6 +603,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())
+    if blanks.found:
+        log.warning("%s: %s", src.name, blanks.message())
     return {
         "n_sets": stack.n_sets,
         "axes": stack.axes,
@@ -583,6 +618,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         "resolution": resolution,
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
+        "blank_frames": blanks.summary(),
+        **({"note": blanks.message()} if blanks.found else {}),
         "defect_pixels": engine.defect_pixels(),
         **({"widefield_output": str(widefield_path(out))} if out_opts.widefield else {}),
         **({"channels": per_channel} if per_channel else {}),
@@ -597,6 +634,7 @@ def _write_params(
     contrast: Any,
     clipped: SaturationCounter,
     channels: list[dict[str, Any]],
+    blanks: BlankFrameLog,
 ) -> None:
     """``.params.json``: the contract's ``{"angles": [...]}`` plus provenance and all epochs
     (and, for several colours, each channel's pattern, resolution and modulation)."""
@@ -614,6 +652,7 @@ def _write_params(
         "resolution": resolution,
         "modulation_contrast": contrast,
         "saturation": clipped.summary(),
+        "blank_frames": blanks.summary(),
         "defect_pixels": engine.defect_pixels(),
         "parameter_epochs": engine.epochs,
     }

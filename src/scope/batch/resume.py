@@ -223,7 +223,7 @@ def existing_entry(
         epochs = record.get("parameter_epochs") or [{"angles": record.get("angles", [])}]
         entry["parameters"] = {"angles": record.get("angles", [])}
         entry["angles_from_prior"] = angles_from_prior(epochs)
-        for key in ("n_sets", "resolution", "modulation_contrast", "saturation"):
+        for key in ("n_sets", "resolution", "modulation_contrast", "saturation", "blank_frames"):
             if record.get(key) is not None:
                 entry[key] = record[key]
     return entry

@@ -338,6 +338,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     from scope.sim.diagnostics import carrier_report
     from scope.sim.pattern_map import PhaseMap, plan_pattern_map
     from scope.sim.pipeline import (
+        BlankFrameLog,
         MeasuredOTFs,
         check_signal,
         check_square_pixels,
@@ -516,6 +517,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         )
         # the MMSE regulariser following the light, per set (in the order written)
         nsr_scales: list[float] = []
+        # later sets with a dropped or blank frame (a channel's first set is refused for one)
+        blanks = BlankFrameLog(offset)
 
         bar = None
         if raw.n_sets > 1 and not getattr(args, "quiet", False):
@@ -533,7 +536,9 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 else:
                     frames = raw.read_set(i)
                     clipped.update(frames)
-                    yield backend.to_numpy(ch.rec(converted(frames)))
+                    frames = converted(frames)
+                    blanks.update(i, frames)
+                    yield backend.to_numpy(ch.rec(frames))
                     nsr_scales.append(ch.rec.nsr_scale)
                 log.debug("set %d/%d", i + 1, raw.n_sets)
                 if bar is not None:
@@ -593,6 +598,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
             if clipped.summary() is not None:  # complete once every set has been read
                 doc["saturation"] = clipped.summary()
             doc["defect_pixels"] = defects.summary()
+            doc["blank_frames"] = blanks.summary()
             # how far the filter followed the light (1: the first set's noise-to-signal ratio;
             # 4: a set 4x noisier relative to its signal, e.g. bleached to about a quarter)
             doc["filter_nsr_scale"] = {
@@ -654,6 +660,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
     dt = time.perf_counter() - t0
     if clipped.significant:
         log.warning("%s: %s", src.name, clipped.message())
+    if blanks.found:
+        log.warning("%s: %s", src.name, blanks.message())
     print(
         f"wrote {out} ({' x '.join(map(str, shape))}, {rec.output_pixel_size_nm:g} nm pixels) "
         f"and {params_path.name} in {dt:.1f} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,38 +161,110 @@ def check_signal(
 BLANK_FRAME_SHARE = 0.05
 
 
+def blank_frames(frames: Any, offset_adu: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The frames of one set that hold (almost) no signal: less than
+    :data:`BLANK_FRAME_SHARE` of the set's typical (median) frame above the offset (given, or
+    the estimate :func:`~scope.sim.reconstruct.estimate_camera_offset`).
+
+    Returns
+    -------
+    blank : ndarray of int
+        Their indices in the set (empty for a set of fewer than 2 frames, or one with no
+        signal at all).
+    signal : ndarray
+        Every frame's mean above the offset.
+    typical : float
+        The median of ``signal``.
+    """
+    values = np.asarray(frames)
+    if values.ndim != 3 or values.shape[0] < 2:
+        return np.zeros(0, int), np.zeros(0), 0.0
+    offset = estimate_camera_offset(values) if offset_adu is None else float(offset_adu)
+    signal = values.reshape(values.shape[0], -1).mean(axis=1, dtype=np.float64) - offset
+    typical = float(np.median(signal))
+    if typical <= 0:
+        return np.zeros(0, int), signal, typical
+    return np.flatnonzero(signal < BLANK_FRAME_SHARE * typical), signal, typical
+
+
 def check_no_blank_frame(
     frames: Any, offset_adu: float | None, *, unit: str = "ADU", which: str = "the first SIM set"
 ) -> None:
-    """Refuse a set with a frame that holds (almost) no signal: less than
-    :data:`BLANK_FRAME_SHARE` of the set's typical frame above the offset (given, or the
-    estimate :func:`~scope.sim.reconstruct.estimate_camera_offset`). Its orders cannot be
-    separated, and a pattern estimated on it would mislead every set after it (a blank frame
-    read a modulation of 1.55 and reconstructed without an error). ``which`` names the set in
-    the message.
+    """Refuse a set with a frame that holds (almost) no signal (:func:`blank_frames`). Its
+    orders cannot be separated, and a pattern estimated on it would mislead every set after it
+    (a blank frame read a modulation of 1.55 and reconstructed without an error). ``which``
+    names the set in the message.
 
     Raises
     ------
     DataFormatError
         Naming the frame and what to do.
     """
-    values = np.asarray(frames)
-    if values.ndim != 3 or values.shape[0] < 2:
-        return
-    offset = estimate_camera_offset(values) if offset_adu is None else float(offset_adu)
-    signal = values.reshape(values.shape[0], -1).mean(axis=1, dtype=np.float64) - offset
-    typical = float(np.median(signal))
-    blank = np.flatnonzero(signal < BLANK_FRAME_SHARE * typical) if typical > 0 else []
+    blank, signal, typical = blank_frames(frames, offset_adu)
     if len(blank):
         listed = ("frames " if len(blank) > 1 else "frame ") + ", ".join(map(str, blank))
         its = "the first one's" if len(blank) > 1 else "its"
         raise DataFormatError(
-            f"{listed} of {which} (counting from 0, of {values.shape[0]}) hold"
+            f"{listed} of {which} (counting from 0, of {len(signal)}) hold"
             f"{'' if len(blank) > 1 else 's'} almost no signal: {its} mean lies "
             f"{float(signal[blank[0]]):+.3g} {unit} from the "
             f"offset, the set's typical frame's {typical:+.3g} {unit}. A dropped or blank frame "
             "cannot be separated into the pattern's orders: check the acquisition, or start "
             "from a complete set"
+        )
+
+
+@dataclass
+class BlankFrameLog:
+    """The sets of a series, after its first, that hold a dropped or blank frame.
+
+    The first set is refused outright (:func:`check_no_blank_frame`): the pattern is estimated
+    on it. A later set is reconstructed like the others, so that nothing acquired is left out
+    of the result, but its image shows the pattern's stripes: this log names it, for the
+    warning at the end of a run and for ``.params.json``.
+
+    Parameters
+    ----------
+    offset_adu : float, optional
+        The camera offset taken off (None: each set's own estimate).
+    """
+
+    offset_adu: float | None = None
+    sets: int = 0
+    found: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+
+    #: sets listed in :meth:`summary` at most (the count covers all)
+    LISTED = 100
+
+    def update(self, index: int, frames: Any) -> tuple[int, ...]:
+        """Check set ``index`` (counting from 0 in the file's order); its blank frames."""
+        self.sets += 1
+        blank = tuple(int(i) for i in blank_frames(frames, self.offset_adu)[0])
+        if blank:
+            self.found.append((index, blank))
+            log.debug("set %d: blank frame(s) %s", index, blank)
+        return blank
+
+    def summary(self) -> dict[str, Any]:
+        """For ``.params.json`` and batch reports."""
+        return {
+            "sets_checked": self.sets,
+            "sets_with_blank_frames": len(self.found),
+            "blank": [{"set": i, "frames": list(f)} for i, f in self.found[: self.LISTED]],
+        }
+
+    def message(self) -> str:
+        """One line for the user: which sets, and what it means."""
+        named = ", ".join(
+            f"set {i} (frame{'s' if len(f) > 1 else ''} {', '.join(map(str, f))})"
+            for i, f in self.found[:5]
+        )
+        more = f" and {len(self.found) - 5} more" if len(self.found) > 5 else ""
+        return (
+            f"{len(self.found)} of {self.sets} SIM sets hold a dropped or blank frame: {named}"
+            f"{more} (counting from 0). They are reconstructed like the others, but their "
+            "orders cannot be separated: expect the pattern's stripes in those images; check "
+            "the acquisition (camera trigger, light source)"
         )
 
 
