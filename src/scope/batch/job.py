@@ -468,13 +468,14 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         first_raw = to_electrons(first_adu) if to_electrons else first_adu
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)
+        first_widefield = engine.widefield(key0[0], first_raw)  # its resolution, and its file
         resolution = resolution_estimate(
             first_raw,
             setup,
             engine.params[key0],
             options,
             engine.otfs[0],
-            images=(np.asarray(first_sim), engine.widefield(key0[0], first_raw)),
+            images=(np.asarray(first_sim), first_widefield),
         )
         contrast = modulation_summary(
             first_raw, setup, engine.params[key0], options, engine.otfs[0]
@@ -554,6 +555,9 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
             def wf_planes():
                 for out_flat in range(stack.n_sets):
                     flat, out_index = input_flat(out_flat)
+                    if flat == 0:
+                        yield out_index, first_widefield
+                        continue
                     frames = stack.read_set(flat)
                     frames = to_electrons(frames) if to_electrons is not None else frames
                     (channel, _), _ = key_of(stack.set_index(flat))
