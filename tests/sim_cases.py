@@ -243,6 +243,28 @@ def with_camera_defects(raw: np.ndarray, seed: int, n_hot: int = 65, n_dead: int
     return out, set(hot.tolist()), set(dead.tolist())
 
 
+def with_hot_blocks(
+    raw: np.ndarray, seed: int, amplitudes: tuple[float, ...] = (300, 500, 1000, 2000, 4000)
+) -> tuple[np.ndarray, set[tuple[int, int]], list[tuple[int, int]]]:
+    """``raw`` with one 2 x 2 block of equal hot pixels per amplitude (ADU extra in every
+    frame) at random places apart from each other (corners on a 4-pixel grid); the (row,
+    column) of every pixel of them; and each block's top-left corner, in the amplitudes'
+    order."""
+    rng = np.random.default_rng(seed)
+    ny, nx = raw.shape[-2:]
+    rows, cols = (ny - 8) // 4, (nx - 8) // 4
+    out = raw.copy()
+    pixels, corners = set(), []
+    for corner, amplitude in zip(
+        rng.choice(rows * cols, len(amplitudes), replace=False), amplitudes
+    ):
+        r, c = 4 + 4 * int(corner // cols), 4 + 4 * int(corner % cols)
+        out[:, r : r + 2, c : c + 2] += np.float32(amplitude)
+        pixels |= {(r + dy, c + dx) for dy in (0, 1) for dx in (0, 1)}
+        corners.append((r, c))
+    return out, pixels, corners
+
+
 TWO_COLOURS = ((525.0, 12.0), (600.0, 17.0))  # emission wavelength, first pattern angle
 
 
