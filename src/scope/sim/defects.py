@@ -266,7 +266,7 @@ def _hot_blocks(mean: np.ndarray, variance: np.ndarray, optical_contrast: float)
     mask = np.zeros((ny, nx), bool)
     if ny < 4 or nx < 4:
         return mask
-    floor = float(np.percentile(mean, 1))
+    floor = float(np.percentile(mean[::4, ::4], 1))  # a sample does (and is 16x faster)
 
     def box(image: np.ndarray, size: int, at: int) -> np.ndarray:
         """Sums over ``size`` x ``size`` boxes whose top-left corner is ``at`` pixels above and
@@ -275,18 +275,23 @@ def _hot_blocks(mean: np.ndarray, variance: np.ndarray, optical_contrast: float)
         rows = sum(image[start + k : start + k + ny - 3] for k in range(size))
         return sum(rows[:, start + k : start + k + nx - 3] for k in range(size))
 
-    block_sum, var_block = box(mean, 2, 0), box(variance, 2, 0)
+    block_sum = box(mean, 2, 0)
     block = block_sum / 4
     ring = (box(mean, 4, 1) - block_sum) / 12
-    ring_variance = (box(variance, 4, 1) - var_block) / 144
-    noise = np.sqrt(var_block / 16 + ring_variance / optical_contrast**2)
     beyond = (block - floor) - np.maximum(ring - floor, 0.0) / optical_contrast
-    corners = [mean[1 + dy : ny - 2 + dy, 1 + dx : nx - 2 + dx] for dy in (0, 1) for dx in (0, 1)]
-    weakest = np.min([c - ring for c in corners], axis=0)
-    found = (beyond > BLOCK_THRESHOLD * noise) & (weakest > 0.5 * (block - ring))
-    for dy in (0, 1):
-        for dx in (0, 1):
-            mask[1 + dy : ny - 2 + dy, 1 + dx : nx - 2 + dx] |= found
+    # the noise and the four pixels only where a block exceeds what the optics allow (few)
+    rows, cols = np.nonzero(beyond > 0)
+    r, c = rows + 1, cols + 1  # the blocks' top-left pixels
+    inner = [(r + dy, c + dx) for dy in (0, 1) for dx in (0, 1)]
+    outer = [(r + dy, c + dx) for dy in range(-1, 3) for dx in range(-1, 3)]
+    var_block = sum(variance[i] for i in inner)
+    var_ring = sum(variance[i] for i in outer) - var_block
+    noise = np.sqrt(var_block / 16 + var_ring / 144 / optical_contrast**2)
+    excess = block[rows, cols] - ring[rows, cols]
+    weakest = np.min([mean[i] for i in inner], axis=0) - ring[rows, cols]
+    hot = (beyond[rows, cols] > BLOCK_THRESHOLD * noise) & (weakest > 0.5 * excess)
+    for i in inner:
+        mask[i[0][hot], i[1][hot]] = True
     return mask
 
 
