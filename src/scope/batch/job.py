@@ -233,7 +233,7 @@ class _Reconstruction:
                 where["first_time_point"],
                 ", ".join(map(str, blank_frames)),
             )
-        sim = rec(raw, reestimate=new_epoch and not kept)
+        sim = rec(raw, reestimate=new_epoch and not kept, missing_frames=blank_frames)
         if new_epoch:
             params = rec.reconstructor.params
             self.params[key] = params

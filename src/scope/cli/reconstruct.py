@@ -537,8 +537,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                     frames = raw.read_set(i)
                     clipped.update(frames)
                     frames = converted(frames)
-                    blanks.update(i, frames)
-                    yield backend.to_numpy(ch.rec(frames))
+                    blank = blanks.update(i, frames)  # left out of the separation
+                    yield backend.to_numpy(ch.rec(frames, missing_frames=blank))
                     nsr_scales.append(ch.rec.nsr_scale)
                 log.debug("set %d/%d", i + 1, raw.n_sets)
                 if bar is not None:

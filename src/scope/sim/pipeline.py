@@ -219,9 +219,10 @@ class BlankFrameLog:
     """The sets of a series, after its first, that hold a dropped or blank frame.
 
     The first set is refused outright (:func:`check_no_blank_frame`): the pattern is estimated
-    on it. A later set is reconstructed like the others, so that nothing acquired is left out
-    of the result, but its image shows the pattern's stripes: this log names it, for the
-    warning at the end of a run and for ``.params.json``.
+    on it. A later set is reconstructed without its blank frames
+    (:meth:`~scope.sim.reconstruct.SIMReconstructor.__call__`, ``missing_frames``), so that
+    nothing acquired is left out of the result: this log names it, for the warning at the end
+    of a run and for ``.params.json``.
 
     Parameters
     ----------
@@ -262,9 +263,9 @@ class BlankFrameLog:
         more = f" and {len(self.found) - 5} more" if len(self.found) > 5 else ""
         return (
             f"{len(self.found)} of {self.sets} SIM sets hold a dropped or blank frame: {named}"
-            f"{more} (counting from 0). They are reconstructed like the others, but their "
-            "orders cannot be separated: expect the pattern's stripes in those images; check "
-            "the acquisition (camera trigger, light source)"
+            f"{more} (counting from 0). Each is reconstructed without them where every angle "
+            "keeps two frames and one angle all of its own (a little noisier; otherwise with "
+            "the pattern's stripes); check the acquisition (camera trigger, light source)"
         )
 
 
@@ -462,10 +463,14 @@ class SetReconstructor:
         #: (for the estimation and the reconstruction alike)
         self.defects: DefectPixels | None = None
 
-    def __call__(self, frames: Any, *, reestimate: bool = False) -> np.ndarray:
+    def __call__(
+        self, frames: Any, *, reestimate: bool = False, missing_frames: Sequence[int] = ()
+    ) -> np.ndarray:
         """One set ``(n_frames, Y, X)`` -> float32 ``(2Y, 2X)`` (numpy).
 
         ``reestimate`` estimates the parameters again on this set (unless they were given).
+        ``missing_frames``: dropped or blank frames of this set, left out of the separation
+        (:meth:`~scope.sim.reconstruct.SIMReconstructor.__call__`).
         The values are not checked here: readers and :func:`reconstruct_stack` check whole
         stacks once (:func:`check_raw`).
         """
@@ -507,7 +512,8 @@ class SetReconstructor:
                 phase_maps=maps,
             )
             self.params = self.params or p
-        return np.asarray(self.backend.to_numpy(rec(frames)), dtype=np.float32)
+        image = rec(frames, missing_frames=missing_frames)
+        return np.asarray(self.backend.to_numpy(image), dtype=np.float32)
 
     def _estimate(self, frames: Any) -> SIMParameters:
         return estimate_with_fallback(

@@ -62,6 +62,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -208,6 +209,21 @@ class NoiseModel:
 
     def signal_power(self, k_per_um: Any, xp: Any = np) -> Any:
         return self.amplitude * xp.maximum(k_per_um, 1e-3) ** (-self.exponent)
+
+
+@dataclass
+class _Separation:
+    """The separation of one set other than the operator's own (frames left out): the zero
+    row and each angle's +1 columns (re, im) over all frames, on the device; the zero row's
+    sum (its share of the offset at DC) and power (its noise factor); each +1 order's share
+    of the offset and noise factor."""
+
+    zero_row: Any
+    plus_columns: list[Any]
+    dc: float
+    row_power: float
+    leaks: list[complex]
+    var_plus: list[float]
 
 
 def _runs(src: np.ndarray, dst: np.ndarray) -> list[tuple[slice, slice]]:
@@ -710,21 +726,88 @@ class SIMReconstructor:
         window, so what remains is the light each frame received (flicker, bleaching) and,
         below the 1 % level, the sample's own structure at the pattern frequency.
         """
-        xp = self.backend.xp
         frames = self._check(raw, as_float32=False)
         if offset is None:
             offset = self.camera_offset(frames)
-        n = self.n_frames
-        flat = frames.reshape(n, -1)
+        sums = self._frame_sums(frames, offset)
+        if not np.all(sums > 0):
+            return np.ones(self.n_frames)  # no signal above the offset: leave the frames be
+        return sums / sums.mean()
+
+    def _frame_sums(self, frames: Any, offset: float) -> np.ndarray:
+        """Each frame's taper-weighted sum above the offset (a set on the operator's grid)."""
+        xp = self.backend.xp
+        flat = frames.reshape(self.n_frames, -1)
         if flat.dtype != xp.float32:
             flat = flat.astype(xp.float32)
         taper = self._taper.reshape(-1)
         with self.backend.single_threaded_blas():  # idle BLAS threads would starve the FFTs
             weighted = _to_np(flat @ taper).astype(np.float64)
-        sums = weighted - offset * self._taper_sum
-        if not np.all(sums > 0):
-            return np.ones(n)  # no signal above the offset to compare: leave the frames be
-        return sums / sums.mean()
+        return weighted - offset * self._taper_sum
+
+    def _separation_without(
+        self, frames: Any, offset: float, missing: tuple[int, ...]
+    ) -> _Separation | None:
+        """The separation of a set with ``missing`` frames (dropped or blank) left out.
+
+        An angle that keeps at least 3 frames separates its orders from them as usual
+        (Wicker et al. 2013's pseudo-inverse for any steps); one that keeps 2 cannot tell its
+        zero order from its +-1 orders on its own, so the zero order of the complete angles,
+        scaled to its own level (each angle's mean frame: angles may be lit unequally), is
+        taken off its two frames and the +-1 orders solved from what is left. None when an
+        angle keeps fewer than 2 frames, or none keeps 3.
+        """
+        p = self.params
+        n_ph = p.n_phases
+        kept = np.ones(self.n_frames, bool)
+        kept[list(missing)] = False
+        sums = self._frame_sums(frames, offset)
+        level = sums / max(float(sums[kept].mean()), 1e-30)  # each frame's, kept frames ~1
+        complete, partial = [], []
+        for a in range(p.n_angles):
+            n_kept = int(kept[a * n_ph : (a + 1) * n_ph].sum())
+            if n_kept < 2:
+                return None
+            (complete if n_kept >= 3 else partial).append(a)
+        if not complete:
+            return None
+        zero = np.zeros(self.n_frames)
+        plus = np.zeros((p.n_angles, self.n_frames), np.complex128)
+        gain = np.zeros(p.n_angles)  # each angle's level (the mean of its kept frames)
+        try:
+            for a in complete:
+                idx = np.flatnonzero(kept[a * n_ph : (a + 1) * n_ph]) + a * n_ph
+                sep = separation_matrix(np.asarray(p.angles[a].phases_rad)[idx - a * n_ph])
+                zero[idx] = sep[0].real / len(complete)
+                plus[a, idx] = sep[1]
+                gain[a] = level[idx].mean()
+            for a in partial:
+                idx = np.flatnonzero(kept[a * n_ph : (a + 1) * n_ph]) + a * n_ph
+                phases = np.asarray(p.angles[a].phases_rad)[idx - a * n_ph]
+                z = np.exp(1j * phases)
+                pair = np.linalg.inv(np.stack([z, z.conj()], axis=1))  # [C+, C-] = pair @ D
+                if not np.all(np.isfinite(pair)):
+                    return None
+                gain[a] = level[idx].mean()
+                share = gain[a] / gain[complete].mean()  # its zero order from the complete's
+                plus[a, idx] = pair[0]
+                plus[a] -= share * pair[0].sum() * zero
+        except (ReconstructionError, np.linalg.LinAlgError):
+            return None
+        # the zero order at the level of all angles, as for a complete set
+        zero *= gain.mean() / gain[complete].mean()
+        for a, ang in enumerate(p.angles):
+            plus[a] /= float(np.clip(ang.modulation, 0.05, 1.0)) / 2
+        xp = self.backend.xp
+        columns = [xp.asarray(np.stack([row.real, row.imag], 1).astype(np.float32)) for row in plus]
+        return _Separation(
+            zero_row=xp.asarray(zero.astype(np.float32)),
+            plus_columns=columns,
+            dc=float(zero.sum()),
+            row_power=float(np.sum(zero**2)),
+            leaks=[complex(offset * row.sum()) for row in plus],
+            var_plus=[float(np.sum(np.abs(row) ** 2)) for row in plus],
+        )
 
     def _check(self, raw: Any, *, as_float32: bool = True, pad: bool = True) -> Any:
         """The raw set on the backend's device, checked for shape (and an odd side padded by
@@ -764,12 +847,20 @@ class SIMReconstructor:
         image = (frames.mean(axis=0) - self.camera_offset(frames)).astype(xp.float32)
         return self._find_defects(frames).repaired(image, xp)
 
-    def __call__(self, raw: Any) -> Any:
+    def __call__(self, raw: Any, *, missing_frames: Sequence[int] = ()) -> Any:
         """Reconstruct one raw SIM set (n_frames, Y, X) into a float32 (2Y, 2X) image.
 
         The result stays on the backend's device (cupy array on a GPU). Calls from several
-        threads are serialised (the operator reuses its work buffers).
+        threads are serialised (the operator reuses its work buffers). ``missing_frames``
+        (indices in the set) are left out: a dropped or blank frame of a later set (see
+        :meth:`_separation_without`; the first set, which the filter is measured on, must be
+        complete).
         """
+        missing = tuple(sorted({int(i) for i in missing_frames}))
+        if missing and not all(0 <= i < self.n_frames for i in missing):
+            raise ConfigurationError(
+                f"missing_frames must index the set's {self.n_frames} frames, got {missing}"
+            )
         frames = self._check(raw, as_float32=False)
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
         with self._lock, self.backend.single_threaded_blas():
@@ -783,7 +874,32 @@ class SIMReconstructor:
                 if self.settings.equalize_frames is None:
                     self._equalize = self._detect_flicker(repaired)
                 self._prepare_filter()
+            if missing:
+                return self._reconstruct_without(frames, missing)
             return self._reconstruct(frames)
+
+    def _reconstruct_without(self, frames: Any, missing: tuple[int, ...]) -> Any:
+        """A set with ``missing`` frames left out of the separation
+        (:meth:`_separation_without`), its filter weighing each order by its own noise then
+        (an angle with two frames left has about twice the noise of a complete one): the
+        filter is rebuilt for the set and back for the next (about 1.5x the time of one
+        image each, at 512 x 512)."""
+        without = self._separation_without(frames, self.camera_offset(frames), missing)
+        if without is None:
+            log.warning(
+                "frame(s) %s of this set are missing and too many of one angle's (or of every "
+                "angle's) to separate the orders without them: reconstructed as they are",
+                ", ".join(map(str, missing)),
+            )
+            return self._reconstruct(frames)
+        var0, var_plus = self._var0, self._var_plus
+        self._var0, self._var_plus = without.row_power, without.var_plus
+        try:
+            self._prepare_filter()
+            return self._reconstruct(frames, without)
+        finally:
+            self._var0, self._var_plus = var0, var_plus
+            self._prepare_filter()
 
     def _find_defects(self, frames: Any) -> DefectPixels:
         """The defect pixels (found on ``frames``, a set on the device, the first time)."""
@@ -833,7 +949,7 @@ class SIMReconstructor:
         )
         return True
 
-    def _reconstruct(self, frames: Any) -> Any:
+    def _reconstruct(self, frames: Any, without: _Separation | None = None) -> Any:
         be = self.backend
         xp, fft = be.xp, be.fft
         ny, nx = self._grid
@@ -851,7 +967,13 @@ class SIMReconstructor:
         offset = self.camera_offset(frames)
         zero_row, plus_columns, leaks, dc = self._zero_row, self._plus_columns, None, 1.0
         row_power = self._var0  # sum of the squared zero-order weights (noise of the order)
-        if self._equalize:
+        # each +1 order from its own angle's frames (from all: a set with missing frames)
+        own_frames = [slice(a * n_ph, (a + 1) * n_ph) for a in range(n_ang)]
+        if without is not None:
+            zero_row, plus_columns, leaks = without.zero_row, without.plus_columns, without.leaks
+            dc, row_power = without.dc, without.row_power
+            own_frames = [slice(None)] * n_ang
+        elif self._equalize:
             # frame n divided by its gain g_n: the offset no longer cancels in the +1 orders
             # (sum_n c_n / g_n != 0); that constant is taken off each +1 order before its ramp,
             # and the zero order's share of the offset at DC follows its new row sum
@@ -878,7 +1000,7 @@ class SIMReconstructor:
                 # the +1 order's (re, im) pairs written straight into its complex rows
                 dst = bands[a, rows]
                 pairs = dst.reshape(n_rows * nx).view(xp.float32).reshape(n_rows * nx, 2)
-                xp.matmul(block[a * n_ph : (a + 1) * n_ph].T, plus_columns[a], out=pairs)
+                xp.matmul(block[own_frames[a]].T, plus_columns[a], out=pairs)
                 if leaks is not None:
                     dst -= xp.complex64(leaks[a])
                 dst *= self._shifts[a][1][rows]  # the sub-pixel shift ramp
@@ -891,7 +1013,7 @@ class SIMReconstructor:
             values = defects.replacement(flat, xp).astype(xp.float32)
             zero_flat[index] = zero_row @ values
             for a in range(n_ang):
-                plus = (values[a * n_ph : (a + 1) * n_ph].T @ plus_columns[a]).view(xp.complex64)
+                plus = (values[own_frames[a]].T @ plus_columns[a]).view(xp.complex64)
                 plus = plus.reshape(-1)
                 if leaks is not None:
                     plus = plus - xp.complex64(leaks[a])
