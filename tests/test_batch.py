@@ -323,7 +323,7 @@ def test_a_blank_frame_where_an_epoch_starts_keeps_the_previous_pattern(tmp_path
         )
     entry = report.files[0]
     assert entry["status"] == "done", entry
-    blank = {"sets_checked": 2, "sets_with_blank_frames": 1, "blank": [{"set": 1, "frames": [7]}]}
+    blank = {"sets_checked": 3, "sets_with_blank_frames": 1, "blank": [{"set": 1, "frames": [7]}]}
     assert entry["blank_frames"] == blank
     assert "set 1 (frame 7)" in (tmp_path / "out" / "batch-report.txt").read_text()
     doc = json.loads((tmp_path / "out" / "series.params.json").read_text())

@@ -156,12 +156,12 @@ def test_a_blank_frame_in_a_later_set_is_kept_and_named(raw_file, tmp_path, capl
     assert metrics.normalized_rms_error(image[2], image[0]) < 0.1
     doc = json.loads((tmp_path / "series.params.json").read_text())
     assert doc["blank_frames"] == {
-        "sets_checked": 3,
+        "sets_checked": 4,
         "sets_with_blank_frames": 1,
         "blank": [{"set": 2, "frames": [5]}],
     }
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("1 of 3 SIM sets hold a dropped or blank frame: set 2 (frame 5)" in m for m in said)
+    assert any("1 of 4 SIM sets holds a dropped or blank frame: set 2 (frame 5)" in m for m in said)
 
 
 def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):

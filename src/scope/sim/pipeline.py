@@ -228,6 +228,9 @@ class BlankFrameLog:
     ----------
     offset_adu : float, optional
         The camera offset taken off (None: each set's own estimate).
+    sets : int
+        Sets already checked elsewhere (each channel's first, by
+        :func:`check_no_blank_frame`): the count starts there.
     """
 
     offset_adu: float | None = None
@@ -262,7 +265,8 @@ class BlankFrameLog:
         )
         more = f" and {len(self.found) - 5} more" if len(self.found) > 5 else ""
         return (
-            f"{len(self.found)} of {self.sets} SIM sets hold a dropped or blank frame: {named}"
+            f"{len(self.found)} of {self.sets} SIM sets hold{'s' if len(self.found) == 1 else ''}"
+            f" a dropped or blank frame: {named}"
             f"{more} (counting from 0). Each is reconstructed without them where every angle "
             "keeps two frames and one angle all of its own (a little noisier; otherwise with "
             "the pattern's stripes); check the acquisition (camera trigger, light source)"
