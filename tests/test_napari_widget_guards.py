@@ -82,6 +82,37 @@ def test_a_blank_frame_is_refused(make_napari_viewer, qtbot):
     assert "frame 4 of this SIM set (counting from 0, of 9) holds almost no" in widget.status.text()
 
 
+def test_a_blank_frame_in_a_stack(make_napari_viewer, qtbot):
+    """Reconstruct stack: a blank first set is refused, naming the frame; a blank frame in a
+    later set is left out of that set's separation (its image close to the same set's complete
+    one, not striped), and the status line and the layer's metadata name the set and frame."""
+    from scope.sim import metrics
+
+    raw = _simulated(n_t=1, size=96)
+    series = np.concatenate([raw, raw, raw])  # three sets of one sample
+    series[1, 6] = 100.0  # the offset: no light
+    viewer, widget = _widget(make_napari_viewer, series)
+    with qtbot.capture_exceptions() as raised:
+        widget.reconstruct_stack()
+        qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert raised == []
+    sim = viewer.layers["cell SIM"]
+    assert metrics.normalized_rms_error(sim.data[1], sim.data[0]) < 0.1
+    assert sim.metadata["blank_frames"]["blank"] == [{"set": 1, "frames": [6]}]
+    assert "1 of 3 SIM sets holds a dropped or blank frame: set 1 (frame 6)" in (
+        widget.status.text()
+    )
+    first_blank = series.copy()
+    first_blank[0, 2] = 0.0
+    viewer, widget = _widget(make_napari_viewer, first_blank, name="dropped")
+    widget.reconstruct_stack()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert "frame 2 of the layer's first SIM set (counting from 0, of 9) holds almost no" in (
+        widget.status.text()
+    )
+    assert "dropped SIM" not in viewer.layers
+
+
 def test_an_na_above_the_immersion_index_is_one_plain_message(make_napari_viewer, qtbot):
     """NA 1.6 in oil (1.515): the model's own sentence in the status line, no pydantic text."""
     _, widget = _widget(make_napari_viewer, _simulated()[0])

@@ -822,12 +822,15 @@ class ReconstructionWidget(QWidget):
 
         def work():
             from scope.sim.estimate import estimate_parameters
+            from scope.sim.pipeline import BlankFrameLog, check_no_blank_frame
 
             indices = list(np.ndindex(*lead_shape)) if lead_shape else [()]
             first = read(indices[0])
             problem = offset_problem(first, settings.offset_adu)
             if problem:
                 raise DataFormatError(problem)
+            check_no_blank_frame(first, settings.offset_adu, which="the layer's first SIM set")
+            blanks = BlankFrameLog(settings.offset_adu, sets=1)
             if base is not None and base.shape == first.shape[-2:]:
                 # the estimated patterns (per tile), noise models and defects, new settings
                 p, rec = params, base.with_settings(**dataclasses.asdict(settings))
@@ -838,11 +841,12 @@ class ReconstructionWidget(QWidget):
             wf = np.empty((*lead_shape, *first.shape[-2:]), np.float32) if with_widefield else None
             for i, idx in enumerate(indices):
                 frames = first if i == 0 else read(idx)
-                out[idx] = rec.backend.to_numpy(rec(frames))
+                blank = blanks.update(i, frames) if i else ()  # left out of the separation
+                out[idx] = rec.backend.to_numpy(rec(frames, missing_frames=blank))
                 if wf is not None:
                     wf[idx] = rec.backend.to_numpy(rec.widefield(frames))
                 yield 100.0 * (i + 1) / n_sets
-            return out, wf, p, rec
+            return out, wf, p, rec, blanks
 
         return self._run(
             work,
@@ -852,7 +856,7 @@ class ReconstructionWidget(QWidget):
         )
 
     def _stack_done(self, result: tuple, raw_layer: Any, setup: Any, settings: Any) -> None:
-        image, widefield, params, _rec = result
+        image, widefield, params, _rec, blanks = result
         self.params = params
         meta = {
             "scope_kind": "sim",
@@ -866,6 +870,7 @@ class ReconstructionWidget(QWidget):
             "source_layer": raw_layer.name,
             "source_path": raw_layer.metadata.get("source_path"),
             "axes": _lead_axes(raw_layer, image.ndim - 2) + "YX",
+            "blank_frames": blanks.summary(),
         }
         out, _wf, moved = add_results(self.viewer, raw_layer, image, widefield, meta)
         self.last_result = image
@@ -876,6 +881,9 @@ class ReconstructionWidget(QWidget):
             if moved
             else ""
         )
+        if blanks.found:  # counted from 0 in the layer's order of sets
+            log.warning("%s: %s", raw_layer.name, blanks.message())
+            note += f". {blanks.message()}"
         self.status.setText(
             f"{out.name}: {image.shape}, {setup.pixel_size_nm / 2:.2f} nm pixels "
             f"(File > Save Selected Layers… writes OME-TIFF/OME-Zarr){note}"
