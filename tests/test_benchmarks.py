@@ -27,6 +27,7 @@ CASES = {
         "throughput ratio 2 workers / 1 worker",
     ),
     "bench_reconstruction.py": (["--repeats", "1"], "cached reconstruction per SIM image"),
+    "blank_frames.py": (["--seeds", "1", "--size", "128"], "one frame left out"),
     "bleaching_series.py": (["--seeds", "1"], "| 0 | following the light |"),
     "camera_defects.py": ([], "finding defects in a 9 x 512 x 512 set"),
     "controller_timing.py": ([], "state machine (CPython)"),

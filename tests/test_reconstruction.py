@@ -209,12 +209,14 @@ def test_a_set_with_blank_frames_is_reconstructed_without_them(photons, caplog):
     def error(image):
         return metrics.normalized_rms_error(image[crop], target[crop])
 
-    clean = error(rec(case.raw))
+    complete = rec(case.raw)
+    clean = error(complete)
     for missing, allowed in (((0,), 0.03), ((4,), 0.03), ((8,), 0.03), ((1, 5), 0.1)):
         raw = case.raw.copy()
         raw[list(missing)] = OFFSET
         assert error(rec(raw)) > clean + 0.3
         assert error(rec(raw, missing_frames=missing)) < clean + allowed, missing
+    np.testing.assert_array_equal(rec(case.raw), complete)  # the series' filter, put back
     raw = case.raw.copy()
     raw[[0, 4, 8]] = OFFSET
     with caplog.at_level("WARNING", logger="scope.sim.reconstruct"):
@@ -228,6 +230,9 @@ def test_a_set_with_blank_frames_is_reconstructed_without_them(photons, caplog):
     assert error(lit(unequal, missing_frames=(4,))) < reference + 0.03
     with pytest.raises(ConfigurationError, match="must index the set's 9 frames"):
         rec(case.raw, missing_frames=(9,))
+    fresh = SIMReconstructor(SETUP, case.truth, shape=(256, 256), settings=settings)
+    with pytest.raises(ConfigurationError, match="first set an operator reconstructs"):
+        fresh(raw, missing_frames=(0,))
 
 
 @pytest.mark.parametrize(("n_angles", "n_phases"), [(3, 5), (2, 4)])

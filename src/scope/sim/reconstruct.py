@@ -862,6 +862,12 @@ class SIMReconstructor:
                 f"missing_frames must index the set's {self.n_frames} frames, got {missing}"
             )
         frames = self._check(raw, as_float32=False)
+        if missing and not self._filter_ready:
+            raise ConfigurationError(
+                "the first set an operator reconstructs sets its filter (the noise it measures "
+                f"there): it must be complete, got frame(s) {', '.join(map(str, missing))} "
+                "missing; start from a complete set"
+            )
         # BLAS limited once for the whole image (the blocks' matrix products run inside)
         with self._lock, self.backend.single_threaded_blas():
             self._find_defects(frames)  # on the first set (a given noise model or Wiener
@@ -882,8 +888,8 @@ class SIMReconstructor:
         """A set with ``missing`` frames left out of the separation
         (:meth:`_separation_without`), its filter weighing each order by its own noise then
         (an angle with two frames left has about twice the noise of a complete one): the
-        filter is rebuilt for the set and back for the next (about 1.5x the time of one
-        image each, at 512 x 512)."""
+        filter is rebuilt for the set (about the time of one image, at 512 x 512) and the
+        complete sets' filter put back after it."""
         without = self._separation_without(frames, self.camera_offset(frames), missing)
         if without is None:
             log.warning(
@@ -892,14 +898,18 @@ class SIMReconstructor:
                 ", ".join(map(str, missing)),
             )
             return self._reconstruct(frames)
-        var0, var_plus = self._var0, self._var_plus
+        kept = (self._var0, self._var_plus, self._nsr_step)
+        weights = (self._w0, self._w_plus, self._w_smooth_plus, self._smooth_dc_weight)
         self._var0, self._var_plus = without.row_power, without.var_plus
         try:
             self._prepare_filter()
             return self._reconstruct(frames, without)
         finally:
-            self._var0, self._var_plus = var0, var_plus
-            self._prepare_filter()
+            self._var0, self._var_plus = kept[0], kept[1]
+            if self._nsr_step == kept[2]:  # the complete sets' filter, as it was
+                self._w0, self._w_plus, self._w_smooth_plus, self._smooth_dc_weight = weights
+            else:  # this set moved the regulariser (follow_brightness): rebuilt at its step
+                self._prepare_filter()
 
     def _find_defects(self, frames: Any) -> DefectPixels:
         """The defect pixels (found on ``frames``, a set on the device, the first time)."""
