@@ -193,8 +193,8 @@ def test_steady_light_is_left_alone():
 @pytest.mark.parametrize("photons", [400, 60])
 def test_a_set_with_blank_frames_is_reconstructed_without_them(photons, caplog):
     """A blank frame (a dropped trigger, the light out) in a set reconstructed with the series'
-    operator: as it is, the error against the ideal-SIM target is 0.89 (400 photons) or
-    0.64-0.83 (60); left out (its angle's orders from its two other frames, with the zero order
+    operator: as it is, the error against the ideal-SIM target is 0.74-0.75 (400 photons) or
+    0.70-0.72 (60); left out (its angle's orders from its two other frames, with the zero order
     of the complete angles, and the filter weighing that angle's noisier orders less),
     0.114-0.117 against 0.103 for the complete set (0.234-0.239 against 0.215 at 60 photons),
     and 0.142 (0.284) with one frame out of each of two angles; without noise the image is the
