@@ -235,6 +235,24 @@ def test_a_set_with_blank_frames_is_reconstructed_without_them(photons, caplog):
         fresh(raw, missing_frames=(0,))
 
 
+@pytest.mark.parametrize(("n_angles", "n_phases", "missing"), [(3, 5, (2, 7)), (2, 4, (1, 5))])
+def test_other_frame_counts_reconstruct_without_blank_frames(n_angles, n_phases, missing):
+    """Five phases with a frame out of each of two angles (both keep four: their own zero
+    orders), two angles of four phases with one out of each (both keep three): 0.095 against
+    0.083 complete, 0.147 against 0.118 (0.74 and 0.83 as they are)."""
+    case = make_case(2, n_angles=n_angles, n_phases=n_phases)
+    target = ideal_target(case.ground_truth, case.truth)
+    settings = ReconstructionSettings(offset_adu=OFFSET)
+    rec = SIMReconstructor(SETUP, case.truth, shape=(256, 256), settings=settings)
+    crop = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
+    clean = metrics.normalized_rms_error(rec(case.raw)[crop], target[crop])
+    raw = case.raw.copy()
+    raw[list(missing)] = OFFSET
+    left_out = metrics.normalized_rms_error(rec(raw, missing_frames=missing)[crop], target[crop])
+    assert left_out < clean + 0.04, (left_out, clean)
+    assert metrics.normalized_rms_error(rec(raw)[crop], target[crop]) > clean + 0.5
+
+
 @pytest.mark.parametrize(("n_angles", "n_phases"), [(3, 5), (2, 4)])
 def test_other_frame_counts_reconstruct(n_angles, n_phases):
     case = make_case(3, n_angles=n_angles, n_phases=n_phases)
