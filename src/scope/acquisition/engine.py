@@ -217,6 +217,9 @@ class AcquisitionSummary:
     #: the controller's timing tolerance (its ``CAPS``): a step later than this is an overrun
     controller_timing_tolerance_us: int | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
+    #: invalid sets whose only fault is frames the camera dropped: their other frames are kept
+    #: (``valid`` 2) and a reconstruction of the file leaves the missing ones out
+    sets_without_dropped_frames: list[int] = field(default_factory=list)
     consumer_drops: int = 0
     #: frames with values at the camera's full scale (bright structures clipped), and the
     #: largest share of such values in one frame
@@ -813,6 +816,7 @@ class AcquisitionEngine:
         assert w is not None
         seq = cfg.sequence
         reasons: list[str] = []
+        dropped = 0  # pulses whose frame never came (the set's only fault, or one of several)
         members: list[_Frame | None] = []
         tol_t = cfg.timing_tol_s()
         for slot, c in enumerate(counts):
@@ -828,6 +832,7 @@ class AcquisitionEngine:
             if not p.frames:
                 reasons.append(f"pulse {c}: frame dropped")
                 self.summary.dropped_pulses.append(c)
+                dropped += 1
                 members.append(None)
                 continue
             t_pulse = self._pulse_time(p)
@@ -846,9 +851,19 @@ class AcquisitionEngine:
                 self.summary.late_frames.append(f.frame_id)
             members.append(f)
         ids = [f.frame_id for f in members if f is not None]
+        gaps = sum(b - a - 1 for a, b in itertools.pairwise(ids))
         if any(b != a + 1 for a, b in itertools.pairwise(ids)):
             reasons.append(f"camera frame ids not consecutive: {ids}")
         valid = not reasons
+        # a set whose only fault is frames the camera dropped (their ids missing, no more): its
+        # other frames are verified (pattern, pulse, timing) and kept for a reconstruction
+        # without the missing ones (valid = 2 in the frame table; consumers get complete sets)
+        only_dropped = (
+            not valid
+            and 0 < dropped < len(counts)
+            and 0 <= gaps <= dropped
+            and len(reasons) == dropped + (gaps > 0)
+        )
         rows: dict[str, list[int]] = {k: [] for k in ("i", "angle", "phase", "pattern", "count")}
         member_ids = {f.index for f in members if f is not None}
         for slot, c in enumerate(counts):  # tag the rows (one table write per set)
@@ -862,13 +877,15 @@ class AcquisitionEngine:
         with _critical():  # the verdict on disk and the run's count go together
             w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
                      pattern=rows["pattern"], controller_count=rows["count"],
-                     valid=int(valid))  # fmt: skip
+                     valid=1 if valid else 2 if only_dropped else 0)  # fmt: skip
             self.reports.append(SetReport(s, valid, reasons))
             if valid:
                 self.summary.sets_valid += 1
             else:
                 self.summary.sets_invalid += 1
                 self.summary.invalid_sets[s] = reasons
+                if only_dropped:
+                    self.summary.sets_without_dropped_frames.append(s)
         if valid:
             good = [f for f in members if f is not None]
             meta = {
@@ -882,8 +899,10 @@ class AcquisitionEngine:
             }
             self._publish((s, np.stack([f.data for f in good]), meta))
         else:
-            log.warning("set %d invalid (%s); the next set starts from the controller count",
-                        s, "; ".join(reasons))  # fmt: skip
+            log.warning("set %d invalid (%s)%s; the next set starts from the controller count",
+                        s, "; ".join(reasons),
+                        ": its other frames are kept for a reconstruction without the dropped "
+                        "ones" if only_dropped else "")  # fmt: skip
         for c in counts:  # forget what this set used
             p = self._pulses.pop(c, None)
             for i in p.frames if p is not None else ():

@@ -21,8 +21,9 @@ running, then ``complete`` or ``aborted`` with the ``reason``).
 Frame-table columns: ``set`` (SIM set index, -1 when unknown), ``angle``, ``phase``, ``pattern``
 (index in the controller's sequence; -1 for a frame without a pulse), ``camera_frame_id``,
 ``controller_count`` (the controller's pulse number, 1-based; -1 when none), ``timestamp_ns``
-(host monotonic clock), ``valid`` (1 = part of a verified set, 0 = not, -1 = not decided yet),
-``written`` (1 once the pixels are on disk), ``index`` (arrival index).
+(host monotonic clock), ``valid`` (1 = part of a verified set, 0 = not, 2 = a verified frame
+of a set whose only fault is a frame the camera dropped, -1 = not decided yet), ``written`` (1
+once the pixels are on disk), ``index`` (arrival index).
 
 Crash safety: capacity grows in blocks and the pixels of each frame are written before its table
 row says ``written = 1``, so a reader after a crash (even SIGKILL) trims to the rows written. No
@@ -700,20 +701,39 @@ def _complete_pages(path: Path, shape: tuple[int, ...], limit: int | None) -> li
 
 
 def complete_sets(
-    frame_table: dict[str, np.ndarray], n_frames_per_set: int
+    frame_table: dict[str, np.ndarray], n_frames_per_set: int, *, with_dropped: bool = False
 ) -> tuple[list[np.ndarray], list[int]]:
     """The verified, complete SIM sets of a run: each set's frame indices in pattern order,
     and its set number.
 
     Only frames with ``valid == 1`` count; a set counts only when all ``n`` of its frames are
-    there, each pattern once (others are skipped with a warning).
+    there, each pattern once (others are skipped with a warning). ``with_dropped`` also
+    returns the sets whose only fault is frames the camera dropped (``valid == 2``), after the
+    first complete set, with -1 where a pattern's frame is missing (a reconstruction leaves it
+    out: :class:`~scope.sim.pipeline.BlankFrameLog`).
     """
     t = frame_table
     ok = t["valid"] == 1
+    partial = (t["valid"] == 2) if with_dropped else np.zeros_like(ok)
     rows: list[np.ndarray] = []
     numbers: list[int] = []
-    for s in np.unique(t["set"][ok]):
+    index = t["index"] if "index" in t else np.arange(len(t["valid"]))
+    for s in np.unique(t["set"][ok | partial]):
         sel = np.flatnonzero(ok & (t["set"] == s))
+        if not len(sel):  # frames kept from a set with a dropped frame
+            if not rows:
+                continue  # a series starts at a complete set (its pattern is estimated there)
+            sel = np.flatnonzero(partial & (t["set"] == s))
+            patterns = t["pattern"][sel]
+            if len(np.unique(patterns)) != len(sel) or not np.all(
+                (patterns >= 0) & (patterns < n_frames_per_set)
+            ):
+                continue
+            order = np.full(n_frames_per_set, -1, np.int64)
+            order[patterns] = index[sel]
+            rows.append(order)
+            numbers.append(int(s))
+            continue
         order = sel[np.argsort(t["pattern"][sel], kind="stable")]
         if len(order) != n_frames_per_set or not np.array_equal(
             t["pattern"][order], np.arange(n_frames_per_set)
@@ -725,7 +745,7 @@ def complete_sets(
                 n_frames_per_set,
             )
             continue
-        rows.append(t["index"][order] if "index" in t else order)
+        rows.append(index[order])
         numbers.append(int(s))
     return rows, numbers
 

@@ -610,8 +610,10 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
         f"{len(s.dropped_pulses)} dropped, {len(s.extra_frames)} extra, "
         f"{len(s.late_frames)} late frames ({s.duration_s:.1f} s)"
     )
+    kept = set(s.sets_without_dropped_frames)
     for index, reasons in list(s.invalid_sets.items())[:10]:
-        print(f"  set {index} invalid: {'; '.join(reasons)}")
+        said = " (its other frames kept: reconstructed without it)" if index in kept else ""
+        print(f"  set {index} invalid: {'; '.join(reasons)}{said}")
     overruns = _overruns_line(s, trigger, simulated is not None)
     if overruns:
         print(overruns)

@@ -1480,7 +1480,10 @@ def _acquisition_stack(
     dtype: np.dtype,
     n_frames_per_set: int | None,
 ) -> RawStack:
-    """Only verified, complete SIM sets of a run, frames in pattern order, read lazily."""
+    """The verified SIM sets of a run, frames in pattern order, read lazily: the complete
+    ones, and after the first of them those whose only fault is frames the camera dropped
+    (their missing frames read as zeros, which a reconstruction leaves out as blank frames:
+    :class:`~scope.sim.pipeline.BlankFrameLog`), so a time point is not lost for one frame."""
     # the engine records its configuration (n_angles, n_phases) under "acquisition"
     conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
     n_a = meta.get("n_angles") or conf.get("n_angles")
@@ -1493,7 +1496,7 @@ def _acquisition_stack(
     n = int(n_frames_per_set)
     from scope.acquisition.writer import complete_sets
 
-    sets, set_numbers = complete_sets(table, n)
+    sets, set_numbers = complete_sets(table, n, with_dropped=True)
     if not sets:
         said = f": the run states {stated[0]} x {stated[1]}" if stated else ""
         raise _fail(
@@ -1503,13 +1506,23 @@ def _acquisition_stack(
         )
     index = np.stack(sets).astype(np.int64)
     ny, nx = (int(v) for v in frame_shape)
-    starts = np.asarray(table["timestamp_ns"], dtype=np.float64)[index].min(axis=1)
+    stamps = np.asarray(table["timestamp_ns"], dtype=np.float64)[np.maximum(index, 0)]
+    starts = np.where(index >= 0, stamps, np.inf).min(axis=1)
     set_times = tuple(float(t) for t in (starts - starts[0]) * 1e-9)
+    with_dropped = [int(set_numbers[k]) for k in np.flatnonzero((index < 0).any(axis=1))]
+    if with_dropped:
+        log.info(
+            "%s: %d set(s) lost a frame the camera dropped (%s): read with that frame blank",
+            path.name,
+            len(with_dropped),
+            ", ".join(map(str, with_dropped[:10])) + (" ..." if len(with_dropped) > 10 else ""),
+        )
 
     def read_frames(indices: Sequence[int]) -> np.ndarray:
         out = np.empty((len(indices), ny, nx), dtype=dtype)
         for k, i in enumerate(indices):
-            out[k] = read_frame(int(index.flat[i]))
+            frame = int(index.flat[i])
+            out[k] = read_frame(frame) if frame >= 0 else 0  # dropped by the camera: blank
         return out
 
     full_shape = (len(sets), n, ny, nx) if len(sets) > 1 else (n, ny, nx)
@@ -1533,5 +1546,6 @@ def _acquisition_stack(
             "state": meta.get("state"),
             "acquisition": meta,
             "sets": set_numbers,  # the run's set number of each SIM set read
+            "sets_with_dropped_frames": with_dropped,  # of those, the ones missing a frame
         },
     )
