@@ -138,30 +138,38 @@ def test_a_blank_frame_in_the_first_set_is_refused(raw_file, tmp_path, capsys, f
 
 
 def test_a_blank_frame_in_a_later_set_is_kept_and_named(raw_file, tmp_path, caplog):
-    """A time series whose third set lost frame 5 (a dropped trigger): every set is still
-    reconstructed and written (nothing acquired is left out), that one without the blank frame
-    (close to the complete set's image; with it, the pattern's stripes), the run warns naming
-    the set and frame, and params.json records it."""
+    """A time series whose third set lost frame 5 and fourth frame 0 (dropped triggers, read as
+    zeros; the offset estimated from the data, so not from the blank first frame): every set is
+    still reconstructed and written (nothing acquired is left out), those without the blank
+    frame (close to the complete set's image; with it, the pattern's stripes) and with a
+    widefield image from the frames kept (at the complete set's level: with the blank frame it
+    was 8/9 of it); the run warns naming the sets and frames, and params.json records them."""
     case = raw_file[1]
-    frames = np.stack([case.raw, case.raw, case.raw, case.raw]).astype(np.uint16)
+    frames = np.stack([case.raw] * 5).astype(np.uint16)
     frames[2, 5] = 0
+    frames[3, 0] = 0
     path = tmp_path / "series.tif"
     tifffile.imwrite(path, frames)
     out = tmp_path / "series.sim.tif"
     with caplog.at_level("WARNING"):
-        assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT]) == 0
+        assert main(["reconstruct", str(path), "-o", str(out), *CONTRACT, "--widefield"]) == 0
     image, _, _ = read_image(out)
-    assert image.shape == (4, 256, 256)
-    np.testing.assert_array_equal(image[3], image[0])
-    assert metrics.normalized_rms_error(image[2], image[0]) < 0.1
+    widefield, _, _ = read_image(tmp_path / "series.widefield.tif")
+    assert image.shape == (5, 256, 256) and widefield.shape == (5, 128, 128)
+    np.testing.assert_array_equal(image[4], image[0])
+    for t in (2, 3):
+        assert metrics.normalized_rms_error(image[t], image[0]) < 0.1
+        assert metrics.normalized_rms_error(widefield[t], widefield[0]) < 0.05
+        assert abs(widefield[t].mean() / widefield[0].mean() - 1) < 0.01
     doc = json.loads((tmp_path / "series.params.json").read_text())
     assert doc["blank_frames"] == {
-        "sets_checked": 4,
-        "sets_with_blank_frames": 1,
-        "blank": [{"set": 2, "frames": [5]}],
+        "sets_checked": 5,
+        "sets_with_blank_frames": 2,
+        "blank": [{"set": 2, "frames": [5]}, {"set": 3, "frames": [0]}],
     }
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("1 of 4 SIM sets holds a dropped or blank frame: set 2 (frame 5)" in m for m in said)
+    named = "2 of 5 SIM sets hold a dropped or blank frame: set 2 (frame 5), set 3 (frame 0)"
+    assert any(named in m for m in said)
 
 
 def test_the_output_never_replaces_the_raw_file(raw_file, tmp_path, capsys):

@@ -175,11 +175,15 @@ class _Reconstruction:
         self.epochs: list[dict[str, Any]] = []
         self._channels: dict[int, Any] = {}
 
-    def widefield(self, channel: int, raw: np.ndarray) -> np.ndarray:
-        """The widefield image of one set of ``channel`` (its camera offset and defects), on
-        the camera grid; the channel's first set has been reconstructed."""
+    def widefield(
+        self, channel: int, raw: np.ndarray, missing_frames: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        """The widefield image of one set of ``channel`` (its camera offset and defects, its
+        blank frames left out), on the camera grid; the channel's first set has been
+        reconstructed."""
         rec = self._channels[channel].reconstructor
-        return np.asarray(self.backend.to_numpy(rec.widefield(raw)), np.float32)
+        image = rec.widefield(raw, missing_frames=missing_frames)
+        return np.asarray(self.backend.to_numpy(image), np.float32)
 
     def __call__(
         self,
@@ -561,7 +565,7 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
                     frames = stack.read_set(flat)
                     frames = to_electrons(frames) if to_electrons is not None else frames
                     (channel, _), _ = key_of(stack.set_index(flat))
-                    yield out_index, engine.widefield(channel, frames)
+                    yield out_index, engine.widefield(channel, frames, blanks.missing(flat))
 
             write_planes(
                 wf_out,

@@ -629,7 +629,8 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
                 (
                     backend.to_numpy(
                         channels[raw.channel_of_set(i)].rec.widefield(
-                            first if i == 0 else converted(raw.read_set(i))
+                            first if i == 0 else converted(raw.read_set(i)),
+                            missing_frames=blanks.missing(i),
                         )
                     )
                     for i in range(raw.n_sets)

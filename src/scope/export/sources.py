@@ -370,8 +370,20 @@ class _ReconstructedSets:
                 self.cache.move_to_end(flat)
                 return self.cache[flat]
             frames = self.stack.read_set(flat)
-            rec = self.recs[self.stack.channel_of_set(flat)]
-            item = (rec(frames), rec.widefield(frames))
+            channel = self.stack.channel_of_set(flat)
+            rec = self.recs[channel]
+            missing: tuple[int, ...] = ()
+            if flat != self.stack.first_set_of_channel(channel):  # that one sets the pattern
+                from scope.sim.pipeline import blank_frames
+
+                offset = getattr(rec.settings, "offset_adu", None)
+                missing = tuple(int(i) for i in blank_frames(frames, offset)[0])
+            if missing:  # a dropped or blank frame: left out (the clip keeps its time point)
+                log.info("set %d: frame(s) %s blank, left out", flat, list(missing))
+            item = (
+                rec(frames, missing_frames=missing),
+                rec.widefield(frames, missing_frames=missing),
+            )
             self.cache[flat] = item
             per_set = item[0].nbytes + item[1].nbytes
             while len(self.cache) > 1 and len(self.cache) * per_set > RECONSTRUCTED_CACHE_BYTES:

@@ -844,7 +844,7 @@ class ReconstructionWidget(QWidget):
                 blank = blanks.update(i, frames) if i else ()  # left out of the separation
                 out[idx] = rec.backend.to_numpy(rec(frames, missing_frames=blank))
                 if wf is not None:
-                    wf[idx] = rec.backend.to_numpy(rec.widefield(frames))
+                    wf[idx] = rec.backend.to_numpy(rec.widefield(frames, missing_frames=blank))
                 yield 100.0 * (i + 1) / n_sets
             return out, wf, p, rec, blanks
 

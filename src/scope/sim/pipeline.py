@@ -249,6 +249,10 @@ class BlankFrameLog:
             log.debug("set %d: blank frame(s) %s", index, blank)
         return blank
 
+    def missing(self, index: int) -> tuple[int, ...]:
+        """The blank frames found in set ``index`` (none when it was not checked, or clean)."""
+        return next((f for i, f in self.found if i == index), ())
+
     def summary(self) -> dict[str, Any]:
         """For ``.params.json`` and batch reports."""
         return {
@@ -536,12 +540,15 @@ class SetReconstructor:
     def _find_defects(self, frames: Any) -> DefectPixels:
         return defects_to_repair(frames, self.setup, self.settings, self.otf, self.backend)
 
-    def widefield(self, frames: Any) -> np.ndarray:
-        """The widefield image of one set (mean of its frames, offset removed as for SIM)."""
+    def widefield(self, frames: Any, *, missing_frames: Sequence[int] = ()) -> np.ndarray:
+        """The widefield image of one set (mean of its frames, offset removed as for SIM;
+        ``missing_frames`` left out, see
+        :meth:`~scope.sim.reconstruct.SIMReconstructor.widefield`)."""
         if self.reconstructor is None:
             self(frames)
         assert self.reconstructor is not None
-        return np.asarray(self.backend.to_numpy(self.reconstructor.widefield(frames)), np.float32)
+        image = self.reconstructor.widefield(frames, missing_frames=missing_frames)
+        return np.asarray(self.backend.to_numpy(image), np.float32)
 
 
 def defects_to_repair(
