@@ -179,8 +179,11 @@ def blank_frames(frames: Any, offset_adu: float | None) -> tuple[np.ndarray, np.
     values = np.asarray(frames)
     if values.ndim != 3 or values.shape[0] < 2:
         return np.zeros(0, int), np.zeros(0), 0.0
-    offset = estimate_camera_offset(values) if offset_adu is None else float(offset_adu)
-    signal = values.reshape(values.shape[0], -1).mean(axis=1, dtype=np.float64) - offset
+    # every 4th row and column: a frame without light is dark everywhere, and a set of a
+    # series is checked in 0.3 ms instead of 4 (9 x 512 x 512)
+    sample = values[:, ::4, ::4] if min(values.shape[1:]) >= 64 else values
+    offset = estimate_camera_offset(sample) if offset_adu is None else float(offset_adu)
+    signal = sample.reshape(sample.shape[0], -1).mean(axis=1, dtype=np.float64) - offset
     typical = float(np.median(signal))
     if typical <= 0:
         return np.zeros(0, int), signal, typical
