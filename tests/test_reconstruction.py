@@ -413,6 +413,11 @@ def test_backends_agree(backend, settings):
         rtol=1e-4,
         atol=1e-4 * float(np.abs(m).max()),
     )
+    np.testing.assert_allclose(
+        backend.to_numpy(out.widefield(backend.asarray(blank), missing_frames=[4])),
+        ref.widefield(blank, missing_frames=[4]),
+        rtol=1e-5,
+    )
     est_np = estimate_parameters(case.raw, SETUP, backend="numpy")
     est_be = estimate_parameters(backend.asarray(case.raw), SETUP, backend=backend)
     for x, y in zip(est_np.angles, est_be.angles):
