@@ -235,6 +235,23 @@ def test_a_set_with_blank_frames_is_reconstructed_without_them(photons, caplog):
         fresh(raw, missing_frames=(0,))
 
 
+def test_a_set_with_missing_frames_is_never_estimated_on():
+    """The pipeline's set reconstructor: a first set with a missing frame is refused (the
+    pattern is estimated there); a later one asked to re-estimate keeps the pattern it has."""
+    from scope.sim.pipeline import SetReconstructor
+
+    case = make_case(1, size=128)
+    rec = SetReconstructor(SETUP, n_angles=3, n_phases=3)
+    with pytest.raises(DataFormatError, match=r"frame\(s\) 3 of the first SIM set are missing"):
+        rec(case.raw, missing_frames=(3,))
+    rec(case.raw)
+    params = rec.reconstructor.params
+    blank = case.raw.copy()
+    blank[3] = OFFSET
+    rec(blank, reestimate=True, missing_frames=(3,))
+    assert rec.reconstructor.params is params
+
+
 @pytest.mark.parametrize(("n_angles", "n_phases", "missing"), [(3, 5, (2, 7)), (2, 4, (1, 5))])
 def test_other_frame_counts_reconstruct_without_blank_frames(n_angles, n_phases, missing):
     """Five phases with a frame out of each of two angles (both keep four: their own zero

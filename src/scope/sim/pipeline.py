@@ -481,7 +481,8 @@ class SetReconstructor:
 
         ``reestimate`` estimates the parameters again on this set (unless they were given).
         ``missing_frames``: dropped or blank frames of this set, left out of the separation
-        (:meth:`~scope.sim.reconstruct.SIMReconstructor.__call__`).
+        (:meth:`~scope.sim.reconstruct.SIMReconstructor.__call__`); such a set is never
+        estimated on (the pattern found so far is kept), and cannot be the first.
         The values are not checked here: readers and :func:`reconstruct_stack` check whole
         stacks once (:func:`check_raw`).
         """
@@ -491,6 +492,12 @@ class SetReconstructor:
                 f"{getattr(frames, 'shape', type(frames).__name__)}"
             )
         rec = self.reconstructor
+        if len(missing_frames) and (rec is None or rec.shape != frames.shape[-2:]):
+            raise DataFormatError(
+                f"frame(s) {', '.join(map(str, missing_frames))} of the first SIM set are "
+                "missing: the pattern is estimated on the first set, which must be complete"
+            )
+        reestimate = reestimate and not len(missing_frames)
         if rec is None or (reestimate and self.given is None) or rec.shape != frames.shape[-2:]:
             if self.defects is None or self.defects.shape != tuple(frames.shape[-2:]):
                 self.defects = self._find_defects(frames)
