@@ -106,7 +106,9 @@ def test_hot_2x2_blocks_are_found_and_repaired(photons):
     it is found as a step the optics cannot make (the ring of 12 pixels around it below the
     lowest ratio a point of light leaves, for optics 1.25x sharper than stated), and repaired:
     the error against the ideal-SIM target returns to the clean set's. Eight blocks of
-    300-4000 ADU at random places, on dim and bright parts of the sample."""
+    300-4000 ADU at random places, on dim and bright parts of the sample; blocks on the edges
+    and in the corners, with part of their ring (held to the lowest ratio one ring pixel can
+    show, 0.04 for the sharper optics)."""
     from scope.sim.defects import optical_block_contrast
 
     bound = optical_block_contrast(SETUP.pixel_size_um, SETUP.cutoff_per_um)
@@ -119,6 +121,13 @@ def test_hot_2x2_blocks_are_found_and_repaired(photons):
         )
         defects = find_defect_pixels(raw, SETUP)
         assert _pixels(defects) == blocks and defects.hot == len(blocks)
+        # on the edges and in the corners, with part of their ring (4000 ADU)
+        edges = case.raw.copy()
+        corners = [(0, 40), (100, 0), (254, 128), (60, 254), (0, 0), (254, 254)]
+        for r, c in corners:
+            edges[:, r : r + 2, c : c + 2] += 4000
+        expected = {(r + dy, c + dx) for r, c in corners for dy in (0, 1) for dx in (0, 1)}
+        assert _pixels(find_defect_pixels(edges, SETUP)) == expected
     target = ideal_target(case.ground_truth, case.truth)
     errors = {}
     for name, image, repair in (

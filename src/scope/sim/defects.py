@@ -41,6 +41,7 @@ Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 39, 16
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -223,19 +224,25 @@ def _clipped_hot_clusters(top: np.ndarray, mean: np.ndarray) -> np.ndarray:
 BLOCK_THRESHOLD = 7.0
 
 
-def optical_block_contrast(pixel_size_um: float, cutoff_per_um: float, n: int = 32) -> float:
+@functools.lru_cache(maxsize=32)
+def optical_block_contrast(
+    pixel_size_um: float, cutoff_per_um: float, n: int = 32, *, per_pixel: bool = False
+) -> float:
     """The lowest ratio of the 12 pixels around a 2 x 2 block to the block itself (each a mean,
     above the background) that an aberration-free optical system of this cutoff can make: a
     point of light seen through its OTF and the camera's pixels, at sub-pixel positions over
     the block. Any other sample is a positive sum of points and reads at least the lowest
     ratio; aberrations and defocus only raise it. 0.56 at NA 1.2, 525 nm and 65 nm pixels
     (bright beads read 0.55-0.65), 0.40 for a cutoff 1.25x higher; at Nyquist's sampling
-    (109 nm) 0.19."""
+    (109 nm) 0.19. ``per_pixel``: the lowest ratio of any one of the 12 to the block's mean
+    instead (what a block on the frame's edge, with part of its ring, can rely on)."""
     ky, kx = freq_grid((n, n), pixel_size_um, np)
     transfer = ideal_otf(radius(kx, ky), cutoff_per_um) * pixel_transfer(kx, ky, pixel_size_um)
     fy, fx = np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]  # cycles per pixel
     block = np.s_[n // 2 : n // 2 + 2, n // 2 : n // 2 + 2]
     outer = np.s_[n // 2 - 1 : n // 2 + 3, n // 2 - 1 : n // 2 + 3]
+    ring = np.ones((4, 4), bool)
+    ring[1:3, 1:3] = False
     lowest = 1.0
     steps = 4  # the point's position in quarter pixels over the block's pixel centres 0..1
     for i in range(steps + 1):
@@ -243,12 +250,15 @@ def optical_block_contrast(pixel_size_um: float, cutoff_per_um: float, n: int = 
             y, x = i / steps, j / steps
             at = np.exp(-2j * np.pi * (fy * (n // 2 + y) + fx * (n // 2 + x)))
             image = np.fft.ifft2(transfer * at).real
-            inner = image[block].sum()
-            lowest = min(lowest, (image[outer].sum() - inner) / 12 / (inner / 4))
+            inner = image[block].mean()
+            around = image[outer][ring]
+            lowest = min(lowest, (around.min() if per_pixel else around.mean()) / inner)
     return float(lowest)
 
 
-def _hot_blocks(mean: np.ndarray, variance: np.ndarray, optical_contrast: float) -> np.ndarray:
+def _hot_blocks(
+    mean: np.ndarray, variance: np.ndarray, optical_contrast: float, edge_contrast: float
+) -> np.ndarray:
     """2 x 2 blocks of hot pixels in the set's ``mean`` image (``variance``: each pixel's noise
     variance in it), as a mask.
 
@@ -259,39 +269,53 @@ def _hot_blocks(mean: np.ndarray, variance: np.ndarray, optical_contrast: float)
     (:func:`optical_block_contrast`) can raise a block at most to ``ring / optical_contrast``;
     a block beyond that by :data:`BLOCK_THRESHOLD` standard deviations of its noise, whose four
     pixels each stand above the ring by at least half the block's mean excess (so a single hot
-    pixel does not take its neighbours along), is hot. Dead blocks are not sought: near the
-    floor the optics' dark gaps pass any such test.
+    pixel does not take its neighbours along), is hot. A block on the frame's edge has only
+    part of its ring, and the lowest ratio of any one ring pixel (``edge_contrast``) bounds it.
+    Dead blocks are not sought: near the floor the optics' dark gaps pass any such test.
     """
     ny, nx = mean.shape
     mask = np.zeros((ny, nx), bool)
-    if ny < 4 or nx < 4:
+    if ny < 3 or nx < 3:  # no ring to compare with
         return mask
     floor = float(np.percentile(mean[::4, ::4], 1))  # a sample does (and is 16x faster)
+    # zeros around the frame: a block's ring is what of it lies inside (12 pixels, fewer on
+    # the edges); blocks' top-left corners at every pixel but the last row and column
+    padded_mean = np.pad(mean.astype(np.float32, copy=False), 1)
 
-    def box(image: np.ndarray, size: int, at: int) -> np.ndarray:
-        """Sums over ``size`` x ``size`` boxes whose top-left corner is ``at`` pixels above and
-        left of each 2 x 2 block's (blocks with a full ring inside the frame only)."""
-        start = 1 - at  # the first block's corner is (1, 1)
-        rows = sum(image[start + k : start + k + ny - 3] for k in range(size))
-        return sum(rows[:, start + k : start + k + nx - 3] for k in range(size))
+    def box(image: np.ndarray, size: int, start: int) -> np.ndarray:
+        """Sums over ``size`` x ``size`` boxes of a padded image starting ``start`` pixels
+        after each block's top-left corner (in padded coordinates, 1 = the corner itself)."""
+        rows = sum(image[start + k : start + k + ny - 1] for k in range(size))
+        return sum(rows[:, start + k : start + k + nx - 1] for k in range(size))
 
-    block_sum = box(mean, 2, 0)
+    # how many of a block's ring pixels lie inside the frame: 12, fewer along the edges
+    top, left = np.arange(ny - 1), np.arange(nx - 1)  # blocks' corners; rings span -1 .. +2
+    rows_in = np.minimum(top + 3, ny) - np.maximum(top - 1, 0)
+    cols_in = np.minimum(left + 3, nx) - np.maximum(left - 1, 0)
+    ring_count = (rows_in[:, None] * cols_in[None, :] - 4).astype(np.float32)
+    inverse_contrast = np.full((ny - 1, nx - 1), 1 / optical_contrast, np.float32)
+    edge = np.float32(1 / edge_contrast)
+    inverse_contrast[[0, -1], :] = edge
+    inverse_contrast[:, [0, -1]] = edge
+    block_sum = box(padded_mean, 2, 1)
     block = block_sum / 4
-    ring = (box(mean, 4, 1) - block_sum) / 12
-    beyond = (block - floor) - np.maximum(ring - floor, 0.0) / optical_contrast
+    ring = (box(padded_mean, 4, 0) - block_sum) / ring_count
+    beyond = (block - floor) - np.maximum(ring - floor, 0.0) * inverse_contrast
     # the noise and the four pixels only where a block exceeds what the optics allow (few)
     rows, cols = np.nonzero(beyond > 0)
-    r, c = rows + 1, cols + 1  # the blocks' top-left pixels
+    padded_var = np.pad(variance.astype(np.float64), 1)
+    r, c = rows + 1, cols + 1  # the blocks' top-left pixels, padded coordinates
     inner = [(r + dy, c + dx) for dy in (0, 1) for dx in (0, 1)]
     outer = [(r + dy, c + dx) for dy in range(-1, 3) for dx in range(-1, 3)]
-    var_block = sum(variance[i] for i in inner)
-    var_ring = sum(variance[i] for i in outer) - var_block
-    noise = np.sqrt(var_block / 16 + var_ring / 144 / optical_contrast**2)
+    var_block = sum(padded_var[i] for i in inner)
+    var_ring = sum(padded_var[i] for i in outer) - var_block
+    n_ring, k = ring_count[rows, cols], inverse_contrast[rows, cols]
+    noise = np.sqrt(var_block / 16 + var_ring / n_ring.astype(np.float64) ** 2 * k**2)
     excess = block[rows, cols] - ring[rows, cols]
-    weakest = np.min([mean[i] for i in inner], axis=0) - ring[rows, cols]
+    weakest = np.min([padded_mean[i] for i in inner], axis=0) - ring[rows, cols]
     hot = (beyond[rows, cols] > BLOCK_THRESHOLD * noise) & (weakest > 0.5 * excess)
-    for i in inner:
-        mask[i[0][hot], i[1][hot]] = True
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        mask[rows[hot] + dy, cols[hot] + dx] = True
     return mask
 
 
@@ -434,8 +458,10 @@ def find_defect_pixels(
     # 2 x 2 blocks of hot pixels, which the residual beyond the band hardly sees (clipped
     # structure left out; clipped hot pixels are not in it)
     # optics up to BAND_MARGIN better than stated, as for the band limit above
-    contrast = optical_block_contrast(setup.pixel_size_um, BAND_MARGIN * cutoff)
-    blocks = _hot_blocks(mean_image, own_variance[inside], contrast) & ~plateau
+    sharper = BAND_MARGIN * cutoff
+    contrast = optical_block_contrast(setup.pixel_size_um, sharper)
+    edge_contrast = optical_block_contrast(setup.pixel_size_um, sharper, per_pixel=True)
+    blocks = _hot_blocks(mean_image, own_variance[inside], contrast, edge_contrast) & ~plateau
     flagged |= blocks
     bright = (own[inside] > 0) | blocks
     rows, cols = np.nonzero(flagged)
