@@ -257,8 +257,15 @@ def _read_sets(
             path, n_angles=args.angles, n_phases=args.phases, frame_order=args.frame_order
         )
         with stack:
-            sets += [stack.read_set(i) for i in range(stack.n_sets)]
-            names += [Path(path).name] * stack.n_sets
+            # a run's sets that lost a frame the camera dropped are read with it blank (for a
+            # reconstruction that leaves it out): a calibration takes complete sets only
+            dropped = set(stack.metadata.get("sets_with_dropped_frames") or ())
+            numbers = stack.metadata.get("sets") or list(range(stack.n_sets))
+            kept = [i for i in range(stack.n_sets) if numbers[i] not in dropped]
+            if len(kept) < stack.n_sets:
+                log.info("%s: %d set(s) that lost a frame left out", path, stack.n_sets - len(kept))
+            sets += [stack.read_set(i) for i in kept]
+            names += [Path(path).name] * len(kept)
             shapes.add((n_angles, n_phases, stack.frame_shape))
             for key, value in (
                 ("na", stack.na),
