@@ -85,7 +85,8 @@ def test_a_blank_frame_is_refused(make_napari_viewer, qtbot):
 def test_a_blank_frame_in_a_stack(make_napari_viewer, qtbot):
     """Reconstruct stack: a blank first set is refused, naming the frame; a blank frame in a
     later set is left out of that set's separation (its image close to the same set's complete
-    one, not striped), and the status line and the layer's metadata name the set and frame."""
+    one, not striped), and the status line and the layer's metadata name the set and frame;
+    the preview of that set leaves it out as well."""
     from scope.sim import metrics
 
     raw = _simulated(n_t=1, size=96)
@@ -102,6 +103,25 @@ def test_a_blank_frame_in_a_stack(make_napari_viewer, qtbot):
     assert "1 of 3 SIM sets holds a dropped or blank frame: set 1 (frame 6)" in (
         widget.status.text()
     )
+    # the preview of that set (the pattern known) leaves the frame out too, and says so
+    from scope.napari._layers import lead_axes
+    from scope.napari.reconstruction_widget import PREVIEW_LAYER
+
+    raw_layer = viewer.layers["cell raw"]  # its time axis (the frames' axis may come first now)
+    t_axis = lead_axes(raw_layer)[0] + viewer.dims.ndim - raw_layer.ndim
+    viewer.dims.set_current_step(t_axis, 0)
+    widget.estimate()
+    qtbot.waitUntil(lambda: widget.params is not None and not widget.busy, timeout=30_000)
+    complete = np.array(viewer.layers[PREVIEW_LAYER].data)  # set 0's
+    np.testing.assert_array_equal(widget.current_set(), series[0])
+    viewer.dims.set_current_step(t_axis, 1)
+    np.testing.assert_array_equal(widget.current_set(), series[1])
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert widget.preview() is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    preview = np.asarray(viewer.layers[PREVIEW_LAYER].data)
+    assert metrics.normalized_rms_error(preview, complete) < 0.1
+    assert "frame 6 (counting from 0) hold almost no signal: left out" in widget.status.text()
     first_blank = series.copy()
     first_blank[0, 2] = 0.0
     viewer, widget = _widget(make_napari_viewer, first_blank, name="dropped")

@@ -512,8 +512,10 @@ class ReconstructionWidget(QWidget):
             )
         return frames[self._in_scope_order()]
 
-    def _checked_inputs(self) -> tuple[np.ndarray, Any] | None:
-        """The current set and the optics, or None with the reason in the status line."""
+    def _checked_inputs(self, *, blank_ok: bool = False) -> tuple[np.ndarray, Any] | None:
+        """The current set and the optics, or None with the reason in the status line.
+        ``blank_ok``: a set with a dropped or blank frame passes (a preview with the pattern
+        known leaves the frame out); else it is refused, naming the frame."""
         try:
             frames = self.current_set()
             setup = self.setup()
@@ -527,7 +529,8 @@ class ReconstructionWidget(QWidget):
         from scope.sim.pipeline import check_no_blank_frame
 
         try:
-            check_no_blank_frame(frames, self._offset_adu(), which="this SIM set")
+            if not blank_ok:
+                check_no_blank_frame(frames, self._offset_adu(), which="this SIM set")
         except DataFormatError as err:
             self.status.setText(str(err))
             return None
@@ -739,22 +742,31 @@ class ReconstructionWidget(QWidget):
         if self.busy:  # one preview at a time; the newest settings win
             self._preview_pending = True
             return None
-        checked = self._checked_inputs()
+        checked = self._checked_inputs(blank_ok=True)
         if checked is None:
             return None
         frames, _ = checked
+        from scope.sim.pipeline import blank_frames
+
+        blank = tuple(int(i) for i in blank_frames(frames, self._offset_adu())[0])
         s = self.settings()
         base = self.reconstructor
         epoch = self._epoch
 
         def work() -> tuple:
             rec = base.with_settings(**dataclasses.asdict(s))
-            return rec, rec.backend.to_numpy(rec(frames))
+            return rec, rec.backend.to_numpy(rec(frames, missing_frames=blank))
 
         def done(result: tuple) -> None:
             if epoch == self._epoch:  # else made with parameters since forgotten: dropped
                 self.reconstructor, image = result
                 self._show_preview(image)
+                if blank:
+                    self.status.setText(
+                        f"this set's frame{'s' if len(blank) > 1 else ''} "
+                        f"{', '.join(map(str, blank))} (counting from 0) hold almost no signal: "
+                        "left out of the SIM preview (a dropped or blank frame)"
+                    )
             if self._preview_pending:
                 self._preview_pending = False
                 QTimer.singleShot(0, self.preview)
