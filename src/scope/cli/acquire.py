@@ -220,8 +220,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--reconstruct",
         action="store_true",
-        help="also reconstruct the valid sets into <output>.sim.ome.tif (+ .params.json), "
-        "also after Ctrl-C",
+        help="also reconstruct the valid sets (and those that lost only a frame the camera "
+        "dropped, without it) into <output>.sim.ome.tif (+ .params.json), also after Ctrl-C",
     )
     p.set_defaults(func=run)
 
@@ -693,9 +693,11 @@ def _reconstruct_after(
         print(f"reconstruction skipped ({interrupted.name}); to run it: {command}")
         return
     if interrupted is not None:
+        kept = len(summary.sets_without_dropped_frames)
         print(
-            f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C "
-            "(Ctrl-C again skips it)",
+            f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C"
+            + (f" (and {kept} that lost a dropped frame)" if kept else "")
+            + " (Ctrl-C again skips it)",
             file=sys.stderr,
         )
     signals.rearm()
