@@ -275,8 +275,8 @@ class BlankFrameLog:
             f"{len(self.found)} of {self.sets} SIM sets hold{'s' if len(self.found) == 1 else ''}"
             f" a dropped or blank frame: {named}"
             f"{more} (counting from 0). Each is reconstructed without them where every angle "
-            "keeps two frames and one angle all of its own (a little noisier; otherwise with "
-            "the pattern's stripes); check the acquisition (camera trigger, light source)"
+            "keeps two frames and one at least three (a little noisier; otherwise with the "
+            "pattern's stripes); check the acquisition (camera trigger, light source)"
         )
 
 
