@@ -161,6 +161,17 @@ def pattern_fit(patterns: np.ndarray, pixel_size_um: float) -> AngleParameters:
     return AngleParameters.from_k(float(fit[0]), float(fit[1]), phases_rad=phases)
 
 
+def bsim_sets():
+    """Each B-SIM set: name, raw frames, optics, its patterns' fit per angle, and those as the
+    carrier prior where the set needs one."""
+    for name, (na, pixel_nm, wavelength, as_prior) in BSIM.items():
+        raw = tifffile.imread(DATA / name / "raw_images.tif")
+        patterns = tifffile.imread(DATA / name / "patterns.tif")
+        setup = OpticalSetup(na=na, wavelength_nm=wavelength, pixel_size_nm=pixel_nm)
+        refs = [pattern_fit(patterns[i : i + 3], setup.pixel_size_um) for i in (0, 3, 6)]
+        yield name, raw, setup, refs, SIMParameters(tuple(refs)) if as_prior else None
+
+
 def bsim_phase_steps() -> None:
     """Each frame's phase against the B-SIM patterns' (for the two real sets their own fit, not
     a ground truth; for the simulated line pairs the truth), less its angle's mean difference:
@@ -168,12 +179,7 @@ def bsim_phase_steps() -> None:
     print("\nB-SIM data: frames' phase scatter against the patterns (rad)")
     print("| set | " + " | ".join(VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))
-    for name, (na, pixel_nm, wavelength, as_prior) in BSIM.items():
-        raw = tifffile.imread(DATA / name / "raw_images.tif")
-        patterns = tifffile.imread(DATA / name / "patterns.tif")
-        setup = OpticalSetup(na=na, wavelength_nm=wavelength, pixel_size_nm=pixel_nm)
-        refs = [pattern_fit(patterns[i : i + 3], setup.pixel_size_um) for i in (0, 3, 6)]
-        prior = SIMParameters(tuple(refs)) if as_prior else None
+    for name, raw, setup, refs, prior in bsim_sets():
         cells = []
         for settings in VARIANTS.values():
             squares = []
@@ -208,12 +214,7 @@ def bsim_data_residuals() -> None:
     print("\nB-SIM data: which parameters explain the frames better (mean square residual, ADU^2)")
     print("| set | ours | B-SIM's patterns | ours lower by |")
     print("|---|---|---|---|")
-    for name, (na, pixel_nm, wavelength, as_prior) in BSIM.items():
-        raw = tifffile.imread(DATA / name / "raw_images.tif")
-        patterns = tifffile.imread(DATA / name / "patterns.tif")
-        setup = OpticalSetup(na=na, wavelength_nm=wavelength, pixel_size_nm=pixel_nm)
-        refs = [pattern_fit(patterns[i : i + 3], setup.pixel_size_um) for i in (0, 3, 6)]
-        prior = SIMParameters(tuple(refs)) if as_prior else None
+    for name, raw, setup, refs, prior in bsim_sets():
         ours = estimate_parameters(raw - B_SIM_OFFSET, setup, prior=prior)
         theirs = SIMParameters(
             tuple(
