@@ -755,8 +755,10 @@ class SIMReconstructor:
         (Wicker et al. 2013's pseudo-inverse for any steps); one that keeps 2 cannot tell its
         zero order from its +-1 orders on its own, so the zero order of the complete angles,
         scaled to its own level (each angle's mean frame: angles may be lit unequally), is
-        taken off its two frames and the +-1 orders solved from what is left. None when an
-        angle keeps fewer than 2 frames, or none keeps 3.
+        taken off its two frames and the +-1 orders solved from what is left. When the
+        operator equalises frames (flicker), each kept frame is divided by its level first, as
+        in a complete set, and the angles' levels are then equal. None when an angle keeps
+        fewer than 2 frames, or none keeps 3.
         """
         p = self.params
         n_ph = p.n_phases
@@ -764,6 +766,11 @@ class SIMReconstructor:
         kept[list(missing)] = False
         sums = self._frame_sums(frames, offset)
         level = sums / max(float(sums[kept].mean()), 1e-30)  # each frame's, kept frames ~1
+        # frames equalised: each kept frame's coefficients divided by its level (below), so
+        # every angle's zero order comes at one level
+        inverse = np.where(kept & (level > 0), 1 / np.where(level > 0, level, 1), 0.0)
+        if self._equalize:
+            level = np.where(kept, 1.0, level)
         complete, partial = [], []
         for a in range(p.n_angles):
             n_kept = int(kept[a * n_ph : (a + 1) * n_ph].sum())
@@ -797,6 +804,9 @@ class SIMReconstructor:
             return None
         # the zero order at the level of all angles, as for a complete set
         zero *= gain.mean() / gain[complete].mean()
+        if self._equalize:
+            zero *= inverse
+            plus *= inverse[None, :]
         for a, ang in enumerate(p.angles):
             plus[a] /= float(np.clip(ang.modulation, 0.05, 1.0)) / 2
         xp = self.backend.xp
