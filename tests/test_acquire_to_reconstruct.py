@@ -141,7 +141,9 @@ def test_sets_with_a_frame_the_camera_dropped_are_reconstructed_end_to_end(tmp_p
         numbers = raw.metadata["sets"]
         assert raw.metadata["sets_with_dropped_frames"] == sorted(kept)
     assert sim.shape[0] == len(numbers) == summary.sets_valid + len(kept)
-    named = {numbers[e["set"]]: e["frames"] for e in doc["blank_frames"]["blank"]}
+    blank = doc["blank_frames"]["blank"]
+    assert all(e["run_set"] == numbers[e["set"]] for e in blank)  # the run's own numbering
+    named = {e["run_set"]: e["frames"] for e in blank}
     assert named == {s: [drop_sets[s]] for s in kept}  # each set's missing pattern
     kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
     target = metrics.ideal_sim_target(

@@ -468,7 +468,8 @@ def _reconstruct_file(job: FileJob, progress: Callable[[int], None] | None) -> d
         )
         clipped.update(first_adu)
         # later sets with a dropped or blank frame (the first set is refused for one)
-        blanks = BlankFrameLog(options.offset_adu, sets=1)  # the first set: checked above
+        # (the first set: checked above; a scope acquire run's own set numbers named too)
+        blanks = BlankFrameLog(options.offset_adu, sets=1, run_sets=stack.metadata.get("sets"))
         first_raw = to_electrons(first_adu) if to_electrons else first_adu
         key0, where0 = key_of(stack.set_index(0))
         first_sim = engine(key0, first_raw, where0)

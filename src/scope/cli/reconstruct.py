@@ -518,7 +518,7 @@ def reconstruct_file(src: Path, out: Path, args: argparse.Namespace, *, prior: A
         # the MMSE regulariser following the light, per set (in the order written)
         nsr_scales: list[float] = []
         # later sets with a dropped or blank frame (a channel's first set is refused for one)
-        blanks = BlankFrameLog(offset, sets=raw.n_channels)
+        blanks = BlankFrameLog(offset, sets=raw.n_channels, run_sets=raw.metadata.get("sets"))
 
         bar = None
         if raw.n_sets > 1 and not getattr(args, "quiet", False):

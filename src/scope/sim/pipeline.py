@@ -234,10 +234,14 @@ class BlankFrameLog:
     sets : int
         Sets already checked elsewhere (each channel's first, by
         :func:`check_no_blank_frame`): the count starts there.
+    run_sets : list of int, optional
+        Each set's number in the run it was read from (a ``scope acquire`` run's
+        ``RawStack.metadata["sets"]``, which counts its invalid sets too).
     """
 
     offset_adu: float | None = None
     sets: int = 0
+    run_sets: Sequence[int] | None = None
     found: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
 
     #: sets listed in :meth:`summary` at most (the count covers all)
@@ -257,11 +261,18 @@ class BlankFrameLog:
         return next((f for i, f in self.found if i == index), ())
 
     def summary(self) -> dict[str, Any]:
-        """For ``.params.json`` and batch reports."""
+        """For ``.params.json`` and batch reports (with ``run_sets``, each entry's number in
+        its run as ``run_set``)."""
+        listed = []
+        for i, f in self.found[: self.LISTED]:
+            entry: dict[str, Any] = {"set": i, "frames": list(f)}
+            if self.run_sets is not None and i < len(self.run_sets):
+                entry["run_set"] = int(self.run_sets[i])
+            listed.append(entry)
         return {
             "sets_checked": self.sets,
             "sets_with_blank_frames": len(self.found),
-            "blank": [{"set": i, "frames": list(f)} for i, f in self.found[: self.LISTED]],
+            "blank": listed,
         }
 
     def message(self) -> str:
