@@ -123,3 +123,19 @@ def test_faults_the_simulated_camera_did_not_make_are_put_down_to_a_busy_compute
     assert ("simulated microscope: no fault was injected" in out) is note
     _report(_summary(), simulated=simulated)  # a clean run: no note
     assert "simulated microscope" not in capsys.readouterr().out
+
+
+def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(capsys):
+    """A set whose only fault is a frame the camera dropped keeps its other frames (a
+    reconstruction of the run leaves the dropped one out): the summary says how many, and which
+    sets; a set with another fault is said to be invalid only."""
+    _report(
+        _summary(sets_valid=6, sets_invalid=2, dropped_pulses=[14],
+                 invalid_sets={1: ["pulse 14: frame dropped"],
+                               3: ["pulse 30: frame 31 +2.10 ms off its pulse"]},
+                 sets_without_dropped_frames=[1]),
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6 valid / 2 invalid sets (1 of them kept without the frame the camera dropped)" in out
+    assert "  set 1 invalid: pulse 14: frame dropped (its other frames kept: reconstructed" in out
+    assert "  set 3 invalid: pulse 30: frame 31 +2.10 ms off its pulse\n" in out

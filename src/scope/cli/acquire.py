@@ -604,13 +604,15 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
     """The run's summary on stdout. ``simulated``: the simulated microscope's ground truth
     (``faults_asked``: --drop-prob/--extra-prob given; ``camera_faults``: what its camera
     injected or missed)."""
+    kept = set(s.sets_without_dropped_frames)
     print(
         f"{s.path}: {s.frames_written} frames, "
-        f"{s.sets_valid} valid / {s.sets_invalid} invalid sets, "
+        f"{s.sets_valid} valid / {s.sets_invalid} invalid sets"
+        + (f" ({len(kept)} of them kept without the frame the camera dropped)" if kept else "")
+        + ", "
         f"{len(s.dropped_pulses)} dropped, {len(s.extra_frames)} extra, "
         f"{len(s.late_frames)} late frames ({s.duration_s:.1f} s)"
     )
-    kept = set(s.sets_without_dropped_frames)
     for index, reasons in list(s.invalid_sets.items())[:10]:
         said = " (its other frames kept: reconstructed without it)" if index in kept else ""
         print(f"  set {index} invalid: {'; '.join(reasons)}{said}")
