@@ -69,6 +69,7 @@ from scope.sim.spectral import (
     out_of_band_power,
     pixel_coordinates_um,
     plane_wave,
+    power_law,
     radius,
     sample_power_law,
     separation_matrix,
@@ -678,8 +679,7 @@ class _PhaseTemplate:
         return self._law is not None
 
     def _sample_power(self, k) -> Any:
-        amplitude, exponent = self._law
-        return amplitude * self.be.xp.maximum(k, 1e-3) ** (-exponent)
+        return power_law(k, *self._law, self.be.xp)
 
     def _sample_filter(self, h, k) -> Any:
         """The MMSE filter that takes the 0 order to the sample."""

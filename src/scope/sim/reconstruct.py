@@ -82,6 +82,7 @@ from scope.sim.spectral import (
     out_of_band_power,
     pixel_coordinates_um,
     plane_wave,
+    power_law,
     radius,
     sample_power_law,
     separation_matrix,
@@ -208,7 +209,7 @@ class NoiseModel:
     frame_noise_adu2: float | None = None
 
     def signal_power(self, k_per_um: Any, xp: Any = np) -> Any:
-        return self.amplitude * xp.maximum(k_per_um, 1e-3) ** (-self.exponent)
+        return power_law(k_per_um, self.amplitude, self.exponent, xp)
 
 
 @dataclass

@@ -249,6 +249,12 @@ def sample_power_law(
     return float(np.exp(intercept)), float(np.clip(-slope, 0.5, 4.0))
 
 
+def power_law(k_per_um: Any, amplitude: float, exponent: float, xp: Any = np) -> Any:
+    """``amplitude * k**-exponent`` (a :func:`sample_power_law` fit) at ``k_per_um``, with
+    ``k`` held above 1e-3 cycles/µm so DC stays finite."""
+    return amplitude * xp.maximum(k_per_um, 1e-3) ** (-exponent)
+
+
 def out_of_band_power(
     spectra: Any, k_per_um: Any, cutoff_per_um: float, xp: Any = np
 ) -> float | None:
