@@ -399,9 +399,10 @@ def find_defect_pixels(
         variance = own_floor[rows, cols] + (1 - share) * local
         return np.abs(own[rows, cols]) / np.sqrt(np.maximum(variance, 1e-12))
 
-    residual = high_pass(SmoothComponent((py, px)).split(mean)[0])
-    if not searchable:
-        residual[:] = 0.0
+    if searchable:
+        residual = high_pass(SmoothComponent((py, px)).split(mean)[0])
+    else:  # nothing to find beyond the band: the rounds below find nothing
+        residual = np.zeros((py, px), np.float32)
     # spikes found one round at a time (CLEAN-like): each round takes the spikes found so far
     # off the residual (a spike of amplitude a leaves a * share at its own pixel and rings
     # around it), judges every other pixel on what is left, and adds the local extremes beyond
