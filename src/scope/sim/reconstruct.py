@@ -228,6 +228,12 @@ class _Separation:
     offset: float  # the camera offset taken off (estimated on a frame that is there)
 
 
+def _modulation_used(angle: Any) -> float:
+    """The modulation depth an angle's +1 order is scaled by: its measured one, held to
+    [0.05, 1] (a measured m > 1 is noise)."""
+    return float(np.clip(angle.modulation, 0.05, 1.0))
+
+
 def _runs(src: np.ndarray, dst: np.ndarray) -> list[tuple[slice, slice]]:
     """Split an index mapping into contiguous (dst slice, src slice) runs."""
     out: list[tuple[slice, slice]] = []
@@ -419,7 +425,7 @@ class SIMReconstructor:
         self._var_plus = []
         for a, ang in enumerate(p.angles):
             sep = separation_matrix(ang.phases_rad)
-            m = float(np.clip(ang.modulation, 0.05, 1.0))  # a measured m > 1 is noise
+            m = _modulation_used(ang)
             zero_row[a * n_ph : (a + 1) * n_ph] = sep[0].real / p.n_angles
             plus_rows[a, a * n_ph : (a + 1) * n_ph] = sep[1] / (m / 2)
             self._var_plus.append(float(np.sum(np.abs(sep[1]) ** 2)) / (m / 2) ** 2)
@@ -809,7 +815,7 @@ class SIMReconstructor:
             zero *= inverse
             plus *= inverse[None, :]
         for a, ang in enumerate(p.angles):
-            plus[a] /= float(np.clip(ang.modulation, 0.05, 1.0)) / 2
+            plus[a] /= _modulation_used(ang) / 2
         xp = self.backend.xp
         columns = [xp.asarray(np.stack([row.real, row.imag], 1).astype(np.float32)) for row in plus]
         return _Separation(
