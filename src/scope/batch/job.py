@@ -228,7 +228,8 @@ class _Reconstruction:
                 fallback_prior=self._channels[0].params if 0 in self._channels else None,
             )
         new_epoch = key not in self.params
-        kept = new_epoch and bool(blank_frames) and rec.reconstructor is not None
+        # a set with blank frames is never estimated on (SetReconstructor keeps its pattern)
+        kept = new_epoch and bool(blank_frames)
         if kept:
             log.warning(
                 "channel %d, time point %d: frame(s) %s of the set that starts a new parameter "
@@ -237,7 +238,7 @@ class _Reconstruction:
                 where["first_time_point"],
                 ", ".join(map(str, blank_frames)),
             )
-        sim = rec(raw, reestimate=new_epoch and not kept, missing_frames=blank_frames)
+        sim = rec(raw, reestimate=new_epoch, missing_frames=blank_frames)
         if new_epoch:
             params = rec.reconstructor.params
             self.params[key] = params
