@@ -166,6 +166,11 @@ class SimulatedCamera(Camera):
         ``exposure_output(True, exposure_s, t_s)`` as an exposure starts and
         ``exposure_output(False, nan, t_s)`` as it ends, ``t_s`` the edge's
         ``time.monotonic()`` (the simulated microscope wires it to the controller's input).
+    lit_fraction : callable, optional
+        ``lit_fraction(pulse_count, start_s)``: the share of a triggered exposure the light
+        was on, asked once the exposure is over (the simulated microscope answers from the
+        board's trigger output, which a ``STOP`` or ``SAFE`` drops mid-exposure). Default:
+        the whole exposure is lit.
     seed : int
     """
 
@@ -194,6 +199,7 @@ class SimulatedCamera(Camera):
         seed: int = 0,
         name: str = "",
         exposure_output: Any = None,
+        lit_fraction: Any = None,
     ) -> None:
         super().__init__(name or "simulated camera")
         if len(shape) != 2 or min(shape) < 16:
@@ -233,6 +239,7 @@ class SimulatedCamera(Camera):
         self.readout_ms = float(readout_ms)
         self.marker = bool(marker)
         self.exposure_output = exposure_output
+        self.lit_fraction = lit_fraction
         self._seed = seed
         self._exposure_ms = 10.0
         self._gain = 1.0
@@ -296,18 +303,20 @@ class SimulatedCamera(Camera):
         self._widefield = model.widefield().astype(np.float64)
 
     def _render(
-        self, pattern: int | None, mixed_with: int | None, rng: np.random.Generator
-    ) -> np.ndarray:
+        self, pattern: int | None, mixed_with: int | None, rng: np.random.Generator,
+        *, lit: float = 1.0,
+    ) -> np.ndarray:  # fmt: skip
+        """One frame in ADU; ``lit`` is the share of the exposure the light was on."""
         from scope.sim.forward import add_camera_noise
 
-        scale = self.photons_peak * self._exposure_ms / 10.0
+        scale = self.photons_peak * self._exposure_ms / 10.0 * lit
         if pattern is None:
             photons = self._widefield * scale
         else:
             photons = self._expected[pattern] * scale
             if mixed_with is not None:
                 photons = 0.5 * (photons + self._expected[mixed_with] * scale)
-        photons = photons + self.background_photons * self._exposure_ms / 10.0
+        photons = photons + self.background_photons * self._exposure_ms / 10.0 * lit
         if self.light_flicker:
             photons = photons * (1.0 + rng.uniform(-self.light_flicker, self.light_flicker))
         # dark current of hot pixels: no light, so no flicker (shot noise below)
@@ -554,7 +563,10 @@ class SimulatedCamera(Camera):
             self.fail()
         if self._failed:
             return
-        full = self._render(pattern, mixed, rng)
+        lit = 1.0
+        if self.lit_fraction is not None and count is not None and not extra:
+            lit = min(max(float(self.lit_fraction(count, start)), 0.0), 1.0)
+        full = self._render(pattern, mixed, rng, lit=lit)
         if self.marker:
             encode_marker(full, marker_pattern, count)
         r = self._roi

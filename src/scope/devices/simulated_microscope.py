@@ -11,7 +11,10 @@ Wiring (what the emulator's hooks stand for on a real bench): the controller's t
 drives the camera's trigger input (leader mode); :attr:`SimulatedMicroscope.camera` learns the
 pattern through ``emulator.hardware.on_trigger``, and, when software-triggered or free-running,
 reads the pattern the board shows through ``pattern_source``. The camera's exposure-active
-output drives the controller's exposure input (follower mode, free-running camera).
+output drives the controller's exposure input (follower mode, free-running camera). In leader
+mode the light is on exactly while the trigger output is high, so an exposure the board cut
+short (``STOP`` or ``SAFE`` during it) collects light only until the trigger fell
+(``lit_fraction``).
 
 Examples
 --------
@@ -23,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -93,9 +97,13 @@ class SimulatedMicroscope:
             setup=self.setup,
             faults=faults,
             pattern_source=self._pattern_now,
+            lit_fraction=self._lit_fraction,
             seed=seed,
             **(camera_options or {}),
         )
+        #: pulse -> (rise, fall) of the board's trigger output, until the camera reads it out
+        self._trigger_high_s: dict[int, tuple[float, float]] = {}
+        self._trigger_lock = threading.Lock()
         self._connected = False
 
     @property
@@ -117,12 +125,31 @@ class SimulatedMicroscope:
         # clock reading for the step: see SimulatedHardware.set_trigger)
         self.camera.hardware_trigger(pattern, pulse, t_start_s)
 
+    def _on_exposure_end(self, pulse: int, pattern: int, t_start_s: float, t_end_s: float) -> None:
+        with self._trigger_lock:
+            spans = self._trigger_high_s
+            spans[pulse] = (t_start_s, t_end_s)
+            for old in [p for p in spans if p < pulse - 64]:  # read out long ago, or missed
+                del spans[old]
+
+    def _lit_fraction(self, pulse: int, start_s: float) -> float:
+        """The share of the camera's exposure the light was on: the trigger output (the light,
+        in leader mode) high from the pulse's start until it fell, or throughout when it was
+        still high as the camera read out."""
+        with self._trigger_lock:
+            span = self._trigger_high_s.pop(pulse, None)
+        exposure_s = (self.camera.exposure_ms or 0.0) / 1000.0
+        if span is None or exposure_s <= 0:
+            return 1.0
+        return (span[1] - span[0]) / exposure_s
+
     def connect(self) -> SimulatedMicroscope:
         if self._connected:
             return self
         self.controller.connect()
         try:
             self.emulator.hardware.on_trigger.append(self._on_trigger)
+            self.emulator.hardware.on_exposure_end.append(self._on_exposure_end)
             # the camera's exposure-active output -> the controller's input (follower mode)
             self.camera.exposure_output = self.emulator.hardware.camera_exposure
             self.camera.connect()
@@ -139,9 +166,11 @@ class SimulatedMicroscope:
             self.camera.close()
         finally:
             if self.controller.emulator is not None:
-                hooks = self.controller.emulator.hardware.on_trigger
-                if self._on_trigger in hooks:
-                    hooks.remove(self._on_trigger)
+                hw = self.controller.emulator.hardware
+                for hooks, hook in ((hw.on_trigger, self._on_trigger),
+                                    (hw.on_exposure_end, self._on_exposure_end)):  # fmt: skip
+                    if hook in hooks:
+                        hooks.remove(hook)
             self.controller.close()
             self._connected = False
 
