@@ -616,3 +616,70 @@ def test_a_clock_reply_read_late_does_not_shift_the_pairing(tmp_path, monkeypatc
         summary = engine.run()
     assert summary.sets_valid == 3, summary.invalid_sets
     assert not summary.extra_frames and not summary.late_frames
+
+
+@pytest.mark.parametrize("end", ["stop", "ctrl_c"])
+def test_an_exposure_the_end_of_the_run_cuts_short_is_kept_out_of_its_set(tmp_path, end):
+    """``STOP`` (``engine.stop()``) and ``SAFE`` (Ctrl-C) turn the light off at once: the
+    exposure under way is lit only in part. Its frame used to be tagged valid, a dim frame in a
+    verified set (and after Ctrl-C it was not even waited for). Now it is on disk, tagged
+    invalid, and its set's other frames are kept for a reconstruction without it."""
+    import os
+    import signal
+
+    from scope.acquisition.engine import Interrupted, InterruptGuard
+    from scope.acquisition.writer import complete_sets
+
+    exposure_ms = 120.0
+    cut_pulse = 2 * N  # the last exposure of set 1
+    out = tmp_path / f"{end}.zarr"
+    with SimulatedMicroscope((64, 64), seed=3) as m:
+        cfg = AcquisitionConfig(n_sets=None, exposure_ms=exposure_ms, dark_ms=1.0)
+        engine = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup)
+        hw = m.emulator.hardware
+
+        def end_the_run_during_the_cut_pulse():
+            deadline = time.monotonic() + 30
+            while len(hw.trigger_log) < cut_pulse and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(0.01)  # 10 ms into its 120 ms exposure
+            if end == "stop":
+                engine.stop()
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        if end == "stop":
+            engine.start()
+            end_the_run_during_the_cut_pulse()
+            summary = engine.wait(timeout_s=30)
+            assert summary.state == "complete"
+        else:
+            timer = threading.Thread(target=end_the_run_during_the_cut_pulse, daemon=True)
+            timer.start()  # (it waits for pulse 18, seconds after the guard is in place)
+            with InterruptGuard(), pytest.raises(Interrupted):
+                engine.run()
+            timer.join()
+            summary = engine.summary
+            assert summary.state == "aborted"
+        record = hw.trigger_log[cut_pulse - 1]
+    # ground truth: the board's trigger (its light) fell early in that exposure
+    assert record.pulse == cut_pulse
+    assert record.t_end_s - record.t_start_s < 0.8 * exposure_ms / 1000.0
+    frames, table, meta = read_acquisition(out)
+    at = np.flatnonzero(table["controller_count"] == cut_pulse)
+    assert len(at) == 1  # on disk, tagged with its pulse
+    cut_frame = int(at[0])
+    assert table["valid"][cut_frame] == 0
+    assert summary.cut_exposures == [cut_pulse]
+    # it is dim indeed: its signal above the offset well below its set's others
+    in_set_1 = np.flatnonzero((table["set"] == 1) & (table["valid"] == 2))
+    assert len(in_set_1) == N - 1
+    level = np.mean([np.asarray(frames[int(i)]).mean() - 100 for i in in_set_1])
+    assert np.asarray(frames[cut_frame]).mean() - 100 < 0.5 * level
+    assert summary.sets_valid >= 1 and summary.sets_without_dropped_frames == [1]
+    assert_every_frame_decided(table, meta["summary"]["sets_without_dropped_frames"])
+    _check_file_tags(frames, table)
+    # read for a reconstruction: set 1 comes with its last pattern left out
+    rows, numbers = complete_sets(table, N, with_dropped=True)
+    assert numbers[:2] == [0, 1]
+    assert (rows[1] >= 0).sum() == N - 1 and rows[1][table["pattern"][cut_frame]] == -1

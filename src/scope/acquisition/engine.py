@@ -15,7 +15,9 @@ the camera delivers frames with its own frame counter and timestamps. The engine
    to it, and verifies it: every pulse exactly one frame, no extra frame within the set's time
    span, consecutive camera frame ids (a gap means the camera exposed a frame we never got),
    every frame within ``timing_tolerance_ms`` of its pulse (a late trigger integrates across a
-   pattern switch), and each pulse's pattern index equal to the sequence entry of its slot;
+   pattern switch), each pulse's pattern index equal to the sequence entry of its slot, and no
+   exposure under way when the light went off before the run's end (``STOP`` and ``SAFE``
+   darken at once: such a frame is lit only in part, ``cut_exposures``);
 5. tags the frames (set, angle, phase, pattern, camera frame id, controller count, timestamp,
    valid) in the file's frame table; hands **only verified sets** to consumers; an invalid set
    is logged with its reason and the next set starts afresh from the controller's count
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 
 #: ``CLOCK`` queries before a run, for the host-controller clock offset (the best is kept)
 _CLOCK_QUERIES = 5
+#: after its exposure, a frame's readout and transfer to the host take at most this long
+_READOUT_MARGIN_S = 0.1
 
 SetCallback = Callable[[int, np.ndarray, dict[str, Any]], None]
 #: ``fn(frame_index, data)``: a frame just written to disk
@@ -217,9 +221,13 @@ class AcquisitionSummary:
     #: the controller's timing tolerance (its ``CAPS``): a step later than this is an overrun
     controller_timing_tolerance_us: int | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
-    #: invalid sets whose only fault is frames the camera dropped: their other frames are kept
-    #: (``valid`` 2) and a reconstruction of the file leaves the missing ones out
+    #: invalid sets whose only fault is frames missing (the camera dropped them, or the end of
+    #: the run cut their exposure short): their other frames are kept (``valid`` 2) and a
+    #: reconstruction of the file leaves the missing ones out
     sets_without_dropped_frames: list[int] = field(default_factory=list)
+    #: controller counts of exposures under way when the light went off (``STOP``, ``SAFE``,
+    #: a fault): lit only in part, their frames are kept on disk but out of their sets
+    cut_exposures: list[int] = field(default_factory=list)
     consumer_drops: int = 0
     #: frames with values at the camera's full scale (bright structures clipped), and the
     #: largest share of such values in one frame
@@ -473,6 +481,8 @@ class AcquisitionEngine:
         self._done = False
         self._done_time = math.inf
         self._fault: str | None = None
+        #: host time by which the light went off before the run's end (STOP, SAFE, a fault)
+        self._light_off_s: float | None = None
         self._max_pulse = 0
         self._newest_frame_t = -math.inf
         self._software = False
@@ -561,6 +571,7 @@ class AcquisitionEngine:
                 if self._stop.is_set() and not stopping:
                     stopping = True
                     log.info("stop requested: ending the run")
+                    self._mark_light_off()
                     counts = ctrl.stop()
                     self._done_counts(counts)
                 self._drain_events()
@@ -672,10 +683,29 @@ class AcquisitionEngine:
                 log.info("controller done: %s", ev.counts)
                 self._done_counts(ev.counts)
             elif ev.kind in ("FAULT", "DISCONNECTED"):
+                if ev.kind == "FAULT":  # the light went off (at the latest) as it was sent
+                    self._mark_light_off(ev.host_time_s)
                 self._fault = (
                     f"controller {ev.kind.lower()} {ev.fault or ev.raw}".strip()
                     + " (the light is off: the firmware darkens it on faults and on host silence)"
                 )
+
+    def _mark_light_off(self, t_s: float | None = None) -> None:
+        """The light goes off now (``STOP``, ``SAFE``) or went off by ``t_s`` (a fault): an
+        exposure under way then is lit only in part (see :meth:`_cut_short`)."""
+        t = time.monotonic() if t_s is None else t_s
+        if self._light_off_s is None or t < self._light_off_s:
+            self._light_off_s = t
+
+    def _cut_short(self, t_pulse_s: float) -> bool:
+        """Whether the exposure that began at ``t_pulse_s`` (host time, an upper bound) may
+        have been under way when the light went off before the run's end: ``STOP`` and
+        ``SAFE`` darken at once (hardware/PROTOCOL.md, section 11), so such a frame is dimmer
+        than its set's others. Erring on the side of calling one cut: the frame is kept on
+        disk either way, only left out of its set."""
+        if self._light_off_s is None:
+            return False
+        return t_pulse_s + self.config.exposure_ms / 1000.0 > self._light_off_s
 
     def _pulse_time(self, p: _Pulse) -> float:
         if p.t_us is None or not math.isfinite(self._offset_s):
@@ -817,6 +847,7 @@ class AcquisitionEngine:
         seq = cfg.sequence
         reasons: list[str] = []
         dropped = 0  # pulses whose frame never came (the set's only fault, or one of several)
+        cut: set[int] = set()  # frames whose exposure the end of the run cut short
         members: list[_Frame | None] = []
         tol_t = cfg.timing_tol_s()
         for slot, c in enumerate(counts):
@@ -845,6 +876,12 @@ class AcquisitionEngine:
                 reasons.append(f"pulse {c}: {len(frames)} frames (ids {ids}): extra frame")
                 self.summary.extra_frames.extend(ids[1:])
             f = frames[0]
+            if self._cut_short(t_pulse):
+                reasons.append(f"pulse {c}: exposure cut short by the end of the run (light off)")
+                self.summary.cut_exposures.append(c)
+                cut.add(f.index)
+                members.append(f)
+                continue
             dt = f.t_s - t_pulse
             if abs(dt) > tol_t and not self._software:
                 reasons.append(f"pulse {c}: frame {f.frame_id} {dt * 1e3:+.2f} ms off its pulse")
@@ -855,16 +892,20 @@ class AcquisitionEngine:
         if any(b != a + 1 for a, b in itertools.pairwise(ids)):
             reasons.append(f"camera frame ids not consecutive: {ids}")
         valid = not reasons
-        # a set whose only fault is frames the camera dropped (their ids missing, no more): its
-        # other frames are verified (pattern, pulse, timing) and kept for a reconstruction
-        # without the missing ones (valid = 2 in the frame table; consumers get complete sets)
+        # a set whose only fault is frames missing - the camera dropped them (their ids
+        # missing, no more) or the end of the run cut their exposure short: its other frames
+        # are verified (pattern, pulse, timing) and kept for a reconstruction without the
+        # missing ones (valid = 2 in the frame table; consumers get complete sets)
         only_dropped = (
             not valid
-            and 0 < dropped < len(counts)
+            and 0 < dropped + len(cut) < len(counts)
             and 0 <= gaps <= dropped
-            and len(reasons) == dropped + (gaps > 0)
+            and len(reasons) == dropped + len(cut) + (gaps > 0)
         )
-        rows: dict[str, list[int]] = {k: [] for k in ("i", "angle", "phase", "pattern", "count")}
+        verdict = 1 if valid else 2 if only_dropped else 0
+        rows: dict[str, list[int]] = {
+            k: [] for k in ("i", "angle", "phase", "pattern", "count", "valid")
+        }
         member_ids = {f.index for f in members if f is not None}
         for slot, c in enumerate(counts):  # tag the rows (one table write per set)
             p = self._pulses.get(c)
@@ -874,10 +915,12 @@ class AcquisitionEngine:
                 rows["phase"].append(slot % cfg.n_phases if i in member_ids else -1)
                 rows["pattern"].append(p.pattern if i in member_ids else -1)
                 rows["count"].append(c if i in member_ids else -1)
+                # an extra frame, or one lit only in part, is never part of its set
+                rows["valid"].append(verdict if i in member_ids and i not in cut else 0)
         with _critical():  # the verdict on disk and the run's count go together
             w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
                      pattern=rows["pattern"], controller_count=rows["count"],
-                     valid=1 if valid else 2 if only_dropped else 0)  # fmt: skip
+                     valid=rows["valid"])  # fmt: skip
             self.reports.append(SetReport(s, valid, reasons))
             if valid:
                 self.summary.sets_valid += 1
@@ -901,7 +944,7 @@ class AcquisitionEngine:
         else:
             log.warning("set %d invalid (%s)%s; the next set starts from the controller count",
                         s, "; ".join(reasons),
-                        ": its other frames are kept for a reconstruction without the dropped "
+                        ": its other frames are kept for a reconstruction without the missing "
                         "ones" if only_dropped else "")  # fmt: skip
         for c in counts:  # forget what this set used
             p = self._pulses.pop(c, None)
@@ -964,6 +1007,8 @@ class AcquisitionEngine:
 
     def _shut_down(self, state: str, reason: str) -> None:
         try:
+            if not getattr(self, "_done", True):  # the run was under way: SAFE cuts it
+                self._mark_light_off()
             counts = self.controller.safe()
             if self.summary.controller_counts is None:
                 self.summary.controller_counts = asdict(counts)
@@ -1012,13 +1057,20 @@ class AcquisitionEngine:
 
     def _drain_camera(self) -> None:
         """Frames the camera delivered before it is stopped go to disk too (stopping discards
-        them); bounded, and given up at the first error (a full disk, a lost camera)."""
+        them), including the frame of an exposure under way as the light went off (it comes
+        once the exposure and its readout are over: waited for up to 2 s); bounded, and given
+        up at the first error (a full disk, a lost camera)."""
         w = self.writer
         if w is None or w.closed or not self.camera.is_running or not hasattr(self, "_frames"):
             return
+        now = time.monotonic()
+        until = now
+        if self._light_off_s is not None:  # the camera's exposure outlasts the light's
+            until = self._light_off_s + self.config.exposure_ms / 1000.0 + _READOUT_MARGIN_S
+            until = min(until, now + 2.0)
         for _ in range(4 * max(self.config.frames_per_set, 16)):
             try:
-                frame = self.camera.get_frame(timeout_s=1e-3)
+                frame = self.camera.get_frame(timeout_s=max(until - time.monotonic(), 1e-3))
             except DeviceTimeoutError:
                 return
             except Exception as err:

@@ -608,10 +608,12 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
     print(
         f"{s.path}: {s.frames_written} frames, "
         f"{s.sets_valid} valid / {s.sets_invalid} invalid sets"
-        + (f" ({len(kept)} of them kept without the frame the camera dropped)" if kept else "")
+        + (f" ({len(kept)} of them kept without their missing frame)" if kept else "")
         + ", "
         f"{len(s.dropped_pulses)} dropped, {len(s.extra_frames)} extra, "
-        f"{len(s.late_frames)} late frames ({s.duration_s:.1f} s)"
+        f"{len(s.late_frames)} late frames"
+        + (f", {len(s.cut_exposures)} cut short by the end of the run" if s.cut_exposures else "")
+        + f" ({s.duration_s:.1f} s)"
     )
     for index, reasons in list(s.invalid_sets.items())[:10]:
         said = " (its other frames kept: reconstructed without it)" if index in kept else ""
@@ -698,7 +700,7 @@ def _reconstruct_after(
         kept = len(summary.sets_without_dropped_frames)
         print(
             f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C"
-            + (f" (and {kept} that lost a dropped frame)" if kept else "")
+            + (f" (and {kept} without their missing frame)" if kept else "")
             + " (Ctrl-C again skips it)",
             file=sys.stderr,
         )

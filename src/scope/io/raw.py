@@ -1481,9 +1481,10 @@ def _acquisition_stack(
     n_frames_per_set: int | None,
 ) -> RawStack:
     """The verified SIM sets of a run, frames in pattern order, read lazily: the complete
-    ones, and after the first of them those whose only fault is frames the camera dropped
-    (their missing frames read as zeros, which a reconstruction leaves out as blank frames:
-    :class:`~scope.sim.pipeline.BlankFrameLog`), so a time point is not lost for one frame."""
+    ones, and after the first of them those whose only fault is frames missing (dropped by the
+    camera, or lit only in part as the run ended): their missing frames read as zeros, which a
+    reconstruction leaves out as blank frames (:class:`~scope.sim.pipeline.BlankFrameLog`), so
+    a time point is not lost for one frame."""
     # the engine records its configuration (n_angles, n_phases) under "acquisition"
     conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
     n_a = meta.get("n_angles") or conf.get("n_angles")
@@ -1512,7 +1513,7 @@ def _acquisition_stack(
     with_dropped = [int(set_numbers[k]) for k in np.flatnonzero((index < 0).any(axis=1))]
     if with_dropped:
         log.info(
-            "%s: %d set(s) lost a frame the camera dropped (%s): read with that frame blank",
+            "%s: %d set(s) lost a frame (%s): read with that frame blank",
             path.name,
             len(with_dropped),
             ", ".join(map(str, with_dropped[:10])) + (" ..." if len(with_dropped) > 10 else ""),
