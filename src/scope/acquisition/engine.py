@@ -221,9 +221,10 @@ class AcquisitionSummary:
     #: the controller's timing tolerance (its ``CAPS``): a step later than this is an overrun
     controller_timing_tolerance_us: int | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
-    #: invalid sets whose only fault is frames missing (the camera dropped them, or the end of
-    #: the run cut their exposure short): their other frames are kept (``valid`` 2) and a
-    #: reconstruction of the file leaves the missing ones out
+    #: invalid sets whose only fault is frames missing or unusable (the camera dropped them,
+    #: exposed them off their pulse, or the end of the run cut their exposure short): their
+    #: other frames are kept (``valid`` 2) and a reconstruction of the file leaves the missing
+    #: ones out
     sets_without_dropped_frames: list[int] = field(default_factory=list)
     #: controller counts of exposures under way when the light went off (``STOP``, ``SAFE``,
     #: a fault): lit only in part, their frames are kept on disk but out of their sets
@@ -847,7 +848,9 @@ class AcquisitionEngine:
         seq = cfg.sequence
         reasons: list[str] = []
         dropped = 0  # pulses whose frame never came (the set's only fault, or one of several)
-        cut: set[int] = set()  # frames whose exposure the end of the run cut short
+        # frames of the set's pulses that cannot be used: lit only in part (the end of the run
+        # cut the exposure short) or exposed off their pulse (across a pattern switch)
+        unusable: set[int] = set()
         members: list[_Frame | None] = []
         tol_t = cfg.timing_tol_s()
         for slot, c in enumerate(counts):
@@ -879,13 +882,14 @@ class AcquisitionEngine:
             if self._cut_short(t_pulse):
                 reasons.append(f"pulse {c}: exposure cut short by the end of the run (light off)")
                 self.summary.cut_exposures.append(c)
-                cut.add(f.index)
+                unusable.add(f.index)
                 members.append(f)
                 continue
             dt = f.t_s - t_pulse
             if abs(dt) > tol_t and not self._software:
                 reasons.append(f"pulse {c}: frame {f.frame_id} {dt * 1e3:+.2f} ms off its pulse")
                 self.summary.late_frames.append(f.frame_id)
+                unusable.add(f.index)
             members.append(f)
         ids = [f.frame_id for f in members if f is not None]
         gaps = sum(b - a - 1 for a, b in itertools.pairwise(ids))
@@ -893,14 +897,16 @@ class AcquisitionEngine:
             reasons.append(f"camera frame ids not consecutive: {ids}")
         valid = not reasons
         # a set whose only fault is frames missing - the camera dropped them (their ids
-        # missing, no more) or the end of the run cut their exposure short: its other frames
-        # are verified (pattern, pulse, timing) and kept for a reconstruction without the
-        # missing ones (valid = 2 in the frame table; consumers get complete sets)
+        # missing, no more) - or unusable (exposed off their pulse, or cut short by the end of
+        # the run): its other frames are verified (pattern, pulse, timing) and kept for a
+        # reconstruction without the missing ones (valid = 2 in the frame table; consumers get
+        # complete sets only)
+        missing = dropped + len(unusable)
         only_dropped = (
             not valid
-            and 0 < dropped + len(cut) < len(counts)
+            and 0 < missing < len(counts)
             and 0 <= gaps <= dropped
-            and len(reasons) == dropped + len(cut) + (gaps > 0)
+            and len(reasons) == missing + (gaps > 0)
         )
         verdict = 1 if valid else 2 if only_dropped else 0
         rows: dict[str, list[int]] = {
@@ -915,8 +921,8 @@ class AcquisitionEngine:
                 rows["phase"].append(slot % cfg.n_phases if i in member_ids else -1)
                 rows["pattern"].append(p.pattern if i in member_ids else -1)
                 rows["count"].append(c if i in member_ids else -1)
-                # an extra frame, or one lit only in part, is never part of its set
-                rows["valid"].append(verdict if i in member_ids and i not in cut else 0)
+                # an extra frame, or an unusable one, is never part of its set
+                rows["valid"].append(verdict if i in member_ids and i not in unusable else 0)
         with _critical():  # the verdict on disk and the run's count go together
             w.update(rows["i"], set=s, angle=rows["angle"], phase=rows["phase"],
                      pattern=rows["pattern"], controller_count=rows["count"],

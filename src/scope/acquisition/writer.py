@@ -22,9 +22,9 @@ Frame-table columns: ``set`` (SIM set index, -1 when unknown), ``angle``, ``phas
 (index in the controller's sequence; -1 for a frame without a pulse), ``camera_frame_id``,
 ``controller_count`` (the controller's pulse number, 1-based; -1 when none), ``timestamp_ns``
 (host monotonic clock), ``valid`` (1 = part of a verified set, 0 = not, 2 = a verified frame
-of a set whose only fault is a missing frame: the camera dropped it, or the end of the run cut
-its exposure short; -1 = not decided yet), ``written`` (1 once the pixels are on disk),
-``index`` (arrival index).
+of a set whose only fault is a missing or unusable frame: the camera dropped it or exposed it
+off its pulse, or the end of the run cut its exposure short; -1 = not decided yet),
+``written`` (1 once the pixels are on disk), ``index`` (arrival index).
 
 Crash safety: capacity grows in blocks and the pixels of each frame are written before its table
 row says ``written = 1``, so a reader after a crash (even SIGKILL) trims to the rows written. No
