@@ -558,6 +558,19 @@ def test_nan_data_refused_per_set(tmp_path):
         stack.read_set(2)
 
 
+def test_intensities_beyond_single_precision_spectra_are_refused(tmp_path):
+    """A float stack scaled by mistake (values near 1e30) overflowed the power spectra in
+    float32 and ended in a misleading "no clear pattern carrier" after overflow warnings."""
+    raw = _raw((2, 9, 16, 16)).astype(np.float64)
+    raw[1] *= 1e28
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, raw)
+    stack = open_raw(path, n_frames_per_set=9)
+    np.testing.assert_allclose(stack.read_set(0), raw[0], rtol=1e-6)
+    with pytest.raises(DataFormatError, match=r"SIM set \(1,\) holds values up to [0-9.]+e\+3"):
+        stack.read_set(1)
+
+
 def test_unsupported_dtype_refused(tmp_path):
     path = tmp_path / "complex.tif"
     tifffile.imwrite(path, np.zeros((9, 16, 16), np.complex64))

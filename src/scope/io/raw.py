@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 MAX_FRAME_PIXELS = 2**28
 #: largest number of 2D frames a header may claim
 MAX_FRAMES = 10**7
+#: largest intensity (ADU or photons) a float stack may hold: beyond it the single-precision
+#: power spectra of a large frame overflow; no camera comes near it (a 32-bit sum of 10^4
+#: 16-bit frames is 6.6e8), a stack rescaled by mistake does
+MAX_INTENSITY = 1e11
 #: largest single storage chunk (bytes) we agree to read at once
 MAX_CHUNK_BYTES = 2**31
 #: pixel types a raw SIM stack may have
@@ -352,6 +356,15 @@ class RawStack:
                 f"SIM set {index or 0} holds {bad} NaN/inf values; expected finite intensities — "
                 "fix or drop those frames",
             )
+        if self.dtype.kind == "f" and out.size:
+            peak = max(float(out.max()), -float(out.min()))
+            if peak > MAX_INTENSITY:
+                raise _fail(
+                    self.path,
+                    f"SIM set {index or 0} holds values up to {peak:.3g}; expected intensities "
+                    f"(ADU or photons) within +-{MAX_INTENSITY:.0e} — rescale the stack (e.g. to "
+                    "the camera's range, 0-65535)",
+                )
         return out
 
     def iter_sets(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
