@@ -60,7 +60,7 @@ def test_manifest_is_discoverable():
 
 
 def test_reader_round_trips_a_recorded_run(make_napari_viewer, recorded_run):
-    from scope.acquisition.writer import read_acquisition, valid_sets
+    from scope.acquisition.writer import complete_sets, read_acquisition
 
     path, summary = recorded_run
     viewer = make_napari_viewer()
@@ -68,10 +68,16 @@ def test_reader_round_trips_a_recorded_run(make_napari_viewer, recorded_run):
     assert len(layers) == 1
     layer = layers[0]
     frames, table, _meta = read_acquisition(path)
-    sets, _ids = valid_sets(frames, table, 9)
-    # every verified set, in order; the frames first, so t lines up with the SIM's t
+    # every verified set in order (and, after the first, a set kept without a frame a loaded
+    # machine's camera dropped or exposed off its pulse: that frame blank); the frames first,
+    # so t lines up with the SIM's t
+    rows, _ids = complete_sets(table, 9, with_dropped=True)
+    blank = np.zeros(frames.shape[-2:], frames.dtype)
+    sets = np.stack([[frames[int(i)] if i >= 0 else blank for i in row] for row in rows])
     np.testing.assert_array_equal(np.asarray(layer.data), np.moveaxis(sets, 1, 0))
-    assert layer.data.shape == (9, summary.sets_valid, 64, 64)
+    kept = len(rows) - summary.sets_valid
+    assert 0 <= kept <= len(summary.sets_without_dropped_frames)
+    assert layer.data.shape == (9, summary.sets_valid + kept, 64, 64)
     assert layer.axis_labels == ("angle·phase", "t", "y", "x")
     np.testing.assert_allclose(layer.scale, (1, 1, 0.08, 0.08))
     md = layer.metadata
