@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import shlex
 import sys
@@ -697,7 +698,9 @@ def _reconstruct_after(
         print(f"reconstruction skipped ({interrupted.name}); to run it: {command}")
         return
     if interrupted is not None:
-        kept = len(summary.sets_without_dropped_frames)
+        # sets kept without a missing frame are read after the first verified set only
+        first_valid = next(i for i in itertools.count() if i not in summary.invalid_sets)
+        kept = sum(s > first_valid for s in summary.sets_without_dropped_frames)
         print(
             f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C"
             + (f" (and {kept} without their missing frame)" if kept else "")
