@@ -126,7 +126,15 @@ def test_sets_with_a_frame_the_camera_dropped_are_reconstructed_end_to_end(tmp_p
         faults_seen = m.camera.fault_log
     dropped = {f.pulse_count for f in faults_seen if f.kind in ("drop", "missed_trigger")}
     _, table, _ = read_acquisition(run)
-    drop_sets = {(c - 1) // 9: (c - 1) % 9 for c in dropped}
+    drop_sets: dict[int, list[int]] = {}  # set -> the patterns it lost
+    for c in sorted(dropped):
+        drop_sets.setdefault((c - 1) // 9, []).append((c - 1) % 9)
+    # a loaded machine's emulator thread can slip by milliseconds: the engine then calls a
+    # frame off its pulse (conservatively) and keeps its set without it, as for a drop
+    off_pulse = np.isin(table["camera_frame_id"], summary.late_frames)
+    assert off_pulse.sum() <= 2
+    for i in np.flatnonzero(off_pulse):
+        drop_sets.setdefault(int(table["set"][i]), []).append(int(table["pattern"][i]))
     kept = {int(s) for s in np.unique(table["set"][table["valid"] == 2])}
     assert kept and kept <= set(drop_sets)  # only sets that lost a frame, and no other fault
     assert summary.sets_without_dropped_frames == sorted(kept)
@@ -144,7 +152,7 @@ def test_sets_with_a_frame_the_camera_dropped_are_reconstructed_end_to_end(tmp_p
     blank = doc["blank_frames"]["blank"]
     assert all(e["run_set"] == numbers[e["set"]] for e in blank)  # the run's own numbering
     named = {e["run_set"]: e["frames"] for e in blank}
-    assert named == {s: [drop_sets[s]] for s in kept}  # each set's missing pattern
+    assert named == {s: sorted(drop_sets[s]) for s in kept}  # each set's missing patterns
     kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
     target = metrics.ideal_sim_target(
         sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
