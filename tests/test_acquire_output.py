@@ -136,7 +136,7 @@ def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(ca
                  sets_without_dropped_frames=[1]),
     )  # fmt: skip
     out = capsys.readouterr().out
-    assert "6 valid / 2 invalid sets (1 of them kept without their missing frame)" in out
+    assert "6 valid / 2 invalid sets (1 of them kept without their faulty frames)" in out
     assert "  set 1 invalid: pulse 14: frame dropped (its other frames kept: reconstructed" in out
     assert "  set 3 invalid: pulse 30: frame 31 +2.10 ms off its pulse\n" in out
     # an exposure the end of the run cut short (Ctrl-C during it) is said, and its set kept
@@ -147,7 +147,7 @@ def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(ca
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "0 late frames, 1 cut short by the end of the run (0.0 s)" in out
-    assert "(1 of them kept without their missing frame)" in out
+    assert "(1 of them kept without their faulty frames)" in out
     assert (
         "set 1 invalid: pulse 18: exposure cut short by the end of the run (light off) (its " in out
     )

@@ -117,6 +117,17 @@ def test_200_sets_with_drops_and_extras_all_detected(tmp_path):
     ids = set(table["camera_frame_id"].tolist())
     assert extras <= ids  # extra frames are kept (tagged invalid), not thrown away
     assert set(table["valid"][np.isin(table["camera_frame_id"], list(extras))]) == {0}
+    # a set whose faults are only dropped or extra frames keeps its other frames (valid 2, each
+    # showing its tagged pattern: _check_file_tags), so no time point is lost to them; the sets
+    # the camera's faults touched and the engine's own conservative calls aside, none is lost
+    assert_every_frame_decided(table, summary.sets_without_dropped_frames)
+    extra_rows = np.isin(table["camera_frame_id"], list(extras))
+    touched = bad_sets | ({int(s) for s in table["set"][extra_rows]} - {-1})
+    kept = set(summary.sets_without_dropped_frames)
+    assert kept <= set(summary.invalid_sets)
+    lost = set(summary.invalid_sets) - kept
+    assert len(lost) <= 3, {s: summary.invalid_sets[s] for s in lost}
+    assert len(kept & touched) >= len(touched) - 3
     # readable with plain zarr too, NGFF axes t/y/x with the pixel size
     import zarr
 

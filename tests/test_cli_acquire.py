@@ -355,7 +355,7 @@ def test_ctrl_c_ends_a_sets_0_run_and_reconstructs_it(tmp_path):
     assert f"reconstructing the {valid} valid sets acquired before Ctrl-C" in err
     # (and a set kept without a frame: one whose last exposure Ctrl-C cut short, or a frame a
     # loaded machine's camera dropped or exposed off its pulse)
-    kept = re.search(r"before Ctrl-C \(and (\d+) without their missing frame\)", err)
+    kept = re.search(r"before Ctrl-C \(and (\d+) without their faulty frames\)", err)
     sim, _, _ = read_image(tmp_path / "day.1.sim.ome.tif")  # the name's dots kept
     assert sim.shape == (valid + (int(kept.group(1)) if kept else 0), 128, 128)
     assert np.isfinite(sim).all()

@@ -221,10 +221,10 @@ class AcquisitionSummary:
     #: the controller's timing tolerance (its ``CAPS``): a step later than this is an overrun
     controller_timing_tolerance_us: int | None = None
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
-    #: invalid sets whose only fault is frames missing or unusable (the camera dropped them,
-    #: exposed them off their pulse, or the end of the run cut their exposure short): their
-    #: other frames are kept (``valid`` 2) and a reconstruction of the file leaves the missing
-    #: ones out
+    #: invalid sets whose only faults are frames missing, unusable (the camera dropped them,
+    #: exposed them off their pulse, or the end of the run cut their exposure short) or extra:
+    #: their other frames are kept (``valid`` 2) and a reconstruction of the file leaves the
+    #: missing ones out
     sets_without_dropped_frames: list[int] = field(default_factory=list)
     #: controller counts of exposures under way when the light went off (``STOP``, ``SAFE``,
     #: a fault): lit only in part, their frames are kept on disk but out of their sets
@@ -484,6 +484,7 @@ class AcquisitionEngine:
         self._fault: str | None = None
         #: host time by which the light went off before the run's end (STOP, SAFE, a fault)
         self._light_off_s: float | None = None
+        self._extra_ids: set[int] = set()  # camera frame ids of the extra frames found so far
         self._max_pulse = 0
         self._newest_frame_t = -math.inf
         self._software = False
@@ -785,6 +786,7 @@ class AcquisitionEngine:
                     self.summary.frames_after_run += 1  # free-running past the last exposure
                     continue
                 self.summary.extra_frames.append(f.frame_id)
+                self._extra_ids.add(f.frame_id)
                 log.info("camera frame %d (t=%.4f s) matches no controller pulse: extra frame",
                          f.frame_id, f.t_s)  # fmt: skip
         self._frames = [f for f in self._frames if not f.resolved]
@@ -851,6 +853,7 @@ class AcquisitionEngine:
         # frames of the set's pulses that cannot be used: lit only in part (the end of the run
         # cut the exposure short) or exposed off their pulse (across a pattern switch)
         unusable: set[int] = set()
+        extras = 0  # pulses with a second frame (the one nearest the pulse is its member)
         members: list[_Frame | None] = []
         tol_t = cfg.timing_tol_s()
         for slot, c in enumerate(counts):
@@ -878,6 +881,8 @@ class AcquisitionEngine:
                 ids = [f.frame_id for f in frames]
                 reasons.append(f"pulse {c}: {len(frames)} frames (ids {ids}): extra frame")
                 self.summary.extra_frames.extend(ids[1:])
+                self._extra_ids.update(ids[1:])
+                extras += 1
             f = frames[0]
             if self._cut_short(t_pulse):
                 reasons.append(f"pulse {c}: exposure cut short by the end of the run (light off)")
@@ -892,21 +897,27 @@ class AcquisitionEngine:
                 unusable.add(f.index)
             members.append(f)
         ids = [f.frame_id for f in members if f is not None]
-        gaps = sum(b - a - 1 for a, b in itertools.pairwise(ids))
-        if any(b != a + 1 for a, b in itertools.pairwise(ids)):
+        consecutive = all(b == a + 1 for a, b in itertools.pairwise(ids))
+        if not consecutive:
             reasons.append(f"camera frame ids not consecutive: {ids}")
+        # ids skipped between the members that no extra frame explains: frames the camera
+        # exposed that never came (dropped; a frame off its pulse keeps its id)
+        ascending = all(b > a for a, b in itertools.pairwise(ids))
+        skipped = set(range(ids[0], ids[-1] + 1)) - set(ids) if ids and ascending else set()
+        unexplained = len(skipped - self._extra_ids) if ascending else len(counts)
         valid = not reasons
-        # a set whose only fault is frames missing - the camera dropped them (their ids
-        # missing, no more) - or unusable (exposed off their pulse, or cut short by the end of
-        # the run): its other frames are verified (pattern, pulse, timing) and kept for a
-        # reconstruction without the missing ones (valid = 2 in the frame table; consumers get
-        # complete sets only)
+        # a set whose only faults are frames missing - the camera dropped them (their ids
+        # missing, no more) -, unusable (exposed off their pulse, or cut short by the end of
+        # the run) or extra (a spurious trigger's frame, told apart by its time and id): its
+        # other frames are verified (pattern, pulse, timing) and kept for a reconstruction
+        # without the missing ones (valid = 2 in the frame table; consumers get complete,
+        # verified sets only)
         missing = dropped + len(unusable)
         only_dropped = (
             not valid
-            and 0 < missing < len(counts)
-            and 0 <= gaps <= dropped
-            and len(reasons) == missing + (gaps > 0)
+            and missing < len(counts)
+            and 0 <= unexplained <= dropped
+            and len(reasons) == missing + extras + (not consecutive)
         )
         verdict = 1 if valid else 2 if only_dropped else 0
         rows: dict[str, list[int]] = {
@@ -952,6 +963,8 @@ class AcquisitionEngine:
                         s, "; ".join(reasons),
                         ": its other frames are kept for a reconstruction without the missing "
                         "ones" if only_dropped else "")  # fmt: skip
+        if ids:  # extra frames before this set's last one can explain no later set's gaps
+            self._extra_ids = {i for i in self._extra_ids if i > ids[-1]}
         for c in counts:  # forget what this set used
             p = self._pulses.pop(c, None)
             for i in p.frames if p is not None else ():

@@ -22,8 +22,9 @@ Frame-table columns: ``set`` (SIM set index, -1 when unknown), ``angle``, ``phas
 (index in the controller's sequence; -1 for a frame without a pulse), ``camera_frame_id``,
 ``controller_count`` (the controller's pulse number, 1-based; -1 when none), ``timestamp_ns``
 (host monotonic clock), ``valid`` (1 = part of a verified set, 0 = not, 2 = a verified frame
-of a set whose only fault is a missing or unusable frame: the camera dropped it or exposed it
-off its pulse, or the end of the run cut its exposure short; -1 = not decided yet),
+of a set whose only faults are missing, unusable or extra frames: the camera dropped a frame,
+exposed one off its pulse or an extra one, or the end of the run cut an exposure short; -1 =
+not decided yet),
 ``written`` (1 once the pixels are on disk), ``index`` (arrival index).
 
 Crash safety: capacity grows in blocks and the pixels of each frame are written before its table
@@ -709,7 +710,7 @@ def complete_sets(
 
     Only frames with ``valid == 1`` count; a set counts only when all ``n`` of its frames are
     there, each pattern once (others are skipped with a warning). ``with_dropped`` also
-    returns the sets whose only fault is frames missing (``valid == 2``), after the
+    returns the sets kept without their faulty frames (``valid == 2``), after the
     first complete set, with -1 where a pattern's frame is missing (a reconstruction leaves it
     out: :class:`~scope.sim.pipeline.BlankFrameLog`).
     """

@@ -609,7 +609,7 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
     print(
         f"{s.path}: {s.frames_written} frames, "
         f"{s.sets_valid} valid / {s.sets_invalid} invalid sets"
-        + (f" ({len(kept)} of them kept without their missing frame)" if kept else "")
+        + (f" ({len(kept)} of them kept without their faulty frames)" if kept else "")
         + ", "
         f"{len(s.dropped_pulses)} dropped, {len(s.extra_frames)} extra, "
         f"{len(s.late_frames)} late frames"
@@ -698,12 +698,12 @@ def _reconstruct_after(
         print(f"reconstruction skipped ({interrupted.name}); to run it: {command}")
         return
     if interrupted is not None:
-        # sets kept without a missing frame are read after the first verified set only
+        # sets kept without their faulty frames are read after the first verified set only
         first_valid = next(i for i in itertools.count() if i not in summary.invalid_sets)
         kept = sum(s > first_valid for s in summary.sets_without_dropped_frames)
         print(
             f"reconstructing the {summary.sets_valid} valid sets acquired before Ctrl-C"
-            + (f" (and {kept} without their missing frame)" if kept else "")
+            + (f" (and {kept} without their faulty frames)" if kept else "")
             + " (Ctrl-C again skips it)",
             file=sys.stderr,
         )

@@ -1494,10 +1494,11 @@ def _acquisition_stack(
     n_frames_per_set: int | None,
 ) -> RawStack:
     """The verified SIM sets of a run, frames in pattern order, read lazily: the complete
-    ones, and after the first of them those whose only fault is frames missing (dropped by the
-    camera, or lit only in part as the run ended): their missing frames read as zeros, which a
-    reconstruction leaves out as blank frames (:class:`~scope.sim.pipeline.BlankFrameLog`), so
-    a time point is not lost for one frame."""
+    ones, and after the first of them those kept without their faulty frames (dropped by the
+    camera, exposed off their pulse, or lit only in part as the run ended; an extra frame
+    costs none): their missing frames read as zeros, which a reconstruction leaves out as
+    blank frames (:class:`~scope.sim.pipeline.BlankFrameLog`), so a time point is not lost for
+    one frame."""
     # the engine records its configuration (n_angles, n_phases) under "acquisition"
     conf = meta.get("acquisition") if isinstance(meta.get("acquisition"), dict) else {}
     n_a = meta.get("n_angles") or conf.get("n_angles")
