@@ -221,8 +221,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--reconstruct",
         action="store_true",
-        help="also reconstruct the valid sets (and those that lost only a frame the camera "
-        "dropped, without it) into <output>.sim.ome.tif (+ .params.json), also after Ctrl-C",
+        help="also reconstruct the valid sets (and those kept without their faulty frames: "
+        "dropped, late or extra) into <output>.sim.ome.tif (+ .params.json), also after Ctrl-C",
     )
     p.set_defaults(func=run)
 
