@@ -137,7 +137,7 @@ def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(ca
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "6 valid / 2 invalid sets (1 of them kept without their faulty frames)" in out
-    assert "  set 1 invalid: pulse 14: frame dropped (its other frames kept: reconstructed" in out
+    assert "  set 1 invalid: pulse 14: frame dropped (kept: reconstructed from its good " in out
     assert "  set 3 invalid: pulse 30: frame 31 +2.10 ms off its pulse\n" in out
     # an exposure the end of the run cut short (Ctrl-C during it) is said, and its set kept
     _report(
@@ -148,6 +148,4 @@ def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(ca
     out = capsys.readouterr().out
     assert "0 late frames, 1 cut short by the end of the run (0.0 s)" in out
     assert "(1 of them kept without their faulty frames)" in out
-    assert (
-        "set 1 invalid: pulse 18: exposure cut short by the end of the run (light off) (its " in out
-    )
+    assert "pulse 18: exposure cut short by the end of the run (light off) (kept: " in out

@@ -898,13 +898,16 @@ class AcquisitionEngine:
             members.append(f)
         ids = [f.frame_id for f in members if f is not None]
         consecutive = all(b == a + 1 for a, b in itertools.pairwise(ids))
-        if not consecutive:
-            reasons.append(f"camera frame ids not consecutive: {ids}")
         # ids skipped between the members that no extra frame explains: frames the camera
         # exposed that never came (dropped; a frame off its pulse keeps its id)
         ascending = all(b > a for a, b in itertools.pairwise(ids))
         skipped = set(range(ids[0], ids[-1] + 1)) - set(ids) if ids and ascending else set()
         unexplained = len(skipped - self._extra_ids) if ascending else len(counts)
+        if not consecutive:
+            known = sorted(skipped & self._extra_ids)
+            reasons.append(f"camera frame ids not consecutive: {ids}"
+                           + (f" (extra frame {', '.join(map(str, known))} between them)"
+                              if known else ""))  # fmt: skip
         valid = not reasons
         # a set whose only faults are frames missing - the camera dropped them (their ids
         # missing, no more) -, unusable (exposed off their pulse, or cut short by the end of
@@ -961,8 +964,8 @@ class AcquisitionEngine:
         else:
             log.warning("set %d invalid (%s)%s; the next set starts from the controller count",
                         s, "; ".join(reasons),
-                        ": its other frames are kept for a reconstruction without the missing "
-                        "ones" if only_dropped else "")  # fmt: skip
+                        ": its good frames are kept for a reconstruction" if only_dropped
+                        else "")  # fmt: skip
         if ids:  # extra frames before this set's last one can explain no later set's gaps
             self._extra_ids = {i for i in self._extra_ids if i > ids[-1]}
         for c in counts:  # forget what this set used

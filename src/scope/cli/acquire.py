@@ -617,7 +617,7 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
         + f" ({s.duration_s:.1f} s)"
     )
     for index, reasons in list(s.invalid_sets.items())[:10]:
-        said = " (its other frames kept: reconstructed without it)" if index in kept else ""
+        said = " (kept: reconstructed from its good frames)" if index in kept else ""
         print(f"  set {index} invalid: {'; '.join(reasons)}{said}")
     overruns = _overruns_line(s, trigger, simulated is not None)
     if overruns:
