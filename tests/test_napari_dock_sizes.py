@@ -62,6 +62,7 @@ def _busiest_stats():
         dropped_frames=12_345,
         extra_frames=12_345,
         invalid_sets=12_345,
+        kept_sets=12_345,
         valid_sets=123_456,
         skipped_windows=123_456,
         modulation=(0.81, 0.79, 0.80),

@@ -159,6 +159,8 @@ class LiveStats:
     dropped_frames: int = 0
     extra_frames: int = 0
     invalid_sets: int = 0
+    #: invalid sets kept without their faulty frames (a recording reconstructs them too)
+    kept_sets: int = 0
     valid_sets: int = 0
     skipped_windows: int = 0
     modulation: tuple[float, ...] = ()
@@ -432,6 +434,7 @@ class LiveSession:
             snap.stats.dropped_frames = len(summ.dropped_pulses)
             snap.stats.extra_frames = len(summ.extra_frames)
             snap.stats.invalid_sets = summ.sets_invalid
+            snap.stats.kept_sets = len(summ.sets_without_dropped_frames)
             snap.stats.valid_sets = summ.sets_valid
         return snap
 

@@ -194,7 +194,7 @@ def stats_text(st: LiveStats | None) -> str:
         f"raw {st.raw_fps:5.1f} fps · SIM {st.sim_fps:5.1f} /s",
         f"reconstruction {st.reconstruction_ms:5.1f} ms · pattern estimates {st.pattern_estimates}",
         f"frames {st.raw_frames} · SIM images {st.sim_images}",
-        f"sets valid {st.valid_sets} · invalid {st.invalid_sets}",
+        f"sets valid {st.valid_sets} · invalid {st.invalid_sets} · kept {st.kept_sets}",
         f"windows skipped {st.skipped_windows} · camera defects {defects}",
         f"frames dropped {st.dropped_frames} · extra {st.extra_frames} · clipped {clipped}",
         f"modulation per angle: {mod}",
