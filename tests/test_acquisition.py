@@ -655,7 +655,7 @@ def test_an_exposure_the_end_of_the_run_cuts_short_is_kept_out_of_its_set(tmp_pa
     from scope.acquisition.engine import Interrupted, InterruptGuard
     from scope.acquisition.writer import complete_sets
 
-    exposure_ms = 120.0
+    exposure_ms = 200.0  # the stop must land inside one exposure, on a loaded machine too
     cut_pulse = 2 * N  # the last exposure of set 1
     out = tmp_path / f"{end}.zarr"
     with SimulatedMicroscope((64, 64), seed=3) as m:
@@ -667,7 +667,7 @@ def test_an_exposure_the_end_of_the_run_cuts_short_is_kept_out_of_its_set(tmp_pa
             deadline = time.monotonic() + 30
             while len(hw.trigger_log) < cut_pulse and time.monotonic() < deadline:
                 time.sleep(0.002)
-            time.sleep(0.01)  # 10 ms into its 120 ms exposure
+            time.sleep(0.01)  # 10 ms into its 200 ms exposure
             if end == "stop":
                 engine.stop()
             else:
