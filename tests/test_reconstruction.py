@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -279,6 +280,33 @@ def test_other_frame_counts_reconstruct_without_blank_frames(n_angles, n_phases,
     left_out = metrics.normalized_rms_error(rec(raw, missing_frames=missing)[crop], target[crop])
     assert left_out < clean + 0.04, (left_out, clean)
     assert metrics.normalized_rms_error(rec(raw)[crop], target[crop]) > clean + 0.5
+
+
+@pytest.mark.parametrize(
+    ("n_angles", "n_phases", "missing", "separable"),
+    [
+        (3, 3, (), True),
+        (3, 3, (4,), True),
+        (3, 3, (0, 8), True),  # two angles keep 2: the third gives the zero order
+        (3, 3, (0, 4, 8), False),  # no angle complete: no zero order to take off
+        (3, 3, (0, 1), False),  # an angle with 1 frame
+        (3, 5, (0, 1), True),  # 3 of 5 left: that angle still separates itself
+        (2, 4, (0, 1, 4, 5), False),
+    ],
+)
+def test_which_frames_a_set_can_do_without(n_angles, n_phases, missing, separable, caplog):
+    """The one rule the reconstruction (otherwise: reconstructed as it is, with a warning) and
+    the acquisition (which sets keep their good frames) share."""
+    from scope.sim.spectral import separable_without
+
+    assert separable_without(n_angles, n_phases, missing) is separable
+    case = make_case(2, size=64, n_angles=n_angles, n_phases=n_phases)
+    settings = ReconstructionSettings(offset_adu=OFFSET)
+    rec = SIMReconstructor(SETUP, case.truth, shape=(64, 64), settings=settings)
+    rec(case.raw)
+    with caplog.at_level(logging.WARNING, logger="scope.sim.reconstruct"):
+        rec(case.raw, missing_frames=missing)
+    assert ("to separate the orders without them" not in caplog.text) is separable
 
 
 @pytest.mark.parametrize(("n_angles", "n_phases"), [(3, 5), (2, 4)])

@@ -70,6 +70,7 @@ from scope.errors import (
     DeviceTimeoutError,
     ScopeError,
 )
+from scope.sim.spectral import separable_without
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,9 @@ class AcquisitionSummary:
     invalid_sets: dict[int, list[str]] = field(default_factory=dict)
     #: invalid sets whose only faults are frames missing, unusable (the camera dropped them,
     #: exposed them off their pulse, or the end of the run cut their exposure short) or extra:
-    #: their other frames are kept (``valid`` 2) and a reconstruction of the file leaves the
-    #: missing ones out
+    #: their other frames are kept (``valid`` 2) when a reconstruction can do without the
+    #: faulty ones (:func:`~scope.sim.spectral.separable_without`), and a reconstruction of
+    #: the file leaves those out
     sets_without_dropped_frames: list[int] = field(default_factory=list)
     #: controller counts of exposures under way when the light went off (``STOP``, ``SAFE``,
     #: a fault): lit only in part, their frames are kept on disk but out of their sets
@@ -915,10 +917,12 @@ class AcquisitionEngine:
         # other frames are verified (pattern, pulse, timing) and kept for a reconstruction
         # without the missing ones (valid = 2 in the frame table; consumers get complete,
         # verified sets only)
+        # ... and only when a reconstruction can separate the orders without those frames
         missing = dropped + len(unusable)
+        absent = [k for k, f in enumerate(members) if f is None or f.index in unusable]
         only_dropped = (
             not valid
-            and missing < len(counts)
+            and separable_without(cfg.n_angles, cfg.n_phases, absent)
             and 0 <= unexplained <= dropped
             and len(reasons) == missing + extras + (not consecutive)
         )

@@ -85,6 +85,7 @@ from scope.sim.spectral import (
     power_law,
     radius,
     sample_power_law,
+    separable_without,
     separation_matrix,
 )
 
@@ -778,14 +779,12 @@ class SIMReconstructor:
         inverse = np.where(kept & (level > 0), 1 / np.where(level > 0, level, 1), 0.0)
         if self._equalize:
             level = np.where(kept, 1.0, level)
+        if not separable_without(p.n_angles, n_ph, missing):
+            return None
         complete, partial = [], []
         for a in range(p.n_angles):
             n_kept = int(kept[a * n_ph : (a + 1) * n_ph].sum())
-            if n_kept < 2:
-                return None
             (complete if n_kept >= 3 else partial).append(a)
-        if not complete:
-            return None
         zero = np.zeros(self.n_frames)
         plus = np.zeros((p.n_angles, self.n_frames), np.complex128)
         gain = np.zeros(p.n_angles)  # each angle's level (the mean of its kept frames)

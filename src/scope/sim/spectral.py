@@ -181,6 +181,17 @@ def default_taper_px(shape: tuple[int, int]) -> int:
     return int(np.clip(min(shape) // 16, 4, 32))
 
 
+def separable_without(n_angles: int, n_phases: int, missing: Any) -> bool:
+    """Whether a set's orders can still be separated with the frames ``missing`` (indices,
+    angle-major, phase fastest) left out: every angle keeps at least 2 frames and one keeps at
+    least 3 (an angle with 2 takes its zero order from the complete ones; see
+    :class:`~scope.sim.reconstruct.SIMReconstructor`'s ``missing_frames``)."""
+    gone = {int(i) for i in missing}
+    kept = [n_phases - sum(a * n_phases + p in gone for p in range(n_phases))
+            for a in range(n_angles)]  # fmt: skip
+    return min(kept) >= 2 and max(kept) >= 3
+
+
 def separation_matrix(phases_rad: Any) -> np.ndarray:
     """Pseudo-inverse that separates the 0, +1 and -1 orders of one pattern orientation.
 
