@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "reconstruction" / "benchmark
 
 # script -> (smallest arguments, a line of its report)
 CASES = {
+    "acquisition_faults.py": (["--sets", "3", "--seeds", "1"], "| 1 % dropped | 0 |"),
     "acquisition_latency.py": (["--sets", "3", "--seconds", "0.3"], "3 sets received"),
     "batch_memory.py": (["--time-points", "2", "--size", "64"], "growth over the fixed overhead"),
     "batch_throughput.py": (

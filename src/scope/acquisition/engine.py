@@ -901,7 +901,7 @@ class AcquisitionEngine:
         ids = [f.frame_id for f in members if f is not None]
         consecutive = all(b == a + 1 for a, b in itertools.pairwise(ids))
         # ids skipped between the members that no extra frame explains: frames the camera
-        # exposed that never came (dropped; a frame off its pulse keeps its id)
+        # exposed that never came (dropped, or the one a frame off its pulse stands in for)
         ascending = all(b > a for a, b in itertools.pairwise(ids))
         skipped = set(range(ids[0], ids[-1] + 1)) - set(ids) if ids and ascending else set()
         unexplained = len(skipped - self._extra_ids) if ascending else len(counts)
@@ -923,7 +923,8 @@ class AcquisitionEngine:
         only_dropped = (
             not valid
             and separable_without(cfg.n_angles, cfg.n_phases, absent)
-            and 0 <= unexplained <= dropped
+            # (an extra frame may stand in for a frame that never came, off its pulse)
+            and 0 <= unexplained <= dropped + len(unusable)
             and len(reasons) == missing + extras + (not consecutive)
         )
         verdict = 1 if valid else 2 if only_dropped else 0
