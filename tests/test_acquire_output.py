@@ -149,3 +149,15 @@ def test_the_summary_says_which_invalid_sets_are_kept_without_a_dropped_frame(ca
     assert "0 late frames, 1 cut short by the end of the run (0.0 s)" in out
     assert "(1 of them kept without their faulty frames)" in out
     assert "pulse 18: exposure cut short by the end of the run (light off) (kept: " in out
+    # many invalid sets: the lost ones first (each costs a time point), ten lines at most
+    many = {i: ["pulse 1: frame dropped"] for i in range(12)}
+    many[11] = ["pulse 100: frame dropped", "pulse 101: frame dropped", "not kept: too few"]
+    _report(
+        _summary(sets_invalid=12, invalid_sets=many, sets_without_dropped_frames=list(range(11)))
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  set 11 invalid: pulse 100: frame dropped")
+    assert "(kept" not in lines[1] and "(kept: reconstructed" in lines[2]
+    assert lines[11] == (
+        "  ... and 2 more invalid sets (all of them in the run's metadata: summary.invalid_sets)"
+    )

@@ -712,3 +712,31 @@ def test_an_exposure_the_end_of_the_run_cuts_short_is_kept_out_of_its_set(tmp_pa
     rows, numbers = complete_sets(table, N, with_dropped=True)
     assert numbers[:2] == [0, 1]
     assert (rows[1] >= 0).sum() == N - 1 and rows[1][table["pattern"][cut_frame]] == -1
+
+
+def test_a_set_that_lost_too_much_of_an_angle_says_why_it_is_not_kept(tmp_path):
+    """With many drops some sets lose two frames of one angle: they cannot be reconstructed
+    without them, are not kept, and say so; every set that lost only frames and is kept can."""
+    faults = FaultInjection(drop_prob=0.12, seed=4)
+    out = tmp_path / "lossy.zarr"
+    with SimulatedMicroscope((64, 64), faults=faults) as m:
+        cfg = AcquisitionConfig(n_sets=30, exposure_ms=2.0, dark_ms=1.0)
+        summary = AcquisitionEngine(m.camera, m.controller, out, cfg, setup=m.setup).run()
+        dropped = {
+            f.pulse_count for f in m.camera.fault_log if f.kind in ("drop", "missed_trigger")
+        }
+    kept = set(summary.sets_without_dropped_frames)
+    slots = {}  # set -> the slots the camera lost
+    for c in dropped:
+        slots.setdefault((c - 1) // N, set()).add((c - 1) % N)
+    not_kept = {s for s, r in summary.invalid_sets.items() if any("not kept" in x for x in r)}
+    assert not_kept, summary.invalid_sets  # (12 % of 270 frames: several sets lose 2 of an angle)
+    assert not not_kept & kept
+    for s in not_kept:  # the slots it names: the camera's drops (and any frame called late)
+        said = next(x for x in summary.invalid_sets[s] if x.startswith("not kept"))
+        named = {int(v) for v in said.split("(slots ")[1].split(" lost")[0].split(", ")}
+        assert slots[s] <= named and not separable_without(3, 3, named), (s, slots[s], said)
+    for s in kept:
+        assert separable_without(3, 3, slots.get(s, set()))
+    frames, table, _ = read_acquisition(out)
+    _check_file_tags(frames, table)

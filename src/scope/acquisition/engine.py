@@ -920,13 +920,18 @@ class AcquisitionEngine:
         # ... and only when a reconstruction can separate the orders without those frames
         missing = dropped + len(unusable)
         absent = [k for k, f in enumerate(members) if f is None or f.index in unusable]
-        only_dropped = (
+        faults_of_frames = (
             not valid
-            and separable_without(cfg.n_angles, cfg.n_phases, absent)
             # (an extra frame may stand in for a frame that never came, off its pulse)
             and 0 <= unexplained <= dropped + len(unusable)
             and len(reasons) == missing + extras + (not consecutive)
         )
+        only_dropped = faults_of_frames and separable_without(cfg.n_angles, cfg.n_phases, absent)
+        if faults_of_frames and not only_dropped:  # say why such a set is not kept
+            reasons.append(
+                "not kept: too few good frames of an angle to reconstruct without the others "
+                f"(slots {', '.join(map(str, absent))} lost; each angle needs 2, one needs 3)"
+            )
         verdict = 1 if valid else 2 if only_dropped else 0
         rows: dict[str, list[int]] = {
             k: [] for k in ("i", "angle", "phase", "pattern", "count", "valid")

@@ -616,9 +616,14 @@ def _report(s: Any, *, trigger: str = "hardware", simulated: dict[str, Any] | No
         + (f", {len(s.cut_exposures)} cut short by the end of the run" if s.cut_exposures else "")
         + f" ({s.duration_s:.1f} s)"
     )
-    for index, reasons in list(s.invalid_sets.items())[:10]:
+    # the sets lost first (each costs a time point), then the kept ones; ten at most
+    ordered = sorted(s.invalid_sets.items(), key=lambda item: (item[0] in kept, item[0]))
+    for index, reasons in ordered[:10]:
         said = " (kept: reconstructed from its good frames)" if index in kept else ""
         print(f"  set {index} invalid: {'; '.join(reasons)}{said}")
+    if len(ordered) > 10:
+        print(f"  ... and {len(ordered) - 10} more invalid sets (all of them "
+              "in the run's metadata: summary.invalid_sets)")  # fmt: skip
     overruns = _overruns_line(s, trigger, simulated is not None)
     if overruns:
         print(overruns)
