@@ -374,10 +374,9 @@ class _ReconstructedSets:
             rec = self.recs[channel]
             missing: tuple[int, ...] = ()
             if flat != self.stack.first_set_of_channel(channel):  # that one sets the pattern
-                from scope.sim.pipeline import blank_frames
+                from scope.sim.pipeline import blank_frame_indices
 
-                offset = getattr(rec.settings, "offset_adu", None)
-                missing = tuple(int(i) for i in blank_frames(frames, offset)[0])
+                missing = blank_frame_indices(frames, getattr(rec.settings, "offset_adu", None))
             if missing:  # a dropped or blank frame: left out (the clip keeps its time point)
                 log.info("set %d: frame(s) %s blank, left out", flat, list(missing))
             item = (

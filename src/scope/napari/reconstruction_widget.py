@@ -746,9 +746,9 @@ class ReconstructionWidget(QWidget):
         if checked is None:
             return None
         frames, _ = checked
-        from scope.sim.pipeline import blank_frames
+        from scope.sim.pipeline import blank_frame_indices
 
-        blank = tuple(int(i) for i in blank_frames(frames, self._offset_adu())[0])
+        blank = blank_frame_indices(frames, self._offset_adu())
         s = self.settings()
         base = self.reconstructor
         epoch = self._epoch

@@ -190,6 +190,12 @@ def blank_frames(frames: Any, offset_adu: float | None) -> tuple[np.ndarray, np.
     return np.flatnonzero(signal < BLANK_FRAME_SHARE * typical), signal, typical
 
 
+def blank_frame_indices(frames: Any, offset_adu: float | None) -> tuple[int, ...]:
+    """The indices of a set's blank frames (:func:`blank_frames`), as ``missing_frames`` for
+    :meth:`~scope.sim.reconstruct.SIMReconstructor.__call__` takes them."""
+    return tuple(int(i) for i in blank_frames(frames, offset_adu)[0])
+
+
 def check_no_blank_frame(
     frames: Any, offset_adu: float | None, *, unit: str = "ADU", which: str = "the first SIM set"
 ) -> None:
@@ -250,7 +256,7 @@ class BlankFrameLog:
     def update(self, index: int, frames: Any) -> tuple[int, ...]:
         """Check set ``index`` (counting from 0 in the file's order); its blank frames."""
         self.sets += 1
-        blank = tuple(int(i) for i in blank_frames(frames, self.offset_adu)[0])
+        blank = blank_frame_indices(frames, self.offset_adu)
         if blank:
             self.found.append((index, blank))
             log.debug("set %d: blank frame(s) %s", index, blank)
