@@ -770,6 +770,8 @@ class SIMReconstructor:
         """
         p = self.params
         n_ph = p.n_phases
+        if not separable_without(p.n_angles, n_ph, missing):
+            return None
         kept = np.ones(self.n_frames, bool)
         kept[list(missing)] = False
         sums = self._frame_sums(frames, offset)
@@ -779,8 +781,6 @@ class SIMReconstructor:
         inverse = np.where(kept & (level > 0), 1 / np.where(level > 0, level, 1), 0.0)
         if self._equalize:
             level = np.where(kept, 1.0, level)
-        if not separable_without(p.n_angles, n_ph, missing):
-            return None
         complete, partial = [], []
         for a in range(p.n_angles):
             n_kept = int(kept[a * n_ph : (a + 1) * n_ph].sum())
@@ -856,7 +856,8 @@ class SIMReconstructor:
         not set :func:`estimate_camera_offset` (on the first frame not ``missing``)."""
         if self.settings.offset_adu is not None:
             return float(self.settings.offset_adu)
-        first = next((i for i in range(len(raw)) if i not in set(missing_frames)), 0)
+        gone = set(missing_frames)
+        first = next((i for i in range(len(raw)) if i not in gone), 0)
         return estimate_camera_offset(raw[first:], self.backend.xp)
 
     def widefield(self, raw: Any, *, missing_frames: Sequence[int] = ()) -> Any:
