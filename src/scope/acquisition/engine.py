@@ -926,13 +926,15 @@ class AcquisitionEngine:
             and 0 <= unexplained <= dropped + len(unusable)
             and len(reasons) == missing + extras + (not consecutive)
         )
-        only_dropped = faults_of_frames and separable_without(cfg.n_angles, cfg.n_phases, absent)
-        if faults_of_frames and not only_dropped:  # say why such a set is not kept
+        keep_good_frames = faults_of_frames and separable_without(
+            cfg.n_angles, cfg.n_phases, absent
+        )
+        if faults_of_frames and not keep_good_frames:  # say why such a set is not kept
             reasons.append(
                 "not kept: too few good frames of an angle to reconstruct without the others "
                 f"(slots {', '.join(map(str, absent))} lost; each angle needs 2, one needs 3)"
             )
-        verdict = 1 if valid else 2 if only_dropped else 0
+        verdict = 1 if valid else 2 if keep_good_frames else 0
         rows: dict[str, list[int]] = {
             k: [] for k in ("i", "angle", "phase", "pattern", "count", "valid")
         }
@@ -957,7 +959,7 @@ class AcquisitionEngine:
             else:
                 self.summary.sets_invalid += 1
                 self.summary.invalid_sets[s] = reasons
-                if only_dropped:
+                if keep_good_frames:
                     self.summary.sets_without_dropped_frames.append(s)
         if valid:
             good = [f for f in members if f is not None]
@@ -974,7 +976,7 @@ class AcquisitionEngine:
         else:
             log.warning("set %d invalid (%s)%s; the next set starts from the controller count",
                         s, "; ".join(reasons),
-                        ": its good frames are kept for a reconstruction" if only_dropped
+                        ": its good frames are kept for a reconstruction" if keep_good_frames
                         else "")  # fmt: skip
         if ids:  # extra frames before this set's last one can explain no later set's gaps
             self._extra_ids = {i for i in self._extra_ids if i > ids[-1]}
