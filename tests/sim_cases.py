@@ -75,13 +75,16 @@ def _camera_frames(ground_truth, truth: SIMParameters, photons: float, rng) -> n
     )
 
 
-def ideal_target(ground_truth: np.ndarray, params: SIMParameters) -> np.ndarray:
-    """The ground truth seen through the ideal SIM OTF of support ``fc + |p|`` (2x grid)."""
+def ideal_target(
+    ground_truth: np.ndarray, params: SIMParameters, setup: OpticalSetup = SETUP
+) -> np.ndarray:
+    """The ground truth seen through the ideal SIM OTF of support ``fc + |p|`` (2x grid; the
+    acceptance case's optics unless ``setup``, e.g. a simulated microscope's)."""
     kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
     return metrics.ideal_sim_target(
         ground_truth,
-        pixel_size_nm=SETUP.pixel_size_nm / 2,
-        cutoff_per_um=SETUP.cutoff_per_um + kmax,
+        pixel_size_nm=setup.pixel_size_nm / 2,
+        cutoff_per_um=setup.cutoff_per_um + kmax,
     )
 
 

@@ -12,6 +12,7 @@ import tifffile
 from scope.acquisition.writer import read_acquisition
 from scope.cli import main
 from scope.io.raw import open_raw
+from sim_cases import ideal_target
 
 
 def test_acquired_run_reads_back_and_reconstructs(tmp_path):
@@ -79,7 +80,6 @@ def _acquire(
     camera)."""
     from scope.acquisition.engine import AcquisitionConfig, AcquisitionEngine
     from scope.devices.simulated_microscope import SimulatedMicroscope
-    from scope.sim import metrics
 
     options = {"marker": False, "photons_peak": 400.0, **camera_options}
     with SimulatedMicroscope(shape, seed=seed, camera_options=options) as m:
@@ -88,10 +88,7 @@ def _acquire(
         cfg = AcquisitionConfig(n_sets=n_sets, exposure_ms=exposure_ms, dark_ms=1.0)
         AcquisitionEngine(m.camera, m.controller, path, cfg, setup=m.setup).run()
         setup, params, sample, camera = m.setup, m.params, m.sample_2x, m.camera
-    kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
-    target = metrics.ideal_sim_target(
-        sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
-    )
+    target = ideal_target(sample, params, setup)
     return target, setup, params, camera
 
 
@@ -153,10 +150,7 @@ def test_sets_with_a_frame_the_camera_dropped_are_reconstructed_end_to_end(tmp_p
     assert all(e["run_set"] == numbers[e["set"]] for e in blank)  # the run's own numbering
     named = {e["run_set"]: e["frames"] for e in blank}
     assert named == {s: sorted(drop_sets[s]) for s in kept}  # each set's missing patterns
-    kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
-    target = metrics.ideal_sim_target(
-        sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
-    )
+    target = ideal_target(sample, params, setup)
     errors = [metrics.normalized_rms_error(s, target, margin=16) for s in sim]
     complete = [e for n, e in zip(numbers, errors) if n not in kept]
     recovered = [e for n, e in zip(numbers, errors) if n in kept]

@@ -12,6 +12,7 @@ import pytest
 from scope.acquisition.writer import read_acquisition
 from scope.devices.simulated_camera import decode_marker
 from scope.napari.live import LiveConfig, LiveSession
+from sim_cases import ideal_target
 
 
 def _run_until(session: LiveSession, counter: str, n: int, timeout_s: float = 20) -> None:
@@ -91,13 +92,7 @@ def test_a_moved_pattern_is_estimated_again_on_request():
     try:
         _wait_for(session, "sim_images", 2)
         camera = session.camera
-        kmax = max(np.hypot(*a.k_per_um) for a in camera.params.angles)
-        setup = session.setup
-        target = metrics.ideal_sim_target(
-            camera._sample_2x,
-            pixel_size_nm=setup.pixel_size_nm / 2,
-            cutoff_per_um=setup.cutoff_per_um + kmax,
-        )
+        target = ideal_target(camera._sample_2x, camera.params, session.setup)
 
         def error_after(n_more: int) -> float:
             done = session.snapshot().stats.sim_images
@@ -159,13 +154,8 @@ def test_live_sim_maps_a_pattern_bent_across_the_field():
         session = LiveSession(cfg, "sim", sim_every="set", estimate=True)
         _run_until(session, "sim_images", 1, timeout_s=60)
         stats = session.snapshot().stats
-        camera, setup = session.camera, session.setup
-        kmax = max(np.hypot(*a.k_per_um) for a in camera.params.angles)
-        target = metrics.ideal_sim_target(
-            camera._sample_2x,
-            pixel_size_nm=setup.pixel_size_nm / 2,
-            cutoff_per_um=setup.cutoff_per_um + kmax,
-        )
+        camera = session.camera
+        target = ideal_target(camera._sample_2x, camera.params, session.setup)
         error = metrics.normalized_rms_error(session.snapshot().sim, target, margin=40)
         results[distortion] = (stats.pattern_drift_rad, stats.pattern_mapped, error)
         session.cleanup()

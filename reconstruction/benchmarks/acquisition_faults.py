@@ -25,10 +25,15 @@ import argparse
 import contextlib
 import io
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+from sim_cases import ideal_target
 
 MIXES = {  # name -> (drop_prob, extra_prob, late_prob)
     "1 % dropped": (0.01, 0.0, 0.0),
@@ -67,10 +72,7 @@ def run_mix(folder: Path, n_sets: int, seed: int, drop: float, extra: float, lat
     sims = tifffile.imread(out)
     with open_raw(run) as raw:
         numbers = list(raw.metadata["sets"])
-    kmax = max(np.hypot(*a.k_per_um) for a in params.angles)
-    target = metrics.ideal_sim_target(
-        sample, pixel_size_nm=setup.pixel_size_nm / 2, cutoff_per_um=setup.cutoff_per_um + kmax
-    )
+    target = ideal_target(sample, params, setup)
     errors = [metrics.normalized_rms_error(s, target, margin=16) for s in sims]
     complete = [e for n, e in zip(numbers, errors, strict=True) if n not in kept]
     recovered = [e for n, e in zip(numbers, errors, strict=True) if n in kept]
