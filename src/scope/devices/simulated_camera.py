@@ -167,7 +167,7 @@ class SimulatedCamera(Camera):
         ``exposure_output(False, nan, t_s)`` as it ends, ``t_s`` the edge's
         ``time.monotonic()`` (the simulated microscope wires it to the controller's input).
     lit_fraction : callable, optional
-        ``lit_fraction(pulse_count, start_s)``: the share of a triggered exposure the light
+        ``lit_fraction(pulse_count)``: the share of a triggered exposure the light
         was on, asked once the exposure is over (the simulated microscope answers from the
         board's trigger output, which a ``STOP`` or ``SAFE`` drops mid-exposure). Default:
         the whole exposure is lit.
@@ -565,7 +565,7 @@ class SimulatedCamera(Camera):
             return
         lit = 1.0
         if self.lit_fraction is not None and count is not None and not extra:
-            lit = min(max(float(self.lit_fraction(count, start)), 0.0), 1.0)
+            lit = min(max(float(self.lit_fraction(count)), 0.0), 1.0)
         full = self._render(pattern, mixed, rng, lit=lit)
         if self.marker:
             encode_marker(full, marker_pattern, count)

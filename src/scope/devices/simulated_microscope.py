@@ -132,7 +132,7 @@ class SimulatedMicroscope:
             for old in [p for p in spans if p < pulse - 64]:  # read out long ago, or missed
                 del spans[old]
 
-    def _lit_fraction(self, pulse: int, start_s: float) -> float:
+    def _lit_fraction(self, pulse: int) -> float:
         """The share of the camera's exposure the light was on: the trigger output (the light,
         in leader mode) high from the pulse's start until it fell, or throughout when it was
         still high as the camera read out."""
